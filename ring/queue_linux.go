@@ -1,0 +1,244 @@
+//go:build linux
+
+package ring
+
+import (
+	"fmt"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// Memory ordering: the kernel writes the SQ head and the CQ tail, we write
+// the SQ tail and the CQ head. Every load of a kernel-written index and
+// every store of an index we publish is a sync/atomic operation (Go's
+// atomics are sequentially consistent, which covers the acquire/release
+// pairs liburing uses and the full barrier it needs between publishing the
+// SQ tail and reading IORING_SQ_NEED_WAKEUP).
+
+// GetSQE returns the next free SQE, zeroed, or nil when the SQ is full
+// (Submit, then try again). The SQE belongs to the caller until the next
+// Submit or SubmitAndWait publishes it; it points into memory shared with
+// the kernel and must not be used after that. Submission side.
+func (r *Ring) GetSQE() *SQE {
+	sq := &r.sq
+	head := atomic.LoadUint32(sq.head)
+	if sq.sqeTail-head >= sq.entries {
+		return nil
+	}
+	sqe := &sq.sqes[sq.sqeTail&sq.mask]
+	sq.sqeTail++
+	*sqe = SQE{}
+	return sqe
+}
+
+// SQReady returns the number of SQEs handed out by GetSQE that the kernel
+// has not consumed yet (not yet submitted, or with SQPOLL not yet picked up
+// by the SQ thread). Submission side.
+func (r *Ring) SQReady() uint32 {
+	return r.sq.sqeTail - atomic.LoadUint32(r.sq.head)
+}
+
+// SQSpaceLeft returns how many more SQEs GetSQE can hand out before the SQ
+// is full. Submission side.
+func (r *Ring) SQSpaceLeft() uint32 {
+	return r.sq.entries - r.SQReady()
+}
+
+// flushSQ publishes the SQEs handed out since the last flush by storing the
+// SQ tail and returns how many SQEs the kernel has yet to consume.
+func (r *Ring) flushSQ() uint32 {
+	sq := &r.sq
+	if sq.sqeHead != sq.sqeTail {
+		sq.sqeHead = sq.sqeTail
+		atomic.StoreUint32(sq.tail, sq.sqeTail)
+	}
+	return sq.sqeTail - atomic.LoadUint32(sq.head)
+}
+
+// Submit publishes the prepared SQEs and submits them with
+// io_uring_enter(toSubmit, 0, flags). It returns the number of SQEs the
+// kernel consumed (with IORING_SETUP_SQPOLL: the number published; it enters
+// only to wake a sleeping SQ thread). A request that fails is still consumed
+// and reports its error in its CQE; the count is short only when the kernel
+// stopped early (an SQE it could not even prepare, without
+// IORING_SETUP_SUBMIT_ALL). Submission side.
+//
+// Errors (wrapping a syscall.Errno) are those of Enter: EAGAIN (no memory
+// for requests right now: reap and retry), EBUSY (the CQ overflow list is
+// full, or IORING_FEAT_NODROP is missing and the CQ is full: reap CQEs,
+// then retry), EEXIST (IORING_SETUP_SINGLE_ISSUER ring entered from another
+// thread), EBADR (CQEs were dropped).
+func (r *Ring) Submit() (int, error) {
+	return r.submit(0)
+}
+
+// SubmitAndWait is Submit, then waits until at least waitNr CQEs are ready
+// (io_uring_enter(toSubmit, waitNr, IORING_ENTER_GETEVENTS)). The wait
+// ends early on a signal (EINTR is retried only when nothing was submitted),
+// so callers must not assume waitNr CQEs are ready: check CQReady. With
+// IORING_SETUP_DEFER_TASKRUN this is what posts completions. Submission
+// side; it also flushes CQ overflow.
+func (r *Ring) SubmitAndWait(waitNr uint32) (int, error) {
+	return r.submit(waitNr)
+}
+
+func (r *Ring) submit(waitNr uint32) (int, error) {
+	toSubmit := r.flushSQ()
+	var flags uint32
+	enter := waitNr > 0
+	if r.params.Flags&IORING_SETUP_SQPOLL != 0 {
+		// The store of the tail above is sequentially consistent with this
+		// load: the SQ thread either sees the new tail or has set
+		// NEED_WAKEUP before sleeping.
+		if atomic.LoadUint32(r.sq.flags)&IORING_SQ_NEED_WAKEUP != 0 {
+			flags |= IORING_ENTER_SQ_WAKEUP
+			enter = true
+		}
+	} else if toSubmit > 0 {
+		enter = true
+	}
+	if waitNr > 0 || r.cqNeedsFlush() || r.params.Flags&IORING_SETUP_IOPOLL != 0 {
+		flags |= IORING_ENTER_GETEVENTS
+		enter = true
+	}
+	if !enter {
+		return int(toSubmit), nil
+	}
+	n, err := r.Enter(toSubmit, waitNr, flags)
+	if err != nil {
+		return n, err
+	}
+	if r.params.Flags&IORING_SETUP_SQPOLL != 0 {
+		return int(toSubmit), nil
+	}
+	return n, nil
+}
+
+// Enter is io_uring_enter(2) without a signal mask: submit up to toSubmit
+// published SQEs and, with IORING_ENTER_GETEVENTS, wait until minComplete
+// CQEs are ready. It returns the number of SQEs consumed. EINTR is retried;
+// other errors wrap the syscall.Errno: EAGAIN, EBUSY (CQ overflowing: reap,
+// then retry), EEXIST (SINGLE_ISSUER from another thread), EBADF/EBADFD,
+// EINVAL, EOPNOTSUPP (not a ring fd). Either side; it blocks the calling OS
+// thread while it waits (the Go scheduler runs other goroutines meanwhile).
+func (r *Ring) Enter(toSubmit, minComplete, flags uint32) (int, error) {
+	for {
+		n, errno := ioUringEnter(r.fd, toSubmit, minComplete, flags, nil, 0)
+		if errno == 0 {
+			return n, nil
+		}
+		if errno != unix.EINTR {
+			return 0, fmt.Errorf("io_uring_enter: %w", errno)
+		}
+	}
+}
+
+// cqNeedsFlush reports whether CQEs are held back in the kernel: in the
+// overflow list (IORING_SQ_CQ_OVERFLOW) or as task work to run
+// (IORING_SQ_TASKRUN, with IORING_SETUP_TASKRUN_FLAG).
+func (r *Ring) cqNeedsFlush() bool {
+	return atomic.LoadUint32(r.sq.flags)&(IORING_SQ_CQ_OVERFLOW|IORING_SQ_TASKRUN) != 0
+}
+
+// CQReady returns the number of CQEs ready to be read. Completion side.
+func (r *Ring) CQReady() uint32 {
+	return atomic.LoadUint32(r.cq.tail) - atomic.LoadUint32(r.cq.head)
+}
+
+// PeekBatchCQE copies up to len(cqes) ready CQEs, oldest first, and returns
+// how many it copied. It does not advance the CQ: call CQAdvance with the
+// number handled. When no CQE is ready but the kernel holds some back
+// (overflow, or pending task work with IORING_SETUP_TASKRUN_FLAG) it enters
+// the kernel once to flush them. It never blocks. Completion side.
+func (r *Ring) PeekBatchCQE(cqes []CQE) int {
+	n := r.peek(cqes)
+	if n == 0 && len(cqes) > 0 && r.cqNeedsFlush() {
+		// Errors here (EBUSY, EAGAIN) leave the CQEs where they are; a
+		// later call or FlushOverflow tries again.
+		_ = r.FlushOverflow()
+		n = r.peek(cqes)
+	}
+	return n
+}
+
+func (r *Ring) peek(cqes []CQE) int {
+	cq := &r.cq
+	tail := atomic.LoadUint32(cq.tail)
+	head := atomic.LoadUint32(cq.head)
+	n := min(tail-head, uint32(len(cqes)))
+	for i := uint32(0); i < n; i++ {
+		cqes[i] = cq.cqes[(head+i)&cq.mask]
+	}
+	return int(n)
+}
+
+// CQAdvance marks the n oldest ready CQEs as seen, handing their slots
+// back to the kernel. n must not exceed CQReady. Completion side.
+func (r *Ring) CQAdvance(n uint32) {
+	if n > 0 {
+		atomic.StoreUint32(r.cq.head, atomic.LoadUint32(r.cq.head)+n)
+	}
+}
+
+// WaitCQE blocks until a CQE is ready, then returns a copy of it and
+// advances past it. It submits nothing (SQEs not yet submitted stay
+// unsubmitted). Errors are those of Enter (EINTR is retried). Completion
+// side; with IORING_SETUP_DEFER_TASKRUN it must run on the submitter's
+// locked OS thread.
+func (r *Ring) WaitCQE() (CQE, error) {
+	var one [1]CQE
+	for {
+		if r.peek(one[:]) == 1 {
+			r.CQAdvance(1)
+			return one[0], nil
+		}
+		if _, err := r.Enter(0, 1, IORING_ENTER_GETEVENTS); err != nil {
+			return CQE{}, err
+		}
+	}
+}
+
+// CQOverflowPending reports whether IORING_SQ_CQ_OVERFLOW is set: the CQ
+// was full and the kernel keeps further CQEs in its overflow list
+// (IORING_FEAT_NODROP, 5.5). Reap, then FlushOverflow (PeekBatchCQE and
+// WaitCQE also flush when the CQ is empty). Completion side.
+func (r *Ring) CQOverflowPending() bool {
+	return atomic.LoadUint32(r.sq.flags)&IORING_SQ_CQ_OVERFLOW != 0
+}
+
+// FlushOverflow enters the kernel with io_uring_enter(0, 0,
+// IORING_ENTER_GETEVENTS), which moves overflowed CQEs into the CQ as far as
+// it has room and runs pending completion task work. Errors are those of
+// Enter. Completion side.
+func (r *Ring) FlushOverflow() error {
+	_, err := r.Enter(0, 0, IORING_ENTER_GETEVENTS)
+	return err
+}
+
+// CQOverflowCount returns the kernel's count of CQEs dropped because the CQ
+// was full (the word at CQRingOffsets.Overflow). It stays 0 with
+// IORING_FEAT_NODROP unless the kernel could not allocate overflow entries.
+func (r *Ring) CQOverflowCount() uint32 { return atomic.LoadUint32(r.cq.overflow) }
+
+// SQDropped returns the kernel's count of invalid SQEs it skipped (an index
+// in the SQ array beyond the ring).
+func (r *Ring) SQDropped() uint32 { return atomic.LoadUint32(r.sq.dropped) }
+
+// SetCQEventfdDisabled sets or clears IORING_CQ_EVENTFD_DISABLED (5.8): while
+// set, a registered eventfd is not signalled. Completion side.
+func (r *Ring) SetCQEventfdDisabled(disabled bool) {
+	if r.cq.flags == nil {
+		return
+	}
+	for {
+		old := atomic.LoadUint32(r.cq.flags)
+		v := old &^ IORING_CQ_EVENTFD_DISABLED
+		if disabled {
+			v |= IORING_CQ_EVENTFD_DISABLED
+		}
+		if atomic.CompareAndSwapUint32(r.cq.flags, old, v) {
+			return
+		}
+	}
+}
