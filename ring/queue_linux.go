@@ -216,6 +216,10 @@ func (r *Ring) FlushOverflow() error {
 	return err
 }
 
+// SQFlags returns the SQ ring flags the kernel sets: IORING_SQ_NEED_WAKEUP,
+// IORING_SQ_CQ_OVERFLOW, IORING_SQ_TASKRUN. Either side.
+func (r *Ring) SQFlags() uint32 { return atomic.LoadUint32(r.sq.flags) }
+
 // CQOverflowCount returns the kernel's count of CQEs dropped because the CQ
 // was full (the word at CQRingOffsets.Overflow). It stays 0 with
 // IORING_FEAT_NODROP unless the kernel could not allocate overflow entries.
