@@ -131,3 +131,5 @@ func kernelAtLeast(tb testing.TB, major, minor int) bool {
 	}
 	return ma > major || ma == major && mi >= minor
 }
+
+func errorsIs(err, target error) bool { return errors.Is(err, target) }
