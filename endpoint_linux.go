@@ -1,0 +1,147 @@
+package pipes
+
+import (
+	"io"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/pipes-go/pipes/splice"
+	"golang.org/x/sys/unix"
+)
+
+// fdKind is what kind of file an endpoint's descriptor is, as fstat tells.
+type fdKind uint8
+
+const (
+	kindOther  fdKind = iota // character or block device: /dev/null, /dev/zero, ...
+	kindFile                 // regular file: has an offset, never waits
+	kindPipe                 // pipe or fifo: spliced directly
+	kindSocket               // stream socket: TCP, unix SOCK_STREAM
+)
+
+func (k fdKind) String() string {
+	switch k {
+	case kindFile:
+		return "file"
+	case kindPipe:
+		return "pipe"
+	case kindSocket:
+		return "socket"
+	}
+	return "other"
+}
+
+// endpoint describes an io.Reader or io.Writer the kernel can splice: its
+// RawConn, its kind, and how to wake a copy blocked on it.
+type endpoint struct {
+	conn syscall.RawConn
+	kind fdKind
+	// wake makes a wait on conn return: it sets the read (reader
+	// endpoint) or write (writer endpoint) deadline in the past. nil
+	// where the value has no deadline setter.
+	wake func()
+	// reset clears the deadline wake set. A cancelled copy calls it
+	// before returning: the value is then left with no deadline, even if
+	// its owner had set one before the copy.
+	reset func()
+}
+
+// end returns the endpoint as a splice.End.
+func (e endpoint) end() splice.End {
+	return splice.End{Conn: e.conn, Pipe: e.kind == kindPipe, Wake: e.wake, Reset: e.reset}
+}
+
+// readerEndpoint reports whether the kernel can splice from r, and how:
+// r must expose its descriptor (*PipeReader, *os.File, *net.TCPConn,
+// *net.UnixConn, any syscall.Conn) and be a regular file, pipe, fifo,
+// stream socket or device. *io.LimitedReader is unwrapped by the caller.
+func readerEndpoint(r io.Reader) (endpoint, bool) {
+	e, ok := fdEndpoint(r)
+	if !ok {
+		return e, false
+	}
+	if d, ok := r.(interface{ SetReadDeadline(time.Time) error }); ok {
+		e.wake = func() { d.SetReadDeadline(aLongTimeAgo) }
+		e.reset = func() { d.SetReadDeadline(time.Time{}) }
+	}
+	return e, true
+}
+
+// writerEndpoint is readerEndpoint for the destination side.
+func writerEndpoint(w io.Writer) (endpoint, bool) {
+	e, ok := fdEndpoint(w)
+	if !ok {
+		return e, false
+	}
+	if d, ok := w.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		e.wake = func() { d.SetWriteDeadline(aLongTimeAgo) }
+		e.reset = func() { d.SetWriteDeadline(time.Time{}) }
+	}
+	return e, true
+}
+
+// aLongTimeAgo is a deadline in the past, as net/http uses.
+var aLongTimeAgo = time.Unix(1, 0)
+
+func fdEndpoint(v any) (endpoint, bool) {
+	var sc syscall.Conn
+	switch x := v.(type) {
+	case *PipeReader:
+		if x == nil || x.f == nil {
+			return endpoint{}, false
+		}
+		sc = x.f
+	case *PipeWriter:
+		if x == nil || x.f == nil {
+			return endpoint{}, false
+		}
+		sc = x.f
+	case *os.File:
+		if x == nil {
+			return endpoint{}, false
+		}
+		sc = x
+	case syscall.Conn:
+		sc = x
+	default:
+		return endpoint{}, false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil || rc == nil {
+		return endpoint{}, false
+	}
+	kind, ok := classify(rc)
+	if !ok {
+		return endpoint{}, false
+	}
+	return endpoint{conn: rc, kind: kind}, true
+}
+
+// classify fstats the descriptor behind rc. Datagram and seqpacket
+// sockets, directories and symlinks are not spliceable as streams.
+func classify(rc syscall.RawConn) (kind fdKind, ok bool) {
+	cerr := rc.Control(func(fd uintptr) {
+		var st unix.Stat_t
+		if unix.Fstat(int(fd), &st) != nil {
+			return
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFREG:
+			kind, ok = kindFile, true
+		case unix.S_IFIFO:
+			kind, ok = kindPipe, true
+		case unix.S_IFCHR, unix.S_IFBLK:
+			kind, ok = kindOther, true
+		case unix.S_IFSOCK:
+			typ, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TYPE)
+			if err == nil && typ == unix.SOCK_STREAM {
+				kind, ok = kindSocket, true
+			}
+		}
+	})
+	if cerr != nil {
+		return 0, false
+	}
+	return kind, ok
+}

@@ -1,0 +1,93 @@
+package pipes
+
+import (
+	"context"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/pipes-go/pipes/splice"
+	"golang.org/x/sys/unix"
+)
+
+// New creates a pipe (pipe2(2) with O_NONBLOCK|O_CLOEXEC) and returns its
+// read and write ends. Bytes written to w are read from r. Both ends are
+// registered with the Go netpoller. It fails with an *os.SyscallError
+// (EMFILE, ENFILE) when the process or system is out of descriptors.
+func New() (*PipeReader, *PipeWriter, error) {
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		return nil, nil, os.NewSyscallError("pipe2", err)
+	}
+	r := &PipeReader{f: os.NewFile(uintptr(fds[0]), "|0")}
+	w := &PipeWriter{f: os.NewFile(uintptr(fds[1]), "|1")}
+	return r, w, nil
+}
+
+// pipePool is the pipe pool of ReadFrom and WriteTo, built on first use.
+// One side of their copies is always the pipe itself, so splice.Copy
+// splices directly and takes a pipe from it only if that ever changes; it
+// is here, in one place, to be replaced by the default engine's pool.
+var pipePool struct {
+	once sync.Once
+	p    *splice.Pool
+}
+
+// defaultPool returns the package-level pipe pool of ReadFrom and WriteTo.
+func defaultPool() *splice.Pool {
+	pipePool.once.Do(func() {
+		pipePool.p = splice.NewPool(splice.DefaultPipeSize, splice.DefaultMaxPipes)
+	})
+	return pipePool.p
+}
+
+// ReadFrom copies from src into the pipe until EOF on src or an error, and
+// returns the number of bytes copied, as io.ReaderFrom. When src has a
+// file descriptor the kernel can splice (a regular file, pipe, fifo, TCP or
+// unix stream socket, device; also inside an *io.LimitedReader) the bytes
+// move with splice(2) and never enter the process; otherwise ReadFrom
+// copies through a userspace buffer. An *io.LimitedReader is honoured: at
+// most N bytes are copied and N is decreased by the bytes copied. A
+// regular-file src is read from its current offset, which advances.
+// Errors wrap the errno (errors.Is(err, syscall.EPIPE) once the read end
+// is closed).
+func (w *PipeWriter) ReadFrom(src io.Reader) (int64, error) {
+	limit := int64(-1)
+	inner := src
+	lr, limited := src.(*io.LimitedReader)
+	if limited {
+		if lr.N <= 0 {
+			return 0, nil
+		}
+		limit, inner = lr.N, lr.R
+	}
+	if se, ok := readerEndpoint(inner); ok {
+		de, _ := writerEndpoint(w)
+		n, handled, err := splice.Copy(context.Background(), de.end(), se.end(), limit, defaultPool())
+		if handled {
+			if limited {
+				lr.N -= n
+			}
+			return n, err
+		}
+	}
+	return io.Copy(struct{ io.Writer }{w}, src)
+}
+
+// WriteTo copies from the pipe into dst until EOF (every write end closed
+// and the pipe empty) or an error, and returns the number of bytes copied,
+// as io.WriterTo. When dst has a file descriptor the kernel can splice
+// (a regular file not opened O_APPEND, pipe, fifo, TCP or unix stream
+// socket, device such as /dev/null) the bytes move with splice(2);
+// otherwise WriteTo copies through a userspace buffer. Errors wrap the
+// errno (errors.Is(err, syscall.EPIPE), syscall.ECONNRESET).
+func (r *PipeReader) WriteTo(dst io.Writer) (int64, error) {
+	if de, ok := writerEndpoint(dst); ok {
+		se, _ := readerEndpoint(r)
+		n, handled, err := splice.Copy(context.Background(), de.end(), se.end(), -1, defaultPool())
+		if handled {
+			return n, err
+		}
+	}
+	return io.Copy(dst, struct{ io.Reader }{r})
+}

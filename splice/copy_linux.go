@@ -1,0 +1,549 @@
+//go:build linux
+
+package splice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// End is one side of a Copy.
+type End struct {
+	// Conn gives access to the descriptor. Required: every system call
+	// Copy makes on the descriptor runs inside a Conn.Read, Conn.Write or
+	// Conn.Control callback, under Go's reference to it, so the number
+	// cannot be closed and reused while a splice runs on it.
+	Conn syscall.RawConn
+	// Pipe reports that the descriptor is a pipe or FIFO: it is spliced
+	// directly, with no intermediate pipe. Copy also detects pipes itself
+	// (fstat), so false is never wrong, only a hint missed.
+	Pipe bool
+	// Wake, if non-nil, makes a wait blocked on Conn return (for example
+	// by setting a deadline in the past). Copy calls it, from another
+	// goroutine, when its context ends.
+	Wake func()
+	// Reset, if non-nil, undoes Wake (for example clears the deadline).
+	// Copy calls it before returning if it called Wake.
+	Reset func()
+}
+
+// maxChunk bounds one splice(2) call of a direct copy.
+const maxChunk = 1 << 30
+
+// blockingPoll is how long a wait on a blocking descriptor (one the Go
+// netpoller does not watch) sleeps in poll(2) before Copy checks again
+// whether its context ended or the descriptor was closed.
+const blockingPoll = 100 * time.Millisecond
+
+// Copy moves up to limit bytes (limit < 0: until EOF) from src to dst
+// with splice(2) and returns the number of bytes that reached dst.
+//
+// When either side is a pipe or FIFO the bytes are spliced directly;
+// otherwise (file -> socket, socket -> socket, file -> file) they go
+// through an intermediate pipe taken from pool and put back empty (a nil
+// pool means a pipe made for this copy). A regular-file src is read from
+// its current offset and a regular-file dst written at its current
+// offset; both offsets advance by the bytes copied.
+//
+// handled == false means nothing was moved because the kernel cannot
+// splice this pair (EINVAL, ENOSYS, EOPNOTSUPP, an O_APPEND dst, a
+// directory, a nil Conn): the caller should copy in userspace. Otherwise
+// err is nil when src reached EOF (or limit bytes were copied), and else
+// the first error: the descriptor's, from Conn (closed by another
+// goroutine: os.ErrClosed or net.ErrClosed), or an *os.SyscallError
+// wrapping the errno (errors.Is(err, syscall.EPIPE), syscall.ECONNRESET).
+//
+// Descriptors in non-blocking mode (Go's pipes and sockets) wait for
+// readiness on the Go netpoller, never spinning on EAGAIN; blocking ones
+// wait in poll(2), a bounded slice of time at a time. Closing either end
+// from another goroutine ends the copy with an error, as it ends io.Copy.
+// When ctx ends, Copy calls the ends' Wake and returns an error for which
+// errors.Is(err, ctx.Err()) holds. Bytes already in the intermediate pipe
+// are then delivered if dst takes them without waiting; they are never
+// counted as written unless they reached dst. Those that did not are put
+// back by seeking a regular-file src back, or reported in the error. A
+// pipe that still holds bytes is closed, never pooled.
+func Copy(ctx context.Context, dst, src End, limit int64, pool *Pool) (written int64, handled bool, err error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if dst.Conn == nil || src.Conn == nil {
+		return 0, false, nil
+	}
+	if limit == 0 {
+		return 0, true, nil
+	}
+	c := &copier{ctx: ctx, limit: limit, src: side{End: src}, dst: side{End: dst}}
+	if err := c.src.inspect(); err != nil {
+		return 0, true, err
+	}
+	if err := c.dst.inspect(); err != nil {
+		return 0, true, err
+	}
+	if !c.src.spliceable() || !c.dst.spliceable() || c.dst.appendOnly {
+		return 0, false, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, true, ctxError(ctx, nil)
+	}
+	if ctx.Done() != nil && (src.Wake != nil || dst.Wake != nil) {
+		var woke sync.WaitGroup
+		woke.Add(1)
+		stop := context.AfterFunc(ctx, func() {
+			defer woke.Done()
+			if src.Wake != nil {
+				src.Wake()
+			}
+			if dst.Wake != nil {
+				dst.Wake()
+			}
+		})
+		defer func() {
+			if stop() {
+				return
+			}
+			woke.Wait()
+			if src.Reset != nil {
+				src.Reset()
+			}
+			if dst.Reset != nil {
+				dst.Reset()
+			}
+		}()
+	}
+	if c.src.pipe() || c.dst.pipe() {
+		handled, err = c.direct()
+	} else {
+		handled, err = c.viaPipe(pool)
+	}
+	if err != nil && ctx.Err() != nil {
+		err = ctxError(ctx, err)
+	}
+	return c.written, handled, err
+}
+
+// ctxError returns an error wrapping ctx.Err(), its cause, and err.
+func ctxError(ctx context.Context, err error) error {
+	cerr := ctx.Err()
+	if err != nil && errors.Is(err, cerr) {
+		return err
+	}
+	cause := context.Cause(ctx)
+	switch {
+	case err == nil && cause == cerr:
+		return fmt.Errorf("splice: %w", cerr)
+	case err == nil:
+		return fmt.Errorf("splice: %w: %w", cerr, cause)
+	case cause == cerr:
+		return fmt.Errorf("splice: %w (%w)", cerr, err)
+	}
+	return fmt.Errorf("splice: %w: %w (%w)", cerr, cause, err)
+}
+
+// side is an End with what Copy learnt about its descriptor at the start.
+type side struct {
+	End
+	mode       uint32 // st_mode & S_IFMT
+	nonblock   bool   // O_NONBLOCK: Go's netpoller watches it
+	appendOnly bool   // O_APPEND
+}
+
+func (s *side) inspect() error {
+	var err error
+	cerr := s.Conn.Control(func(fd uintptr) {
+		var st unix.Stat_t
+		if err = unix.Fstat(int(fd), &st); err != nil {
+			err = os.NewSyscallError("fstat", err)
+			return
+		}
+		s.mode = st.Mode & unix.S_IFMT
+		fl, ferr := unix.FcntlInt(fd, unix.F_GETFL, 0)
+		if ferr != nil {
+			err = os.NewSyscallError("fcntl", ferr)
+			return
+		}
+		s.nonblock = fl&unix.O_NONBLOCK != 0
+		s.appendOnly = fl&unix.O_APPEND != 0
+	})
+	if cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+func (s *side) spliceable() bool {
+	switch s.mode {
+	case unix.S_IFIFO, unix.S_IFREG, unix.S_IFSOCK, unix.S_IFCHR, unix.S_IFBLK:
+		return true
+	}
+	return false
+}
+
+func (s *side) pipe() bool { return s.Pipe || s.mode == unix.S_IFIFO }
+
+// neverWaits reports descriptors that never answer EAGAIN.
+func (s *side) neverWaits() bool { return s.mode == unix.S_IFREG || s.mode == unix.S_IFBLK }
+
+// pollable reports whether a RawConn callback may return false to wait on
+// the netpoller for this descriptor.
+func (s *side) pollable() bool { return s.nonblock && !s.neverWaits() }
+
+type copier struct {
+	ctx      context.Context
+	limit    int64
+	written  int64
+	src, dst side
+}
+
+func (c *copier) more() bool { return c.limit < 0 || c.written < c.limit }
+
+func (c *copier) chunk(max int) int {
+	if c.limit >= 0 && c.limit-c.written < int64(max) {
+		return int(c.limit - c.written)
+	}
+	return max
+}
+
+// notSpliceable reports the errnos by which the kernel refuses a pair.
+func notSpliceable(err error) bool {
+	return err == unix.EINVAL || err == unix.ENOSYS || err == unix.EOPNOTSUPP
+}
+
+const (
+	stepNone    = iota
+	stepEOF     // src reached end of input
+	stepDone    // limit reached
+	stepWaitSrc // src has nothing to read
+	stepWaitDst // dst has no room
+	stepRetry   // EAGAIN, yet both sides look ready
+	stepFail    // err is set
+)
+
+// direct splices src straight into dst, one of them being a pipe.
+//
+// Both callbacks nest: dst.Write outside, src.Read inside. A wait for dst
+// returns false from the outer callback (holding only dst's reference); a
+// wait for src leaves both callbacks first, so that closing dst meanwhile
+// neither blocks in Close nor goes unnoticed.
+func (c *copier) direct() (handled bool, err error) {
+	backoff := time.Duration(0)
+	for c.more() {
+		if c.ctx.Err() != nil {
+			return true, ctxError(c.ctx, nil)
+		}
+		step := stepNone
+		var serr error
+		werr := c.dst.Conn.Write(func(wfd uintptr) bool {
+			step = stepNone
+			rerr := c.src.Conn.Read(func(rfd uintptr) bool {
+				for c.more() {
+					n, e := Splice(int(rfd), nil, int(wfd), nil, c.chunk(maxChunk), FlagMove|FlagNonblock)
+					if n > 0 {
+						c.written += int64(n)
+						continue
+					}
+					switch {
+					case e == nil:
+						step = stepEOF
+					case e == unix.EAGAIN:
+						step = c.blockedSide(int(rfd), int(wfd))
+					default:
+						step, serr = stepFail, e
+					}
+					return true
+				}
+				step = stepDone
+				return true
+			})
+			if rerr != nil {
+				step, serr = stepFail, rerr
+				return true
+			}
+			if step != stepWaitDst || c.ctx.Err() != nil {
+				return true
+			}
+			if c.dst.pollable() {
+				return false
+			}
+			pollFd(int(wfd), unix.POLLOUT, blockingPoll)
+			step = stepNone
+			return true
+		})
+		if werr != nil && step != stepFail {
+			step, serr = stepFail, werr
+		}
+		switch step {
+		case stepEOF, stepDone:
+			return true, nil
+		case stepFail:
+			if errno, ok := serr.(syscall.Errno); ok {
+				if c.written == 0 && notSpliceable(errno) {
+					return false, nil
+				}
+				return true, os.NewSyscallError("splice", errno)
+			}
+			return true, serr
+		case stepWaitSrc:
+			backoff = 0
+			if err := c.wait(&c.src, false); err != nil {
+				return true, err
+			}
+		case stepRetry:
+			backoff = min(max(2*backoff, 20*time.Microsecond), 5*time.Millisecond)
+			time.Sleep(backoff)
+		default:
+			backoff = 0
+		}
+	}
+	return true, nil
+}
+
+// blockedSide tells, after EAGAIN from a direct splice, which side is not
+// ready.
+func (c *copier) blockedSide(rfd, wfd int) int {
+	switch {
+	case c.src.neverWaits():
+		return stepWaitDst
+	case c.dst.neverWaits():
+		return stepWaitSrc
+	}
+	fds := []unix.PollFd{{Fd: int32(wfd), Events: unix.POLLOUT}, {Fd: int32(rfd), Events: unix.POLLIN}}
+	if _, err := unix.Poll(fds, 0); err != nil {
+		return stepRetry
+	}
+	const bad = unix.POLLERR | unix.POLLHUP | unix.POLLNVAL
+	switch {
+	case fds[0].Revents&(unix.POLLOUT|bad) == 0:
+		return stepWaitDst
+	case fds[1].Revents&(unix.POLLIN|bad) == 0:
+		return stepWaitSrc
+	}
+	return stepRetry
+}
+
+// wait blocks until s is ready to read (or write), ctx ends, or s is
+// closed. It checks readiness after Go's poll descriptor is armed, so an
+// event that arrived since the last EAGAIN is not lost.
+func (c *copier) wait(s *side, write bool) error {
+	events := int16(unix.POLLIN)
+	if write {
+		events = unix.POLLOUT
+	}
+	first := true
+	f := func(fd uintptr) bool {
+		if !s.pollable() {
+			pollFd(int(fd), events, blockingPoll)
+			return true
+		}
+		if !first {
+			return true
+		}
+		first = false
+		return c.ctx.Err() != nil || pollFd(int(fd), events, 0)
+	}
+	var err error
+	if write {
+		err = s.Conn.Write(f)
+	} else {
+		err = s.Conn.Read(f)
+	}
+	return err
+}
+
+// pollFd waits up to timeout for events on fd; it reports readiness
+// (including error and hang-up, which the next splice reports).
+func pollFd(fd int, events int16, timeout time.Duration) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: events}}
+	n, err := unix.Poll(fds, int(timeout/time.Millisecond))
+	return err == nil && n > 0 && fds[0].Revents != 0
+}
+
+// viaPipe copies through an intermediate pipe. Invariant: the pipe is
+// empty when a round starts; a round fills it with one splice from src
+// and drains all of it into dst.
+func (c *copier) viaPipe(pool *Pool) (handled bool, err error) {
+	var p *Pipe
+	if pool != nil {
+		p, err = pool.Get(c.ctx)
+	} else {
+		p, err = NewPipe(DefaultPipeSize)
+	}
+	if err != nil {
+		return true, err
+	}
+	defer func() {
+		if p.data > 0 {
+			err = c.unread(p, err)
+		}
+		if pool != nil {
+			pool.Put(p)
+		} else {
+			p.Close()
+		}
+	}()
+	for c.more() {
+		if c.ctx.Err() != nil {
+			return true, ctxError(c.ctx, nil)
+		}
+		n, eof, err := c.fill(p)
+		if err != nil {
+			if errno, ok := err.(syscall.Errno); ok {
+				if c.written == 0 && notSpliceable(errno) {
+					return false, nil
+				}
+				return true, os.NewSyscallError("splice", errno)
+			}
+			return true, err
+		}
+		if eof {
+			return true, nil
+		}
+		p.data += n
+		if err := c.drain(p); err != nil {
+			if errno, ok := err.(syscall.Errno); ok {
+				if c.written == 0 && notSpliceable(errno) && c.src.mode == unix.S_IFREG {
+					if c.unread(p, nil) == nil {
+						return false, nil // the file offset is back where it was
+					}
+				}
+				return true, os.NewSyscallError("splice", errno)
+			}
+			if c.ctx.Err() != nil {
+				c.flush(p)
+			}
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+// fill splices from src into the empty pipe p. It returns eof when src
+// has no more input.
+func (c *copier) fill(p *Pipe) (n int, eof bool, err error) {
+	for {
+		again := false
+		rerr := c.src.Conn.Read(func(fd uintptr) bool {
+			m, e := Splice(int(fd), nil, p.wfd, nil, c.chunk(p.size), FlagMove|FlagNonblock)
+			switch {
+			case m > 0:
+				n = m
+			case e == nil:
+				eof = true
+			case e == unix.EAGAIN:
+				// p is empty, so src has nothing to read.
+				if c.ctx.Err() != nil {
+					err = ctxError(c.ctx, nil)
+					return true
+				}
+				if c.src.pollable() {
+					return false
+				}
+				pollFd(int(fd), unix.POLLIN, blockingPoll)
+				again = true
+			default:
+				err = e
+			}
+			return true
+		})
+		if rerr != nil {
+			return 0, false, rerr
+		}
+		if !again || err != nil {
+			return n, eof, err
+		}
+		if c.ctx.Err() != nil {
+			return 0, false, ctxError(c.ctx, nil)
+		}
+	}
+}
+
+// drain splices everything in p into dst.
+func (c *copier) drain(p *Pipe) error {
+	var err error
+	for p.data > 0 {
+		again := false
+		werr := c.dst.Conn.Write(func(fd uintptr) bool {
+			for p.data > 0 {
+				m, e := Splice(p.rfd, nil, int(fd), nil, p.data, FlagMove|FlagNonblock)
+				if m > 0 {
+					p.data -= m
+					c.written += int64(m)
+					continue
+				}
+				switch {
+				case e == unix.EAGAIN:
+					// p holds bytes, so dst has no room.
+					if c.ctx.Err() != nil {
+						err = ctxError(c.ctx, nil)
+						return true
+					}
+					if c.dst.pollable() {
+						return false
+					}
+					pollFd(int(fd), unix.POLLOUT, blockingPoll)
+					again = true
+				case e == nil:
+					err = fmt.Errorf("splice: pipe reported %d bytes but gave none", p.data)
+				default:
+					err = e
+				}
+				return true
+			}
+			return true
+		})
+		if werr != nil {
+			return werr
+		}
+		if err != nil {
+			return err
+		}
+		if again && c.ctx.Err() != nil {
+			return ctxError(c.ctx, nil)
+		}
+	}
+	return nil
+}
+
+// flush delivers what dst takes from p without waiting: used after ctx
+// ended, when Conn.Write would fail on the deadline Wake set.
+func (c *copier) flush(p *Pipe) {
+	c.dst.Conn.Control(func(fd uintptr) {
+		for p.data > 0 {
+			m, e := Splice(p.rfd, nil, int(fd), nil, p.data, FlagMove|FlagNonblock)
+			if m <= 0 || e != nil {
+				return
+			}
+			p.data -= m
+			c.written += int64(m)
+		}
+	})
+}
+
+// unread accounts for bytes left in p: a regular-file src is seeked back
+// over them, so its offset stays just after the bytes that reached dst;
+// otherwise they are lost and err says how many.
+func (c *copier) unread(p *Pipe, err error) error {
+	left := p.data
+	p.data, p.dirty = 0, true
+	if c.src.mode == unix.S_IFREG {
+		var serr error
+		cerr := c.src.Conn.Control(func(fd uintptr) {
+			_, serr = unix.Seek(int(fd), -int64(left), 1)
+		})
+		if cerr == nil && serr == nil {
+			return err
+		}
+	}
+	lost := fmt.Errorf("splice: %d bytes read from the source were not delivered", left)
+	if err == nil {
+		return lost
+	}
+	return fmt.Errorf("%w (%w)", err, lost)
+}

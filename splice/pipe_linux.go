@@ -1,0 +1,344 @@
+//go:build linux
+
+package splice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// Pipe is a kernel pipe used as a splice buffer. Both ends are
+// O_NONBLOCK|O_CLOEXEC. A Pipe is not safe for concurrent use: one copy
+// owns it at a time.
+type Pipe struct {
+	rfd, wfd int
+	size     int
+	data     int   // bytes the copy loop put in and has not taken out
+	dirty    bool  // bytes were abandoned in the pipe: never pool it
+	pool     *Pool // non-nil while the pipe counts against a pool
+	closed   bool
+}
+
+// NewPipe creates a pipe and asks the kernel for size bytes of buffer
+// (F_SETPIPE_SZ, rounded up by the kernel to a power-of-two number of
+// pages). If the kernel refuses the size (EPERM: above
+// /proc/sys/fs/pipe-max-size for an unprivileged user, or the per-user
+// pipe quota /proc/sys/fs/pipe-user-pages-soft is used up; EINVAL, ENOMEM),
+// the pipe keeps the size it was given, which may be as small as two
+// pages once the quota is exhausted. Size reports the actual size. size <=
+// 0 keeps the kernel's default (64 KiB). NewPipe fails only if pipe2(2)
+// does (EMFILE, ENFILE, ENOMEM), with an *os.SyscallError.
+func NewPipe(size int) (*Pipe, error) {
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		return nil, os.NewSyscallError("pipe2", err)
+	}
+	p := &Pipe{rfd: fds[0], wfd: fds[1]}
+	if size > 0 {
+		if n, err := unix.FcntlInt(uintptr(p.wfd), unix.F_SETPIPE_SZ, size); err == nil {
+			p.size = n
+		}
+	}
+	if p.size == 0 {
+		n, err := unix.FcntlInt(uintptr(p.wfd), unix.F_GETPIPE_SZ, 0)
+		if err != nil {
+			p.Close()
+			return nil, os.NewSyscallError("fcntl F_GETPIPE_SZ", err)
+		}
+		p.size = n
+	}
+	return p, nil
+}
+
+// ReadFd returns the read end's descriptor. It stays valid until Close.
+func (p *Pipe) ReadFd() int { return p.rfd }
+
+// WriteFd returns the write end's descriptor. It stays valid until Close.
+func (p *Pipe) WriteFd() int { return p.wfd }
+
+// Size returns the pipe's buffer size in bytes, as the kernel reports it.
+func (p *Pipe) Size() int { return p.size }
+
+// Buffered returns the bytes Copy put into the pipe and has not taken out.
+// Callers that splice into the pipe themselves track their own count; Pool.Put
+// checks the kernel's count (FIONREAD) as well.
+func (p *Pipe) Buffered() int { return p.data }
+
+// Close closes both ends. Bytes still in the pipe are lost. A pipe taken
+// from a Pool may be closed instead of put back: it then stops counting
+// against the pool's bound. Close is idempotent.
+func (p *Pipe) Close() error {
+	if p == nil || p.closed {
+		return nil
+	}
+	p.closed = true
+	err1 := unix.Close(p.rfd)
+	err2 := unix.Close(p.wfd)
+	p.rfd, p.wfd = -1, -1
+	if pool := p.pool; pool != nil {
+		p.pool = nil
+		pool.release()
+	}
+	if err1 != nil {
+		return os.NewSyscallError("close", err1)
+	}
+	if err2 != nil {
+		return os.NewSyscallError("close", err2)
+	}
+	return nil
+}
+
+// inKernel returns the bytes the kernel holds in the pipe (FIONREAD), or
+// -1 if it cannot tell.
+func (p *Pipe) inKernel() int {
+	n, err := unix.IoctlGetInt(p.rfd, unix.TIOCINQ) // FIONREAD
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// DefaultPipeSize is the pipe size NewPool uses when asked for <= 0: the
+// default /proc/sys/fs/pipe-max-size, and the size Go's own splice path
+// uses.
+const DefaultPipeSize = 1 << 20
+
+// DefaultMaxPipes is the bound NewPool uses when asked for <= 0.
+const DefaultMaxPipes = 256
+
+// ErrPoolClosed is returned by Get after Close.
+var ErrPoolClosed = errors.New("splice: pipe pool closed")
+
+// PoolStats is a snapshot of a Pool's counters.
+type PoolStats struct {
+	Size      int    // pipe size asked of the kernel (after the pipe-max-size cap)
+	Max       int    // bound on pipes alive at once
+	Alive     int    // pipes that exist now: idle + in use
+	Idle      int    // pipes waiting in the pool
+	InUse     int    // pipes handed out by Get and not yet returned
+	Created   uint64 // pipes created over the pool's life
+	Discarded uint64 // pipes closed on Put because they held bytes
+	Waits     uint64 // Get calls that had to wait for a pipe
+	Shrunk    uint64 // pipes the kernel gave less than Size (pipe quota)
+}
+
+// Pool hands out pipes of one size and bounds how many exist at once: when
+// all are in use, Get waits until one is returned (or closed) or its
+// context ends. This bounds pipe memory (each pipe pins up to its size in
+// kernel pages) and descriptors however many copies run. A Pool is safe
+// for concurrent use.
+type Pool struct {
+	size, max int
+
+	mu      sync.Mutex
+	idle    []*Pipe
+	alive   int
+	inUse   int
+	closed  bool
+	waiters []chan struct{} // FIFO of blocked Gets, each signalled once
+
+	created, discarded, waits, shrunk atomic.Uint64
+}
+
+// NewPool returns a pool of pipes of pipeSize bytes, at most maxPipes of
+// which exist at once. pipeSize <= 0 means DefaultPipeSize; it is capped
+// by /proc/sys/fs/pipe-max-size (beyond which an unprivileged F_SETPIPE_SZ
+// fails). maxPipes <= 0 means DefaultMaxPipes. Pipes are created lazily.
+func NewPool(pipeSize, maxPipes int) *Pool {
+	if pipeSize <= 0 {
+		pipeSize = DefaultPipeSize
+	}
+	if m := pipeMaxSize(); m > 0 && pipeSize > m {
+		pipeSize = m
+	}
+	if maxPipes <= 0 {
+		maxPipes = DefaultMaxPipes
+	}
+	return &Pool{size: pipeSize, max: maxPipes}
+}
+
+// pipeMaxSize reads /proc/sys/fs/pipe-max-size; 0 if unreadable.
+func pipeMaxSize() int {
+	b, err := os.ReadFile("/proc/sys/fs/pipe-max-size")
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// Get returns an empty pipe: an idle one, or a new one while fewer than
+// the bound exist, or else the next one returned, waiting for it. It fails
+// with an error wrapping ctx.Err() if ctx ends first, with ErrPoolClosed
+// after Close, or with NewPipe's error. The caller owns the pipe until it
+// hands it to Put (or closes it).
+func (p *Pool) Get(ctx context.Context) (*Pipe, error) {
+	waited := false
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, ErrPoolClosed
+		}
+		if n := len(p.idle); n > 0 {
+			pp := p.idle[n-1]
+			p.idle = p.idle[:n-1]
+			p.inUse++
+			p.mu.Unlock()
+			return pp, nil
+		}
+		if p.alive < p.max {
+			p.alive++
+			p.inUse++
+			p.mu.Unlock()
+			pp, err := NewPipe(p.size)
+			if err != nil {
+				p.mu.Lock()
+				p.alive--
+				p.inUse--
+				p.signalLocked()
+				p.mu.Unlock()
+				return nil, err
+			}
+			pp.pool = p
+			p.created.Add(1)
+			if pp.size < p.size {
+				p.shrunk.Add(1)
+			}
+			return pp, nil
+		}
+		ch := make(chan struct{})
+		p.waiters = append(p.waiters, ch)
+		p.mu.Unlock()
+		if !waited {
+			waited = true
+			p.waits.Add(1)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			p.mu.Lock()
+			if !p.dropWaiterLocked(ch) {
+				// Signalled as ctx ended: pass the signal on.
+				p.signalLocked()
+			}
+			p.mu.Unlock()
+			return nil, fmt.Errorf("splice: waiting for a pipe: %w", ctx.Err())
+		}
+	}
+}
+
+// signalLocked wakes the oldest waiting Get, if any.
+func (p *Pool) signalLocked() {
+	if len(p.waiters) == 0 {
+		return
+	}
+	ch := p.waiters[0]
+	p.waiters[0] = nil
+	p.waiters = p.waiters[1:]
+	close(ch)
+}
+
+func (p *Pool) dropWaiterLocked(ch chan struct{}) bool {
+	for i, c := range p.waiters {
+		if c == ch {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// release accounts for a pool pipe being closed.
+func (p *Pool) release() {
+	p.mu.Lock()
+	p.alive--
+	p.inUse--
+	p.signalLocked()
+	p.mu.Unlock()
+}
+
+// Put returns a pipe taken from Get. A pipe that may hold bytes
+// (Buffered() > 0, or the kernel's FIONREAD count is not zero or cannot be
+// read) is closed, never pooled: the next user would deliver them. Pipes
+// put after Close are closed. Put(nil) and putting a pipe that is not from
+// this pool (it is then closed) are harmless.
+func (p *Pool) Put(pp *Pipe) {
+	if pp == nil || pp.closed {
+		return
+	}
+	if pp.pool != p {
+		pp.Close()
+		return
+	}
+	if pp.data != 0 || pp.dirty || pp.inKernel() != 0 {
+		p.discarded.Add(1)
+		pp.Close()
+		return
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		pp.Close()
+		return
+	}
+	p.inUse--
+	p.idle = append(p.idle, pp)
+	p.signalLocked()
+	p.mu.Unlock()
+}
+
+// Close closes the idle pipes and makes Get fail with ErrPoolClosed; pipes
+// in use are closed when they are put back. Waiting Gets fail too. Close
+// is idempotent.
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	idle := p.idle
+	p.idle = nil
+	for len(p.waiters) > 0 {
+		p.signalLocked()
+	}
+	p.mu.Unlock()
+	var errs []error
+	for _, pp := range idle {
+		// Idle pipes are not in use: count them back in before release.
+		p.mu.Lock()
+		p.inUse++
+		p.mu.Unlock()
+		errs = append(errs, pp.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Stats returns a snapshot of the pool's counters.
+func (p *Pool) Stats() PoolStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return PoolStats{
+		Size:      p.size,
+		Max:       p.max,
+		Alive:     p.alive,
+		Idle:      len(p.idle),
+		InUse:     p.inUse,
+		Created:   p.created.Load(),
+		Discarded: p.discarded.Load(),
+		Waits:     p.waits.Load(),
+		Shrunk:    p.shrunk.Load(),
+	}
+}

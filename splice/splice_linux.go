@@ -1,0 +1,68 @@
+//go:build linux
+
+package splice
+
+import (
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Flags for Splice and Tee, as the kernel names them.
+const (
+	// FlagMove asks the kernel to move pages instead of copying them (a
+	// hint; since Linux 2.6.21 it has no effect).
+	FlagMove = unix.SPLICE_F_MOVE
+	// FlagNonblock makes the pipe side of the call non-blocking. The other
+	// descriptor's own O_NONBLOCK decides whether it blocks.
+	FlagNonblock = unix.SPLICE_F_NONBLOCK
+	// FlagMore tells a socket destination that more data follows.
+	FlagMore = unix.SPLICE_F_MORE
+)
+
+// Splice calls splice(2): it moves up to n bytes from rfd to wfd, one of
+// which must be a pipe. roff and woff are the offsets for non-pipe
+// descriptors; nil means the descriptor's file offset, which then advances.
+// It retries EINTR. It returns 0, nil at end of input (the source pipe has
+// no writers, the socket peer shut down, or the file offset is at EOF).
+// Errors are the kernel's errno as a syscall.Errno, unwrapped: EAGAIN (a
+// non-blocking side is not ready), EINVAL (the pair cannot be spliced, an
+// O_APPEND destination, neither side a pipe), EPIPE, ECONNRESET, EBADF, ...
+func Splice(rfd int, roff *int64, wfd int, woff *int64, n int, flags int) (int, error) {
+	for {
+		m, err := unix.Splice(rfd, roff, wfd, woff, n, flags)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return int(m), errno(err)
+		}
+		return int(m), nil
+	}
+}
+
+// Tee calls tee(2): it duplicates up to n bytes from the pipe rfd into the
+// pipe wfd without consuming them from rfd. It always starts at the head
+// of rfd, so a short result cannot be resumed by a second Tee. It retries
+// EINTR. It returns 0, nil when rfd is empty and has no writers. Errors are
+// the errno as a syscall.Errno: EAGAIN, EINVAL (not two different pipes).
+func Tee(rfd, wfd int, n int, flags int) (int, error) {
+	for {
+		m, err := unix.Tee(rfd, wfd, n, flags)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return int(m), errno(err)
+		}
+		return int(m), nil
+	}
+}
+
+// errno returns err as a syscall.Errno where it is one.
+func errno(err error) error {
+	if e, ok := err.(syscall.Errno); ok {
+		return e
+	}
+	return err
+}
