@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/pipes-go/pipes"
+	"golang.org/x/sys/unix"
+)
+
+// run is the Linux driver: it sets up the process, plans and runs the
+// scenarios, and prints the report.
+func run(cfg *config) error {
+	// First, while the process has few threads: every thread created
+	// later is counted through inheritance.
+	m := newMeter()
+	if cfg.cold && os.Geteuid() != 0 {
+		return fmt.Errorf("-cold drops the page cache and needs root")
+	}
+	if err := raiseNoFile(cfg); err != nil {
+		return err
+	}
+	ds, err := openDataset(cfg.dir, datasetSize(cfg))
+	if err != nil {
+		return fmt.Errorf("data files in %s: %w", cfg.dir, err)
+	}
+	defer ds.close()
+	w, err := newWorld(ds, cfg.pipeSize)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	set := newStrategySet(cfg.backend, newPipeCache(cfg.pipeSize, 16))
+	r := &runner{cfg: cfg, w: w, m: m, set: set}
+	if err := r.planScenarios(); err != nil {
+		return err
+	}
+	hdr := newHeader(cfg, m, set)
+	r.prog = newProgress(cfg.quiet, r.units())
+	runErr := r.run()
+	r.prog.finish()
+	if err := set.close(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("closing engines: %w", err)
+	}
+	if runErr != nil {
+		return runErr
+	}
+	setRatios(r.res)
+	rep := &report{Header: hdr, Results: r.res, Skipped: r.skip}
+	var tables []*table
+	for _, info := range r.infos {
+		var rs []*result
+		for _, res := range r.res {
+			if res.Scenario == info.name {
+				rs = append(rs, res)
+			}
+		}
+		tables = append(tables, info.table(info.title, rs, info.notes))
+	}
+	return output(cfg, rep, tables)
+}
+
+// datasetSize is the largest file any planned case reads.
+func datasetSize(cfg *config) int64 {
+	size := int64(1 << 20)
+	for _, sc := range cfg.scenarios {
+		switch sc {
+		case "file-pipe":
+			for _, s := range cfg.sizes {
+				size = max(size, s)
+			}
+		case "pairs", "fanout":
+			for _, s := range cfg.pairSizes {
+				size = max(size, s)
+			}
+		case "concurrent":
+			for _, n := range cfg.ns {
+				size = max(size, int64(n)*max(cfg.concBytes/int64(n), 64<<10))
+			}
+		case "latency":
+			size = max(size, int64(cfg.tickerCopies)*cfg.tickerBytes)
+		}
+	}
+	return size
+}
+
+// raiseNoFile lifts RLIMIT_NOFILE for thousands of concurrent copies: each
+// holds up to about ten descriptors (source, both socket ends, the drain
+// pipe, the engine's pipe).
+func raiseNoFile(cfg *config) error {
+	n := cfg.tickerCopies
+	for _, v := range cfg.ns {
+		n = max(n, v)
+	}
+	want := uint64(12*n + 4096)
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return err
+	}
+	if lim.Cur >= want {
+		return nil
+	}
+	lim.Cur = want
+	if lim.Max < want {
+		if os.Geteuid() != 0 {
+			lim.Cur = lim.Max
+		} else {
+			lim.Max = want
+		}
+	}
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("raising RLIMIT_NOFILE to %d: %w", want, err)
+	}
+	return nil
+}
+
+func newHeader(cfg *config, m *meter, set *strategySet) header {
+	h := header{
+		Kernel:     kernelRelease(),
+		CPU:        cpuModel(),
+		NumCPU:     runtime.NumCPU(),
+		GoVersion:  runtime.Version(),
+		GOMAXPROCS: runtime.GOMAXPROCS(0),
+		Date:       time.Now().Format(time.RFC3339),
+		Mode:       map[bool]string{false: "quick", true: "full"}[cfg.full],
+		Reps:       cfg.reps,
+		Caches:     "warm (each file source re-read into the page cache right before each rep)",
+	}
+	if cfg.cold {
+		h.Caches = "dropped (sync; echo 3 > /proc/sys/vm/drop_caches before each rep of a file-source case)"
+	}
+	auto := "auto picks "
+	if e, err := pipes.NewEngine(); err != nil {
+		auto += "nothing: " + err.Error()
+	} else {
+		auto += string(e.Backend())
+		e.Close()
+	}
+	if v := os.Getenv("PIPES_BACKEND"); v != "" {
+		auto += " (PIPES_BACKEND=" + v + ")"
+	}
+	parts := []string{auto}
+	for _, s := range set.all {
+		if s.engine != nil {
+			parts = append(parts, fmt.Sprintf("%s engine: %s", s.name, s.engine.Backend()))
+		} else if s.skip != "" {
+			parts = append(parts, fmt.Sprintf("%s: skipped (%s)", s.name, s.skip))
+		}
+	}
+	h.Backend = strings.Join(parts, "; ")
+	if m.sc != nil {
+		h.Syscalls = "perf_event_open on tracepoint raw_syscalls:sys_enter, one inheriting counter per startup thread (exact, whole process)"
+	} else {
+		h.Syscalls = "n/a: " + m.scReason
+	}
+	h.Method = []string{
+		"MB/s: bytes delivered to the destination (counted there) / wall time of the rep, median of reps; 1 MB = 10^6 bytes",
+		"CPU s/GiB: getrusage(RUSAGE_SELF) utime+stime delta over the rep / GiB moved; whole process: the copy, the harness's feeders and drainers, Go runtime, iou-wrk threads",
+		"syscalls/GiB: sys_enter tracepoint count delta / GiB, whole process (harness included, the thread sampler's own preads subtracted)",
+		"ctxsw/GiB: getrusage nvcsw+nivcsw delta / GiB, whole process",
+		fmt.Sprintf("threads: peak of num_threads in /proc/self/stat (= /proc/self/task, iou-wrk included), sampled every %v, max over reps", threadSampleEvery),
+		"vs io.Copy: MB/s over io.Copy's MB/s in the same case (latency: io.Copy's p50 over this p50); above 1 is better",
+		"path: which path the pipes engine took (Engine.Stats: ring, splice loop or userspace, with SQEs per io_uring_enter)",
+		"every rep counts the bytes received at the destination; a first untimed rep per cell also checks CRC-32C of the received bytes; any mismatch aborts the run",
+		"harness: sources fed by sendfile(2) from a data file, destinations drained by splice(2) to /dev/null; strategies interleaved rep by rep",
+	}
+	return h
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}

@@ -1,0 +1,188 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/pipes-go/pipes"
+)
+
+// strategy is one way to run a copy.
+type strategy struct {
+	name string
+	// skip, when set, says why the strategy does not run here.
+	skip string
+	// singleOnly strategies run in single-stream scenarios only.
+	singleOnly bool
+	// copy runs one copy in the calling goroutine.
+	copy func(dst io.Writer, src io.Reader) (int64, error)
+	// start starts one copy of many concurrent ones; wait returns its result.
+	start func(ctx context.Context, dst io.Writer, src io.Reader) (wait func() (int64, error))
+	// engine is the pipes engine behind the strategy, if any.
+	engine *pipes.Engine
+}
+
+// strategySet builds every strategy once per run; engines live until close.
+type strategySet struct {
+	all     []*strategy
+	engines []*pipes.Engine
+}
+
+func newStrategySet(backends string, loopPipes *pipeCache) *strategySet {
+	set := &strategySet{}
+	if backends == "all" || backends == "io_uring" {
+		set.add(engineStrategy(stratRing, pipes.WithBackend(pipes.BackendIOUring)))
+	}
+	if backends == "all" || backends == "splice" {
+		set.add(engineStrategy(stratSplice, pipes.WithBackend(pipes.BackendSplice)))
+	}
+	set.add(&strategy{
+		name:       stratLoop,
+		singleOnly: true,
+		copy: func(dst io.Writer, src io.Reader) (int64, error) {
+			return spliceLoop(dst, src, loopPipes)
+		},
+	})
+	set.add(goroutineStrategy(stratIOCopy, io.Copy))
+	set.add(goroutineStrategy(stratUserspace, userspaceCopy))
+	for _, s := range set.all {
+		if s.engine != nil {
+			set.engines = append(set.engines, s.engine)
+		}
+	}
+	return set
+}
+
+func (set *strategySet) add(s *strategy) { set.all = append(set.all, s) }
+
+// forScenario returns the strategies of a scenario, skipped ones included
+// (they show as a note).
+func (set *strategySet) forScenario(single bool) []*strategy {
+	var out []*strategy
+	for _, s := range set.all {
+		if s.singleOnly && !single {
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func (set *strategySet) close() error {
+	var first error
+	for _, e := range set.engines {
+		if err := e.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// engineStrategy runs copies through a pipes Engine: Engine.Copy for one
+// stream, Engine.CopyAsync for concurrent copies. Engine options other
+// than the backend keep their defaults: what a user gets.
+func engineStrategy(name string, opts ...pipes.Option) *strategy {
+	e, err := pipes.NewEngine(opts...)
+	if err != nil {
+		return &strategy{name: name, skip: fmt.Sprintf("NewEngine refused: %v", err)}
+	}
+	return &strategy{
+		name:   name,
+		engine: e,
+		copy:   e.Copy,
+		start: func(ctx context.Context, dst io.Writer, src io.Reader) func() (int64, error) {
+			return e.CopyAsync(ctx, dst, src).Wait
+		},
+	}
+}
+
+// goroutineStrategy runs one goroutine per concurrent copy.
+func goroutineStrategy(name string, copyFn func(io.Writer, io.Reader) (int64, error)) *strategy {
+	return &strategy{
+		name: name,
+		copy: copyFn,
+		start: func(_ context.Context, dst io.Writer, src io.Reader) func() (int64, error) {
+			type result struct {
+				n   int64
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				n, err := copyFn(dst, src)
+				done <- result{n, err}
+			}()
+			return func() (int64, error) {
+				r := <-done
+				return r.n, r.err
+			}
+		},
+	}
+}
+
+// userspaceCopy is io.CopyBuffer with a 32 KiB buffer through wrappers
+// that hide io.ReaderFrom and io.WriterTo: the read(2)/write(2) loop.
+func userspaceCopy(dst io.Writer, src io.Reader) (int64, error) {
+	buf := make([]byte, 32<<10)
+	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, buf)
+}
+
+// enginePath describes which path the engine took for the copies between
+// two snapshots of its counters.
+func enginePath(before, after pipes.Stats) string {
+	ring := after.Ring - before.Ring
+	spl := after.Splice - before.Splice
+	user := after.Userspace - before.Userspace
+	total := ring + spl + user
+	if total == 0 {
+		return ""
+	}
+	var parts []string
+	for _, p := range []struct {
+		name string
+		n    uint64
+	}{{"ring", ring}, {"splice", spl}, {"user", user}} {
+		if p.n == 0 {
+			continue
+		}
+		if p.n == total {
+			parts = append(parts, p.name)
+		} else {
+			parts = append(parts, fmt.Sprintf("%s %d%%", p.name, p.n*100/total))
+		}
+	}
+	s := parts[0]
+	for _, p := range parts[1:] {
+		s += "+" + p
+	}
+	if ring > 0 {
+		if enters := after.Enters - before.Enters; enters > 0 {
+			s += fmt.Sprintf(" (%.0f SQE/enter)", float64(after.SQEs-before.SQEs)/float64(enters))
+		}
+	}
+	return s
+}
+
+// engineStats returns the engine's counters, or the zero Stats.
+func (s *strategy) engineStats() pipes.Stats {
+	if s.engine == nil {
+		return pipes.Stats{}
+	}
+	return s.engine.Stats()
+}
+
+// fanoutStrategy copies one source to several destinations at once.
+type fanoutStrategy struct {
+	name string
+	run  func(ctx context.Context, dsts []io.Writer, src io.Reader) (int64, error)
+}
+
+// fanoutStrategies lists the fan-out strategies. The root package has no
+// fan-out API for arbitrary destinations yet; when it gets one, append a
+// fanoutStrategy calling it here and the fanout scenario runs it against
+// the baselines below. With none from pipes, the scenario is skipped.
+func fanoutStrategies() []fanoutStrategy {
+	return nil
+}
