@@ -46,6 +46,15 @@ type config struct {
 	tickerCopies int
 	tickerBytes  int64
 	timeout      time.Duration
+	isolate      bool
+
+	// args are the command line, for the child processes of -isolate.
+	args []string
+	// child, when >= 0, makes this process a child that runs one rep of
+	// case child with strategy childStrategy and prints it as JSON.
+	child         int
+	childStrategy string
+	childVerify   bool
 }
 
 const allScenarios = "file-pipe,pairs,concurrent,latency,fanout"
@@ -77,12 +86,17 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&cfg.tickerCopies, "ticker-n", 256, "concurrent file->tcp copies during the ticker measurement")
 	tickerBytes := fs.String("ticker-size", "", "bytes per copy during the ticker measurement (default: quick 4M, full 16M)")
 	fs.DurationVar(&cfg.timeout, "timeout", 3*time.Minute, "abort when one rep takes longer")
+	fs.BoolVar(&cfg.isolate, "isolate", true, "run each rep in a fresh child process, so that threads, engines and runtime state of one strategy do not carry into the next")
+	fs.IntVar(&cfg.child, "child-case", -1, "internal: run one rep of this case index as a child of -isolate")
+	fs.StringVar(&cfg.childStrategy, "child-strategy", "", "internal: the child's strategy")
+	fs.BoolVar(&cfg.childVerify, "child-verify", false, "internal: the child's rep is the verify rep")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	cfg.args = args
 	cfg.full = *full || !*quick
 	pick := func(flagVal, quickVal, fullVal string) string {
 		switch {

@@ -24,6 +24,8 @@ type repMetrics struct {
 	P99 float64 `json:"p99_us,omitempty"`
 	// Ticker scenario only: p99 oversleep of a 1 ms ticker, milliseconds.
 	TickerP99 float64 `json:"ticker_p99_ms,omitempty"`
+	// Path is which path a pipes engine took in this rep.
+	Path string `json:"path,omitempty"`
 }
 
 // result is one strategy in one case of a scenario.
@@ -156,6 +158,10 @@ func (t *table) write(w io.Writer) {
 	}
 	for _, r := range t.rows {
 		for i, c := range r {
+			// The last cell of a short row (a note) may run past the columns.
+			if i == len(r)-1 && len(r) < len(t.header) {
+				break
+			}
 			width[i] = max(width[i], len(c))
 		}
 	}
@@ -165,13 +171,14 @@ func (t *table) write(w io.Writer) {
 			if i > 0 {
 				b.WriteString("  ")
 			}
-			pad := strings.Repeat(" ", width[i]-len(c))
-			if i < len(t.right) && t.right[i] {
-				b.WriteString(pad + c)
-			} else if i < len(cells)-1 {
-				b.WriteString(c + pad)
-			} else {
+			pad := strings.Repeat(" ", max(width[i]-len(c), 0))
+			switch {
+			case i == len(cells)-1 && len(cells) < len(t.header):
 				b.WriteString(c)
+			case i < len(t.right) && t.right[i]:
+				b.WriteString(pad + c)
+			default:
+				b.WriteString(c + pad)
 			}
 		}
 		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))

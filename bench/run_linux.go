@@ -2,9 +2,16 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +25,9 @@ func run(cfg *config) error {
 	// First, while the process has few threads: every thread created
 	// later is counted through inheritance.
 	m := newMeter()
+	if cfg.child >= 0 {
+		return runAsChild(cfg, m)
+	}
 	if cfg.cold && os.Geteuid() != 0 {
 		return fmt.Errorf("-cold drops the page cache and needs root")
 	}
@@ -34,7 +44,7 @@ func run(cfg *config) error {
 		return err
 	}
 	defer w.close()
-	set := newStrategySet(cfg.backend, newPipeCache(cfg.pipeSize, 16))
+	set := newStrategySet(cfg.backend, newPipeCache(cfg.pipeSize, 16), "")
 	r := &runner{cfg: cfg, w: w, m: m, set: set}
 	if err := r.planScenarios(); err != nil {
 		return err
@@ -62,6 +72,84 @@ func run(cfg *config) error {
 		tables = append(tables, info.table(info.title, rs, info.notes))
 	}
 	return output(cfg, rep, tables)
+}
+
+// runChild runs one rep of case c with strategy s in a fresh process (the
+// same binary, the same flags) and returns what it measured: each rep
+// starts with the Go runtime's few threads and a new engine, so a peak
+// thread count or a warm pool from another strategy cannot leak into it.
+func (r *runner) runChild(c *benchCase, s *strategy, verify bool) (repMetrics, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return repMetrics{}, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.timeout)
+	defer cancel()
+	args := append(slices.Clip(r.cfg.args), "-quiet", "-json=false", "-out=",
+		"-child-case", strconv.Itoa(c.index), "-child-strategy", s.name, "-child-verify="+strconv.FormatBool(verify))
+	cmd := exec.CommandContext(ctx, exe, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(stderr.String()), "bench: "))
+		if ctx.Err() != nil {
+			msg = fmt.Sprintf("no result after %v (-timeout): the copy hangs", r.cfg.timeout)
+		}
+		if msg == "" {
+			msg = err.Error()
+		}
+		return repMetrics{}, errors.New(msg)
+	}
+	var m repMetrics
+	if err := json.Unmarshal(stdout.Bytes(), &m); err != nil {
+		return repMetrics{}, fmt.Errorf("child output: %w", err)
+	}
+	return m, nil
+}
+
+// runAsChild is the child side of runChild.
+func runAsChild(cfg *config, m *meter) error {
+	if err := raiseNoFile(cfg); err != nil {
+		return err
+	}
+	ds, err := openDataset(cfg.dir, datasetSize(cfg))
+	if err != nil {
+		return err
+	}
+	defer ds.close()
+	w, err := newWorld(ds, cfg.pipeSize)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	set := newStrategySet(cfg.backend, newPipeCache(cfg.pipeSize, 16), cfg.childStrategy)
+	defer set.close()
+	r := &runner{cfg: cfg, w: w, m: m, set: set}
+	if err := r.planScenarios(); err != nil {
+		return err
+	}
+	if cfg.child >= len(r.cases) {
+		return fmt.Errorf("child: no case %d", cfg.child)
+	}
+	c := r.cases[cfg.child]
+	for _, s := range c.strategies {
+		if s.name != cfg.childStrategy {
+			continue
+		}
+		if s.skip != "" {
+			return errors.New(s.skip)
+		}
+		before := s.engineStats()
+		rm, err := c.rep(s, cfg.childVerify)
+		if err != nil {
+			return err
+		}
+		if s.engine != nil {
+			rm.Path = enginePath(before, s.engineStats())
+		}
+		return json.NewEncoder(os.Stdout).Encode(rm)
+	}
+	return fmt.Errorf("child: case %d has no strategy %q", cfg.child, cfg.childStrategy)
 }
 
 // datasetSize is the largest file any planned case reads.

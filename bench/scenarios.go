@@ -18,6 +18,7 @@ import (
 // benchCase is one cell group of a scenario: a pair, size and concurrency,
 // run once per strategy per rep.
 type benchCase struct {
+	index    int // position in the run, the same in a child process
 	scenario string
 	name     string
 	pair     pair
@@ -54,11 +55,12 @@ type runner struct {
 func (r *runner) addScenario(info scenarioInfo, cases ...*benchCase) {
 	r.infos = append(r.infos, info)
 	for _, c := range cases {
+		c.index = len(r.cases)
+		r.cases = append(r.cases, c)
 		if c.strategies == nil {
 			c.strategies = r.set.forScenario(c.single)
 		}
 	}
-	r.cases = append(r.cases, cases...)
 }
 
 // units counts the reps the run will make, for the progress bar.
@@ -111,8 +113,13 @@ func (r *runner) run() error {
 		}
 		for i, s := range strats {
 			rs[i].Summary = summarize(rs[i].Reps)
-			if s.engine != nil {
+			if s.engine != nil && !r.cfg.isolate {
 				rs[i].Path = enginePath(before[i], s.engineStats())
+			}
+			for _, m := range rs[i].Reps {
+				if m.Path != "" {
+					rs[i].Path = m.Path
+				}
 			}
 		}
 		r.res = append(r.res, rs...)
@@ -129,8 +136,13 @@ func (r *runner) guard(c *benchCase, s *strategy, verify bool) (repMetrics, erro
 	}
 	done := make(chan out, 1)
 	go func() {
-		m, err := c.rep(s, verify)
-		done <- out{m, err}
+		var o out
+		if r.cfg.isolate {
+			o.m, o.err = r.runChild(c, s, verify)
+		} else {
+			o.m, o.err = c.rep(s, verify)
+		}
+		done <- o
 	}()
 	select {
 	case o := <-done:

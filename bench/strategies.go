@@ -29,15 +29,18 @@ type strategy struct {
 type strategySet struct {
 	all     []*strategy
 	engines []*pipes.Engine
+	only    string
 }
 
-func newStrategySet(backends string, loopPipes *pipeCache) *strategySet {
-	set := &strategySet{}
+// With only set, it builds just that strategy (a child process of
+// -isolate needs one engine, not all).
+func newStrategySet(backends string, loopPipes *pipeCache, only string) *strategySet {
+	set := &strategySet{only: only}
 	if backends == "all" || backends == "io_uring" {
-		set.add(engineStrategy(stratRing, pipes.WithBackend(pipes.BackendIOUring)))
+		set.addEngine(stratRing, pipes.WithBackend(pipes.BackendIOUring))
 	}
 	if backends == "all" || backends == "splice" {
-		set.add(engineStrategy(stratSplice, pipes.WithBackend(pipes.BackendSplice)))
+		set.addEngine(stratSplice, pipes.WithBackend(pipes.BackendSplice))
 	}
 	set.add(&strategy{
 		name:       stratLoop,
@@ -56,7 +59,17 @@ func newStrategySet(backends string, loopPipes *pipeCache) *strategySet {
 	return set
 }
 
-func (set *strategySet) add(s *strategy) { set.all = append(set.all, s) }
+func (set *strategySet) add(s *strategy) {
+	if set.only == "" || s.name == set.only {
+		set.all = append(set.all, s)
+	}
+}
+
+func (set *strategySet) addEngine(name string, opts ...pipes.Option) {
+	if set.only == "" || name == set.only {
+		set.add(engineStrategy(name, opts...))
+	}
+}
 
 // forScenario returns the strategies of a scenario, skipped ones included
 // (they show as a note).

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"io"
+	"testing"
+	"time"
+)
+
+// newTestRunner builds an in-process runner over a small dataset.
+func newTestRunner(t *testing.T, size int64) *runner {
+	t.Helper()
+	ds, err := openDataset(t.TempDir(), size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ds.close)
+	w, err := newWorld(ds, 64<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.close)
+	cfg := &config{reps: 1, timeout: time.Minute}
+	return &runner{cfg: cfg, w: w, m: newMeter()}
+}
+
+// TestHarnessSinglePairs runs the splice loop baseline and io.Copy through
+// the harness for every pair kind: bytes counted, checksums compared.
+func TestHarnessSinglePairs(t *testing.T) {
+	const size = 1<<20 + 3 // not a multiple of any pipe or page size
+	r := newTestRunner(t, size)
+	loop := &strategy{name: stratLoop, copy: func(dst io.Writer, src io.Reader) (int64, error) {
+		return spliceLoop(dst, src, newPipeCache(64<<10, 4))
+	}}
+	ioCopy := goroutineStrategy(stratIOCopy, io.Copy)
+	user := goroutineStrategy(stratUserspace, userspaceCopy)
+	for _, p := range must(parsePairs("all")) {
+		for _, s := range []*strategy{loop, ioCopy, user} {
+			for _, verify := range []bool{true, false} {
+				m, err := r.singleRep(s, p, size, 3, verify)
+				if err != nil {
+					t.Fatalf("%s %s verify=%v: %v", p, s.name, verify, err)
+				}
+				want := int64(size)
+				if !verify {
+					want *= 3
+				}
+				if m.Bytes != want {
+					t.Fatalf("%s %s: %d bytes, want %d", p, s.name, m.Bytes, want)
+				}
+			}
+		}
+	}
+}
+
+// TestHarnessCatchesWrongCopies checks that a copy that loses, adds or
+// corrupts bytes fails the rep.
+func TestHarnessCatchesWrongCopies(t *testing.T) {
+	const size = 256 << 10
+	r := newTestRunner(t, size)
+	short := &strategy{name: "short", copy: func(dst io.Writer, src io.Reader) (int64, error) {
+		n, err := io.Copy(dst, io.LimitReader(src, size-1))
+		io.Copy(io.Discard, src)
+		return n + 1, err // claims every byte
+	}}
+	corrupt := &strategy{name: "corrupt", copy: func(dst io.Writer, src io.Reader) (int64, error) {
+		b, err := io.ReadAll(src)
+		if err != nil {
+			return 0, err
+		}
+		b[len(b)/2] ^= 1
+		n, err := dst.Write(b)
+		return int64(n), err
+	}}
+	p := pair{kindPipe, kindTCP}
+	if _, err := r.singleRep(short, p, size, 1, false); err == nil {
+		t.Error("a short copy passed")
+	}
+	if _, err := r.singleRep(corrupt, p, size, 1, true); err == nil {
+		t.Error("a corrupted copy passed the verify rep")
+	}
+}
+
+// TestHarnessConcurrent runs a small concurrent rep of each socket pair.
+func TestHarnessConcurrent(t *testing.T) {
+	const n, per = 8, 128 << 10
+	r := newTestRunner(t, n*per)
+	s := goroutineStrategy(stratIOCopy, io.Copy)
+	for _, p := range must(parsePairs("unix-unix,tcp-tcp,file-tcp")) {
+		for _, verify := range []bool{true, false} {
+			m, err := r.concurrentRep(s, p, n, per, verify, !verify)
+			if err != nil {
+				t.Fatalf("%s verify=%v: %v", p, verify, err)
+			}
+			if m.Bytes != n*per {
+				t.Fatalf("%s: %d bytes, want %d", p, m.Bytes, n*per)
+			}
+		}
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"io"
+	"testing"
+)
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"64K": 64 << 10, "1M": 1 << 20, "1MiB": 1 << 20, "2g": 2 << 30, "4096": 4096, "16MB": 16 << 20} {
+		got, err := parseSize(in)
+		if err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "K", "-1M", "0", "1T"} {
+		if _, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) gave no error", in)
+		}
+	}
+}
+
+func TestParsePairs(t *testing.T) {
+	ps, err := parsePairs("file-pipe, tcp->unix")
+	if err != nil || len(ps) != 2 || ps[0] != (pair{kindFile, kindPipe}) || ps[1] != (pair{kindTCP, kindUnix}) {
+		t.Fatalf("parsePairs = %v, %v", ps, err)
+	}
+	if all, _ := parsePairs("all"); len(all) != 16 {
+		t.Fatalf("all pairs: %d, want 16", len(all))
+	}
+	if _, err := parsePairs("file-disk"); err == nil {
+		t.Fatal("no error for an unknown kind")
+	}
+}
+
+func TestParseFlagsModes(t *testing.T) {
+	q, err := parseFlags(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.full || q.reps != 3 || len(q.ns) != 3 || len(q.sizes) != 2 || !q.isolate || q.child != -1 {
+		t.Fatalf("quick defaults: %+v", q)
+	}
+	f, err := parseFlags([]string{"-full", "-reps", "7", "-scenarios", "pairs"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.full || f.reps != 7 || len(f.ns) != 4 || len(f.pairs) != 16 || len(f.scenarios) != 1 {
+		t.Fatalf("full: %+v", f)
+	}
+	for _, bad := range [][]string{{"-scenarios", "nope"}, {"-backend", "x"}, {"-n", "0"}, {"extra"}} {
+		if _, err := parseFlags(bad, io.Discard); err == nil {
+			t.Errorf("parseFlags(%q) gave no error", bad)
+		}
+	}
+}
