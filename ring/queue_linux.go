@@ -19,7 +19,9 @@ import (
 // GetSQE returns the next free SQE, zeroed, or nil when the SQ is full
 // (Submit, then try again). The SQE belongs to the caller until the next
 // Submit or SubmitAndWait publishes it; it points into memory shared with
-// the kernel and must not be used after that. Submission side.
+// the kernel and must not be used after that. Prepare it before that
+// Submit: Submit publishes every SQE handed out, prepared or not (a zeroed
+// SQE is a NOP with user_data 0). Submission side.
 func (r *Ring) GetSQE() *SQE {
 	sq := &r.sq
 	head := atomic.LoadUint32(sq.head)
@@ -150,7 +152,10 @@ func (r *Ring) CQReady() uint32 {
 // how many it copied. It does not advance the CQ: call CQAdvance with the
 // number handled. When no CQE is ready but the kernel holds some back
 // (overflow, or pending task work with IORING_SETUP_TASKRUN_FLAG) it enters
-// the kernel once to flush them. It never blocks. Completion side.
+// the kernel once to flush them. It never blocks. With
+// IORING_SETUP_DEFER_TASKRUN but without IORING_SETUP_TASKRUN_FLAG it cannot
+// tell that completions are pending: they are posted only by SubmitAndWait,
+// WaitCQE or FlushOverflow on the issuer thread. Completion side.
 func (r *Ring) PeekBatchCQE(cqes []CQE) int {
 	n := r.peek(cqes)
 	if n == 0 && len(cqes) > 0 && r.cqNeedsFlush() {

@@ -311,3 +311,78 @@ func TestSQPOLLWakeup(t *testing.T) {
 		}
 	}
 }
+
+// TestTwoSides runs the submission side and the completion side in two
+// goroutines at once, as the concurrency contract allows (run under -race).
+func TestTwoSides(t *testing.T) {
+	fdtest.Check(t)
+	r := newRing(t, 16, nil)
+	const total = 5000
+	done := make(chan map[uint64]bool)
+	go func() {
+		seen := make(map[uint64]bool, total)
+		buf := make([]ring.CQE, 16)
+		for len(seen) < total {
+			n := r.PeekBatchCQE(buf)
+			if n == 0 {
+				c, err := r.WaitCQE()
+				if err != nil {
+					t.Error(err)
+					break
+				}
+				seen[c.UserData] = true
+				continue
+			}
+			for _, c := range buf[:n] {
+				seen[c.UserData] = true
+			}
+			r.CQAdvance(uint32(n))
+		}
+		done <- seen
+	}()
+	for ud := uint64(0); ud < total; {
+		if ud%7 == 0 && r.SQReady() > 0 {
+			if _, err := r.Submit(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sqe := r.GetSQE()
+		if sqe == nil {
+			if _, err := r.Submit(); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		sqe.PrepNop()
+		sqe.UserData = ud
+		ud++
+	}
+	if _, err := r.Submit(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case seen := <-done:
+		if len(seen) != total {
+			t.Fatalf("%d distinct CQEs, want %d", len(seen), total)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("stalled: SQReady %d, SQFlags %#x, CQReady %d, overflow count %d, dropped %d",
+			r.SQReady(), r.SQFlags(), r.CQReady(), r.CQOverflowCount(), r.SQDropped())
+		n, err := r.Submit()
+		t.Errorf("Submit again: %d, %v", n, err)
+		// Unblock the reaper so the test can end.
+		for i := 0; i < total; i++ {
+			if sqe := r.GetSQE(); sqe != nil {
+				sqe.PrepNop()
+				sqe.UserData = uint64(total + i)
+			}
+			r.Submit()
+			select {
+			case seen := <-done:
+				t.Fatalf("reaper finished after %d more NOPs, %d distinct", i+1, len(seen))
+			default:
+			}
+		}
+		<-done
+	}
+}
