@@ -35,22 +35,29 @@ func openDataset(dir string, size int64) (*dataset, error) {
 		return nil, err
 	}
 	ds := &dataset{dir: dir, size: size, files: map[int64]*os.File{}, sums: map[[3]int64]uint32{}}
-	f, err := ensureFile(filepath.Join(dir, masterName), size, func(w *os.File) error {
+	// A larger master from an earlier run serves too: it starts with the
+	// same bytes (same seed), and checksums come from the files anyway.
+	f, err := ensureFile(filepath.Join(dir, masterName), size, true, func(w *os.File) error {
 		return fillRandom(w, size)
 	})
 	if err != nil {
 		return nil, err
 	}
-	ds.master = f
-	ds.files[size] = f
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	ds.master, ds.size = f, st.Size()
+	ds.files[ds.size] = f
 	return ds, nil
 }
 
-// ensureFile opens path if it exists with the right size, else builds it
-// with fill under a temporary name.
-func ensureFile(path string, size int64, fill func(*os.File) error) (*os.File, error) {
+// ensureFile opens path if it exists with the right size (or larger, with
+// orLarger), else builds it with fill under a temporary name.
+func ensureFile(path string, size int64, orLarger bool, fill func(*os.File) error) (*os.File, error) {
 	if f, err := os.Open(path); err == nil {
-		if st, err := f.Stat(); err == nil && st.Size() == size {
+		if st, err := f.Stat(); err == nil && (st.Size() == size || orLarger && st.Size() > size) {
 			return f, nil
 		}
 		f.Close()
@@ -90,7 +97,7 @@ func (ds *dataset) file(size int64) (*os.File, error) {
 		return f, nil
 	}
 	path := filepath.Join(ds.dir, fmt.Sprintf("%s-%d", masterName, size))
-	f, err := ensureFile(path, size, func(w *os.File) error {
+	f, err := ensureFile(path, size, false, func(w *os.File) error {
 		_, err := io.Copy(w, io.NewSectionReader(ds.master, 0, size))
 		return err
 	})

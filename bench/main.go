@@ -306,7 +306,7 @@ func newProgress(quiet bool, total int64) progress {
 		progressbar.OptionSetDescription("bench"),
 		progressbar.OptionShowCount(),
 		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionFullWidth(),
+		progressbar.OptionSetWidth(30),
 		progressbar.OptionThrottle(100*time.Millisecond),
 	)}
 }

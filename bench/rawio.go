@@ -385,23 +385,20 @@ func fileChecksum(f *os.File, off, n int64) (uint32, error) {
 	return h.Sum32(), err
 }
 
-// warmFile reads f into the page cache with sendfile(2) to /dev/null.
-func warmFile(f, devNull *os.File) error {
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
+// warmFile reads the first n bytes of f into the page cache with
+// sendfile(2) to /dev/null.
+func warmFile(f, devNull *os.File, n int64) error {
 	defer runtime.KeepAlive(f)
 	defer runtime.KeepAlive(devNull)
 	var off int64
-	for off < st.Size() {
-		n, err := retryEINTR(func() (int, error) {
-			return unix.Sendfile(int(devNull.Fd()), int(f.Fd()), &off, int(min(st.Size()-off, 1<<30)))
+	for off < n {
+		m, err := retryEINTR(func() (int, error) {
+			return unix.Sendfile(int(devNull.Fd()), int(f.Fd()), &off, int(min(n-off, 1<<30)))
 		})
 		if err != nil {
 			return fmt.Errorf("warming %s: %w", f.Name(), err)
 		}
-		if n == 0 {
+		if m == 0 {
 			return fmt.Errorf("warming %s: %w", f.Name(), io.ErrUnexpectedEOF)
 		}
 	}

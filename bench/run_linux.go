@@ -256,6 +256,9 @@ func newHeader(cfg *config, m *meter, set *strategySet) header {
 		"every rep counts the bytes received at the destination; a first untimed rep per cell also checks CRC-32C of the received bytes; any mismatch aborts the run",
 		"harness: sources fed by sendfile(2) from a data file, destinations drained by splice(2) to /dev/null; strategies interleaved rep by rep",
 	}
+	if cfg.isolate {
+		h.Method = append(h.Method, "each rep runs in a fresh child process (a new engine, the Go runtime's few threads), so one strategy's threads and pools do not carry into another's figures")
+	}
 	return h
 }
 

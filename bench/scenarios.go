@@ -152,23 +152,25 @@ func (r *runner) guard(c *benchCase, s *strategy, verify bool) (repMetrics, erro
 	}
 }
 
-// prepareSource puts the source file in the state the run measures: read
-// into the page cache (warm), or with every cache dropped (-cold).
-func (r *runner) prepareSource(f *os.File) error {
+// prepareSource puts the first n bytes of the source file in the state
+// the run measures: read into the page cache (warm), or with every cache
+// dropped (-cold).
+func (r *runner) prepareSource(f *os.File, n int64) error {
 	if r.cfg.cold {
 		return dropCaches()
 	}
-	return warmFile(f, r.w.devNull)
+	return warmFile(f, r.w.devNull, n)
 }
 
-// warmFeeder makes sure the feeders' data file is cached, so that a
-// socket or pipe source is limited by the copy, not by the disk.
-func (r *runner) warmFeeder(size int64) error {
+// warmFeeder makes sure the first n bytes of the feeders' size-byte data
+// file are cached, so that a socket or pipe source is limited by the
+// copy, not by the disk.
+func (r *runner) warmFeeder(size, n int64) error {
 	f, err := r.w.ds.file(size)
 	if err != nil {
 		return err
 	}
-	return warmFile(f, r.w.devNull)
+	return warmFile(f, r.w.devNull, n)
 }
 
 // singleRep runs k copies of size bytes one after the other into one
@@ -176,8 +178,8 @@ func (r *runner) warmFeeder(size int64) error {
 // other source is fresh per copy and fed concurrently. The rep's clock
 // runs from the first copy's start until the drainer has seen EOF.
 func (r *runner) singleRep(s *strategy, p pair, size int64, k int, verify bool) (repMetrics, error) {
-	if verify {
-		k = 1
+	if verify || r.cfg.cold && p.src == kindFile {
+		k = 1 // cold: the second copy of the file would read it from the cache
 	}
 	var closers []io.Closer
 	defer func() { closeAll(closers) }()
@@ -204,9 +206,9 @@ func (r *runner) singleRep(s *strategy, p pair, size int64, k int, verify bool) 
 		return repMetrics{}, err
 	}
 	if p.src == kindFile {
-		err = r.prepareSource(data)
+		err = r.prepareSource(data, size)
 	} else {
-		err = r.warmFeeder(size)
+		err = r.warmFeeder(size, size)
 	}
 	if err != nil {
 		return repMetrics{}, err
@@ -295,9 +297,9 @@ func (r *runner) concurrentRep(s *strategy, p pair, n int, per int64, verify, ti
 	}
 	var err error
 	if p.src == kindFile {
-		err = r.prepareSource(r.w.ds.master)
+		err = r.prepareSource(r.w.ds.master, int64(n)*per)
 	} else {
-		err = r.warmFeeder(size)
+		err = r.warmFeeder(size, int64(n)*per)
 	}
 	if err != nil {
 		return repMetrics{}, err
@@ -406,7 +408,7 @@ func (p *tickerProbe) stop() float64 {
 // long-lived destination connection: from the start of the copy until
 // the receiver has read all size bytes.
 func (r *runner) latencyRep(s *strategy, size int64, iters int, verify bool) (repMetrics, error) {
-	if err := r.warmFeeder(size); err != nil {
+	if err := r.warmFeeder(size, size); err != nil {
 		return repMetrics{}, err
 	}
 	dst, peer, err := r.w.tcpPair()
@@ -510,7 +512,7 @@ func (r *runner) fanoutRep(run func(ctx context.Context, dsts []io.Writer, src i
 	if err != nil {
 		return repMetrics{}, err
 	}
-	if err := r.prepareSource(data); err != nil {
+	if err := r.prepareSource(data, size); err != nil {
 		return repMetrics{}, err
 	}
 	sp, err := r.m.begin()
@@ -568,7 +570,7 @@ func (r *runner) planScenarios() error {
 				title: "file-pipe: regular file -> pipe, by size (the original library's headline)",
 				notes: []string{
 					fmt.Sprintf("destination: os.Pipe with F_SETPIPE_SZ %s, drained concurrently by splice(2) to /dev/null", fmtSize(int64(cfg.pipeSize))),
-					fmt.Sprintf("each rep runs back-to-back copies totalling at least %s (a 64K copy alone is too short to time)", fmtSize(cfg.repBytes)),
+					repNote(cfg),
 					"source " + caches,
 				},
 				table: throughputTable,
@@ -599,6 +601,7 @@ func (r *runner) planScenarios() error {
 				title: "pairs: one copy per pair kind, " + strings.Join(sizes, ", "),
 				notes: []string{
 					"pipe/unix/tcp sources are fed concurrently by sendfile(2) from a cached file; destinations drained by splice(2) to /dev/null (file destinations: written to disk-backed files)",
+					repNote(cfg),
 					"file sources " + caches,
 				},
 				table: throughputTable,
@@ -700,6 +703,13 @@ func (r *runner) planFanout(fs []fanoutStrategy) {
 			return r.fanoutRep(runs[s.name], size, ways, verify)
 		},
 	})
+}
+
+func repNote(cfg *config) string {
+	if cfg.cold {
+		return "cold: each rep is one copy (a second copy would read the cached file)"
+	}
+	return fmt.Sprintf("each rep runs back-to-back copies totalling at least %s (a 64K copy alone is too short to time)", fmtSize(cfg.repBytes))
 }
 
 // copiesPerRep is how many back-to-back copies of size make one rep.
