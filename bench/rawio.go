@@ -322,30 +322,30 @@ func (d *drainer) discard(src rawFD) (int64, error) {
 			}
 		}
 	}
-	p, err := d.pipes.get()
-	if err != nil {
-		return 0, err
-	}
-	inPipe := 0
-	defer func() { d.pipes.put(p, inPipe == 0) }()
+	// The intermediate pipe is taken from the cache only inside the
+	// callback, never while waiting: thousands of idle drainers share a few.
 	for {
 		var n int
 		err := src.read(func(fd int) error {
-			var e error
-			n, e = retryEINTR(func() (int, error) { return spliceN(fd, nil, p.w, nil, d.pipes.size, spliceFlags) })
-			return e
+			p, err := d.pipes.get()
+			if err != nil {
+				return err
+			}
+			n, err = retryEINTR(func() (int, error) { return spliceN(fd, nil, p.w, nil, d.pipes.size, spliceFlags) })
+			left := max(n, 0)
+			for err == nil && left > 0 {
+				var m int
+				m, err = retryEINTR(func() (int, error) { return spliceN(p.r, nil, null, nil, left, spliceFlags) })
+				left -= m
+			}
+			d.pipes.put(p, left == 0)
+			return err
 		})
+		if n > 0 {
+			total += int64(n)
+		}
 		if err != nil || n == 0 {
 			return total, err
-		}
-		inPipe = n
-		for inPipe > 0 {
-			m, err := retryEINTR(func() (int, error) { return spliceN(p.r, nil, null, nil, inPipe, spliceFlags) })
-			if err != nil {
-				return total, err
-			}
-			inPipe -= m
-			total += int64(m)
 		}
 	}
 }
