@@ -1,0 +1,487 @@
+//go:build linux
+
+package splice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pipes-go/pipes/internal/fdtest"
+	"golang.org/x/sys/unix"
+)
+
+var sizes = []int{0, 1, 64<<10 - 1, 64 << 10, 64<<10 + 1, 4 << 20}
+
+// TestCopyPairs copies every size between every pair of descriptor kinds
+// and checks the bytes (sha256), the count, and the file offsets.
+func TestCopyPairs(t *testing.T) {
+	fdtest.Check(t)
+	pool := NewPool(0, 4)
+	defer pool.Close()
+	for _, sk := range srcKinds {
+		for _, dk := range dstKinds {
+			for _, size := range sizes {
+				t.Run(fmt.Sprintf("%s-%s/%d", sk.name, dk.name, size), func(t *testing.T) {
+					data := testData(size)
+					s := sk.make(t, data, false)
+					d := dk.make(t)
+					var (
+						n       int64
+						handled bool
+						err     error
+					)
+					guard(t, 20*time.Second, func() {
+						n, handled, err = Copy(context.Background(), endOf(t, d.conn, false), endOf(t, s.conn, true), -1, pool)
+					})
+					s.wait()
+					if !handled || err != nil || n != int64(size) {
+						t.Fatalf("Copy = %d, %v, %v; want %d, true, nil", n, handled, err, size)
+					}
+					if f, ok := s.conn.(*os.File); ok && sk.name == "file" {
+						if off := offset(t, f); off != int64(6+size) {
+							t.Errorf("source offset %d, want %d", off, 6+size)
+						}
+					}
+					if f, ok := d.conn.(*os.File); ok && dk.name == "file" {
+						if off := offset(t, f); off != int64(size) {
+							t.Errorf("destination offset %d, want %d", off, size)
+						}
+					}
+					s.close()
+					got := d.finish()
+					if len(got) != size || sum(got) != sum(data) {
+						t.Fatalf("got %d bytes (sha %x), want %d (sha %x)", len(got), sum(got), size, sum(data))
+					}
+				})
+			}
+		}
+	}
+	if st := pool.Stats(); st.InUse != 0 || st.Alive > 4 {
+		t.Errorf("pool after the copies: %+v", st)
+	}
+}
+
+// TestCopyLimit copies a prefix and leaves the rest where the next reader
+// finds it.
+func TestCopyLimit(t *testing.T) {
+	fdtest.Check(t)
+	for _, sk := range srcKinds {
+		for _, dk := range []dstKind{dstKinds[0], dstKinds[1], dstKinds[3]} {
+			for _, limit := range []int64{1, 64<<10 + 1, 1 << 20} {
+				t.Run(fmt.Sprintf("%s-%s/%d", sk.name, dk.name, limit), func(t *testing.T) {
+					data := testData(2 << 20)
+					s := sk.make(t, data, false)
+					d := dk.make(t)
+					var (
+						n   int64
+						err error
+					)
+					guard(t, 20*time.Second, func() {
+						n, _, err = Copy(context.Background(), endOf(t, d.conn, false), endOf(t, s.conn, true), limit, nil)
+					})
+					if err != nil || n != limit {
+						t.Fatalf("Copy = %d, %v; want %d", n, err, limit)
+					}
+					// The rest is still there for the next reader.
+					rest, err := io.ReadAll(s.conn.(io.Reader))
+					if err != nil {
+						t.Fatal(err)
+					}
+					s.wait()
+					if !bytesEqual(rest, data[limit:]) {
+						t.Errorf("rest: got %d bytes, want %d", len(rest), len(data)-int(limit))
+					}
+					s.close()
+					if got := d.finish(); !bytesEqual(got, data[:limit]) {
+						t.Errorf("got %d bytes, want %d", len(got), limit)
+					}
+				})
+			}
+		}
+	}
+}
+
+func bytesEqual(a, b []byte) bool { return len(a) == len(b) && sum(a) == sum(b) }
+
+// TestCopyAppendNotHandled: the kernel refuses O_APPEND destinations; Copy
+// says so before any byte moves.
+func TestCopyAppendNotHandled(t *testing.T) {
+	fdtest.Check(t)
+	for _, sk := range srcKinds {
+		t.Run(sk.name, func(t *testing.T) {
+			data := testData(100 << 10)
+			s := sk.make(t, data, false)
+			f := tempFile(t, []byte("x"))
+			af, err := os.OpenFile(f.Name(), os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer af.Close()
+			n, handled, err := Copy(context.Background(), endOf(t, af, false), endOf(t, s.conn, true), -1, nil)
+			if handled || n != 0 || err != nil {
+				t.Fatalf("Copy = %d, %v, %v; want 0, false, nil", n, handled, err)
+			}
+			rest, _ := io.ReadAll(s.conn.(io.Reader))
+			s.wait()
+			if !bytesEqual(rest, data) {
+				t.Errorf("source lost bytes: %d left of %d", len(rest), len(data))
+			}
+			s.close()
+		})
+	}
+}
+
+// TestCopyNotSpliceable: a directory is no stream: not handled.
+func TestCopyNotSpliceable(t *testing.T) {
+	fdtest.Check(t)
+	d, err := os.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	if n, handled, err := Copy(context.Background(), endOf(t, w, false), endOf(t, d, true), -1, nil); handled || n != 0 || err != nil {
+		t.Fatalf("Copy = %d, %v, %v; want 0, false, nil", n, handled, err)
+	}
+}
+
+// TestCopyCloseMidCopy closes either end from another goroutine while the
+// copy waits on it: the copy ends promptly with an error.
+func TestCopyCloseMidCopy(t *testing.T) {
+	fdtest.Check(t)
+	for _, sk := range srcKinds[1:] { // an idle source: the copy waits to read
+		for _, dk := range dstKinds {
+			t.Run("src-"+sk.name+"-"+dk.name, func(t *testing.T) {
+				s := sk.make(t, testData(1000), true)
+				d := dk.make(t)
+				errc := make(chan error, 1)
+				go func() {
+					_, _, err := Copy(context.Background(), endOf(t, d.conn, false), endOf(t, s.conn, true), -1, nil)
+					errc <- err
+				}()
+				time.Sleep(20 * time.Millisecond)
+				s.conn.(io.Closer).Close()
+				select {
+				case err := <-errc:
+					if err == nil {
+						t.Fatal("Copy returned nil after its source was closed")
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatal("Copy did not end after its source was closed")
+				}
+				s.close()
+				s.wait()
+				d.finish()
+			})
+		}
+	}
+	// A destination nobody reads: the copy waits to write.
+	for _, sk := range srcKinds {
+		for _, dn := range []string{"pipe", "fifo", "tcp", "unix"} {
+			t.Run("dst-"+sk.name+"-"+dn, func(t *testing.T) {
+				s := sk.make(t, testData(16<<20), false)
+				var w io.Closer
+				var wc syscall.Conn
+				switch dn {
+				case "pipe":
+					r, pw, _ := os.Pipe()
+					defer r.Close()
+					w, wc = pw, pw
+				case "fifo":
+					_, fw := fifo(t)
+					w, wc = fw, fw
+				default:
+					a, _ := connPair(t, dn)
+					w, wc = a, a.(syscall.Conn)
+				}
+				errc := make(chan error, 1)
+				go func() {
+					_, _, err := Copy(context.Background(), endOf(t, wc, false), endOf(t, s.conn, true), -1, nil)
+					errc <- err
+				}()
+				time.Sleep(50 * time.Millisecond)
+				w.Close()
+				select {
+				case err := <-errc:
+					if err == nil {
+						t.Fatal("Copy returned nil after its destination was closed")
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatal("Copy did not end after its destination was closed")
+				}
+				s.close()
+				s.wait()
+			})
+		}
+	}
+}
+
+// TestCopyPeerGone: a destination whose reader went away fails with
+// EPIPE (pipes) or EPIPE/ECONNRESET (sockets), and errors.Is finds it.
+func TestCopyPeerGone(t *testing.T) {
+	fdtest.Check(t)
+	for _, sk := range srcKinds {
+		t.Run(sk.name+"-pipe", func(t *testing.T) {
+			s := sk.make(t, testData(1<<20), false)
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			r.Close()
+			var n int64
+			guard(t, 10*time.Second, func() {
+				n, _, err = Copy(context.Background(), endOf(t, w, false), endOf(t, s.conn, true), -1, nil)
+			})
+			if !errors.Is(err, syscall.EPIPE) {
+				t.Fatalf("Copy = %d, %v; want EPIPE", n, err)
+			}
+			s.close()
+			s.wait()
+		})
+		t.Run(sk.name+"-tcp-reset", func(t *testing.T) {
+			s := sk.make(t, testData(8<<20), false)
+			a, b := connPair(t, "tcp")
+			b.(*net.TCPConn).SetLinger(0)
+			go func() {
+				buf := make([]byte, 4096)
+				b.Read(buf) // once bytes flow, reset the connection
+				b.Close()
+			}()
+			var (
+				n   int64
+				err error
+			)
+			guard(t, 10*time.Second, func() {
+				n, _, err = Copy(context.Background(), endOf(t, a.(syscall.Conn), false), endOf(t, s.conn, true), -1, nil)
+			})
+			if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
+				t.Fatalf("Copy = %d, %v; want ECONNRESET or EPIPE", n, err)
+			}
+			s.close()
+			s.wait()
+		})
+	}
+}
+
+// TestCopyCancel cancels a copy waiting on an idle source and one waiting
+// on a full destination.
+func TestCopyCancel(t *testing.T) {
+	fdtest.Check(t)
+	for _, sk := range srcKinds[1:] {
+		t.Run("idle-src-"+sk.name, func(t *testing.T) {
+			s := sk.make(t, testData(100), true)
+			d := dstKinds[3].make(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			errc := make(chan error, 1)
+			var n int64
+			go func() {
+				var err error
+				n, _, err = Copy(ctx, endOf(t, d.conn, false), endOf(t, s.conn, true), -1, nil)
+				errc <- err
+			}()
+			time.Sleep(30 * time.Millisecond)
+			cancel()
+			select {
+			case err := <-errc:
+				if !errors.Is(err, context.Canceled) {
+					t.Fatalf("Copy error %v, want context.Canceled", err)
+				}
+				if n != 100 {
+					t.Errorf("written %d, want 100", n)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Copy did not end after cancel")
+			}
+			// The deadline Wake set is cleared again.
+			if c, ok := s.conn.(net.Conn); ok {
+				c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+				if _, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Errorf("read after the cancelled copy: %v", err)
+				}
+			}
+			s.close()
+			s.wait()
+			if got := d.finish(); len(got) != 100 {
+				t.Errorf("destination got %d bytes, want 100", len(got))
+			}
+		})
+	}
+	// File -> TCP nobody reads: the copy waits on dst with bytes in the
+	// intermediate pipe; after cancel the file offset is just after the
+	// bytes that reached dst.
+	t.Run("full-dst-file-tcp", func(t *testing.T) {
+		data := testData(32 << 20)
+		f := tempFile(t, data)
+		a, b := connPair(t, "tcp")
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		var (
+			n   int64
+			err error
+		)
+		guard(t, 10*time.Second, func() {
+			n, _, err = Copy(ctx, endOf(t, a.(syscall.Conn), false), endOf(t, f, true), -1, nil)
+		})
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Copy = %d, %v; want DeadlineExceeded", n, err)
+		}
+		if off := offset(t, f); off != n {
+			t.Errorf("file offset %d after %d bytes delivered", off, n)
+		}
+		a.Close()
+		got, _ := io.ReadAll(b)
+		if !bytesEqual(got, data[:n]) {
+			t.Errorf("peer got %d bytes, Copy reported %d", len(got), n)
+		}
+	})
+}
+
+// TestCopyBlockingFds copies between descriptors in blocking mode, which
+// the Go netpoller does not watch (os.NewFile of a blocking pipe).
+func TestCopyBlockingFds(t *testing.T) {
+	fdtest.Check(t)
+	blockingPipe := func() (*os.File, *os.File) {
+		var p [2]int
+		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+			t.Fatal(err)
+		}
+		return os.NewFile(uintptr(p[0]), "r"), os.NewFile(uintptr(p[1]), "w")
+	}
+	data := testData(3<<20 + 7)
+	t.Run("pipe-to-file", func(t *testing.T) {
+		r, w := blockingPipe()
+		defer r.Close()
+		go func() {
+			w.Write(data)
+			w.Close()
+		}()
+		f := tempFile(t, nil)
+		var n int64
+		var err error
+		guard(t, 10*time.Second, func() {
+			n, _, err = Copy(context.Background(), endOf(t, f, false), endOf(t, r, true), -1, nil)
+		})
+		got, _ := os.ReadFile(f.Name())
+		if err != nil || n != int64(len(data)) || !bytesEqual(got, data) {
+			t.Fatalf("Copy = %d, %v; file has %d bytes", n, err, len(got))
+		}
+	})
+	t.Run("file-to-pipe-slow-reader", func(t *testing.T) {
+		r, w := blockingPipe()
+		f := tempFile(t, data)
+		done := make(chan []byte)
+		go func() {
+			var got []byte
+			buf := make([]byte, 8192)
+			for {
+				m, err := r.Read(buf)
+				got = append(got, buf[:m]...)
+				if err != nil {
+					break
+				}
+				if len(got)%(1<<20) < 8192 {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			r.Close()
+			done <- got
+		}()
+		var n int64
+		var err error
+		guard(t, 10*time.Second, func() {
+			n, _, err = Copy(context.Background(), endOf(t, w, false), endOf(t, f, true), -1, nil)
+		})
+		w.Close()
+		if got := <-done; err != nil || n != int64(len(data)) || !bytesEqual(got, data) {
+			t.Fatalf("Copy = %d, %v; reader got %d bytes", n, err, len(got))
+		}
+	})
+	t.Run("blocking-to-nonblocking-pipe", func(t *testing.T) {
+		r, w := blockingPipe()
+		defer r.Close()
+		go func() {
+			for i := 0; i < len(data); i += 100 << 10 {
+				w.Write(data[i:min(i+100<<10, len(data))])
+				time.Sleep(time.Millisecond)
+			}
+			w.Close()
+		}()
+		d := dstKinds[1].make(t)
+		var n int64
+		var err error
+		guard(t, 10*time.Second, func() {
+			n, _, err = Copy(context.Background(), endOf(t, d.conn, false), endOf(t, r, true), -1, nil)
+		})
+		if got := d.finish(); err != nil || n != int64(len(data)) || !bytesEqual(got, data) {
+			t.Fatalf("Copy = %d, %v; got %d bytes", n, err, len(got))
+		}
+	})
+	t.Run("close-while-blocked", func(t *testing.T) {
+		r, w := blockingPipe()
+		defer w.Close()
+		d := dstKinds[0].make(t)
+		errc := make(chan error, 1)
+		go func() {
+			_, _, err := Copy(context.Background(), endOf(t, d.conn, false), endOf(t, r, true), -1, nil)
+			errc <- err
+		}()
+		time.Sleep(20 * time.Millisecond)
+		r.Close()
+		select {
+		case err := <-errc:
+			if err == nil {
+				t.Fatal("nil error after close")
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Copy did not end after its blocking source was closed")
+		}
+		d.finish()
+	})
+}
+
+// TestSpliceTeeWrappers checks the raw wrappers and their errno results.
+func TestSpliceTeeWrappers(t *testing.T) {
+	fdtest.Check(t)
+	a, err := NewPipe(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := NewPipe(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := unix.Write(a.WriteFd(), []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := Tee(a.ReadFd(), b.WriteFd(), 100, FlagNonblock); n != 5 || err != nil {
+		t.Fatalf("Tee = %d, %v", n, err)
+	}
+	if n, err := Splice(a.ReadFd(), nil, b.WriteFd(), nil, 100, FlagNonblock); n != 5 || err != nil {
+		t.Fatalf("Splice = %d, %v", n, err)
+	}
+	buf := make([]byte, 20)
+	if n, _ := unix.Read(b.ReadFd(), buf); string(buf[:n]) != "hellohello" {
+		t.Fatalf("got %q", buf[:n])
+	}
+	if _, err := Splice(a.ReadFd(), nil, b.WriteFd(), nil, 100, FlagNonblock); err != syscall.EAGAIN {
+		t.Fatalf("empty pipe: %v (%T), want EAGAIN as a syscall.Errno", err, err)
+	}
+	if _, err := Tee(a.ReadFd(), a.WriteFd(), 100, FlagNonblock); err != syscall.EINVAL {
+		t.Fatalf("tee to itself: %v, want EINVAL", err)
+	}
+}

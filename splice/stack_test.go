@@ -1,0 +1,7 @@
+//go:build linux
+
+package splice
+
+import "runtime"
+
+func runtimeStack(buf []byte) int { return runtime.Stack(buf, true) }
