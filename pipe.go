@@ -2,6 +2,7 @@ package pipes
 
 import (
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -13,6 +14,10 @@ import (
 // (splice(2), Linux) when the destination has a file descriptor.
 type PipeReader struct {
 	f *os.File
+	// awaitWriter: a fifo opened read-only without blocking, whose first
+	// writer may not have connected yet; until one has, the kernel's
+	// "no writer" EOF means "wait".
+	awaitWriter atomic.Bool
 }
 
 // PipeWriter is the write end of an OS pipe or fifo, as returned by New,
@@ -25,6 +30,9 @@ type PipeWriter struct {
 // Read reads from the pipe, as (*os.File).Read: it waits for data, and
 // returns io.EOF once every write end is closed and the pipe is empty.
 func (r *PipeReader) Read(p []byte) (int, error) {
+	if r.awaitWriter.Load() {
+		return r.readFifo(p)
+	}
 	return r.f.Read(p)
 }
 

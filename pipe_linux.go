@@ -82,6 +82,9 @@ func (w *PipeWriter) ReadFrom(src io.Reader) (int64, error) {
 // otherwise WriteTo copies through a userspace buffer. Errors wrap the
 // errno (errors.Is(err, syscall.EPIPE), syscall.ECONNRESET).
 func (r *PipeReader) WriteTo(dst io.Writer) (int64, error) {
+	if err := r.awaitFirstWriter(); err != nil {
+		return 0, err
+	}
 	if de, ok := writerEndpoint(dst); ok {
 		se, _ := readerEndpoint(r)
 		n, handled, err := splice.Copy(context.Background(), de.end(), se.end(), -1, defaultPool())

@@ -1,0 +1,265 @@
+//go:build unix
+
+package pipes
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// OpenFifo opens the fifo at path without blocking, in non-blocking mode
+// (reads and writes wait on the Go netpoller). flag is an os.OpenFile flag:
+//
+//   - os.O_RDONLY returns a reader. Its Read and WriteTo wait until a
+//     writer connects and writes, and see io.EOF only once the writers
+//     that connected have closed (the kernel itself reports EOF at once
+//     on a fifo that never had a writer; the reader waits instead).
+//   - os.O_WRONLY returns a writer. If no reader has the fifo open (the
+//     kernel's ENXIO for a non-blocking open), the open still succeeds;
+//     writes fail with EPIPE until a reader connects. Use AsyncOpenFifo
+//     to wait for a reader instead.
+//   - os.O_RDWR returns both, each with its own descriptor, so each can be
+//     closed on its own. The reader sees no EOF while the writer is open.
+//
+// With os.O_CREATE the fifo is created with mode's permission bits (before
+// umask) if it does not exist; with os.O_EXCL too, an existing path is an
+// error (fs.ErrExist). A path that exists and is not a fifo is an error.
+// O_NONBLOCK in flag is accepted and implied. Errors are *fs.PathError.
+func OpenFifo(path string, flag int, mode os.FileMode) (*PipeReader, *PipeWriter, error) {
+	if err := mkfifo(path, flag, mode); err != nil {
+		return nil, nil, err
+	}
+	open := func(acc int) (*os.File, error) {
+		return os.OpenFile(path, acc|flagsKept(flag)|unix.O_NONBLOCK, 0)
+	}
+	switch flag & (os.O_RDONLY | os.O_WRONLY | os.O_RDWR) {
+	case os.O_RDONLY:
+		f, err := open(os.O_RDONLY)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := checkFifo(f); err != nil {
+			return nil, nil, err
+		}
+		r := &PipeReader{f: f}
+		r.awaitWriter.Store(true)
+		return r, nil, nil
+	case os.O_WRONLY:
+		f, err := open(os.O_WRONLY)
+		if errors.Is(err, syscall.ENXIO) {
+			// No reader: be one for the length of the open.
+			tmp, terr := open(os.O_RDONLY)
+			if terr != nil {
+				return nil, nil, terr
+			}
+			f, err = open(os.O_WRONLY)
+			tmp.Close()
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := checkFifo(f); err != nil {
+			return nil, nil, err
+		}
+		return nil, &PipeWriter{f: f}, nil
+	case os.O_RDWR:
+		f, err := open(os.O_RDWR)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := checkFifo(f); err != nil {
+			return nil, nil, err
+		}
+		wf, err := dupFile(f, path)
+		if err != nil {
+			f.Close()
+			return nil, nil, err
+		}
+		return &PipeReader{f: f}, &PipeWriter{f: wf}, nil
+	}
+	return nil, nil, &fs.PathError{Op: "open", Path: path, Err: syscall.EINVAL}
+}
+
+// AsyncOpenFifo opens the fifo at path in a new goroutine and sends the
+// result on the returned channel (buffered: the goroutine never waits for
+// the receiver). Unlike OpenFifo it waits for the peer: an os.O_WRONLY
+// open completes once a reader has the fifo open, an os.O_RDONLY one once
+// a writer has. os.O_RDWR completes at once. If flag has os.O_CREATE the
+// fifo is created before AsyncOpenFifo returns, and creation errors are
+// returned directly. The open cannot be cancelled: the goroutine (and an
+// OS thread, blocked in open(2)) lives until a peer opens the fifo.
+func AsyncOpenFifo(path string, flag int, mode os.FileMode) (<-chan OpenFifoResult, error) {
+	if err := mkfifo(path, flag, mode); err != nil {
+		return nil, err
+	}
+	flag &^= os.O_CREATE | os.O_EXCL
+	ch := make(chan OpenFifoResult, 1)
+	go func() {
+		var res OpenFifoResult
+		acc := flag & (os.O_RDONLY | os.O_WRONLY | os.O_RDWR)
+		if acc == os.O_RDWR {
+			res.R, res.W, res.Err = OpenFifo(path, flag, mode)
+			ch <- res
+			return
+		}
+		// A blocking open waits for the peer; os.OpenFile then puts the
+		// descriptor in non-blocking mode on the netpoller.
+		f, err := os.OpenFile(path, acc|flagsKept(flag&^unix.O_NONBLOCK), 0)
+		if err == nil {
+			err = checkFifo(f)
+		}
+		switch {
+		case err != nil:
+			res.Err = err
+		case acc == os.O_RDONLY:
+			res.R = &PipeReader{f: f}
+		default:
+			res.W = &PipeWriter{f: f}
+		}
+		ch <- res
+	}()
+	return ch, nil
+}
+
+// flagsKept drops the flags OpenFifo handles itself.
+func flagsKept(flag int) int {
+	return flag &^ (os.O_RDONLY | os.O_WRONLY | os.O_RDWR | os.O_CREATE | os.O_EXCL | os.O_TRUNC | os.O_APPEND)
+}
+
+// mkfifo creates the fifo if flag asks for it.
+func mkfifo(path string, flag int, mode os.FileMode) error {
+	if flag&os.O_CREATE == 0 {
+		return nil
+	}
+	err := unix.Mkfifo(path, uint32(mode.Perm()))
+	if err == nil {
+		return nil
+	}
+	if err == unix.EEXIST && flag&os.O_EXCL == 0 {
+		st, serr := os.Stat(path)
+		if serr != nil {
+			return serr
+		}
+		if st.Mode()&os.ModeNamedPipe == 0 {
+			return &fs.PathError{Op: "mkfifo", Path: path, Err: fmt.Errorf("%w: not a fifo", fs.ErrExist)}
+		}
+		return nil
+	}
+	return &fs.PathError{Op: "mkfifo", Path: path, Err: err}
+}
+
+// checkFifo closes f and fails unless it is a fifo.
+func checkFifo(f *os.File) error {
+	st, err := f.Stat()
+	if err == nil && st.Mode()&os.ModeNamedPipe == 0 {
+		err = &fs.PathError{Op: "open", Path: f.Name(), Err: errors.New("not a fifo")}
+	}
+	if err != nil {
+		f.Close()
+	}
+	return err
+}
+
+// dupFile returns a second *os.File for f's open file (F_DUPFD_CLOEXEC).
+func dupFile(f *os.File, name string) (*os.File, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var fd int
+	var derr error
+	if cerr := rc.Control(func(s uintptr) {
+		fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+	}); cerr != nil {
+		return nil, cerr
+	}
+	if derr != nil {
+		return nil, &fs.PathError{Op: "dup", Path: name, Err: derr}
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+// readFifo reads from a read-only fifo that may not have had a writer
+// yet: while none has connected, it waits on the netpoller instead of
+// returning the kernel's EOF. A fifo read end reports POLLHUP only once a
+// writer has connected and all writers have gone again.
+func (r *PipeReader) readFifo(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	rc, err := r.f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		for {
+			m, e := unix.Read(int(fd), p)
+			switch {
+			case m > 0:
+				n = m
+				r.awaitWriter.Store(false)
+				return true
+			case e == unix.EINTR:
+				continue
+			case e == unix.EAGAIN:
+				return false
+			case e != nil:
+				rerr = &fs.PathError{Op: "read", Path: r.f.Name(), Err: e}
+				return true
+			}
+			switch ev := fifoEvents(int(fd)); {
+			case ev&unix.POLLIN != 0:
+				continue // a writer came and wrote meanwhile
+			case ev&unix.POLLHUP != 0:
+				r.awaitWriter.Store(false)
+				rerr = io.EOF
+				return true
+			}
+			return false
+		}
+	})
+	if err != nil {
+		return n, err
+	}
+	return n, rerr
+}
+
+// awaitFirstWriter waits, for WriteTo, until a read-only fifo has had a
+// writer: bytes to read, or every writer gone again.
+func (r *PipeReader) awaitFirstWriter() error {
+	if !r.awaitWriter.Load() {
+		return nil
+	}
+	rc, err := r.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	err = rc.Read(func(fd uintptr) bool {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		if _, err := unix.Poll(fds, 0); err != nil {
+			return false
+		}
+		return fds[0].Revents != 0
+	})
+	if err == nil {
+		r.awaitWriter.Store(false)
+	}
+	return err
+}
+
+// fifoEvents polls fd without waiting; 0 if poll fails.
+func fifoEvents(fd int) int16 {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	if _, err := unix.Poll(fds, 0); err != nil {
+		return 0
+	}
+	return fds[0].Revents
+}
