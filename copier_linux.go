@@ -195,35 +195,39 @@ func (c *Copier) loop() error {
 		if err := c.ctx.Err(); err != nil {
 			return fmt.Errorf("pipes: copier: %w", err)
 		}
-		c.mu.Lock()
-		if len(c.pending) > 0 {
-			c.writers = append(c.writers, c.pending...)
-			c.pending = c.pending[:0]
-			// Tee into the smallest private pipe first: it bounds the
-			// chunk, which the bigger ones then take whole.
-			slices.SortStableFunc(c.writers, func(a, b *copierWriter) int { return a.buf.Size() - b.buf.Size() })
-		}
-		ws := slices.Clone(c.writers)
-		c.mu.Unlock()
-		if len(ws) == 0 {
+		if len(c.adopt()) == 0 {
 			select {
 			case <-c.kick:
-				continue
 			case <-c.ctx.Done():
-				continue
 			}
+			continue
 		}
-		eof, err := c.round(ws)
+		eof, err := c.round()
 		if err != nil || eof {
 			return err
 		}
 	}
 }
 
+// adopt moves the writers added since the last round into the copy and
+// returns them all.
+func (c *Copier) adopt() []*copierWriter {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.pending) > 0 {
+		c.writers = append(c.writers, c.pending...)
+		c.pending = c.pending[:0]
+		// Tee into the smallest private pipe first: it bounds the chunk,
+		// which the bigger ones then take whole.
+		slices.SortStableFunc(c.writers, func(a, b *copierWriter) int { return a.buf.Size() - b.buf.Size() })
+	}
+	return slices.Clone(c.writers)
+}
+
 // round waits for bytes in the source, tees one chunk to every writer's
 // private pipe, consumes it from the source, and delivers it.
-func (c *Copier) round(ws []*copierWriter) (eof bool, err error) {
-	var evict []*copierWriter
+func (c *Copier) round() (eof bool, err error) {
+	var evict, ws []*copierWriter
 	var k int
 	err = c.rc.Read(func(fd uintptr) bool {
 		avail, e := unix.IoctlGetInt(int(fd), unix.TIOCINQ)
@@ -240,6 +244,8 @@ func (c *Copier) round(ws []*copierWriter) (eof bool, err error) {
 			}
 			return c.ctx.Err() != nil // wait for bytes (or the wake)
 		}
+		// Writers added while the source was idle get this chunk too.
+		ws = c.adopt()
 		k = avail
 		for i, w := range ws {
 			m, e := splice.Tee(int(fd), w.buf.WriteFd(), k, splice.FlagNonblock)
