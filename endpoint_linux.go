@@ -81,8 +81,6 @@ func writerEndpoint(w io.Writer) (endpoint, bool) {
 	return e, true
 }
 
-// aLongTimeAgo is a deadline in the past, as net/http uses.
-var aLongTimeAgo = time.Unix(1, 0)
 
 func fdEndpoint(v any) (endpoint, bool) {
 	var sc syscall.Conn

@@ -1,0 +1,525 @@
+package pipes
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pipes-go/pipes/internal/fdtest"
+)
+
+// engineCase is an engine configuration the tests run on.
+type engineCase struct {
+	name string
+	opts []Option
+}
+
+// engineCases returns the engines to test under the current
+// PIPES_BACKEND: the default one and, on io_uring, one that sends every
+// CopyAsync from a regular file through the ring.
+func engineCases(t *testing.T) []engineCase {
+	cases := []engineCase{{"default", nil}}
+	e, err := NewEngine()
+	if err != nil {
+		t.Fatalf("NewEngine: %v", err)
+	}
+	defer e.Close()
+	if e.Backend() == BackendIOUring {
+		cases = append(cases, engineCase{"ring", []Option{WithRingMinConcurrency(0)}})
+	}
+	return cases
+}
+
+func newTestEngine(t *testing.T, opts ...Option) *Engine {
+	t.Helper()
+	e, err := NewEngine(opts...)
+	if err != nil {
+		t.Fatalf("NewEngine: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := e.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return e
+}
+
+var copySizes = []int{0, 1, 64<<10 - 1, 64<<10 + 1, 3<<20 + 17}
+
+// TestCopyMatrix copies every size between every pair of fd kinds with
+// Copy and CopyAsync and checks the bytes by hash.
+func TestCopyMatrix(t *testing.T) {
+	fdtest.Check(t)
+	sizes := copySizes
+	if testing.Short() {
+		sizes = []int{0, 64<<10 + 1}
+	}
+	for _, ec := range engineCases(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, sk := range sourceKinds {
+			for _, dk := range sinkKinds {
+				for _, size := range sizes {
+					for _, async := range []bool{false, true} {
+						mode := "Copy"
+						if async {
+							mode = "CopyAsync"
+						}
+						name := fmt.Sprintf("%s/%s->%s/%d/%s", ec.name, sk.name, dk.name, size, mode)
+						t.Run(name, func(t *testing.T) {
+							data := randomData(size)
+							src := sk.make(t, data)
+							dst := dk.make(t)
+							n, err := runCopy(e, async, dst.w, src.r)
+							src.close()
+							if err != nil {
+								t.Fatalf("copy: %v", err)
+							}
+							if n != int64(size) {
+								t.Fatalf("copied %d bytes, want %d", n, size)
+							}
+							got, sum := dst.finish()
+							if got != int64(size) || sum != sha256.Sum256(data) {
+								t.Fatalf("destination got %d bytes (hash match %v), want %d", got, sum == sha256.Sum256(data), size)
+							}
+						})
+					}
+				}
+			}
+		}
+	}
+}
+
+func runCopy(e *Engine, async bool, dst io.Writer, src io.Reader) (int64, error) {
+	if !async {
+		return e.Copy(dst, src)
+	}
+	f := e.CopyAsync(context.Background(), dst, src)
+	select {
+	case <-f.Done():
+	case <-time.After(2 * time.Minute):
+		return 0, errors.New("CopyAsync did not finish in 2 minutes")
+	}
+	n, err := f.Wait()
+	if n2, err2 := f.Wait(); n2 != n || err2 != err {
+		return 0, fmt.Errorf("second Wait gave (%d, %v), first (%d, %v)", n2, err2, n, err)
+	}
+	return n, err
+}
+
+// TestCopyLimitedReader checks that a *io.LimitedReader bounds the copy,
+// has N decreased, and leaves the rest of the source unread.
+func TestCopyLimitedReader(t *testing.T) {
+	fdtest.Check(t)
+	for _, ec := range engineCases(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, sk := range sourceKinds {
+			for _, async := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s/%s/async=%v", ec.name, sk.name, async), func(t *testing.T) {
+					data := randomData(300 << 10)
+					src := sk.make(t, data)
+					defer src.close()
+					dst := sinkKinds[3].make(t) // tcp
+					const limit = 200<<10 + 3
+					lr := &io.LimitedReader{R: src.r, N: limit}
+					n, err := runCopy(e, async, dst.w, lr)
+					if err != nil || n != limit || lr.N != 0 {
+						t.Fatalf("copy = (%d, %v), N = %d; want (%d, nil), N = 0", n, err, lr.N, limit)
+					}
+					got, sum := dst.finish()
+					if got != limit || sum != sha256.Sum256(data[:limit]) {
+						t.Fatalf("destination got %d bytes, want the first %d", got, limit)
+					}
+					rest, err := io.ReadAll(src.r)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !bytes.Equal(rest, data[limit:]) {
+						t.Fatalf("the source's remaining %d bytes differ from the %d not copied", len(rest), len(data)-limit)
+					}
+				})
+			}
+		}
+		// N <= 0 copies nothing.
+		lr := &io.LimitedReader{R: strings.NewReader("x"), N: 0}
+		if n, err := e.Copy(io.Discard, lr); n != 0 || err != nil {
+			t.Fatalf("Copy with N=0 = (%d, %v)", n, err)
+		}
+	}
+}
+
+// TestCopyFileOffset checks that a file source is read from its current
+// offset and left after the bytes copied, as io.Copy leaves it.
+func TestCopyFileOffset(t *testing.T) {
+	fdtest.Check(t)
+	for _, ec := range engineCases(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, async := range []bool{false, true} {
+			data := randomData(1<<20 + 5)
+			src := fileSource(t, data)
+			f := src.r.(*os.File)
+			if _, err := f.Seek(1000, io.SeekStart); err != nil {
+				t.Fatal(err)
+			}
+			dst := sinkKinds[4].make(t) // unix
+			n, err := runCopy(e, async, dst.w, &io.LimitedReader{R: f, N: 5000})
+			if err != nil || n != 5000 {
+				t.Fatalf("%s async=%v: copy = (%d, %v)", ec.name, async, n, err)
+			}
+			if off, _ := f.Seek(0, io.SeekCurrent); off != 6000 {
+				t.Fatalf("%s async=%v: offset after copy = %d, want 6000", ec.name, async, off)
+			}
+			if _, sum := dst.finish(); sum != sha256.Sum256(data[1000:6000]) {
+				t.Fatalf("%s async=%v: wrong bytes", ec.name, async)
+			}
+			src.close()
+		}
+	}
+}
+
+// TestCopyAsyncCancel cancels before the start, in the middle (source
+// idle, and destination full), and after completion.
+func TestCopyAsyncCancel(t *testing.T) {
+	fdtest.Check(t)
+	for _, ec := range engineCases(t) {
+		e := newTestEngine(t, ec.opts...)
+
+		t.Run(ec.name+"/before", func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			n, err := e.CopyAsync(ctx, io.Discard, strings.NewReader("abc")).Wait()
+			if n != 0 || !errors.Is(err, context.Canceled) {
+				t.Fatalf("Wait = (%d, %v), want (0, context.Canceled)", n, err)
+			}
+		})
+
+		t.Run(ec.name+"/idle-source", func(t *testing.T) {
+			a, b := tcpPair(t)
+			defer a.Close()
+			defer b.Close()
+			c, d := unixPair(t)
+			defer c.Close()
+			defer d.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			f := e.CopyAsync(ctx, c, a)
+			if _, err := b.Write([]byte("hello")); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, 5)
+			if _, err := io.ReadFull(d, got); err != nil || string(got) != "hello" {
+				t.Fatalf("destination read %q, %v", got, err)
+			}
+			start := time.Now()
+			cancel()
+			n, err := waitFuture(t, f)
+			if n != 5 || !errors.Is(err, context.Canceled) {
+				t.Fatalf("Wait = (%d, %v), want (5, context.Canceled)", n, err)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("cancel took %v", d)
+			}
+			// The source is usable again: the deadline pipes set to
+			// wake the copy is gone.
+			if _, err := b.Write([]byte("again")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(a, got); err != nil || string(got) != "again" {
+				t.Fatalf("reading the source after a cancelled copy: %q, %v", got, err)
+			}
+		})
+
+		t.Run(ec.name+"/full-destination", func(t *testing.T) {
+			data := randomData(8 << 20)
+			src := fileSource(t, data)
+			defer src.close()
+			a, b := unixPair(t) // b is never read: a fills up
+			defer a.Close()
+			defer b.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			n, err := waitFuture(t, e.CopyAsync(ctx, a, src.r))
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Wait error = %v, want context.DeadlineExceeded", err)
+			}
+			// Exactly the bytes reported reached the socket, and the
+			// source offset sits right after them.
+			b.SetReadDeadline(time.Now().Add(time.Second))
+			got := make([]byte, n)
+			if _, err := io.ReadFull(b, got); err != nil {
+				t.Fatalf("reading the %d bytes reported: %v", n, err)
+			}
+			if !bytes.Equal(got, data[:n]) {
+				t.Fatal("the bytes reported differ from the source's")
+			}
+			if off, _ := src.r.(*os.File).Seek(0, io.SeekCurrent); off != n {
+				t.Errorf("source offset %d after a copy of %d bytes", off, n)
+			}
+			// The destination is usable again: the deadline pipes set to
+			// wake the copy is gone.
+			if _, err := a.Write([]byte{1}); err != nil {
+				t.Fatalf("writing to the destination after a cancelled copy: %v", err)
+			}
+		})
+
+		t.Run(ec.name+"/after", func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			f := e.CopyAsync(ctx, io.Discard, strings.NewReader("abc"))
+			n, err := f.Wait()
+			cancel()
+			if n2, err2 := f.Wait(); n != 3 || err != nil || n2 != 3 || err2 != nil {
+				t.Fatalf("Wait = (%d, %v) then (%d, %v), want (3, nil)", n, err, n2, err2)
+			}
+		})
+	}
+}
+
+func waitFuture(t *testing.T, f *Future) (int64, error) {
+	t.Helper()
+	select {
+	case <-f.Done():
+		return f.Wait()
+	case <-time.After(30 * time.Second):
+		t.Fatal("the copy did not end")
+		return 0, nil
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestCopyCloseEnds closes the source or the destination from another
+// goroutine while a copy waits on it: the copy ends with an error, as
+// io.Copy does, and the peer of a closed destination sees EOF.
+func TestCopyCloseEnds(t *testing.T) {
+	fdtest.Check(t)
+	for _, ec := range engineCases(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, async := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/source/async=%v", ec.name, async), func(t *testing.T) {
+				a, b := tcpPair(t)
+				defer b.Close()
+				dst := sinkKinds[4].make(t)
+				done := make(chan error, 1)
+				go func() { _, err := runCopy(e, async, dst.w, a); done <- err }()
+				time.Sleep(50 * time.Millisecond)
+				a.Close()
+				select {
+				case err := <-done:
+					if !errors.Is(err, net.ErrClosed) {
+						t.Fatalf("copy error = %v, want net.ErrClosed", err)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatal("closing the source did not end the copy")
+				}
+				dst.finish()
+			})
+			t.Run(fmt.Sprintf("%s/destination/async=%v", ec.name, async), func(t *testing.T) {
+				src := fileSource(t, randomData(16<<20))
+				defer src.close()
+				a, b := unixPair(t)
+				defer b.Close()
+				done := make(chan error, 1)
+				go func() { _, err := runCopy(e, async, a, src.r); done <- err }()
+				time.Sleep(50 * time.Millisecond)
+				a.Close()
+				select {
+				case err := <-done:
+					if !errors.Is(err, net.ErrClosed) {
+						t.Fatalf("copy error = %v, want net.ErrClosed", err)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatal("closing the destination did not end the copy")
+				}
+				// The peer sees EOF after what was delivered.
+				b.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if _, err := io.Copy(io.Discard, b); err != nil {
+					t.Fatalf("peer after close: %v, want EOF", err)
+				}
+			})
+		}
+	}
+}
+
+// TestCopyPeerReset: a destination whose peer resets fails the copy with
+// EPIPE or ECONNRESET.
+func TestCopyPeerReset(t *testing.T) {
+	fdtest.Check(t)
+	for _, ec := range engineCases(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, async := range []bool{false, true} {
+			src := fileSource(t, randomData(32<<20))
+			a, b := tcpPair(t)
+			b.SetLinger(0)
+			go func() {
+				buf := make([]byte, 64<<10)
+				b.Read(buf)
+				b.Close() // RST: unread data and linger 0
+			}()
+			_, err := runCopy(e, async, a, src.r)
+			if !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("%s async=%v: copy error = %v, want EPIPE or ECONNRESET", ec.name, async, err)
+			}
+			a.Close()
+			src.close()
+		}
+	}
+}
+
+// TestCopySlowReader: a destination read in small pieces with pauses
+// still gets every byte, and the copy does not spin (it waits on the
+// netpoller; see the CPU figures in docs/benchmarks.md).
+func TestCopySlowReader(t *testing.T) {
+	fdtest.Check(t)
+	for _, ec := range engineCases(t) {
+		e := newTestEngine(t, ec.opts...)
+		data := randomData(2 << 20)
+		src := fileSource(t, data)
+		a, b := unixPair(t)
+		got := make(chan []byte)
+		go func() {
+			var all []byte
+			buf := make([]byte, 64<<10)
+			for {
+				n, err := b.Read(buf)
+				all = append(all, buf[:n]...)
+				if err != nil {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			got <- all
+		}()
+		n, err := runCopy(e, true, a, src.r)
+		a.Close()
+		all := <-got
+		b.Close()
+		src.close()
+		if err != nil || n != int64(len(data)) || !bytes.Equal(all, data) {
+			t.Fatalf("%s: copy = (%d, %v), destination got %d bytes (equal %v)", ec.name, n, err, len(all), bytes.Equal(all, data))
+		}
+	}
+}
+
+// TestCopyFdReuse closes the source file of a copy in flight and opens
+// another file, which gets the same descriptor number: the copy must not
+// read the new file.
+func TestCopyFdReuse(t *testing.T) {
+	fdtest.Check(t)
+	for _, ec := range engineCases(t) {
+		e := newTestEngine(t, ec.opts...)
+		old := bytes.Repeat([]byte{'a'}, 16<<20)
+		src := fileSource(t, old)
+		f := src.r.(*os.File)
+		fd := f.Fd()
+		a, b := unixPair(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		fut := e.CopyAsync(ctx, a, f)
+		// Let the copy start and stall on the unread destination.
+		buf := make([]byte, 4096)
+		if _, err := io.ReadFull(b, buf); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		other := filepath.Join(t.TempDir(), "other")
+		if err := os.WriteFile(other, bytes.Repeat([]byte{'b'}, 16<<20), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		reused, err := unix.Open(other, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if uintptr(reused) != fd {
+			t.Logf("descriptor %d not reused (got %d); the check still runs", fd, reused)
+		}
+		done := make(chan []byte)
+		go func() {
+			all, _ := io.ReadAll(b)
+			done <- all
+		}()
+		_, err = waitFuture(t, fut)
+		cancel()
+		a.Close()
+		all := <-done
+		b.Close()
+		unix.Close(reused)
+		if i := bytes.IndexByte(all, 'b'); i >= 0 {
+			t.Fatalf("%s: the copy read the file that reused its descriptor (byte %d of %d)", ec.name, i, len(all))
+		}
+		if err == nil && len(all)+len(buf) != len(old) {
+			t.Fatalf("%s: copy succeeded with %d of %d bytes", ec.name, len(all)+len(buf), len(old))
+		}
+	}
+}
+
+// TestEngineCloseInFlight closes an engine while copies wait on idle
+// sources and full destinations: Close returns, each copy ends with an
+// error wrapping ErrClosed, and later copies fail with ErrClosed.
+func TestEngineCloseInFlight(t *testing.T) {
+	fdtest.Check(t)
+	for _, ec := range engineCases(t) {
+		e, err := NewEngine(ec.opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var futures []*Future
+		var closers []io.Closer
+		for i := 0; i < 8; i++ {
+			a, b := tcpPair(t) // idle source
+			c, d := unixPair(t)
+			closers = append(closers, a, b, c, d)
+			futures = append(futures, e.CopyAsync(context.Background(), c, a))
+			src := fileSource(t, randomData(8<<20))
+			g, h := unixPair(t) // full destination
+			closers = append(closers, g, h)
+			futures = append(futures, e.CopyAsync(context.Background(), g, src.r))
+			defer src.close()
+		}
+		syncDone := make(chan error, 1)
+		sa, sb := tcpPair(t)
+		closers = append(closers, sa, sb)
+		go func() { _, err := e.Copy(io.Discard, sa); syncDone <- err }()
+		time.Sleep(100 * time.Millisecond)
+		if err := e.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		for i, f := range futures {
+			if _, err := waitFuture(t, f); !errors.Is(err, ErrClosed) {
+				t.Errorf("%s: copy %d ended with %v, want ErrClosed", ec.name, i, err)
+			}
+		}
+		if err := <-syncDone; !errors.Is(err, ErrClosed) {
+			t.Errorf("%s: Copy ended with %v, want ErrClosed", ec.name, err)
+		}
+		if _, err := e.Copy(io.Discard, strings.NewReader("x")); !errors.Is(err, ErrClosed) {
+			t.Errorf("Copy after Close: %v, want ErrClosed", err)
+		}
+		if _, err := e.CopyAsync(context.Background(), io.Discard, strings.NewReader("x")).Wait(); !errors.Is(err, ErrClosed) {
+			t.Errorf("CopyAsync after Close: %v, want ErrClosed", err)
+		}
+		if err := e.Close(); err != nil {
+			t.Errorf("second Close: %v", err)
+		}
+		for _, c := range closers {
+			c.Close()
+		}
+	}
+}

@@ -1,0 +1,324 @@
+package pipes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Engine runs copies. It owns the kernel resources they share: a pool of
+// intermediate pipes and, on the io_uring backend, a ring with its
+// completion reaper. An Engine is safe for concurrent use; most programs
+// use the one DefaultEngine returns, through the package-level Copy and
+// CopyAsync.
+type Engine struct {
+	cfg     config
+	backend Backend
+	brokenE error // non-nil: every copy fails with it (see brokenEngine)
+
+	ctx    context.Context // cancelled by Close, with cause ErrClosed
+	cancel context.CancelCauseFunc
+
+	mu       sync.Mutex
+	closed   bool
+	inFlight sync.WaitGroup
+
+	stats counters
+	sys   *sysEngine // the platform part: pipe pool, ring
+}
+
+// NewEngine builds an engine. Unless WithBackend says otherwise, the
+// backend comes from PIPES_BACKEND: "auto" (the default) picks io_uring
+// when io_uring_setup works and its probe reports IORING_OP_SPLICE, and
+// splice otherwise; "io_uring" requires io_uring and makes NewEngine fail
+// with an error wrapping errors.ErrUnsupported (and the kernel's errno)
+// where it is unavailable; "splice" never uses io_uring. On operating
+// systems without splice(2) every engine copies in userspace.
+func NewEngine(opts ...Option) (*Engine, error) {
+	cfg := defaultConfig()
+	env, err := backendFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	cfg.backend = env
+	for _, o := range opts {
+		o(&cfg)
+	}
+	switch cfg.backend {
+	case backendAuto, BackendIOUring, BackendSplice:
+	default:
+		return nil, fmt.Errorf("pipes: unknown backend %q", cfg.backend)
+	}
+	e := &Engine{cfg: cfg}
+	e.ctx, e.cancel = context.WithCancelCause(context.Background())
+	sys, b, err := newSysEngine(&e.cfg, &e.stats)
+	if err != nil {
+		e.cancel(ErrClosed)
+		return nil, err
+	}
+	e.sys, e.backend = sys, b
+	return e, nil
+}
+
+// brokenEngine returns a closed engine whose copies fail with err.
+func brokenEngine(err error) *Engine {
+	e := &Engine{brokenE: err, closed: true, backend: backendAuto}
+	e.ctx, e.cancel = context.WithCancelCause(context.Background())
+	e.cancel(err)
+	return e
+}
+
+// Backend reports the backend the engine chose at NewEngine.
+func (e *Engine) Backend() Backend {
+	return e.backend
+}
+
+// Close cancels the copies in flight, waits for them to return, and
+// releases the ring, its eventfd and every pooled pipe. Copies cancelled
+// this way fail with an error wrapping ErrClosed; copies started after
+// Close fail with ErrClosed. Close is safe to call more than once; later
+// calls return nil.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	e.mu.Unlock()
+
+	e.cancel(ErrClosed)
+	e.inFlight.Wait()
+	return e.sys.close()
+}
+
+// begin registers a copy; it fails once the engine is closed.
+func (e *Engine) begin() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		if e.brokenE != nil {
+			return e.brokenE
+		}
+		return ErrClosed
+	}
+	e.inFlight.Add(1)
+	e.stats.copies.Add(1)
+	e.stats.inFlight.Add(1)
+	return nil
+}
+
+func (e *Engine) end(n int64) {
+	e.stats.bytes.Add(uint64(n))
+	e.stats.inFlight.Add(-1)
+	e.inFlight.Done()
+}
+
+// Copy copies from src to dst until EOF on src or an error, with the
+// semantics of io.Copy; see the package-level Copy. It runs in the calling
+// goroutine: a single stream is fastest as a direct splice(2) loop (see
+// docs/design.md). Close cancels a Copy in flight.
+func (e *Engine) Copy(dst io.Writer, src io.Reader) (written int64, err error) {
+	if err := e.begin(); err != nil {
+		return 0, err
+	}
+	defer func() { e.end(written) }()
+	written, err = e.copy(e.ctx, dst, src, false)
+	return written, e.closedErr(e.ctx, err)
+}
+
+// CopyAsync starts a copy from src to dst in a new goroutine and returns
+// at once; see the package-level CopyAsync. A nil ctx means
+// context.Background(). If ctx is already done, or the engine is closed,
+// the Future is resolved at once with that error and nothing is copied.
+func (e *Engine) CopyAsync(ctx context.Context, dst io.Writer, src io.Reader) *Future {
+	f := newFuture()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := ctx.Err(); err != nil {
+		f.resolve(0, fmt.Errorf("pipes: copy not started: %w", err))
+		return f
+	}
+	if err := e.begin(); err != nil {
+		f.resolve(0, err)
+		return f
+	}
+	go func() {
+		cctx, cancel := context.WithCancelCause(ctx)
+		stop := context.AfterFunc(e.ctx, func() { cancel(ErrClosed) })
+		n, err := e.copy(cctx, dst, src, true)
+		err = e.closedErr(cctx, err)
+		stop()
+		cancel(nil)
+		e.end(n)
+		f.resolve(n, err)
+	}()
+	return f
+}
+
+// closedErr marks an error caused by Close as wrapping ErrClosed.
+func (e *Engine) closedErr(ctx context.Context, err error) error {
+	if err == nil || errors.Is(err, ErrClosed) {
+		return err
+	}
+	if context.Cause(ctx) == ErrClosed && errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	return err
+}
+
+// copy honours *io.LimitedReader, tries the kernel paths, and falls back
+// to a userspace copy when they report that they did not handle the pair.
+func (e *Engine) copy(ctx context.Context, dst io.Writer, src io.Reader, async bool) (int64, error) {
+	limit := int64(-1)
+	inner := src
+	lr, isLimited := src.(*io.LimitedReader)
+	if isLimited {
+		if lr.N <= 0 {
+			return 0, nil
+		}
+		limit, inner = lr.N, lr.R
+	}
+	n, handled, err := e.sys.copyFD(ctx, dst, inner, limit, async)
+	if handled {
+		if isLimited {
+			lr.N -= n
+		}
+		return n, err
+	}
+	e.stats.userspace.Add(1)
+	return copyUserspace(ctx, dst, src, async)
+}
+
+// copyUserspace is io.Copy, made cancellable (between reads for
+// CopyAsync, and through deadlines for waits on descriptors), and kept
+// from recursing into this package's ReadFrom and WriteTo (which call the
+// engine).
+func copyUserspace(ctx context.Context, dst io.Writer, src io.Reader, async bool) (int64, error) {
+	if ctx.Done() != nil {
+		defer interruptOnDone(ctx, dst, src)()
+	}
+	switch w := dst.(type) {
+	case *PipeWriter:
+		dst = struct{ io.Writer }{w}
+	}
+	switch r := src.(type) {
+	case *PipeReader:
+		src = struct{ io.Reader }{r}
+	case *io.LimitedReader:
+		if _, ok := r.R.(*PipeReader); ok {
+			src = &io.LimitedReader{R: struct{ io.Reader }{r.R}, N: r.N}
+			defer func(l *io.LimitedReader) { r.N = l.N }(src.(*io.LimitedReader))
+		}
+	}
+	if async && ctx.Done() != nil {
+		src = &ctxReader{ctx: ctx, r: src}
+	}
+	n, err := io.Copy(dst, src)
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		err = fmt.Errorf("%w (%w)", context.Cause(ctx), err)
+	}
+	return n, err
+}
+
+type readDeadliner interface{ SetReadDeadline(time.Time) error }
+type writeDeadliner interface{ SetWriteDeadline(time.Time) error }
+
+// aLongTimeAgo is a deadline in the past, as net/http uses to interrupt.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// interruptOnDone makes a read of src or a write to dst blocked in the
+// Go netpoller return when ctx is done, by setting a deadline in the past
+// on those that have deadlines (sockets, pipes, *PipeReader, ...). The
+// returned stop must be called when the copy has returned: it clears the
+// deadlines it set, leaving src and dst with none.
+func interruptOnDone(ctx context.Context, dst io.Writer, src io.Reader) (stop func()) {
+	if lr, ok := src.(*io.LimitedReader); ok {
+		src = lr.R
+	}
+	rd, _ := src.(readDeadliner)
+	wd, _ := dst.(writeDeadliner)
+	if rd == nil && wd == nil {
+		return func() {}
+	}
+	fired := make(chan struct{})
+	stopAfter := context.AfterFunc(ctx, func() {
+		defer close(fired)
+		if rd != nil {
+			rd.SetReadDeadline(aLongTimeAgo)
+		}
+		if wd != nil {
+			wd.SetWriteDeadline(aLongTimeAgo)
+		}
+	})
+	return func() {
+		if stopAfter() {
+			return
+		}
+		<-fired
+		if rd != nil {
+			rd.SetReadDeadline(time.Time{})
+		}
+		if wd != nil {
+			wd.SetWriteDeadline(time.Time{})
+		}
+	}
+}
+
+// ctxReader fails reads once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// Stats is a snapshot of an engine's counters.
+type Stats struct {
+	Copies    uint64 // copies started
+	InFlight  int64  // copies running now
+	Bytes     uint64 // bytes delivered by finished copies
+	Splice    uint64 // copies run by the splice(2) loop
+	Ring      uint64 // copies whose reads were submitted through io_uring
+	Userspace uint64 // copies that fell back to a userspace buffer
+	SQEs      uint64 // SQEs submitted to the ring
+	Enters    uint64 // io_uring_enter calls made to submit them
+	CQEs      uint64 // completions reaped
+	Pipes     int    // intermediate pipes alive now (pooled or in use)
+}
+
+type counters struct {
+	copies, bytes, splice, ring, userspace atomic.Uint64
+	sqes, enters, cqes                     atomic.Uint64
+	inFlight                               atomic.Int64
+}
+
+// Stats returns the engine's counters, to check claims such as "many
+// copies share few io_uring_enter calls" (SQEs / Enters).
+func (e *Engine) Stats() Stats {
+	s := Stats{
+		Copies:    e.stats.copies.Load(),
+		InFlight:  e.stats.inFlight.Load(),
+		Bytes:     e.stats.bytes.Load(),
+		Splice:    e.stats.splice.Load(),
+		Ring:      e.stats.ring.Load(),
+		Userspace: e.stats.userspace.Load(),
+		SQEs:      e.stats.sqes.Load(),
+		Enters:    e.stats.enters.Load(),
+		CQEs:      e.stats.cqes.Load(),
+	}
+	if e.sys != nil {
+		s.Pipes = e.sys.pipes()
+	}
+	return s
+}

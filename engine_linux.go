@@ -1,0 +1,94 @@
+package pipes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync/atomic"
+
+	"github.com/pipes-go/pipes/splice"
+)
+
+// sysEngine is the Linux part of an Engine: the pipe pool shared by every
+// copy and, on the io_uring backend, the ring.
+type sysEngine struct {
+	cfg  *config
+	st   *counters
+	pool *splice.Pool
+	ring *uring // nil on the splice backend
+
+	// fileCopies counts the CopyAsync copies from regular files running
+	// now; the ring takes new ones once there are cfg.ringMinConcurrency.
+	fileCopies atomic.Int64
+}
+
+func newSysEngine(cfg *config, st *counters) (*sysEngine, Backend, error) {
+	s := &sysEngine{cfg: cfg, st: st, pool: splice.NewPool(cfg.pipeSize, cfg.maxPipes)}
+	if cfg.backend == BackendSplice {
+		return s, BackendSplice, nil
+	}
+	r, err := newURing(cfg, st)
+	if err != nil {
+		if cfg.backend == BackendIOUring {
+			s.pool.Close()
+			return nil, "", fmt.Errorf("pipes: io_uring backend: %w: %w", errors.ErrUnsupported, err)
+		}
+		return s, BackendSplice, nil
+	}
+	s.ring = r
+	return s, BackendIOUring, nil
+}
+
+func (s *sysEngine) close() error {
+	var err error
+	if s.ring != nil {
+		err = s.ring.close()
+	}
+	return errors.Join(err, s.pool.Close())
+}
+
+func (s *sysEngine) pipes() int {
+	return s.pool.Stats().Alive
+}
+
+// copyFD copies with splice(2) or the ring when both sides have a file
+// descriptor the kernel can splice. handled is false, with nothing moved,
+// where it cannot; the caller then copies in userspace.
+func (s *sysEngine) copyFD(ctx context.Context, dst io.Writer, src io.Reader, limit int64, async bool) (int64, bool, error) {
+	se, ok := readerEndpoint(src)
+	if !ok {
+		return 0, false, nil
+	}
+	de, ok := writerEndpoint(dst)
+	if !ok {
+		return 0, false, nil
+	}
+	if se.kind == kindFile && de.kind == kindFile && isOSFile(src) && isOSFile(dst) {
+		// io.Copy between two *os.File uses copy_file_range(2), which
+		// beats file -> pipe -> file (it may even share extents).
+		return 0, false, nil
+	}
+	if async && s.ring != nil && se.kind == kindFile {
+		running := s.fileCopies.Add(1)
+		defer s.fileCopies.Add(-1)
+		if min := s.cfg.ringMinConcurrency; min >= 0 && running > int64(min) {
+			n, handled, err := s.ring.copy(ctx, dst, de, se, limit, s.pool)
+			if handled {
+				s.st.ring.Add(1)
+				return n, true, err
+			}
+		}
+	}
+	n, handled, err := splice.Copy(ctx, de.end(), se.end(), limit, s.pool)
+	if handled {
+		s.st.splice.Add(1)
+	}
+	return n, handled, err
+}
+
+func isOSFile(v any) bool {
+	_, ok := v.(*os.File)
+	return ok
+}

@@ -1,0 +1,295 @@
+package pipes
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pipes-go/pipes/internal/fdtest"
+)
+
+var stressCopies = flag.Int("stress.copies", 0, "concurrent copies in TestManyConcurrentCopies (0: 10000, or 1000 under -race)")
+
+// TestBackendSelection checks PIPES_BACKEND and WithBackend, and that the
+// probe does not hide a kernel that should have io_uring.
+func TestBackendSelection(t *testing.T) {
+	fdtest.Check(t)
+	e := newTestEngine(t, WithBackend(BackendSplice))
+	if e.Backend() != BackendSplice {
+		t.Fatalf("WithBackend(splice) gave %q", e.Backend())
+	}
+	env, _ := backendFromEnv()
+	d := newTestEngine(t)
+	switch env {
+	case BackendSplice:
+		if d.Backend() != BackendSplice {
+			t.Fatalf("PIPES_BACKEND=splice gave %q", d.Backend())
+		}
+	default:
+		r, err := NewEngine(WithBackend(BackendIOUring))
+		if err != nil {
+			if !errors.Is(err, errors.ErrUnsupported) {
+				t.Fatalf("io_uring engine error %v does not wrap errors.ErrUnsupported", err)
+			}
+			if kernelAtLeast(5, 7) && !errors.Is(err, unix.EPERM) && !errors.Is(err, unix.ENOSYS) {
+				t.Fatalf("io_uring refused on a %s kernel for a reason other than policy: %v", kernelRelease(), err)
+			}
+			t.Skipf("io_uring unavailable here: %v", err)
+		}
+		r.Close()
+		if d.Backend() != BackendIOUring {
+			t.Fatalf("auto picked %q though io_uring works", d.Backend())
+		}
+	}
+	t.Setenv("PIPES_BACKEND", "bogus")
+	if _, err := NewEngine(); err == nil {
+		t.Fatal("PIPES_BACKEND=bogus accepted")
+	}
+}
+
+// TestRingRefusedFallsBack simulates io_uring_setup failing with ENOSYS
+// (old kernel) and EPERM (seccomp, io_uring_disabled): auto falls back to
+// a working splice engine; a required io_uring fails with both
+// errors.ErrUnsupported and the errno.
+func TestRingRefusedFallsBack(t *testing.T) {
+	fdtest.Check(t)
+	for _, errno := range []syscall.Errno{unix.ENOSYS, unix.EPERM} {
+		refuse := func(c *config) { c.setupHook = func() error { return fmt.Errorf("io_uring_setup: %w", errno) } }
+		e := newTestEngine(t, WithBackend(backendAuto), refuse)
+		if e.Backend() != BackendSplice {
+			t.Fatalf("%v: backend %q, want splice", errno, e.Backend())
+		}
+		src := fileSource(t, randomData(1<<20))
+		dst := sinkKinds[3].make(t)
+		if n, err := e.CopyAsync(context.Background(), dst.w, src.r).Wait(); n != 1<<20 || err != nil {
+			t.Fatalf("%v: copy on the fallback engine = (%d, %v)", errno, n, err)
+		}
+		src.close()
+		dst.finish()
+		_, err := NewEngine(WithBackend(BackendIOUring), refuse)
+		if !errors.Is(err, errors.ErrUnsupported) || !errors.Is(err, errno) {
+			t.Fatalf("required io_uring refused with %v: error %v should wrap ErrUnsupported and the errno", errno, err)
+		}
+	}
+}
+
+// TestStatsCountRingBatches checks that ring copies are counted and share
+// io_uring_enter calls.
+func TestStatsCountRingBatches(t *testing.T) {
+	fdtest.Check(t)
+	e := newTestEngine(t, WithRingMinConcurrency(0))
+	if e.Backend() != BackendIOUring {
+		t.Skipf("backend is %s", e.Backend())
+	}
+	const copies = 64
+	var futures []*Future
+	var sinks []sink
+	for i := 0; i < copies; i++ {
+		src := fileSource(t, randomData(256<<10))
+		defer src.close()
+		s := sinkKinds[4].make(t)
+		sinks = append(sinks, s)
+		futures = append(futures, e.CopyAsync(context.Background(), s.w, src.r))
+	}
+	for i, f := range futures {
+		if n, err := f.Wait(); n != 256<<10 || err != nil {
+			t.Fatalf("copy %d = (%d, %v)", i, n, err)
+		}
+		sinks[i].finish()
+	}
+	st := e.Stats()
+	if st.Ring != copies || st.Copies != copies || st.Bytes != copies*256<<10 || st.InFlight != 0 {
+		t.Fatalf("stats %+v: want %d ring copies of 256 KiB", st, copies)
+	}
+	if st.SQEs < copies || st.CQEs < st.SQEs || st.Enters == 0 || st.Enters > st.SQEs {
+		t.Fatalf("stats %+v: SQEs, CQEs and enters inconsistent", st)
+	}
+	t.Logf("%d SQEs in %d io_uring_enter calls", st.SQEs, st.Enters)
+}
+
+// TestManyConcurrentCopies runs thousands of CopyAsync between unix
+// sockets at once, every byte checked, with the engine's pipes bounded.
+// As root it also runs itself again as an unprivileged user, whose pipe
+// quota (pipe-user-pages-soft) the pool must live within.
+func TestManyConcurrentCopies(t *testing.T) {
+	n := *stressCopies
+	if n == 0 {
+		n = 10000
+		if raceEnabled {
+			n = 1000
+		}
+	}
+	if testing.Short() {
+		n = 200
+	}
+	raiseNoFile(t, 4*n+1000)
+	fdtest.Check(t)
+	runManyCopies(t, n)
+
+	if os.Getuid() == 0 && os.Getenv("PIPES_TEST_UNPRIVILEGED") == "" {
+		t.Run("unprivileged", func(t *testing.T) {
+			runUnprivileged(t, "^TestManyConcurrentCopies$", "-stress.copies="+strconv.Itoa(n))
+		})
+	}
+}
+
+func runManyCopies(t *testing.T, n int) {
+	e := newTestEngine(t)
+	const size = 16<<10 + 7
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	futures := make([]*Future, n)
+	for i := 0; i < n; i++ {
+		a, b := unixPair(t)
+		c, d := unixPair(t)
+		data := randomData(size + i%4096)
+		futures[i] = e.CopyAsync(context.Background(), c, a)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			defer b.Close()
+			if _, err := b.Write(data); err != nil {
+				errs <- err
+			}
+		}()
+		go func(i int) {
+			defer wg.Done()
+			defer d.Close()
+			got, err := io.ReadAll(d)
+			if err != nil {
+				errs <- err
+				return
+			}
+			if !bytes.Equal(got, data) {
+				errs <- fmt.Errorf("copy %d: destination got %d bytes, want %d (hash match %v)", i, len(got), len(data), sha256.Sum256(got) == sha256.Sum256(data))
+			}
+		}(i)
+		wg.Add(1)
+		go func(i int, a, c *net.UnixConn) {
+			defer wg.Done()
+			written, err := futures[i].Wait()
+			a.Close()
+			c.Close()
+			if err != nil || written != int64(size+i%4096) {
+				errs <- fmt.Errorf("copy %d = (%d, %v)", i, written, err)
+			}
+		}(i, a, c)
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Minute):
+		t.Fatalf("copies still running after 5 minutes: %+v", e.Stats())
+	}
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	st := e.Stats()
+	if st.Copies != uint64(n) || st.InFlight != 0 {
+		t.Errorf("stats after %d copies: %+v", n, st)
+	}
+	if st.Pipes > DefaultMaxPipes {
+		t.Errorf("%d pipes alive, more than the bound %d", st.Pipes, DefaultMaxPipes)
+	}
+	t.Logf("%d copies: %+v", n, st)
+}
+
+// raiseNoFile lifts RLIMIT_NOFILE to at least n where the hard limit (or
+// root) allows it, and skips the test where it cannot.
+func raiseNoFile(t *testing.T, n int) {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if lim.Cur >= uint64(n) {
+		return
+	}
+	old := lim
+	lim.Cur = uint64(n)
+	if lim.Max < lim.Cur {
+		lim.Max = lim.Cur
+	}
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Skipf("need %d descriptors, limit %d: %v", n, old.Cur, err)
+	}
+	t.Cleanup(func() { unix.Setrlimit(unix.RLIMIT_NOFILE, &old) })
+}
+
+// runUnprivileged runs the tests matching run in a copy of this test
+// binary as uid/gid 65534, and fails if they fail there.
+func runUnprivileged(t *testing.T, run string, args ...string) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "pipes-unpriv-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "pipes.test")
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, append([]string{"-test.run=" + run, "-test.v"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "PIPES_TEST_UNPRIVILEGED=1", "TMPDIR="+dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("as uid 65534: %v\n%s", err, tail(out, 4000))
+	}
+	if !bytes.Contains(out, []byte("--- PASS")) {
+		t.Fatalf("as uid 65534, no test passed:\n%s", tail(out, 4000))
+	}
+	t.Logf("as uid 65534:\n%s", tail(out, 1500))
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+// kernelAtLeast reports whether the running kernel is major.minor or newer.
+func kernelAtLeast(major, minor int) bool {
+	var maj, min int
+	fmt.Sscanf(kernelRelease(), "%d.%d", &maj, &min)
+	return maj > major || maj == major && min >= minor
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package pipes
+
+const raceEnabled = false

@@ -1,0 +1,132 @@
+package pipes
+
+import (
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Defaults chosen for a server running as an unprivileged user; see
+// docs/design.md for the measurements behind them.
+const (
+	// DefaultPipeSize is the size requested (F_SETPIPE_SZ) for the
+	// engine's intermediate pipes: 1 MiB halves the CPU per GiB of 64 KiB
+	// pipes on the measured kernels. The kernel caps it at
+	// /proc/sys/fs/pipe-max-size.
+	DefaultPipeSize = 1 << 20
+	// DefaultMaxPipes bounds the intermediate pipes of one engine: 32
+	// pipes of 1 MiB use half of the 64 MiB per-user pipe quota
+	// (/proc/sys/fs/pipe-user-pages-soft) of an unprivileged process.
+	DefaultMaxPipes = 32
+	// DefaultRingEntries is the io_uring submission queue size.
+	DefaultRingEntries = 256
+	// DefaultIOWQMaxWorkers caps the io_uring worker threads that run
+	// IORING_OP_SPLICE: without a cap the kernel starts one thread per
+	// blocked splice; measured, 2 workers gave the best throughput and
+	// tail latency for 256 concurrent file -> TCP copies on 2 cores.
+	DefaultIOWQMaxWorkers = 2
+	// DefaultRingMinConcurrency is how many CopyAsync copies from regular
+	// files must run at once before an io_uring engine sends new ones
+	// through the ring; below it the splice(2) loop is faster.
+	DefaultRingMinConcurrency = 16
+)
+
+// Option configures an Engine built by NewEngine.
+type Option func(*config)
+
+type config struct {
+	backend            Backend
+	ringEntries        uint32
+	pipeSize           int
+	maxPipes           int
+	iowqMaxWorkers     uint32
+	ringMinConcurrency int
+	sqPoll             bool
+	setupHook          func() error // test seam: runs before io_uring setup
+}
+
+func defaultConfig() config {
+	return config{
+		backend:            backendAuto,
+		ringEntries:        DefaultRingEntries,
+		pipeSize:           DefaultPipeSize,
+		maxPipes:           DefaultMaxPipes,
+		iowqMaxWorkers:     DefaultIOWQMaxWorkers,
+		ringMinConcurrency: DefaultRingMinConcurrency,
+	}
+}
+
+// backendFromEnv parses PIPES_BACKEND: empty or "auto", "io_uring", "splice".
+func backendFromEnv() (Backend, error) {
+	v := strings.TrimSpace(os.Getenv("PIPES_BACKEND"))
+	switch Backend(v) {
+	case "", backendAuto:
+		return backendAuto, nil
+	case BackendIOUring, BackendSplice:
+		return Backend(v), nil
+	}
+	return "", fmt.Errorf("pipes: PIPES_BACKEND=%q: want auto, io_uring or splice", v)
+}
+
+// WithBackend makes NewEngine use backend b (BackendIOUring or
+// BackendSplice) instead of choosing one, overriding PIPES_BACKEND. With
+// BackendIOUring, NewEngine fails with an error wrapping
+// errors.ErrUnsupported where io_uring or IORING_OP_SPLICE is unavailable.
+func WithBackend(b Backend) Option {
+	return func(c *config) { c.backend = b }
+}
+
+// WithRingEntries sets the io_uring submission queue size (rounded up to a
+// power of two by the kernel, clamped to 32768). The completion queue is
+// twice as large.
+func WithRingEntries(n uint32) Option {
+	return func(c *config) {
+		if n > 0 {
+			c.ringEntries = n
+		}
+	}
+}
+
+// WithPipeSize sets the size of the engine's intermediate pipes in bytes.
+// Where the kernel refuses the size (per-user pipe quota), pipes keep the
+// size the kernel gives.
+func WithPipeSize(n int) Option {
+	return func(c *config) {
+		if n > 0 {
+			c.pipeSize = n
+		}
+	}
+}
+
+// WithMaxPipes bounds how many intermediate pipes the engine holds at
+// once. A copy that needs one while all are in use waits for one: this is
+// the engine's backpressure. Copies whose source or destination is itself
+// a pipe need none.
+func WithMaxPipes(n int) Option {
+	return func(c *config) {
+		if n > 0 {
+			c.maxPipes = n
+		}
+	}
+}
+
+// WithIOWQMaxWorkers caps the io_uring worker threads of the engine's ring
+// (IORING_REGISTER_IOWQ_MAX_WORKERS, Linux 5.15; ignored on older
+// kernels). 0 leaves the kernel's default, one thread per blocked op.
+func WithIOWQMaxWorkers(n uint32) Option {
+	return func(c *config) { c.iowqMaxWorkers = n }
+}
+
+// WithRingMinConcurrency sets how many concurrent CopyAsync copies from
+// regular files make an io_uring engine route new ones through the ring.
+// 0 routes every such copy through the ring; a negative value never does.
+func WithRingMinConcurrency(n int) Option {
+	return func(c *config) { c.ringMinConcurrency = n }
+}
+
+// WithSQPoll makes the ring poll its submission queue from a kernel thread
+// (IORING_SETUP_SQPOLL, unprivileged since Linux 5.11), trading a busy
+// kernel thread for fewer io_uring_enter calls. Off by default.
+func WithSQPoll(on bool) Option {
+	return func(c *config) { c.sqPoll = on }
+}

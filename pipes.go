@@ -1,0 +1,78 @@
+package pipes
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+)
+
+// Backend names the kernel mechanism an Engine uses for the copies that
+// can be batched.
+type Backend string
+
+const (
+	// BackendIOUring submits splices through io_uring (Linux 5.7+ for
+	// IORING_OP_SPLICE), used where the engine measured it to pay: many
+	// concurrent copies whose source is a regular file. Every other copy
+	// of an io_uring engine still runs the splice(2) loop.
+	BackendIOUring Backend = "io_uring"
+	// BackendSplice runs every copy as a splice(2)/tee(2) loop in the
+	// calling goroutine, waiting for readiness on the Go netpoller.
+	BackendSplice Backend = "splice"
+	// BackendUserspace copies through a userspace buffer (io.Copy): the
+	// only backend on operating systems without splice(2).
+	BackendUserspace Backend = "userspace"
+)
+
+// backendAuto asks NewEngine to pick: io_uring when it works and offers
+// IORING_OP_SPLICE, else splice.
+const backendAuto Backend = "auto"
+
+// ErrClosed is returned by the copy methods of an Engine after Close.
+var ErrClosed = errors.New("pipes: engine closed")
+
+var defaultEngine struct {
+	once sync.Once
+	e    *Engine
+}
+
+// DefaultEngine returns the engine used by the package-level Copy and
+// CopyAsync, building it on first use with NewEngine() (so PIPES_BACKEND
+// applies). If that fails, for example because PIPES_BACKEND=io_uring on a
+// kernel that refuses io_uring, every copy through the returned engine
+// fails with the error NewEngine gave. Closing the default engine makes
+// later package-level copies fail with ErrClosed.
+func DefaultEngine() *Engine {
+	defaultEngine.once.Do(func() {
+		e, err := NewEngine()
+		if err != nil {
+			e = brokenEngine(err)
+		}
+		defaultEngine.e = e
+	})
+	return defaultEngine.e
+}
+
+// Copy copies from src to dst until EOF on src or an error, and returns the
+// number of bytes copied and the first error met, exactly as io.Copy does.
+// A successful Copy returns err == nil, not io.EOF.
+//
+// Copy moves the bytes inside the kernel when both sides have a file
+// descriptor (regular files, pipes, fifos, TCP and unix stream sockets,
+// *PipeReader, *PipeWriter, and anything implementing syscall.Conn), and
+// copies through a userspace buffer otherwise. A *io.LimitedReader src is
+// honoured: at most N bytes are copied and N is decreased by the number
+// copied. Copy uses DefaultEngine.
+func Copy(dst io.Writer, src io.Reader) (written int64, err error) {
+	return DefaultEngine().Copy(dst, src)
+}
+
+// CopyAsync starts copying from src to dst and returns at once. The
+// returned Future reports the result of the copy, which has the semantics
+// of Copy. Cancelling ctx stops the copy: Wait then returns the bytes
+// delivered to dst so far and an error for which errors.Is(err, ctx.Err())
+// holds. CopyAsync uses DefaultEngine.
+func CopyAsync(ctx context.Context, dst io.Writer, src io.Reader) *Future {
+	return DefaultEngine().CopyAsync(ctx, dst, src)
+}
