@@ -81,7 +81,6 @@ func writerEndpoint(w io.Writer) (endpoint, bool) {
 	return e, true
 }
 
-
 func fdEndpoint(v any) (endpoint, bool) {
 	var sc syscall.Conn
 	switch x := v.(type) {
