@@ -1,0 +1,174 @@
+//go:build linux
+
+package pipes
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/pipes-go/pipes/splice"
+)
+
+var benchHuge = flag.Bool("pipes.bench1g", false, "include the 1 GiB size in BenchmarkReadFrom")
+
+// benchSizes are the original library's headline sizes.
+var benchSizes = []struct {
+	name string
+	n    int64
+}{
+	{"16K", 16 << 10}, {"32K", 32 << 10}, {"64K", 64 << 10}, {"128K", 128 << 10},
+	{"256K", 256 << 10}, {"512K", 512 << 10}, {"1MB", 1 << 20}, {"10MB", 10 << 20},
+	{"100MB", 100 << 20}, {"1GB", 1 << 30},
+}
+
+// benchFile returns a file of n bytes, its pages read once so the page
+// cache is warm.
+func benchFile(b *testing.B, n int64) *os.File {
+	b.Helper()
+	f, err := os.Create(filepath.Join(b.TempDir(), "data"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { f.Close() })
+	chunk := make([]byte, 1<<20)
+	for i := range chunk {
+		chunk[i] = byte(i)
+	}
+	for left := n; left > 0; {
+		m, err := f.Write(chunk[:min(left, int64(len(chunk)))])
+		if err != nil {
+			b.Fatal(err)
+		}
+		left -= int64(m)
+	}
+	warm(b, f)
+	return f
+}
+
+// warm re-reads f so the timed run reads from the page cache.
+func warm(b *testing.B, f *os.File) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		b.Fatal(err)
+	}
+	io.CopyBuffer(io.Discard, struct{ io.Reader }{f}, make([]byte, 1<<20))
+}
+
+// drainers empty the pipe concurrently: the original's (8 KiB reads into
+// userspace) and a splice to /dev/null, which does not cap the writer.
+var drainers = []struct {
+	name  string
+	drain func(r *PipeReader)
+}{
+	{"drain=read8K", func(r *PipeReader) {
+		io.CopyBuffer(io.Discard, struct{ io.Reader }{r}, make([]byte, 8192))
+	}},
+	{"drain=splice", func(r *PipeReader) {
+		null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			return
+		}
+		defer null.Close()
+		r.WriteTo(null)
+	}},
+}
+
+// copiers are the ways the file is copied into the pipe.
+var copiers = []struct {
+	name string
+	copy func(w *PipeWriter, f *os.File, n int64) (int64, error)
+}{
+	{"copy=splice", func(w *PipeWriter, f *os.File, _ int64) (int64, error) { return w.ReadFrom(f) }},
+	{"copy=userspace32K", func(w *PipeWriter, f *os.File, _ int64) (int64, error) {
+		return io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{f}, make([]byte, 32<<10))
+	}},
+}
+
+// BenchmarkReadFrom is the original library's headline: a regular file
+// copied into a pipe with PipeWriter.ReadFrom (splice) against io.Copy
+// through a 32 KiB userspace buffer, with the pipe drained concurrently.
+// Sizes of 100 MB and up are skipped with -short; 1 GB needs
+// -pipes.bench1g.
+func BenchmarkReadFrom(b *testing.B) {
+	for _, d := range drainers {
+		for _, c := range copiers {
+			for _, s := range benchSizes {
+				b.Run(fmt.Sprintf("%s/%s/%s", d.name, c.name, s.name), func(b *testing.B) {
+					if s.n >= 1<<30 && !*benchHuge {
+						b.Skip("1 GB: run with -pipes.bench1g")
+					}
+					if s.n >= 100<<20 && testing.Short() {
+						b.Skip("skipped with -short")
+					}
+					f := benchFile(b, s.n)
+					r, w, err := New()
+					if err != nil {
+						b.Fatal(err)
+					}
+					done := make(chan struct{})
+					go func() { d.drain(r); close(done) }()
+					defer func() { w.Close(); <-done; r.Close() }()
+					warm(b, f)
+					b.SetBytes(s.n)
+					b.ResetTimer()
+					for i := 0; i < b.N; i++ {
+						b.StopTimer()
+						if _, err := f.Seek(0, io.SeekStart); err != nil {
+							b.Fatal(err)
+						}
+						b.StartTimer()
+						n, err := c.copy(w, f, s.n)
+						if err != nil || n != s.n {
+							b.Fatalf("copy = %d, %v", n, err)
+						}
+					}
+				})
+			}
+		}
+	}
+}
+
+// BenchmarkReadFromPool measures the intermediate pipe's size, the pool's
+// knob: a regular file copied to /dev/null (neither side a pipe, so
+// splice.Copy goes file -> pooled pipe -> /dev/null) with 1 MiB and
+// 64 KiB pipes.
+func BenchmarkReadFromPool(b *testing.B) {
+	for _, size := range []int{64 << 10, 1 << 20} {
+		for _, s := range []struct {
+			name string
+			n    int64
+		}{{"1MB", 1 << 20}, {"10MB", 10 << 20}, {"100MB", 100 << 20}} {
+			b.Run(fmt.Sprintf("pipe=%dK/%s", size>>10, s.name), func(b *testing.B) {
+				if s.n >= 100<<20 && testing.Short() {
+					b.Skip("skipped with -short")
+				}
+				pool := splice.NewPool(size, 4)
+				defer pool.Close()
+				f := benchFile(b, s.n)
+				null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer null.Close()
+				se, _ := readerEndpoint(f)
+				de, _ := writerEndpoint(null)
+				warm(b, f)
+				b.SetBytes(s.n)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					b.StopTimer()
+					f.Seek(0, io.SeekStart)
+					b.StartTimer()
+					n, handled, err := splice.Copy(context.Background(), de.end(), se.end(), -1, pool)
+					if err != nil || !handled || n != s.n {
+						b.Fatalf("Copy = %d, %v, %v", n, handled, err)
+					}
+				}
+			})
+		}
+	}
+}
