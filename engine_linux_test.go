@@ -137,7 +137,7 @@ func TestManyConcurrentCopies(t *testing.T) {
 	if testing.Short() {
 		n = 200
 	}
-	raiseNoFile(t, 4*n+1000)
+	raiseNoFile(t, n*6/5+1000) // 2*(hops+1) descriptors per 2*hops copies
 	fdtest.Check(t)
 	runManyCopies(t, n)
 
@@ -148,47 +148,75 @@ func TestManyConcurrentCopies(t *testing.T) {
 	}
 }
 
+// runManyCopies starts n copies at once over unix stream sockets and
+// checks every byte. To stay within RLIMIT_NOFILE (20000 on the CI
+// machines, not raisable) the copies form chains: a group of hops uses
+// hops+1 socketpairs, each socket end being the source of one copy and the
+// destination of another, with one stream flowing each way:
+//
+//	x0 =fwd=> y0 -copy-> x1 => y1 -copy-> x2 ... yG   (and back: yG => xG -copy-> y(G-1) ...)
+//
+// A chain only completes if every hop makes progress while the others
+// wait: pooled pipes must not be held by copies that wait for input.
 func runManyCopies(t *testing.T, n int) {
 	e := newTestEngine(t)
-	const size = 16<<10 + 7
+	const hops = 5 // per direction: a group runs 2*hops copies
+	groups := (n + 2*hops - 1) / (2 * hops)
 	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	futures := make([]*Future, n)
-	for i := 0; i < n; i++ {
-		a, b := unixPair(t)
-		c, d := unixPair(t)
-		data := randomData(size + i%4096)
-		futures[i] = e.CopyAsync(context.Background(), c, a)
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			defer b.Close()
-			if _, err := b.Write(data); err != nil {
-				errs <- err
+	errs := make(chan error, 8*groups)
+	for g := 0; g < groups; g++ {
+		xs := make([]*net.UnixConn, hops+1)
+		ys := make([]*net.UnixConn, hops+1)
+		for k := range xs {
+			xs[k], ys[k] = unixPair(t)
+		}
+		fwdData := randomData(16<<10 + g)
+		bwdData := randomData(8<<10 + 3*g)
+		fwd := make([]*Future, hops)
+		bwd := make([]*Future, hops)
+		for k := 0; k < hops; k++ {
+			fwd[k] = e.CopyAsync(context.Background(), xs[k+1], ys[k])
+			bwd[k] = e.CopyAsync(context.Background(), ys[k], xs[k+1])
+		}
+		// Each direction: feed one end, read the other, and pass EOF
+		// down the chain as each hop finishes.
+		stream := func(name string, in *net.UnixConn, data []byte, out *net.UnixConn, futs []*Future, next func(k int) *net.UnixConn) {
+			wg.Add(3)
+			go func() {
+				defer wg.Done()
+				if _, err := in.Write(data); err != nil {
+					errs <- fmt.Errorf("group %d %s: feeding: %w", g, name, err)
+				}
+				in.CloseWrite()
+			}()
+			go func() {
+				defer wg.Done()
+				got, err := io.ReadAll(out)
+				if err != nil {
+					errs <- fmt.Errorf("group %d %s: reading: %w", g, name, err)
+				} else if !bytes.Equal(got, data) {
+					errs <- fmt.Errorf("group %d %s: got %d bytes, want %d (hash match %v)", g, name, len(got), len(data), sha256.Sum256(got) == sha256.Sum256(data))
+				}
+			}()
+			go func() {
+				defer wg.Done()
+				for k, f := range futs {
+					written, err := f.Wait()
+					if err != nil || written != int64(len(data)) {
+						errs <- fmt.Errorf("group %d %s hop %d = (%d, %v), want %d bytes", g, name, k, written, err, len(data))
+					}
+					next(k).CloseWrite()
+				}
+			}()
+		}
+		stream("forward", xs[0], fwdData, ys[hops], fwd, func(k int) *net.UnixConn { return xs[k+1] })
+		stream("backward", ys[hops], bwdData, xs[0], reverse(bwd), func(k int) *net.UnixConn { return ys[hops-1-k] })
+		t.Cleanup(func() {
+			for k := range xs {
+				xs[k].Close()
+				ys[k].Close()
 			}
-		}()
-		go func(i int) {
-			defer wg.Done()
-			defer d.Close()
-			got, err := io.ReadAll(d)
-			if err != nil {
-				errs <- err
-				return
-			}
-			if !bytes.Equal(got, data) {
-				errs <- fmt.Errorf("copy %d: destination got %d bytes, want %d (hash match %v)", i, len(got), len(data), sha256.Sum256(got) == sha256.Sum256(data))
-			}
-		}(i)
-		wg.Add(1)
-		go func(i int, a, c *net.UnixConn) {
-			defer wg.Done()
-			written, err := futures[i].Wait()
-			a.Close()
-			c.Close()
-			if err != nil || written != int64(size+i%4096) {
-				errs <- fmt.Errorf("copy %d = (%d, %v)", i, written, err)
-			}
-		}(i, a, c)
+		})
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -202,13 +230,21 @@ func runManyCopies(t *testing.T, n int) {
 		t.Error(err)
 	}
 	st := e.Stats()
-	if st.Copies != uint64(n) || st.InFlight != 0 {
-		t.Errorf("stats after %d copies: %+v", n, st)
+	if st.Copies != uint64(2*hops*groups) || st.InFlight != 0 {
+		t.Errorf("stats after %d copies: %+v", 2*hops*groups, st)
 	}
 	if st.Pipes > DefaultMaxPipes {
 		t.Errorf("%d pipes alive, more than the bound %d", st.Pipes, DefaultMaxPipes)
 	}
-	t.Logf("%d copies: %+v", n, st)
+	t.Logf("%d copies: %+v", 2*hops*groups, st)
+}
+
+func reverse(fs []*Future) []*Future {
+	r := make([]*Future, len(fs))
+	for i, f := range fs {
+		r[len(fs)-1-i] = f
+	}
+	return r
 }
 
 // raiseNoFile lifts RLIMIT_NOFILE to at least n where the hard limit (or

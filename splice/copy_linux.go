@@ -368,17 +368,31 @@ func pollFd(fd int, events int16, timeout time.Duration) bool {
 // viaPipe copies through an intermediate pipe. Invariant: the pipe is
 // empty when a round starts; a round fills it with one splice from src
 // and drains all of it into dst.
+//
+// A pooled pipe is held only while it holds bytes or a splice is filling
+// it: when src has nothing to read, the empty pipe goes back to the pool
+// for the wait. Otherwise idle copies (a proxy's quiet connections) would
+// hold every pipe of the pool, and copies with data would wait for them
+// forever: a chain of copies, each hop waiting for the one before, would
+// deadlock as soon as it is longer than the pool.
 func (c *copier) viaPipe(pool *Pool) (handled bool, err error) {
 	var p *Pipe
-	if pool != nil {
-		p, err = pool.Get(c.ctx)
-	} else {
-		p, err = NewPipe(DefaultPipeSize)
+	get := func() error {
+		var err error
+		if pool != nil {
+			p, err = pool.Get(c.ctx)
+		} else {
+			p, err = NewPipe(DefaultPipeSize)
+		}
+		return err
 	}
-	if err != nil {
+	if err := get(); err != nil {
 		return true, err
 	}
 	defer func() {
+		if p == nil {
+			return
+		}
 		if p.data > 0 {
 			err = c.unread(p, err)
 		}
@@ -392,7 +406,7 @@ func (c *copier) viaPipe(pool *Pool) (handled bool, err error) {
 		if c.ctx.Err() != nil {
 			return true, ctxError(c.ctx, nil)
 		}
-		n, eof, err := c.fill(p)
+		n, eof, idle, err := c.fill(p, pool != nil)
 		if err != nil {
 			if errno, ok := err.(syscall.Errno); ok {
 				if c.written == 0 && notSpliceable(errno) {
@@ -404,6 +418,20 @@ func (c *copier) viaPipe(pool *Pool) (handled bool, err error) {
 		}
 		if eof {
 			return true, nil
+		}
+		if idle {
+			pool.Put(p)
+			p = nil
+			if err := c.wait(&c.src, false); err != nil {
+				return true, err
+			}
+			if c.ctx.Err() != nil {
+				return true, ctxError(c.ctx, nil)
+			}
+			if err := get(); err != nil {
+				return true, err
+			}
+			continue
 		}
 		p.data += n
 		if err := c.drain(p); err != nil {
@@ -425,8 +453,10 @@ func (c *copier) viaPipe(pool *Pool) (handled bool, err error) {
 }
 
 // fill splices from src into the empty pipe p. It returns eof when src
-// has no more input.
-func (c *copier) fill(p *Pipe) (n int, eof bool, err error) {
+// has no more input. When src has nothing to read and is watched by the
+// netpoller, fill waits for it there, unless release is set: then it
+// returns idle, for the caller to give p back before it waits.
+func (c *copier) fill(p *Pipe, release bool) (n int, eof, idle bool, err error) {
 	for {
 		again := false
 		rerr := c.src.Conn.Read(func(fd uintptr) bool {
@@ -443,6 +473,10 @@ func (c *copier) fill(p *Pipe) (n int, eof bool, err error) {
 					return true
 				}
 				if c.src.pollable() {
+					if release {
+						idle = true
+						return true
+					}
 					return false
 				}
 				pollFd(int(fd), unix.POLLIN, blockingPoll)
@@ -453,13 +487,13 @@ func (c *copier) fill(p *Pipe) (n int, eof bool, err error) {
 			return true
 		})
 		if rerr != nil {
-			return 0, false, rerr
+			return 0, false, false, rerr
 		}
 		if !again || err != nil {
-			return n, eof, err
+			return n, eof, idle, err
 		}
 		if c.ctx.Err() != nil {
-			return 0, false, ctxError(c.ctx, nil)
+			return 0, false, false, ctxError(c.ctx, nil)
 		}
 	}
 }
