@@ -369,27 +369,14 @@ func pollFd(fd int, events int16, timeout time.Duration) bool {
 // empty when a round starts; a round fills it with one splice from src
 // and drains all of it into dst.
 //
-// A pooled pipe is held only while it holds bytes or a splice is filling
-// it: when src has nothing to read, the empty pipe goes back to the pool
-// for the wait. Otherwise idle copies (a proxy's quiet connections) would
-// hold every pipe of the pool, and copies with data would wait for them
-// forever: a chain of copies, each hop waiting for the one before, would
-// deadlock as soon as it is longer than the pool.
+// A pooled pipe is held only while bytes move: a copy waits for src to
+// have input, and for dst to have room, before it takes a pipe, and puts
+// the pipe back when src runs dry. Otherwise idle copies would hold every
+// pipe of a bounded pool, and copies chained through sockets (one's dst
+// is another's src) could wait for each other forever.
 func (c *copier) viaPipe(pool *Pool) (handled bool, err error) {
 	var p *Pipe
-	get := func() error {
-		var err error
-		if pool != nil {
-			p, err = pool.Get(c.ctx)
-		} else {
-			p, err = NewPipe(DefaultPipeSize)
-		}
-		return err
-	}
-	if err := get(); err != nil {
-		return true, err
-	}
-	defer func() {
+	release := func() {
 		if p == nil {
 			return
 		}
@@ -401,12 +388,35 @@ func (c *copier) viaPipe(pool *Pool) (handled bool, err error) {
 		} else {
 			p.Close()
 		}
-	}()
+		p = nil
+	}
+	defer release()
+	srcReady := c.src.neverWaits()
 	for c.more() {
 		if c.ctx.Err() != nil {
 			return true, ctxError(c.ctx, nil)
 		}
-		n, eof, idle, err := c.fill(p, pool != nil)
+		if p == nil {
+			if !srcReady {
+				if err := c.wait(&c.src, false); err != nil {
+					return true, c.waitErr(err)
+				}
+			}
+			if !c.dst.neverWaits() {
+				if err := c.wait(&c.dst, true); err != nil {
+					return true, c.waitErr(err)
+				}
+			}
+			if pool != nil {
+				p, err = pool.Get(c.ctx)
+			} else {
+				p, err = NewPipe(DefaultPipeSize)
+			}
+			if err != nil {
+				return true, err
+			}
+		}
+		n, eof, again, err := c.fill(p)
 		if err != nil {
 			if errno, ok := err.(syscall.Errno); ok {
 				if c.written == 0 && notSpliceable(errno) {
@@ -419,20 +429,20 @@ func (c *copier) viaPipe(pool *Pool) (handled bool, err error) {
 		if eof {
 			return true, nil
 		}
-		if idle {
-			pool.Put(p)
-			p = nil
-			if err := c.wait(&c.src, false); err != nil {
-				return true, err
+		if again {
+			// src ran dry: give the pipe back while waiting for input.
+			srcReady = false
+			if pool != nil {
+				release()
 			}
-			if c.ctx.Err() != nil {
-				return true, ctxError(c.ctx, nil)
-			}
-			if err := get(); err != nil {
-				return true, err
+			if p != nil {
+				if err := c.wait(&c.src, false); err != nil {
+					return true, c.waitErr(err)
+				}
 			}
 			continue
 		}
+		srcReady = true
 		p.data += n
 		if err := c.drain(p); err != nil {
 			if errno, ok := err.(syscall.Errno); ok {
@@ -452,50 +462,36 @@ func (c *copier) viaPipe(pool *Pool) (handled bool, err error) {
 	return true, nil
 }
 
-// fill splices from src into the empty pipe p. It returns eof when src
-// has no more input. When src has nothing to read and is watched by the
-// netpoller, fill waits for it there, unless release is set: then it
-// returns idle, for the caller to give p back before it waits.
-func (c *copier) fill(p *Pipe, release bool) (n int, eof, idle bool, err error) {
-	for {
-		again := false
-		rerr := c.src.Conn.Read(func(fd uintptr) bool {
-			m, e := Splice(int(fd), nil, p.wfd, nil, c.chunk(p.size), FlagMove|FlagNonblock)
-			switch {
-			case m > 0:
-				n = m
-			case e == nil:
-				eof = true
-			case e == unix.EAGAIN:
-				// p is empty, so src has nothing to read.
-				if c.ctx.Err() != nil {
-					err = ctxError(c.ctx, nil)
-					return true
-				}
-				if c.src.pollable() {
-					if release {
-						idle = true
-						return true
-					}
-					return false
-				}
-				pollFd(int(fd), unix.POLLIN, blockingPoll)
-				again = true
-			default:
-				err = e
-			}
-			return true
-		})
-		if rerr != nil {
-			return 0, false, false, rerr
-		}
-		if !again || err != nil {
-			return n, eof, idle, err
-		}
-		if c.ctx.Err() != nil {
-			return 0, false, false, ctxError(c.ctx, nil)
-		}
+// waitErr returns the error of a failed wait, marked as the context's if
+// the context ended (Wake's deadline made the wait fail).
+func (c *copier) waitErr(err error) error {
+	if c.ctx.Err() != nil {
+		return ctxError(c.ctx, err)
 	}
+	return err
+}
+
+// fill splices from src into the empty pipe p. It returns eof when src
+// has no more input, again when it has none now.
+func (c *copier) fill(p *Pipe) (n int, eof, again bool, err error) {
+	rerr := c.src.Conn.Read(func(fd uintptr) bool {
+		m, e := Splice(int(fd), nil, p.wfd, nil, c.chunk(p.size), FlagMove|FlagNonblock)
+		switch {
+		case m > 0:
+			n = m
+		case e == nil:
+			eof = true
+		case e == unix.EAGAIN:
+			again = true // p is empty, so src has nothing to read
+		default:
+			err = e
+		}
+		return true
+	})
+	if rerr != nil {
+		return 0, false, false, rerr
+	}
+	return n, eof, again, err
 }
 
 // drain splices everything in p into dst.
