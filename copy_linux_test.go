@@ -295,17 +295,6 @@ func waitFuture(t *testing.T, f *Future) (int64, error) {
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 10s")
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // TestCopyCloseEnds closes the source or the destination from another
 // goroutine while a copy waits on it: the copy ends with an error, as
 // io.Copy does, and the peer of a closed destination sees EOF.
