@@ -45,11 +45,13 @@ type endpoint struct {
 	// before returning: the value is then left with no deadline, even if
 	// its owner had set one before the copy.
 	reset func()
+	info  splice.Info // file type and status flags, read once
 }
 
 // end returns the endpoint as a splice.End.
 func (e endpoint) end() splice.End {
-	return splice.End{Conn: e.conn, Pipe: e.kind == kindPipe, Wake: e.wake, Reset: e.reset}
+	info := e.info
+	return splice.End{Conn: e.conn, Pipe: e.kind == kindPipe, Wake: e.wake, Reset: e.reset, Info: &info}
 }
 
 // readerEndpoint reports whether the kernel can splice from r, and how:
@@ -88,12 +90,12 @@ func fdEndpoint(v any) (endpoint, bool) {
 		if x == nil || x.f == nil {
 			return endpoint{}, false
 		}
-		sc = x.f
+		return x.endpoint()
 	case *PipeWriter:
 		if x == nil || x.f == nil {
 			return endpoint{}, false
 		}
-		sc = x.f
+		return x.endpoint()
 	case *os.File:
 		if x == nil {
 			return endpoint{}, false
@@ -108,37 +110,51 @@ func fdEndpoint(v any) (endpoint, bool) {
 	if err != nil || rc == nil {
 		return endpoint{}, false
 	}
-	kind, ok := classify(rc)
-	if !ok {
-		return endpoint{}, false
-	}
-	return endpoint{conn: rc, kind: kind}, true
+	return classify(rc)
 }
 
-// classify fstats the descriptor behind rc. Datagram and seqpacket
-// sockets, directories and symlinks are not spliceable as streams.
-func classify(rc syscall.RawConn) (kind fdKind, ok bool) {
-	cerr := rc.Control(func(fd uintptr) {
-		var st unix.Stat_t
-		if unix.Fstat(int(fd), &st) != nil {
-			return
-		}
-		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFREG:
-			kind, ok = kindFile, true
-		case unix.S_IFIFO:
-			kind, ok = kindPipe, true
-		case unix.S_IFCHR, unix.S_IFBLK:
-			kind, ok = kindOther, true
-		case unix.S_IFSOCK:
-			typ, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TYPE)
-			if err == nil && typ == unix.SOCK_STREAM {
-				kind, ok = kindSocket, true
-			}
-		}
-	})
-	if cerr != nil {
-		return 0, false
+// classify fstats the descriptor behind rc and reads its status flags.
+// Datagram and seqpacket sockets, directories and symlinks are not
+// spliceable as streams.
+func classify(rc syscall.RawConn) (e endpoint, ok bool) {
+	info, err := splice.Inspect(rc)
+	if err != nil {
+		return endpoint{}, false
 	}
-	return kind, ok
+	e = endpoint{conn: rc, info: info}
+	switch info.Mode {
+	case unix.S_IFREG:
+		e.kind = kindFile
+	case unix.S_IFIFO:
+		e.kind = kindPipe
+	case unix.S_IFCHR, unix.S_IFBLK:
+		e.kind = kindOther
+	case unix.S_IFSOCK:
+		var typ int
+		var serr error
+		if cerr := rc.Control(func(fd uintptr) {
+			typ, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TYPE)
+		}); cerr != nil || serr != nil || typ != unix.SOCK_STREAM {
+			return endpoint{}, false
+		}
+		e.kind = kindSocket
+	default:
+		return endpoint{}, false
+	}
+	return e, true
 }
+
+// pipeEndpoint is the endpoint of a PipeReader or PipeWriter: a pipe or
+// fifo, O_NONBLOCK, known without asking the kernel (a fifo opened by
+// AsyncOpenFifo is made non-blocking by os.OpenFile).
+func pipeEndpoint(f *os.File) (endpoint, bool) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return endpoint{}, false
+	}
+	return endpoint{conn: rc, kind: kindPipe, info: splice.Info{Mode: unix.S_IFIFO, Flags: unix.O_NONBLOCK}}, true
+}
+
+func (r *PipeReader) endpoint() (endpoint, bool) { return pipeEndpoint(r.f) }
+
+func (w *PipeWriter) endpoint() (endpoint, bool) { return pipeEndpoint(w.f) }

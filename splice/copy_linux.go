@@ -32,6 +32,43 @@ type End struct {
 	// Reset, if non-nil, undoes Wake (for example clears the deadline).
 	// Copy calls it before returning if it called Wake.
 	Reset func()
+	// Info, if non-nil, is what the caller already knows of the
+	// descriptor; Copy then skips its own fstat(2) and fcntl(F_GETFL).
+	// Wrong information makes Copy fail (a wait on a descriptor the
+	// netpoller does not watch fails with "not pollable") or take the
+	// wrong path, so leave it nil unless it is certain.
+	Info *Info
+}
+
+// Info describes a descriptor: its file type and status flags.
+type Info struct {
+	Mode  uint32 // st_mode & S_IFMT: unix.S_IFREG, S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK, ...
+	Flags int    // fcntl(F_GETFL): O_NONBLOCK, O_APPEND, ...
+}
+
+// Inspect returns the Info of the descriptor behind c (fstat and
+// fcntl F_GETFL, under Go's reference to it).
+func Inspect(c syscall.RawConn) (Info, error) {
+	var info Info
+	var err error
+	cerr := c.Control(func(fd uintptr) {
+		var st unix.Stat_t
+		if err = unix.Fstat(int(fd), &st); err != nil {
+			err = os.NewSyscallError("fstat", err)
+			return
+		}
+		info.Mode = st.Mode & unix.S_IFMT
+		fl, ferr := unix.FcntlInt(fd, unix.F_GETFL, 0)
+		if ferr != nil {
+			err = os.NewSyscallError("fcntl", ferr)
+			return
+		}
+		info.Flags = fl
+	})
+	if cerr != nil {
+		return info, cerr
+	}
+	return info, err
 }
 
 // maxChunk bounds one splice(2) call of a direct copy.
@@ -156,26 +193,18 @@ type side struct {
 }
 
 func (s *side) inspect() error {
-	var err error
-	cerr := s.Conn.Control(func(fd uintptr) {
-		var st unix.Stat_t
-		if err = unix.Fstat(int(fd), &st); err != nil {
-			err = os.NewSyscallError("fstat", err)
-			return
+	info := s.Info
+	if info == nil {
+		i, err := Inspect(s.Conn)
+		if err != nil {
+			return err
 		}
-		s.mode = st.Mode & unix.S_IFMT
-		fl, ferr := unix.FcntlInt(fd, unix.F_GETFL, 0)
-		if ferr != nil {
-			err = os.NewSyscallError("fcntl", ferr)
-			return
-		}
-		s.nonblock = fl&unix.O_NONBLOCK != 0
-		s.appendOnly = fl&unix.O_APPEND != 0
-	})
-	if cerr != nil {
-		return cerr
+		info = &i
 	}
-	return err
+	s.mode = info.Mode
+	s.nonblock = info.Flags&unix.O_NONBLOCK != 0
+	s.appendOnly = info.Flags&unix.O_APPEND != 0
+	return nil
 }
 
 func (s *side) spliceable() bool {
