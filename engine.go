@@ -291,6 +291,7 @@ type Stats struct {
 	Splice    uint64 // copies run by the splice(2) loop
 	Ring      uint64 // copies whose reads were submitted through io_uring
 	Userspace uint64 // copies that fell back to a userspace buffer
+	Cached    uint64 // reads of ring copies served by splice(2) from the page cache
 	SQEs      uint64 // SQEs submitted to the ring
 	Enters    uint64 // io_uring_enter calls made to submit them
 	CQEs      uint64 // completions reaped
@@ -299,7 +300,7 @@ type Stats struct {
 
 type counters struct {
 	copies, bytes, splice, ring, userspace atomic.Uint64
-	sqes, enters, cqes                     atomic.Uint64
+	sqes, enters, cqes, cachedReads        atomic.Uint64
 	inFlight                               atomic.Int64
 }
 
@@ -313,6 +314,7 @@ func (e *Engine) Stats() Stats {
 		Splice:    e.stats.splice.Load(),
 		Ring:      e.stats.ring.Load(),
 		Userspace: e.stats.userspace.Load(),
+		Cached:    e.stats.cachedReads.Load(),
 		SQEs:      e.stats.sqes.Load(),
 		Enters:    e.stats.enters.Load(),
 		CQEs:      e.stats.cqes.Load(),

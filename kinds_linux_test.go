@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // The fd kinds a copy is tested on, as sources and as destinations. Each
@@ -144,7 +146,28 @@ func fileSource(t *testing.T, data []byte) source {
 	if err != nil {
 		t.Fatal(err)
 	}
+	evict(t, f)
 	return source{f, func() { f.Close() }}
+}
+
+// evict drops f's pages from the page cache (fsync, then
+// POSIX_FADV_DONTNEED), so that reads of it miss the cache and an
+// io_uring engine sends them through the ring. On file systems that keep
+// everything in memory (tmpfs) it does nothing.
+func evict(t testing.TB, f *os.File) {
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// isCached reports whether the byte at off of f is in the page cache.
+func isCached(f *os.File, off int64) bool {
+	var b [1]byte
+	_, err := unix.Preadv2(int(f.Fd()), [][]byte{b[:]}, off, unix.RWF_NOWAIT)
+	return err == nil
 }
 
 func fileSink(t *testing.T) sink {
