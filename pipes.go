@@ -72,7 +72,10 @@ func Copy(dst io.Writer, src io.Reader) (written int64, err error) {
 // returned Future reports the result of the copy, which has the semantics
 // of Copy. Cancelling ctx stops the copy: Wait then returns the bytes
 // delivered to dst so far and an error for which errors.Is(err, ctx.Err())
-// holds. CopyAsync uses DefaultEngine.
+// holds. To interrupt a copy waiting on a socket or pipe, cancellation sets
+// a deadline in the past on src and dst (where they have deadlines) and
+// clears it when the copy has returned: a deadline set on them before the
+// copy does not survive a cancelled copy. CopyAsync uses DefaultEngine.
 func CopyAsync(ctx context.Context, dst io.Writer, src io.Reader) *Future {
 	return DefaultEngine().CopyAsync(ctx, dst, src)
 }
