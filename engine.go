@@ -184,7 +184,7 @@ func (e *Engine) copy(ctx context.Context, dst io.Writer, src io.Reader, async b
 		}
 		limit, inner = lr.N, lr.R
 	}
-	n, handled, err := e.sys.copyFD(ctx, dst, inner, limit, async)
+	n, handled, err := e.sys.copyFD(ctx, dst, inner, limit)
 	if handled {
 		if isLimited {
 			lr.N -= n

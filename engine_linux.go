@@ -19,8 +19,8 @@ type sysEngine struct {
 	pool *splice.Pool
 	ring *uring // nil on the splice backend
 
-	// fileCopies counts the CopyAsync copies from regular files running
-	// now; the ring takes new ones once there are cfg.ringMinConcurrency.
+	// fileCopies counts the copies from regular files running now; the
+	// ring takes new ones once there are more than cfg.ringMinConcurrency.
 	fileCopies atomic.Int64
 }
 
@@ -56,7 +56,7 @@ func (s *sysEngine) pipes() int {
 // copyFD copies with splice(2) or the ring when both sides have a file
 // descriptor the kernel can splice. handled is false, with nothing moved,
 // where it cannot; the caller then copies in userspace.
-func (s *sysEngine) copyFD(ctx context.Context, dst io.Writer, src io.Reader, limit int64, async bool) (int64, bool, error) {
+func (s *sysEngine) copyFD(ctx context.Context, dst io.Writer, src io.Reader, limit int64) (int64, bool, error) {
 	se, ok := readerEndpoint(src)
 	if !ok {
 		return 0, false, nil
@@ -70,7 +70,9 @@ func (s *sysEngine) copyFD(ctx context.Context, dst io.Writer, src io.Reader, li
 		// beats file -> pipe -> file (it may even share extents).
 		return 0, false, nil
 	}
-	if async && s.ring != nil && se.kind == kindFile {
+	if s.ring != nil && se.kind == kindFile {
+		// Copy and CopyAsync alike: a file server calling Copy from a
+		// thousand handlers has the same cold reads to bound.
 		running := s.fileCopies.Add(1)
 		defer s.fileCopies.Add(-1)
 		if min := s.cfg.ringMinConcurrency; min >= 0 && running > int64(min) {

@@ -25,9 +25,10 @@ const (
 	// blocked splice; measured, 2 workers gave the best throughput and
 	// tail latency for 256 concurrent file -> TCP copies on 2 cores.
 	DefaultIOWQMaxWorkers = 2
-	// DefaultRingMinConcurrency is how many CopyAsync copies from regular
-	// files must run at once before an io_uring engine sends new ones
-	// through the ring; below it the splice(2) loop is faster.
+	// DefaultRingMinConcurrency is how many copies from regular files
+	// must run at once before an io_uring engine sends the page-cache
+	// misses of new ones through the ring; below it a blocked read costs
+	// one OS thread per copy, which is cheaper than the worker hand-off.
 	DefaultRingMinConcurrency = 16
 )
 
@@ -117,9 +118,11 @@ func WithIOWQMaxWorkers(n uint32) Option {
 	return func(c *config) { c.iowqMaxWorkers = n }
 }
 
-// WithRingMinConcurrency sets how many concurrent CopyAsync copies from
-// regular files make an io_uring engine route new ones through the ring.
-// 0 routes every such copy through the ring; a negative value never does.
+// WithRingMinConcurrency sets how many concurrent copies from regular
+// files (Copy or CopyAsync) make an io_uring engine route new ones through
+// the ring, where their reads that miss the page cache run on the capped
+// io-wq workers. 0 routes every such copy through the ring; a negative
+// value never does.
 func WithRingMinConcurrency(n int) Option {
 	return func(c *config) { c.ringMinConcurrency = n }
 }
