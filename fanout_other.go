@@ -1,0 +1,14 @@
+//go:build !linux
+
+package pipes
+
+import (
+	"context"
+	"io"
+)
+
+// fanOutKernel has no kernel path off Linux (no tee(2)): FanOut always
+// copies through userspace buffers there.
+func (e *Engine) fanOutKernel(context.Context, io.Reader, int64, []*fanDest, *fanOutConfig) (int64, bool) {
+	return 0, false
+}
