@@ -2,6 +2,7 @@ package pipes
 
 import (
 	"io"
+	"net"
 	"os"
 	"syscall"
 	"time"
@@ -50,8 +51,7 @@ type endpoint struct {
 
 // end returns the endpoint as a splice.End.
 func (e endpoint) end() splice.End {
-	info := e.info
-	return splice.End{Conn: e.conn, Pipe: e.kind == kindPipe, Wake: e.wake, Reset: e.reset, Info: &info}
+	return splice.End{Conn: e.conn, Pipe: e.kind == kindPipe, Wake: e.wake, Reset: e.reset, Info: e.info}
 }
 
 // readerEndpoint reports whether the kernel can splice from r, and how:
@@ -59,7 +59,7 @@ func (e endpoint) end() splice.End {
 // *net.UnixConn, any syscall.Conn) and be a regular file, pipe, fifo,
 // stream socket or device. *io.LimitedReader is unwrapped by the caller.
 func readerEndpoint(r io.Reader) (endpoint, bool) {
-	e, ok := fdEndpoint(r)
+	e, ok := fdEndpoint(r, false)
 	if !ok {
 		return e, false
 	}
@@ -72,7 +72,7 @@ func readerEndpoint(r io.Reader) (endpoint, bool) {
 
 // writerEndpoint is readerEndpoint for the destination side.
 func writerEndpoint(w io.Writer) (endpoint, bool) {
-	e, ok := fdEndpoint(w)
+	e, ok := fdEndpoint(w, true)
 	if !ok {
 		return e, false
 	}
@@ -83,7 +83,12 @@ func writerEndpoint(w io.Writer) (endpoint, bool) {
 	return e, true
 }
 
-func fdEndpoint(v any) (endpoint, bool) {
+// fdEndpoint classifies v. The types whose kind Go fixes are classified
+// without a system call: *PipeReader and *PipeWriter (non-blocking pipes),
+// *net.TCPConn and stream *net.UnixConn (non-blocking stream sockets).
+// Others cost an fstat(2), plus fcntl(F_GETFL) where the status flags
+// matter (a destination's O_APPEND, a pipe's or socket's O_NONBLOCK).
+func fdEndpoint(v any, write bool) (endpoint, bool) {
 	var sc syscall.Conn
 	switch x := v.(type) {
 	case *PipeReader:
@@ -96,6 +101,19 @@ func fdEndpoint(v any) (endpoint, bool) {
 			return endpoint{}, false
 		}
 		return x.endpoint()
+	case *net.TCPConn:
+		if x == nil {
+			return endpoint{}, false
+		}
+		return socketEndpoint(x)
+	case *net.UnixConn:
+		if x == nil {
+			return endpoint{}, false
+		}
+		if a := x.LocalAddr(); a != nil && a.Network() == "unix" {
+			return socketEndpoint(x)
+		}
+		sc = x
 	case *os.File:
 		if x == nil {
 			return endpoint{}, false
@@ -110,37 +128,61 @@ func fdEndpoint(v any) (endpoint, bool) {
 	if err != nil || rc == nil {
 		return endpoint{}, false
 	}
-	return classify(rc)
+	return classify(rc, write)
 }
 
-// classify fstats the descriptor behind rc and reads its status flags.
-// Datagram and seqpacket sockets, directories and symlinks are not
-// spliceable as streams.
-func classify(rc syscall.RawConn) (e endpoint, ok bool) {
-	info, err := splice.Inspect(rc)
+// socketEndpoint is the endpoint of a Go stream socket: always
+// O_NONBLOCK, on the netpoller.
+func socketEndpoint(sc syscall.Conn) (endpoint, bool) {
+	rc, err := sc.SyscallConn()
 	if err != nil {
 		return endpoint{}, false
 	}
-	e = endpoint{conn: rc, info: info}
-	switch info.Mode {
-	case unix.S_IFREG:
-		e.kind = kindFile
-	case unix.S_IFIFO:
-		e.kind = kindPipe
-	case unix.S_IFCHR, unix.S_IFBLK:
-		e.kind = kindOther
-	case unix.S_IFSOCK:
-		var typ int
-		var serr error
-		if cerr := rc.Control(func(fd uintptr) {
-			typ, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TYPE)
-		}); cerr != nil || serr != nil || typ != unix.SOCK_STREAM {
-			return endpoint{}, false
+	return endpoint{conn: rc, kind: kindSocket, info: splice.Info{Mode: unix.S_IFSOCK, Flags: unix.O_NONBLOCK}}, true
+}
+
+// classify fstats the descriptor behind rc and reads its status flags
+// where they matter. Datagram and seqpacket sockets, directories and
+// symlinks are not spliceable as streams.
+func classify(rc syscall.RawConn, write bool) (e endpoint, ok bool) {
+	cerr := rc.Control(func(fd uintptr) {
+		var st unix.Stat_t
+		if unix.Fstat(int(fd), &st) != nil {
+			return
 		}
-		e.kind = kindSocket
-	default:
+		e.info.Mode = st.Mode & unix.S_IFMT
+		switch e.info.Mode {
+		case unix.S_IFREG:
+			e.kind = kindFile
+			if !write {
+				// A file source never waits and has no O_APPEND to honour.
+				ok = true
+				return
+			}
+		case unix.S_IFIFO:
+			e.kind = kindPipe
+		case unix.S_IFCHR, unix.S_IFBLK:
+			e.kind = kindOther
+		case unix.S_IFSOCK:
+			typ, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TYPE)
+			if err != nil || typ != unix.SOCK_STREAM {
+				return
+			}
+			e.kind = kindSocket
+		default:
+			return
+		}
+		fl, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
+		if err != nil {
+			return
+		}
+		e.info.Flags = fl
+		ok = true
+	})
+	if cerr != nil || !ok {
 		return endpoint{}, false
 	}
+	e.conn = rc
 	return e, true
 }
 

@@ -61,9 +61,9 @@ func (w *PipeWriter) ReadFrom(src io.Reader) (int64, error) {
 		}
 		limit, inner = lr.N, lr.R
 	}
-	if se, ok := readerEndpoint(inner); ok {
-		de, _ := writerEndpoint(w)
-		n, handled, err := splice.Copy(context.Background(), de.end(), se.end(), limit, defaultPool())
+	if se, ok := spliceEnd(inner, false); ok {
+		de, _ := w.endpoint()
+		n, handled, err := splice.Copy(context.Background(), de.end(), se, limit, defaultPool())
 		if handled {
 			if limited {
 				lr.N -= n
@@ -85,12 +85,37 @@ func (r *PipeReader) WriteTo(dst io.Writer) (int64, error) {
 	if err := r.awaitFirstWriter(); err != nil {
 		return 0, err
 	}
-	if de, ok := writerEndpoint(dst); ok {
-		se, _ := readerEndpoint(r)
-		n, handled, err := splice.Copy(context.Background(), de.end(), se.end(), -1, defaultPool())
+	if de, ok := spliceEnd(dst, true); ok {
+		se, _ := r.endpoint()
+		n, handled, err := splice.Copy(context.Background(), de, se.end(), -1, defaultPool())
 		if handled {
 			return n, err
 		}
 	}
 	return io.Copy(dst, struct{ io.Reader }{r})
+}
+
+// spliceEnd returns the splice.End of the other side of ReadFrom or
+// WriteTo. The pipe is one side, so splice.Copy splices directly and the
+// kernel refuses what cannot be spliced before moving anything (EINVAL,
+// also for O_APPEND files): an *os.File is passed without fstat(2) or
+// fcntl(2), which splice.Copy makes only if it has to wait. Other values
+// are classified as for the engine. No Wake: nothing cancels ReadFrom or
+// WriteTo but a Close, which needs none.
+func spliceEnd(v any, write bool) (splice.End, bool) {
+	if f, ok := v.(*os.File); ok {
+		if f == nil {
+			return splice.End{}, false
+		}
+		rc, err := f.SyscallConn()
+		if err != nil {
+			return splice.End{}, false
+		}
+		return splice.End{Conn: rc}, true
+	}
+	e, ok := fdEndpoint(v, write)
+	if !ok {
+		return splice.End{}, false
+	}
+	return e.end(), true
 }

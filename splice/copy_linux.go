@@ -32,17 +32,17 @@ type End struct {
 	// Reset, if non-nil, undoes Wake (for example clears the deadline).
 	// Copy calls it before returning if it called Wake.
 	Reset func()
-	// Info, if non-nil, is what the caller already knows of the
+	// Info, if its Mode is set, is what the caller already knows of the
 	// descriptor; Copy then skips its own fstat(2) and fcntl(F_GETFL).
 	// Wrong information makes Copy fail (a wait on a descriptor the
 	// netpoller does not watch fails with "not pollable") or take the
-	// wrong path, so leave it nil unless it is certain.
-	Info *Info
+	// wrong path, so leave it zero unless it is certain.
+	Info Info
 }
 
 // Info describes a descriptor: its file type and status flags.
 type Info struct {
-	Mode  uint32 // st_mode & S_IFMT: unix.S_IFREG, S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK, ...
+	Mode  uint32 // st_mode & S_IFMT: unix.S_IFREG, S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK, ...; 0: unknown
 	Flags int    // fcntl(F_GETFL): O_NONBLOCK, O_APPEND, ...
 }
 
@@ -118,13 +118,22 @@ func Copy(ctx context.Context, dst, src End, limit int64, pool *Pool) (written i
 		return 0, true, nil
 	}
 	c := &copier{ctx: ctx, limit: limit, src: side{End: src}, dst: side{End: dst}}
-	if err := c.src.inspect(); err != nil {
-		return 0, true, err
+	c.src.apply(src.Info)
+	c.dst.apply(dst.Info)
+	if !c.src.pipe() && !c.dst.pipe() {
+		// Which path, and whether the pair can be spliced at all, depends
+		// on what the descriptors are. With a pipe on one side the path
+		// is direct and the kernel itself refuses what it cannot splice
+		// (EINVAL, before moving anything, also for an O_APPEND
+		// destination): the sides are inspected only if a wait needs it.
+		if err := c.src.inspect(); err != nil {
+			return 0, true, err
+		}
+		if err := c.dst.inspect(); err != nil {
+			return 0, true, err
+		}
 	}
-	if err := c.dst.inspect(); err != nil {
-		return 0, true, err
-	}
-	if !c.src.spliceable() || !c.dst.spliceable() || c.dst.appendOnly {
+	if (c.src.known && !c.src.spliceable()) || (c.dst.known && (!c.dst.spliceable() || c.dst.appendOnly)) {
 		return 0, false, nil
 	}
 	if err := ctx.Err(); err != nil {
@@ -190,20 +199,31 @@ type side struct {
 	mode       uint32 // st_mode & S_IFMT
 	nonblock   bool   // O_NONBLOCK: Go's netpoller watches it
 	appendOnly bool   // O_APPEND
+	known      bool   // the fields above are set
 }
 
-func (s *side) inspect() error {
-	info := s.Info
-	if info == nil {
-		i, err := Inspect(s.Conn)
-		if err != nil {
-			return err
-		}
-		info = &i
+// apply records what the caller knows of the descriptor, if anything.
+func (s *side) apply(info Info) {
+	if info.Mode == 0 {
+		return
 	}
+	s.known = true
 	s.mode = info.Mode
 	s.nonblock = info.Flags&unix.O_NONBLOCK != 0
 	s.appendOnly = info.Flags&unix.O_APPEND != 0
+}
+
+// inspect learns the descriptor's type and flags, once.
+func (s *side) inspect() error {
+	if s.known {
+		return nil
+	}
+	info, err := Inspect(s.Conn)
+	if err != nil {
+		return err
+	}
+	s.apply(info)
+	s.known = true
 	return nil
 }
 
@@ -263,48 +283,53 @@ const (
 // neither blocks in Close nor goes unnoticed.
 func (c *copier) direct() (handled bool, err error) {
 	backoff := time.Duration(0)
+	var (
+		step int
+		serr error
+		wfd  int
+	)
+	inner := func(rfd uintptr) bool {
+		for c.more() {
+			n, e := Splice(int(rfd), nil, wfd, nil, c.chunk(maxChunk), FlagMove|FlagNonblock)
+			if n > 0 {
+				c.written += int64(n)
+				continue
+			}
+			switch {
+			case e == nil:
+				step = stepEOF
+			case e == unix.EAGAIN:
+				step = c.blockedSide(int(rfd), wfd)
+			default:
+				step, serr = stepFail, e
+			}
+			return true
+		}
+		step = stepDone
+		return true
+	}
+	outer := func(fd uintptr) bool {
+		step, wfd = stepNone, int(fd)
+		if rerr := c.src.Conn.Read(inner); rerr != nil {
+			step, serr = stepFail, rerr
+			return true
+		}
+		if step != stepWaitDst || c.ctx.Err() != nil {
+			return true
+		}
+		if c.dst.pollable() {
+			return false
+		}
+		pollFd(wfd, unix.POLLOUT, blockingPoll)
+		step = stepNone
+		return true
+	}
 	for c.more() {
 		if c.ctx.Err() != nil {
 			return true, ctxError(c.ctx, nil)
 		}
-		step := stepNone
-		var serr error
-		werr := c.dst.Conn.Write(func(wfd uintptr) bool {
-			step = stepNone
-			rerr := c.src.Conn.Read(func(rfd uintptr) bool {
-				for c.more() {
-					n, e := Splice(int(rfd), nil, int(wfd), nil, c.chunk(maxChunk), FlagMove|FlagNonblock)
-					if n > 0 {
-						c.written += int64(n)
-						continue
-					}
-					switch {
-					case e == nil:
-						step = stepEOF
-					case e == unix.EAGAIN:
-						step = c.blockedSide(int(rfd), int(wfd))
-					default:
-						step, serr = stepFail, e
-					}
-					return true
-				}
-				step = stepDone
-				return true
-			})
-			if rerr != nil {
-				step, serr = stepFail, rerr
-				return true
-			}
-			if step != stepWaitDst || c.ctx.Err() != nil {
-				return true
-			}
-			if c.dst.pollable() {
-				return false
-			}
-			pollFd(int(wfd), unix.POLLOUT, blockingPoll)
-			step = stepNone
-			return true
-		})
+		step, serr = stepNone, nil
+		werr := c.dst.Conn.Write(outer)
 		if werr != nil && step != stepFail {
 			step, serr = stepFail, werr
 		}
@@ -337,6 +362,9 @@ func (c *copier) direct() (handled bool, err error) {
 // blockedSide tells, after EAGAIN from a direct splice, which side is not
 // ready.
 func (c *copier) blockedSide(rfd, wfd int) int {
+	if c.src.inspect() != nil || c.dst.inspect() != nil {
+		return stepRetry
+	}
 	switch {
 	case c.src.neverWaits():
 		return stepWaitDst
@@ -364,6 +392,9 @@ func (c *copier) wait(s *side, write bool) error {
 	events := int16(unix.POLLIN)
 	if write {
 		events = unix.POLLOUT
+	}
+	if err := s.inspect(); err != nil {
+		return err
 	}
 	first := true
 	f := func(fd uintptr) bool {
