@@ -128,9 +128,10 @@ func FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, opts ...FanOut
 // before it returns. A Write or Read that cannot be interrupted delays the
 // return until it returns by itself.
 //
-// A nil src fails every destination; a nil destination fails with an
-// error of its own and does not disturb the others; no destinations means
-// nothing is read and an empty result. FanOut never closes src or dsts.
+// A nil src (or one holding a nil pointer) fails every destination; a nil
+// destination fails with an error of its own and does not disturb the
+// others; no destinations means nothing is read and an empty result.
+// FanOut never closes src or dsts.
 func (e *Engine) FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, opts ...FanOutOption) []Result {
 	res := make([]Result, len(dsts))
 	if len(dsts) == 0 {
@@ -145,7 +146,7 @@ func (e *Engine) FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, op
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if src == nil {
+	if isNil(src) {
 		return failAll(fmt.Errorf("pipes: fan-out: %w", errNilSource))
 	}
 	if err := ctx.Err(); err != nil {
@@ -162,7 +163,7 @@ func (e *Engine) FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, op
 	}
 	ds := make([]*fanDest, 0, len(dsts))
 	for i, w := range dsts {
-		if w == nil {
+		if isNil(w) {
 			res[i].Err = fmt.Errorf("pipes: fan-out to destination %d: %w", i, errNilDestination)
 			continue
 		}
