@@ -1,0 +1,310 @@
+// Command fileserver is a static HTTP/1.1 file server whose response
+// bodies move from the file to the socket with pipes.Copy: on Linux the
+// bytes go file -> pipe -> socket with splice(2) (or through io_uring
+// under concurrency) and never enter the process.
+//
+// It speaks just enough HTTP/1.1 for static files: GET and HEAD,
+// keep-alive and pipelining, and single byte ranges (206, 416). With
+// -impl=nethttp it serves the same tree with net/http's FileServer
+// (which uses sendfile(2)) for side-by-side benchmarks.
+//
+//	go run ./examples/fileserver -addr 127.0.0.1:8080 -root /srv/www
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log"
+	"mime"
+	"net"
+	"net/http"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pipes-go/pipes"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
+	root := flag.String("root", ".", "directory to serve")
+	impl := flag.String("impl", "pipes", "pipes, or nethttp for net/http's FileServer")
+	flag.Parse()
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("serving %s on http://%s (%s)", *root, ln.Addr(), *impl)
+	if *impl == "nethttp" {
+		log.Fatal(http.Serve(ln, http.FileServer(http.Dir(*root))))
+	}
+	s, err := NewServer(*root, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Fatal(s.Serve(ln))
+}
+
+// Server serves the files under one directory. Its zero value is not
+// usable: build it with NewServer.
+type Server struct {
+	root   *os.Root
+	engine *pipes.Engine
+
+	mu     sync.Mutex
+	lns    map[net.Listener]struct{}
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// NewServer serves dir; requests cannot reach outside it (os.Root). A nil
+// engine means pipes.DefaultEngine().
+func NewServer(dir string, engine *pipes.Engine) (*Server, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	if engine == nil {
+		engine = pipes.DefaultEngine()
+	}
+	return &Server{root: root, engine: engine, lns: map[net.Listener]struct{}{}, conns: map[net.Conn]struct{}{}}, nil
+}
+
+// Serve accepts connections on ln and serves each in its own goroutine
+// until ln is closed or Close is called; it then returns net.ErrClosed.
+func (s *Server) Serve(ln net.Listener) error {
+	if !s.track(ln, nil) {
+		ln.Close()
+		return net.ErrClosed
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		if !s.track(nil, c) {
+			c.Close()
+			return net.ErrClosed
+		}
+		go func() {
+			defer s.wg.Done()
+			defer s.untrack(c)
+			s.ServeConn(c)
+		}()
+	}
+}
+
+func (s *Server) track(ln net.Listener, c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	if ln != nil {
+		s.lns[ln] = struct{}{}
+	}
+	if c != nil {
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+	}
+	return true
+}
+
+func (s *Server) untrack(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// Close closes the listeners and every connection, waits for their
+// goroutines, and closes the root directory.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for ln := range s.lns {
+		ln.Close()
+	}
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return s.root.Close()
+}
+
+// idleTimeout bounds the wait for the next request on a connection.
+const idleTimeout = 2 * time.Minute
+
+// ServeConn serves the requests of one connection until the client closes
+// it, asks for Connection: close, or a response fails. It closes c.
+func (s *Server) ServeConn(c net.Conn) {
+	defer c.Close()
+	br := bufio.NewReaderSize(c, 4<<10)
+	bw := bufio.NewWriterSize(c, 4<<10)
+	for {
+		c.SetReadDeadline(time.Now().Add(idleTimeout))
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded) {
+				writeError(bw, http.StatusBadRequest, true)
+			}
+			return
+		}
+		c.SetReadDeadline(time.Time{})
+		keep := !req.Close
+		if req.Body != nil {
+			// GET and HEAD carry no body; drain any so the next request parses.
+			io.Copy(io.Discard, io.LimitReader(req.Body, 1<<20))
+			req.Body.Close()
+		}
+		if !s.respond(c, bw, req, keep) || !keep {
+			return
+		}
+	}
+}
+
+// respond writes the response to req; it reports whether the connection
+// is still usable.
+func (s *Server) respond(c net.Conn, bw *bufio.Writer, req *http.Request, keep bool) bool {
+	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		return writeError(bw, http.StatusMethodNotAllowed, !keep)
+	}
+	name := strings.TrimPrefix(path.Clean("/"+req.URL.Path), "/")
+	if name == "" {
+		name = "."
+	}
+	f, err := s.root.Open(name)
+	if err != nil {
+		code := http.StatusInternalServerError
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) || strings.Contains(err.Error(), "escapes") {
+			code = http.StatusNotFound
+		}
+		return writeError(bw, code, !keep)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		return writeError(bw, http.StatusNotFound, !keep)
+	}
+	size := st.Size()
+	start, length, partial, ok := parseRange(req.Header.Get("Range"), size)
+	h := header{bw: bw}
+	switch {
+	case !ok:
+		h.status(http.StatusRequestedRangeNotSatisfiable)
+		h.add("Content-Range", fmt.Sprintf("bytes */%d", size))
+		h.add("Content-Length", "0")
+	case partial:
+		h.status(http.StatusPartialContent)
+		h.add("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+length-1, size))
+		h.add("Content-Length", strconv.FormatInt(length, 10))
+	default:
+		h.status(http.StatusOK)
+		h.add("Content-Length", strconv.FormatInt(length, 10))
+	}
+	ctype := mime.TypeByExtension(path.Ext(name))
+	if ctype == "" {
+		ctype = "application/octet-stream"
+	}
+	h.add("Content-Type", ctype)
+	h.add("Accept-Ranges", "bytes")
+	h.add("Last-Modified", st.ModTime().UTC().Format(http.TimeFormat))
+	h.add("Date", time.Now().UTC().Format(http.TimeFormat))
+	if !keep {
+		h.add("Connection", "close")
+	}
+	bw.WriteString("\r\n")
+	if err := bw.Flush(); err != nil {
+		return false
+	}
+	if !ok || req.Method == http.MethodHead || length == 0 {
+		return true
+	}
+	if _, err := f.Seek(start, io.SeekStart); err != nil {
+		return false
+	}
+	// The body: file -> pipe -> socket, inside the kernel.
+	n, err := s.engine.Copy(c, &io.LimitedReader{R: f, N: length})
+	return err == nil && n == length
+}
+
+type header struct{ bw *bufio.Writer }
+
+func (h header) status(code int) {
+	fmt.Fprintf(h.bw, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
+}
+
+func (h header) add(k, v string) {
+	h.bw.WriteString(k)
+	h.bw.WriteString(": ")
+	h.bw.WriteString(v)
+	h.bw.WriteString("\r\n")
+}
+
+// writeError writes a short error response; it reports whether the
+// connection is still usable.
+func writeError(bw *bufio.Writer, code int, closing bool) bool {
+	body := http.StatusText(code) + "\n"
+	h := header{bw: bw}
+	h.status(code)
+	h.add("Content-Type", "text/plain; charset=utf-8")
+	h.add("Content-Length", strconv.Itoa(len(body)))
+	if closing {
+		h.add("Connection", "close")
+	}
+	bw.WriteString("\r\n")
+	bw.WriteString(body)
+	return bw.Flush() == nil && !closing
+}
+
+// parseRange parses a Range header of one byte range ("bytes=a-b",
+// "bytes=a-", "bytes=-n") against a file of size bytes. It returns the
+// whole file, not partial, for an absent, malformed or multi-range header
+// (which RFC 9110 lets a server ignore), and ok == false when the range is
+// unsatisfiable.
+func parseRange(v string, size int64) (start, length int64, partial, ok bool) {
+	spec, found := strings.CutPrefix(v, "bytes=")
+	if !found || strings.Contains(spec, ",") {
+		return 0, size, false, true
+	}
+	a, b, found := strings.Cut(strings.TrimSpace(spec), "-")
+	if !found {
+		return 0, size, false, true
+	}
+	switch {
+	case a == "":
+		n, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || n < 0 {
+			return 0, size, false, true
+		}
+		if n == 0 {
+			return 0, 0, false, false
+		}
+		n = min(n, size)
+		return size - n, n, true, true
+	default:
+		s, err := strconv.ParseInt(a, 10, 64)
+		if err != nil || s < 0 {
+			return 0, size, false, true
+		}
+		e := size - 1
+		if b != "" {
+			if e, err = strconv.ParseInt(b, 10, 64); err != nil || e < s {
+				return 0, size, false, true
+			}
+			e = min(e, size-1)
+		}
+		if s >= size {
+			return 0, 0, false, false
+		}
+		return s, e - s + 1, true, true
+	}
+}
