@@ -1,0 +1,193 @@
+// Command proxy is a TCP proxy that relays both directions of every
+// connection with pipes.CopyAsync: on Linux the bytes go socket -> pipe
+// -> socket with splice(2) and never enter the process.
+//
+// When one side half-closes (EOF on its direction), the proxy passes the
+// close on (CloseWrite to the other side) and keeps relaying the other
+// direction; when both directions are done, or either fails (a reset),
+// it closes both connections. With -impl=iocopy it relays with io.Copy
+// instead, for side-by-side benchmarks.
+//
+//	go run ./examples/proxy -addr 127.0.0.1:9090 -backend 127.0.0.1:8080
+package main
+
+import (
+	"context"
+	"flag"
+	"io"
+	"log"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pipes-go/pipes"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:9090", "listen address")
+	backend := flag.String("backend", "127.0.0.1:8080", "address to relay to")
+	impl := flag.String("impl", "pipes", "pipes (CopyAsync), or iocopy (io.Copy)")
+	flag.Parse()
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("relaying %s -> %s (%s)", ln.Addr(), *backend, *impl)
+	p := NewProxy(*backend, *impl == "iocopy")
+	log.Fatal(p.Serve(ln))
+}
+
+// Proxy relays each accepted connection to Backend.
+type Proxy struct {
+	backend string
+	ioCopy  bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	lns    []net.Listener
+	wg     sync.WaitGroup
+	active atomic.Int64
+}
+
+// NewProxy relays to backend with pipes.CopyAsync, or with io.Copy if
+// ioCopy is set.
+func NewProxy(backend string, ioCopy bool) *Proxy {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Proxy{backend: backend, ioCopy: ioCopy, ctx: ctx, cancel: cancel}
+}
+
+// Serve accepts connections on ln until it is closed or Close is called.
+func (p *Proxy) Serve(ln net.Listener) error {
+	p.mu.Lock()
+	if p.ctx.Err() != nil {
+		p.mu.Unlock()
+		ln.Close()
+		return net.ErrClosed
+	}
+	p.lns = append(p.lns, ln)
+	p.mu.Unlock()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		p.mu.Lock()
+		if p.ctx.Err() != nil {
+			p.mu.Unlock()
+			c.Close()
+			return net.ErrClosed
+		}
+		p.wg.Add(1)
+		p.mu.Unlock()
+		p.active.Add(1)
+		go func() {
+			defer p.wg.Done()
+			defer p.active.Add(-1)
+			p.Relay(c)
+		}()
+	}
+}
+
+// Active returns the number of connections being relayed.
+func (p *Proxy) Active() int { return int(p.active.Load()) }
+
+// Close stops accepting, ends every relay, and waits for them.
+func (p *Proxy) Close() error {
+	p.mu.Lock()
+	p.cancel()
+	for _, ln := range p.lns {
+		ln.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+	return nil
+}
+
+// flow is one direction of a relay.
+type flow interface {
+	Done() <-chan struct{}
+	Wait() (int64, error)
+}
+
+// Relay connects client to the backend and relays both directions until
+// both are done or one fails, then closes both connections.
+func (p *Proxy) Relay(client net.Conn) {
+	defer client.Close()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	backend, err := d.DialContext(p.ctx, "tcp", p.backend)
+	if err != nil {
+		return
+	}
+	defer backend.Close()
+	ctx, cancel := context.WithCancel(p.ctx)
+	defer cancel()
+	start := func(ctx context.Context, dst io.Writer, src io.Reader) flow {
+		return pipes.CopyAsync(ctx, dst, src)
+	}
+	if p.ioCopy {
+		start = ioCopyAsync
+	}
+	up := start(ctx, backend, client)
+	down := start(ctx, client, backend)
+	upDone, downDone := up.Done(), down.Done()
+	for upDone != nil || downDone != nil {
+		select {
+		case <-upDone:
+			upDone = nil
+			if _, err := up.Wait(); err != nil {
+				cancel()
+			} else {
+				closeWrite(backend)
+			}
+		case <-downDone:
+			downDone = nil
+			if _, err := down.Wait(); err != nil {
+				cancel()
+			} else {
+				closeWrite(client)
+			}
+		}
+	}
+}
+
+// closeWrite half-closes c: the peer reads EOF.
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+}
+
+// ioCopyAsync is CopyAsync on io.Copy: cancelling ctx interrupts it with
+// a deadline in the past on both ends.
+func ioCopyAsync(ctx context.Context, dst io.Writer, src io.Reader) flow {
+	f := &ioFlow{done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		stop := context.AfterFunc(ctx, func() {
+			if c, ok := dst.(net.Conn); ok {
+				c.SetDeadline(time.Unix(1, 0))
+			}
+			if c, ok := src.(net.Conn); ok {
+				c.SetDeadline(time.Unix(1, 0))
+			}
+		})
+		defer stop()
+		f.n, f.err = io.Copy(dst, src)
+	}()
+	return f
+}
+
+type ioFlow struct {
+	done chan struct{}
+	n    int64
+	err  error
+}
+
+func (f *ioFlow) Done() <-chan struct{} { return f.done }
+
+func (f *ioFlow) Wait() (int64, error) {
+	<-f.done
+	return f.n, f.err
+}
