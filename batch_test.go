@@ -100,7 +100,7 @@ func TestCopyBatchCancel(t *testing.T) {
 		defer a.Close()
 		defer b.Close()
 		go b.Write([]byte(fmt.Sprint("pair ", i))) // then idle, no EOF
-		dst := sinkKinds[4].make(t)                  // unix
+		dst := sinkKinds[4].make(t)                // unix
 		pairs = append(pairs, Pair{Dst: dst.w, Src: a})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
