@@ -28,6 +28,8 @@ type config struct {
 	scenarios    []string
 	sizes        []int64 // file-pipe
 	pairSizes    []int64 // pairs
+	fanoutSize   int64   // fanout: bytes of the file
+	fanoutWays   int     // fanout: destinations
 	pairs        []pair
 	concPairs    []pair
 	ns           []int
@@ -73,6 +75,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		full      = fs.Bool("full", false, "full run: every size, pair and N (overrides -quick)")
 		pipeSize  = fs.String("pipesize", "1M", "F_SETPIPE_SZ for the pipes the harness creates and the splice loop's pipe")
 		repBytes  = fs.String("repbytes", "", "bytes a single-stream rep moves at least, by back-to-back copies (default: quick 256M, full 1G)")
+		fanSize   = fs.String("fanout-size", "", "file size for the fanout scenario (default: quick 16M, full 64M)")
 		concBytes = fs.String("total", "", "bytes a concurrent rep moves, split over N copies (default: quick 256M, full 1G)")
 		cfg       = &config{}
 	)
@@ -82,6 +85,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&cfg.cold, "cold", false, "drop the page cache (root) before each rep of a file-source case instead of re-reading the file")
 	fs.BoolVar(&cfg.quiet, "quiet", false, "no progress on stderr")
 	fs.StringVar(&cfg.dir, "dir", filepath.Join(os.TempDir(), "pipes-bench"), "where data files live (kept between runs); must be disk-backed for -cold")
+	fs.IntVar(&cfg.fanoutWays, "fanout-n", 64, "TCP destinations of the fanout scenario")
 	fs.IntVar(&cfg.latIters, "iters", 0, "copies per latency rep (default: quick 200, full 1000)")
 	fs.IntVar(&cfg.tickerCopies, "ticker-n", 256, "concurrent file->tcp copies during the ticker measurement")
 	tickerBytes := fs.String("ticker-size", "", "bytes per copy during the ticker measurement (default: quick 4M, full 16M)")
@@ -119,6 +123,14 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if cfg.pairSizes, err = parseSizes(pick(*sizes, "64M", "64K,1M,64M,1G")); err != nil {
 		return nil, fmt.Errorf("-sizes: %w", err)
+	}
+	fan, err := parseSizes(pick(*fanSize, "16M", "64M"))
+	if err != nil || len(fan) != 1 {
+		return nil, fmt.Errorf("-fanout-size: want one size: %v", err)
+	}
+	cfg.fanoutSize = fan[0]
+	if cfg.fanoutWays < 1 {
+		return nil, fmt.Errorf("-fanout-n: want at least 1")
 	}
 	if cfg.ns, err = parseInts(pick(*ns, "1,64,512", "1,64,512,4096")); err != nil {
 		return nil, fmt.Errorf("-n: %w", err)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pipes-go/pipes"
@@ -489,7 +490,7 @@ func prefeed(src *source) error {
 	}
 }
 
-// fanoutRep copies one regular file into k pipes at once.
+// fanoutRep copies one regular file into k TCP sockets at once.
 func (r *runner) fanoutRep(run func(ctx context.Context, dsts []io.Writer, src io.Reader) (int64, error), size int64, k int, verify bool) (repMetrics, error) {
 	var closers []io.Closer
 	defer func() { closeAll(closers) }()
@@ -501,7 +502,7 @@ func (r *runner) fanoutRep(run func(ctx context.Context, dsts []io.Writer, src i
 	snks := make([]*sink, k)
 	dsts := make([]io.Writer, k)
 	for i := range snks {
-		snk, err := r.w.newSink(kindPipe, verify)
+		snk, err := r.w.newSink(kindTCP, verify)
 		if err != nil {
 			return repMetrics{}, err
 		}
@@ -678,11 +679,50 @@ func (r *runner) planScenarios() error {
 }
 
 // planFanout adds the fanout scenario: pipes' fan-out strategies against
-// io.Copy into an io.MultiWriter, one file into fanoutWays pipes.
+// one goroutine per destination running io.Copy from its own *os.File of
+// the same file (Go sends it with sendfile), and io.Copy into an
+// io.MultiWriter: one file into fanoutWays TCP sockets.
 func (r *runner) planFanout(fs []fanoutStrategy) {
-	const ways = 4
-	size := r.cfg.pairSizes[len(r.cfg.pairSizes)-1]
+	ways, size := r.cfg.fanoutWays, r.cfg.fanoutSize
 	fs = append(fs, fanoutStrategy{name: stratIOCopy, run: func(_ context.Context, dsts []io.Writer, src io.Reader) (int64, error) {
+		f, ok := src.(*os.File)
+		if !ok {
+			return 0, fmt.Errorf("fan-out source is %T, want *os.File", src)
+		}
+		off, err := f.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return 0, err
+		}
+		var wg sync.WaitGroup
+		ns := make([]int64, len(dsts))
+		errs := make([]error, len(dsts))
+		for i, d := range dsts {
+			g, err := os.Open(f.Name())
+			if err != nil {
+				return 0, err
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer g.Close()
+				if _, err := g.Seek(off, io.SeekStart); err != nil {
+					errs[i] = err
+					return
+				}
+				ns[i], errs[i] = io.Copy(d, g)
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				return 0, fmt.Errorf("destination %d: %w", i, err)
+			}
+			if ns[i] != ns[0] {
+				return 0, fmt.Errorf("destination %d got %d bytes, destination 0 %d", i, ns[i], ns[0])
+			}
+		}
+		return ns[0], nil
+	}}, fanoutStrategy{name: stratIOCopy + " MultiWriter", run: func(_ context.Context, dsts []io.Writer, src io.Reader) (int64, error) {
 		return io.Copy(io.MultiWriter(dsts...), src)
 	}})
 	// Each fan-out strategy becomes a strategy whose copy is unused: the
@@ -695,10 +735,10 @@ func (r *runner) planFanout(fs []fanoutStrategy) {
 	}
 	r.addScenario(scenarioInfo{
 		name:  "fanout",
-		title: fmt.Sprintf("fanout: one file of %s into %d pipes", fmtSize(size), ways),
+		title: fmt.Sprintf("fanout: one file of %s into %d TCP sockets (io.Copy: one goroutine and one *os.File per destination, sendfile)", fmtSize(size), ways),
 		table: throughputTable,
 	}, &benchCase{
-		scenario: "fanout", name: fmt.Sprintf("file->%dx pipe", ways), size: size, n: ways, single: true, strategies: strats,
+		scenario: "fanout", name: fmt.Sprintf("file->%dx tcp", ways), size: size, n: ways, single: true, strategies: strats,
 		rep: func(s *strategy, verify bool) (repMetrics, error) {
 			return r.fanoutRep(runs[s.name], size, ways, verify)
 		},

@@ -192,10 +192,19 @@ type fanoutStrategy struct {
 	run  func(ctx context.Context, dsts []io.Writer, src io.Reader) (int64, error)
 }
 
-// fanoutStrategies lists the fan-out strategies. The root package has no
-// fan-out API for arbitrary destinations yet; when it gets one, append a
-// fanoutStrategy calling it here and the fanout scenario runs it against
-// the baselines below. With none from pipes, the scenario is skipped.
+// fanoutStrategies lists pipes' fan-out strategies: FanOut reads the
+// source once and tees it to every destination. The fanout scenario runs
+// them against the baselines (one io.Copy per destination, each from its
+// own *os.File: sendfile; and io.Copy into an io.MultiWriter).
 func fanoutStrategies() []fanoutStrategy {
-	return nil
+	return []fanoutStrategy{{name: "pipes.FanOut", run: func(ctx context.Context, dsts []io.Writer, src io.Reader) (int64, error) {
+		var total int64
+		for i, r := range pipes.FanOut(ctx, src, dsts) {
+			if r.Err != nil {
+				return total, fmt.Errorf("destination %d: %w", i, r.Err)
+			}
+			total += r.Written
+		}
+		return total / int64(max(len(dsts), 1)), nil
+	}}}
 }
