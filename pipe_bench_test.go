@@ -118,11 +118,9 @@ func BenchmarkReadFrom(b *testing.B) {
 					b.SetBytes(s.n)
 					b.ResetTimer()
 					for i := 0; i < b.N; i++ {
-						b.StopTimer()
 						if _, err := f.Seek(0, io.SeekStart); err != nil {
 							b.Fatal(err)
 						}
-						b.StartTimer()
 						n, err := c.copy(w, f, s.n)
 						if err != nil || n != s.n {
 							b.Fatalf("copy = %d, %v", n, err)

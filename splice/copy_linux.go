@@ -213,6 +213,34 @@ func (s *side) apply(info Info) {
 	s.appendOnly = info.Flags&unix.O_APPEND != 0
 }
 
+// inspectMode learns the descriptor's type, and its flags unless it is
+// a regular file or block device: those never wait, and their O_APPEND
+// matters only on the intermediate-pipe path, which inspects in full.
+func (s *side) inspectMode() error {
+	if s.known {
+		return nil
+	}
+	var mode uint32
+	var err error
+	if cerr := s.Conn.Control(func(fd uintptr) {
+		var st unix.Stat_t
+		if err = unix.Fstat(int(fd), &st); err != nil {
+			err = os.NewSyscallError("fstat", err)
+		}
+		mode = st.Mode & unix.S_IFMT
+	}); cerr != nil {
+		return cerr
+	}
+	if err != nil {
+		return err
+	}
+	if mode == unix.S_IFREG || mode == unix.S_IFBLK {
+		s.known, s.mode = true, mode
+		return nil
+	}
+	return s.inspect()
+}
+
 // inspect learns the descriptor's type and flags, once.
 func (s *side) inspect() error {
 	if s.known {
@@ -249,6 +277,11 @@ type copier struct {
 	limit    int64
 	written  int64
 	src, dst side
+
+	// State of a direct round, shared by its two nested callbacks.
+	step int
+	serr error
+	wfd  int
 }
 
 func (c *copier) more() bool { return c.limit < 0 || c.written < c.limit }
@@ -283,67 +316,62 @@ const (
 // neither blocks in Close nor goes unnoticed.
 func (c *copier) direct() (handled bool, err error) {
 	backoff := time.Duration(0)
-	var (
-		step int
-		serr error
-		wfd  int
-	)
 	inner := func(rfd uintptr) bool {
 		for c.more() {
-			n, e := Splice(int(rfd), nil, wfd, nil, c.chunk(maxChunk), FlagMove|FlagNonblock)
+			n, e := Splice(int(rfd), nil, c.wfd, nil, c.chunk(maxChunk), FlagMove|FlagNonblock)
 			if n > 0 {
 				c.written += int64(n)
 				continue
 			}
 			switch {
 			case e == nil:
-				step = stepEOF
+				c.step = stepEOF
 			case e == unix.EAGAIN:
-				step = c.blockedSide(int(rfd), wfd)
+				c.step = c.blockedSide(int(rfd), c.wfd)
 			default:
-				step, serr = stepFail, e
+				c.step, c.serr = stepFail, e
 			}
 			return true
 		}
-		step = stepDone
+		c.step = stepDone
 		return true
 	}
 	outer := func(fd uintptr) bool {
-		step, wfd = stepNone, int(fd)
+		c.step, c.wfd = stepNone, int(fd)
 		if rerr := c.src.Conn.Read(inner); rerr != nil {
-			step, serr = stepFail, rerr
+			c.step, c.serr = stepFail, rerr
 			return true
 		}
-		if step != stepWaitDst || c.ctx.Err() != nil {
+		if c.step != stepWaitDst || c.ctx.Err() != nil {
 			return true
 		}
 		if c.dst.pollable() {
 			return false
 		}
-		pollFd(wfd, unix.POLLOUT, blockingPoll)
-		step = stepNone
+		pollFd(c.wfd, unix.POLLOUT, blockingPoll)
+		c.step = stepNone
 		return true
 	}
 	for c.more() {
 		if c.ctx.Err() != nil {
 			return true, ctxError(c.ctx, nil)
 		}
-		step, serr = stepNone, nil
+		c.step, c.serr = stepNone, nil
 		werr := c.dst.Conn.Write(outer)
-		if werr != nil && step != stepFail {
-			step, serr = stepFail, werr
+		if werr != nil && c.step != stepFail {
+			c.step, c.serr = stepFail, werr
 		}
-		switch step {
+		switch c.step {
 		case stepEOF, stepDone:
 			return true, nil
 		case stepFail:
-			if errno, ok := serr.(syscall.Errno); ok {
+			if errno, ok := c.serr.(syscall.Errno); ok {
 				if c.written == 0 && notSpliceable(errno) {
 					return false, nil
 				}
 				return true, os.NewSyscallError("splice", errno)
 			}
-			return true, serr
+			return true, c.serr
 		case stepWaitSrc:
 			backoff = 0
 			if err := c.wait(&c.src, false); err != nil {
@@ -362,7 +390,7 @@ func (c *copier) direct() (handled bool, err error) {
 // blockedSide tells, after EAGAIN from a direct splice, which side is not
 // ready.
 func (c *copier) blockedSide(rfd, wfd int) int {
-	if c.src.inspect() != nil || c.dst.inspect() != nil {
+	if c.src.inspectMode() != nil || c.dst.inspectMode() != nil {
 		return stepRetry
 	}
 	switch {
