@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"os"
-	"sync"
 
 	"github.com/pipes-go/pipes/splice"
 	"golang.org/x/sys/unix"
@@ -24,22 +23,9 @@ func New() (*PipeReader, *PipeWriter, error) {
 	return r, w, nil
 }
 
-// pipePool is the pipe pool of ReadFrom and WriteTo, built on first use.
-// One side of their copies is always the pipe itself, so splice.Copy
-// splices directly and takes a pipe from it only if that ever changes; it
-// is here, in one place, to be replaced by the default engine's pool.
-var pipePool struct {
-	once sync.Once
-	p    *splice.Pool
-}
-
-// defaultPool returns the package-level pipe pool of ReadFrom and WriteTo.
-func defaultPool() *splice.Pool {
-	pipePool.once.Do(func() {
-		pipePool.p = splice.NewPool(splice.DefaultPipeSize, splice.DefaultMaxPipes)
-	})
-	return pipePool.p
-}
+// ReadFrom and WriteTo need no pipe pool: the pipe itself is one side of
+// their copies, so splice.Copy splices directly (a nil pool would make a
+// pipe for the copy only if neither side were a pipe).
 
 // ReadFrom copies from src into the pipe until EOF on src or an error, and
 // returns the number of bytes copied, as io.ReaderFrom. When src has a
@@ -63,7 +49,7 @@ func (w *PipeWriter) ReadFrom(src io.Reader) (int64, error) {
 	}
 	if se, ok := spliceEnd(inner, false); ok {
 		de, _ := w.endpoint()
-		n, handled, err := splice.Copy(context.Background(), de.end(), se, limit, defaultPool())
+		n, handled, err := splice.Copy(context.Background(), de.end(), se, limit, nil)
 		if handled {
 			if limited {
 				lr.N -= n
@@ -87,7 +73,7 @@ func (r *PipeReader) WriteTo(dst io.Writer) (int64, error) {
 	}
 	if de, ok := spliceEnd(dst, true); ok {
 		se, _ := r.endpoint()
-		n, handled, err := splice.Copy(context.Background(), de, se.end(), -1, defaultPool())
+		n, handled, err := splice.Copy(context.Background(), de, se.end(), -1, nil)
 		if handled {
 			return n, err
 		}
