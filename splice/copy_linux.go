@@ -107,6 +107,12 @@ const blockingPoll = 100 * time.Millisecond
 // counted as written unless they reached dst. Those that did not are put
 // back by seeking a regular-file src back, or reported in the error. A
 // pipe that still holds bytes is closed, never pooled.
+//
+// A pooled pipe is held only while bytes move through it: a copy waiting
+// for input or room holds none, so a bounded pool serves any number of
+// mostly idle copies. Descriptors are inspected (fstat, fcntl F_GETFL)
+// unless End.Info says what they are; with a pipe on one side the other
+// side is inspected only if the copy has to wait.
 func Copy(ctx context.Context, dst, src End, limit int64, pool *Pool) (written int64, handled bool, err error) {
 	if ctx == nil {
 		ctx = context.Background()
