@@ -512,3 +512,46 @@ func TestEngineCloseInFlight(t *testing.T) {
 		}
 	}
 }
+
+// TestCopyFromFifoWaitsForWriter: a fifo opened read-only before any
+// writer reads as EOF in the kernel; Copy waits for the first writer, as
+// PipeReader.Read does, and CopyAsync's ctx still ends that wait.
+func TestCopyFromFifoWaitsForWriter(t *testing.T) {
+	fdtest.Check(t)
+	e := newTestEngine(t)
+	path := filepath.Join(t.TempDir(), "fifo")
+	r, _, err := OpenFifo(path, os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	done := make(chan struct{})
+	var got bytes.Buffer
+	var n int64
+	go func() {
+		defer close(done)
+		n, err = e.Copy(&got, r)
+	}()
+	time.Sleep(50 * time.Millisecond)
+	w, err2 := os.OpenFile(path, os.O_WRONLY, 0)
+	if err2 != nil {
+		t.Fatal(err2)
+	}
+	w.Write([]byte("late writer"))
+	w.Close()
+	<-done
+	if err != nil || n != 11 || got.String() != "late writer" {
+		t.Fatalf("Copy = (%d, %v), got %q; want the late writer's bytes", n, err, got.String())
+	}
+
+	r2, _, err := OpenFifo(filepath.Join(t.TempDir(), "fifo2"), os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := waitFuture(t, e.CopyAsync(ctx, io.Discard, r2)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("CopyAsync from a fifo with no writer: %v, want context.DeadlineExceeded", err)
+	}
+}

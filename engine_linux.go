@@ -61,6 +61,19 @@ func (s *sysEngine) copyFD(ctx context.Context, dst io.Writer, src io.Reader, li
 	if !ok {
 		return 0, false, nil
 	}
+	if pr, ok := src.(*PipeReader); ok && pr.awaitWriter.Load() {
+		// A fifo opened read-only without a writer yet reads as EOF:
+		// wait for its first writer, as PipeReader.Read does.
+		stop := interruptOnDone(ctx, nil, pr)
+		err := pr.awaitFirstWriter()
+		stop()
+		if err != nil {
+			if ctx.Err() != nil {
+				err = fmt.Errorf("%w (%w)", context.Cause(ctx), err)
+			}
+			return 0, true, err
+		}
+	}
 	de, ok := writerEndpoint(dst)
 	if !ok {
 		return 0, false, nil
