@@ -239,38 +239,45 @@ func TestCopyAsyncCancel(t *testing.T) {
 			}
 		})
 
-		t.Run(ec.name+"/full-destination", func(t *testing.T) {
-			data := randomData(8 << 20)
-			src := fileSource(t, data)
-			defer src.close()
-			a, b := unixPair(t) // b is never read: a fills up
-			defer a.Close()
-			defer b.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-			defer cancel()
-			n, err := waitFuture(t, e.CopyAsync(ctx, a, src.r))
-			if !errors.Is(err, context.DeadlineExceeded) {
-				t.Fatalf("Wait error = %v, want context.DeadlineExceeded", err)
-			}
-			// Exactly the bytes reported reached the socket, and the
-			// source offset sits right after them.
-			b.SetReadDeadline(time.Now().Add(time.Second))
-			got := make([]byte, n)
-			if _, err := io.ReadFull(b, got); err != nil {
-				t.Fatalf("reading the %d bytes reported: %v", n, err)
-			}
-			if !bytes.Equal(got, data[:n]) {
-				t.Fatal("the bytes reported differ from the source's")
-			}
-			if off, _ := src.r.(*os.File).Seek(0, io.SeekCurrent); off != n {
-				t.Errorf("source offset %d after a copy of %d bytes", off, n)
-			}
-			// The destination is usable again: the deadline pipes set to
-			// wake the copy is gone.
-			if _, err := a.Write([]byte{1}); err != nil {
-				t.Fatalf("writing to the destination after a cancelled copy: %v", err)
-			}
-		})
+		for _, kind := range []string{"unix", "tcp"} {
+			t.Run(ec.name+"/full-destination/"+kind, func(t *testing.T) {
+				data := randomData(8 << 20)
+				src := fileSource(t, data)
+				defer src.close()
+				var a, b net.Conn // b is never read: a fills up
+				if kind == "unix" {
+					a, b = unixPair(t)
+				} else {
+					a, b = tcpPair(t)
+				}
+				defer a.Close()
+				defer b.Close()
+				ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+				defer cancel()
+				n, err := waitFuture(t, e.CopyAsync(ctx, a, src.r))
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("Wait error = %v, want context.DeadlineExceeded", err)
+				}
+				// Exactly the bytes reported reached the socket, and the
+				// source offset sits right after them.
+				b.SetReadDeadline(time.Now().Add(time.Second))
+				got := make([]byte, n)
+				if _, err := io.ReadFull(b, got); err != nil {
+					t.Fatalf("reading the %d bytes reported: %v", n, err)
+				}
+				if !bytes.Equal(got, data[:n]) {
+					t.Fatal("the bytes reported differ from the source's")
+				}
+				if off, _ := src.r.(*os.File).Seek(0, io.SeekCurrent); off != n {
+					t.Errorf("source offset %d after a copy of %d bytes", off, n)
+				}
+				// The destination is usable again: the deadline pipes set to
+				// wake the copy is gone.
+				if _, err := a.Write([]byte{1}); err != nil {
+					t.Fatalf("writing to the destination after a cancelled copy: %v", err)
+				}
+			})
+		}
 
 		t.Run(ec.name+"/after", func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())

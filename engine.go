@@ -289,6 +289,7 @@ type Stats struct {
 	InFlight  int64  // copies running now
 	Bytes     uint64 // bytes delivered by finished copies
 	Splice    uint64 // copies run by the splice(2) loop
+	Sendfile  uint64 // file -> TCP copies sent with Go's sendfile(2) path
 	Ring      uint64 // copies whose reads were submitted through io_uring
 	Userspace uint64 // copies that fell back to a userspace buffer
 	Cached    uint64 // reads of ring copies served by splice(2) from the page cache
@@ -300,6 +301,7 @@ type Stats struct {
 
 type counters struct {
 	copies, bytes, splice, ring, userspace atomic.Uint64
+	sendfile                               atomic.Uint64
 	sqes, enters, cqes, cachedReads        atomic.Uint64
 	inFlight                               atomic.Int64
 }
@@ -312,6 +314,7 @@ func (e *Engine) Stats() Stats {
 		InFlight:  e.stats.inFlight.Load(),
 		Bytes:     e.stats.bytes.Load(),
 		Splice:    e.stats.splice.Load(),
+		Sendfile:  e.stats.sendfile.Load(),
 		Ring:      e.stats.ring.Load(),
 		Userspace: e.stats.userspace.Load(),
 		Cached:    e.stats.cachedReads.Load(),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"sync/atomic"
 
@@ -96,11 +97,55 @@ func (s *sysEngine) copyFD(ctx context.Context, dst io.Writer, src io.Reader, li
 			}
 		}
 	}
+	if f, ok := src.(*os.File); ok && se.kind == kindFile {
+		if _, ok := dst.(*net.TCPConn); ok {
+			s.st.sendfile.Add(1)
+			n, err := sendfileCopy(ctx, dst, f, limit)
+			return n, true, err
+		}
+	}
 	n, handled, err := splice.Copy(ctx, de.end(), se.end(), limit, s.pool)
 	if handled {
 		s.st.splice.Add(1)
 	}
 	return n, handled, err
+}
+
+// sendfileChunk is how much sendfileCopy sends between two checks of ctx.
+const sendfileChunk = 4 << 20
+
+// sendfileCopy copies a regular file to a TCP socket with Go's own
+// sendfile(2) path (io.Copy into *net.TCPConn with an *io.LimitedReader
+// of the file): one system call per chunk where file -> pipe -> socket
+// needs two. Measured here: 1.5x the splice loop for 64 KiB copies, and
+// equal or better for a single large one (docs/benchmarks.md). The chunks
+// bound how long a cancelled copy goes on; a full socket is woken through
+// its write deadline.
+func sendfileCopy(ctx context.Context, dst io.Writer, f *os.File, limit int64) (written int64, err error) {
+	if ctx.Done() != nil {
+		defer interruptOnDone(ctx, dst, nil)()
+	}
+	for limit < 0 || written < limit {
+		if ctx.Err() != nil {
+			return written, fmt.Errorf("sendfile: %w", context.Cause(ctx))
+		}
+		n := int64(sendfileChunk)
+		if limit >= 0 && limit-written < n {
+			n = limit - written
+		}
+		m, err := io.Copy(dst, &io.LimitedReader{R: f, N: n})
+		written += m
+		if err != nil {
+			if ctx.Err() != nil {
+				err = fmt.Errorf("%w (%w)", context.Cause(ctx), err)
+			}
+			return written, err
+		}
+		if m < n {
+			return written, nil // EOF
+		}
+	}
+	return written, nil
 }
 
 func isOSFile(v any) bool {
