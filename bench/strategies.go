@@ -148,7 +148,8 @@ func enginePath(before, after pipes.Stats) string {
 	ring := after.Ring - before.Ring
 	spl := after.Splice - before.Splice
 	user := after.Userspace - before.Userspace
-	total := ring + spl + user
+	sf := after.Sendfile - before.Sendfile
+	total := ring + spl + user + sf
 	if total == 0 {
 		return ""
 	}
@@ -156,7 +157,7 @@ func enginePath(before, after pipes.Stats) string {
 	for _, p := range []struct {
 		name string
 		n    uint64
-	}{{"ring", ring}, {"splice", spl}, {"user", user}} {
+	}{{"ring", ring}, {"splice", spl}, {"sendfile", sf}, {"user", user}} {
 		if p.n == 0 {
 			continue
 		}
