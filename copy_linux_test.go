@@ -562,3 +562,38 @@ func TestCopyFromFifoWaitsForWriter(t *testing.T) {
 		t.Fatalf("CopyAsync from a fifo with no writer: %v, want context.DeadlineExceeded", err)
 	}
 }
+
+// appendOnlyFile hides *os.File's type so the engine cannot hand the pair
+// to io.Copy up front.
+type appendOnlyFile struct{ *os.File }
+
+// TestCopyAppendDestination: splice refuses an O_APPEND destination; the
+// copy falls back to userspace with nothing lost, on every engine path.
+func TestCopyAppendDestination(t *testing.T) {
+	fdtest.Check(t)
+	for _, ec := range engineCases(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, async := range []bool{false, true} {
+			data := randomData(3<<20 + 5)
+			src := fileSource(t, data)
+			path := filepath.Join(t.TempDir(), "log")
+			if err := os.WriteFile(path, []byte("head:"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := runCopy(e, async, appendOnlyFile{f}, src.r)
+			f.Close()
+			src.close()
+			if err != nil || n != int64(len(data)) {
+				t.Fatalf("%s async=%v: copy = (%d, %v), want %d bytes", ec.name, async, n, err, len(data))
+			}
+			got, _ := os.ReadFile(path)
+			if !bytes.Equal(got, append([]byte("head:"), data...)) {
+				t.Fatalf("%s async=%v: the file holds %d bytes, want head: + %d", ec.name, async, len(got), len(data))
+			}
+		}
+	}
+}

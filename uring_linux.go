@@ -404,6 +404,14 @@ func (u *uring) copy(ctx context.Context, dst io.Writer, de, src endpoint, limit
 			m, derr := drainPipe(ctx, de, p, inPipe)
 			written += m
 			inPipe -= int(m)
+			if derr != nil && written == 0 && errors.Is(derr, unix.EINVAL) {
+				// dst refuses splice (an O_APPEND file, some devices):
+				// nothing moved; put the offset back and let the
+				// caller copy in userspace.
+				if _, serr := unix.Seek(fd, start, 0); serr == nil {
+					return 0, false, nil
+				}
+			}
 			if derr != nil {
 				err = derr
 				break
