@@ -346,7 +346,7 @@ func (u *uring) spliceIn(ctx context.Context, fdIn int, off int64, fdOut int, n 
 // copy runs one copy whose source is a regular file: the ring reads the
 // file into an engine pipe (at most a pipe's worth per SQE, so a read
 // never blocks on the pipe), and the pipe is drained into dst with
-// splice(2) on the netpoller. The file is pinned by a duplicate
+// splice(2) on the netpoller (splice.Drain). The file is pinned by a duplicate
 // descriptor for the whole copy: io-wq resolves fd numbers when the work
 // runs, and the caller's number may be closed and reused by then. The
 // file offset is read at the start and, at the end, left after the last
@@ -362,14 +362,7 @@ func (u *uring) copy(ctx context.Context, dst io.Writer, de, src endpoint, limit
 	if err != nil {
 		return 0, true, err
 	}
-	inPipe := 0
-	defer func() {
-		if inPipe == 0 {
-			pool.Put(p)
-		} else {
-			p.Close()
-		}
-	}()
+	defer pool.Put(p) // closed, not pooled, if bytes are left in it
 	start := off
 	if ctx.Done() != nil {
 		defer interruptOnDone(ctx, dst, nil)()
@@ -391,7 +384,6 @@ func (u *uring) copy(ctx context.Context, dst io.Writer, de, src endpoint, limit
 		}
 		if res > 0 {
 			off += int64(res)
-			inPipe = int(res)
 		}
 		if cerr == nil && res < 0 {
 			errno := syscall.Errno(-res)
@@ -400,10 +392,11 @@ func (u *uring) copy(ctx context.Context, dst io.Writer, de, src endpoint, limit
 			}
 			cerr = &os.SyscallError{Syscall: "splice", Err: errno}
 		}
-		if inPipe > 0 {
-			m, derr := drainPipe(ctx, de, p, inPipe)
+		if res > 0 {
+			// splice(2) on the netpoller, under Go's reference to the
+			// caller's descriptor; interruptOnDone wakes its waits.
+			m, derr := splice.Drain(ctx, de.end(), p, int(res))
 			written += m
-			inPipe -= int(m)
 			if derr != nil && written == 0 && errors.Is(derr, unix.EINVAL) {
 				// dst refuses splice (an O_APPEND file, some devices):
 				// nothing moved; put the offset back and let the
@@ -484,42 +477,4 @@ func pinFile(c syscall.RawConn) (fd int, off int64, err error) {
 		return -1, 0, cerr
 	}
 	return fd, off, err
-}
-
-// drainPipe splices n bytes from the engine pipe p into dst inside dst's
-// RawConn.Write callback, so every splice runs under Go's reference to the
-// caller's descriptor and a full dst waits on the netpoller. The caller
-// arranges for ctx to interrupt that wait (interruptOnDone).
-func drainPipe(ctx context.Context, dst endpoint, p *splice.Pipe, n int) (written int64, err error) {
-	werr := dst.conn.Write(func(fd uintptr) bool {
-		for n > 0 {
-			m, serr := splice.Splice(p.ReadFd(), nil, int(fd), nil, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-			if m > 0 {
-				written += int64(m)
-				n -= m
-				continue
-			}
-			switch {
-			case serr == unix.EAGAIN:
-				if ctx.Err() != nil {
-					err = context.Cause(ctx)
-					return true
-				}
-				return false // dst is full: wait until it is writable
-			case serr != nil:
-				err = &os.SyscallError{Syscall: "splice", Err: serr}
-			default:
-				err = io.ErrShortWrite
-			}
-			return true
-		}
-		return true
-	})
-	if err == nil && werr != nil {
-		if ctx.Err() != nil {
-			werr = fmt.Errorf("%w (%w)", context.Cause(ctx), werr)
-		}
-		err = werr
-	}
-	return written, err
 }

@@ -253,6 +253,21 @@ func throughputTable(title string, rs []*result, notes []string) *table {
 		right:  []bool{false, false, true, true, true, true, true, true, false},
 		notes:  notes,
 	}
+	t.addRows(rs, func(s *summary) []string {
+		sys := "n/a"
+		if s.SyscallsPerGiB != nil {
+			sys = fmtCount(*s.SyscallsPerGiB)
+		}
+		return []string{fmtFloat(s.MBps, 0), fmtFloat(s.CPUPerGiB, 3), sys,
+			fmtCount(s.CtxSwPerGiB), fmt.Sprint(s.PeakThreads), fmtRatio(s.VsIOCopy)}
+	})
+	return t
+}
+
+// addRows adds a row per result: the case name on the first row of each
+// case (a blank row between cases), the strategy, cells(summary), and the
+// engine path; a skipped result gets its reason instead of cells.
+func (t *table) addRows(rs []*result, cells func(*summary) []string) {
 	last := ""
 	for _, r := range rs {
 		if r.Case != last && last != "" {
@@ -267,17 +282,9 @@ func throughputTable(title string, rs []*result, notes []string) *table {
 			t.rows = append(t.rows, []string{caseCell, r.Strategy, "skipped: " + r.Skipped})
 			continue
 		}
-		s := r.Summary
-		sys := "n/a"
-		if s.SyscallsPerGiB != nil {
-			sys = fmtCount(*s.SyscallsPerGiB)
-		}
-		t.rows = append(t.rows, []string{
-			caseCell, r.Strategy, fmtFloat(s.MBps, 0), fmtFloat(s.CPUPerGiB, 3), sys,
-			fmtCount(s.CtxSwPerGiB), fmt.Sprint(s.PeakThreads), fmtRatio(s.VsIOCopy), r.Path,
-		})
+		row := append([]string{caseCell, r.Strategy}, cells(r.Summary)...)
+		t.rows = append(t.rows, append(row, r.Path))
 	}
-	return t
 }
 
 // latencyTable lays out single-copy latencies.
@@ -288,26 +295,9 @@ func latencyTable(title string, rs []*result, notes []string) *table {
 		right:  []bool{false, false, true, true, true, true, false},
 		notes:  notes,
 	}
-	last := ""
-	for _, r := range rs {
-		if r.Case != last && last != "" {
-			t.rows = append(t.rows, nil)
-		}
-		caseCell := ""
-		if r.Case != last {
-			caseCell = r.Case
-		}
-		last = r.Case
-		if r.Summary == nil {
-			t.rows = append(t.rows, []string{caseCell, r.Strategy, "skipped: " + r.Skipped})
-			continue
-		}
-		s := r.Summary
-		t.rows = append(t.rows, []string{
-			caseCell, r.Strategy, fmtFloat(s.P50, 1), fmtFloat(s.P99, 1),
-			fmt.Sprint(s.PeakThreads), fmtRatio(s.VsIOCopy), r.Path,
-		})
-	}
+	t.addRows(rs, func(s *summary) []string {
+		return []string{fmtFloat(s.P50, 1), fmtFloat(s.P99, 1), fmt.Sprint(s.PeakThreads), fmtRatio(s.VsIOCopy)}
+	})
 	return t
 }
 
@@ -319,21 +309,10 @@ func tickerTable(title string, rs []*result, notes []string) *table {
 		right:  []bool{false, false, true, true, true, true, true, false},
 		notes:  notes,
 	}
-	for i, r := range rs {
-		caseCell := ""
-		if i == 0 {
-			caseCell = r.Case
-		}
-		if r.Summary == nil {
-			t.rows = append(t.rows, []string{caseCell, r.Strategy, "skipped: " + r.Skipped})
-			continue
-		}
-		s := r.Summary
-		t.rows = append(t.rows, []string{
-			caseCell, r.Strategy, fmtFloat(s.MBps, 0), fmtFloat(s.CPUPerGiB, 3), fmt.Sprint(s.PeakThreads),
-			fmtFloat(s.TickerP99, 2), fmtRatio(s.VsIOCopy), r.Path,
-		})
-	}
+	t.addRows(rs, func(s *summary) []string {
+		return []string{fmtFloat(s.MBps, 0), fmtFloat(s.CPUPerGiB, 3), fmt.Sprint(s.PeakThreads),
+			fmtFloat(s.TickerP99, 2), fmtRatio(s.VsIOCopy)}
+	})
 	return t
 }
 

@@ -588,6 +588,35 @@ func (c *copier) fill(p *Pipe) (n int, eof, again bool, err error) {
 	return n, eof, again, err
 }
 
+// Drain splices the n bytes a caller put into p (by a splice of its own,
+// such as an io_uring SPLICE into p) into dst, the way Copy drains its
+// intermediate pipe: inside dst's RawConn.Write callbacks, waiting on the
+// netpoller when dst is full. It returns the bytes that reached dst;
+// p.Buffered() reports those still in p. ctx ends a wait only once
+// something has woken it (dst.Wake, which Drain does not arrange: the
+// caller does). Errors are those of Copy.
+func Drain(ctx context.Context, dst End, p *Pipe, n int) (written int64, err error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	c := &copier{ctx: ctx, limit: -1, dst: side{End: dst}}
+	c.dst.apply(dst.Info)
+	if !c.dst.known {
+		if err := c.dst.inspect(); err != nil {
+			return 0, err
+		}
+	}
+	p.data = n
+	err = c.drain(p)
+	if errno, ok := err.(syscall.Errno); ok {
+		err = os.NewSyscallError("splice", errno)
+	}
+	if err != nil && ctx.Err() != nil {
+		err = ctxError(ctx, err) // a wait woken by Wake's deadline
+	}
+	return c.written, err
+}
+
 // drain splices everything in p into dst.
 func (c *copier) drain(p *Pipe) error {
 	var err error
