@@ -1,7 +1,182 @@
 package pipes
 
-import "errors"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+)
 
 // ErrCopierStopped is returned by Copier.Add once the copier has stopped:
 // its source reached EOF or failed, or its context ended.
 var ErrCopierStopped = errors.New("pipes: copier stopped")
+
+// Copier copies everything written to one pipe to many, reading the pipe
+// once: a fan-out (see FanOut) whose writers can join with Add and leave
+// while it runs. On Linux the bytes never enter the process: each chunk
+// is duplicated with tee(2) into a private pipe per writer and spliced
+// from there into the writer, waiting on the netpoller. Elsewhere each
+// chunk is read into a userspace buffer and written to every writer.
+//
+// Writers see the same bytes in the same order, from the moment they were
+// added. The slowest writer sets the pace (the source is consumed only as
+// fast as every writer takes it), so a stalled writer stalls all of them;
+// a writer that fails (its reader closed: EPIPE, or any other error) is
+// evicted and the others go on. While there is no writer nothing is read
+// from the source.
+//
+// The Copier stops when the source reaches EOF (every write end closed),
+// when reading it fails, or when its context ends; Wait reports why. It
+// never closes the reader or the writers.
+type Copier struct {
+	ctx  context.Context
+	fan  copierFan
+	done chan struct{}
+
+	mu      sync.Mutex
+	writers []*fanDest // added and not known to have left; nil once stopped
+	added   int        // writers ever added: the index of the next one
+	stopped bool
+	err     error
+}
+
+// copierFan is the fan-out a Copier runs on: the kernel's on Linux
+// (copier_linux.go), the userspace one elsewhere (userspaceCopierFan).
+type copierFan interface {
+	// join queues d for admission between two chunks. It fails with
+	// errFanOutEnded once the fan-out has ended, or if d cannot be
+	// prepared (a private pipe).
+	join(d *fanDest) error
+	// run runs the fan-out until the source ends or ctx ends, waits for
+	// the writers, releases what the fan-out holds, and returns nil on
+	// EOF, the source's error, or an error wrapping ctx.Err().
+	run() error
+	// abort releases what a fan-out that will never run holds.
+	abort()
+}
+
+// NewCopier starts copying from r to writers (none is fine: see Add) until
+// r reaches EOF or ctx ends. A nil ctx means context.Background(). It
+// fails if r or a writer is nil or has no usable descriptor, or, on Linux,
+// if r is not a pipe or the private pipes or /dev/null cannot be opened.
+func NewCopier(ctx context.Context, r *PipeReader, writers ...*PipeWriter) (*Copier, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if r == nil {
+		return nil, errors.New("pipes: NewCopier: nil reader")
+	}
+	fan, err := newCopierFan(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return startCopier(ctx, fan, writers)
+}
+
+// startCopier adds writers to fan and runs it.
+func startCopier(ctx context.Context, fan copierFan, writers []*PipeWriter) (*Copier, error) {
+	c := &Copier{ctx: ctx, fan: fan, done: make(chan struct{})}
+	for _, w := range writers {
+		if err := c.join(w); err != nil {
+			fan.abort()
+			return nil, err
+		}
+	}
+	go c.run()
+	return c, nil
+}
+
+// Add adds a writer. It receives the bytes the copier reads from now on.
+// It fails with ErrCopierStopped once the copier has stopped, and if w is
+// nil or, on Linux, its private pipe cannot be opened.
+func (c *Copier) Add(w *PipeWriter) error {
+	c.mu.Lock()
+	stopped := c.stopped
+	c.mu.Unlock()
+	if stopped {
+		return ErrCopierStopped
+	}
+	return c.join(w)
+}
+
+func (c *Copier) join(w *PipeWriter) error {
+	if w == nil {
+		return errors.New("pipes: Copier: nil writer")
+	}
+	if _, err := w.SyscallConn(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	d := newFanDest(c.added, w)
+	c.added++
+	c.mu.Unlock()
+	if err := c.fan.join(d); err != nil {
+		if errors.Is(err, errFanOutEnded) {
+			return ErrCopierStopped
+		}
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.stopped {
+		c.writers = append(c.prune(), d)
+	}
+	return nil
+}
+
+// prune drops the writers that have left. c.mu is held.
+func (c *Copier) prune() []*fanDest {
+	return slices.DeleteFunc(c.writers, func(d *fanDest) bool { return d.exited() || d.quitting() })
+}
+
+// Writers returns how many writers the copier is copying to (added and not
+// evicted); 0 once it has stopped.
+func (c *Copier) Writers() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writers = c.prune()
+	return len(c.writers)
+}
+
+// Wait blocks until the copier stops and returns nil if the source reached
+// EOF, or else the error that stopped it: one wrapping ctx.Err(), or the
+// source's read error.
+func (c *Copier) Wait() error {
+	<-c.done
+	return c.err
+}
+
+func (c *Copier) run() {
+	err := c.fan.run()
+	if err != nil && c.ctx.Err() != nil && !errors.Is(err, c.ctx.Err()) {
+		err = fmt.Errorf("pipes: copier: %w (%w)", c.ctx.Err(), err)
+	}
+	c.mu.Lock()
+	c.stopped, c.err, c.writers = true, err, nil
+	c.mu.Unlock()
+	close(c.done)
+}
+
+// userspaceCopierFan runs a Copier on the userspace fan-out: each queue
+// holds one chunk, so the slowest writer sets the pace.
+type userspaceCopierFan struct {
+	u *ufan
+	r *PipeReader
+}
+
+func newUserspaceCopierFan(ctx context.Context, r *PipeReader) *userspaceCopierFan {
+	u := newUfan(ctx, &fanOutConfig{}, 1)
+	u.joins = newFanJoins[*udest]()
+	return &userspaceCopierFan{u: u, r: r}
+}
+
+func (f *userspaceCopierFan) join(d *fanDest) error { return f.u.join(d) }
+
+func (f *userspaceCopierFan) run() error { return f.u.run(f.r) }
+
+func (f *userspaceCopierFan) abort() {
+	for _, d := range f.u.joins.close() {
+		d.abandon()
+	}
+}

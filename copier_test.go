@@ -79,6 +79,10 @@ func TestCopierEvicts(t *testing.T) {
 	badR.Close()
 	in.Write([]byte("one"))
 	seedCheckBuffer(t, &good.buf, "one")
+	// Each writer fails in its own goroutine, not in the order of delivery.
+	for deadline := time.Now().Add(5 * time.Second); c.Writers() != 1 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if n := c.Writers(); n != 1 {
 		t.Errorf("writers after two failed: %d, want 1", n)
 	}

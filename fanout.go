@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -208,8 +210,9 @@ func (e *Engine) fanOut(ctx context.Context, src io.Reader, ds []*fanDest, cfg *
 }
 
 // fanDest is one destination of a fan-out. The coordinator (the goroutine
-// running FanOut) owns the fields not marked otherwise; the destination's
-// own goroutine writes written, and err before closing done.
+// running FanOut, or a Copier's) owns the fields not marked otherwise,
+// from the destination's admission on; the destination's own goroutine
+// writes written, and err before closing done.
 type fanDest struct {
 	idx     int
 	w       io.Writer
@@ -314,8 +317,9 @@ func stopAll(ds []*fanDest, reason error) {
 
 // awaitAll waits for every destination's goroutine to return once the
 // source has ended. With an eviction deadline, a destination that delivers
-// nothing for cfg.evictAfter is evicted; if ctx ends, all are stopped.
-func awaitAll(ctx context.Context, ds []*fanDest, progress chan struct{}, cfg *fanOutConfig) {
+// nothing for cfg.evictAfter is evicted. If ctx ends, all are stopped and
+// awaitAll returns false.
+func awaitAll(ctx context.Context, ds []*fanDest, progress chan struct{}, cfg *fanOutConfig) bool {
 	var tick <-chan time.Time
 	if cfg.evictAfter > 0 {
 		t := time.NewTicker(cfg.evictAfter)
@@ -341,7 +345,7 @@ func awaitAll(ctx context.Context, ds []*fanDest, progress chan struct{}, cfg *f
 		case <-progress:
 		case <-ctx.Done():
 			stopAll(ds, fanOutCtxError(ctx))
-			return
+			return false
 		case <-tick:
 			for i, d := range ds {
 				n := d.written.Load()
@@ -356,111 +360,296 @@ func awaitAll(ctx context.Context, ds []*fanDest, progress chan struct{}, cfg *f
 		<-d.done
 		d.resetDeadline()
 	}
+	return true
 }
 
-// fanOutUserspace is the fan-out through userspace buffers: the
-// coordinator reads a chunk of src and queues it to every destination's
-// goroutine, which writes it. A destination's queue holds cfg.bufferFor
-// bytes of chunks; chunks are shared, read-only, by all the queues.
-func fanOutUserspace(ctx context.Context, src io.Reader, ds []*fanDest, cfg *fanOutConfig) {
-	depth := max(1, cfg.bufferFor(len(ds))/fanOutChunk)
-	progress := make(chan struct{}, 1)
-	queues := make([]chan []byte, len(ds))
-	var srcErr error // read by the destinations after their queue closes
-	for i, d := range ds {
-		q := make(chan []byte, depth)
-		queues[i] = q
-		go func() {
-			defer func() {
-				close(d.done) // before the kick: the coordinator checks done when woken
-				kick(progress)
-			}()
-			for {
-				select {
-				case b, ok := <-q:
-					if !ok {
-						d.err = srcErr
-						return
-					}
-					n, err := d.w.Write(b)
-					d.written.Add(int64(n))
-					kick(progress)
-					if err == nil && n < len(b) {
-						err = io.ErrShortWrite
-					}
-					if err != nil {
-						d.err = d.failed(err)
-						return
-					}
-				case <-d.quit:
-					d.err = d.reason
-					return
-				}
-			}
-		}()
+// errFanOutEnded is the error of a destination added to a fan-out that
+// ended before admitting it.
+var errFanOutEnded = errors.New("pipes: fan-out ended")
+
+// fanJoins lets destinations join a running fan-out (Copier.Add). The
+// coordinator admits the destinations added since it last looked right
+// before it distributes a chunk: a destination receives every chunk read
+// from then on, and none read before. A fan-out with joins keeps running
+// while it has no destination, reading nothing, until its context ends.
+type fanJoins[D fanMember] struct {
+	mu      sync.Mutex
+	pending []D
+	closed  bool
+	wake    chan struct{} // cap 1: a destination was added
+}
+
+func newFanJoins[D fanMember]() *fanJoins[D] {
+	return &fanJoins[D]{wake: make(chan struct{}, 1)}
+}
+
+// add queues d for admission. It reports false, queuing nothing, once
+// the fan-out has ended.
+func (j *fanJoins[D]) add(d D) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return false
 	}
-	stopRead := interruptOnDone(ctx, nil, src)
-	live := len(ds)
-	for live > 0 {
-		if ctx.Err() != nil {
-			break
+	j.pending = append(j.pending, d)
+	kick(j.wake)
+	return true
+}
+
+// take returns the destinations added since the last take. A nil
+// fanJoins (a fan-out with a fixed set of destinations) has none.
+func (j *fanJoins[D]) take() []D {
+	if j == nil {
+		return nil
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	p := j.pending
+	j.pending = nil
+	return p
+}
+
+// await waits, while the fan-out has no destination, until one is added.
+// It returns false if none can come: j is nil, or ctx ended.
+func (j *fanJoins[D]) await(ctx context.Context) bool {
+	if j == nil {
+		return false
+	}
+	select {
+	case <-j.wake:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// close ends admissions: later adds fail. It returns the destinations
+// added and never admitted, which the caller abandons.
+func (j *fanJoins[D]) close() []D {
+	if j == nil {
+		return nil
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.closed = true
+	p := j.pending
+	j.pending = nil
+	return p
+}
+
+// fanMember is a destination as one fan-out path holds it: a *fanDest
+// and the path's own state (its queue, or its private pipe).
+type fanMember interface{ base() *fanDest }
+
+func (d *fanDest) base() *fanDest { return d }
+
+// bases returns the *fanDest of every member of ds.
+func bases[D fanMember](ds []D) []*fanDest {
+	out := make([]*fanDest, len(ds))
+	for i, d := range ds {
+		out[i] = d.base()
+	}
+	return out
+}
+
+// live counts the members of ds still in the copy.
+func live[D fanMember](ds []D) int {
+	n := 0
+	for _, d := range ds {
+		if b := d.base(); !b.exited() && !b.quitting() {
+			n++
+		}
+	}
+	return n
+}
+
+// pruneExited drops the members of ds whose goroutine has returned,
+// clearing the deadline stop set on them and calling release for each, so
+// that a long-lived fan-out does not accumulate destinations that left.
+func pruneExited[D fanMember](ds []D, release func(D)) []D {
+	return slices.DeleteFunc(ds, func(d D) bool {
+		b := d.base()
+		if !b.exited() {
+			return false
+		}
+		b.resetDeadline()
+		if release != nil {
+			release(d)
+		}
+		return true
+	})
+}
+
+// abandon ends a destination that was added to a fan-out but never
+// admitted: it received nothing, and its error is errFanOutEnded.
+func (d *fanDest) abandon() {
+	d.err = errFanOutEnded
+	close(d.done)
+}
+
+// ufan is a fan-out through userspace buffers: the coordinator reads a
+// chunk of src and queues it to every destination's goroutine, which
+// writes it. A destination's queue holds depth chunks; chunks are shared,
+// read-only, by all the queues.
+type ufan struct {
+	ctx      context.Context
+	cfg      *fanOutConfig
+	depth    int
+	ds       []*udest          // admitted; the coordinator's
+	joins    *fanJoins[*udest] // nil: no destination joins after the start
+	progress chan struct{}     // cap 1: a destination wrote or returned
+	srcErr   error             // read by the destinations after their queue closes
+}
+
+// udest is a destination of a userspace fan-out.
+type udest struct {
+	*fanDest
+	q chan []byte
+}
+
+func newUfan(ctx context.Context, cfg *fanOutConfig, depth int) *ufan {
+	return &ufan{ctx: ctx, cfg: cfg, depth: depth, progress: make(chan struct{}, 1)}
+}
+
+// fanOutUserspace is the fan-out of src to the fixed destinations ds
+// through userspace buffers; each queue holds cfg.bufferFor bytes.
+func fanOutUserspace(ctx context.Context, src io.Reader, ds []*fanDest, cfg *fanOutConfig) {
+	u := newUfan(ctx, cfg, max(1, cfg.bufferFor(len(ds))/fanOutChunk))
+	for _, d := range ds {
+		u.start(&udest{fanDest: d})
+	}
+	u.run(src)
+}
+
+// join queues d for admission into a fan-out made with joins; it fails
+// with errFanOutEnded once the fan-out has ended.
+func (u *ufan) join(d *fanDest) error {
+	if !u.joins.add(&udest{fanDest: d}) {
+		return errFanOutEnded
+	}
+	return nil
+}
+
+// start admits d: it gets a queue and a goroutine that writes what is
+// queued to it.
+func (u *ufan) start(d *udest) {
+	d.q = make(chan []byte, u.depth)
+	u.ds = append(u.ds, d)
+	go u.deliver(d)
+}
+
+// admit drops the destinations that left and starts those that joined.
+func (u *ufan) admit() {
+	u.ds = pruneExited(u.ds, nil)
+	for _, d := range u.joins.take() {
+		u.start(d)
+	}
+}
+
+// run is the coordinator. It returns when every destination is done, with
+// the fan-out's outcome: nil when src reached EOF (or no destination was
+// left), the read error of src, or fanOutCtxError when ctx ended first.
+func (u *ufan) run(src io.Reader) error {
+	stopRead := interruptOnDone(u.ctx, nil, src)
+	for u.ctx.Err() == nil {
+		u.admit()
+		if live(u.ds) == 0 {
+			if !u.joins.await(u.ctx) {
+				break
+			}
+			continue
 		}
 		b := make([]byte, fanOutChunk)
 		n, err := src.Read(b)
 		if n > 0 {
-			live = distributeChunk(ctx, b[:n], ds, queues, cfg)
+			u.admit() // those added while the read waited get this chunk
+			distributeChunk(u.ctx, b[:n], u.ds, u.cfg)
 		}
 		if err != nil {
 			if err != io.EOF {
-				srcErr = fmt.Errorf("pipes: fan-out: reading the source: %w", err)
+				u.srcErr = fmt.Errorf("pipes: fan-out: reading the source: %w", err)
 			}
 			break
 		}
 	}
 	stopRead()
-	if ctx.Err() != nil {
-		stopAll(ds, fanOutCtxError(ctx))
-		return
+	for _, d := range u.joins.close() {
+		d.abandon()
 	}
-	for _, q := range queues {
-		close(q)
+	ds := bases(u.ds)
+	if u.ctx.Err() != nil {
+		stopAll(ds, fanOutCtxError(u.ctx))
+		return fanOutCtxError(u.ctx)
 	}
-	awaitAll(ctx, ds, progress, cfg)
+	for _, d := range u.ds {
+		close(d.q)
+	}
+	if !awaitAll(u.ctx, ds, u.progress, u.cfg) {
+		return fanOutCtxError(u.ctx)
+	}
+	return u.srcErr
+}
+
+// deliver is a destination's goroutine: it writes what is queued to it
+// until its queue closes, a write fails, or it is stopped.
+func (u *ufan) deliver(d *udest) {
+	defer func() {
+		close(d.done) // before the kick: the coordinator checks done when woken
+		kick(u.progress)
+	}()
+	for {
+		select {
+		case b, ok := <-d.q:
+			if !ok {
+				d.err = u.srcErr
+				return
+			}
+			n, err := d.w.Write(b)
+			d.written.Add(int64(n))
+			kick(u.progress)
+			if err == nil && n < len(b) {
+				err = io.ErrShortWrite
+			}
+			if err != nil {
+				d.err = d.failed(err)
+				return
+			}
+		case <-d.quit:
+			d.err = d.reason
+			return
+		}
+	}
 }
 
 // distributeChunk queues b to every destination still running, applying
-// the policy to those whose queue is full. It returns how many run.
-func distributeChunk(ctx context.Context, b []byte, ds []*fanDest, queues []chan []byte, cfg *fanOutConfig) int {
+// the policy to those whose queue is full.
+func distributeChunk(ctx context.Context, b []byte, ds []*udest, cfg *fanOutConfig) {
 	var deadline <-chan time.Time
 	if cfg.evictAfter > 0 {
 		t := time.NewTimer(cfg.evictAfter)
 		defer t.Stop()
 		deadline = t.C
 	}
-	live := 0
-	for i, d := range ds {
+	for _, d := range ds {
 		if d.exited() || d.quitting() {
 			continue
 		}
 		select {
-		case queues[i] <- b:
-			live++
+		case d.q <- b:
 			continue
 		default:
 		}
 		select {
-		case queues[i] <- b:
-			live++
+		case d.q <- b:
 		case <-d.done:
 		case <-ctx.Done():
-			return live
+			return
 		case <-deadline:
 			d.stop(evictedError(d.idx, cfg.evictAfter))
 			// Later destinations get no more time: only an immediate send.
 			deadline = closedTimeChan
 		}
 	}
-	return live
 }
 
 // closedTimeChan is a channel that is always ready.

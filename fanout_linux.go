@@ -23,12 +23,17 @@ import (
 // and cannot resume a short copy (it always starts at the head of its
 // input). So a chunk is teed whole into a private pipe only when the pipe
 // has a free slot for each of its buffers. The staging pipe has at most
-// half the slots of the smallest private pipe; a private pipe that holds
-// no byte of the chunk before last (its pending bytes all belong to the
-// last chunk, so they use at most that many slots) has room for the next
-// chunk whole ("double" mode: a destination drains one chunk while the
-// next waits in its pipe). Where the kernel gave pipes too small for that
-// (per-user pipe quota), a chunk is teed only into an empty private pipe.
+// half the slots of a private pipe; a private pipe that holds no byte of
+// the chunk before last (its pending bytes all belong to the last chunk,
+// so they use at most that many slots) has room for the next chunk whole
+// ("double" mode: a destination drains one chunk while the next waits in
+// its pipe). Where the kernel gave a pipe too small for that (per-user
+// pipe quota), a chunk is teed into it only when it is empty; no private
+// pipe is smaller than the staging pipe.
+//
+// A fan-out opened with openJoinable admits destinations while it runs
+// (fanJoins): each joins between two chunks, with a private pipe of the
+// size given there.
 type kfan struct {
 	ctx         context.Context
 	cfg         *fanOutConfig
@@ -37,16 +42,17 @@ type kfan struct {
 	limit       int64 // < 0: none
 	read        int64 // bytes read from the source
 
-	stage  *splice.Pipe
-	null   int  // /dev/null, write-only: where consumed chunks go
-	double bool // private pipes hold two chunks
-	last   int  // length of the last chunk teed
+	stage *splice.Pipe
+	null  int // /dev/null, write-only: where consumed chunks go
+	last  int // length of the last chunk teed
 
-	ds       []*kdest
-	fds      []*fanDest
-	progress chan struct{} // cap 1: a destination delivered bytes or returned
-	final    chan struct{} // closed once the last chunk is teed
-	finalErr error         // the source's error; set before final closes
+	ds       []*kdest          // admitted; the coordinator's
+	joins    *fanJoins[*kdest] // nil: no destination joins after the start
+	size     int               // private pipe size asked for a joining destination
+	started  bool              // the destinations' goroutines have been started
+	progress chan struct{}     // cap 1: a destination delivered bytes or returned
+	final    chan struct{}     // closed once the last chunk is teed
+	finalErr error             // the source's error; set before final closes
 }
 
 // kdest is a destination of a kernel fan-out.
@@ -55,6 +61,7 @@ type kdest struct {
 	ep     endpoint
 	splice bool         // splice into the destination; else read(2) the private pipe and Write
 	pipe   *splice.Pipe // private pipe
+	double bool         // pipe holds two chunks (see kfan)
 	teed   atomic.Int64 // bytes teed into pipe (coordinator)
 	more   chan struct{}
 }
@@ -76,31 +83,43 @@ func (e *Engine) fanOutKernel(ctx context.Context, src io.Reader, limit int64, d
 	default:
 		return 0, false
 	}
-	k := &kfan{
-		ctx: ctx, cfg: cfg, src: se, srcPollable: se.kind != kindFile, limit: limit,
-		null: -1, fds: ds,
-		progress: make(chan struct{}, 1), final: make(chan struct{}),
-	}
+	k := newKfan(ctx, cfg, se, limit)
 	anySplice := false
 	for _, d := range ds {
-		kd := &kdest{fanDest: d, more: make(chan struct{}, 1)}
-		if ep, ok := writerEndpoint(d.w); ok && spliceableDst(ep) {
-			kd.ep, kd.splice, anySplice = ep, true, true
-		}
+		kd := newKdest(d)
+		anySplice = anySplice || kd.splice
 		k.ds = append(k.ds, kd)
 	}
 	if !anySplice {
 		return 0, false
 	}
-	defer k.closePipes()
+	defer k.close()
 	if err := k.openPipes(cfg.bufferFor(len(ds))); err != nil {
 		return 0, false
 	}
-	handled = k.run(src)
+	handled, _ = k.run(src)
 	if handled {
 		e.stats.splice.Add(1)
 	}
 	return k.read, handled
+}
+
+// newKfan returns a fan-out from se, a spliceable source, with no
+// destination and no pipe yet: see openPipes and openJoinable.
+func newKfan(ctx context.Context, cfg *fanOutConfig, se endpoint, limit int64) *kfan {
+	return &kfan{
+		ctx: ctx, cfg: cfg, src: se, srcPollable: se.kind != kindFile, limit: limit,
+		null: -1, progress: make(chan struct{}, 1), final: make(chan struct{}),
+	}
+}
+
+// newKdest classifies the destination d for a kernel fan-out.
+func newKdest(d *fanDest) *kdest {
+	kd := &kdest{fanDest: d, more: make(chan struct{}, 1)}
+	if ep, ok := writerEndpoint(d.w); ok && spliceableDst(ep) {
+		kd.ep, kd.splice = ep, true
+	}
+	return kd
 }
 
 // spliceableDst reports destinations the private pipe is spliced into:
@@ -117,7 +136,9 @@ func spliceableDst(ep endpoint) bool {
 	return false
 }
 
-// openPipes makes the private pipes, the staging pipe and /dev/null.
+// openPipes makes the private pipes of the destinations, asking size
+// bytes for each, then the staging pipe, sized to the smallest, and
+// /dev/null.
 func (k *kfan) openPipes(size int) error {
 	minSize := 0
 	for _, d := range k.ds {
@@ -130,15 +151,33 @@ func (k *kfan) openPipes(size int) error {
 			minSize = p.Size()
 		}
 	}
-	stage, err := splice.NewPipe(max(minSize/2, os.Getpagesize()))
+	if err := k.openStage(minSize); err != nil {
+		return err
+	}
+	for _, d := range k.ds {
+		d.double = 2*k.stage.Size() <= d.pipe.Size()
+	}
+	return nil
+}
+
+// openJoinable prepares a fan-out that destinations join while it runs
+// (join): it makes the staging pipe for private pipes of size bytes, and
+// opens /dev/null.
+func (k *kfan) openJoinable(size int) error {
+	k.size = size
+	k.joins = newFanJoins[*kdest]()
+	return k.openStage(size)
+}
+
+// openStage makes the staging pipe, half the size of a private pipe of
+// size bytes (at least a page), and opens /dev/null.
+func (k *kfan) openStage(size int) error {
+	stage, err := splice.NewPipe(max(size/2, os.Getpagesize()))
 	if err != nil {
 		return err
 	}
 	k.stage = stage
-	switch {
-	case 2*stage.Size() <= minSize:
-		k.double = true
-	case stage.Size() > minSize:
+	if stage.Size() > size {
 		return errors.New("pipes: fan-out: staging pipe larger than a private pipe")
 	}
 	null, err := unix.Open("/dev/null", unix.O_WRONLY|unix.O_CLOEXEC, 0)
@@ -149,38 +188,98 @@ func (k *kfan) openPipes(size int) error {
 	return nil
 }
 
-func (k *kfan) closePipes() {
+// join makes d's private pipe and queues d for admission into a fan-out
+// opened with openJoinable. It fails if the pipe cannot be had, or is
+// smaller than a chunk (per-user pipe quota), and with errFanOutEnded once
+// the fan-out has ended. It may run concurrently with the coordinator.
+func (k *kfan) join(d *fanDest) error {
+	kd := newKdest(d)
+	p, err := splice.NewPipe(k.size)
+	if err != nil {
+		return err
+	}
+	if chunk := k.stage.Size(); p.Size() < chunk {
+		p.Close()
+		return fmt.Errorf("pipes: fan-out: the kernel gave a %d-byte private pipe for %d-byte chunks (per-user pipe quota, /proc/sys/fs/pipe-user-pages-soft)", p.Size(), chunk)
+	}
+	kd.pipe, kd.double = p, 2*k.stage.Size() <= p.Size()
+	if !k.joins.add(kd) {
+		p.Close()
+		return errFanOutEnded
+	}
+	return nil
+}
+
+// abandonJoins ends admissions and abandons the destinations added and
+// never admitted.
+func (k *kfan) abandonJoins() {
+	for _, d := range k.joins.close() {
+		d.pipe.Close()
+		d.abandon()
+	}
+}
+
+// close releases the pipes and /dev/null once the coordinator has
+// returned, or in place of running it.
+func (k *kfan) close() {
+	k.abandonJoins()
 	for _, d := range k.ds {
 		d.pipe.Close()
 	}
 	k.stage.Close()
 	if k.null >= 0 {
 		unix.Close(k.null)
+		k.null = -1
+	}
+}
+
+// admit drops the destinations that left, closing their private pipes,
+// and admits those that joined.
+func (k *kfan) admit() {
+	k.ds = pruneExited(k.ds, func(d *kdest) { d.pipe.Close() })
+	for _, d := range k.joins.take() {
+		k.ds = append(k.ds, d)
+		if k.started {
+			go k.deliver(d)
+		}
+	}
+}
+
+// start starts the goroutines of the destinations, once.
+func (k *kfan) start() {
+	if !k.started {
+		k.started = true
+		for _, d := range k.ds {
+			go k.deliver(d)
+		}
 	}
 }
 
 // run is the coordinator. It returns false, having started nothing, if
-// the first splice from the source says the kernel cannot splice it.
-func (k *kfan) run(src io.Reader) bool {
+// the first splice from the source says the kernel cannot splice it (only
+// in a fan-out without joins: one with joins reports that as the source's
+// error). Else it returns when every destination is done, with the
+// fan-out's outcome: nil when the source reached EOF or the limit (or no
+// destination was left), the source's error, or fanOutCtxError when ctx
+// ended first.
+func (k *kfan) run(src io.Reader) (handled bool, err error) {
 	stopRead := interruptOnDone(k.ctx, nil, src)
 	defer stopRead()
-	started := false
-	start := func() {
-		if !started {
-			started = true
-			for _, d := range k.ds {
-				go k.deliver(d)
+	for k.ctx.Err() == nil && (k.limit < 0 || k.read < k.limit) {
+		k.admit()
+		if live(k.ds) == 0 {
+			if !k.joins.await(k.ctx) {
+				break
 			}
+			continue
 		}
-	}
-	for k.live() > 0 && (k.limit < 0 || k.read < k.limit) {
-		if k.ctx.Err() != nil {
-			break
+		n, eof, idle, err := k.fill()
+		if idle {
+			continue
 		}
-		n, eof, err := k.fill()
 		if err != nil {
-			if k.read == 0 && notSpliceableErr(err) {
-				return false
+			if k.read == 0 && notSpliceableErr(err) && k.joins == nil {
+				return false, nil
 			}
 			if k.ctx.Err() != nil {
 				break
@@ -188,11 +287,12 @@ func (k *kfan) run(src io.Reader) bool {
 			k.finalErr = fmt.Errorf("pipes: fan-out: reading the source: %w", err)
 			break
 		}
-		start()
+		k.start()
 		if eof {
 			break
 		}
 		k.read += int64(n)
+		k.admit() // those added while fill waited get this chunk
 		if k.distribute(n) != nil {
 			break
 		}
@@ -201,39 +301,38 @@ func (k *kfan) run(src io.Reader) bool {
 			break
 		}
 	}
-	start()
+	k.abandonJoins()
+	k.start()
+	ds := bases(k.ds)
 	if k.ctx.Err() != nil {
-		stopAll(k.fds, fanOutCtxError(k.ctx))
-		return true
+		stopAll(ds, fanOutCtxError(k.ctx))
+		return true, fanOutCtxError(k.ctx)
 	}
 	close(k.final)
-	awaitAll(k.ctx, k.fds, k.progress, k.cfg)
-	return true
+	if !awaitAll(k.ctx, ds, k.progress, k.cfg) {
+		return true, fanOutCtxError(k.ctx)
+	}
+	return true, k.finalErr
 }
 
 func notSpliceableErr(err error) bool {
 	return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP)
 }
 
-// live counts the destinations still in the copy.
-func (k *kfan) live() int {
-	n := 0
-	for _, d := range k.ds {
-		if !d.exited() && !d.quitting() {
-			n++
-		}
-	}
-	return n
-}
-
 // fill splices the next chunk from the source into the empty staging
-// pipe, waiting on the netpoller for input.
-func (k *kfan) fill() (n int, eof bool, err error) {
+// pipe, waiting on the netpoller for input. In a fan-out with joins, idle
+// reports that no destination was left when input came: nothing is read
+// then, so that bytes are read only for a destination that receives them.
+func (k *kfan) fill() (n int, eof, idle bool, err error) {
 	chunk := k.stage.Size()
 	if k.limit >= 0 {
 		chunk = int(min(int64(chunk), k.limit-k.read))
 	}
 	rerr := k.src.conn.Read(func(fd uintptr) bool {
+		if k.joins != nil && live(k.ds) == 0 {
+			idle = true
+			return true
+		}
 		m, e := splice.Splice(int(fd), nil, k.stage.WriteFd(), nil, chunk, splice.FlagMove|splice.FlagNonblock)
 		switch {
 		case m > 0:
@@ -250,13 +349,13 @@ func (k *kfan) fill() (n int, eof bool, err error) {
 	if rerr != nil && err == nil {
 		err = rerr
 	}
-	return n, eof, err
+	return n, eof, idle, err
 }
 
 // ready reports whether d's private pipe has room for the next chunk.
 func (k *kfan) ready(d *kdest) bool {
 	pending := d.teed.Load() - d.written.Load()
-	if k.double {
+	if d.double {
 		return pending <= int64(k.last)
 	}
 	return pending == 0
