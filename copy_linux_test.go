@@ -380,6 +380,50 @@ func TestCopyPeerReset(t *testing.T) {
 	}
 }
 
+// TestCopyWriteDeadline: a write deadline the caller set on a socket
+// whose peer stops reading ends the copy with os.ErrDeadlineExceeded, as
+// it ends an io.Copy, with exactly the bytes reported delivered and the
+// source offset right after them.
+func TestCopyWriteDeadline(t *testing.T) {
+	fdtest.Check(t)
+	for _, ec := range engineCases(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, kind := range []string{"unix", "tcp"} {
+			for _, async := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s/%s/async=%v", ec.name, kind, async), func(t *testing.T) {
+					data := randomData(16 << 20)
+					src := fileSource(t, data)
+					defer src.close()
+					var a, b net.Conn // b is not read until the copy ends
+					if kind == "unix" {
+						a, b = unixPair(t)
+					} else {
+						a, b = tcpPair(t)
+					}
+					defer a.Close()
+					defer b.Close()
+					a.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+					n, err := runCopy(e, async, a, src.r)
+					if !errors.Is(err, os.ErrDeadlineExceeded) {
+						t.Fatalf("copy = (%d, %v), want os.ErrDeadlineExceeded", n, err)
+					}
+					b.SetReadDeadline(time.Now().Add(5 * time.Second))
+					got := make([]byte, n)
+					if _, err := io.ReadFull(b, got); err != nil {
+						t.Fatalf("reading the %d bytes reported: %v", n, err)
+					}
+					if !bytes.Equal(got, data[:n]) {
+						t.Fatal("the bytes reported differ from the source's")
+					}
+					if off, _ := src.r.(*os.File).Seek(0, io.SeekCurrent); off != n {
+						t.Errorf("source offset %d after a copy of %d bytes", off, n)
+					}
+				})
+			}
+		}
+	}
+}
+
 // TestCopySlowReader: a destination read in small pieces with pauses
 // still gets every byte, and the copy does not spin (it waits on the
 // netpoller; see the CPU figures in docs/benchmarks.md).

@@ -4,32 +4,29 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"runtime"
 	"sync"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/pipes-go/pipes/ring"
-	"github.com/pipes-go/pipes/splice"
 )
 
 // uring is an engine's io_uring: one goroutine, locked to its OS thread,
 // owns the ring and does every submission and every reap. Copies hand it
-// operations through pending; it batches all that are pending into one
-// io_uring_enter. Completions are signalled by an eventfd registered with
-// the ring and read through the Go netpoller, so no thread is parked per
-// copy and none spins.
+// chains of operations through pending; it batches all that are pending
+// into one io_uring_enter. Completions are signalled by an eventfd
+// registered with the ring and read through the Go netpoller, so no thread
+// is parked per copy and none spins.
 //
-// Only the reads of regular files go through the ring (SPLICE file ->
-// pipe), and only those that miss the page cache: they are the splices
-// that block in the kernel, and the ring runs them on a capped set of
-// io-wq workers instead of one OS thread per copy. A read that hits the
-// cache is a splice(2) in the copy's goroutine, cheaper than the hand-off
-// to a worker. Sockets and pipes never block an io-wq
-// worker: their side of the copy runs as splice(2) on the netpoller.
+// Two kinds of copy use the ring (uring_copy_linux.go), both only from a
+// regular file, and only once enough file copies run at once to gain
+// from a bound on threads: to a stream socket, the whole copy runs on
+// io-wq workers as linked chains (SPLICE file -> pipe, POLL_ADD, SPLICE
+// pipe -> socket); to anything else, reads that miss the page cache go
+// through the ring and the pipe is drained with splice(2) on the
+// netpoller.
 type uring struct {
 	r      *ring.Ring
 	st     *counters
@@ -37,8 +34,8 @@ type uring struct {
 	sqPoll bool
 
 	mu      sync.Mutex
-	pending []*ringOp // to submit
-	cancels []*ringOp // to cancel
+	pending []*ringChain // to submit
+	cancels []*ringChain // to cancel
 	closing bool
 	broken  error // set by the loop if io_uring_enter fails for good
 	nextID  uint64
@@ -48,14 +45,59 @@ type uring struct {
 	loopWG sync.WaitGroup
 }
 
-// ringOp is one SPLICE from a regular file into an engine pipe.
+// ringOp is one SQE of a chain: IORING_OP_SPLICE or IORING_OP_POLL_ADD.
 type ringOp struct {
 	id     uint64
-	fdIn   int32
-	offIn  int64
-	fdOut  int32
+	opcode uint8
+	fd     int32 // SPLICE: fd_out; POLL_ADD: the polled fd
+	fdIn   int32 // SPLICE
+	offIn  int64 // SPLICE: offset in fdIn, -1 for a pipe or socket
 	nbytes uint32
-	res    chan int32 // cap 1: the CQE's res
+	events uint32 // POLL_ADD
+	chain  *ringChain
+
+	// Set by the loop; read by the copy once the chain is done.
+	res      int32
+	complete bool
+}
+
+// ringChain is a sequence of ops submitted together, each linked to the
+// next: with IOSQE_IO_HARDLINK an op starts when the one before it has
+// completed, whatever its result; with IOSQE_IO_LINK only when it succeeded
+// in full (a failure or a short SPLICE completes the rest with
+// -ECANCELED). A chain of one op is a plain request. The copy that owns it
+// may reuse it once done has fired.
+type ringChain struct {
+	ops      []ringOp
+	hardlink bool
+	done     chan struct{} // cap 1: a token once every op has completed
+
+	// Loop-owned state.
+	left       int  // ops without a CQE yet
+	cancelled  bool // the copy asked to cancel it
+	cancelling bool // an ASYNC_CANCEL SQE for it is in flight
+}
+
+// reset readies the chain for n ops, to be filled in by the caller.
+func (c *ringChain) reset(n int) {
+	if c.done == nil {
+		c.done = make(chan struct{}, 1)
+	}
+	c.ops = c.ops[:0]
+	for range n {
+		c.ops = append(c.ops, ringOp{chain: c})
+	}
+	c.hardlink, c.left, c.cancelled, c.cancelling = false, 0, false, false
+}
+
+// first returns the first op without a CQE, or nil.
+func (c *ringChain) first() *ringOp {
+	for i := range c.ops {
+		if !c.ops[i].complete {
+			return &c.ops[i]
+		}
+	}
+	return nil
 }
 
 // cancelTag marks the user_data of ASYNC_CANCEL SQEs.
@@ -184,65 +226,117 @@ func (u *uring) loop() {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 
-	inFlight := make(map[uint64]*ringOp)
-	cqes := make([]ring.CQE, 256)
+	l := &loopState{
+		inFlight: make(map[uint64]*ringOp),
+		aborting: make(map[*ringChain]struct{}),
+		cqes:     make([]ring.CQE, 256),
+	}
 	for {
 		select {
 		case <-u.wake:
 		case <-u.cqWake:
 		}
 		// Let the goroutines that are runnable now (copies woken by the
-		// last reap, new CopyAsync calls) queue their ops first, so that
-		// one io_uring_enter carries them all.
+		// last reap, new CopyAsync calls) queue their chains first, so
+		// that one io_uring_enter carries them all.
 		runtime.Gosched()
-		u.reap(inFlight, cqes)
+		u.reap(l)
 
 		u.mu.Lock()
 		pending, cancels, closing, broken := u.pending, u.cancels, u.closing, u.broken
 		u.pending, u.cancels = nil, nil
 		u.mu.Unlock()
 		if broken != nil {
-			for _, op := range pending {
-				op.res <- -int32(unix.EIO)
+			for _, c := range pending {
+				u.failChain(c, broken)
 			}
 			pending = nil
 		}
 
-		for _, op := range pending {
-			sqe := u.getSQE(inFlight, cqes)
-			sqe.PrepSplice(op.fdIn, op.offIn, op.fdOut, -1, op.nbytes, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-			sqe.UserData = op.id
-			inFlight[op.id] = op
-		}
-		for _, op := range cancels {
-			if inFlight[op.id] != op {
-				continue // completed already
+		for _, c := range pending {
+			if u.r.SQSpaceLeft() < uint32(len(c.ops)) {
+				// A chain must not straddle two submissions: the
+				// kernel ends a link at the end of each one.
+				u.submit(l)
 			}
-			sqe := u.getSQE(inFlight, cqes)
-			sqe.PrepCancel64(op.id, 0)
-			sqe.UserData = cancelTag | op.id
+			for i := range c.ops {
+				op := &c.ops[i]
+				sqe := u.getSQE(l)
+				switch op.opcode {
+				case ring.IORING_OP_SPLICE:
+					sqe.PrepSplice(op.fdIn, op.offIn, op.fd, -1, op.nbytes, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+				case ring.IORING_OP_POLL_ADD:
+					sqe.PrepPollAdd(op.fd, op.events)
+				}
+				switch {
+				case i == len(c.ops)-1:
+				case c.hardlink:
+					sqe.Flags |= ring.IOSQE_IO_HARDLINK
+				default:
+					sqe.Flags |= ring.IOSQE_IO_LINK
+				}
+				sqe.UserData = op.id
+				l.inFlight[op.id] = op
+			}
+			c.left = len(c.ops)
 		}
-		u.submit(inFlight, cqes)
-		if closing && len(inFlight) == 0 {
+		for _, c := range cancels {
+			if c.left > 0 {
+				c.cancelled = true
+				l.aborting[c] = struct{}{}
+			}
+		}
+		u.cancelAborting(l)
+		u.submit(l)
+		if closing && len(l.inFlight) == 0 {
 			return
 		}
 	}
 }
 
+// loopState is what the loop goroutine alone touches.
+type loopState struct {
+	inFlight map[uint64]*ringOp
+	aborting map[*ringChain]struct{} // cancelled chains not yet done
+	cqes     []ring.CQE
+}
+
+// cancelAborting queues an IORING_OP_ASYNC_CANCEL for the first pending op
+// of each cancelled chain that has none in flight. The rest of a chain is
+// not armed yet and cannot be cancelled; it completes with -ECANCELED
+// once the op before it fails, or gets its own cancel once that op has
+// completed with success.
+func (u *uring) cancelAborting(l *loopState) {
+	for c := range l.aborting {
+		if c.left == 0 {
+			delete(l.aborting, c)
+			continue
+		}
+		if c.cancelling {
+			continue
+		}
+		op := c.first()
+		sqe := u.getSQE(l)
+		sqe.PrepCancel64(op.id, 0)
+		sqe.UserData = cancelTag | op.id
+		c.cancelling = true
+	}
+}
+
 // getSQE returns a free SQE, submitting what is queued when the SQ is full.
-func (u *uring) getSQE(inFlight map[uint64]*ringOp, cqes []ring.CQE) *ring.SQE {
+func (u *uring) getSQE(l *loopState) *ring.SQE {
 	for {
 		if sqe := u.r.GetSQE(); sqe != nil {
 			return sqe
 		}
-		u.submit(inFlight, cqes)
+		u.submit(l)
 	}
 }
 
 // submit hands every queued SQE to the kernel. EBUSY (the CQ is full and
 // the kernel holds overflowed CQEs) and EAGAIN are answered by reaping
 // and trying again.
-func (u *uring) submit(inFlight map[uint64]*ringOp, cqes []ring.CQE) {
+func (u *uring) submit(l *loopState) {
 	for u.r.SQReady() > 0 {
 		n, err := u.r.Submit()
 		u.st.enters.Add(1)
@@ -256,14 +350,14 @@ func (u *uring) submit(inFlight map[uint64]*ringOp, cqes []ring.CQE) {
 				return
 			}
 		case errors.Is(err, unix.EBUSY), errors.Is(err, unix.EAGAIN):
-			u.reap(inFlight, cqes)
+			u.reap(l)
 			runtime.Gosched()
 		default:
 			// The ring is unusable (io_uring_enter failed with an
 			// error it is not documented to return in use): fail
 			// every op, and every later one, rather than leave a
 			// copy waiting for a completion that will not come.
-			u.fail(inFlight, err)
+			u.fail(l, err)
 			return
 		}
 	}
@@ -271,210 +365,146 @@ func (u *uring) submit(inFlight map[uint64]*ringOp, cqes []ring.CQE) {
 
 // fail completes every op in flight with err's errno and makes later
 // submissions fail the same way.
-func (u *uring) fail(inFlight map[uint64]*ringOp, err error) {
-	errno := unix.EIO
-	errors.As(err, &errno)
+func (u *uring) fail(l *loopState, err error) {
 	u.mu.Lock()
 	u.broken = err
 	u.mu.Unlock()
-	for id, op := range inFlight {
-		op.res <- -int32(errno)
-		delete(inFlight, id)
+	for _, op := range l.inFlight {
+		u.failChain(op.chain, err)
+	}
+	clear(l.inFlight)
+	clear(l.aborting)
+}
+
+// failChain completes the ops of c that have no CQE with err's errno.
+func (u *uring) failChain(c *ringChain, err error) {
+	errno := unix.EIO
+	errors.As(err, &errno)
+	failed := false
+	for i := range c.ops {
+		if op := &c.ops[i]; !op.complete {
+			op.res, op.complete = -int32(errno), true
+			failed = true
+		}
+	}
+	if failed {
+		c.left = 0
+		c.done <- struct{}{}
 	}
 }
 
-// reap drains the CQ, handing each result to the copy waiting for it.
-func (u *uring) reap(inFlight map[uint64]*ringOp, cqes []ring.CQE) {
+// reap drains the CQ, recording each result in its op and waking the copy
+// that owns a chain once all its ops have completed.
+func (u *uring) reap(l *loopState) {
+	retry := false
 	for {
-		n := u.r.PeekBatchCQE(cqes)
+		n := u.r.PeekBatchCQE(l.cqes)
 		if n == 0 {
 			if u.r.CQOverflowPending() {
 				if err := u.r.FlushOverflow(); err == nil {
 					continue
 				}
 			}
-			return
+			break
 		}
-		for _, c := range cqes[:n] {
-			if c.UserData&cancelTag != 0 {
+		for _, cqe := range l.cqes[:n] {
+			if cqe.UserData&cancelTag != 0 {
+				// The answer to an ASYNC_CANCEL. -ENOENT: the op was
+				// not armed yet (its link was being issued) or has
+				// completed; the next pass asks again if it is
+				// still pending. 0 or -EALREADY: it completes soon.
+				op := l.inFlight[cqe.UserData&^cancelTag]
+				if op != nil {
+					op.chain.cancelling = false
+					if cqe.Res == -int32(unix.ENOENT) {
+						retry = true
+					} else {
+						op.chain.cancelling = true // wait for its CQE
+					}
+				}
 				continue
 			}
-			if op := inFlight[c.UserData]; op != nil {
-				delete(inFlight, c.UserData)
-				op.res <- c.Res
+			op := l.inFlight[cqe.UserData]
+			if op == nil {
+				continue
+			}
+			delete(l.inFlight, cqe.UserData)
+			c := op.chain
+			op.res, op.complete = cqe.Res, true
+			c.left--
+			c.cancelling = false
+			if c.left == 0 {
+				delete(l.aborting, c)
+				c.done <- struct{}{}
 			}
 		}
 		u.r.CQAdvance(uint32(n))
 		u.st.cqes.Add(uint64(n))
 	}
+	if retry {
+		u.poke()
+	}
+}
+
+// submitChain queues c, filled in by the caller, for the loop. It fails
+// with ErrClosed once the engine is closing.
+func (u *uring) submitChain(c *ringChain) error {
+	u.mu.Lock()
+	if u.closing {
+		u.mu.Unlock()
+		return ErrClosed
+	}
+	if u.broken != nil {
+		err := u.broken
+		u.mu.Unlock()
+		return err
+	}
+	for i := range c.ops {
+		u.nextID++
+		c.ops[i].id = u.nextID
+	}
+	u.pending = append(u.pending, c)
+	u.mu.Unlock()
+	u.poke()
+	return nil
+}
+
+// cancelChain asks the loop to cancel what of c is still pending. The copy
+// must still wait for c.done: the ops' fds and pipes must outlive them.
+func (u *uring) cancelChain(c *ringChain) {
+	u.mu.Lock()
+	u.cancels = append(u.cancels, c)
+	u.mu.Unlock()
+	u.poke()
+}
+
+// prepSpliceOp fills op as a SPLICE of up to n bytes from fdIn at offIn
+// (-1: a pipe or socket) to fdOut.
+func (op *ringOp) prepSplice(fdIn int, offIn int64, fdOut int, n int) {
+	op.opcode, op.fdIn, op.offIn, op.fd, op.nbytes = ring.IORING_OP_SPLICE, int32(fdIn), offIn, int32(fdOut), uint32(n)
+}
+
+// prepPoll fills op as a one-shot POLL_ADD of fd for events.
+func (op *ringOp) prepPoll(fd int, events uint32) {
+	op.opcode, op.fd, op.events = ring.IORING_OP_POLL_ADD, int32(fd), events
 }
 
 // spliceIn reads up to n bytes of the file fdIn at off into the pipe fdOut
 // through the ring. It returns the CQE's result (bytes, or -errno). When
 // ctx is done first it cancels the op, still waits for its completion (the
 // pipe and fd must outlive it), and returns ctx's error with the result.
-func (u *uring) spliceIn(ctx context.Context, fdIn int, off int64, fdOut int, n int) (int32, error) {
-	op := &ringOp{fdIn: int32(fdIn), offIn: off, fdOut: int32(fdOut), nbytes: uint32(n), res: make(chan int32, 1)}
-	u.mu.Lock()
-	if u.closing {
-		u.mu.Unlock()
-		return 0, ErrClosed
-	}
-	if u.broken != nil {
-		err := u.broken
-		u.mu.Unlock()
+func (u *uring) spliceIn(ctx context.Context, c *ringChain, fdIn int, off int64, fdOut int, n int) (int32, error) {
+	c.reset(1)
+	c.ops[0].prepSplice(fdIn, off, fdOut, n)
+	if err := u.submitChain(c); err != nil {
 		return 0, err
 	}
-	u.nextID++
-	op.id = u.nextID
-	u.pending = append(u.pending, op)
-	u.mu.Unlock()
-	u.poke()
-
 	select {
-	case res := <-op.res:
-		return res, nil
+	case <-c.done:
+		return c.ops[0].res, nil
 	case <-ctx.Done():
 	}
-	u.mu.Lock()
-	u.cancels = append(u.cancels, op)
-	u.mu.Unlock()
-	u.poke()
-	return <-op.res, context.Cause(ctx)
-}
-
-// copy runs one copy whose source is a regular file: the ring reads the
-// file into an engine pipe (at most a pipe's worth per SQE, so a read
-// never blocks on the pipe), and the pipe is drained into dst with
-// splice(2) on the netpoller (splice.Drain). The file is pinned by a duplicate
-// descriptor for the whole copy: io-wq resolves fd numbers when the work
-// runs, and the caller's number may be closed and reused by then. The
-// file offset is read at the start and, at the end, left after the last
-// byte delivered to dst: bytes read into the pipe but not delivered (the
-// copy failed or was cancelled) are read again by the next copy.
-func (u *uring) copy(ctx context.Context, dst io.Writer, de, src endpoint, limit int64, pool *splice.Pool) (written int64, handled bool, err error) {
-	fd, off, err := pinFile(src.conn)
-	if err != nil {
-		return 0, true, err
-	}
-	defer unix.Close(fd)
-	p, err := pool.Get(ctx)
-	if err != nil {
-		return 0, true, err
-	}
-	defer pool.Put(p) // closed, not pooled, if bytes are left in it
-	start := off
-	if ctx.Done() != nil {
-		defer interruptOnDone(ctx, dst, nil)()
-	}
-	for limit < 0 || written < limit {
-		n := p.Size()
-		if limit >= 0 && limit-written < int64(n) {
-			n = int(limit - written)
-		}
-		var res int32
-		var cerr error
-		if pageCached(fd, off, n) {
-			// A read from the page cache never blocks: splice(2) here
-			// costs less than the hand-off to an io-wq worker.
-			res = spliceAt(fd, off, p.WriteFd(), n)
-			u.st.cachedReads.Add(1)
-		} else {
-			res, cerr = u.spliceIn(ctx, fd, off, p.WriteFd(), n)
-		}
-		if res > 0 {
-			off += int64(res)
-		}
-		if cerr == nil && res < 0 {
-			errno := syscall.Errno(-res)
-			if off == start && (errno == unix.EINVAL || errno == unix.ENOSYS || errno == unix.EOPNOTSUPP) {
-				return 0, false, nil // not spliceable: the caller copies in userspace
-			}
-			cerr = &os.SyscallError{Syscall: "splice", Err: errno}
-		}
-		if res > 0 {
-			// splice(2) on the netpoller, under Go's reference to the
-			// caller's descriptor; interruptOnDone wakes its waits.
-			m, derr := splice.Drain(ctx, de.end(), p, int(res))
-			written += m
-			if derr != nil && written == 0 && errors.Is(derr, unix.EINVAL) {
-				// dst refuses splice (an O_APPEND file, some devices):
-				// nothing moved; put the offset back and let the
-				// caller copy in userspace.
-				if _, serr := unix.Seek(fd, start, 0); serr == nil {
-					return 0, false, nil
-				}
-			}
-			if derr != nil {
-				err = derr
-				break
-			}
-		}
-		if cerr != nil {
-			err = cerr
-			break
-		}
-		if res == 0 {
-			break // EOF
-		}
-		if cerr := src.conn.Control(func(uintptr) {}); cerr != nil {
-			err = cerr // the caller closed the source
-			break
-		}
-	}
-	if _, serr := unix.Seek(fd, start+written, 0); serr != nil && err == nil {
-		err = &os.SyscallError{Syscall: "lseek", Err: serr}
-	}
-	return written, true, err
-}
-
-// pageCached reports whether the first and last bytes of the n bytes at
-// off of the file fd are in the page cache (preadv2 with RWF_NOWAIT, Linux
-// 4.14, answers EAGAIN otherwise). Where the file system cannot tell
-// (EOPNOTSUPP) it reports false, and the read goes to the ring.
-func pageCached(fd int, off int64, n int) bool {
-	var b [1]byte
-	iov := [][]byte{b[:]}
-	for _, o := range [2]int64{off, off + int64(n) - 1} {
-		if _, err := unix.Preadv2(fd, iov, o, unix.RWF_NOWAIT); err != nil {
-			return false
-		}
-	}
-	return true
-}
-
-// spliceAt splices up to n bytes of the file fd at off into the pipe
-// wfd, returning the byte count or -errno, as a CQE would.
-func spliceAt(fd int, off int64, wfd int, n int) int32 {
-	m, err := splice.Splice(fd, &off, wfd, nil, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-	if err != nil {
-		errno := unix.EIO
-		errors.As(err, &errno)
-		return -int32(errno)
-	}
-	return int32(m)
-}
-
-// pinFile duplicates the file behind c (F_DUPFD_CLOEXEC) and reads its
-// offset, both under Go's reference to the caller's descriptor.
-func pinFile(c syscall.RawConn) (fd int, off int64, err error) {
-	fd = -1
-	cerr := c.Control(func(sysfd uintptr) {
-		fd, err = unix.FcntlInt(sysfd, unix.F_DUPFD_CLOEXEC, 0)
-		if err != nil {
-			err = &os.SyscallError{Syscall: "fcntl", Err: err}
-			fd = -1
-			return
-		}
-		off, err = unix.Seek(fd, 0, 1)
-		if err != nil {
-			err = &os.SyscallError{Syscall: "lseek", Err: err}
-			unix.Close(fd)
-			fd = -1
-		}
-	})
-	if cerr != nil {
-		return -1, 0, cerr
-	}
-	return fd, off, err
+	u.cancelChain(c)
+	<-c.done
+	return c.ops[0].res, context.Cause(ctx)
 }
