@@ -47,6 +47,7 @@ type endpoint struct {
 	// its owner had set one before the copy.
 	reset func()
 	info  splice.Info // file type and status flags, read once
+	size  int64       // kindFile: the size fstat reported
 }
 
 // end returns the endpoint as a splice.End.
@@ -154,6 +155,7 @@ func classify(rc syscall.RawConn, write bool) (e endpoint, ok bool) {
 		switch e.info.Mode {
 		case unix.S_IFREG:
 			e.kind = kindFile
+			e.size = st.Size
 			if !write {
 				// A file source never waits and has no O_APPEND to honour.
 				ok = true

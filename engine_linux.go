@@ -92,15 +92,7 @@ func (s *sysEngine) copyFD(ctx context.Context, dst io.Writer, src io.Reader, li
 		running := s.fileCopies.Add(1)
 		defer s.fileCopies.Add(-1)
 		if min := s.cfg.ringMinConcurrency; min >= 0 && running > int64(min) {
-			var n int64
-			var handled bool
-			var err error
-			if de.kind == kindSocket {
-				n, handled, err = s.ring.copyLinked(ctx, de, se, limit, s.pool)
-			} else {
-				n, handled, err = s.ring.copy(ctx, dst, de, se, limit, s.pool)
-			}
-			if handled {
+			if n, handled, err := s.ringCopy(ctx, dst, de, se, limit); handled {
 				s.st.ring.Add(1)
 				return n, true, err
 			}
@@ -118,6 +110,41 @@ func (s *sysEngine) copyFD(ctx context.Context, dst io.Writer, src io.Reader, li
 		s.st.splice.Add(1)
 	}
 	return n, handled, err
+}
+
+// ringCopy runs a copy from a regular file through the ring: wholly, as
+// linked chains, to a stream socket; else its reads that miss the page
+// cache. handled is false, with nothing moved, where the ring does not
+// pay: a copy to a socket small enough for one sendfile(2) of cached
+// pages, or a pair the kernel cannot splice.
+func (s *sysEngine) ringCopy(ctx context.Context, dst io.Writer, de, se endpoint, limit int64) (int64, bool, error) {
+	if de.kind != kindSocket {
+		return s.ring.copy(ctx, dst, de, se, limit, s.pool)
+	}
+	if smallCached(se, limit, s.cfg.pipeSize) {
+		return 0, false, nil
+	}
+	return s.ring.copyLinked(ctx, de, se, limit, s.pool)
+}
+
+// smallCached reports whether what a copy from the file src has to move
+// (up to limit, if >= 0) is at most max bytes, all in the page cache. The
+// ring's hand-off to io-wq costs tens of microseconds per round; one
+// sendfile(2) of cached pages costs less than that.
+func smallCached(src endpoint, limit int64, max int) bool {
+	var cached bool
+	src.conn.Control(func(fd uintptr) {
+		off, err := unix.Seek(int(fd), 0, io.SeekCurrent)
+		if err != nil {
+			return
+		}
+		n := src.size - off
+		if limit >= 0 {
+			n = min(n, limit)
+		}
+		cached = n <= 0 || (n <= int64(max) && pageCached(int(fd), off, int(n)))
+	})
+	return cached
 }
 
 // sendfileChunk is how much sendfileCopy sends between two checks of ctx.

@@ -90,8 +90,9 @@ func TestRingRefusedFallsBack(t *testing.T) {
 
 // TestStatsCountRingBatches checks that ring copies are counted and share
 // io_uring_enter calls: to a pipe, reads that miss the page cache go
-// through the ring and reads that hit it do not; to a socket, every round
-// is a linked chain of three SQEs (SPLICE, POLL_ADD, SPLICE).
+// through the ring and reads that hit it do not; to a socket, a cold file
+// goes through the ring, every round a linked chain of three SQEs
+// (SPLICE, POLL_ADD, SPLICE), and a small hot one through sendfile(2).
 func TestStatsCountRingBatches(t *testing.T) {
 	for _, sk := range sinkKinds {
 		if sk.name != "pipe" && sk.name != "unix" && sk.name != "tcp" {
@@ -130,8 +131,11 @@ func TestStatsCountRingBatches(t *testing.T) {
 				}
 			}
 			st := e.Stats()
-			if st.Ring != copies || st.Copies != copies || st.Bytes != copies*size || st.InFlight != 0 {
-				t.Fatalf("stats %+v: want %d ring copies of 256 KiB", st, copies)
+			if st.Copies != copies || st.Bytes != copies*size || st.InFlight != 0 {
+				t.Fatalf("stats %+v: want %d copies of 256 KiB", st, copies)
+			}
+			if sk.name == "pipe" && st.Ring != copies {
+				t.Fatalf("stats %+v: want %d ring copies", st, copies)
 			}
 			if st.CQEs < st.SQEs || st.Enters == 0 || st.Enters > st.SQEs {
 				t.Fatalf("stats %+v: SQEs, CQEs and enters inconsistent", st)
@@ -142,8 +146,10 @@ func TestStatsCountRingBatches(t *testing.T) {
 				if st.SQEs < copies/4 || st.Cached < copies/2 {
 					t.Fatalf("stats %+v: want ring reads for cold files and cached reads for hot ones", st)
 				}
-			} else if st.SQEs < 3*copies || st.Cached != 0 {
-				t.Fatalf("stats %+v: want at least one linked chain of 3 SQEs per copy", st)
+			} else if st.Ring+st.Sendfile != copies || st.Sendfile < copies/2 || st.Ring < copies/4 || st.SQEs < 3*st.Ring || st.Cached != 0 {
+				// A hot file small enough for one sendfile(2) is
+				// sent with it; a cold one goes through the ring.
+				t.Fatalf("stats %+v: want cold files on the ring (a chain of 3 SQEs per round), hot ones on sendfile", st)
 			}
 			t.Logf("%d SQEs in %d io_uring_enter calls, %d reads from the page cache", st.SQEs, st.Enters, st.Cached)
 		})

@@ -61,7 +61,8 @@ func (u *uring) copyLinked(ctx context.Context, de, src endpoint, limit int64, p
 		c      ringChain
 		timer  *time.Timer
 		inPipe int  // bytes read into p, not yet written to dst
-		eof    bool // the last read returned 0
+		eof    bool // the last read returned 0, or off reached size
+		size   = src.size
 		page   = os.Getpagesize()
 	)
 	defer func() {
@@ -72,6 +73,15 @@ func (u *uring) copyLinked(ctx context.Context, de, src endpoint, limit int64, p
 	for {
 		if err := checkEnds(de, src); err != nil {
 			return written, true, err
+		}
+		if !eof && off >= size {
+			// At the size fstat reported: EOF, unless the file has
+			// grown since (one fstat instead of a round that reads 0).
+			var st unix.Stat_t
+			if unix.Fstat(fd, &st) == nil {
+				size = st.Size
+			}
+			eof = off >= size
 		}
 		n := 0 // bytes to read this round
 		if !eof {
