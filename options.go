@@ -26,9 +26,9 @@ const (
 	// tail latency for 256 concurrent file -> TCP copies on 2 cores.
 	DefaultIOWQMaxWorkers = 2
 	// DefaultRingMinConcurrency is how many copies from regular files
-	// must run at once before an io_uring engine sends the page-cache
-	// misses of new ones through the ring; below it a blocked read costs
-	// one OS thread per copy, which is cheaper than the worker hand-off.
+	// must run at once before an io_uring engine sends new ones through
+	// the ring; below it a blocked read costs one OS thread per copy,
+	// which is cheaper than the worker hand-offs.
 	DefaultRingMinConcurrency = 16
 )
 
@@ -121,9 +121,14 @@ func WithIOWQMaxWorkers(n uint32) Option {
 
 // WithRingMinConcurrency sets how many concurrent copies from regular
 // files (Copy or CopyAsync) make an io_uring engine route new ones through
-// the ring, where their reads that miss the page cache run on the capped
-// io-wq workers. 0 routes every such copy through the ring; a negative
-// value never does.
+// the ring (default 16). There a copy to a stream socket runs wholly on the
+// capped io-wq workers as linked SPLICE, POLL_ADD, SPLICE chains, unless
+// what is left of it is at most a pipe's worth and cached (one sendfile(2)
+// then); a copy to anything else sends its reads that miss the page cache
+// to the workers. The ring bounds threads and keeps the Go scheduler free
+// for the rest of the process; a sendfile(2) per copy moves hot files a
+// little faster with less CPU (docs/design.md). 0 routes every such copy
+// through the ring; a negative value never does.
 func WithRingMinConcurrency(n int) Option {
 	return func(c *config) { c.ringMinConcurrency = n }
 }
