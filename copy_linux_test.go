@@ -279,6 +279,25 @@ func TestCopyAsyncCancel(t *testing.T) {
 			})
 		}
 
+		t.Run(ec.name+"/cause", func(t *testing.T) {
+			// A cause of the caller's own: the error matches both it
+			// and ctx.Err(), on the ring and the splice paths alike.
+			src := fileSource(t, randomData(8<<20))
+			defer src.close()
+			a, b := unixPair(t) // b is never read: a fills up
+			defer a.Close()
+			defer b.Close()
+			cause := errors.New("client went away")
+			ctx, cancel := context.WithCancelCause(context.Background())
+			f := e.CopyAsync(ctx, a, src.r)
+			time.Sleep(50 * time.Millisecond)
+			cancel(cause)
+			_, err := waitFuture(t, f)
+			if !errors.Is(err, context.Canceled) || !errors.Is(err, cause) {
+				t.Fatalf("Wait error = %v, want one matching context.Canceled and the cause", err)
+			}
+		})
+
 		t.Run(ec.name+"/after", func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			f := e.CopyAsync(ctx, io.Discard, strings.NewReader("abc"))

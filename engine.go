@@ -189,6 +189,11 @@ func (e *Engine) copy(ctx context.Context, dst io.Writer, src io.Reader, async b
 		if isLimited {
 			lr.N -= n
 		}
+		if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+			// The kernel paths report context.Cause(ctx); a cause of
+			// the caller's own must still match ctx.Err().
+			err = fmt.Errorf("%w: %w", ctx.Err(), err)
+		}
 		return n, err
 	}
 	e.stats.userspace.Add(1)
