@@ -8,9 +8,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// newCopierFan returns the kernel fan-out for a Copier reading r. Each
-// writer's private pipe is asked the size of r's pipe, and the chunks
-// are half of that, so that a writer holds two chunks.
+// newCopierFan returns the kernel fan-out for a Copier reading r. A chunk
+// is up to the size of r's pipe and each writer's private pipe is asked
+// twice that, so that a writer drains one chunk while the next waits.
+// Measured on 2 cores, 64 MiB to 1, 4 and 16 writers: 1.15x-1.23x the
+// throughput of private pipes the size of r's pipe (half-size chunks).
 func newCopierFan(ctx context.Context, r *PipeReader) (copierFan, error) {
 	rc, err := r.SyscallConn()
 	if err != nil {
@@ -27,7 +29,7 @@ func newCopierFan(ctx context.Context, r *PipeReader) (copierFan, error) {
 	}
 	se, _ := r.endpoint()
 	k := newKfan(ctx, &fanOutConfig{}, se, -1)
-	if err := k.openJoinable(size); err != nil {
+	if err := k.openJoinable(2 * size); err != nil {
 		k.close()
 		return nil, err
 	}

@@ -189,20 +189,26 @@ func (k *kfan) openStage(size int) error {
 }
 
 // join makes d's private pipe and queues d for admission into a fan-out
-// opened with openJoinable. It fails if the pipe cannot be had, or is
-// smaller than a chunk (per-user pipe quota), and with errFanOutEnded once
-// the fan-out has ended. It may run concurrently with the coordinator.
+// opened with openJoinable. It fails if no pipe of at least one chunk can
+// be had (per-user pipe quota), and with errFanOutEnded once the fan-out
+// has ended. It may run concurrently with the coordinator.
 func (k *kfan) join(d *fanDest) error {
 	kd := newKdest(d)
+	chunk := k.stage.Size()
 	p, err := splice.NewPipe(k.size)
+	if err == nil && p.Size() < chunk {
+		// Refused (pipe-max-size, quota): one chunk is enough to go on.
+		p.Close()
+		p, err = splice.NewPipe(chunk)
+	}
 	if err != nil {
 		return err
 	}
-	if chunk := k.stage.Size(); p.Size() < chunk {
+	if p.Size() < chunk {
 		p.Close()
 		return fmt.Errorf("pipes: fan-out: the kernel gave a %d-byte private pipe for %d-byte chunks (per-user pipe quota, /proc/sys/fs/pipe-user-pages-soft)", p.Size(), chunk)
 	}
-	kd.pipe, kd.double = p, 2*k.stage.Size() <= p.Size()
+	kd.pipe, kd.double = p, 2*chunk <= p.Size()
 	if !k.joins.add(kd) {
 		p.Close()
 		return errFanOutEnded
