@@ -24,7 +24,8 @@ var ErrCopierStopped = errors.New("pipes: copier stopped")
 // fast as every writer takes it), so a stalled writer stalls all of them;
 // a writer that fails (its reader closed: EPIPE, or any other error) is
 // evicted and the others go on. While there is no writer nothing is read
-// from the source.
+// from the source (off Linux, a read already waiting when the last writer
+// leaves still completes, and its bytes are dropped).
 //
 // The Copier stops when the source reaches EOF (every write end closed),
 // when reading it fails, or when its context ends; Wait reports why. It

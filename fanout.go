@@ -369,9 +369,11 @@ var errFanOutEnded = errors.New("pipes: fan-out ended")
 
 // fanJoins lets destinations join a running fan-out (Copier.Add). The
 // coordinator admits the destinations added since it last looked right
-// before it distributes a chunk: a destination receives every chunk read
-// from then on, and none read before. A fan-out with joins keeps running
-// while it has no destination, reading nothing, until its context ends.
+// before it distributes each chunk: a destination receives every chunk
+// distributed after it was added (a read already waiting for input when
+// it was added included), and none distributed before. A fan-out with
+// joins keeps running while it has no destination, reading nothing, until
+// its context ends.
 type fanJoins[D fanMember] struct {
 	mu      sync.Mutex
 	pending []D
