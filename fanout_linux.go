@@ -97,6 +97,14 @@ func (e *Engine) fanOutKernel(ctx context.Context, src io.Reader, limit int64, d
 	if err := k.openPipes(cfg.bufferFor(len(ds))); err != nil {
 		return 0, false
 	}
+	if pr, ok := src.(*PipeReader); ok {
+		// A read-only fifo that has had no writer yet reads as EOF:
+		// wait for its first writer, as Copy does. An error here
+		// recurs at the first read.
+		stop := interruptOnDone(ctx, nil, pr)
+		pr.awaitFirstWriter()
+		stop()
+	}
 	handled, _ = k.run(src)
 	if handled {
 		e.stats.splice.Add(1)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -225,6 +226,47 @@ func TestFanOutLimitedReader(t *testing.T) {
 			t.Errorf("%s: offset %d, N %d; want %d, 0", kind, off, lr.N, 1000+limit)
 		}
 		src.close()
+	}
+}
+
+// TestFanOutFifoWaitsForWriter: a read-only fifo with no writer yet is
+// not at EOF for FanOut (as for Copy): every destination gets the bytes of
+// the writer that opens it later.
+func TestFanOutFifoWaitsForWriter(t *testing.T) {
+	fdtest.Check(t)
+	e := newTestEngine(t)
+	path := filepath.Join(t.TempDir(), "fifo")
+	r, _, err := OpenFifo(path, os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	data := randomData(1<<20 + 3)
+	var ws []io.Writer
+	var finish []func() (int64, [32]byte)
+	for range 3 {
+		s := sinkKinds[4].make(t) // unix
+		ws = append(ws, s.w)
+		finish = append(finish, s.finish)
+	}
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		w, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		w.Write(data)
+		w.Close()
+	}()
+	res := e.FanOut(context.Background(), r, ws)
+	for i, res := range res {
+		if res.Err != nil || res.Written != int64(len(data)) {
+			t.Errorf("destination %d: %+v, want %d bytes", i, res, len(data))
+		}
+		if _, sum := finish[i](); sum != sha256.Sum256(data) {
+			t.Errorf("destination %d: wrong bytes", i)
+		}
 	}
 }
 
