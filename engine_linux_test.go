@@ -363,3 +363,104 @@ func kernelAtLeast(major, minor int) bool {
 	fmt.Sscanf(kernelRelease(), "%d.%d", &maj, &min)
 	return maj > major || maj == major && min >= minor
 }
+
+// TestManyRingChains runs hundreds of concurrent file -> socket copies
+// through linked ring chains on a tiny ring (4 SQEs, 8 CQEs: chains are
+// submitted one at a time and the CQ overflows) with 8 pipes, a fifth of
+// them cancelled mid-copy. Every completed destination must hold the file
+// byte for byte; every cancelled one exactly the prefix the copy reported,
+// with the file offset right after it.
+func TestManyRingChains(t *testing.T) {
+	n := 256
+	if raceEnabled || testing.Short() {
+		n = 96
+	}
+	raiseNoFile(t, 8*n+1000)
+	fdtest.Check(t)
+	e := newTestEngine(t, WithRingMinConcurrency(0), WithRingEntries(4), WithMaxPipes(8))
+	if e.Backend() != BackendIOUring {
+		t.Skipf("backend is %s", e.Backend())
+	}
+	const files = 16
+	datas := make([][]byte, files)
+	for i := range datas {
+		datas[i] = randomData(1<<20 + 1 + i*(97<<10)) // above the pipe size: chains, not sendfile
+	}
+	type job struct {
+		data   []byte
+		f      *os.File
+		s      sink
+		future *Future
+		cancel context.CancelFunc
+	}
+	jobs := make([]*job, n)
+	for i := range jobs {
+		data := datas[i%files]
+		src := fileSource(t, data)
+		t.Cleanup(src.close)
+		kind := sinkKinds[4] // unix
+		if i%4 == 3 {
+			kind = sinkKinds[3] // tcp
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		var s sink
+		if i%5 == 4 {
+			// Not read until the copy has ended: the socket fills and
+			// the chain waits in its POLL_ADD when the cancel comes.
+			s = stalledSink(t)
+		} else {
+			s = kind.make(t)
+		}
+		j := &job{data: data, f: src.r.(*os.File), s: s, cancel: cancel}
+		j.future = e.CopyAsync(ctx, j.s.w, j.f)
+		jobs[i] = j
+	}
+	time.Sleep(20 * time.Millisecond)
+	for i, j := range jobs {
+		if i%5 == 4 {
+			j.cancel()
+		}
+	}
+	cancelled := 0
+	for i, j := range jobs {
+		written, err := waitFuture(t, j.future)
+		j.cancel()
+		got, sum := j.s.finish()
+		if got != written {
+			t.Fatalf("copy %d: reported %d bytes, destination got %d", i, written, got)
+		}
+		if sum != sha256.Sum256(j.data[:written]) {
+			t.Fatalf("copy %d: the %d bytes delivered differ from the file's", i, written)
+		}
+		if off, _ := j.f.Seek(0, io.SeekCurrent); off != written {
+			t.Fatalf("copy %d: file offset %d after %d bytes", i, off, written)
+		}
+		switch {
+		case err == nil && written == int64(len(j.data)):
+		case i%5 == 4 && errors.Is(err, context.Canceled):
+			cancelled++
+		default:
+			t.Fatalf("copy %d = (%d, %v) of %d bytes", i, written, err, len(j.data))
+		}
+	}
+	st := e.Stats()
+	if st.InFlight != 0 || st.SQEs == 0 || st.CQEs < st.SQEs {
+		t.Fatalf("stats %+v", st)
+	}
+	t.Logf("%d copies, %d cancelled before the end: %+v", n, cancelled, st)
+}
+
+// stalledSink is a unix socket that nobody reads until finish, which
+// closes the copy's end and then reads and hashes everything it holds.
+func stalledSink(t *testing.T) sink {
+	a, b := unixPair(t)
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return sink{a, func() (int64, [32]byte) {
+		a.Close()
+		h := &hashWriter{h: sha256.New()}
+		if _, err := io.Copy(h, b); err != nil {
+			t.Errorf("reading the stalled destination: %v", err)
+		}
+		return h.n, h.sum()
+	}}
+}
