@@ -358,6 +358,7 @@ func (c *copier) direct() (handled bool, err error) {
 		c.step = stepNone
 		return true
 	}
+	retryAt := int64(-1) // c.written at the last stepRetry
 	for c.more() {
 		if c.ctx.Err() != nil {
 			return true, ctxError(c.ctx, nil)
@@ -384,8 +385,17 @@ func (c *copier) direct() (handled bool, err error) {
 				return true, err
 			}
 		case stepRetry:
-			backoff = min(max(2*backoff, 20*time.Microsecond), 5*time.Millisecond)
-			time.Sleep(backoff)
+			// Usually a side became ready between the splice and the
+			// poll (an ACK freed socket space): splice again at once.
+			// Only EAGAIN after EAGAIN with nothing moved in between,
+			// and both sides still reported ready, backs off.
+			if c.written != retryAt {
+				backoff = 0
+			} else {
+				backoff = min(max(2*backoff, 20*time.Microsecond), 5*time.Millisecond)
+				time.Sleep(backoff)
+			}
+			retryAt = c.written
 		default:
 			backoff = 0
 		}
