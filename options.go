@@ -121,14 +121,14 @@ func WithIOWQMaxWorkers(n uint32) Option {
 
 // WithRingMinConcurrency sets how many concurrent copies from regular
 // files (Copy or CopyAsync) make an io_uring engine route new ones through
-// the ring (default 16). There a copy to a stream socket runs wholly on the
-// capped io-wq workers as linked SPLICE, POLL_ADD, SPLICE chains, unless
-// what is left of it is at most a pipe's worth and cached (one sendfile(2)
-// then); a copy to anything else sends its reads that miss the page cache
-// to the workers. The ring bounds threads and keeps the Go scheduler free
-// for the rest of the process; a sendfile(2) per copy moves hot files a
-// little faster with less CPU (docs/design.md). 0 routes every such copy
-// through the ring; a negative value never does.
+// the ring (default 16), where what would block on the disk runs on the
+// capped io-wq workers instead of one OS thread per copy: a copy to a
+// stream socket whose next chunk is not in the page cache runs wholly on
+// the ring as linked SPLICE, POLL_ADD, SPLICE chains (one whose next chunk
+// is cached is sent with sendfile(2), which then does not block); a copy
+// to anything else sends its reads that miss the page cache to the
+// workers (docs/design.md). 0 routes every such copy through the ring; a
+// negative value never does.
 func WithRingMinConcurrency(n int) Option {
 	return func(c *config) { c.ringMinConcurrency = n }
 }
