@@ -30,10 +30,12 @@ const linkedCheckEvery = 20 * time.Millisecond
 // descriptors are pinned by duplicates for the whole copy.
 //
 // A write the socket takes only in part leaves bytes in the pipe; the
-// next round reads less and writes them first. Cancellation and a Close
-// of either end by the caller (noticed between rounds, and at least every
-// linkedCheckEvery while a round waits) cancel the chain. The file offset
-// ends after the last byte delivered, as for copy.
+// next round reads less and writes them first. EOF is the size fstat
+// reported, checked again when the copy gets there (as a read would see
+// bytes appended meanwhile). Cancellation, a Close of either end by the
+// caller, and dst's write deadline passing (noticed between rounds, and at
+// least every linkedCheckEvery while a round waits) cancel the chain. The
+// file offset ends after the last byte delivered, as for copy.
 func (u *uring) copyLinked(ctx context.Context, de, src endpoint, limit int64, pool *splice.Pool) (written int64, handled bool, err error) {
 	fd, off, err := pinFile(src.conn)
 	if err != nil {

@@ -23,11 +23,11 @@ import (
 //
 // Two kinds of copy use the ring (uring_copy_linux.go), both only from a
 // regular file, and only once enough file copies run at once to gain
-// from a bound on threads: to a stream socket, the whole copy runs on
-// io-wq workers as linked chains (SPLICE file -> pipe, POLL_ADD, SPLICE
-// pipe -> socket); to anything else, reads that miss the page cache go
-// through the ring and the pipe is drained with splice(2) on the
-// netpoller.
+// from a bound on threads: to a stream socket, a copy whose next chunk is
+// not in the page cache runs wholly on io-wq workers as linked chains
+// (SPLICE file -> pipe, POLL_ADD, SPLICE pipe -> socket); to anything
+// else, reads that miss the page cache go through the ring and the pipe
+// is drained with splice(2) on the netpoller.
 type uring struct {
 	r      *ring.Ring
 	st     *counters
