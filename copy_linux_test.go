@@ -258,19 +258,7 @@ func TestCopyAsyncCancel(t *testing.T) {
 				if !errors.Is(err, context.DeadlineExceeded) {
 					t.Fatalf("Wait error = %v, want context.DeadlineExceeded", err)
 				}
-				// Exactly the bytes reported reached the socket, and the
-				// source offset sits right after them.
-				b.SetReadDeadline(time.Now().Add(time.Second))
-				got := make([]byte, n)
-				if _, err := io.ReadFull(b, got); err != nil {
-					t.Fatalf("reading the %d bytes reported: %v", n, err)
-				}
-				if !bytes.Equal(got, data[:n]) {
-					t.Fatal("the bytes reported differ from the source's")
-				}
-				if off, _ := src.r.(*os.File).Seek(0, io.SeekCurrent); off != n {
-					t.Errorf("source offset %d after a copy of %d bytes", off, n)
-				}
+				checkDelivered(t, b, data, n, src.r.(*os.File))
 				// The destination is usable again: the deadline pipes set to
 				// wake the copy is gone.
 				if _, err := a.Write([]byte{1}); err != nil {
@@ -426,17 +414,7 @@ func TestCopyWriteDeadline(t *testing.T) {
 					if !errors.Is(err, os.ErrDeadlineExceeded) {
 						t.Fatalf("copy = (%d, %v), want os.ErrDeadlineExceeded", n, err)
 					}
-					b.SetReadDeadline(time.Now().Add(5 * time.Second))
-					got := make([]byte, n)
-					if _, err := io.ReadFull(b, got); err != nil {
-						t.Fatalf("reading the %d bytes reported: %v", n, err)
-					}
-					if !bytes.Equal(got, data[:n]) {
-						t.Fatal("the bytes reported differ from the source's")
-					}
-					if off, _ := src.r.(*os.File).Seek(0, io.SeekCurrent); off != n {
-						t.Errorf("source offset %d after a copy of %d bytes", off, n)
-					}
+					checkDelivered(t, b, data, n, src.r.(*os.File))
 				})
 			}
 		}
@@ -589,15 +567,11 @@ func TestEngineCloseInFlight(t *testing.T) {
 func TestCopyFromFifoWaitsForWriter(t *testing.T) {
 	fdtest.Check(t)
 	e := newTestEngine(t)
-	path := filepath.Join(t.TempDir(), "fifo")
-	r, _, err := OpenFifo(path, os.O_RDONLY|os.O_CREATE, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, path := fifoNoWriter(t)
 	done := make(chan struct{})
 	var got bytes.Buffer
 	var n int64
+	var err error
 	go func() {
 		defer close(done)
 		n, err = e.Copy(&got, r)
@@ -614,11 +588,7 @@ func TestCopyFromFifoWaitsForWriter(t *testing.T) {
 		t.Fatalf("Copy = (%d, %v), got %q; want the late writer's bytes", n, err, got.String())
 	}
 
-	r2, _, err := OpenFifo(filepath.Join(t.TempDir(), "fifo2"), os.O_RDONLY|os.O_CREATE, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r2.Close()
+	r2, _ := fifoNoWriter(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if _, err := waitFuture(t, e.CopyAsync(ctx, io.Discard, r2)); !errors.Is(err, context.DeadlineExceeded) {
@@ -659,4 +629,34 @@ func TestCopyAppendDestination(t *testing.T) {
 			}
 		}
 	}
+}
+
+// checkDelivered checks that the peer b of a copy's destination holds
+// exactly the first n bytes of data, the n bytes the copy reported, and
+// that the source file's offset sits right after them.
+func checkDelivered(t *testing.T, b net.Conn, data []byte, n int64, src *os.File) {
+	t.Helper()
+	b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got := make([]byte, n)
+	if _, err := io.ReadFull(b, got); err != nil {
+		t.Fatalf("reading the %d bytes reported: %v", n, err)
+	}
+	if !bytes.Equal(got, data[:n]) {
+		t.Fatal("the bytes reported differ from the source's")
+	}
+	if off, _ := src.Seek(0, io.SeekCurrent); off != n {
+		t.Errorf("source offset %d after a copy of %d bytes", off, n)
+	}
+}
+
+// fifoNoWriter creates a fifo and opens it read-only, before any writer.
+func fifoNoWriter(t *testing.T) (*PipeReader, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "fifo")
+	r, _, err := OpenFifo(path, os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r, path
 }

@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -235,12 +234,7 @@ func TestFanOutLimitedReader(t *testing.T) {
 func TestFanOutFifoWaitsForWriter(t *testing.T) {
 	fdtest.Check(t)
 	e := newTestEngine(t)
-	path := filepath.Join(t.TempDir(), "fifo")
-	r, _, err := OpenFifo(path, os.O_RDONLY|os.O_CREATE, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, path := fifoNoWriter(t)
 	data := randomData(1<<20 + 3)
 	var ws []io.Writer
 	var finish []func() (int64, [32]byte)

@@ -262,11 +262,7 @@ func (u *uring) loop() {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 
-	l := &loopState{
-		inFlight: make(map[uint64]*ringOp),
-		aborting: make(map[*ringChain]struct{}),
-		cqes:     make([]ring.CQE, 256),
-	}
+	l := newLoopState()
 	for {
 		select {
 		case <-u.wake:
@@ -344,11 +340,7 @@ func (u *uring) reapLoop() {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 
-	l := &loopState{
-		inFlight: make(map[uint64]*ringOp),
-		aborting: make(map[*ringChain]struct{}),
-		cqes:     make([]ring.CQE, 256),
-	}
+	l := newLoopState()
 	for {
 		u.reap(l)
 		if u.queue(l) {
@@ -374,6 +366,14 @@ type loopState struct {
 	inFlight map[uint64]*ringOp
 	aborting map[*ringChain]struct{} // cancelled chains not yet done
 	cqes     []ring.CQE
+}
+
+func newLoopState() *loopState {
+	return &loopState{
+		inFlight: make(map[uint64]*ringOp),
+		aborting: make(map[*ringChain]struct{}),
+		cqes:     make([]ring.CQE, 256),
+	}
 }
 
 // cancelAborting queues an IORING_OP_ASYNC_CANCEL for the first pending op

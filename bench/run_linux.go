@@ -44,7 +44,7 @@ func run(cfg *config) error {
 		return err
 	}
 	defer w.close()
-	set := newStrategySet(cfg.backend, newPipeCache(cfg.pipeSize, 16), "")
+	set := newStrategySet(cfg.backend, newPipeCache(cfg.pipeSize, 16), "", cfg.engineOptions()...)
 	r := &runner{cfg: cfg, w: w, m: m, set: set}
 	if err := r.planScenarios(); err != nil {
 		return err
@@ -122,7 +122,7 @@ func runAsChild(cfg *config, m *meter) error {
 		return err
 	}
 	defer w.close()
-	set := newStrategySet(cfg.backend, newPipeCache(cfg.pipeSize, 16), cfg.childStrategy)
+	set := newStrategySet(cfg.backend, newPipeCache(cfg.pipeSize, 16), cfg.childStrategy, cfg.engineOptions()...)
 	defer set.close()
 	r := &runner{cfg: cfg, w: w, m: m, set: set}
 	if err := r.planScenarios(); err != nil {
@@ -240,6 +240,12 @@ func newHeader(cfg *config, m *meter, set *strategySet) header {
 		} else if s.skip != "" {
 			parts = append(parts, fmt.Sprintf("%s: skipped (%s)", s.name, s.skip))
 		}
+	}
+	if cfg.iowqWorkers > 0 {
+		parts = append(parts, fmt.Sprintf("engines: io-wq workers %d", cfg.iowqWorkers))
+	}
+	if cfg.maxPipes > 0 {
+		parts = append(parts, fmt.Sprintf("engines: max pipes %d", cfg.maxPipes))
 	}
 	h.Backend = strings.Join(parts, "; ")
 	if m.sc != nil {

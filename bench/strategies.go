@@ -34,13 +34,13 @@ type strategySet struct {
 
 // With only set, it builds just that strategy (a child process of
 // -isolate needs one engine, not all).
-func newStrategySet(backends string, loopPipes *pipeCache, only string) *strategySet {
+func newStrategySet(backends string, loopPipes *pipeCache, only string, opts ...pipes.Option) *strategySet {
 	set := &strategySet{only: only}
 	if backends == "all" || backends == "io_uring" {
-		set.addEngine(stratRing, pipes.WithBackend(pipes.BackendIOUring))
+		set.addEngine(stratRing, append([]pipes.Option{pipes.WithBackend(pipes.BackendIOUring)}, opts...)...)
 	}
 	if backends == "all" || backends == "splice" {
-		set.addEngine(stratSplice, pipes.WithBackend(pipes.BackendSplice))
+		set.addEngine(stratSplice, append([]pipes.Option{pipes.WithBackend(pipes.BackendSplice)}, opts...)...)
 	}
 	set.add(&strategy{
 		name:       stratLoop,
@@ -96,7 +96,8 @@ func (set *strategySet) close() error {
 
 // engineStrategy runs copies through a pipes Engine: Engine.Copy for one
 // stream, Engine.CopyAsync for concurrent copies. Engine options other
-// than the backend keep their defaults: what a user gets.
+// than the backend keep their defaults (what a user gets) unless
+// -iowq-workers or -max-pipes set them.
 func engineStrategy(name string, opts ...pipes.Option) *strategy {
 	e, err := pipes.NewEngine(opts...)
 	if err != nil {
@@ -208,4 +209,16 @@ func fanoutStrategies() []fanoutStrategy {
 		}
 		return total / int64(max(len(dsts), 1)), nil
 	}}}
+}
+
+// engineOptions are the Engine options the command line sets.
+func (cfg *config) engineOptions() []pipes.Option {
+	var opts []pipes.Option
+	if cfg.iowqWorkers > 0 {
+		opts = append(opts, pipes.WithIOWQMaxWorkers(uint32(cfg.iowqWorkers)))
+	}
+	if cfg.maxPipes > 0 {
+		opts = append(opts, pipes.WithMaxPipes(cfg.maxPipes))
+	}
+	return opts
 }
