@@ -3,9 +3,10 @@ package pipes
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"sync"
+
+	"github.com/pipes-go/pipes/internal/ctxerr"
 )
 
 // ErrCopierStopped is returned by Copier.Add once the copier has stopped:
@@ -150,8 +151,8 @@ func (c *Copier) Wait() error {
 
 func (c *Copier) run() {
 	err := c.fan.run()
-	if err != nil && c.ctx.Err() != nil && !errors.Is(err, c.ctx.Err()) {
-		err = fmt.Errorf("pipes: copier: %w (%w)", c.ctx.Err(), err)
+	if err != nil && c.ctx.Err() != nil {
+		err = ctxerr.Wrap("pipes: copier", c.ctx, err)
 	}
 	c.mu.Lock()
 	c.stopped, c.err, c.writers = true, err, nil

@@ -143,8 +143,8 @@ func socketEndpoint(sc syscall.Conn) (endpoint, bool) {
 }
 
 // classify fstats the descriptor behind rc and reads its status flags
-// where they matter. Datagram and seqpacket sockets, directories and
-// symlinks are not spliceable as streams.
+// where they matter. Datagram, seqpacket and listening sockets,
+// directories and symlinks are not spliceable as streams.
 func classify(rc syscall.RawConn, write bool) (e endpoint, ok bool) {
 	cerr := rc.Control(func(fd uintptr) {
 		var st unix.Stat_t
@@ -168,6 +168,13 @@ func classify(rc syscall.RawConn, write bool) (e endpoint, ok bool) {
 		case unix.S_IFSOCK:
 			typ, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TYPE)
 			if err != nil || typ != unix.SOCK_STREAM {
+				return
+			}
+			// A listening socket never becomes readable or writable
+			// for splice: the copy would wait forever. In userspace it
+			// fails at once, as io.Copy does (read: ENOTCONN; write,
+			// once there is something to write: EPIPE).
+			if l, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || l != 0 {
 				return
 			}
 			e.kind = kindSocket

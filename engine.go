@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pipes-go/pipes/internal/ctxerr"
 )
 
 // Engine runs copies. It owns the kernel resources they share: a pool of
@@ -189,10 +191,10 @@ func (e *Engine) copy(ctx context.Context, dst io.Writer, src io.Reader, async b
 		if isLimited {
 			lr.N -= n
 		}
-		if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
-			// The kernel paths report context.Cause(ctx); a cause of
-			// the caller's own must still match ctx.Err().
-			err = fmt.Errorf("%w: %w", ctx.Err(), err)
+		if err != nil && ctx.Err() != nil {
+			err = ctxerr.Wrap("pipes", ctx, err)
+		} else if err != nil {
+			err = closedFileErr(err, dst, inner)
 		}
 		return n, err
 	}
@@ -225,8 +227,8 @@ func copyUserspace(ctx context.Context, dst io.Writer, src io.Reader, async bool
 		src = &ctxReader{ctx: ctx, r: src}
 	}
 	n, err := io.Copy(dst, src)
-	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
-		err = fmt.Errorf("%w (%w)", context.Cause(ctx), err)
+	if err != nil && ctx.Err() != nil {
+		err = ctxerr.Wrap("pipes", ctx, err)
 	}
 	return n, err
 }
@@ -302,6 +304,17 @@ type Stats struct {
 	Enters    uint64 // io_uring_enter calls made to submit them
 	CQEs      uint64 // completions reaped
 	Pipes     int    // intermediate pipes alive now (pooled or in use)
+
+	// PoolWaits counts the times a copy waited for a pooled pipe; the
+	// copy paths never do (see PoolExhausted), so only an Engine whose
+	// pool is used by other means counts any.
+	PoolWaits uint64
+	// PoolExhausted counts the times a copy found every pooled pipe in
+	// use (or the kernel refused a new one) and went on without one:
+	// through a userspace buffer for that round, or on another path
+	// for a ring copy. A steady rise means WithMaxPipes is too low for
+	// the copies whose destinations are slow.
+	PoolExhausted uint64
 }
 
 type counters struct {
@@ -328,7 +341,7 @@ func (e *Engine) Stats() Stats {
 		CQEs:      e.stats.cqes.Load(),
 	}
 	if e.sys != nil {
-		s.Pipes = e.sys.pipes()
+		e.sys.poolStats(&s)
 	}
 	return s
 }

@@ -7,10 +7,10 @@ import (
 	"io"
 	"os"
 	"sync/atomic"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pipes-go/pipes/internal/ctxerr"
 	"github.com/pipes-go/pipes/splice"
 )
 
@@ -52,8 +52,10 @@ func (s *sysEngine) close() error {
 	return errors.Join(err, s.pool.Close())
 }
 
-func (s *sysEngine) pipes() int {
-	return s.pool.Stats().Alive
+// poolStats fills in the pipe pool's part of st.
+func (s *sysEngine) poolStats(st *Stats) {
+	ps := s.pool.Stats()
+	st.Pipes, st.PoolWaits, st.PoolExhausted = ps.Alive, ps.Waits, ps.Exhausted
 }
 
 // copyFD copies with splice(2) or the ring when both sides have a file
@@ -72,7 +74,7 @@ func (s *sysEngine) copyFD(ctx context.Context, dst io.Writer, src io.Reader, li
 		stop()
 		if err != nil {
 			if ctx.Err() != nil {
-				err = fmt.Errorf("%w (%w)", context.Cause(ctx), err)
+				err = ctxerr.Wrap("pipes", ctx, err)
 			}
 			return 0, true, err
 		}
@@ -99,7 +101,9 @@ func (s *sysEngine) copyFD(ctx context.Context, dst io.Writer, src io.Reader, li
 		}
 	}
 	if se.kind == kindFile && de.kind == kindSocket {
-		n, handled, err := sendfileCopy(ctx, dst, de, se, limit)
+		// sendfile(2): one system call per chunk where file -> pipe ->
+		// socket needs two; see docs/benchmarks.md.
+		n, handled, err := splice.Sendfile(ctx, de.end(), se.end(), limit)
 		if handled {
 			s.st.sendfile.Add(1)
 			return n, true, err
@@ -152,85 +156,7 @@ func cachedAhead(src endpoint, limit int64, max int) bool {
 	return cached
 }
 
-// sendfileChunk is how much sendfileCopy sends between two checks of ctx.
-const sendfileChunk = 4 << 20
-
-// sendfileCopy copies a regular file to a stream socket with sendfile(2):
-// one system call per chunk where file -> pipe -> socket needs two.
-// Measured here: 1.5x the splice loop for 64 KiB copies to TCP, 2x to a
-// unix socket, and equal for large ones (docs/benchmarks.md). It waits for
-// a full socket on the netpoller, inside dst's RawConn, and reads the file
-// from its position, which it leaves after the last byte sent (3 system
-// calls for a small file: fstat when the file is classified, sendfile,
-// and the sendfile that finds EOF; io.Copy makes the last two). The chunks
-// bound how long a cancelled copy goes on; a wait is woken through dst's
-// write deadline. handled is false, with nothing sent, where the file
-// system has no sendfile (EINVAL, ENOSYS, EOPNOTSUPP).
-func sendfileCopy(ctx context.Context, dst io.Writer, de, se endpoint, limit int64) (written int64, handled bool, err error) {
-	if ctx.Done() != nil {
-		defer interruptOnDone(ctx, dst, nil)()
-	}
-	handled = true
-	cerr := se.conn.Control(func(sfd uintptr) {
-		werr := de.conn.Write(func(dfd uintptr) bool {
-			for limit < 0 || written < limit {
-				if ctx.Err() != nil {
-					err = fmt.Errorf("sendfile: %w", context.Cause(ctx))
-					return true
-				}
-				n := int64(sendfileChunk)
-				if limit >= 0 && limit-written < n {
-					n = limit - written
-				}
-				// A nil offset: the kernel reads at the file's
-				// position and moves it past what it sent.
-				m, e := sendfile(int(dfd), int(sfd), int(n))
-				if m > 0 {
-					written += int64(m)
-				}
-				switch {
-				case e == unix.EAGAIN:
-					return false // wait until dst takes more
-				case e == unix.EINTR:
-				case e != nil:
-					if written == 0 && (e == unix.EINVAL || e == unix.ENOSYS || e == unix.EOPNOTSUPP) {
-						handled = false
-					}
-					err = os.NewSyscallError("sendfile", e)
-					return true
-				case m == 0:
-					return true // EOF
-				}
-			}
-			return true
-		})
-		if werr != nil && err == nil {
-			err = werr
-			if ctx.Err() != nil {
-				err = fmt.Errorf("%w (%w)", context.Cause(ctx), werr)
-			}
-		}
-	})
-	if !handled {
-		return 0, false, nil
-	}
-	if cerr != nil && err == nil {
-		err = cerr
-	}
-	return written, true, err
-}
-
 func isOSFile(v any) bool {
 	_, ok := v.(*os.File)
 	return ok
-}
-
-// sendfile is sendfile(2) with a nil offset, which x/sys/unix does not
-// offer: it reads from, and advances, in's file position.
-func sendfile(out, in, count int) (int, error) {
-	n, _, e := syscall.Syscall6(syscall.SYS_SENDFILE, uintptr(out), uintptr(in), 0, uintptr(count), 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
 }

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pipes-go/pipes/internal/ctxerr"
 )
 
 // ErrEvicted is wrapped by the error of a destination that FanOut dropped
@@ -286,11 +288,7 @@ func evictedError(idx int, after time.Duration) error {
 
 // fanOutCtxError returns the error of destinations stopped by ctx.
 func fanOutCtxError(ctx context.Context) error {
-	err, cause := ctx.Err(), context.Cause(ctx)
-	if cause == nil || cause == err {
-		return fmt.Errorf("pipes: fan-out: %w", err)
-	}
-	return fmt.Errorf("pipes: fan-out: %w: %w", err, cause)
+	return ctxerr.Wrap("pipes: fan-out", ctx, nil)
 }
 
 // kick wakes the receiver of a capacity-1 channel without blocking.

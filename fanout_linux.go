@@ -351,6 +351,19 @@ func (k *kfan) fill() (n int, eof, idle bool, err error) {
 		switch {
 		case m > 0:
 			n = m
+		case e == nil && k.src.kind == kindSocket:
+			// EOF, or TCP's urgent mark: read(2) tells them apart.
+			m, e = splice.ReadMark(int(fd), k.stage.WriteFd(), chunk)
+			switch {
+			case m > 0:
+				n = m
+			case e == nil:
+				eof = true
+			case e == unix.EAGAIN && k.ctx.Err() == nil:
+				return false
+			default:
+				err = os.NewSyscallError("read", e)
+			}
 		case e == nil:
 			eof = true
 		case e == unix.EAGAIN && k.srcPollable && k.ctx.Err() == nil:

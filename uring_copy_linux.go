@@ -37,6 +37,14 @@ const linkedCheckEvery = 20 * time.Millisecond
 // least every linkedCheckEvery while a round waits) cancel the chain. The
 // file offset ends after the last byte delivered, as for copy.
 func (u *uring) copyLinked(ctx context.Context, de, src endpoint, limit int64, pool *splice.Pool) (written int64, handled bool, err error) {
+	// A chain holds its pipe for the whole copy: never wait for one
+	// (another copy's peer may never read again); without one, the
+	// caller takes another path.
+	p := pool.TryGet()
+	if p == nil {
+		return 0, false, nil
+	}
+	defer pool.Put(p) // closed, not pooled, if bytes are left in it
 	fd, off, err := pinFile(src.conn)
 	if err != nil {
 		return 0, true, err
@@ -47,11 +55,6 @@ func (u *uring) copyLinked(ctx context.Context, de, src endpoint, limit int64, p
 		return 0, true, err
 	}
 	defer unix.Close(dfd)
-	p, err := pool.Get(ctx)
-	if err != nil {
-		return 0, true, err
-	}
-	defer pool.Put(p) // closed, not pooled, if bytes are left in it
 	start := off
 	defer func() {
 		if _, serr := unix.Seek(fd, start+written, 0); serr != nil && err == nil {
@@ -204,16 +207,16 @@ func checkEnds(de, src endpoint) error {
 // byte delivered to dst: bytes read into the pipe but not delivered (the
 // copy failed or was cancelled) are read again by the next copy.
 func (u *uring) copy(ctx context.Context, dst io.Writer, de, src endpoint, limit int64, pool *splice.Pool) (written int64, handled bool, err error) {
+	p := pool.TryGet() // never wait for a pipe, as copyLinked
+	if p == nil {
+		return 0, false, nil
+	}
+	defer pool.Put(p) // closed, not pooled, if bytes are left in it
 	fd, off, err := pinFile(src.conn)
 	if err != nil {
 		return 0, true, err
 	}
 	defer unix.Close(fd)
-	p, err := pool.Get(ctx)
-	if err != nil {
-		return 0, true, err
-	}
-	defer pool.Put(p) // closed, not pooled, if bytes are left in it
 	start := off
 	if ctx.Done() != nil {
 		defer interruptOnDone(ctx, dst, nil)()

@@ -4,14 +4,16 @@ package splice
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pipes-go/pipes/internal/ctxerr"
 )
 
 // End is one side of a Copy.
@@ -77,7 +79,7 @@ const maxChunk = 1 << 30
 // blockingPoll is how long a wait on a blocking descriptor (one the Go
 // netpoller does not watch) sleeps in poll(2) before Copy checks again
 // whether its context ended or the descriptor was closed.
-const blockingPoll = 100 * time.Millisecond
+const blockingPoll = 50 * time.Millisecond
 
 // Copy moves up to limit bytes (limit < 0: until EOF) from src to dst
 // with splice(2) and returns the number of bytes that reached dst.
@@ -126,15 +128,17 @@ func Copy(ctx context.Context, dst, src End, limit int64, pool *Pool) (written i
 	c := &copier{ctx: ctx, limit: limit, src: side{End: src}, dst: side{End: dst}}
 	c.src.apply(src.Info)
 	c.dst.apply(dst.Info)
-	if !c.src.pipe() && !c.dst.pipe() {
-		// Which path, and whether the pair can be spliced at all, depends
-		// on what the descriptors are. With a pipe on one side the path
-		// is direct and the kernel itself refuses what it cannot splice
-		// (EINVAL, before moving anything, also for an O_APPEND
-		// destination): the sides are inspected only if a wait needs it.
+	// Which path, and whether the pair can be spliced at all, depends on
+	// what the descriptors are. A pipe side needs no inspection up front
+	// (SPLICE_F_NONBLOCK keeps it from blocking, and the kernel refuses
+	// what it cannot splice before moving anything); the other side must
+	// be known, so that a blocking socket is bounded (boundBlocking).
+	if !c.src.pipe() {
 		if err := c.src.inspect(); err != nil {
 			return 0, true, err
 		}
+	}
+	if !c.dst.pipe() {
 		if err := c.dst.inspect(); err != nil {
 			return 0, true, err
 		}
@@ -145,31 +149,11 @@ func Copy(ctx context.Context, dst, src End, limit int64, pool *Pool) (written i
 	if err := ctx.Err(); err != nil {
 		return 0, true, ctxError(ctx, nil)
 	}
-	if ctx.Done() != nil && (src.Wake != nil || dst.Wake != nil) {
-		var woke sync.WaitGroup
-		woke.Add(1)
-		stop := context.AfterFunc(ctx, func() {
-			defer woke.Done()
-			if src.Wake != nil {
-				src.Wake()
-			}
-			if dst.Wake != nil {
-				dst.Wake()
-			}
-		})
-		defer func() {
-			if stop() {
-				return
-			}
-			woke.Wait()
-			if src.Reset != nil {
-				src.Reset()
-			}
-			if dst.Reset != nil {
-				dst.Reset()
-			}
-		}()
-	}
+	defer c.wakeOnDone()()
+	defer c.src.boundBlocking(unix.SO_RCVTIMEO)()
+	defer c.dst.boundBlocking(unix.SO_SNDTIMEO)()
+	c.pool = pool
+	defer c.releaseBuffer()
 	if c.src.pipe() || c.dst.pipe() {
 		handled, err = c.direct()
 	} else {
@@ -181,22 +165,43 @@ func Copy(ctx context.Context, dst, src End, limit int64, pool *Pool) (written i
 	return c.written, handled, err
 }
 
-// ctxError returns an error wrapping ctx.Err(), its cause, and err.
+// wakeOnDone arranges for the ends' Wake to be called when the copy's
+// context ends, and returns the function to call when the copy returns:
+// it cancels that, or, if Wake ran, waits for it and calls Reset.
+func (c *copier) wakeOnDone() (stop func()) {
+	src, dst := c.src.End, c.dst.End
+	if c.ctx.Done() == nil || (src.Wake == nil && dst.Wake == nil) {
+		return func() {}
+	}
+	var woke sync.WaitGroup
+	woke.Add(1)
+	stopAfter := context.AfterFunc(c.ctx, func() {
+		defer woke.Done()
+		if src.Wake != nil {
+			src.Wake()
+		}
+		if dst.Wake != nil {
+			dst.Wake()
+		}
+	})
+	return func() {
+		if stopAfter() {
+			return
+		}
+		woke.Wait()
+		if src.Reset != nil {
+			src.Reset()
+		}
+		if dst.Reset != nil {
+			dst.Reset()
+		}
+	}
+}
+
+// ctxError returns the error of a copy ended by its context: it wraps
+// ctx.Err(), its cause, and err.
 func ctxError(ctx context.Context, err error) error {
-	cerr := ctx.Err()
-	if err != nil && errors.Is(err, cerr) {
-		return err
-	}
-	cause := context.Cause(ctx)
-	switch {
-	case err == nil && cause == cerr:
-		return fmt.Errorf("splice: %w", cerr)
-	case err == nil:
-		return fmt.Errorf("splice: %w: %w", cerr, cause)
-	case cause == cerr:
-		return fmt.Errorf("splice: %w (%w)", cerr, err)
-	}
-	return fmt.Errorf("splice: %w: %w (%w)", cerr, cause, err)
+	return ctxerr.Wrap("splice", ctx, err)
 }
 
 // side is an End with what Copy learnt about its descriptor at the start.
@@ -271,6 +276,55 @@ func (s *side) spliceable() bool {
 
 func (s *side) pipe() bool { return s.Pipe || s.mode == unix.S_IFIFO }
 
+func (s *side) socket() bool { return s.mode == unix.S_IFSOCK }
+
+// boundBlocking makes a wait inside the kernel on a blocking-mode socket
+// (one the Go netpoller does not watch, as from os.NewFile of a blocking
+// descriptor) return after blockingPoll, so that the copy can notice that
+// its context ended or the descriptor was closed: it lowers opt
+// (SO_RCVTIMEO for the source, SO_SNDTIMEO for the destination), after
+// which the kernel answers EAGAIN, or a short count, to a splice, read or
+// sendfile that waited that long. The returned restore puts the caller's
+// value back. Blocking pipes need none of this: SPLICE_F_NONBLOCK covers
+// the pipe side of every splice.
+func (s *side) boundBlocking(opt int) (restore func()) {
+	if !s.known || !s.socket() || s.nonblock {
+		return func() {}
+	}
+	return BoundBlocking(s.Conn, opt)
+}
+
+// BoundBlocking lowers the socket option opt (unix.SO_RCVTIMEO or
+// unix.SO_SNDTIMEO) of the blocking socket behind c to the slice Copy
+// polls blocking descriptors in, unless it is already that short, and
+// returns a function that puts the previous value back. A system call on
+// the socket that would wait longer then returns EAGAIN (or a short
+// count), so that a loop around it can check for cancellation. Callers
+// use it only on sockets in blocking mode, for the duration of a copy.
+func BoundBlocking(c syscall.RawConn, opt int) (restore func()) {
+	var old *unix.Timeval
+	c.Control(func(fd uintptr) {
+		tv, err := unix.GetsockoptTimeval(int(fd), unix.SOL_SOCKET, opt)
+		if err != nil {
+			return
+		}
+		if d := time.Duration(tv.Nano()); d > 0 && d <= blockingPoll {
+			return
+		}
+		slice := unix.NsecToTimeval(blockingPoll.Nanoseconds())
+		if unix.SetsockoptTimeval(int(fd), unix.SOL_SOCKET, opt, &slice) == nil {
+			old = tv
+		}
+	})
+	return func() {
+		if old != nil {
+			c.Control(func(fd uintptr) {
+				unix.SetsockoptTimeval(int(fd), unix.SOL_SOCKET, opt, old)
+			})
+		}
+	}
+}
+
 // neverWaits reports descriptors that never answer EAGAIN.
 func (s *side) neverWaits() bool { return s.mode == unix.S_IFREG || s.mode == unix.S_IFBLK }
 
@@ -283,6 +337,8 @@ type copier struct {
 	limit    int64
 	written  int64
 	src, dst side
+	pool     *Pool
+	buf      *[]byte // from pool.buffer, for rounds splice cannot make
 
 	// State of a direct round, shared by its two nested callbacks.
 	step int
@@ -311,6 +367,7 @@ const (
 	stepWaitSrc // src has nothing to read
 	stepWaitDst // dst has no room
 	stepRetry   // EAGAIN, yet both sides look ready
+	stepZero    // a socket src spliced 0 bytes: EOF, or TCP's urgent mark
 	stepFail    // err is set
 )
 
@@ -330,6 +387,8 @@ func (c *copier) direct() (handled bool, err error) {
 				continue
 			}
 			switch {
+			case e == nil && c.src.socket():
+				c.step = stepZero
 			case e == nil:
 				c.step = stepEOF
 			case e == unix.EAGAIN:
@@ -383,6 +442,16 @@ func (c *copier) direct() (handled bool, err error) {
 			backoff = 0
 			if err := c.wait(&c.src, false); err != nil {
 				return true, err
+			}
+		case stepZero:
+			eof, again, err := c.bufferRound()
+			if err != nil || eof {
+				return true, err
+			}
+			if again {
+				if err := c.wait(&c.src, false); err != nil {
+					return true, err
+				}
 			}
 		case stepRetry:
 			// Usually a side became ready between the splice and the
@@ -477,7 +546,10 @@ func pollFd(fd int, events int16, timeout time.Duration) bool {
 // have input, and for dst to have room, before it takes a pipe, and puts
 // the pipe back when src runs dry. Otherwise idle copies would hold every
 // pipe of a bounded pool, and copies chained through sockets (one's dst
-// is another's src) could wait for each other forever.
+// is another's src) could wait for each other forever. A copy never
+// waits for a pipe either: when none is free (every pipe holds bytes for
+// a destination that does not read, say), the round goes through a
+// userspace buffer, as io.Copy would, and the next round tries again.
 func (c *copier) viaPipe(pool *Pool) (handled bool, err error) {
 	var p *Pipe
 	release := func() {
@@ -485,7 +557,9 @@ func (c *copier) viaPipe(pool *Pool) (handled bool, err error) {
 			return
 		}
 		if p.data > 0 {
-			err = c.unread(p, err)
+			left := p.data
+			p.data, p.dirty = 0, true
+			err = c.unread(left, err)
 		}
 		if pool != nil {
 			pool.Put(p)
@@ -511,13 +585,13 @@ func (c *copier) viaPipe(pool *Pool) (handled bool, err error) {
 					return true, c.waitErr(err)
 				}
 			}
-			if pool != nil {
-				p, err = pool.Get(c.ctx)
-			} else {
-				p, err = NewPipe(DefaultPipeSize)
-			}
-			if err != nil {
-				return true, err
+			if p = takePipe(pool); p == nil {
+				eof, again, err := c.bufferRound()
+				if err != nil || eof {
+					return true, err
+				}
+				srcReady = !again
+				continue
 			}
 		}
 		n, eof, again, err := c.fill(p)
@@ -529,6 +603,15 @@ func (c *copier) viaPipe(pool *Pool) (handled bool, err error) {
 				return true, os.NewSyscallError("splice", errno)
 			}
 			return true, err
+		}
+		if eof && c.src.socket() {
+			// EOF, or TCP's urgent mark, where splice stops: read(2)
+			// tells them apart and steps over the urgent byte.
+			eof, again, err = c.bufferRound()
+			if err != nil {
+				return true, err
+			}
+			n = 0
 		}
 		if eof {
 			return true, nil
@@ -547,11 +630,15 @@ func (c *copier) viaPipe(pool *Pool) (handled bool, err error) {
 			continue
 		}
 		srcReady = true
+		if n == 0 {
+			continue // the urgent mark was crossed by a buffer round
+		}
 		p.data += n
 		if err := c.drain(p); err != nil {
 			if errno, ok := err.(syscall.Errno); ok {
 				if c.written == 0 && notSpliceable(errno) && c.src.mode == unix.S_IFREG {
-					if c.unread(p, nil) == nil {
+					if c.seekBack(p.data) == nil {
+						p.data, p.dirty = 0, true
 						return false, nil // the file offset is back where it was
 					}
 				}
@@ -564,6 +651,120 @@ func (c *copier) viaPipe(pool *Pool) (handled bool, err error) {
 		}
 	}
 	return true, nil
+}
+
+// takePipe returns an empty pipe from pool, or nil where none is free or
+// the kernel refuses one (see Pool.TryGet). A nil pool makes a pipe of
+// DefaultPipeSize for the copy.
+func takePipe(pool *Pool) *Pipe {
+	if pool != nil {
+		return pool.TryGet()
+	}
+	p, err := NewPipe(DefaultPipeSize)
+	if err != nil {
+		return nil
+	}
+	return p
+}
+
+// bufferRound moves up to one buffer of bytes from src to dst through
+// userspace: one read(2) from src, then write(2) until dst has all of
+// them, waiting for room as drain does. It makes the rounds splice
+// cannot: one for which no pipe is free, and one at TCP's urgent mark,
+// where splice returns 0 as if at EOF while read(2) steps over the urgent
+// byte (not inline: SO_OOBINLINE unset) and goes on, as io.Copy's does.
+// eof reports that read returned 0, again that src had no input. Bytes
+// read and not delivered are un-read or reported (unread).
+func (c *copier) bufferRound() (eof, again bool, err error) {
+	if c.buf == nil {
+		c.buf = c.pool.buffer()
+	}
+	buf := (*c.buf)[:c.chunk(len(*c.buf))]
+	n := 0
+	rerr := c.src.Conn.Read(func(fd uintptr) bool {
+		for {
+			m, e := unix.Read(int(fd), buf)
+			switch {
+			case e == unix.EINTR:
+				continue
+			case m > 0:
+				n = m
+			case e == nil:
+				eof = true
+			case e == unix.EAGAIN:
+				again = true
+			default:
+				err = os.NewSyscallError("read", e)
+			}
+			return true
+		}
+	})
+	if rerr != nil {
+		return false, false, rerr
+	}
+	if n == 0 {
+		return eof, again, err
+	}
+	left, err := c.writeAll(buf[:n])
+	if err != nil {
+		if c.ctx.Err() != nil {
+			err = ctxError(c.ctx, err)
+		}
+		return false, false, c.unread(left, err)
+	}
+	return false, false, nil
+}
+
+// writeAll writes b to dst, waiting for room on the netpoller (or in
+// poll(2) slices for a blocking dst), and returns how many bytes of b it
+// could not write when it fails. The written count grows as bytes go.
+func (c *copier) writeAll(b []byte) (left int, err error) {
+	for len(b) > 0 {
+		werr := c.dst.Conn.Write(func(fd uintptr) bool {
+			for len(b) > 0 {
+				m, e := unix.Write(int(fd), b)
+				if m > 0 {
+					b = b[m:]
+					c.written += int64(m)
+					continue
+				}
+				switch {
+				case e == unix.EINTR:
+					continue
+				case e == unix.EAGAIN && c.ctx.Err() != nil:
+					err = ctxError(c.ctx, nil)
+				case e == unix.EAGAIN && c.dst.pollable():
+					return false
+				case e == unix.EAGAIN:
+					pollFd(int(fd), unix.POLLOUT, blockingPoll)
+				case e == nil:
+					err = io.ErrShortWrite
+				default:
+					err = os.NewSyscallError("write", e)
+				}
+				return true
+			}
+			return true
+		})
+		if werr != nil {
+			return len(b), werr
+		}
+		if err != nil {
+			return len(b), err
+		}
+		if c.ctx.Err() != nil && len(b) > 0 {
+			return len(b), ctxError(c.ctx, nil)
+		}
+	}
+	return 0, nil
+}
+
+// releaseBuffer gives the buffer of bufferRound back to the pool.
+func (c *copier) releaseBuffer() {
+	if c.buf != nil {
+		c.pool.putBuffer(c.buf)
+		c.buf = nil
+	}
 }
 
 // waitErr returns the error of a failed wait, marked as the context's if
@@ -689,24 +890,32 @@ func (c *copier) flush(p *Pipe) {
 	})
 }
 
-// unread accounts for bytes left in p: a regular-file src is seeked back
-// over them, so its offset stays just after the bytes that reached dst;
-// otherwise they are lost and err says how many.
-func (c *copier) unread(p *Pipe, err error) error {
-	left := p.data
-	p.data, p.dirty = 0, true
-	if c.src.mode == unix.S_IFREG {
-		var serr error
-		cerr := c.src.Conn.Control(func(fd uintptr) {
-			_, serr = unix.Seek(int(fd), -int64(left), 1)
-		})
-		if cerr == nil && serr == nil {
-			return err
-		}
+// unread accounts for left bytes read from src and not delivered: a
+// regular-file src is seeked back over them, so its offset stays just
+// after the bytes that reached dst; otherwise they are lost and the
+// error says how many.
+func (c *copier) unread(left int, err error) error {
+	if left == 0 {
+		return err
+	}
+	if c.src.mode == unix.S_IFREG && c.seekBack(left) == nil {
+		return err
 	}
 	lost := fmt.Errorf("splice: %d bytes read from the source were not delivered", left)
 	if err == nil {
 		return lost
 	}
 	return fmt.Errorf("%w (%w)", err, lost)
+}
+
+// seekBack moves a regular-file src's offset back by n bytes.
+func (c *copier) seekBack(n int) error {
+	var serr error
+	cerr := c.src.Conn.Control(func(fd uintptr) {
+		_, serr = unix.Seek(int(fd), -int64(n), io.SeekCurrent)
+	})
+	if cerr != nil {
+		return cerr
+	}
+	return serr
 }

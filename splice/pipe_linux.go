@@ -127,6 +127,7 @@ type PoolStats struct {
 	Created   uint64 // pipes created over the pool's life
 	Discarded uint64 // pipes closed on Put because they held bytes
 	Waits     uint64 // Get calls that had to wait for a pipe
+	Exhausted uint64 // TryGet calls that found no pipe free (the copy went on through a buffer)
 	Shrunk    uint64 // pipes the kernel gave less than Size (pipe quota)
 }
 
@@ -145,8 +146,16 @@ type Pool struct {
 	closed  bool
 	waiters []chan struct{} // FIFO of blocked Gets, each signalled once
 
-	created, discarded, waits, shrunk atomic.Uint64
+	created, discarded, waits, shrunk, exhausted atomic.Uint64
+
+	// buffers holds the userspace buffers of copy rounds that go
+	// without a pipe (see TryGet): bufferSize bytes each.
+	buffers sync.Pool
 }
+
+// bufferSize is the size of the userspace buffer a copy round uses when
+// it has no pipe: that of io.Copy's buffer, twice over.
+const bufferSize = 64 << 10
 
 // NewPool returns a pool of pipes of pipeSize bytes, at most maxPipes of
 // which exist at once. pipeSize <= 0 means DefaultPipeSize; it is capped
@@ -178,6 +187,80 @@ func pipeMaxSize() int {
 	return n
 }
 
+// TryGet returns an empty pipe, an idle one or a new one while fewer than
+// the bound exist, and never waits: it returns nil when every pipe is in
+// use (counted as Exhausted), when the pool is closed, or when the kernel
+// refuses a new pipe (EMFILE, ENFILE, ENOMEM). A copy that gets nil goes
+// on without a pipe rather than wait for one: the pipes in use may be held
+// by copies whose peers never read again. The caller owns the pipe until
+// it hands it to Put (or closes it).
+func (p *Pool) TryGet() *Pipe {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	if n := len(p.idle); n > 0 {
+		pp := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.inUse++
+		p.mu.Unlock()
+		return pp
+	}
+	if p.alive >= p.max {
+		p.mu.Unlock()
+		p.exhausted.Add(1)
+		return nil
+	}
+	p.alive++
+	p.inUse++
+	p.mu.Unlock()
+	pp, err := p.newPipe()
+	if err != nil {
+		p.exhausted.Add(1)
+		return nil
+	}
+	return pp
+}
+
+// newPipe creates a pipe counted in alive and inUse by the caller; on
+// failure it takes that count back.
+func (p *Pool) newPipe() (*Pipe, error) {
+	pp, err := NewPipe(p.size)
+	if err != nil {
+		p.mu.Lock()
+		p.alive--
+		p.inUse--
+		p.signalLocked()
+		p.mu.Unlock()
+		return nil, err
+	}
+	pp.pool = p
+	p.created.Add(1)
+	if pp.size < p.size {
+		p.shrunk.Add(1)
+	}
+	return pp, nil
+}
+
+// buffer returns a userspace buffer of bufferSize bytes; putBuffer takes
+// it back. A nil pool allocates one.
+func (p *Pool) buffer() *[]byte {
+	if p != nil {
+		if b, ok := p.buffers.Get().(*[]byte); ok {
+			return b
+		}
+	}
+	b := make([]byte, bufferSize)
+	return &b
+}
+
+func (p *Pool) putBuffer(b *[]byte) {
+	if p != nil {
+		p.buffers.Put(b)
+	}
+}
+
 // Get returns an empty pipe: an idle one, or a new one while fewer than
 // the bound exist, or else the next one returned, waiting for it. It fails
 // with an error wrapping ctx.Err() if ctx ends first, with ErrPoolClosed
@@ -202,21 +285,7 @@ func (p *Pool) Get(ctx context.Context) (*Pipe, error) {
 			p.alive++
 			p.inUse++
 			p.mu.Unlock()
-			pp, err := NewPipe(p.size)
-			if err != nil {
-				p.mu.Lock()
-				p.alive--
-				p.inUse--
-				p.signalLocked()
-				p.mu.Unlock()
-				return nil, err
-			}
-			pp.pool = p
-			p.created.Add(1)
-			if pp.size < p.size {
-				p.shrunk.Add(1)
-			}
-			return pp, nil
+			return p.newPipe()
 		}
 		ch := make(chan struct{})
 		p.waiters = append(p.waiters, ch)
@@ -340,5 +409,6 @@ func (p *Pool) Stats() PoolStats {
 		Discarded: p.discarded.Load(),
 		Waits:     p.waits.Load(),
 		Shrunk:    p.shrunk.Load(),
+		Exhausted: p.exhausted.Load(),
 	}
 }

@@ -66,3 +66,35 @@ func errno(err error) error {
 	}
 	return err
 }
+
+// ReadMark is for a splice from the stream socket fd into an empty pipe
+// that returned 0. At TCP's urgent mark splice(2) returns 0 as it does at
+// EOF, and would go on returning 0: read(2) steps over the urgent byte
+// (not inline, as by default) and goes on, as io.Copy's does. ReadMark
+// reads up to n bytes (at most 64 KiB) from fd and writes them into the
+// pipe wfd, which must have room for them (it is empty and n is at most
+// its size). It returns the bytes moved: 0, nil at a real EOF; EAGAIN
+// (a syscall.Errno) when fd has no input now.
+func ReadMark(fd, wfd int, n int) (int, error) {
+	buf := make([]byte, min(n, bufferSize))
+	for {
+		m, err := unix.Read(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || m <= 0 {
+			return 0, errno(err)
+		}
+		for w := 0; w < m; {
+			k, err := unix.Write(wfd, buf[w:m])
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return w, errno(err)
+			}
+			w += k
+		}
+		return m, nil
+	}
+}
