@@ -48,11 +48,18 @@ type endpoint struct {
 	reset func()
 	info  splice.Info // file type and status flags, read once
 	size  int64       // kindFile: the size fstat reported
+	// meter, on a destination, counts the bytes delivered to it as
+	// they move; nil: not counted.
+	meter *meter
 }
 
 // end returns the endpoint as a splice.End.
 func (e endpoint) end() splice.End {
-	return splice.End{Conn: e.conn, Pipe: e.kind == kindPipe, Wake: e.wake, Reset: e.reset, Info: e.info}
+	end := splice.End{Conn: e.conn, Pipe: e.kind == kindPipe, Wake: e.wake, Reset: e.reset, Info: e.info}
+	if e.meter != nil {
+		end.Meter = e.meter
+	}
+	return end
 }
 
 // readerEndpoint reports whether the kernel can splice from r, and how:

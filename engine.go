@@ -114,8 +114,8 @@ func (e *Engine) begin() error {
 	return nil
 }
 
-func (e *Engine) end(n int64) {
-	e.stats.bytes.Add(uint64(n))
+// end unregisters a copy. Its bytes were counted as they moved (meter).
+func (e *Engine) end() {
 	e.stats.inFlight.Add(-1)
 	e.inFlight.Done()
 }
@@ -128,8 +128,9 @@ func (e *Engine) Copy(dst io.Writer, src io.Reader) (written int64, err error) {
 	if err := e.begin(); err != nil {
 		return 0, err
 	}
-	defer func() { e.end(written) }()
-	written, err = e.copy(e.ctx, dst, src, false)
+	defer e.end()
+	m := meter{engine: &e.stats.bytes}
+	written, err = e.copy(e.ctx, dst, src, false, &m)
 	return written, e.closedErr(e.ctx, err)
 }
 
@@ -153,11 +154,12 @@ func (e *Engine) CopyAsync(ctx context.Context, dst io.Writer, src io.Reader) *F
 	go func() {
 		cctx, cancel := context.WithCancelCause(ctx)
 		stop := context.AfterFunc(e.ctx, func() { cancel(ErrClosed) })
-		n, err := e.copy(cctx, dst, src, true)
+		f.meter.engine = &e.stats.bytes
+		n, err := e.copy(cctx, dst, src, true, &f.meter)
 		err = e.closedErr(cctx, err)
 		stop()
 		cancel(nil)
-		e.end(n)
+		e.end()
 		f.resolve(n, err)
 	}()
 	return f
@@ -176,7 +178,7 @@ func (e *Engine) closedErr(ctx context.Context, err error) error {
 
 // copy honours *io.LimitedReader, tries the kernel paths, and falls back
 // to a userspace copy when they report that they did not handle the pair.
-func (e *Engine) copy(ctx context.Context, dst io.Writer, src io.Reader, async bool) (int64, error) {
+func (e *Engine) copy(ctx context.Context, dst io.Writer, src io.Reader, async bool, m *meter) (int64, error) {
 	limit := int64(-1)
 	inner := src
 	lr, isLimited := src.(*io.LimitedReader)
@@ -186,7 +188,7 @@ func (e *Engine) copy(ctx context.Context, dst io.Writer, src io.Reader, async b
 		}
 		limit, inner = lr.N, lr.R
 	}
-	n, handled, err := e.sys.copyFD(ctx, dst, inner, limit)
+	n, handled, err := e.sys.copyFD(ctx, dst, inner, limit, m)
 	if handled {
 		if isLimited {
 			lr.N -= n
@@ -199,14 +201,14 @@ func (e *Engine) copy(ctx context.Context, dst io.Writer, src io.Reader, async b
 		return n, err
 	}
 	e.stats.userspace.Add(1)
-	return copyUserspace(ctx, dst, src, async)
+	return copyUserspace(ctx, dst, src, async, m)
 }
 
 // copyUserspace is io.Copy, made cancellable (between reads for
 // CopyAsync, and through deadlines for waits on descriptors), and kept
 // from recursing into this package's ReadFrom and WriteTo (which call the
 // engine).
-func copyUserspace(ctx context.Context, dst io.Writer, src io.Reader, async bool) (int64, error) {
+func copyUserspace(ctx context.Context, dst io.Writer, src io.Reader, async bool, m *meter) (int64, error) {
 	if ctx.Done() != nil {
 		defer interruptOnDone(ctx, dst, src)()
 	}
@@ -226,7 +228,18 @@ func copyUserspace(ctx context.Context, dst io.Writer, src io.Reader, async bool
 	if async && ctx.Done() != nil {
 		src = &ctxReader{ctx: ctx, r: src}
 	}
-	n, err := io.Copy(dst, src)
+	var n int64
+	var err error
+	if _, ok := src.(io.WriterTo); ok {
+		n, err = io.Copy(dst, src)
+		m.Add(n)
+	} else if _, ok := dst.(io.ReaderFrom); ok {
+		n, err = io.Copy(dst, src)
+		m.Add(n)
+	} else {
+		// io.Copy's own buffer loop: counting each Write costs nothing.
+		n, err = io.Copy(&meteredWriter{w: dst, m: m}, src)
+	}
 	if err != nil && ctx.Err() != nil {
 		err = ctxerr.Wrap("pipes", ctx, err)
 	}
@@ -277,6 +290,18 @@ func interruptOnDone(ctx context.Context, dst io.Writer, src io.Reader) (stop fu
 	}
 }
 
+// meteredWriter counts the bytes its Writes deliver.
+type meteredWriter struct {
+	w io.Writer
+	m *meter
+}
+
+func (w *meteredWriter) Write(p []byte) (int, error) {
+	n, err := w.w.Write(p)
+	w.m.Add(int64(n))
+	return n, err
+}
+
 // ctxReader fails reads once ctx is done.
 type ctxReader struct {
 	ctx context.Context
@@ -294,7 +319,7 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 type Stats struct {
 	Copies    uint64 // copies started
 	InFlight  int64  // copies running now
-	Bytes     uint64 // bytes delivered by finished copies
+	Bytes     uint64 // bytes delivered, counted as they move (see Future.Written)
 	Splice    uint64 // copies run by the splice(2) loop
 	Sendfile  uint64 // file -> TCP copies sent with Go's sendfile(2) path
 	Ring      uint64 // copies whose reads were submitted through io_uring

@@ -185,7 +185,8 @@ func (e *Engine) FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, op
 		total += res[d.idx].Written
 	}
 	cancel(nil)
-	e.end(total)
+	e.stats.bytes.Add(uint64(total))
+	e.end()
 	return res
 }
 

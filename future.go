@@ -1,8 +1,11 @@
 package pipes
 
+import "sync/atomic"
+
 // Future is the result of a copy started by CopyAsync.
 type Future struct {
 	done    chan struct{}
+	meter   meter // bytes delivered so far
 	written int64
 	err     error
 }
@@ -29,4 +32,34 @@ func (f *Future) Wait() (written int64, err error) {
 // use in select statements; Wait then returns at once.
 func (f *Future) Done() <-chan struct{} {
 	return f.done
+}
+
+// Written returns the number of bytes delivered to the destination so
+// far. It grows while the copy runs (on the kernel paths with every
+// system call that moved bytes, on the userspace path as io.Copy writes
+// where counting costs no fast path, else when the copy ends) and equals
+// what Wait returns once Done is closed. It never wraps the source or
+// destination, so counting costs no zero-copy path.
+func (f *Future) Written() int64 {
+	select {
+	case <-f.done:
+		return f.written
+	default:
+		return f.meter.n.Load()
+	}
+}
+
+// meter counts the bytes one copy delivers as they move, for its
+// Future and for the engine's Stats.Bytes. It is a splice.Meter.
+type meter struct {
+	n      atomic.Int64
+	engine *atomic.Uint64 // nil: not counted in an engine
+}
+
+// Add records delta more bytes delivered.
+func (m *meter) Add(delta int64) int64 {
+	if m.engine != nil {
+		m.engine.Add(uint64(delta))
+	}
+	return m.n.Add(delta)
 }

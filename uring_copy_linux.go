@@ -139,6 +139,9 @@ func (u *uring) copyLinked(ctx context.Context, de, src endpoint, limit int64, p
 		case w > 0:
 			written += int64(w)
 			inPipe -= int(w)
+			if de.meter != nil {
+				de.meter.Add(int64(w))
+			}
 		case w == 0, w == -int32(unix.EAGAIN), w == -int32(unix.ECANCELED):
 			// Nothing moved: the pipe was empty, the socket full, or the
 			// chain cancelled.

@@ -34,6 +34,9 @@ type End struct {
 	// Reset, if non-nil, undoes Wake (for example clears the deadline).
 	// Copy calls it before returning if it called Wake.
 	Reset func()
+	// Meter, if non-nil on the destination End, is told of the bytes
+	// that reach the destination as they move, before Copy returns.
+	Meter Meter
 	// Info, if its Mode is set, is what the caller already knows of the
 	// descriptor; Copy then skips its own fstat(2) and fcntl(F_GETFL).
 	// Wrong information makes Copy fail (a wait on a descriptor the
@@ -41,6 +44,11 @@ type End struct {
 	// wrong path, so leave it zero unless it is certain.
 	Info Info
 }
+
+// Meter counts bytes as a copy delivers them: *atomic.Int64 is one.
+// Add is called from the copying goroutine, once per system call that
+// moved bytes.
+type Meter interface{ Add(delta int64) int64 }
 
 // Info describes a descriptor: its file type and status flags.
 type Info struct {
@@ -348,6 +356,14 @@ type copier struct {
 
 func (c *copier) more() bool { return c.limit < 0 || c.written < c.limit }
 
+// delivered records n more bytes in dst.
+func (c *copier) delivered(n int) {
+	c.written += int64(n)
+	if c.dst.Meter != nil {
+		c.dst.Meter.Add(int64(n))
+	}
+}
+
 func (c *copier) chunk(max int) int {
 	if c.limit >= 0 && c.limit-c.written < int64(max) {
 		return int(c.limit - c.written)
@@ -383,7 +399,7 @@ func (c *copier) direct() (handled bool, err error) {
 		for c.more() {
 			n, e := Splice(int(rfd), nil, c.wfd, nil, c.chunk(maxChunk), FlagMove|FlagNonblock)
 			if n > 0 {
-				c.written += int64(n)
+				c.delivered(n)
 				continue
 			}
 			switch {
@@ -725,7 +741,7 @@ func (c *copier) writeAll(b []byte) (left int, err error) {
 				m, e := unix.Write(int(fd), b)
 				if m > 0 {
 					b = b[m:]
-					c.written += int64(m)
+					c.delivered(m)
 					continue
 				}
 				switch {
@@ -838,7 +854,7 @@ func (c *copier) drain(p *Pipe) error {
 				m, e := Splice(p.rfd, nil, int(fd), nil, p.data, FlagMove|FlagNonblock)
 				if m > 0 {
 					p.data -= m
-					c.written += int64(m)
+					c.delivered(m)
 					continue
 				}
 				switch {
@@ -885,7 +901,7 @@ func (c *copier) flush(p *Pipe) {
 				return
 			}
 			p.data -= m
-			c.written += int64(m)
+			c.delivered(m)
 		}
 	})
 }

@@ -76,7 +76,7 @@ func (c *copier) sendfile(sfd int) (err error) {
 				}
 				m, e := unix.Sendfile(int(dfd), sfd, nil, c.chunk(sendfileChunk))
 				if m > 0 {
-					c.written += int64(m)
+					c.delivered(m)
 				}
 				switch {
 				case e == unix.EINTR:
