@@ -282,3 +282,53 @@ func fifoPair(t testing.TB) (*os.File, *os.File) {
 	}
 	return r, w
 }
+
+// TestCopyPageSharing shows what Copy documents: bytes copied from a file
+// into a pipe are page references, so a write to the file before the
+// pipe is read shows through; hiding the descriptor gives a snapshot.
+func TestCopyPageSharing(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		wrap     func(*os.File) io.Reader
+		snapshot bool
+	}{
+		{"kernel", func(f *os.File) io.Reader { return f }, false},
+		{"hidden descriptor", func(f *os.File) io.Reader { return struct{ io.Reader }{f} }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := os.CreateTemp(t.TempDir(), "shared")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			old := bytes.Repeat([]byte("a"), 4096)
+			if _, err := f.Write(old); err != nil {
+				t.Fatal(err)
+			}
+			f.Seek(0, io.SeekStart)
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			defer w.Close()
+			if n, err := Copy(w, tc.wrap(f)); n != 4096 || err != nil {
+				t.Fatalf("Copy = %d, %v", n, err)
+			}
+			if _, err := f.WriteAt(bytes.Repeat([]byte("b"), 4096), 0); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, 4096)
+			if _, err := io.ReadFull(r, got); err != nil {
+				t.Fatal(err)
+			}
+			want := byte('b')
+			if tc.snapshot {
+				want = 'a'
+			}
+			if got[0] != want || got[4095] != want {
+				t.Errorf("pipe reader saw %q...%q, want %q", got[0], got[4095], want)
+			}
+		})
+	}
+}

@@ -64,6 +64,14 @@ func DefaultEngine() *Engine {
 // copies through a userspace buffer otherwise. A *io.LimitedReader src is
 // honoured: at most N bytes are copied and N is decreased by the number
 // copied. Copy uses DefaultEngine.
+//
+// From a regular file the kernel moves references to the file's
+// page-cache pages, not copies: when dst is a pipe or fifo, its reader
+// sees the file as it is when it reads, so a later write to the file (or
+// a truncate, which reads as zeros) shows through. io.Copy behaves so
+// for sockets (sendfile) but copies into pipes. For a snapshot, hide the
+// file's descriptor: Copy(dst, struct{ io.Reader }{f}) copies through a
+// buffer, at io.Copy's cost.
 func Copy(dst io.Writer, src io.Reader) (written int64, err error) {
 	return DefaultEngine().Copy(dst, src)
 }
