@@ -1,11 +1,13 @@
 package pipes
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // BenchmarkCopySmallFileToSocket measures the per-copy cost of a single
@@ -42,6 +44,68 @@ func BenchmarkCopySmallFileToSocket(b *testing.B) {
 				if n, err := bc.copy(a, f); n != size || err != nil {
 					b.Fatalf("copy = (%d, %v)", n, err)
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkCopyPoolExhausted measures a healthy TCP -> TCP copy while
+// every pooled pipe is pinned by a copy whose destination never reads:
+// each round goes through the engine's userspace buffer. Side by side:
+// the same copy with a free pipe, and io.Copy (Go's own splice path).
+func BenchmarkCopyPoolExhausted(b *testing.B) {
+	const size = 32 << 20
+	data := randomData(size)
+	for _, bc := range []struct {
+		name   string
+		pinned bool
+		copy   func(e *Engine) func(io.Writer, io.Reader) (int64, error)
+	}{
+		{"pipes/free", false, func(e *Engine) func(io.Writer, io.Reader) (int64, error) { return e.Copy }},
+		{"pipes/exhausted", true, func(e *Engine) func(io.Writer, io.Reader) (int64, error) { return e.Copy }},
+		{"io.Copy", false, func(*Engine) func(io.Writer, io.Reader) (int64, error) { return io.Copy }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			e, err := NewEngine(WithMaxPipes(1))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			if bc.pinned {
+				// A copy into a socket nobody reads pins the only
+				// pipe: more is fed than the sockets' buffers hold.
+				in, feed := tcpPair(b)
+				out, stalled := tcpPair(b)
+				out.SetWriteBuffer(4096)
+				stalled.SetReadBuffer(4096)
+				defer stalled.Close()
+				defer out.Close()
+				defer feed.Close()
+				defer in.Close()
+				go feed.Write(data)
+				e.CopyAsync(context.Background(), out, in)
+				for e.sys.pool.Stats().InUse == 0 {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			copy := bc.copy(e)
+			b.SetBytes(size)
+			for b.Loop() {
+				src, feed := tcpPair(b)
+				dst, sink := tcpPair(b)
+				go func() { feed.Write(data); feed.Close() }()
+				done := make(chan struct{})
+				go func() { io.Copy(io.Discard, sink); close(done) }()
+				if n, err := copy(dst, src); n != size || err != nil {
+					b.Fatalf("copy = (%d, %v)", n, err)
+				}
+				dst.Close()
+				<-done
+				src.Close()
+				sink.Close()
+			}
+			if bc.pinned && e.Stats().PoolExhausted == 0 {
+				b.Fatal("the pool was never exhausted")
 			}
 		})
 	}
