@@ -309,8 +309,8 @@ type ctxReader struct {
 }
 
 func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
+	if c.ctx.Err() != nil {
+		return 0, ctxerr.Wrap("pipes", c.ctx, nil)
 	}
 	return c.r.Read(p)
 }

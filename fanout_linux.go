@@ -329,6 +329,13 @@ func (k *kfan) run(src io.Reader) (handled bool, err error) {
 	return true, k.finalErr
 }
 
+// readable reports whether the socket fd has input now (poll(2), no wait).
+func readable(fd int) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0
+}
+
 func notSpliceableErr(err error) bool {
 	return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP)
 }
@@ -351,8 +358,10 @@ func (k *kfan) fill() (n int, eof, idle bool, err error) {
 		switch {
 		case m > 0:
 			n = m
-		case e == nil && k.src.kind == kindSocket:
-			// EOF, or TCP's urgent mark: read(2) tells them apart.
+		case k.src.kind == kindSocket && (e == nil || e == unix.EAGAIN && readable(int(fd))):
+			// EOF, or TCP's urgent mark, where splice answers 0 (or
+			// EAGAIN although the socket is readable): read(2) tells
+			// them apart and steps over the urgent byte.
 			m, e = splice.ReadMark(int(fd), k.stage.WriteFd(), chunk)
 			switch {
 			case m > 0:

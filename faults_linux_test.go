@@ -1074,3 +1074,20 @@ func TestFaultUrgentData(t *testing.T) {
 	}
 	runChecks(t, checks)
 }
+
+// poolExhausted returns s.PoolExhausted: the copy rounds that went without
+// a pooled pipe because none was free.
+func poolExhausted(s Stats) uint64 { return s.PoolExhausted }
+
+// TestFaultsUnprivileged runs the fault tests where quotas matter again as
+// uid 65534, whose pipe quota (pipe-user-pages-soft) shrinks pipes to
+// one page once it is used up.
+func TestFaultsUnprivileged(t *testing.T) {
+	if os.Getuid() != 0 || os.Getenv("PIPES_TEST_UNPRIVILEGED") != "" {
+		t.Skip("runs as root, to re-run the fault tests as uid 65534")
+	}
+	if testing.Short() {
+		t.Skip("short")
+	}
+	runUnprivileged(t, "^TestFault(PoolExhaustion|BlockingFD|UrgentData|ClosedFile)$")
+}

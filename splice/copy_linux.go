@@ -470,6 +470,18 @@ func (c *copier) direct() (handled bool, err error) {
 				}
 			}
 		case stepRetry:
+			if c.src.socket() {
+				// EAGAIN from a readable socket: TCP's urgent mark (or
+				// input that came meanwhile). A buffer round crosses
+				// the mark, or moves the input.
+				eof, again, err := c.bufferRound()
+				if err != nil || eof {
+					return true, err
+				}
+				if !again {
+					continue
+				}
+			}
 			// Usually a side became ready between the splice and the
 			// poll (an ACK freed socket space): splice again at once.
 			// Only EAGAIN after EAGAIN with nothing moved in between,
@@ -518,32 +530,44 @@ func (c *copier) blockedSide(rfd, wfd int) int {
 // closed. It checks readiness after Go's poll descriptor is armed, so an
 // event that arrived since the last EAGAIN is not lost.
 func (c *copier) wait(s *side, write bool) error {
+	_, err := c.waitReady(s, write)
+	return err
+}
+
+// waitReady is wait, and reports whether s was ready at once, without
+// parking: after EAGAIN from a socket source, a sign of TCP's urgent
+// mark, where splice answers EAGAIN although the socket is readable.
+func (c *copier) waitReady(s *side, write bool) (atOnce bool, err error) {
 	events := int16(unix.POLLIN)
 	if write {
 		events = unix.POLLOUT
 	}
 	if err := s.inspect(); err != nil {
-		return err
+		return false, err
 	}
 	first := true
 	f := func(fd uintptr) bool {
 		if !s.pollable() {
-			pollFd(int(fd), events, blockingPoll)
+			atOnce = pollFd(int(fd), events, blockingPoll) && first
+			first = false
 			return true
 		}
 		if !first {
 			return true
 		}
 		first = false
-		return c.ctx.Err() != nil || pollFd(int(fd), events, 0)
+		if pollFd(int(fd), events, 0) {
+			atOnce = true
+			return true
+		}
+		return c.ctx.Err() != nil
 	}
-	var err error
 	if write {
 		err = s.Conn.Write(f)
 	} else {
 		err = s.Conn.Read(f)
 	}
-	return err
+	return atOnce, err
 }
 
 // pollFd waits up to timeout for events on fd; it reports readiness
@@ -586,16 +610,30 @@ func (c *copier) viaPipe(pool *Pool) (handled bool, err error) {
 	}
 	defer release()
 	srcReady := c.src.neverWaits()
+	dry := false // the last fill found src empty
 	for c.more() {
 		if c.ctx.Err() != nil {
 			return true, ctxError(c.ctx, nil)
 		}
-		if p == nil {
-			if !srcReady {
-				if err := c.wait(&c.src, false); err != nil {
-					return true, c.waitErr(err)
-				}
+		if !srcReady {
+			atOnce, err := c.waitReady(&c.src, false)
+			if err != nil {
+				return true, c.waitErr(err)
 			}
+			if dry && atOnce && c.src.socket() {
+				// EAGAIN, yet readable at once: TCP's urgent mark
+				// (or input that just came). A buffer round crosses
+				// the mark, or moves the input.
+				eof, again, err := c.bufferRound()
+				if err != nil || eof {
+					return true, err
+				}
+				srcReady, dry = !again, again
+				continue
+			}
+			srcReady = true
+		}
+		if p == nil {
 			if !c.dst.neverWaits() {
 				if err := c.wait(&c.dst, true); err != nil {
 					return true, c.waitErr(err)
@@ -606,7 +644,7 @@ func (c *copier) viaPipe(pool *Pool) (handled bool, err error) {
 				if err != nil || eof {
 					return true, err
 				}
-				srcReady = !again
+				srcReady, dry = !again, again
 				continue
 			}
 		}
@@ -634,18 +672,13 @@ func (c *copier) viaPipe(pool *Pool) (handled bool, err error) {
 		}
 		if again {
 			// src ran dry: give the pipe back while waiting for input.
-			srcReady = false
+			srcReady, dry = false, true
 			if pool != nil {
 				release()
 			}
-			if p != nil {
-				if err := c.wait(&c.src, false); err != nil {
-					return true, c.waitErr(err)
-				}
-			}
 			continue
 		}
-		srcReady = true
+		srcReady, dry = true, false
 		if n == 0 {
 			continue // the urgent mark was crossed by a buffer round
 		}
