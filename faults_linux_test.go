@@ -454,17 +454,17 @@ type closeResult struct {
 // "Close" closes e from another goroutine. It returns the error the
 // stopped copy must wrap and, for "Close", a channel that gets Close's
 // result.
-func stopCopy(e *Engine, how string, cancel func()) (want error, closed <-chan closeResult) {
+func stopCopy(e *Engine, how string, cancel func()) (closed <-chan closeResult, want error) {
 	if how == "cancel" {
 		cancel()
-		return context.Canceled, nil
+		return nil, context.Canceled
 	}
 	ch := make(chan closeResult, 1)
 	go func() {
 		err := e.Close()
 		ch <- closeResult{err, time.Now()}
 	}()
-	return ErrClosed, ch
+	return ch, ErrClosed
 }
 
 // TestFaultBlockingFD (defect 2): a socket in blocking mode (an
@@ -549,7 +549,7 @@ func TestFaultBlockingFD(t *testing.T) {
 	deadline := start.Add(limit)
 	var checks []check
 	for _, c := range cases {
-		want, closed := stopCopy(c.e, c.how, c.cancel)
+		closed, want := stopCopy(c.e, c.how, c.cancel)
 		checks = append(checks, check{c.name, func(t *testing.T) {
 			ended := c.run.endedBy(deadline)
 			if !ended {
