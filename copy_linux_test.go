@@ -660,3 +660,51 @@ func fifoNoWriter(t *testing.T) (*PipeReader, string) {
 	t.Cleanup(func() { r.Close() })
 	return r, path
 }
+
+// TestCopySteadyStateAllocs checks that a long-lived socket -> socket
+// copy allocates nothing per message once it runs: the fill and drain
+// callbacks are made once per copy, and pipes go back to the pool
+// without allocating.
+func TestCopySteadyStateAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	for _, ec := range engineCases(t) {
+		t.Run(ec.name, func(t *testing.T) {
+			e := newTestEngine(t, ec.opts...)
+			for _, pair := range []struct {
+				name string
+				mk   func(testing.TB) (net.Conn, net.Conn)
+			}{
+				{"tcp", func(tb testing.TB) (net.Conn, net.Conn) { a, b := tcpPair(tb); return a, b }},
+				{"unix", func(tb testing.TB) (net.Conn, net.Conn) { a, b := unixPair(tb); return a, b }},
+			} {
+				t.Run(pair.name, func(t *testing.T) {
+					src, feed := pair.mk(t)
+					dst, sink := pair.mk(t)
+					defer sink.Close()
+					f := e.CopyAsync(context.Background(), dst, src)
+					msg := randomData(4 << 10)
+					got := make([]byte, len(msg))
+					allocs := testing.AllocsPerRun(500, func() {
+						if _, err := feed.Write(msg); err != nil {
+							t.Fatal(err)
+						}
+						if _, err := io.ReadFull(sink, got); err != nil {
+							t.Fatal(err)
+						}
+					})
+					feed.Close()
+					if n, err := waitFuture(t, f); err != nil || n != 501*int64(len(msg)) {
+						t.Fatalf("copy = (%d, %v)", n, err)
+					}
+					dst.Close()
+					src.Close()
+					if allocs > 0 {
+						t.Errorf("%v allocations per 4 KiB message, want 0", allocs)
+					}
+				})
+			}
+		})
+	}
+}

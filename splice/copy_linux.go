@@ -165,7 +165,7 @@ func Copy(ctx context.Context, dst, src End, limit int64, pool *Pool) (written i
 	if c.src.pipe() || c.dst.pipe() {
 		handled, err = c.direct()
 	} else {
-		handled, err = c.viaPipe(pool)
+		handled, err = c.viaPipe()
 	}
 	if err != nil && ctx.Err() != nil {
 		err = ctxError(ctx, err)
@@ -352,7 +352,31 @@ type copier struct {
 	step int
 	serr error
 	wfd  int
+
+	// State of the intermediate-pipe path (viaPipe): the pipe held now,
+	// and the callbacks that fill and drain it with what they found.
+	// The callbacks are method values made once per copy, so that a
+	// round allocates nothing.
+	p        *Pipe
+	fillFn   func(uintptr) bool
+	drainFn  func(uintptr) bool
+	fstep    fillStep
+	ferr     error
+	dstFull  bool // the last drain found dst without room
+	drainErr error
 }
+
+// fillStep is what one fill of the intermediate pipe found.
+type fillStep uint8
+
+const (
+	fillData   fillStep = iota // bytes are in the pipe
+	fillEOF                    // src is at EOF
+	fillMark                   // a socket src answered 0, or EAGAIN at the urgent mark: a buffer round tells
+	fillNoPipe                 // no pipe was free: a buffer round moves this one
+	fillAgain                  // a blocking src had no input for a poll slice
+	fillErr                    // ferr is set
+)
 
 func (c *copier) more() bool { return c.limit < 0 || c.written < c.limit }
 
@@ -582,124 +606,148 @@ func pollFd(fd int, events int16, timeout time.Duration) bool {
 // empty when a round starts; a round fills it with one splice from src
 // and drains all of it into dst.
 //
-// A pooled pipe is held only while bytes move: a copy waits for src to
-// have input, and for dst to have room, before it takes a pipe, and puts
-// the pipe back when src runs dry. Otherwise idle copies would hold every
-// pipe of a bounded pool, and copies chained through sockets (one's dst
-// is another's src) could wait for each other forever. A copy never
-// waits for a pipe either: when none is free (every pipe holds bytes for
-// a destination that does not read, say), the round goes through a
-// userspace buffer, as io.Copy would, and the next round tries again.
-func (c *copier) viaPipe(pool *Pool) (handled bool, err error) {
-	var p *Pipe
-	release := func() {
-		if p == nil {
-			return
-		}
-		if p.data > 0 {
-			left := p.data
-			p.data, p.dirty = 0, true
-			err = c.unread(left, err)
-		}
-		if pool != nil {
-			pool.Put(p)
-		} else {
-			p.Close()
-		}
-		p = nil
-	}
-	defer release()
-	srcReady := c.src.neverWaits()
-	dry := false // the last fill found src empty
+// A pooled pipe is held only while bytes move: the fill takes one inside
+// src's Conn.Read callback, and gives it back, empty, before the copy
+// parks on the netpoller for input (Go's internal/poll splices after
+// arming the poll descriptor too, so no readiness is lost and no poll(2)
+// is needed). Idle copies thus hold no pipe, and a bounded pool serves any
+// number of them. A copy never waits for a pipe either: when none is free
+// (every pipe holds bytes for a destination that does not read, say), the
+// round goes through a userspace buffer, as io.Copy would, and the next
+// round tries again. A destination that had no room is waited for before
+// more is read, so a stalled destination pins at most one pipe.
+func (c *copier) viaPipe() (handled bool, err error) {
+	c.fillFn, c.drainFn = c.fillPipe, c.drainPipe
+	defer func() { err = c.dropPipe(err) }()
 	for c.more() {
 		if c.ctx.Err() != nil {
 			return true, ctxError(c.ctx, nil)
 		}
-		if !srcReady {
-			atOnce, err := c.waitReady(&c.src, false)
-			if err != nil {
+		if c.dstFull && !c.dst.neverWaits() {
+			if err := c.wait(&c.dst, true); err != nil {
 				return true, c.waitErr(err)
 			}
-			if dry && atOnce && c.src.socket() {
-				// EAGAIN, yet readable at once: TCP's urgent mark
-				// (or input that just came). A buffer round crosses
-				// the mark, or moves the input.
-				eof, again, err := c.bufferRound()
-				if err != nil || eof {
-					return true, err
-				}
-				srcReady, dry = !again, again
-				continue
-			}
-			srcReady = true
+			c.dstFull = false
 		}
-		if p == nil {
-			if !c.dst.neverWaits() {
-				if err := c.wait(&c.dst, true); err != nil {
+		c.fstep, c.ferr = fillErr, nil
+		if rerr := c.src.Conn.Read(c.fillFn); rerr != nil {
+			return true, c.waitErr(rerr)
+		}
+		switch c.fstep {
+		case fillEOF:
+			return true, nil
+		case fillAgain:
+			continue
+		case fillMark, fillNoPipe:
+			eof, again, err := c.bufferRound()
+			if err != nil || eof {
+				return true, err
+			}
+			if again {
+				if err := c.wait(&c.src, false); err != nil {
 					return true, c.waitErr(err)
 				}
 			}
-			if p = takePipe(pool); p == nil {
-				eof, again, err := c.bufferRound()
-				if err != nil || eof {
-					return true, err
-				}
-				srcReady, dry = !again, again
-				continue
-			}
-		}
-		n, eof, again, err := c.fill(p)
-		if err != nil {
-			if errno, ok := err.(syscall.Errno); ok {
+			continue
+		case fillErr:
+			if errno, ok := c.ferr.(syscall.Errno); ok {
 				if c.written == 0 && notSpliceable(errno) {
 					return false, nil
 				}
 				return true, os.NewSyscallError("splice", errno)
 			}
-			return true, err
+			return true, c.ferr
 		}
-		if eof && c.src.socket() {
-			// EOF, or TCP's urgent mark, where splice stops: read(2)
-			// tells them apart and steps over the urgent byte.
-			eof, again, err = c.bufferRound()
-			if err != nil {
-				return true, err
-			}
-			n = 0
-		}
-		if eof {
-			return true, nil
-		}
-		if again {
-			// src ran dry: give the pipe back while waiting for input.
-			srcReady, dry = false, true
-			if pool != nil {
-				release()
-			}
-			continue
-		}
-		srcReady, dry = true, false
-		if n == 0 {
-			continue // the urgent mark was crossed by a buffer round
-		}
-		p.data += n
-		if err := c.drain(p); err != nil {
+		if err := c.drain(c.p); err != nil {
 			if errno, ok := err.(syscall.Errno); ok {
 				if c.written == 0 && notSpliceable(errno) && c.src.mode == unix.S_IFREG {
-					if c.seekBack(p.data) == nil {
-						p.data, p.dirty = 0, true
+					if c.seekBack(c.p.data) == nil {
+						c.p.data, c.p.dirty = 0, true
 						return false, nil // the file offset is back where it was
 					}
 				}
 				return true, os.NewSyscallError("splice", errno)
 			}
 			if c.ctx.Err() != nil {
-				c.flush(p)
+				c.flush(c.p)
 			}
 			return true, err
 		}
 	}
 	return true, nil
+}
+
+// fillPipe is the Conn.Read callback of viaPipe: it splices from src
+// into the (empty) pipe, taking one first if the copy holds none, and
+// records what it found in fstep. On EAGAIN it gives the pipe back and
+// parks on the netpoller (returns false); at TCP's urgent mark, where
+// splice answers EAGAIN (or 0) although input follows, it asks for a
+// buffer round instead (SIOCATMARK: one ioctl per wait for input).
+func (c *copier) fillPipe(fd uintptr) bool {
+	if c.p == nil {
+		if c.p = takePipe(c.pool); c.p == nil {
+			c.fstep = fillNoPipe
+			return true
+		}
+	}
+	m, e := Splice(int(fd), nil, c.p.wfd, nil, c.chunk(c.p.size), FlagMove|FlagNonblock)
+	switch {
+	case m > 0:
+		c.p.data += m
+		c.fstep = fillData
+	case e == nil && c.src.socket():
+		c.fstep = fillMark // EOF, or the urgent mark
+	case e == nil:
+		c.fstep = fillEOF
+	case e == unix.EAGAIN:
+		if c.pool != nil {
+			c.pool.putClean(c.p) // empty: nobody else's bytes are in it
+			c.p = nil
+		}
+		switch {
+		case c.src.socket() && atMark(int(fd)):
+			c.fstep = fillMark
+		case c.ctx.Err() != nil:
+			c.fstep, c.ferr = fillErr, ctxError(c.ctx, nil)
+		case c.src.pollable():
+			return false
+		default:
+			pollFd(int(fd), unix.POLLIN, blockingPoll)
+			c.fstep = fillAgain
+		}
+	default:
+		c.fstep, c.ferr = fillErr, e
+	}
+	return true
+}
+
+// atMark reports whether the socket fd's next byte is TCP's urgent mark
+// (SIOCATMARK).
+func atMark(fd int) bool {
+	n, err := unix.IoctlGetInt(fd, unix.SIOCATMARK)
+	return err == nil && n != 0
+}
+
+// dropPipe gives back the pipe the copy holds when it ends: bytes still
+// in it are un-read or reported in the returned error (see unread), and
+// the pipe is then closed rather than pooled.
+func (c *copier) dropPipe(err error) error {
+	p := c.p
+	if p == nil {
+		return err
+	}
+	c.p = nil
+	if p.data > 0 {
+		left := p.data
+		p.data, p.dirty = 0, true
+		err = c.unread(left, err)
+	}
+	if c.pool != nil {
+		c.pool.Put(p)
+	} else {
+		p.Close()
+	}
+	return err
 }
 
 // takePipe returns an empty pipe from pool, or nil where none is free or
@@ -825,29 +873,6 @@ func (c *copier) waitErr(err error) error {
 	return err
 }
 
-// fill splices from src into the empty pipe p. It returns eof when src
-// has no more input, again when it has none now.
-func (c *copier) fill(p *Pipe) (n int, eof, again bool, err error) {
-	rerr := c.src.Conn.Read(func(fd uintptr) bool {
-		m, e := Splice(int(fd), nil, p.wfd, nil, c.chunk(p.size), FlagMove|FlagNonblock)
-		switch {
-		case m > 0:
-			n = m
-		case e == nil:
-			eof = true
-		case e == unix.EAGAIN:
-			again = true // p is empty, so src has nothing to read
-		default:
-			err = e
-		}
-		return true
-	})
-	if rerr != nil {
-		return 0, false, false, rerr
-	}
-	return n, eof, again, err
-}
-
 // Drain splices the n bytes a caller put into p (by a splice of its own,
 // such as an io_uring SPLICE into p) into dst, the way Copy drains its
 // intermediate pipe: inside dst's RawConn.Write callbacks, waiting on the
@@ -877,51 +902,59 @@ func Drain(ctx context.Context, dst End, p *Pipe, n int) (written int64, err err
 	return c.written, err
 }
 
-// drain splices everything in p into dst.
+// drain splices everything in p into dst, waiting for room on the
+// netpoller (in poll(2) slices for a blocking dst) while holding p: its
+// bytes are this copy's. It records in dstFull whether it had to wait.
 func (c *copier) drain(p *Pipe) error {
-	var err error
+	if c.drainFn == nil {
+		c.drainFn = c.drainPipe
+	}
+	c.p = p
 	for p.data > 0 {
-		again := false
-		werr := c.dst.Conn.Write(func(fd uintptr) bool {
-			for p.data > 0 {
-				m, e := Splice(p.rfd, nil, int(fd), nil, p.data, FlagMove|FlagNonblock)
-				if m > 0 {
-					p.data -= m
-					c.delivered(m)
-					continue
-				}
-				switch {
-				case e == unix.EAGAIN:
-					// p holds bytes, so dst has no room.
-					if c.ctx.Err() != nil {
-						err = ctxError(c.ctx, nil)
-						return true
-					}
-					if c.dst.pollable() {
-						return false
-					}
-					pollFd(int(fd), unix.POLLOUT, blockingPoll)
-					again = true
-				case e == nil:
-					err = fmt.Errorf("splice: pipe reported %d bytes but gave none", p.data)
-				default:
-					err = e
-				}
-				return true
-			}
-			return true
-		})
-		if werr != nil {
+		c.drainErr = nil
+		if werr := c.dst.Conn.Write(c.drainFn); werr != nil {
 			return werr
 		}
-		if err != nil {
-			return err
+		if c.drainErr != nil {
+			return c.drainErr
 		}
-		if again && c.ctx.Err() != nil {
+		if p.data > 0 && c.ctx.Err() != nil {
 			return ctxError(c.ctx, nil)
 		}
 	}
 	return nil
+}
+
+// drainPipe is drain's Conn.Write callback.
+func (c *copier) drainPipe(fd uintptr) bool {
+	p := c.p
+	for p.data > 0 {
+		m, e := Splice(p.rfd, nil, int(fd), nil, p.data, FlagMove|FlagNonblock)
+		if m > 0 {
+			p.data -= m
+			c.delivered(m)
+			continue
+		}
+		switch {
+		case e == unix.EAGAIN:
+			// p holds bytes, so dst has no room.
+			c.dstFull = true
+			if c.ctx.Err() != nil {
+				c.drainErr = ctxError(c.ctx, nil)
+				return true
+			}
+			if c.dst.pollable() {
+				return false
+			}
+			pollFd(int(fd), unix.POLLOUT, blockingPoll)
+		case e == nil:
+			c.drainErr = fmt.Errorf("splice: pipe reported %d bytes but gave none", p.data)
+		default:
+			c.drainErr = e
+		}
+		return true
+	}
+	return true
 }
 
 // flush delivers what dst takes from p without waiting: used after ctx

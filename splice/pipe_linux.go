@@ -368,6 +368,26 @@ func (p *Pool) Put(pp *Pipe) {
 	p.mu.Unlock()
 }
 
+// putClean is Put for a pipe the caller knows to be empty (its own count
+// is exact and it abandoned no bytes): it skips the kernel's count, one
+// ioctl(2) per round of a copy.
+func (p *Pool) putClean(pp *Pipe) {
+	if pp.data != 0 || pp.dirty || pp.pool != p {
+		p.Put(pp)
+		return
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		pp.Close()
+		return
+	}
+	p.inUse--
+	p.idle = append(p.idle, pp)
+	p.signalLocked()
+	p.mu.Unlock()
+}
+
 // Close closes the idle pipes and makes Get fail with ErrPoolClosed; pipes
 // in use are closed when they are put back. Waiting Gets fail too. Close
 // is idempotent.
