@@ -2,8 +2,13 @@
 # Benchmarks the example servers against their standard-library twins
 # with wrk on loopback:
 #   fileserver (pipes)  vs net/http FileServer (sendfile)
-#   proxy (CopyAsync)   vs proxy (io.Copy), both in front of net/http
+#   proxy (pipes)       vs proxy (io.Copy), both in front of the backend
 # at 1, 64 and 1024 connections for 4 KiB, 1 MiB and 64 MiB files.
+# Where they are installed (apt-get install -y haproxy nginx-light), the
+# C anchors join: nginx (sendfile on) serving the same files, and
+# HAProxy (mode tcp, option splice-auto, one thread per core) relaying to
+# the same backend; nginx is then the backend of every proxy, else
+# net/http is.
 # Prints requests/s, MB/s and the server's CPU seconds per GB sent
 # (utime+stime of the server process, from /proc/PID/stat; for the
 # proxies, of the proxy alone, not its backend).
@@ -14,7 +19,7 @@ set -euo pipefail
 
 DUR=${DUR:-5s}
 CONNS=${CONNS:-"1 64 1024"}
-SIZES=${SIZES:-"4k 1m 64m"}
+SIZES=${SIZES:-"4k 64k 1m 64m"}
 THREADS=${THREADS:-2}
 ulimit -n 65536 2>/dev/null || true
 
@@ -31,6 +36,7 @@ go build -o "$work/fileserver" ./examples/fileserver
 go build -o "$work/proxy" ./examples/proxy
 mkdir -p "$work/www"
 head -c 4096 /dev/urandom >"$work/www/4k"
+head -c 65536 /dev/urandom >"$work/www/64k"
 head -c $((1 << 20)) /dev/urandom >"$work/www/1m"
 head -c $((64 << 20)) /dev/urandom >"$work/www/64m"
 cat "$work/www/"* >/dev/null # page cache: every run is hot
@@ -44,12 +50,58 @@ start() { # name cmd...
 }
 start pipes "$work/fileserver" -addr 127.0.0.1:18080 -root "$work/www"
 start nethttp "$work/fileserver" -impl nethttp -addr 127.0.0.1:18081 -root "$work/www"
-start proxypipes "$work/proxy" -addr 127.0.0.1:19090 -backend 127.0.0.1:18081
-start proxyio "$work/proxy" -impl iocopy -addr 127.0.0.1:19091 -backend 127.0.0.1:18081
+servers="nethttp:18081 pipes:18080"
+backend=127.0.0.1:18081
+if command -v nginx >/dev/null 2>&1; then
+	cat >"$work/nginx.conf" <<CONF
+daemon off;
+user root;
+worker_processes $(nproc);
+pid $work/nginx.pid;
+error_log $work/nginx.err;
+events { worker_connections 8192; }
+http {
+	access_log off;
+	sendfile on;
+	tcp_nopush on;
+	keepalive_requests 1000000;
+	server { listen 127.0.0.1:18082; root $work/www; }
+}
+CONF
+	start nginx nginx -c "$work/nginx.conf"
+	servers="$servers nginx:18082"
+	backend=127.0.0.1:18082
+fi
+start proxypipes "$work/proxy" -addr 127.0.0.1:19090 -backend "$backend"
+start proxyio "$work/proxy" -impl iocopy -addr 127.0.0.1:19091 -backend "$backend"
+servers="$servers proxyio:19091 proxypipes:19090"
+if command -v haproxy >/dev/null 2>&1; then
+	cat >"$work/haproxy.cfg" <<CONF
+global
+	maxconn 8000
+	nbthread $(nproc)
+defaults
+	mode tcp
+	option splice-auto
+	timeout connect 5s
+	timeout client 60s
+	timeout server 60s
+listen relay
+	bind 127.0.0.1:19092
+	server backend $backend
+CONF
+	start haproxy haproxy -f "$work/haproxy.cfg"
+	servers="$servers haproxy:19092"
+fi
 sleep 1
 
-cpu() { # ticks of user+system time of a process
-	awk '{print $14 + $15}' "/proc/$1/stat"
+cpu() { # ticks of user+system time of a process and its children (nginx's workers)
+	local pids=("$1") t=0 p
+	pids+=($(pgrep -P "$1" || true))
+	for p in "${pids[@]}"; do
+		t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
 }
 tomb() { # wrk's "1.23GB" -> MB
 	awk -v v="$1" 'BEGIN {
@@ -63,7 +115,7 @@ secs=${DUR%s}
 printf "| server | file | conns | req/s | MB/s | server CPU s/GB |\n|---|---|---|---|---|---|\n"
 for size in $SIZES; do
 	for c in $CONNS; do
-		for srv in nethttp:18081 pipes:18080 proxyio:19091 proxypipes:19090; do
+		for srv in $servers; do
 			name=${srv%%:*} port=${srv##*:}
 			pid_var=pid_$name
 			pid=${!pid_var}

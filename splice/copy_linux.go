@@ -364,6 +364,8 @@ type copier struct {
 	ferr     error
 	dstFull  bool // the last drain found dst without room
 	drainErr error
+	probe    bool    // the last fill of a socket src was short: peek before splicing
+	peekBuf  [1]byte // peek's buffer
 }
 
 // fillStep is what one fill of the intermediate pipe found.
@@ -680,23 +682,44 @@ func (c *copier) viaPipe() (handled bool, err error) {
 // fillPipe is the Conn.Read callback of viaPipe: it splices from src
 // into the (empty) pipe, taking one first if the copy holds none, and
 // records what it found in fstep. On EAGAIN it gives the pipe back and
-// parks on the netpoller (returns false); at TCP's urgent mark, where
-// splice answers EAGAIN (or 0) although input follows, it asks for a
-// buffer round instead (SIOCATMARK: one ioctl per wait for input).
+// parks on the netpoller (returns false).
+//
+// A socket source is probed with recv(MSG_PEEK) instead of a splice
+// once a fill came back short, the usual end of a message: the probe
+// costs what the splice that answers EAGAIN would, and it also tells TCP's
+// urgent mark, where splice answers EAGAIN (or 0) although input
+// follows, from an empty socket. A splice that answers EAGAIN after the
+// probe (or after a wake-up) is checked with one more probe; if input is
+// there, the mark is crossed by a buffer round (fillMark).
 func (c *copier) fillPipe(fd uintptr) bool {
+	if c.probe {
+		c.probe = false
+		switch n, e := peek(int(fd), &c.peekBuf); {
+		case e == unix.EAGAIN:
+			return c.srcEmpty(int(fd))
+		case e != nil:
+			c.fstep, c.ferr = fillErr, e
+			return true
+		case n == 0:
+			c.fstep = fillEOF
+			return true
+		}
+	}
 	if c.p == nil {
 		if c.p = takePipe(c.pool); c.p == nil {
 			c.fstep = fillNoPipe
 			return true
 		}
 	}
-	m, e := Splice(int(fd), nil, c.p.wfd, nil, c.chunk(c.p.size), FlagMove|FlagNonblock)
+	chunk := c.chunk(c.p.size)
+	m, e := Splice(int(fd), nil, c.p.wfd, nil, chunk, FlagMove|FlagNonblock)
 	switch {
 	case m > 0:
 		c.p.data += m
 		c.fstep = fillData
+		c.probe = m < chunk && c.src.socket()
 	case e == nil && c.src.socket():
-		c.fstep = fillMark // EOF, or the urgent mark
+		c.fstep = fillMark // EOF, or the urgent mark: read(2) tells
 	case e == nil:
 		c.fstep = fillEOF
 	case e == unix.EAGAIN:
@@ -704,28 +727,33 @@ func (c *copier) fillPipe(fd uintptr) bool {
 			c.pool.putClean(c.p) // empty: nobody else's bytes are in it
 			c.p = nil
 		}
-		switch {
-		case c.src.socket() && atMark(int(fd)):
-			c.fstep = fillMark
-		case c.ctx.Err() != nil:
-			c.fstep, c.ferr = fillErr, ctxError(c.ctx, nil)
-		case c.src.pollable():
-			return false
-		default:
-			pollFd(int(fd), unix.POLLIN, blockingPoll)
-			c.fstep = fillAgain
+		if c.src.socket() {
+			if n, e := peek(int(fd), &c.peekBuf); e == nil && n > 0 {
+				c.fstep = fillMark // input, yet EAGAIN: the urgent mark
+				return true
+			}
 		}
+		return c.srcEmpty(int(fd))
 	default:
 		c.fstep, c.ferr = fillErr, e
 	}
 	return true
 }
 
-// atMark reports whether the socket fd's next byte is TCP's urgent mark
-// (SIOCATMARK).
-func atMark(fd int) bool {
-	n, err := unix.IoctlGetInt(fd, unix.SIOCATMARK)
-	return err == nil && n != 0
+// srcEmpty handles a src with no input: false (park on the netpoller)
+// for a non-blocking one, else a poll(2) slice (fillAgain). A copy whose
+// context ended stops instead.
+func (c *copier) srcEmpty(fd int) bool {
+	switch {
+	case c.ctx.Err() != nil:
+		c.fstep, c.ferr = fillErr, ctxError(c.ctx, nil)
+	case c.src.pollable():
+		return false
+	default:
+		pollFd(fd, unix.POLLIN, blockingPoll)
+		c.fstep = fillAgain
+	}
+	return true
 }
 
 // dropPipe gives back the pipe the copy holds when it ends: bytes still

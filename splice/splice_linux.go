@@ -4,6 +4,7 @@ package splice
 
 import (
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -96,5 +97,24 @@ func ReadMark(fd, wfd int, n int) (int, error) {
 			w += k
 		}
 		return m, nil
+	}
+}
+
+// peek calls recv(2) with MSG_PEEK|MSG_DONTWAIT for one byte of the
+// socket fd: 1 when input is there (after TCP's urgent mark too: recv
+// steps over an urgent byte that is not inline), 0 at EOF, EAGAIN when
+// there is none yet. It retries EINTR and allocates nothing (x/sys's
+// Recvfrom builds the peer's address, for a unix socket on the heap).
+func peek(fd int, b *[1]byte) (int, error) {
+	for {
+		n, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), 1,
+			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+			return int(n), nil
+		case unix.EINTR:
+			continue
+		}
+		return 0, e
 	}
 }
