@@ -662,9 +662,9 @@ func fifoNoWriter(t *testing.T) (*PipeReader, string) {
 }
 
 // TestCopySteadyStateAllocs checks that a long-lived socket -> socket
-// copy allocates nothing per message once it runs: the fill and drain
+// copy allocates nothing per message once it runs (the fill and drain
 // callbacks are made once per copy, and pipes go back to the pool
-// without allocating.
+// without allocating), and holds no pooled pipe while it waits for input.
 func TestCopySteadyStateAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
@@ -694,6 +694,10 @@ func TestCopySteadyStateAllocs(t *testing.T) {
 							t.Fatal(err)
 						}
 					})
+					// The copy is idle now: it holds no pipe.
+					if inUse := e.sys.pool.Stats().InUse; inUse != 0 {
+						t.Errorf("an idle copy holds %d pooled pipes, want 0", inUse)
+					}
 					feed.Close()
 					if n, err := waitFuture(t, f); err != nil || n != 501*int64(len(msg)) {
 						t.Fatalf("copy = (%d, %v)", n, err)

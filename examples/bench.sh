@@ -78,7 +78,8 @@ servers="$servers proxyio:19091 proxypipes:19090"
 if command -v haproxy >/dev/null 2>&1; then
 	cat >"$work/haproxy.cfg" <<CONF
 global
-	maxconn 8000
+	maxconn 4000
+	ulimit-n 16000
 	nbthread $(nproc)
 defaults
 	mode tcp

@@ -723,10 +723,6 @@ func (c *copier) fillPipe(fd uintptr) bool {
 	case e == nil:
 		c.fstep = fillEOF
 	case e == unix.EAGAIN:
-		if c.pool != nil {
-			c.pool.putClean(c.p) // empty: nobody else's bytes are in it
-			c.p = nil
-		}
 		if c.src.socket() {
 			if n, e := peek(int(fd), &c.peekBuf); e == nil && n > 0 {
 				c.fstep = fillMark // input, yet EAGAIN: the urgent mark
@@ -740,10 +736,15 @@ func (c *copier) fillPipe(fd uintptr) bool {
 	return true
 }
 
-// srcEmpty handles a src with no input: false (park on the netpoller)
-// for a non-blocking one, else a poll(2) slice (fillAgain). A copy whose
+// srcEmpty handles a src with no input: it gives the (empty) pipe back
+// to the pool, and returns false (park on the netpoller) for a
+// non-blocking src, else waits a poll(2) slice (fillAgain). A copy whose
 // context ended stops instead.
 func (c *copier) srcEmpty(fd int) bool {
+	if c.p != nil && c.pool != nil {
+		c.pool.putClean(c.p) // empty: nobody else's bytes are in it
+		c.p = nil
+	}
 	switch {
 	case c.ctx.Err() != nil:
 		c.fstep, c.ferr = fillErr, ctxError(c.ctx, nil)

@@ -28,7 +28,15 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:9090", "listen address")
 	backend := flag.String("backend", "127.0.0.1:8080", "address to relay to")
 	impl := flag.String("impl", "pipes", "pipes (CopyAsync), or iocopy (io.Copy)")
+	stats := flag.Duration("stats", 0, "log the engine's Stats at this interval (0: never)")
 	flag.Parse()
+	if *stats > 0 {
+		go func() {
+			for range time.Tick(*stats) {
+				log.Printf("%+v", pipes.DefaultEngine().Stats())
+			}
+		}()
+	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Fatal(err)
