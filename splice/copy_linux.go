@@ -364,8 +364,12 @@ type copier struct {
 	ferr     error
 	dstFull  bool // the last drain found dst without room
 	drainErr error
-	probe    bool    // the last fill of a socket src was short: peek before splicing
-	peekBuf  [1]byte // peek's buffer
+	probe    bool // the last fill of a socket src was short: peek before splicing
+	// streaming: the last probe found more input, so short fills are
+	// not probed (a probe finding input costs a system call more than a
+	// splice) until a splice finds the socket empty.
+	streaming bool
+	peekBuf   [1]byte // peek's buffer
 }
 
 // fillStep is what one fill of the intermediate pipe found.
@@ -688,9 +692,10 @@ func (c *copier) viaPipe() (handled bool, err error) {
 // once a fill came back short, the usual end of a message: the probe
 // costs what the splice that answers EAGAIN would, and it also tells TCP's
 // urgent mark, where splice answers EAGAIN (or 0) although input
-// follows, from an empty socket. A splice that answers EAGAIN after the
-// probe (or after a wake-up) is checked with one more probe; if input is
-// there, the mark is crossed by a buffer round (fillMark).
+// follows, from an empty socket. A splice that answers EAGAIN without a
+// probe before it is checked with one; if input is there, the mark is
+// crossed by a buffer round (fillMark). While a probe keeps finding input
+// (a stream arriving in pieces), short fills go unprobed (streaming).
 func (c *copier) fillPipe(fd uintptr) bool {
 	if c.probe {
 		c.probe = false
@@ -704,6 +709,7 @@ func (c *copier) fillPipe(fd uintptr) bool {
 			c.fstep = fillEOF
 			return true
 		}
+		c.streaming = true // input came on: splice first until it stops
 	}
 	if c.p == nil {
 		if c.p = takePipe(c.pool); c.p == nil {
@@ -717,7 +723,7 @@ func (c *copier) fillPipe(fd uintptr) bool {
 	case m > 0:
 		c.p.data += m
 		c.fstep = fillData
-		c.probe = m < chunk && c.src.socket()
+		c.probe = m < chunk && c.src.socket() && !c.streaming
 	case e == nil && c.src.socket():
 		c.fstep = fillMark // EOF, or the urgent mark: read(2) tells
 	case e == nil:
@@ -728,6 +734,7 @@ func (c *copier) fillPipe(fd uintptr) bool {
 				c.fstep = fillMark // input, yet EAGAIN: the urgent mark
 				return true
 			}
+			c.streaming = false // messages: probe after the next one
 		}
 		return c.srcEmpty(int(fd))
 	default:
