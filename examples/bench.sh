@@ -2,7 +2,7 @@
 # Benchmarks the example servers against their standard-library twins
 # with wrk on loopback:
 #   fileserver (pipes)  vs net/http FileServer (sendfile)
-#   proxy (CopyAsync)   vs proxy (io.Copy), both in front of net/http
+#   proxy (pipes.Relay) vs proxy (io.Copy), both in front of net/http
 # at 1, 64 and 1024 connections for 4 KiB, 1 MiB and 64 MiB files.
 # Prints requests/s, MB/s and the server's CPU seconds per GB sent
 # (utime+stime of the server process, from /proc/PID/stat; for the
