@@ -165,6 +165,35 @@ func (e *Engine) CopyAsync(ctx context.Context, dst io.Writer, src io.Reader) *F
 	return f
 }
 
+// CopyContext copies from src to dst in the calling goroutine until EOF
+// on src, an error, or the end of ctx; see the package-level CopyContext.
+// It has the semantics of CopyAsync(ctx, dst, src).Wait(), without the
+// goroutine and the Future. A nil ctx means context.Background().
+func (e *Engine) CopyContext(ctx context.Context, dst io.Writer, src io.Reader) (written int64, err error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if ctx.Err() != nil {
+		return 0, ctxerr.Wrap("pipes: copy not started", ctx, nil)
+	}
+	if err := e.begin(); err != nil {
+		return 0, err
+	}
+	defer e.end()
+	m := meter{engine: &e.stats.bytes}
+	if ctx.Done() == nil {
+		// Only Close can end the copy: no context of its own needed.
+		written, err = e.copy(e.ctx, dst, src, true, &m)
+		return written, e.closedErr(e.ctx, err)
+	}
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(e.ctx, func() { cancel(ErrClosed) })
+	defer stop()
+	written, err = e.copy(cctx, dst, src, true, &m)
+	return written, e.closedErr(cctx, err)
+}
+
 // closedErr marks an error caused by Close as wrapping ErrClosed.
 func (e *Engine) closedErr(ctx context.Context, err error) error {
 	if err == nil || errors.Is(err, ErrClosed) {

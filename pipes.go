@@ -87,3 +87,14 @@ func Copy(dst io.Writer, src io.Reader) (written int64, err error) {
 func CopyAsync(ctx context.Context, dst io.Writer, src io.Reader) *Future {
 	return DefaultEngine().CopyAsync(ctx, dst, src)
 }
+
+// CopyContext copies from src to dst in the calling goroutine, with the
+// semantics of CopyAsync(ctx, dst, src).Wait(): it returns the bytes
+// delivered to dst and nil at EOF on src, or the first error; when ctx
+// ends first, errors.Is(err, ctx.Err()) holds (and errors.Is(err, cause)
+// for a cause given to context.WithCancelCause). Waits are interrupted
+// as for CopyAsync, with deadlines in the past that are cleared when the
+// copy returns. CopyContext uses DefaultEngine.
+func CopyContext(ctx context.Context, dst io.Writer, src io.Reader) (written int64, err error) {
+	return DefaultEngine().CopyContext(ctx, dst, src)
+}

@@ -2,7 +2,7 @@
 # Benchmarks the example servers against their standard-library twins
 # with wrk on loopback:
 #   fileserver (pipes)  vs net/http FileServer (sendfile)
-#   proxy (pipes)       vs proxy (io.Copy), both in front of the backend
+#   proxy (pipes.Relay) vs proxy (io.Copy), both in front of the backend
 # at 1, 64 and 1024 connections for 4 KiB, 1 MiB and 64 MiB files.
 # Where they are installed (apt-get install -y haproxy nginx-light), the
 # C anchors join: nginx (sendfile on) serving the same files, and

@@ -1,12 +1,12 @@
 // Command proxy is a TCP proxy that relays both directions of every
-// connection with pipes.CopyAsync: on Linux the bytes go socket -> pipe
-// -> socket with splice(2) and never enter the process.
+// connection with pipes.Relay: on Linux the bytes go socket -> pipe ->
+// socket with splice(2) and never enter the process.
 //
-// When one side half-closes (EOF on its direction), the proxy passes the
+// When one side half-closes (EOF on its direction), Relay passes the
 // close on (CloseWrite to the other side) and keeps relaying the other
 // direction; when both directions are done, or either fails (a reset),
-// it closes both connections. With -impl=iocopy it relays with io.Copy
-// instead, for side-by-side benchmarks.
+// Relay returns and the proxy closes both connections. With -impl=iocopy
+// it relays with io.Copy instead, for side-by-side benchmarks.
 //
 //	go run ./examples/proxy -addr 127.0.0.1:9090 -backend 127.0.0.1:8080
 package main
@@ -27,7 +27,7 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:9090", "listen address")
 	backend := flag.String("backend", "127.0.0.1:8080", "address to relay to")
-	impl := flag.String("impl", "pipes", "pipes (CopyAsync), or iocopy (io.Copy)")
+	impl := flag.String("impl", "pipes", "pipes (pipes.Relay), or iocopy (io.Copy)")
 	stats := flag.Duration("stats", 0, "log the engine's Stats at this interval (0: never)")
 	flag.Parse()
 	if *stats > 0 {
@@ -59,8 +59,8 @@ type Proxy struct {
 	active atomic.Int64
 }
 
-// NewProxy relays to backend with pipes.CopyAsync, or with io.Copy if
-// ioCopy is set.
+// NewProxy relays to backend with pipes.Relay, or with io.Copy if ioCopy
+// is set.
 func NewProxy(backend string, ioCopy bool) *Proxy {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Proxy{backend: backend, ioCopy: ioCopy, ctx: ctx, cancel: cancel}
@@ -113,12 +113,6 @@ func (p *Proxy) Close() error {
 	return nil
 }
 
-// flow is one direction of a relay.
-type flow interface {
-	Done() <-chan struct{}
-	Wait() (int64, error)
-}
-
 // Relay connects client to the backend and relays both directions until
 // both are done or one fails, then closes both connections.
 func (p *Proxy) Relay(client net.Conn) {
@@ -129,73 +123,39 @@ func (p *Proxy) Relay(client net.Conn) {
 		return
 	}
 	defer backend.Close()
-	ctx, cancel := context.WithCancel(p.ctx)
-	defer cancel()
-	start := func(ctx context.Context, dst io.Writer, src io.Reader) flow {
-		return pipes.CopyAsync(ctx, dst, src)
-	}
 	if p.ioCopy {
-		start = ioCopyAsync
+		ioRelay(p.ctx, client, backend)
+		return
 	}
-	up := start(ctx, backend, client)
-	down := start(ctx, client, backend)
-	upDone, downDone := up.Done(), down.Done()
-	for upDone != nil || downDone != nil {
-		select {
-		case <-upDone:
-			upDone = nil
-			if _, err := up.Wait(); err != nil {
-				cancel()
-			} else {
-				closeWrite(backend)
-			}
-		case <-downDone:
-			downDone = nil
-			if _, err := down.Wait(); err != nil {
-				cancel()
-			} else {
-				closeWrite(client)
-			}
+	// Half-closes are passed on, a reset or p.Close ends both
+	// directions; the connections are left for the defers to close.
+	pipes.Relay(p.ctx, client, backend)
+}
+
+// ioRelay is pipes.Relay on io.Copy, the baseline: a goroutine per
+// direction, CloseWrite on EOF, and on an error or the end of ctx a
+// deadline in the past on both connections to end the other direction.
+func ioRelay(ctx context.Context, a, b net.Conn) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		a.SetDeadline(time.Unix(1, 0))
+		b.SetDeadline(time.Unix(1, 0))
+	})
+	defer stop()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	pass := func(dst, src net.Conn) {
+		defer wg.Done()
+		if _, err := io.Copy(dst, src); err != nil {
+			cancel()
+			return
+		}
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite() // the peer reads EOF
 		}
 	}
-}
-
-// closeWrite half-closes c: the peer reads EOF.
-func closeWrite(c net.Conn) {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
-	}
-}
-
-// ioCopyAsync is CopyAsync on io.Copy: cancelling ctx interrupts it with
-// a deadline in the past on both ends.
-func ioCopyAsync(ctx context.Context, dst io.Writer, src io.Reader) flow {
-	f := &ioFlow{done: make(chan struct{})}
-	go func() {
-		defer close(f.done)
-		stop := context.AfterFunc(ctx, func() {
-			if c, ok := dst.(net.Conn); ok {
-				c.SetDeadline(time.Unix(1, 0))
-			}
-			if c, ok := src.(net.Conn); ok {
-				c.SetDeadline(time.Unix(1, 0))
-			}
-		})
-		defer stop()
-		f.n, f.err = io.Copy(dst, src)
-	}()
-	return f
-}
-
-type ioFlow struct {
-	done chan struct{}
-	n    int64
-	err  error
-}
-
-func (f *ioFlow) Done() <-chan struct{} { return f.done }
-
-func (f *ioFlow) Wait() (int64, error) {
-	<-f.done
-	return f.n, f.err
+	go pass(b, a)
+	pass(a, b)
+	wg.Wait()
 }

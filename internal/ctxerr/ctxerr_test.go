@@ -20,6 +20,9 @@ func TestWrap(t *testing.T) {
 		{"cause", errCause, nil, []error{context.Canceled, errCause}},
 		{"cause with err", errCause, io.ErrUnexpectedEOF, []error{context.Canceled, errCause, io.ErrUnexpectedEOF}},
 		{"err already ctx", nil, context.Canceled, []error{context.Canceled}},
+		// A reader that returned ctx.Err() (no cause in it): the cause
+		// is added.
+		{"err already ctx, cause", errCause, context.Canceled, []error{context.Canceled, errCause}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancelCause(context.Background())

@@ -1,0 +1,333 @@
+package pipes
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/pipes-go/pipes/internal/ctxerr"
+)
+
+// Relay copies between a and b in both directions at once until both
+// directions are done, and returns what each destination received: aToB
+// is the bytes b received from a, bToA the bytes a received from b. It
+// runs on DefaultEngine; see Engine.RelayWith.
+func Relay(ctx context.Context, a, b io.ReadWriter) (aToB, bToA int64, err error) {
+	return DefaultEngine().RelayWith(ctx, a, b)
+}
+
+// Relay is RelayWith without options.
+func (e *Engine) Relay(ctx context.Context, a, b io.ReadWriter) (aToB, bToA int64, err error) {
+	return e.RelayWith(ctx, a, b)
+}
+
+// RelayOption configures one relay of Engine.RelayWith.
+type RelayOption func(*relayConfig)
+
+type relayConfig struct {
+	idle      time.Duration // > 0: end the relay after this long without a byte
+	halfClose time.Duration // > 0: bound the wait for the second direction
+}
+
+// RelayIdleTimeout ends a relay when no byte has reached either end for
+// d, with an error wrapping os.ErrDeadlineExceeded. The relay's byte
+// counts are sampled by a timer (about four times per d), never per
+// byte: the relay ends between d and 1.25d after its last byte. d <= 0
+// (the default) means no idle timeout.
+func RelayIdleTimeout(d time.Duration) RelayOption {
+	return func(c *relayConfig) { c.idle = d }
+}
+
+// RelayHalfCloseTimeout bounds how long a relay waits, once one direction
+// has reached EOF, for the other to reach it too; when d passes first the
+// other direction is ended and the relay fails with an error wrapping
+// os.ErrDeadlineExceeded. d <= 0 (the default) waits forever.
+func RelayHalfCloseTimeout(d time.Duration) RelayOption {
+	return func(c *relayConfig) { c.halfClose = d }
+}
+
+// The directions of a relay, as indexes of relay.meters.
+const (
+	dirAToB = iota
+	dirBToA
+)
+
+var relayDirNames = [2]string{"a->b", "b->a"}
+
+// RelayWith copies from a to b and from b to a at once, until both
+// directions are done, or one fails, or ctx ends.
+//
+// Each direction is a copy of the engine, with the semantics of
+// CopyAsync: it moves the bytes in the kernel where its two ends allow
+// (two TCP or unix stream sockets: socket -> pipe -> socket with
+// splice(2)) and through a userspace buffer otherwise (an end without a
+// file descriptor, such as one of net.Pipe). One direction runs in the
+// calling goroutine, the other in a new one; each counts as a copy in
+// Stats.
+//
+// When a direction reaches EOF, RelayWith passes the half-close on: it
+// calls CloseWrite on that direction's destination if it has one (TCP and
+// unix connections do), so its peer reads EOF after every byte, and goes
+// on relaying the other direction (for at most RelayHalfCloseTimeout, if
+// given). A destination without CloseWrite is left as it is: its peer
+// sees no EOF until the caller closes it. A CloseWrite that fails ends
+// the relay with its error.
+//
+// When either direction fails (a reset peer, a closed end), ctx ends, the
+// Engine is closed, or a RelayOption's timeout passes, both directions
+// are ended. As for CopyAsync, waits are woken by setting deadlines in
+// the past on a and b, where they have deadlines, and the deadlines are
+// cleared when the relay returns: deadlines the caller set before the
+// relay do not survive it. An end without deadlines cannot be woken, and
+// RelayWith returns once its blocked Read or Write does.
+//
+// RelayWith never closes a or b (nor calls CloseRead on them): when it
+// returns it has stopped using them, and closing them is the caller's.
+//
+// The counts are the bytes each destination received, also when err is
+// not nil. err is nil when both directions ended with EOF; otherwise it is
+// the first error that ended the relay, saying which direction met it:
+// errors.Is(err, ctx.Err()) (and ctx's cause) when ctx ended, an error
+// wrapping ErrClosed when the Engine was closed, os.ErrDeadlineExceeded
+// for RelayIdleTimeout and RelayHalfCloseTimeout, the end's own error
+// otherwise (errors.Is(err, syscall.ECONNRESET) for a reset peer). A nil
+// end, a typed nil (such as (*net.TCPConn)(nil)), or the same value as
+// both a and b fail at once with an error wrapping os.ErrInvalid. A nil
+// ctx means context.Background().
+func (e *Engine) RelayWith(ctx context.Context, a, b io.ReadWriter, opts ...RelayOption) (aToB, bToA int64, err error) {
+	var cfg relayConfig
+	for _, o := range opts {
+		if o != nil {
+			o(&cfg)
+		}
+	}
+	if err := checkRelayEnds(a, b); err != nil {
+		return 0, 0, err
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if ctx.Err() != nil {
+		return 0, 0, ctxerr.Wrap("pipes: relay not started", ctx, nil)
+	}
+	if err := e.begin(); err != nil {
+		return 0, 0, fmt.Errorf("pipes: relay: %w", err)
+	}
+	if err := e.begin(); err != nil {
+		e.end()
+		return 0, 0, fmt.Errorf("pipes: relay: %w", err)
+	}
+	r := &relay{e: e, cfg: cfg}
+	r.meters[dirAToB].engine = &e.stats.bytes
+	r.meters[dirBToA].engine = &e.stats.bytes
+	r.ctx, r.cancel = context.WithCancelCause(ctx)
+	stopClose := context.AfterFunc(e.ctx, func() { r.cancel(ErrClosed) })
+	r.startIdleTimer()
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer e.end()
+		aToB = r.run(dirAToB, b, a)
+	}()
+	bToA = r.run(dirBToA, a, b)
+	e.end()
+	<-done
+
+	stopClose()
+	err = r.stop()
+	r.cancel(nil)
+	return aToB, bToA, err
+}
+
+// relay is the state two directions of one RelayWith share.
+type relay struct {
+	e      *Engine
+	cfg    relayConfig
+	ctx    context.Context // ends both directions
+	cancel context.CancelCauseFunc
+	meters [2]meter // bytes delivered by each direction, read by the idle timer
+
+	mu        sync.Mutex
+	err       error // the first error that ended the relay
+	eofs      int   // directions that ended with EOF
+	stopped   bool  // both directions returned: timers do nothing
+	idleTimer *time.Timer
+	idleSeen  int64     // both meters' total at the last change seen
+	idleSince time.Time // when that change was seen
+	halfTimer *time.Timer
+}
+
+// run copies one direction, src to dst, and passes its EOF on to dst.
+func (r *relay) run(dir int, dst io.Writer, src io.Reader) int64 {
+	w, rd := dst, src
+	if !kernelPair(dst, src) {
+		// A userspace copy counts its bytes live only through a
+		// buffer loop of its own: io.Copy on a ReaderFrom or
+		// WriterTo (TCPConn's, whose generic fallbacks are buffer
+		// loops too) would count them only at the end, and the idle
+		// timer would take a busy relay for an idle one.
+		w, rd = relayWriter{dst}, relayReader{src}
+	}
+	n, err := r.e.copy(r.ctx, w, rd, true, &r.meters[dir])
+	err = r.e.closedErr(r.ctx, err)
+	if err == nil {
+		// The copy returned nil at EOF of src, and only once every byte
+		// it read has reached dst: the kernel paths drain their
+		// intermediate pipe before they look at the source again, and
+		// return at EOF with the pipe empty; the userspace path returns
+		// after its last Write. So CloseWrite never overtakes bytes
+		// still in flight: dst's peer reads EOF after all of them.
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			if cerr := cw.CloseWrite(); cerr != nil {
+				err = fmt.Errorf("passing EOF on with CloseWrite: %w", cerr)
+			}
+		}
+	}
+	r.finish(dir, err)
+	return n
+}
+
+// finish records how direction dir ended: an error ends the relay; the
+// first EOF starts the half-close timer.
+func (r *relay) finish(dir int, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		r.failLocked(fmt.Errorf("pipes: relay %s: %w", relayDirNames[dir], err))
+		return
+	}
+	r.eofs++
+	if r.eofs == 1 && r.err == nil && r.cfg.halfClose > 0 {
+		d, other := r.cfg.halfClose, relayDirNames[1-dir]
+		r.halfTimer = time.AfterFunc(d, func() {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if r.stopped || r.eofs == 2 {
+				return
+			}
+			r.failLocked(fmt.Errorf("pipes: relay %s: not done %v after %s reached EOF: %w",
+				other, d, relayDirNames[dir], os.ErrDeadlineExceeded))
+		})
+	}
+}
+
+// failLocked records err if it is the first and ends both directions.
+func (r *relay) failLocked(err error) {
+	if r.err == nil {
+		r.err = err
+	}
+	r.cancel(err)
+}
+
+// startIdleTimer arms RelayIdleTimeout's timer, if the relay has one.
+func (r *relay) startIdleTimer() {
+	if r.cfg.idle <= 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.idleSince = time.Now()
+	r.idleTimer = time.AfterFunc(r.idlePeriod(), r.checkIdle)
+}
+
+// idlePeriod is how often the idle timer samples the meters.
+func (r *relay) idlePeriod() time.Duration {
+	return max(r.cfg.idle/4, min(r.cfg.idle, time.Millisecond))
+}
+
+// checkIdle ends the relay if no byte moved in either direction for
+// RelayIdleTimeout; else it checks again later.
+func (r *relay) checkIdle() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped || r.err != nil {
+		return
+	}
+	now := time.Now()
+	total := r.meters[dirAToB].n.Load() + r.meters[dirBToA].n.Load()
+	next := r.idlePeriod()
+	if total != r.idleSeen {
+		r.idleSeen, r.idleSince = total, now
+	} else if idle := now.Sub(r.idleSince); idle >= r.cfg.idle {
+		r.failLocked(fmt.Errorf("pipes: relay: no byte in either direction for %v: %w",
+			r.cfg.idle, os.ErrDeadlineExceeded))
+		return
+	} else {
+		next = min(next, r.cfg.idle-idle)
+	}
+	r.idleTimer.Reset(next)
+}
+
+// stop disarms the timers once both directions have returned and gives
+// the relay's error.
+func (r *relay) stop() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopped = true
+	if r.idleTimer != nil {
+		r.idleTimer.Stop()
+	}
+	if r.halfTimer != nil {
+		r.halfTimer.Stop()
+	}
+	return r.err
+}
+
+// checkRelayEnds rejects ends a relay cannot use.
+func checkRelayEnds(a, b io.ReadWriter) error {
+	switch {
+	case isNil(a) && isNil(b):
+		return fmt.Errorf("pipes: relay: a and b are nil: %w", os.ErrInvalid)
+	case isNil(a):
+		return fmt.Errorf("pipes: relay: a is nil (%T): %w", a, os.ErrInvalid)
+	case isNil(b):
+		return fmt.Errorf("pipes: relay: b is nil (%T): %w", b, os.ErrInvalid)
+	case sameValue(a, b):
+		return fmt.Errorf("pipes: relay: a and b are the same %T: %w", a, os.ErrInvalid)
+	}
+	return nil
+}
+
+// sameValue reports whether a == b, without the panic of == on values
+// that are not comparable (a struct holding a slice, say).
+func sameValue(a, b any) (same bool) {
+	if reflect.TypeOf(a) != reflect.TypeOf(b) || !reflect.TypeOf(a).Comparable() {
+		return false
+	}
+	defer func() {
+		if recover() != nil {
+			same = false // comparable type, incomparable dynamic field
+		}
+	}()
+	return a == b
+}
+
+// relayReader shows a userspace copy only src's Read, and its read
+// deadline, which wakes a blocked Read when the relay ends.
+type relayReader struct{ r io.Reader }
+
+func (x relayReader) Read(p []byte) (int, error) { return x.r.Read(p) }
+
+func (x relayReader) SetReadDeadline(t time.Time) error {
+	if d, ok := x.r.(readDeadliner); ok {
+		return d.SetReadDeadline(t)
+	}
+	return nil
+}
+
+// relayWriter is relayReader for the destination.
+type relayWriter struct{ w io.Writer }
+
+func (x relayWriter) Write(p []byte) (int, error) { return x.w.Write(p) }
+
+func (x relayWriter) SetWriteDeadline(t time.Time) error {
+	if d, ok := x.w.(writeDeadliner); ok {
+		return d.SetWriteDeadline(t)
+	}
+	return nil
+}
