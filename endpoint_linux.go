@@ -51,6 +51,8 @@ type endpoint struct {
 	// meter, on a destination, counts the bytes delivered to it as
 	// they move; nil: not counted.
 	meter *meter
+	// pacer, on a source, limits the rate it is read at; nil: none.
+	pacer *Limiter
 }
 
 // end returns the endpoint as a splice.End.
@@ -58,6 +60,9 @@ func (e endpoint) end() splice.End {
 	end := splice.End{Conn: e.conn, Pipe: e.kind == kindPipe, Wake: e.wake, Reset: e.reset, Info: e.info}
 	if e.meter != nil {
 		end.Meter = e.meter
+	}
+	if e.pacer != nil {
+		end.Pacer = e.pacer
 	}
 	return end
 }

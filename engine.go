@@ -208,51 +208,85 @@ func (e *Engine) closedErr(ctx context.Context, err error) error {
 // copy honours *io.LimitedReader, tries the kernel paths, and falls back
 // to a userspace copy when they report that they did not handle the pair.
 func (e *Engine) copy(ctx context.Context, dst io.Writer, src io.Reader, async bool, m *meter) (int64, error) {
-	limit := int64(-1)
-	inner := src
-	lr, isLimited := src.(*io.LimitedReader)
-	if isLimited {
-		if lr.N <= 0 {
-			return 0, nil
-		}
-		limit, inner = lr.N, lr.R
+	s := unwrapSource(src)
+	if s.lr != nil && s.lr.N <= 0 {
+		return 0, nil
 	}
-	n, handled, err := e.sys.copyFD(ctx, dst, inner, limit, m)
+	n, handled, err := e.sys.copyFD(ctx, dst, s.r, s.limit, m, s.pacer)
 	if handled {
-		if isLimited {
-			lr.N -= n
+		if s.lr != nil {
+			s.lr.N -= n
 		}
 		if err != nil && ctx.Err() != nil {
 			err = ctxerr.Wrap("pipes", ctx, err)
 		} else if err != nil {
-			err = closedFileErr(err, dst, inner)
+			err = closedFileErr(err, dst, s.r)
 		}
 		return n, err
 	}
 	e.stats.userspace.Add(1)
-	return copyUserspace(ctx, dst, src, async, m)
+	return copyUserspace(ctx, dst, src, s, async, m)
+}
+
+// copySource is a copy's src with the wrappers the engine honours taken off:
+// an *io.LimitedReader (limit, and N to update) and a
+// *RateLimitedReader (pacer), in either order.
+type copySource struct {
+	r     io.Reader // what is left: a reader with a descriptor, or not
+	limit int64     // -1: none
+	lr    *io.LimitedReader
+	pacer *Limiter
+}
+
+func unwrapSource(src io.Reader) copySource {
+	s := copySource{r: src, limit: -1}
+	for range 2 {
+		switch x := s.r.(type) {
+		case *io.LimitedReader:
+			if s.lr != nil || x == nil {
+				return s
+			}
+			s.lr, s.limit, s.r = x, max(x.N, 0), x.R
+		case *RateLimitedReader:
+			if s.pacer != nil || x == nil || x.L == nil {
+				return s
+			}
+			s.pacer, s.r = x.L, x.R
+		default:
+			return s
+		}
+	}
+	return s
 }
 
 // copyUserspace is io.Copy, made cancellable (between reads for
 // CopyAsync, and through deadlines for waits on descriptors), and kept
 // from recursing into this package's ReadFrom and WriteTo (which call the
 // engine).
-func copyUserspace(ctx context.Context, dst io.Writer, src io.Reader, async bool, m *meter) (int64, error) {
+func copyUserspace(ctx context.Context, dst io.Writer, src io.Reader, s copySource, async bool, m *meter) (int64, error) {
 	if ctx.Done() != nil {
-		defer interruptOnDone(ctx, dst, src)()
+		defer interruptOnDone(ctx, dst, s.r)()
 	}
 	switch w := dst.(type) {
 	case *PipeWriter:
 		dst = struct{ io.Writer }{w}
 	}
-	switch r := src.(type) {
-	case *PipeReader:
-		src = struct{ io.Reader }{r}
-	case *io.LimitedReader:
-		if _, ok := r.R.(*PipeReader); ok {
-			src = &io.LimitedReader{R: struct{ io.Reader }{r.R}, N: r.N}
-			defer func(l *io.LimitedReader) { r.N = l.N }(src.(*io.LimitedReader))
+	if pr, ok := s.r.(*PipeReader); ok || s.pacer != nil {
+		// Rebuild the chain: a *PipeReader hidden (its WriteTo would
+		// call the engine again), the Limiter's waits ended by ctx.
+		r := s.r
+		if ok {
+			r = struct{ io.Reader }{pr}
 		}
+		if s.pacer != nil {
+			r = &pacedReader{ctx: ctx, r: r, l: s.pacer}
+		}
+		if s.lr != nil {
+			l := &io.LimitedReader{R: r, N: s.lr.N}
+			defer func() { s.lr.N = l.N }()
+			r = l
+		}
+		src = r
 	}
 	if async && ctx.Done() != nil {
 		src = &ctxReader{ctx: ctx, r: src}

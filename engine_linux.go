@@ -61,7 +61,7 @@ func (s *sysEngine) poolStats(st *Stats) {
 // copyFD copies with splice(2) or the ring when both sides have a file
 // descriptor the kernel can splice. handled is false, with nothing moved,
 // where it cannot; the caller then copies in userspace.
-func (s *sysEngine) copyFD(ctx context.Context, dst io.Writer, src io.Reader, limit int64, m *meter) (int64, bool, error) {
+func (s *sysEngine) copyFD(ctx context.Context, dst io.Writer, src io.Reader, limit int64, m *meter, pacer *Limiter) (int64, bool, error) {
 	se, ok := readerEndpoint(src)
 	if !ok {
 		return 0, false, nil
@@ -84,12 +84,17 @@ func (s *sysEngine) copyFD(ctx context.Context, dst io.Writer, src io.Reader, li
 		return 0, false, nil
 	}
 	de.meter = m
+	if pacer != nil {
+		se.pacer = pacer
+	}
 	if se.kind == kindFile && de.kind == kindFile && isOSFile(src) && isOSFile(dst) {
 		// io.Copy between two *os.File uses copy_file_range(2), which
 		// beats file -> pipe -> file (it may even share extents).
 		return 0, false, nil
 	}
-	if s.ring != nil && se.kind == kindFile {
+	if s.ring != nil && se.kind == kindFile && pacer == nil {
+		// Not a paced copy: it waits for its Limiter between splices,
+		// and would hold a ring chain's pipe meanwhile.
 		// Copy and CopyAsync alike: a file server calling Copy from a
 		// thousand handlers has the same cold reads to bound.
 		running := s.fileCopies.Add(1)

@@ -19,7 +19,7 @@ func newSysEngine(cfg *config, _ *counters) (*sysEngine, Backend, error) {
 	return &sysEngine{}, BackendUserspace, nil
 }
 
-func (*sysEngine) copyFD(context.Context, io.Writer, io.Reader, int64, *meter) (int64, bool, error) {
+func (*sysEngine) copyFD(context.Context, io.Writer, io.Reader, int64, *meter, *Limiter) (int64, bool, error) {
 	return 0, false, nil
 }
 

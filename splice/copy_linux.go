@@ -34,6 +34,10 @@ type End struct {
 	// Reset, if non-nil, undoes Wake (for example clears the deadline).
 	// Copy calls it before returning if it called Wake.
 	Reset func()
+	// Pacer, if non-nil on the source End, paces the copy: Copy asks it
+	// before each read from the source how many bytes it may read, and
+	// gives back what it did not read when it returns.
+	Pacer Pacer
 	// Meter, if non-nil on the destination End, is told of the bytes
 	// that reach the destination as they move, before Copy returns.
 	Meter Meter
@@ -43,6 +47,16 @@ type End struct {
 	// netpoller does not watch fails with "not pollable") or take the
 	// wrong path, so leave it zero unless it is certain.
 	Info Info
+}
+
+// Pacer grants a copy the bytes it may read now: a rate limit. Take
+// returns between 1 and max, waiting until it can grant some, or fails
+// with an error wrapping ctx.Err() when ctx ends first. Refund gives back
+// bytes granted and not read. Copy calls them from the copying goroutine,
+// outside any RawConn callback, so a wait holds no descriptor.
+type Pacer interface {
+	Take(ctx context.Context, max int) (int, error)
+	Refund(n int)
 }
 
 // Meter counts bytes as a copy delivers them: *atomic.Int64 is one.
@@ -162,6 +176,7 @@ func Copy(ctx context.Context, dst, src End, limit int64, pool *Pool) (written i
 	defer c.dst.boundBlocking(unix.SO_SNDTIMEO)()
 	c.pool = pool
 	defer c.releaseBuffer()
+	defer c.refund()
 	if c.src.pipe() || c.dst.pipe() {
 		handled, err = c.direct()
 	} else {
@@ -347,6 +362,7 @@ type copier struct {
 	src, dst side
 	pool     *Pool
 	buf      *[]byte // from pool.buffer, for rounds splice cannot make
+	budget   int     // bytes the src's Pacer granted and the copy has not read
 
 	// State of a direct round, shared by its two nested callbacks.
 	step int
@@ -396,9 +412,50 @@ func (c *copier) delivered(n int) {
 
 func (c *copier) chunk(max int) int {
 	if c.limit >= 0 && c.limit-c.written < int64(max) {
+		max = int(c.limit - c.written)
+	}
+	if c.src.Pacer != nil {
+		max = min(max, c.budget)
+	}
+	return max
+}
+
+// pace waits, when the copy is paced and has read all it was granted,
+// for the source's Pacer to grant more (budget). Copy's loops call it
+// before each read, outside any RawConn callback.
+func (c *copier) pace() error {
+	if c.src.Pacer == nil || c.budget > 0 {
+		return nil
+	}
+	n, err := c.src.Pacer.Take(c.ctx, c.chunkUnpaced(maxChunk))
+	if err != nil {
+		return ctxError(c.ctx, err)
+	}
+	c.budget = n
+	return nil
+}
+
+// chunkUnpaced is chunk without the Pacer's budget.
+func (c *copier) chunkUnpaced(max int) int {
+	if c.limit >= 0 && c.limit-c.written < int64(max) {
 		return int(c.limit - c.written)
 	}
 	return max
+}
+
+// spent records n bytes read from a paced source.
+func (c *copier) spent(n int) {
+	if c.src.Pacer != nil {
+		c.budget -= n
+	}
+}
+
+// refund gives back what the Pacer granted and the copy did not read.
+func (c *copier) refund() {
+	if c.src.Pacer != nil && c.budget > 0 {
+		c.src.Pacer.Refund(c.budget)
+		c.budget = 0
+	}
 }
 
 // notSpliceable reports the errnos by which the kernel refuses a pair.
@@ -414,6 +471,7 @@ const (
 	stepWaitDst // dst has no room
 	stepRetry   // EAGAIN, yet both sides look ready
 	stepZero    // a socket src spliced 0 bytes: EOF, or TCP's urgent mark
+	stepPace    // the Pacer's grant is used up
 	stepFail    // err is set
 )
 
@@ -427,8 +485,13 @@ func (c *copier) direct() (handled bool, err error) {
 	backoff := time.Duration(0)
 	inner := func(rfd uintptr) bool {
 		for c.more() {
+			if c.src.Pacer != nil && c.budget == 0 {
+				c.step = stepPace
+				return true
+			}
 			n, e := Splice(int(rfd), nil, c.wfd, nil, c.chunk(maxChunk), FlagMove|FlagNonblock)
 			if n > 0 {
+				c.spent(n)
 				c.delivered(n)
 				continue
 			}
@@ -467,6 +530,9 @@ func (c *copier) direct() (handled bool, err error) {
 	for c.more() {
 		if c.ctx.Err() != nil {
 			return true, ctxError(c.ctx, nil)
+		}
+		if err := c.pace(); err != nil {
+			return true, err
 		}
 		c.step, c.serr = stepNone, nil
 		werr := c.dst.Conn.Write(outer)
@@ -629,6 +695,9 @@ func (c *copier) viaPipe() (handled bool, err error) {
 		if c.ctx.Err() != nil {
 			return true, ctxError(c.ctx, nil)
 		}
+		if err := c.pace(); err != nil {
+			return true, err
+		}
 		if c.dstFull && !c.dst.neverWaits() {
 			if err := c.wait(&c.dst, true); err != nil {
 				return true, c.waitErr(err)
@@ -722,6 +791,7 @@ func (c *copier) fillPipe(fd uintptr) bool {
 	switch {
 	case m > 0:
 		c.p.data += m
+		c.spent(m)
 		c.fstep = fillData
 		c.probe = m < chunk && c.src.socket() && !c.streaming
 	case e == nil && c.src.socket():
@@ -812,6 +882,9 @@ func (c *copier) bufferRound() (eof, again bool, err error) {
 	if c.buf == nil {
 		c.buf = c.pool.buffer()
 	}
+	if err := c.pace(); err != nil {
+		return false, false, err
+	}
 	buf := (*c.buf)[:c.chunk(len(*c.buf))]
 	n := 0
 	rerr := c.src.Conn.Read(func(fd uintptr) bool {
@@ -838,6 +911,7 @@ func (c *copier) bufferRound() (eof, again bool, err error) {
 	if n == 0 {
 		return eof, again, err
 	}
+	c.spent(n)
 	left, err := c.writeAll(buf[:n])
 	if err != nil {
 		if c.ctx.Err() != nil {

@@ -41,6 +41,7 @@ func Sendfile(ctx context.Context, dst, src End, limit int64) (written int64, ha
 	}
 	defer c.wakeOnDone()()
 	defer c.dst.boundBlocking(unix.SO_SNDTIMEO)()
+	defer c.refund()
 	handled = true
 	cerr := src.Conn.Control(func(sfd uintptr) {
 		err = c.sendfile(int(sfd))
@@ -68,14 +69,18 @@ func (c *copier) sendfile(sfd int) (err error) {
 		if c.ctx.Err() != nil {
 			return ctxError(c.ctx, nil)
 		}
+		if err := c.pace(); err != nil {
+			return err
+		}
 		eof := false
 		werr := c.dst.Conn.Write(func(dfd uintptr) bool {
 			for c.more() {
-				if c.ctx.Err() != nil {
+				if c.ctx.Err() != nil || (c.src.Pacer != nil && c.budget == 0) {
 					return true
 				}
 				m, e := unix.Sendfile(int(dfd), sfd, nil, c.chunk(sendfileChunk))
 				if m > 0 {
+					c.spent(m)
 					c.delivered(m)
 				}
 				switch {

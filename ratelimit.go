@@ -1,0 +1,160 @@
+package pipes
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+)
+
+// Limiter is a token bucket of bytes: a bandwidth limit that copies keep
+// on their kernel path. A copy whose source is wrapped by RateLimit asks
+// the Limiter, before each splice(2) or sendfile(2) from the source, how
+// many bytes it may move, and sleeps (holding no descriptor and no pipe)
+// until it may move some. One Limiter given to many copies limits their
+// sum; give each copy its own for a per-copy limit. A Limiter is safe for
+// concurrent use.
+//
+// The bucket holds at most burst bytes, and fills at the rate. A copy
+// waits until the bucket is seven-eighths full (or holds what the copy
+// still has to move) and takes all it holds: it wakes about every
+// burst/rate, as few wake-ups as the limit allows (a copy paced in
+// quarter-burst grants cost 1.5x the CPU per byte of one whose writer
+// sends at the same rate; see docs/benchmarks.md), and the last eighth
+// absorbs a late timer, which would otherwise overflow the bucket and
+// lose the bytes it earned meanwhile.
+type Limiter struct {
+	rate    float64 // bytes per second
+	burst   float64
+	quantum int // the bytes a wait is for: 7/8 of burst
+
+	mu     sync.Mutex
+	tokens float64
+	last   time.Time
+}
+
+// NewLimiter returns a Limiter of bytesPerSecond with a bucket of burst
+// bytes; burst <= 0 means a tenth of a second's worth, at least 64 KiB.
+// It panics if bytesPerSecond <= 0. The bucket starts full.
+func NewLimiter(bytesPerSecond int64, burst int) *Limiter {
+	if bytesPerSecond <= 0 {
+		panic(fmt.Sprintf("pipes: NewLimiter: rate %d <= 0", bytesPerSecond))
+	}
+	if burst <= 0 {
+		burst = max(int(bytesPerSecond/10), 64<<10)
+	}
+	return &Limiter{
+		rate:    float64(bytesPerSecond),
+		burst:   float64(burst),
+		quantum: max(burst-burst/8, 1),
+		tokens:  float64(burst),
+		last:    time.Now(),
+	}
+}
+
+// Take grants between 1 and max bytes (max > 0), taking them from the
+// bucket, and waits until the bucket holds enough: all it can hold, or
+// max if that is less. It fails with an error wrapping ctx.Err() if ctx ends
+// first, and then takes nothing. Bytes granted and not moved go back
+// with Refund.
+func (l *Limiter) Take(ctx context.Context, max int) (int, error) {
+	if max <= 0 {
+		return 0, nil
+	}
+	want := min(max, l.quantum)
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		l.mu.Lock()
+		l.refill(time.Now())
+		if l.tokens >= float64(want) {
+			n := min(max, int(l.tokens))
+			l.tokens -= float64(n)
+			l.mu.Unlock()
+			return n, nil
+		}
+		wait := time.Duration((float64(want) - l.tokens) / l.rate * float64(time.Second))
+		l.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			return 0, fmt.Errorf("pipes: rate limit: %w", context.Cause(ctx))
+		}
+	}
+}
+
+// Refund puts back n bytes that Take granted and the copy did not move.
+func (l *Limiter) Refund(n int) {
+	if n <= 0 {
+		return
+	}
+	l.mu.Lock()
+	l.refill(time.Now())
+	l.tokens = min(l.tokens+float64(n), l.burst)
+	l.mu.Unlock()
+}
+
+// refill adds the bytes the rate earned since the last refill.
+func (l *Limiter) refill(now time.Time) {
+	if d := now.Sub(l.last); d > 0 {
+		l.tokens = min(l.tokens+d.Seconds()*l.rate, l.burst)
+		l.last = now
+	}
+}
+
+// RateLimitedReader reads from R at most as fast as L allows. Copy,
+// CopyAsync, CopyContext and the Engine's methods recognise it and pace
+// the kernel path by L (as they honour *io.LimitedReader), so the bytes
+// still move with splice(2) or sendfile(2); anything else reading it
+// through Read is paced too. RateLimit builds one.
+type RateLimitedReader struct {
+	R io.Reader
+	L *Limiter
+}
+
+// RateLimit returns a reader of r that L paces; see RateLimitedReader.
+func RateLimit(r io.Reader, l *Limiter) *RateLimitedReader {
+	return &RateLimitedReader{R: r, L: l}
+}
+
+// Read reads at most what L grants now, waiting for a grant first.
+func (r *RateLimitedReader) Read(p []byte) (int, error) {
+	return pacedRead(context.Background(), r.R, r.L, p)
+}
+
+// pacedRead reads from r into p at most what l grants, waiting (until
+// ctx ends) for a grant, and refunds what r did not fill.
+func pacedRead(ctx context.Context, r io.Reader, l *Limiter, p []byte) (int, error) {
+	if len(p) == 0 {
+		return r.Read(p)
+	}
+	g, err := l.Take(ctx, len(p))
+	if err != nil {
+		return 0, err
+	}
+	n, err := r.Read(p[:g])
+	l.Refund(g - n)
+	return n, err
+}
+
+// pacedReader is a RateLimitedReader whose waits end with ctx: the
+// userspace path of a paced copy.
+type pacedReader struct {
+	ctx context.Context
+	r   io.Reader
+	l   *Limiter
+}
+
+func (r *pacedReader) Read(p []byte) (int, error) {
+	return pacedRead(r.ctx, r.r, r.l, p)
+}

@@ -1,0 +1,124 @@
+package pipes
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pipes-go/pipes/internal/fdtest"
+)
+
+// TestRateLimit copies through a Limiter on every path and checks that
+// the copy took at least as long as the rate allows (the bucket starts
+// full, so its burst comes free) and not grossly longer. The machine is
+// noisy: the upper bound is wide; the bench measures precisely.
+func TestRateLimit(t *testing.T) {
+	fdtest.Check(t)
+	const rate = 8 << 20 // 8 MiB/s
+	const burst = 256 << 10
+	const size = 2<<20 + burst // 0.25 s at the rate
+	want := time.Duration(float64(size-burst) / rate * float64(time.Second))
+	data := randomData(size)
+	pick := func(name string, names ...string) bool {
+		for _, n := range names {
+			if n == name {
+				return true
+			}
+		}
+		return false
+	}
+	for _, ec := range engineCases(t) {
+		e := newTestEngine(t, ec.opts...)
+		t.Run(ec.name, func(t *testing.T) {
+			for _, sk := range sourceKinds {
+				if !pick(sk.name, "file", "pipe", "tcp", "reader") {
+					continue
+				}
+				for _, dk := range sinkKinds {
+					if !pick(dk.name, "pipe", "tcp", "writer") {
+						continue
+					}
+					t.Run(sk.name+"->"+dk.name, func(t *testing.T) {
+						t.Parallel()
+						src := sk.make(t, data)
+						dst := dk.make(t)
+						l := NewLimiter(rate, burst)
+						start := time.Now()
+						n, err := e.Copy(dst.w, RateLimit(src.r, l))
+						took := time.Since(start)
+						src.close()
+						got, sum := dst.finish()
+						if n != size || err != nil || got != size || sum != sha256.Sum256(data) {
+							t.Fatalf("copy = (%d, %v), %d bytes received", n, err, got)
+						}
+						if took < want*95/100 || took > 3*want {
+							t.Errorf("took %v at %d B/s, want about %v", took, rate, want)
+						}
+					})
+				}
+			}
+		})
+	}
+}
+
+// TestRateLimitShared runs four copies through one Limiter: their sum
+// keeps to its rate.
+func TestRateLimitShared(t *testing.T) {
+	const rate = 8 << 20
+	const burst = 256 << 10
+	const each = 1 << 20
+	l := NewLimiter(rate, burst)
+	want := time.Duration(float64(4*each-burst) / rate * float64(time.Second))
+	e := newTestEngine(t)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 4 {
+		a, b := tcpPair(t)
+		c, d := tcpPair(t)
+		go func() { c.Write(randomData(each)); c.Close() }()
+		wg.Add(2)
+		go func() { defer wg.Done(); io.Copy(io.Discard, b); b.Close() }()
+		go func() {
+			defer wg.Done()
+			defer a.Close()
+			defer d.Close()
+			if n, err := e.Copy(a, RateLimit(d, l)); n != each || err != nil {
+				t.Errorf("copy = (%d, %v)", n, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if took := time.Since(start); took < want*95/100 || took > 3*want {
+		t.Errorf("4 copies sharing %d B/s took %v, want about %v", rate, took, want)
+	}
+}
+
+// TestRateLimitCancel checks that a copy waiting for its Limiter ends
+// when its context does.
+func TestRateLimitCancel(t *testing.T) {
+	e := newTestEngine(t)
+	l := NewLimiter(1024, 4096) // 1 KiB/s: the second grant is 4 s away
+	a, b := tcpPair(t)
+	defer a.Close()
+	defer b.Close()
+	go b.Write(randomData(64 << 10))
+	dst, sink := tcpPair(t)
+	defer dst.Close()
+	defer sink.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	f := e.CopyAsync(ctx, dst, RateLimit(a, l))
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	select {
+	case <-f.Done():
+	case <-time.After(time.Second):
+		t.Fatal("a paced copy did not end within 1 s of its cancel")
+	}
+	if n, err := f.Wait(); !errors.Is(err, context.Canceled) || n != 4096 {
+		t.Fatalf("copy = (%d, %v), want (4096, context.Canceled)", n, err)
+	}
+}
