@@ -18,9 +18,10 @@ import (
 // use the one DefaultEngine returns, through the package-level Copy and
 // CopyAsync.
 type Engine struct {
-	cfg     config
-	backend Backend
-	brokenE error // non-nil: every copy fails with it (see brokenEngine)
+	cfg       config
+	backend   Backend
+	ringSetup string // Stats.RingSetup: why the engine is not on io_uring
+	brokenE   error  // non-nil: every copy fails with it (see brokenEngine)
 
 	ctx    context.Context // cancelled by Close, with cause ErrClosed
 	cancel context.CancelCauseFunc
@@ -57,18 +58,34 @@ func NewEngine(opts ...Option) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg}
 	e.ctx, e.cancel = context.WithCancelCause(context.Background())
-	sys, b, err := newSysEngine(&e.cfg, &e.stats)
+	sys, b, noRing, err := newSysEngine(&e.cfg, &e.stats)
 	if err != nil {
 		e.cancel(ErrClosed)
 		return nil, err
 	}
 	e.sys, e.backend = sys, b
+	if b != BackendIOUring {
+		e.ringSetup = ringSetupText(&e.cfg, noRing)
+	}
 	return e, nil
+}
+
+// ringSetupText is Stats.RingSetup for an engine not on io_uring: noRing
+// is why newSysEngine did not set a ring up, nil when it did not try
+// because the backend was asked for.
+func ringSetupText(cfg *config, noRing error) string {
+	if noRing != nil {
+		return noRing.Error()
+	}
+	if cfg.backendByOption {
+		return "disabled by WithBackend(" + string(cfg.backend) + ")"
+	}
+	return "disabled by PIPES_BACKEND=" + string(cfg.backend)
 }
 
 // brokenEngine returns a closed engine whose copies fail with err.
 func brokenEngine(err error) *Engine {
-	e := &Engine{brokenE: err, closed: true, backend: backendAuto}
+	e := &Engine{brokenE: err, closed: true, backend: backendAuto, ringSetup: err.Error()}
 	e.ctx, e.cancel = context.WithCancelCause(context.Background())
 	e.cancel(err)
 	return e
@@ -212,8 +229,8 @@ func (e *Engine) copy(ctx context.Context, dst io.Writer, src io.Reader, async b
 	if s.lr != nil && s.lr.N <= 0 {
 		return 0, nil
 	}
-	n, handled, err := e.sys.copyFD(ctx, dst, s.r, s.limit, m, s.pacer)
-	if handled {
+	n, why, err := e.sys.copyFD(ctx, dst, s.r, s.limit, m, s.pacer)
+	if why == inKernel {
 		if s.lr != nil {
 			s.lr.N -= n
 		}
@@ -224,7 +241,7 @@ func (e *Engine) copy(ctx context.Context, dst io.Writer, src io.Reader, async b
 		}
 		return n, err
 	}
-	e.stats.userspace.Add(1)
+	e.stats.userspace[why].Add(1)
 	return copyUserspace(ctx, dst, src, s, async, m)
 }
 
@@ -378,20 +395,53 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// Stats is a snapshot of an engine's counters.
+// Stats is a snapshot of an engine's counters. Every field is a number
+// but RingSetup, so a Stats can be published as it is: with the standard
+// library's expvar,
+//
+//	expvar.Publish("pipes", expvar.Func(func() any { return e.Stats() }))
+//
+// serves it as JSON on /debug/vars. Stats is cheap: atomic loads, no
+// allocation.
 type Stats struct {
-	Copies    uint64 // copies started
-	InFlight  int64  // copies running now
-	Bytes     uint64 // bytes delivered, counted as they move (see Future.Written)
-	Splice    uint64 // copies run by the splice(2) loop
-	Sendfile  uint64 // file -> TCP copies sent with Go's sendfile(2) path
-	Ring      uint64 // copies whose reads were submitted through io_uring
-	Userspace uint64 // copies that fell back to a userspace buffer
-	Cached    uint64 // reads of ring copies served by splice(2) from the page cache
-	SQEs      uint64 // SQEs submitted to the ring
-	Enters    uint64 // io_uring_enter calls made to submit them
-	CQEs      uint64 // completions reaped
-	Pipes     int    // intermediate pipes alive now (pooled or in use)
+	Copies   uint64 // copies started
+	InFlight int64  // copies running now
+	Bytes    uint64 // bytes delivered, counted as they move (see Future.Written)
+	Splice   uint64 // copies run by the splice(2) loop
+	Sendfile uint64 // file -> TCP copies sent with Go's sendfile(2) path
+	Ring     uint64 // copies whose reads were submitted through io_uring
+
+	// Userspace counts the copies (and fan-outs) that went through a
+	// userspace buffer, as io.Copy does, instead of the kernel: the sum
+	// of UserspaceNoFD, UserspaceFileToFile and UserspaceRefused, which
+	// say why.
+	Userspace uint64
+	// UserspaceNoFD counts fallbacks where an end has no descriptor the
+	// kernel can splice: a value that is not a syscall.Conn (a
+	// bytes.Buffer, a net.Pipe, a *tls.Conn, a wrapper hiding its
+	// descriptor), or a datagram, seqpacket or listening socket, a
+	// directory. A FanOut also counts here when its source is a device
+	// or a blocking-mode pipe or socket, or no destination can be
+	// spliced into. Off Linux every copy counts here.
+	UserspaceNoFD uint64
+	// UserspaceFileToFile counts copies between two *os.File regular
+	// files, left to io.Copy, whose copy_file_range(2) is already in the
+	// kernel (and may share extents).
+	UserspaceFileToFile uint64
+	// UserspaceRefused counts copies whose ends both have descriptors
+	// but that the kernel refused before any byte moved: splice(2) or
+	// sendfile(2) answered EINVAL, ENOSYS or EOPNOTSUPP (a file system
+	// without splice support), or the destination is O_APPEND. For a
+	// FanOut, also pipes the kernel would not give (EMFILE, the pipe
+	// quota). A steady rise here points at a file system or device the
+	// kernel path cannot serve.
+	UserspaceRefused uint64
+
+	Cached uint64 // reads of ring copies served by splice(2) from the page cache
+	SQEs   uint64 // SQEs submitted to the ring
+	Enters uint64 // io_uring_enter calls made to submit them
+	CQEs   uint64 // completions reaped
+	Pipes  int    // intermediate pipes alive now (pooled or in use)
 
 	// PoolWaits counts the times a copy waited for a pooled pipe; the
 	// copy paths never do (see PoolExhausted), so only an Engine whose
@@ -403,31 +453,67 @@ type Stats struct {
 	// for a ring copy. A steady rise means WithMaxPipes is too low for
 	// the copies whose destinations are slow.
 	PoolExhausted uint64
+
+	// RingSetup says why the engine is not on the io_uring backend; it
+	// is empty when it is (Backend() == BackendIOUring). It is fixed at
+	// NewEngine:
+	//   - "disabled by PIPES_BACKEND=splice" or "disabled by
+	//     WithBackend(splice)" when the splice backend was asked for;
+	//   - else why io_uring could not be set up, with the errno's name
+	//     and its usual cause, as in "io_uring_setup: operation not
+	//     permitted (EPERM: kernel.io_uring_disabled or a seccomp
+	//     filter)", "... (ENOSYS: ...)", "... (ENOMEM: ...)", or a
+	//     missing opcode ("io_uring lacks IORING_OP_SPLICE (Linux 5.7)");
+	//   - off Linux, "no io_uring on GOOS", GOOS the operating system.
+	// An engine from DefaultEngine whose NewEngine failed holds that
+	// error here.
+	RingSetup string
 }
 
+// fallback says whether the kernel path ran a copy and, if it did not,
+// why the copy goes to userspace: the index of its Stats counter.
+type fallback uint8
+
+const (
+	inKernel           fallback = iota // the kernel path ran the copy
+	fallbackNoFD                       // Stats.UserspaceNoFD
+	fallbackFileToFile                 // Stats.UserspaceFileToFile
+	fallbackRefused                    // Stats.UserspaceRefused
+	numFallbacks
+)
+
 type counters struct {
-	copies, bytes, splice, ring, userspace atomic.Uint64
-	sendfile                               atomic.Uint64
-	sqes, enters, cqes, cachedReads        atomic.Uint64
-	inFlight                               atomic.Int64
+	copies, bytes, splice, ring     atomic.Uint64
+	sendfile                        atomic.Uint64
+	sqes, enters, cqes, cachedReads atomic.Uint64
+	inFlight                        atomic.Int64
+	// userspace counts the copies that went to userspace, by reason
+	// (fallbackNoFD ...); userspace[inKernel] stays zero.
+	userspace [numFallbacks]atomic.Uint64
 }
 
 // Stats returns the engine's counters, to check claims such as "many
-// copies share few io_uring_enter calls" (SQEs / Enters).
+// copies share few io_uring_enter calls" (SQEs / Enters), see why copies
+// went to userspace, and why the engine is not on io_uring (RingSetup).
 func (e *Engine) Stats() Stats {
 	s := Stats{
-		Copies:    e.stats.copies.Load(),
-		InFlight:  e.stats.inFlight.Load(),
-		Bytes:     e.stats.bytes.Load(),
-		Splice:    e.stats.splice.Load(),
-		Sendfile:  e.stats.sendfile.Load(),
-		Ring:      e.stats.ring.Load(),
-		Userspace: e.stats.userspace.Load(),
-		Cached:    e.stats.cachedReads.Load(),
-		SQEs:      e.stats.sqes.Load(),
-		Enters:    e.stats.enters.Load(),
-		CQEs:      e.stats.cqes.Load(),
+		Copies:              e.stats.copies.Load(),
+		InFlight:            e.stats.inFlight.Load(),
+		Bytes:               e.stats.bytes.Load(),
+		Splice:              e.stats.splice.Load(),
+		Sendfile:            e.stats.sendfile.Load(),
+		Ring:                e.stats.ring.Load(),
+		UserspaceNoFD:       e.stats.userspace[fallbackNoFD].Load(),
+		UserspaceFileToFile: e.stats.userspace[fallbackFileToFile].Load(),
+		UserspaceRefused:    e.stats.userspace[fallbackRefused].Load(),
+		Cached:              e.stats.cachedReads.Load(),
+		SQEs:                e.stats.sqes.Load(),
+		Enters:              e.stats.enters.Load(),
+		CQEs:                e.stats.cqes.Load(),
+		RingSetup:           e.ringSetup,
 	}
+	// The total is the sum, so a snapshot never disagrees with itself.
+	s.Userspace = s.UserspaceNoFD + s.UserspaceFileToFile + s.UserspaceRefused
 	if e.sys != nil {
 		e.sys.poolStats(&s)
 	}

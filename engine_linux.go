@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -27,21 +29,48 @@ type sysEngine struct {
 	fileCopies atomic.Int64
 }
 
-func newSysEngine(cfg *config, st *counters) (*sysEngine, Backend, error) {
-	s := &sysEngine{cfg: cfg, st: st, pool: splice.NewPool(cfg.pipeSize, cfg.maxPipes)}
+// newSysEngine sets up the engine's pipe pool and, unless cfg asks for
+// the splice backend, its ring. noRing is why an auto engine is not on
+// io_uring (nil when it is, or when splice was asked for): the setup
+// error, explained by ringSetupErr.
+func newSysEngine(cfg *config, st *counters) (s *sysEngine, b Backend, noRing, err error) {
+	s = &sysEngine{cfg: cfg, st: st, pool: splice.NewPool(cfg.pipeSize, cfg.maxPipes)}
 	if cfg.backend == BackendSplice {
-		return s, BackendSplice, nil
+		return s, BackendSplice, nil, nil
 	}
 	r, err := newURing(cfg, st)
 	if err != nil {
 		if cfg.backend == BackendIOUring {
 			s.pool.Close()
-			return nil, "", fmt.Errorf("pipes: io_uring backend: %w: %w", errors.ErrUnsupported, err)
+			return nil, "", nil, fmt.Errorf("pipes: io_uring backend: %w: %w", errors.ErrUnsupported, ringSetupErr(err))
 		}
-		return s, BackendSplice, nil
+		return s, BackendSplice, ringSetupErr(err), nil
 	}
 	s.ring = r
-	return s, BackendIOUring, nil
+	return s, BackendIOUring, nil, nil
+}
+
+// ringSetupErr adds to an io_uring setup error the name of its errno and
+// what usually causes it there, for Stats.RingSetup and logs. It still
+// wraps err (errors.Is(err, syscall.EPERM)).
+func ringSetupErr(err error) error {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return err
+	}
+	name := unix.ErrnoName(errno)
+	if name == "" {
+		name = "errno " + strconv.Itoa(int(errno))
+	}
+	switch errno {
+	case unix.EPERM:
+		name += ": kernel.io_uring_disabled or a seccomp filter"
+	case unix.ENOSYS:
+		name += ": a kernel without io_uring, or a seccomp filter"
+	case unix.ENOMEM:
+		name += ": RLIMIT_MEMLOCK too low for the ring (before Linux 5.12), or out of memory"
+	}
+	return fmt.Errorf("%w (%s)", err, name)
 }
 
 func (s *sysEngine) close() error {
@@ -59,12 +88,13 @@ func (s *sysEngine) poolStats(st *Stats) {
 }
 
 // copyFD copies with splice(2) or the ring when both sides have a file
-// descriptor the kernel can splice. handled is false, with nothing moved,
-// where it cannot; the caller then copies in userspace.
-func (s *sysEngine) copyFD(ctx context.Context, dst io.Writer, src io.Reader, limit int64, m *meter, pacer *Limiter) (int64, bool, error) {
+// descriptor the kernel can splice, and then returns inKernel. Where it
+// cannot it moves nothing and returns why (fallbackNoFD, ...); the caller
+// then copies in userspace.
+func (s *sysEngine) copyFD(ctx context.Context, dst io.Writer, src io.Reader, limit int64, m *meter, pacer *Limiter) (int64, fallback, error) {
 	se, ok := readerEndpoint(src)
 	if !ok {
-		return 0, false, nil
+		return 0, fallbackNoFD, nil
 	}
 	if pr, ok := src.(*PipeReader); ok && pr.awaitWriter.Load() {
 		// A fifo opened read-only without a writer yet reads as EOF:
@@ -76,12 +106,12 @@ func (s *sysEngine) copyFD(ctx context.Context, dst io.Writer, src io.Reader, li
 			if ctx.Err() != nil {
 				err = ctxerr.Wrap("pipes", ctx, err)
 			}
-			return 0, true, err
+			return 0, inKernel, err
 		}
 	}
 	de, ok := writerEndpoint(dst)
 	if !ok {
-		return 0, false, nil
+		return 0, fallbackNoFD, nil
 	}
 	de.meter = m
 	if pacer != nil {
@@ -90,7 +120,7 @@ func (s *sysEngine) copyFD(ctx context.Context, dst io.Writer, src io.Reader, li
 	if se.kind == kindFile && de.kind == kindFile && isOSFile(src) && isOSFile(dst) {
 		// io.Copy between two *os.File uses copy_file_range(2), which
 		// beats file -> pipe -> file (it may even share extents).
-		return 0, false, nil
+		return 0, fallbackFileToFile, nil
 	}
 	if s.ring != nil && se.kind == kindFile && pacer == nil {
 		// Not a paced copy: it waits for its Limiter between splices,
@@ -102,7 +132,7 @@ func (s *sysEngine) copyFD(ctx context.Context, dst io.Writer, src io.Reader, li
 		if min := s.cfg.ringMinConcurrency; min >= 0 && running > int64(min) {
 			if n, handled, err := s.ringCopy(ctx, dst, de, se, limit); handled {
 				s.st.ring.Add(1)
-				return n, true, err
+				return n, inKernel, err
 			}
 		}
 	}
@@ -112,14 +142,17 @@ func (s *sysEngine) copyFD(ctx context.Context, dst io.Writer, src io.Reader, li
 		n, handled, err := splice.Sendfile(ctx, de.end(), se.end(), limit)
 		if handled {
 			s.st.sendfile.Add(1)
-			return n, true, err
+			return n, inKernel, err
 		}
 	}
 	n, handled, err := splice.Copy(ctx, de.end(), se.end(), limit, s.pool)
-	if handled {
-		s.st.splice.Add(1)
+	if !handled {
+		// EINVAL, ENOSYS or EOPNOTSUPP before any byte, an O_APPEND
+		// destination: nothing moved.
+		return n, fallbackRefused, err
 	}
-	return n, handled, err
+	s.st.splice.Add(1)
+	return n, inKernel, err
 }
 
 // ringCopy runs a copy from a regular file through the ring: wholly, as

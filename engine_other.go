@@ -7,20 +7,25 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 )
 
 // sysEngine has no kernel paths off Linux: every copy runs in userspace.
 type sysEngine struct{}
 
-func newSysEngine(cfg *config, _ *counters) (*sysEngine, Backend, error) {
+// newSysEngine: off Linux there is no io_uring (noRing says so) and no
+// splice(2).
+func newSysEngine(cfg *config, _ *counters) (s *sysEngine, b Backend, noRing, err error) {
 	if cfg.backend == BackendIOUring {
-		return nil, "", fmt.Errorf("pipes: io_uring backend: %w", errors.ErrUnsupported)
+		return nil, "", nil, fmt.Errorf("pipes: io_uring backend: %w", errors.ErrUnsupported)
 	}
-	return &sysEngine{}, BackendUserspace, nil
+	return &sysEngine{}, BackendUserspace, errors.New("no io_uring on " + runtime.GOOS), nil
 }
 
-func (*sysEngine) copyFD(context.Context, io.Writer, io.Reader, int64, *meter, *Limiter) (int64, bool, error) {
-	return 0, false, nil
+// copyFD never handles a copy off Linux: every one counts as
+// Stats.UserspaceNoFD, there being no descriptor the kernel can splice.
+func (*sysEngine) copyFD(context.Context, io.Writer, io.Reader, int64, *meter, *Limiter) (int64, fallback, error) {
+	return 0, fallbackNoFD, nil
 }
 
 func (*sysEngine) close() error { return nil }

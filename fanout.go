@@ -202,13 +202,14 @@ func (e *Engine) fanOut(ctx context.Context, src io.Reader, ds []*fanDest, cfg *
 		}
 		limit, inner = lr.N, lr.R
 	}
-	if read, handled := e.fanOutKernel(ctx, inner, limit, ds, cfg); handled {
+	read, why := e.fanOutKernel(ctx, inner, limit, ds, cfg)
+	if why == inKernel {
 		if limited {
 			lr.N -= read
 		}
 		return
 	}
-	e.stats.userspace.Add(1)
+	e.stats.userspace[why].Add(1)
 	fanOutUserspace(ctx, src, ds, cfg)
 }
 

@@ -66,22 +66,23 @@ type kdest struct {
 	more   chan struct{}
 }
 
-// fanOutKernel runs the fan-out with splice(2) and tee(2). handled is
-// false, with nothing read, where the source cannot be spliced (no
-// descriptor, a blocking pipe or socket, a kind splice refuses), where no
-// destination can be spliced into, or where pipes cannot be had; the
+// fanOutKernel runs the fan-out with splice(2) and tee(2), and then
+// returns inKernel. Where it cannot it reads nothing and returns why: the
+// source cannot be spliced (no descriptor, a blocking pipe or socket, a
+// device) or no destination can be spliced into (fallbackNoFD); pipes
+// cannot be had, or the kernel refuses the source (fallbackRefused). The
 // caller then fans out through userspace.
-func (e *Engine) fanOutKernel(ctx context.Context, src io.Reader, limit int64, ds []*fanDest, cfg *fanOutConfig) (read int64, handled bool) {
+func (e *Engine) fanOutKernel(ctx context.Context, src io.Reader, limit int64, ds []*fanDest, cfg *fanOutConfig) (read int64, why fallback) {
 	se, ok := readerEndpoint(src)
 	if !ok {
-		return 0, false
+		return 0, fallbackNoFD
 	}
 	nonblock := se.info.Flags&unix.O_NONBLOCK != 0
 	switch {
 	case se.kind == kindFile:
 	case (se.kind == kindPipe || se.kind == kindSocket) && nonblock:
 	default:
-		return 0, false
+		return 0, fallbackNoFD
 	}
 	k := newKfan(ctx, cfg, se, limit)
 	anySplice := false
@@ -91,11 +92,11 @@ func (e *Engine) fanOutKernel(ctx context.Context, src io.Reader, limit int64, d
 		k.ds = append(k.ds, kd)
 	}
 	if !anySplice {
-		return 0, false
+		return 0, fallbackNoFD
 	}
 	defer k.close()
 	if err := k.openPipes(cfg.bufferFor(len(ds))); err != nil {
-		return 0, false
+		return 0, fallbackRefused
 	}
 	if pr, ok := src.(*PipeReader); ok {
 		// A read-only fifo that has had no writer yet reads as EOF:
@@ -105,11 +106,11 @@ func (e *Engine) fanOutKernel(ctx context.Context, src io.Reader, limit int64, d
 		pr.awaitFirstWriter()
 		stop()
 	}
-	handled, _ = k.run(src)
-	if handled {
-		e.stats.splice.Add(1)
+	if handled, _ := k.run(src); !handled {
+		return k.read, fallbackRefused
 	}
-	return k.read, handled
+	e.stats.splice.Add(1)
+	return k.read, inKernel
 }
 
 // newKfan returns a fan-out from se, a spliceable source, with no

@@ -9,6 +9,6 @@ import (
 
 // fanOutKernel has no kernel path off Linux (no tee(2)): FanOut always
 // copies through userspace buffers there.
-func (e *Engine) fanOutKernel(context.Context, io.Reader, int64, []*fanDest, *fanOutConfig) (int64, bool) {
-	return 0, false
+func (e *Engine) fanOutKernel(context.Context, io.Reader, int64, []*fanDest, *fanOutConfig) (int64, fallback) {
+	return 0, fallbackNoFD
 }

@@ -39,6 +39,7 @@ type Option func(*config)
 
 type config struct {
 	backend            Backend
+	backendByOption    bool // backend set by WithBackend, not PIPES_BACKEND
 	ringEntries        uint32
 	pipeSize           int
 	maxPipes           int
@@ -77,7 +78,7 @@ func backendFromEnv() (Backend, error) {
 // BackendIOUring, NewEngine fails with an error wrapping
 // errors.ErrUnsupported where io_uring or IORING_OP_SPLICE is unavailable.
 func WithBackend(b Backend) Option {
-	return func(c *config) { c.backend = b }
+	return func(c *config) { c.backend, c.backendByOption = b, true }
 }
 
 // WithRingEntries sets the io_uring submission queue size (rounded up to a
