@@ -54,12 +54,16 @@ func (f *Future) Written() int64 {
 type meter struct {
 	n      atomic.Int64
 	engine *atomic.Uint64 // nil: not counted in an engine
+	also   *atomic.Int64  // nil, or the caller's counter (RelayProgress)
 }
 
 // Add records delta more bytes delivered.
 func (m *meter) Add(delta int64) int64 {
 	if m.engine != nil {
 		m.engine.Add(uint64(delta))
+	}
+	if m.also != nil {
+		m.also.Add(delta)
 	}
 	return m.n.Add(delta)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pipes-go/pipes/internal/ctxerr"
@@ -31,6 +32,15 @@ type RelayOption func(*relayConfig)
 type relayConfig struct {
 	idle      time.Duration // > 0: end the relay after this long without a byte
 	halfClose time.Duration // > 0: bound the wait for the second direction
+	progress  [2]*atomic.Int64
+}
+
+// RelayProgress has the relay add the bytes each direction delivers to
+// aToB and bToA as they move (counted in the kernel loop, with no wrapper
+// around the ends), for a caller that reports progress while the relay
+// runs. Either may be nil.
+func RelayProgress(aToB, bToA *atomic.Int64) RelayOption {
+	return func(c *relayConfig) { c.progress = [2]*atomic.Int64{aToB, bToA} }
 }
 
 // RelayIdleTimeout ends a relay when no byte has reached either end for
@@ -122,8 +132,10 @@ func (e *Engine) RelayWith(ctx context.Context, a, b io.ReadWriter, opts ...Rela
 		return 0, 0, fmt.Errorf("pipes: relay: %w", err)
 	}
 	r := &relay{e: e, cfg: cfg}
-	r.meters[dirAToB].engine = &e.stats.bytes
-	r.meters[dirBToA].engine = &e.stats.bytes
+	for dir := range r.meters {
+		r.meters[dir].engine = &e.stats.bytes
+		r.meters[dir].also = cfg.progress[dir]
+	}
 	r.ctx, r.cancel = context.WithCancelCause(ctx)
 	stopClose := context.AfterFunc(e.ctx, func() { r.cancel(ErrClosed) })
 	r.startIdleTimer()
