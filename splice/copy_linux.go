@@ -365,9 +365,10 @@ type copier struct {
 	budget   int     // bytes the src's Pacer granted and the copy has not read
 
 	// State of a direct round, shared by its two nested callbacks.
-	step int
-	serr error
-	wfd  int
+	step     int
+	serr     error
+	wfd      int
+	lastWait int // the side the last wait was for: stepWaitSrc or stepWaitDst
 
 	// State of the intermediate-pipe path (viaPipe): the pipe held now,
 	// and the callbacks that fill and drain it with what they found.
@@ -472,6 +473,7 @@ const (
 	stepRetry   // EAGAIN, yet both sides look ready
 	stepZero    // a socket src spliced 0 bytes: EOF, or TCP's urgent mark
 	stepPace    // the Pacer's grant is used up
+	stepBlocked // EAGAIN, both sides pollable: awaitBlocked finds which
 	stepFail    // err is set
 )
 
@@ -500,6 +502,8 @@ func (c *copier) direct() (handled bool, err error) {
 				c.step = stepZero
 			case e == nil:
 				c.step = stepEOF
+			case e == unix.EAGAIN && c.lastWait != stepWaitDst && c.src.pollable() && c.dst.pollable():
+				c.step = stepBlocked // likely src: see awaitBlocked
 			case e == unix.EAGAIN:
 				c.step = c.blockedSide(int(rfd), c.wfd)
 			default:
@@ -519,6 +523,7 @@ func (c *copier) direct() (handled bool, err error) {
 		if c.step != stepWaitDst || c.ctx.Err() != nil {
 			return true
 		}
+		c.lastWait = stepWaitDst
 		if c.dst.pollable() {
 			return false
 		}
@@ -552,8 +557,37 @@ func (c *copier) direct() (handled bool, err error) {
 			return true, c.serr
 		case stepWaitSrc:
 			backoff = 0
+			c.lastWait = stepWaitSrc
 			if err := c.wait(&c.src, false); err != nil {
 				return true, err
+			}
+		case stepBlocked:
+			backoff = 0
+			step, err := c.awaitBlocked()
+			if err != nil {
+				return true, err
+			}
+			c.lastWait = step
+			switch step {
+			case stepWaitDst:
+				if err := c.wait(&c.dst, true); err != nil {
+					return true, err
+				}
+			case stepRetry:
+				c.step = stepRetry
+				if c.src.socket() {
+					// Readable, yet EAGAIN: TCP's urgent mark (or input
+					// that came meanwhile). A buffer round tells.
+					eof, again, err := c.bufferRound()
+					if err != nil || eof {
+						return true, err
+					}
+					if again {
+						if err := c.wait(&c.src, false); err != nil {
+							return true, err
+						}
+					}
+				}
 			}
 		case stepZero:
 			eof, again, err := c.bufferRound()
@@ -594,6 +628,51 @@ func (c *copier) direct() (handled bool, err error) {
 		}
 	}
 	return true, nil
+}
+
+// awaitBlocked runs after EAGAIN from a direct splice whose two sides are
+// on the netpoller, when the last wait was for src: inside src's
+// Conn.Read, once its poll descriptor is armed, one poll(2) of both
+// descriptors (dst's under a Control reference) tells which side is not
+// ready, and the copy parks on src without a second poll. It returns
+// stepNone once src is readable (after a wait), stepWaitDst when dst has
+// no room, and stepRetry when both look ready. A closed dst is left for
+// the next splice to report.
+func (c *copier) awaitBlocked() (step int, err error) {
+	first := true
+	err = c.src.Conn.Read(func(sfd uintptr) bool {
+		if !first {
+			step = stepNone
+			return true
+		}
+		first = false
+		step = stepRetry
+		var dstReady, srcReady bool
+		cerr := c.dst.Conn.Control(func(dfd uintptr) {
+			const bad = unix.POLLERR | unix.POLLHUP | unix.POLLNVAL
+			fds := [2]unix.PollFd{{Fd: int32(dfd), Events: unix.POLLOUT}, {Fd: int32(sfd), Events: unix.POLLIN}}
+			if _, err := unix.Poll(fds[:], 0); err != nil {
+				dstReady, srcReady = true, true
+				return
+			}
+			dstReady = fds[0].Revents&(unix.POLLOUT|bad) != 0
+			srcReady = fds[1].Revents&(unix.POLLIN|bad) != 0
+		})
+		switch {
+		case cerr != nil:
+			step = stepNone
+		case !dstReady:
+			step = stepWaitDst
+		case !srcReady && c.ctx.Err() == nil:
+			step = stepWaitSrc
+			return false
+		}
+		return true
+	})
+	if err != nil && c.ctx.Err() != nil {
+		err = ctxError(c.ctx, err)
+	}
+	return step, err
 }
 
 // blockedSide tells, after EAGAIN from a direct splice, which side is not
