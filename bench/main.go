@@ -2,7 +2,8 @@
 // copy and a direct splice(2) loop, and prints one table per scenario:
 //
 //	go run ./bench                     # quick run of the headline scenarios
-//	go run ./bench -full -out results  # every size and N, with charts
+//	go run ./bench -full -out results  # every scenario, size and N, with charts
+//	go run ./bench -scenarios proxy    # request/response relays over TCP
 //
 // Tables go to stdout, progress to stderr. See -h for the flags and the
 // header of any run for how each metric is counted.
@@ -30,6 +31,10 @@ type config struct {
 	pairSizes    []int64 // pairs
 	fanoutSize   int64   // fanout: bytes of the file
 	fanoutWays   int     // fanout: destinations
+	proxySizes   []int64 // proxy: response sizes
+	proxyNs      []int   // proxy: client connections
+	proxyReq     int     // proxy: request size
+	proxyTime    time.Duration
 	pairs        []pair
 	concPairs    []pair
 	ns           []int
@@ -61,13 +66,19 @@ type config struct {
 	childVerify   bool
 }
 
-const allScenarios = "file-pipe,pairs,concurrent,latency,fanout"
+const (
+	allScenarios = "file-pipe,pairs,concurrent,latency,fanout,proxy"
+	// quickScenarios run by default in quick mode: proxy would take the
+	// quick run well past its minute or two, so it is part of -full or
+	// asked for with -scenarios.
+	quickScenarios = "file-pipe,pairs,concurrent,latency,fanout"
+)
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		scenarios = fs.String("scenarios", allScenarios, "comma list of scenarios: "+allScenarios)
+		scenarios = fs.String("scenarios", "", "comma list of scenarios: "+allScenarios+" (default: quick "+quickScenarios+"; full all)")
 		sizes     = fs.String("sizes", "", "copy sizes for file-pipe and pairs, e.g. 64K,1M,1G (default: by mode)")
 		ns        = fs.String("n", "", "concurrency list for concurrent (default: quick 1,64,512; full 1,64,512,4096)")
 		pairs     = fs.String("pairs", "", "pairs for the pairs scenario, SRC-DST with kinds file,pipe,unix,tcp, or 'all' (default: by mode)")
@@ -79,6 +90,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		repBytes  = fs.String("repbytes", "", "bytes a single-stream rep moves at least, by back-to-back copies (default: quick 256M, full 1G)")
 		fanSize   = fs.String("fanout-size", "", "file size for the fanout scenario (default: quick 16M, full 64M)")
 		concBytes = fs.String("total", "", "bytes a concurrent rep moves, split over N copies (default: quick 256M, full 1G)")
+		pxSizes   = fs.String("proxy-sizes", "", "response sizes of the proxy scenario (default: quick 4K,64K, full 4K,64K,1M)")
+		pxNs      = fs.String("proxy-n", "64,1024", "client connections of the proxy scenario, a list")
+		pxReq     = fs.String("proxy-request", "64", "request size of the proxy scenario")
+		pxTime    = fs.String("proxy-time", "", "how long the clients of one proxy rep send requests (default: quick 500ms, full 1s)")
 		cfg       = &config{}
 	)
 	fs.StringVar(&cfg.backend, "backend", "all", "pipes backends to run: all, io_uring or splice")
@@ -116,7 +131,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return quickVal
 	}
 	var err error
-	for _, s := range splitList(*scenarios) {
+	for _, s := range splitList(pick(*scenarios, quickScenarios, allScenarios)) {
 		if !strings.Contains(","+allScenarios+",", ","+s+",") {
 			return nil, fmt.Errorf("-scenarios: unknown scenario %q (have %s)", s, allScenarios)
 		}
@@ -138,6 +153,20 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if cfg.ns, err = parseInts(pick(*ns, "1,64,512", "1,64,512,4096")); err != nil {
 		return nil, fmt.Errorf("-n: %w", err)
+	}
+	if cfg.proxySizes, err = parseSizes(pick(*pxSizes, "4K,64K", "4K,64K,1M")); err != nil {
+		return nil, fmt.Errorf("-proxy-sizes: %w", err)
+	}
+	if cfg.proxyNs, err = parseInts(*pxNs); err != nil {
+		return nil, fmt.Errorf("-proxy-n: %w", err)
+	}
+	req, err := parseSize(*pxReq)
+	if err != nil || req > 1<<20 {
+		return nil, fmt.Errorf("-proxy-request: want a size up to 1M: %q", *pxReq)
+	}
+	cfg.proxyReq = int(req)
+	if cfg.proxyTime, err = time.ParseDuration(pick(*pxTime, "500ms", "1s")); err != nil || cfg.proxyTime <= 0 {
+		return nil, fmt.Errorf("-proxy-time: want a positive duration: %q", pick(*pxTime, "500ms", "1s"))
 	}
 	if cfg.pairs, err = parsePairs(pick(*pairs, "pipe-pipe,pipe-tcp,unix-unix,tcp-tcp,file-tcp,file-file", "all")); err != nil {
 		return nil, fmt.Errorf("-pairs: %w", err)

@@ -2,7 +2,9 @@ package main
 
 import (
 	"io"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseSize(t *testing.T) {
@@ -40,6 +42,23 @@ func TestParseFlagsModes(t *testing.T) {
 	if q.full || q.reps != 3 || len(q.ns) != 3 || len(q.sizes) != 2 || !q.isolate || q.child != -1 {
 		t.Fatalf("quick defaults: %+v", q)
 	}
+	if strings.Join(q.scenarios, ",") != quickScenarios || len(q.proxySizes) != 2 || len(q.proxyNs) != 2 || q.proxyReq != 64 || q.proxyTime != 500*time.Millisecond {
+		t.Fatalf("quick proxy defaults: %+v", q)
+	}
+	af, err := parseFlags([]string{"-full"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(af.scenarios, ",") != allScenarios || !strings.Contains(allScenarios, "proxy") || len(af.proxySizes) != 3 || af.proxyTime != time.Second {
+		t.Fatalf("full proxy defaults: %+v", af)
+	}
+	p, err := parseFlags([]string{"-scenarios", "proxy", "-proxy-sizes", "1M", "-proxy-n", "2,8", "-proxy-request", "1K", "-proxy-time", "2s"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.scenarios) != 1 || p.proxySizes[0] != 1<<20 || len(p.proxyNs) != 2 || p.proxyReq != 1024 || p.proxyTime != 2*time.Second {
+		t.Fatalf("proxy flags: %+v", p)
+	}
 	f, err := parseFlags([]string{"-full", "-reps", "7", "-scenarios", "pairs"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +66,8 @@ func TestParseFlagsModes(t *testing.T) {
 	if !f.full || f.reps != 7 || len(f.ns) != 4 || len(f.pairs) != 16 || len(f.scenarios) != 1 {
 		t.Fatalf("full: %+v", f)
 	}
-	for _, bad := range [][]string{{"-scenarios", "nope"}, {"-backend", "x"}, {"-n", "0"}, {"extra"}} {
+	for _, bad := range [][]string{{"-scenarios", "nope"}, {"-backend", "x"}, {"-n", "0"}, {"extra"},
+		{"-proxy-n", "0"}, {"-proxy-time", "0s"}, {"-proxy-request", "2M"}, {"-proxy-sizes", "0"}} {
 		if _, err := parseFlags(bad, io.Discard); err == nil {
 			t.Errorf("parseFlags(%q) gave no error", bad)
 		}

@@ -22,7 +22,9 @@ import (
 //   - Syscalls: perf_event_open counters on the raw_syscalls:sys_enter
 //     tracepoint, one per thread that existed when the counter was opened
 //     (at startup), each with inherit set so that every thread created
-//     later is counted in its creator's counter. Exact, kernel-side.
+//     later is counted in its creator's counter. Exact, kernel-side. With
+//     inherit_thread (Linux 5.13) too, so that a child process started
+//     meanwhile (the proxy scenario's load generator) is not counted.
 //   - Threads: num_threads of /proc/self/stat (what /proc/self/task lists),
 //     sampled every threadSampleEvery; the peak is kept.
 
@@ -31,7 +33,15 @@ const threadSampleEvery = 5 * time.Millisecond
 // syscallCounter counts the process's syscalls with perf tracepoints.
 type syscallCounter struct {
 	fds []int
+	// withChildren: the kernel refused inherit_thread (before Linux
+	// 5.13), so child processes started later are counted too.
+	withChildren bool
 }
+
+// perfBitInheritThread is perf_event_attr.inherit_thread (bit 35, Linux
+// 5.13; not in x/sys/unix): inherit the counter into new threads only,
+// not into child processes.
+const perfBitInheritThread = 1 << 35
 
 var tracefsDirs = []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"}
 
@@ -83,7 +93,16 @@ func openSyscallCounter() (*syscallCounter, error) {
 			Config: id,
 			Bits:   unix.PerfBitInherit,
 		}
+		if !c.withChildren {
+			attr.Bits |= perfBitInheritThread
+		}
 		fd, err := unix.PerfEventOpen(&attr, tid, -1, -1, unix.PERF_FLAG_FD_CLOEXEC)
+		if errors.Is(err, unix.EINVAL) && !c.withChildren && len(c.fds) == 0 {
+			// A kernel before 5.13: count child processes too.
+			c.withChildren = true
+			attr.Bits &^= perfBitInheritThread
+			fd, err = unix.PerfEventOpen(&attr, tid, -1, -1, unix.PERF_FLAG_FD_CLOEXEC)
+		}
 		if errors.Is(err, unix.ESRCH) {
 			continue // the thread exited meanwhile
 		}

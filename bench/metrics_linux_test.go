@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"testing"
@@ -101,6 +103,37 @@ func TestSyscallCounterInheritsNewThreads(t *testing.T) {
 		}
 	}
 	t.Skip("the runtime started no new thread")
+}
+
+// TestSyscallCounterSkipsChildProcesses checks that a child process
+// (the proxy scenario's load generator is one) is not counted: dd makes
+// two syscalls per byte it copies.
+func TestSyscallCounterSkipsChildProcesses(t *testing.T) {
+	c := openCounterOrSkip(t)
+	if c.withChildren {
+		t.Skip("this kernel has no inherit_thread: child processes are counted")
+	}
+	dd, err := exec.LookPath("dd")
+	if err != nil {
+		t.Skip(err)
+	}
+	before, err := c.read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20000
+	if out, err := exec.Command(dd, "if=/dev/zero", "of=/dev/null", "bs=1", fmt.Sprint("count=", n)).CombinedOutput(); err != nil {
+		t.Fatalf("dd: %v: %s", err, out)
+	}
+	after, err := c.read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Starting and waiting for the child costs the parent a few dozen.
+	t.Logf("counted %d syscalls around a child making %d", after-before, 2*n)
+	if after-before > n/4 {
+		t.Fatalf("counted %d syscalls around a child making %d: the child is counted", after-before, 2*n)
+	}
 }
 
 func TestThreadGauge(t *testing.T) {

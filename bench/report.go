@@ -24,6 +24,8 @@ type repMetrics struct {
 	P99 float64 `json:"p99_us,omitempty"`
 	// Ticker scenario only: p99 oversleep of a 1 ms ticker, milliseconds.
 	TickerP99 float64 `json:"ticker_p99_ms,omitempty"`
+	// Proxy scenario only: requests answered during the rep.
+	Requests int64 `json:"requests,omitempty"`
 	// Path is which path a pipes engine took in this rep.
 	Path string `json:"path,omitempty"`
 }
@@ -52,8 +54,15 @@ type summary struct {
 	P50            float64  `json:"p50_us,omitempty"`
 	P99            float64  `json:"p99_us,omitempty"`
 	TickerP99      float64  `json:"ticker_p99_ms,omitempty"`
-	// VsIOCopy: MB/s over io.Copy's (latency: io.Copy's p50 over this p50),
-	// so above 1 is better. 0 when io.Copy did not run.
+	// Proxy scenario only: requests per second, and the relay process's
+	// CPU microseconds, syscalls and context switches per request.
+	ReqPerSec      float64  `json:"req_per_s,omitempty"`
+	CPUPerReqUs    float64  `json:"cpu_us_per_req,omitempty"`
+	SyscallsPerReq *float64 `json:"syscalls_per_req,omitempty"`
+	CtxSwPerReq    float64  `json:"ctxsw_per_req,omitempty"`
+	// VsIOCopy: MB/s over io.Copy's (latency: io.Copy's p50 over this p50;
+	// proxy: req/s over io.Copy's), so above 1 is better. 0 when io.Copy
+	// did not run.
 	VsIOCopy float64 `json:"vs_io_copy,omitempty"`
 }
 
@@ -62,8 +71,20 @@ func summarize(reps []repMetrics) *summary {
 		return nil
 	}
 	var mbps, cpu, csw, sys, p50, p99, tick []float64
+	var rps, cpuReq, cswReq, sysReq []float64
 	s := &summary{}
 	for _, r := range reps {
+		if r.Requests > 0 {
+			q := float64(r.Requests)
+			if r.Seconds > 0 {
+				rps = append(rps, q/r.Seconds)
+			}
+			cpuReq = append(cpuReq, r.CPU/q*1e6)
+			cswReq = append(cswReq, float64(r.CtxSw)/q)
+			if r.Syscalls != nil {
+				sysReq = append(sysReq, float64(*r.Syscalls)/q)
+			}
+		}
 		g := float64(r.Bytes) / gib
 		if r.Seconds > 0 {
 			mbps = append(mbps, float64(r.Bytes)/r.Seconds/1e6)
@@ -88,6 +109,18 @@ func summarize(reps []repMetrics) *summary {
 		s.SyscallsPerGiB = &v
 	}
 	s.P50, s.P99, s.TickerP99 = median(p50), median(p99), median(tick)
+	if len(cpuReq) == len(reps) {
+		// Every rep is a proxy rep; medians of none would be NaN, which
+		// JSON cannot hold.
+		if len(rps) > 0 {
+			s.ReqPerSec = median(rps)
+		}
+		s.CPUPerReqUs, s.CtxSwPerReq = median(cpuReq), median(cswReq)
+		if len(sysReq) == len(reps) {
+			v := median(sysReq)
+			s.SyscallsPerReq = &v
+		}
+	}
 	return s
 }
 
@@ -105,6 +138,8 @@ func setRatios(rs []*result) {
 			continue
 		}
 		switch {
+		case r.Summary.ReqPerSec > 0 && b.ReqPerSec > 0:
+			r.Summary.VsIOCopy = r.Summary.ReqPerSec / b.ReqPerSec
 		case r.Summary.P50 > 0 && b.P50 > 0:
 			r.Summary.VsIOCopy = b.P50 / r.Summary.P50
 		case b.MBps > 0:
@@ -312,6 +347,26 @@ func tickerTable(title string, rs []*result, notes []string) *table {
 	t.addRows(rs, func(s *summary) []string {
 		return []string{fmtFloat(s.MBps, 0), fmtFloat(s.CPUPerGiB, 3), fmt.Sprint(s.PeakThreads),
 			fmtFloat(s.TickerP99, 2), fmtRatio(s.VsIOCopy)}
+	})
+	return t
+}
+
+// proxyTable lays out the request/response relays: rates and the relay
+// process's costs per request.
+func proxyTable(title string, rs []*result, notes []string) *table {
+	t := &table{
+		title:  title,
+		header: []string{"case", "strategy", "req/s", "MB/s", "CPU us/req", "syscalls/req", "ctxsw/req", "threads", "vs io.Copy", "path"},
+		right:  []bool{false, false, true, true, true, true, true, true, true, false},
+		notes:  notes,
+	}
+	t.addRows(rs, func(s *summary) []string {
+		sys := "n/a"
+		if s.SyscallsPerReq != nil {
+			sys = fmtFloat(*s.SyscallsPerReq, 1)
+		}
+		return []string{fmtFloat(s.ReqPerSec, 0), fmtFloat(s.MBps, 0), fmtFloat(s.CPUPerReqUs, 1), sys,
+			fmtFloat(s.CtxSwPerReq, 2), fmt.Sprint(s.PeakThreads), fmtRatio(s.VsIOCopy)}
 	})
 	return t
 }

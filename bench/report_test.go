@@ -102,6 +102,56 @@ func TestSummarizeAndRatios(t *testing.T) {
 	}
 }
 
+func TestSummarizeProxy(t *testing.T) {
+	sys := func(v int64) *int64 { return &v }
+	mk := func(strategy string, reqs ...int64) *result {
+		r := &result{Scenario: "proxy", Case: "4K N=64", Strategy: strategy}
+		for _, q := range reqs {
+			r.Reps = append(r.Reps, repMetrics{Bytes: q * (64 + 4096), Seconds: 0.5, CPU: float64(q) * 20e-6, CtxSw: q / 4, Syscalls: sys(q * 6), Requests: q})
+		}
+		r.Summary = summarize(r.Reps)
+		return r
+	}
+	base := mk(stratIOCopy, 5000, 10000, 15000)
+	fast := mk(stratSplice, 15000, 15000, 15000)
+	setRatios([]*result{base, fast})
+	s := base.Summary
+	if s.ReqPerSec != 20000 || math.Abs(s.CPUPerReqUs-20) > 1e-9 || *s.SyscallsPerReq != 6 || s.CtxSwPerReq != 0.25 {
+		t.Fatalf("proxy summary: %+v", s)
+	}
+	if got := fast.Summary.VsIOCopy; math.Abs(got-1.5) > 1e-9 {
+		t.Fatalf("ratio %v, want 1.5 (req/s over io.Copy's)", got)
+	}
+	// Results of other scenarios have no per-request figures.
+	if o := summarize([]repMetrics{{Bytes: gib, Seconds: 1}}); o.ReqPerSec != 0 || o.SyscallsPerReq != nil || o.CPUPerReqUs != 0 {
+		t.Fatalf("per-request figures without requests: %+v", o)
+	}
+	if _, err := json.Marshal(&report{Results: []*result{base, fast}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestProxyTableLayout(t *testing.T) {
+	sys := 6.25
+	rs := []*result{
+		{Case: "4K N=64", Strategy: stratSplice, Summary: &summary{ReqPerSec: 27350.4, MBps: 114, CPUPerReqUs: 32.04, SyscallsPerReq: &sys, CtxSwPerReq: 0.244, PeakThreads: 8, VsIOCopy: 1.61}, Path: "splice"},
+		{Case: "4K N=64", Strategy: stratIOCopy, Summary: &summary{ReqPerSec: 16937, MBps: 70, CPUPerReqUs: 33.1, CtxSwPerReq: 0.3, PeakThreads: 9, VsIOCopy: 1}},
+	}
+	var b bytes.Buffer
+	proxyTable("p", rs, nil).write(&b)
+	want := `## p
+
+case     strategy      req/s  MB/s  CPU us/req  syscalls/req  ctxsw/req  threads  vs io.Copy  path
+-------  ------------  -----  ----  ----------  ------------  ---------  -------  ----------  ------
+4K N=64  pipes/splice  27350   114        32.0           6.2       0.24        8       1.61x  splice
+         io.Copy       16937    70        33.1           n/a       0.30        9       1.00x
+
+`
+	if got := b.String(); got != want {
+		t.Fatalf("table:\n%s\nwant:\n%s", got, want)
+	}
+}
+
 func TestThroughputTableLayout(t *testing.T) {
 	sys := 2048.0
 	rs := []*result{

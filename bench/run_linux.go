@@ -22,6 +22,10 @@ import (
 // run is the Linux driver: it sets up the process, plans and runs the
 // scenarios, and prints the report.
 func run(cfg *config) error {
+	if os.Getenv(proxyLoadEnv) != "" {
+		// A proxy rep's load generator: see proxyRep.
+		return runProxyLoad(os.Stdin, os.Stdout)
+	}
 	// First, while the process has few threads: every thread created
 	// later is counted through inheritance.
 	m := newMeter()
@@ -184,28 +188,41 @@ func raiseNoFile(cfg *config) error {
 	for _, v := range cfg.ns {
 		n = max(n, v)
 	}
+	for _, v := range cfg.proxyNs {
+		n = max(n, v) // a relay: two sockets and up to two pipes
+	}
 	want := uint64(8*n + 4096)
-	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+	got, err := raiseNoFileTo(want)
+	if err != nil {
 		return err
 	}
+	if got < want && cfg.child < 0 {
+		fmt.Fprintf(os.Stderr, "bench: RLIMIT_NOFILE stays at %d (hard limit; %d wanted): the largest N may run out of descriptors\n", got, want)
+	}
+	return nil
+}
+
+// raiseNoFileTo lifts RLIMIT_NOFILE to want if it is lower, or as far as
+// the hard limit allows, and returns the soft limit it leaves.
+func raiseNoFileTo(want uint64) (uint64, error) {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, err
+	}
 	if lim.Cur >= want {
-		return nil
+		return lim.Cur, nil
 	}
 	raised := lim
 	raised.Cur, raised.Max = want, max(lim.Max, want)
 	if unix.Setrlimit(unix.RLIMIT_NOFILE, &raised) == nil {
-		return nil
+		return want, nil
 	}
 	// Without CAP_SYS_RESOURCE only the soft limit can move, up to the hard.
 	lim.Cur = lim.Max
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-		return fmt.Errorf("raising RLIMIT_NOFILE to %d: %w", lim.Cur, err)
+		return 0, fmt.Errorf("raising RLIMIT_NOFILE to %d: %w", lim.Cur, err)
 	}
-	if cfg.child < 0 {
-		fmt.Fprintf(os.Stderr, "bench: RLIMIT_NOFILE stays at %d (hard limit; %d wanted): the largest N may run out of descriptors\n", lim.Cur, want)
-	}
-	return nil
+	return lim.Cur, nil
 }
 
 func newHeader(cfg *config, m *meter, set *strategySet) header {
@@ -250,6 +267,9 @@ func newHeader(cfg *config, m *meter, set *strategySet) header {
 	h.Backend = strings.Join(parts, "; ")
 	if m.sc != nil {
 		h.Syscalls = "perf_event_open on tracepoint raw_syscalls:sys_enter, one inheriting counter per startup thread (exact, whole process)"
+		if m.sc.withChildren {
+			h.Syscalls += "; this kernel has no inherit_thread (5.13), so child processes are counted too and the proxy scenario's syscalls are n/a"
+		}
 	} else {
 		h.Syscalls = "n/a: " + m.scReason
 	}

@@ -679,6 +679,8 @@ func (r *runner) planScenarios() error {
 				continue
 			}
 			r.planFanout(fs)
+		case "proxy":
+			r.planProxy()
 		default:
 			return fmt.Errorf("unknown scenario %q", sc)
 		}

@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"time"
 
 	"github.com/pipes-go/pipes"
 )
@@ -21,6 +23,9 @@ type strategy struct {
 	copy func(dst io.Writer, src io.Reader) (int64, error)
 	// start starts one copy of many concurrent ones; wait returns its result.
 	start func(ctx context.Context, dst io.Writer, src io.Reader) (wait func() (int64, error))
+	// startFlow starts one direction of a relay (the proxy scenario),
+	// which must tell when it ends while the other direction runs on.
+	startFlow func(ctx context.Context, dst io.Writer, src io.Reader) flow
 	// engine is the pipes engine behind the strategy, if any.
 	engine *pipes.Engine
 }
@@ -110,6 +115,9 @@ func engineStrategy(name string, opts ...pipes.Option) *strategy {
 		start: func(ctx context.Context, dst io.Writer, src io.Reader) func() (int64, error) {
 			return e.CopyAsync(ctx, dst, src).Wait
 		},
+		startFlow: func(ctx context.Context, dst io.Writer, src io.Reader) flow {
+			return e.CopyAsync(ctx, dst, src)
+		},
 	}
 }
 
@@ -133,7 +141,48 @@ func goroutineStrategy(name string, copyFn func(io.Writer, io.Reader) (int64, er
 				return r.n, r.err
 			}
 		},
+		startFlow: func(ctx context.Context, dst io.Writer, src io.Reader) flow {
+			return startGoroutineFlow(ctx, copyFn, dst, src)
+		},
 	}
+}
+
+// flow is one direction of a relay: a *pipes.Future, or a goroutine.
+type flow interface {
+	Done() <-chan struct{}
+	Wait() (int64, error)
+}
+
+// goroutineFlow is copyFn in a goroutine, as examples/proxy runs io.Copy:
+// cancelling ctx interrupts it with a deadline in the past on both ends.
+type goroutineFlow struct {
+	done chan struct{}
+	n    int64
+	err  error
+}
+
+func startGoroutineFlow(ctx context.Context, copyFn func(io.Writer, io.Reader) (int64, error), dst io.Writer, src io.Reader) *goroutineFlow {
+	f := &goroutineFlow{done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		stop := context.AfterFunc(ctx, func() {
+			for _, v := range []any{dst, src} {
+				if c, ok := v.(net.Conn); ok {
+					c.SetDeadline(time.Unix(1, 0))
+				}
+			}
+		})
+		defer stop()
+		f.n, f.err = copyFn(dst, src)
+	}()
+	return f
+}
+
+func (f *goroutineFlow) Done() <-chan struct{} { return f.done }
+
+func (f *goroutineFlow) Wait() (int64, error) {
+	<-f.done
+	return f.n, f.err
 }
 
 // userspaceCopy is io.CopyBuffer with a 32 KiB buffer through wrappers
