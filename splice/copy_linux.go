@@ -574,30 +574,17 @@ func (c *copier) direct() (handled bool, err error) {
 					return true, err
 				}
 			case stepRetry:
-				c.step = stepRetry
+				// Readable, yet EAGAIN: TCP's urgent mark (or input
+				// that came meanwhile).
 				if c.src.socket() {
-					// Readable, yet EAGAIN: TCP's urgent mark (or input
-					// that came meanwhile). A buffer round tells.
-					eof, again, err := c.bufferRound()
-					if err != nil || eof {
+					if eof, err := c.crossMark(); err != nil || eof {
 						return true, err
-					}
-					if again {
-						if err := c.wait(&c.src, false); err != nil {
-							return true, err
-						}
 					}
 				}
 			}
 		case stepZero:
-			eof, again, err := c.bufferRound()
-			if err != nil || eof {
+			if eof, err := c.crossMark(); err != nil || eof {
 				return true, err
-			}
-			if again {
-				if err := c.wait(&c.src, false); err != nil {
-					return true, err
-				}
 			}
 		case stepRetry:
 			if c.src.socket() {
@@ -793,14 +780,8 @@ func (c *copier) viaPipe() (handled bool, err error) {
 		case fillAgain:
 			continue
 		case fillMark, fillNoPipe:
-			eof, again, err := c.bufferRound()
-			if err != nil || eof {
-				return true, err
-			}
-			if again {
-				if err := c.wait(&c.src, false); err != nil {
-					return true, c.waitErr(err)
-				}
+			if eof, err := c.crossMark(); err != nil || eof {
+				return true, c.waitErr(err)
 			}
 			continue
 		case fillErr:
@@ -1001,6 +982,16 @@ func (c *copier) bufferRound() (eof, again bool, err error) {
 	return false, false, nil
 }
 
+// crossMark makes a buffer round where splice cannot (see bufferRound),
+// and waits for input if src had none. eof reports src's end.
+func (c *copier) crossMark() (eof bool, err error) {
+	eof, again, err := c.bufferRound()
+	if err != nil || eof || !again {
+		return eof, err
+	}
+	return false, c.wait(&c.src, false)
+}
+
 // writeAll writes b to dst, waiting for room on the netpoller (or in
 // poll(2) slices for a blocking dst), and returns how many bytes of b it
 // could not write when it fails. The written count grows as bytes go.
@@ -1056,7 +1047,7 @@ func (c *copier) releaseBuffer() {
 // waitErr returns the error of a failed wait, marked as the context's if
 // the context ended (Wake's deadline made the wait fail).
 func (c *copier) waitErr(err error) error {
-	if c.ctx.Err() != nil {
+	if err != nil && c.ctx.Err() != nil {
 		return ctxError(c.ctx, err)
 	}
 	return err

@@ -356,16 +356,7 @@ func (p *Pool) Put(pp *Pipe) {
 		pp.Close()
 		return
 	}
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		pp.Close()
-		return
-	}
-	p.inUse--
-	p.idle = append(p.idle, pp)
-	p.signalLocked()
-	p.mu.Unlock()
+	p.reuse(pp)
 }
 
 // putClean is Put for a pipe the caller knows to be empty (its own count
@@ -376,6 +367,12 @@ func (p *Pool) putClean(pp *Pipe) {
 		p.Put(pp)
 		return
 	}
+	p.reuse(pp)
+}
+
+// reuse makes the empty pipe pp, of this pool, idle (closes it if the
+// pool is closed) and wakes a waiting Get.
+func (p *Pool) reuse(pp *Pipe) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
