@@ -176,8 +176,8 @@ func BenchmarkCopyMessages(b *testing.B) {
 // (process-wide) against an unpaced copy of a source that a writer feeds
 // at the same rate.
 func BenchmarkRateLimit(b *testing.B) {
-	const burst = 64 << 10
 	for _, rate := range []int64{1 << 20, 100 << 20} {
+		burst := int64(max(rate/10, 64<<10)) // NewLimiter's default
 		for _, paced := range []bool{true, false} {
 			name := fmt.Sprintf("rate=%dMiB/s/limiter", rate>>20)
 			if !paced {
@@ -189,17 +189,17 @@ func BenchmarkRateLimit(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer e.Close()
-				size := 2*rate + burst
+				size := (2*rate + burst) &^ (64<<10 - 1) // whole chunks of the writer
 				for b.Loop() {
 					src, feed := tcpPair(b)
 					dst, sink := tcpPair(b)
 					go func() {
-						chunk := randomData(burst)
-						wl := NewLimiter(rate, burst)
-						for sent := int64(0); sent < size; sent += burst {
+						chunk := randomData(64 << 10)
+						wl := NewLimiter(rate, 0)
+						for sent := int64(0); sent < size; sent += int64(len(chunk)) {
 							if !paced {
-								for got := 0; got < burst; {
-									n, _ := wl.Take(context.Background(), burst-got)
+								for got := 0; got < len(chunk); {
+									n, _ := wl.Take(context.Background(), len(chunk)-got)
 									got += n
 								}
 							}
@@ -211,7 +211,7 @@ func BenchmarkRateLimit(b *testing.B) {
 					go func() { io.Copy(io.Discard, sink); close(done) }()
 					var r io.Reader = src
 					if paced {
-						r = RateLimit(src, NewLimiter(rate, burst))
+						r = RateLimit(src, NewLimiter(rate, 0))
 					}
 					cpu0 := cpuTime()
 					start := time.Now()

@@ -17,17 +17,17 @@ import (
 // concurrent use.
 //
 // The bucket holds at most burst bytes, and fills at the rate. A copy
-// waits until the bucket is seven-eighths full (or holds what the copy
+// waits until the bucket is three-quarters full (or holds what the copy
 // still has to move) and takes all it holds: it wakes about every
-// burst/rate, as few wake-ups as the limit allows (a copy paced in
-// quarter-burst grants cost 1.5x the CPU per byte of one whose writer
-// sends at the same rate; see docs/benchmarks.md), and the last eighth
-// absorbs a late timer, which would otherwise overflow the bucket and
-// lose the bytes it earned meanwhile.
+// burst/rate, few wake-ups (grants of a quarter of the bucket cost 1.5x
+// the CPU per byte of a copy whose writer sends at the same rate; see
+// docs/benchmarks.md), and the last quarter absorbs a late timer, which
+// would otherwise overflow the bucket and lose the bytes it earned
+// meanwhile.
 type Limiter struct {
 	rate    float64 // bytes per second
 	burst   float64
-	quantum int // the bytes a wait is for: 7/8 of burst
+	quantum int // the bytes a wait is for: 3/4 of burst
 
 	mu     sync.Mutex
 	tokens float64
@@ -36,7 +36,9 @@ type Limiter struct {
 
 // NewLimiter returns a Limiter of bytesPerSecond with a bucket of burst
 // bytes; burst <= 0 means a tenth of a second's worth, at least 64 KiB.
-// It panics if bytesPerSecond <= 0. The bucket starts full.
+// A burst is raised to at least 20 ms' worth: a smaller bucket refills
+// faster than timers fire on a busy machine, and the limit would not be
+// reached. It panics if bytesPerSecond <= 0. The bucket starts full.
 func NewLimiter(bytesPerSecond int64, burst int) *Limiter {
 	if bytesPerSecond <= 0 {
 		panic(fmt.Sprintf("pipes: NewLimiter: rate %d <= 0", bytesPerSecond))
@@ -44,10 +46,11 @@ func NewLimiter(bytesPerSecond int64, burst int) *Limiter {
 	if burst <= 0 {
 		burst = max(int(bytesPerSecond/10), 64<<10)
 	}
+	burst = max(burst, int(bytesPerSecond/50))
 	return &Limiter{
 		rate:    float64(bytesPerSecond),
 		burst:   float64(burst),
-		quantum: max(burst-burst/8, 1),
+		quantum: max(burst-burst/4, 1),
 		tokens:  float64(burst),
 		last:    time.Now(),
 	}
