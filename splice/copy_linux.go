@@ -171,7 +171,8 @@ func Copy(ctx context.Context, dst, src End, limit int64, pool *Pool) (written i
 	if err := ctx.Err(); err != nil {
 		return 0, true, ctxError(ctx, nil)
 	}
-	defer c.wakeOnDone()()
+	c.wakeOnDone()
+	defer c.stopWake()
 	defer c.src.boundBlocking(unix.SO_RCVTIMEO)()
 	defer c.dst.boundBlocking(unix.SO_SNDTIMEO)()
 	c.pool = pool
@@ -189,35 +190,39 @@ func Copy(ctx context.Context, dst, src End, limit int64, pool *Pool) (written i
 }
 
 // wakeOnDone arranges for the ends' Wake to be called when the copy's
-// context ends, and returns the function to call when the copy returns:
-// it cancels that, or, if Wake ran, waits for it and calls Reset.
-func (c *copier) wakeOnDone() (stop func()) {
-	src, dst := c.src.End, c.dst.End
-	if c.ctx.Done() == nil || (src.Wake == nil && dst.Wake == nil) {
-		return func() {}
+// context ends; stopWake, deferred by the caller, undoes it when the copy
+// returns: it cancels that or, if Wake ran, waits for it and calls
+// Reset. The state lives in the copier, so that only context.AfterFunc
+// allocates.
+func (c *copier) wakeOnDone() {
+	if c.ctx.Done() == nil || (c.src.Wake == nil && c.dst.Wake == nil) {
+		return
 	}
-	var woke sync.WaitGroup
-	woke.Add(1)
-	stopAfter := context.AfterFunc(c.ctx, func() {
-		defer woke.Done()
-		if src.Wake != nil {
-			src.Wake()
-		}
-		if dst.Wake != nil {
-			dst.Wake()
-		}
-	})
-	return func() {
-		if stopAfter() {
-			return
-		}
-		woke.Wait()
-		if src.Reset != nil {
-			src.Reset()
-		}
-		if dst.Reset != nil {
-			dst.Reset()
-		}
+	c.woke.Add(1)
+	c.stopAfter = context.AfterFunc(c.ctx, c.wake)
+}
+
+// wake runs the ends' Wake, once, from AfterFunc's goroutine.
+func (c *copier) wake() {
+	defer c.woke.Done()
+	if c.src.Wake != nil {
+		c.src.Wake()
+	}
+	if c.dst.Wake != nil {
+		c.dst.Wake()
+	}
+}
+
+func (c *copier) stopWake() {
+	if c.stopAfter == nil || c.stopAfter() {
+		return
+	}
+	c.woke.Wait()
+	if c.src.Reset != nil {
+		c.src.Reset()
+	}
+	if c.dst.Reset != nil {
+		c.dst.Reset()
 	}
 }
 
@@ -363,6 +368,9 @@ type copier struct {
 	pool     *Pool
 	buf      *[]byte // from pool.buffer, for rounds splice cannot make
 	budget   int     // bytes the src's Pacer granted and the copy has not read
+
+	stopAfter func() bool    // wakeOnDone's AfterFunc registration
+	woke      sync.WaitGroup // done once wake has run
 
 	// State of a direct round, shared by its two nested callbacks.
 	step     int

@@ -39,7 +39,8 @@ func Sendfile(ctx context.Context, dst, src End, limit int64) (written int64, ha
 	if err := ctx.Err(); err != nil {
 		return 0, true, ctxError(ctx, nil)
 	}
-	defer c.wakeOnDone()()
+	c.wakeOnDone()
+	defer c.stopWake()
 	defer c.dst.boundBlocking(unix.SO_SNDTIMEO)()
 	defer c.refund()
 	handled = true
