@@ -47,7 +47,6 @@ type config struct {
 	ringMinConcurrency int
 	sqPoll             bool
 	setupHook          func() error // test seam: runs before io_uring setup
-	reaperThread       bool         // bench seam: reap by blocking in io_uring_enter (uring.reaper)
 }
 
 func defaultConfig() config {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"runtime"
 	"sync"
-	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -44,15 +43,6 @@ type uring struct {
 	wake   chan struct{} // cap 1: pending, cancels or closing changed
 	cqWake chan struct{} // cap 1: the eventfd fired
 	loopWG sync.WaitGroup
-
-	// The alternative kept for comparison (docs/design.md, "Reaping"):
-	// the loop's locked thread blocks in io_uring_enter for completions
-	// itself, and poke wakes it through wakeFd, an eventfd the ring
-	// watches with a multishot POLL_ADD. Measured slower than the
-	// netpoller here; selected only by benchmarks.
-	reaper   bool
-	wakeFd   int
-	sleeping atomic.Bool
 }
 
 // ringOp is one SQE of a chain: IORING_OP_SPLICE or IORING_OP_POLL_ADD.
@@ -110,12 +100,8 @@ func (c *ringChain) first() *ringOp {
 	return nil
 }
 
-// cancelTag marks the user_data of ASYNC_CANCEL SQEs; wakeTag that of the
-// reaper's POLL_ADD on wakeFd.
-const (
-	cancelTag = 1 << 63
-	wakeTag   = 1 << 62
-)
+// cancelTag marks the user_data of ASYNC_CANCEL SQEs.
+const cancelTag = 1 << 63
 
 // errRingUnsupported reports a kernel whose ring lacks IORING_OP_SPLICE.
 var errRingUnsupported = errors.New("io_uring lacks IORING_OP_SPLICE (Linux 5.7)")
@@ -186,16 +172,6 @@ func (u *uring) init(cfg *config) error {
 	if err != nil {
 		return fmt.Errorf("eventfd: %w", err)
 	}
-	if cfg.reaperThread {
-		u.reaper, u.wakeFd = true, efd
-		sqe := u.r.GetSQE()
-		sqe.PrepPollAdd(int32(efd), unix.POLLIN)
-		sqe.Len = ring.IORING_POLL_ADD_MULTI
-		sqe.UserData = wakeTag
-		u.loopWG.Add(1)
-		go u.reapLoop()
-		return nil
-	}
 	if err := u.r.RegisterEventfd(efd); err != nil {
 		unix.Close(efd)
 		return err
@@ -214,24 +190,12 @@ func (u *uring) close() error {
 	u.closing = true
 	u.mu.Unlock()
 	u.poke()
-	if u.reaper {
-		u.loopWG.Wait()
-		unix.Close(u.wakeFd)
-		return u.r.Close()
-	}
 	u.efd.Close() // ends readEventfd
 	u.loopWG.Wait()
 	return u.r.Close()
 }
 
 func (u *uring) poke() {
-	if u.reaper {
-		if u.sleeping.Load() {
-			var one = [8]byte{1}
-			unix.Write(u.wakeFd, one[:])
-		}
-		return
-	}
 	select {
 	case u.wake <- struct{}{}:
 	default:
@@ -330,35 +294,6 @@ func (u *uring) queue(l *loopState) (done bool) {
 	u.cancelAborting(l)
 	u.submit(l)
 	return closing && len(l.inFlight) == 0
-}
-
-// reapLoop is loop for the reaper alternative: the locked thread sleeps in
-// io_uring_enter until a CQE is posted, either a copy's or the wake-up
-// POLL_ADD's that poke triggers.
-func (u *uring) reapLoop() {
-	defer u.loopWG.Done()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-
-	l := newLoopState()
-	for {
-		u.reap(l)
-		if u.queue(l) {
-			return
-		}
-		u.sleeping.Store(true)
-		u.mu.Lock()
-		more := len(u.pending) > 0 || len(u.cancels) > 0 || (u.closing && len(l.inFlight) == 0)
-		u.mu.Unlock()
-		if !more && u.r.CQReady() == 0 {
-			_, err := u.r.SubmitAndWait(1)
-			u.st.enters.Add(1)
-			if err != nil && !errors.Is(err, unix.EINTR) && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EBUSY) {
-				u.fail(l, err)
-			}
-		}
-		u.sleeping.Store(false)
-	}
 }
 
 // loopState is what the loop goroutine alone touches.
@@ -483,17 +418,6 @@ func (u *uring) reap(l *loopState) {
 			break
 		}
 		for _, cqe := range l.cqes[:n] {
-			if cqe.UserData == wakeTag {
-				var b [8]byte
-				unix.Read(u.wakeFd, b[:])
-				if cqe.Flags&ring.IORING_CQE_F_MORE == 0 && cqe.Res != -int32(unix.ECANCELED) {
-					sqe := u.getSQE(l)
-					sqe.PrepPollAdd(int32(u.wakeFd), unix.POLLIN)
-					sqe.Len = ring.IORING_POLL_ADD_MULTI
-					sqe.UserData = wakeTag
-				}
-				continue
-			}
 			if cqe.UserData&cancelTag != 0 {
 				// The answer to an ASYNC_CANCEL. -ENOENT: the op was
 				// not armed yet (its link was being issued) or has
