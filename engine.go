@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pipes-go/pipes/internal/ctxerr"
+	"github.com/pipes-go/pipes/internal/uring"
 )
 
 // Engine runs copies. It owns the kernel resources they share: a pool of
@@ -483,10 +484,10 @@ const (
 )
 
 type counters struct {
-	copies, bytes, splice, ring     atomic.Uint64
-	sendfile                        atomic.Uint64
-	sqes, enters, cqes, cachedReads atomic.Uint64
-	inFlight                        atomic.Int64
+	copies, bytes, splice, ring atomic.Uint64
+	sendfile                    atomic.Uint64
+	ringOps                     uring.Counters // the io_uring driver's own
+	inFlight                    atomic.Int64
 	// userspace counts the copies that went to userspace, by reason
 	// (fallbackNoFD ...); userspace[inKernel] stays zero.
 	userspace [numFallbacks]atomic.Uint64
@@ -506,10 +507,10 @@ func (e *Engine) Stats() Stats {
 		UserspaceNoFD:       e.stats.userspace[fallbackNoFD].Load(),
 		UserspaceFileToFile: e.stats.userspace[fallbackFileToFile].Load(),
 		UserspaceRefused:    e.stats.userspace[fallbackRefused].Load(),
-		Cached:              e.stats.cachedReads.Load(),
-		SQEs:                e.stats.sqes.Load(),
-		Enters:              e.stats.enters.Load(),
-		CQEs:                e.stats.cqes.Load(),
+		Cached:              e.stats.ringOps.CachedReads.Load(),
+		SQEs:                e.stats.ringOps.SQEs.Load(),
+		Enters:              e.stats.ringOps.Enters.Load(),
+		CQEs:                e.stats.ringOps.CQEs.Load(),
 		RingSetup:           e.ringSetup,
 	}
 	// The total is the sum, so a snapshot never disagrees with itself.

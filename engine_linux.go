@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pipes-go/pipes/internal/ctxerr"
+	"github.com/pipes-go/pipes/internal/uring"
 	"github.com/pipes-go/pipes/splice"
 )
 
@@ -22,7 +23,7 @@ type sysEngine struct {
 	cfg  *config
 	st   *counters
 	pool *splice.Pool
-	ring *uring // nil on the splice backend
+	ring *uring.Driver // nil on the splice backend
 
 	// fileCopies counts the copies from regular files running now; the
 	// ring takes new ones once there are more than cfg.ringMinConcurrency.
@@ -38,7 +39,7 @@ func newSysEngine(cfg *config, st *counters) (s *sysEngine, b Backend, noRing, e
 	if cfg.backend == BackendSplice {
 		return s, BackendSplice, nil, nil
 	}
-	r, err := newURing(cfg, st)
+	r, err := newRing(cfg, st, s.pool)
 	if err != nil {
 		if cfg.backend == BackendIOUring {
 			s.pool.Close()
@@ -48,6 +49,22 @@ func newSysEngine(cfg *config, st *counters) (s *sysEngine, b Backend, noRing, e
 	}
 	s.ring = r
 	return s, BackendIOUring, nil, nil
+}
+
+// newRing sets up the engine's io_uring driver as cfg asks, sharing pool.
+func newRing(cfg *config, st *counters, pool *splice.Pool) (*uring.Driver, error) {
+	if cfg.setupHook != nil {
+		if err := cfg.setupHook(); err != nil {
+			return nil, err
+		}
+	}
+	return uring.New(uring.Config{
+		Entries:        cfg.ringEntries,
+		SQPoll:         cfg.sqPoll,
+		IOWQMaxWorkers: cfg.iowqMaxWorkers,
+		Pool:           pool,
+		Closed:         ErrClosed,
+	}, &st.ringOps)
 }
 
 // ringSetupErr adds to an io_uring setup error the name of its errno and
@@ -76,7 +93,7 @@ func ringSetupErr(err error) error {
 func (s *sysEngine) close() error {
 	var err error
 	if s.ring != nil {
-		err = s.ring.close()
+		err = s.ring.Close()
 	}
 	return errors.Join(err, s.pool.Close())
 }
@@ -161,13 +178,15 @@ func (s *sysEngine) copyFD(ctx context.Context, dst io.Writer, src io.Reader, li
 // pay: a copy to a socket whose next chunk is in the page cache (sendfile
 // then), or a pair the kernel cannot splice.
 func (s *sysEngine) ringCopy(ctx context.Context, dst io.Writer, de, se endpoint, limit int64) (int64, bool, error) {
+	src := uring.File{Conn: se.conn, Size: se.size}
 	if de.kind != kindSocket {
-		return s.ring.copy(ctx, dst, de, se, limit, s.pool)
+		interrupt := func() func() { return interruptOnDone(ctx, dst, nil) }
+		return s.ring.CopyReads(ctx, de.end(), src, limit, interrupt)
 	}
 	if cachedAhead(se, limit, s.cfg.pipeSize) {
 		return 0, false, nil
 	}
-	return s.ring.copyLinked(ctx, de, se, limit, s.pool)
+	return s.ring.CopyLinked(ctx, de.end(), src, limit)
 }
 
 // cachedAhead reports whether the next max bytes a copy from the file src
@@ -190,7 +209,7 @@ func cachedAhead(src endpoint, limit int64, max int) bool {
 		if limit >= 0 {
 			n = min(n, limit)
 		}
-		cached = n <= 0 || pageCached(int(fd), off, int(n))
+		cached = n <= 0 || uring.PageCached(int(fd), off, int(n))
 	})
 	return cached
 }
