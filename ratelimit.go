@@ -19,9 +19,9 @@ import (
 // The bucket holds at most burst bytes, and fills at the rate. A copy
 // waits until the bucket is seven-eighths full (or holds what the copy
 // still has to move) and takes all it holds: it wakes about every
-// burst/rate, as few wake-ups as the limit allows (a copy paced in
-// quarter-burst grants cost 1.5x the CPU per byte of one whose writer
-// sends at the same rate; see docs/benchmarks.md), and the last eighth
+// burst/rate, as few wake-ups as the limit allows (smaller grants cost
+// more CPU per byte: docs/benchmarks.md, "Figures quoted in the code"),
+// and the last eighth
 // absorbs a late timer, which would otherwise overflow the bucket and
 // lose the bytes it earned meanwhile.
 type Limiter struct {

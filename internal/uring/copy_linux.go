@@ -3,6 +3,7 @@ package uring
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"syscall"
 	"time"
@@ -69,7 +70,7 @@ func (d *Driver) CopyLinked(ctx context.Context, dst splice.End, src File, limit
 	defer unix.Close(dfd)
 	start := off
 	defer func() {
-		if _, serr := unix.Seek(fd, start+written, 0); serr != nil && err == nil {
+		if _, serr := unix.Seek(fd, start+written, io.SeekStart); serr != nil && err == nil {
 			err = &os.SyscallError{Syscall: "lseek", Err: serr}
 		}
 	}()
@@ -279,7 +280,7 @@ func (d *Driver) CopyReads(ctx context.Context, dst splice.End, src File, limit 
 				// dst refuses splice (an O_APPEND file, some devices):
 				// nothing moved; put the offset back and let the
 				// caller copy in userspace.
-				if _, serr := unix.Seek(fd, start, 0); serr == nil {
+				if _, serr := unix.Seek(fd, start, io.SeekStart); serr == nil {
 					return 0, false, nil
 				}
 			}
@@ -300,7 +301,7 @@ func (d *Driver) CopyReads(ctx context.Context, dst splice.End, src File, limit 
 			break
 		}
 	}
-	if _, serr := unix.Seek(fd, start+written, 0); serr != nil && err == nil {
+	if _, serr := unix.Seek(fd, start+written, io.SeekStart); serr != nil && err == nil {
 		err = &os.SyscallError{Syscall: "lseek", Err: serr}
 	}
 	return written, true, err
@@ -340,7 +341,7 @@ func pinFile(c syscall.RawConn) (fd int, off int64, err error) {
 	if err != nil {
 		return -1, 0, err
 	}
-	off, err = unix.Seek(fd, 0, 1)
+	off, err = unix.Seek(fd, 0, io.SeekCurrent)
 	if err != nil {
 		unix.Close(fd)
 		return -1, 0, &os.SyscallError{Syscall: "lseek", Err: err}
