@@ -10,9 +10,9 @@ import (
 
 // newCopierFan returns the kernel fan-out for a Copier reading r. A chunk
 // is up to the size of r's pipe and each writer's private pipe is asked
-// twice that, so that a writer drains one chunk while the next waits.
-// Measured on 2 cores, 64 MiB to 1, 4 and 16 writers: 1.15x-1.23x the
-// throughput of private pipes the size of r's pipe (half-size chunks).
+// twice that, so that a writer drains one chunk while the next waits,
+// which measured faster than private pipes the size of r's pipe
+// (docs/benchmarks.md, "Figures quoted in the code").
 func newCopierFan(ctx context.Context, r *PipeReader) (copierFan, error) {
 	rc, err := r.SyscallConn()
 	if err != nil {
@@ -27,8 +27,8 @@ func newCopierFan(ctx context.Context, r *PipeReader) (copierFan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pipes: NewCopier: source is not a pipe: %w", os.NewSyscallError("fcntl", err))
 	}
-	se, _ := r.endpoint()
-	k := newKfan(ctx, &fanOutConfig{}, se, -1)
+	src, _ := r.endpoint()
+	k := newKfan(ctx, &fanOutConfig{}, src, -1)
 	if err := k.openJoinable(2 * size); err != nil {
 		k.close()
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pipes-go/pipes/internal/ctxerr"
+	"github.com/pipes-go/pipes/internal/uring"
 )
 
 // Engine runs copies. It owns the kernel resources they share: a pool of
@@ -21,7 +22,7 @@ type Engine struct {
 	cfg       config
 	backend   Backend
 	ringSetup string // Stats.RingSetup: why the engine is not on io_uring
-	brokenE   error  // non-nil: every copy fails with it (see brokenEngine)
+	newErr    error  // NewEngine's error for DefaultEngine: every copy fails with it (see brokenEngine)
 
 	ctx    context.Context // cancelled by Close, with cause ErrClosed
 	cancel context.CancelCauseFunc
@@ -85,7 +86,7 @@ func ringSetupText(cfg *config, noRing error) string {
 
 // brokenEngine returns a closed engine whose copies fail with err.
 func brokenEngine(err error) *Engine {
-	e := &Engine{brokenE: err, closed: true, backend: backendAuto, ringSetup: err.Error()}
+	e := &Engine{newErr: err, closed: true, backend: backendAuto, ringSetup: err.Error()}
 	e.ctx, e.cancel = context.WithCancelCause(context.Background())
 	e.cancel(err)
 	return e
@@ -120,8 +121,8 @@ func (e *Engine) begin() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		if e.brokenE != nil {
-			return e.brokenE
+		if e.newErr != nil {
+			return e.newErr
 		}
 		return ErrClosed
 	}
@@ -483,10 +484,11 @@ const (
 )
 
 type counters struct {
-	copies, bytes, splice, ring     atomic.Uint64
-	sendfile                        atomic.Uint64
-	sqes, enters, cqes, cachedReads atomic.Uint64
-	inFlight                        atomic.Int64
+	copies, bytes    atomic.Uint64
+	spliceLoop, ring atomic.Uint64 // Stats.Splice, Stats.Ring
+	sendfile         atomic.Uint64
+	ringOps          uring.Counters // the io_uring driver's own
+	inFlight         atomic.Int64
 	// userspace counts the copies that went to userspace, by reason
 	// (fallbackNoFD ...); userspace[inKernel] stays zero.
 	userspace [numFallbacks]atomic.Uint64
@@ -500,16 +502,16 @@ func (e *Engine) Stats() Stats {
 		Copies:              e.stats.copies.Load(),
 		InFlight:            e.stats.inFlight.Load(),
 		Bytes:               e.stats.bytes.Load(),
-		Splice:              e.stats.splice.Load(),
+		Splice:              e.stats.spliceLoop.Load(),
 		Sendfile:            e.stats.sendfile.Load(),
 		Ring:                e.stats.ring.Load(),
 		UserspaceNoFD:       e.stats.userspace[fallbackNoFD].Load(),
 		UserspaceFileToFile: e.stats.userspace[fallbackFileToFile].Load(),
 		UserspaceRefused:    e.stats.userspace[fallbackRefused].Load(),
-		Cached:              e.stats.cachedReads.Load(),
-		SQEs:                e.stats.sqes.Load(),
-		Enters:              e.stats.enters.Load(),
-		CQEs:                e.stats.cqes.Load(),
+		Cached:              e.stats.ringOps.CachedReads.Load(),
+		SQEs:                e.stats.ringOps.SQEs.Load(),
+		Enters:              e.stats.ringOps.Enters.Load(),
+		CQEs:                e.stats.ringOps.CQEs.Load(),
 		RingSetup:           e.ringSetup,
 	}
 	// The total is the sum, so a snapshot never disagrees with itself.

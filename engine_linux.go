@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pipes-go/pipes/internal/ctxerr"
+	"github.com/pipes-go/pipes/internal/uring"
 	"github.com/pipes-go/pipes/splice"
 )
 
@@ -22,7 +23,7 @@ type sysEngine struct {
 	cfg  *config
 	st   *counters
 	pool *splice.Pool
-	ring *uring // nil on the splice backend
+	ring *uring.Driver // nil on the splice backend
 
 	// fileCopies counts the copies from regular files running now; the
 	// ring takes new ones once there are more than cfg.ringMinConcurrency.
@@ -38,7 +39,7 @@ func newSysEngine(cfg *config, st *counters) (s *sysEngine, b Backend, noRing, e
 	if cfg.backend == BackendSplice {
 		return s, BackendSplice, nil, nil
 	}
-	r, err := newURing(cfg, st)
+	r, err := newRing(cfg, st, s.pool)
 	if err != nil {
 		if cfg.backend == BackendIOUring {
 			s.pool.Close()
@@ -48,6 +49,22 @@ func newSysEngine(cfg *config, st *counters) (s *sysEngine, b Backend, noRing, e
 	}
 	s.ring = r
 	return s, BackendIOUring, nil, nil
+}
+
+// newRing sets up the engine's io_uring driver as cfg asks, sharing pool.
+func newRing(cfg *config, st *counters, pool *splice.Pool) (*uring.Driver, error) {
+	if cfg.setupHook != nil {
+		if err := cfg.setupHook(); err != nil {
+			return nil, err
+		}
+	}
+	return uring.New(uring.Config{
+		Entries:        cfg.ringEntries,
+		SQPoll:         cfg.sqPoll,
+		IOWQMaxWorkers: cfg.iowqMaxWorkers,
+		Pool:           pool,
+		Closed:         ErrClosed,
+	}, &st.ringOps)
 }
 
 // ringSetupErr adds to an io_uring setup error the name of its errno and
@@ -76,7 +93,7 @@ func ringSetupErr(err error) error {
 func (s *sysEngine) close() error {
 	var err error
 	if s.ring != nil {
-		err = s.ring.close()
+		err = s.ring.Close()
 	}
 	return errors.Join(err, s.pool.Close())
 }
@@ -90,13 +107,14 @@ func (s *sysEngine) poolStats(st *Stats) {
 // copyFD copies with splice(2) or the ring when both sides have a file
 // descriptor the kernel can splice, and then returns inKernel. Where it
 // cannot it moves nothing and returns why (fallbackNoFD, ...); the caller
-// then copies in userspace.
-func (s *sysEngine) copyFD(ctx context.Context, dst io.Writer, src io.Reader, limit int64, m *meter, pacer *Limiter) (int64, fallback, error) {
-	se, ok := readerEndpoint(src)
+// then copies in userspace. w and r are the caller's values; dst and src
+// their endpoints.
+func (s *sysEngine) copyFD(ctx context.Context, w io.Writer, r io.Reader, limit int64, m *meter, pacer *Limiter) (int64, fallback, error) {
+	src, ok := readerEndpoint(r)
 	if !ok {
 		return 0, fallbackNoFD, nil
 	}
-	if pr, ok := src.(*PipeReader); ok && pr.awaitWriter.Load() {
+	if pr, ok := r.(*PipeReader); ok && pr.awaitWriter.Load() {
 		// A fifo opened read-only without a writer yet reads as EOF:
 		// wait for its first writer, as PipeReader.Read does.
 		stop := interruptOnDone(ctx, nil, pr)
@@ -109,20 +127,20 @@ func (s *sysEngine) copyFD(ctx context.Context, dst io.Writer, src io.Reader, li
 			return 0, inKernel, err
 		}
 	}
-	de, ok := writerEndpoint(dst)
+	dst, ok := writerEndpoint(w)
 	if !ok {
 		return 0, fallbackNoFD, nil
 	}
-	de.meter = m
+	dst.meter = m
 	if pacer != nil {
-		se.pacer = pacer
+		src.pacer = pacer
 	}
-	if se.kind == kindFile && de.kind == kindFile && isOSFile(src) && isOSFile(dst) {
+	if src.kind == kindFile && dst.kind == kindFile && isOSFile(r) && isOSFile(w) {
 		// io.Copy between two *os.File uses copy_file_range(2), which
 		// beats file -> pipe -> file (it may even share extents).
 		return 0, fallbackFileToFile, nil
 	}
-	if s.ring != nil && se.kind == kindFile && pacer == nil {
+	if s.ring != nil && src.kind == kindFile && pacer == nil {
 		// Not a paced copy: it waits for its Limiter between splices,
 		// and would hold a ring chain's pipe meanwhile.
 		// Copy and CopyAsync alike: a file server calling Copy from a
@@ -130,28 +148,28 @@ func (s *sysEngine) copyFD(ctx context.Context, dst io.Writer, src io.Reader, li
 		running := s.fileCopies.Add(1)
 		defer s.fileCopies.Add(-1)
 		if min := s.cfg.ringMinConcurrency; min >= 0 && running > int64(min) {
-			if n, handled, err := s.ringCopy(ctx, dst, de, se, limit); handled {
+			if n, handled, err := s.ringCopy(ctx, w, dst, src, limit); handled {
 				s.st.ring.Add(1)
 				return n, inKernel, err
 			}
 		}
 	}
-	if se.kind == kindFile && de.kind == kindSocket {
+	if src.kind == kindFile && dst.kind == kindSocket {
 		// sendfile(2): one system call per chunk where file -> pipe ->
 		// socket needs two; see docs/benchmarks.md.
-		n, handled, err := splice.Sendfile(ctx, de.end(), se.end(), limit)
+		n, handled, err := splice.Sendfile(ctx, dst.end(), src.end(), limit)
 		if handled {
 			s.st.sendfile.Add(1)
 			return n, inKernel, err
 		}
 	}
-	n, handled, err := splice.Copy(ctx, de.end(), se.end(), limit, s.pool)
+	n, handled, err := splice.Copy(ctx, dst.end(), src.end(), limit, s.pool)
 	if !handled {
 		// EINVAL, ENOSYS or EOPNOTSUPP before any byte, an O_APPEND
 		// destination: nothing moved.
 		return n, fallbackRefused, err
 	}
-	s.st.splice.Add(1)
+	s.st.spliceLoop.Add(1)
 	return n, inKernel, err
 }
 
@@ -159,26 +177,28 @@ func (s *sysEngine) copyFD(ctx context.Context, dst io.Writer, src io.Reader, li
 // linked chains, to a stream socket; else its reads that miss the page
 // cache. handled is false, with nothing moved, where the ring does not
 // pay: a copy to a socket whose next chunk is in the page cache (sendfile
-// then), or a pair the kernel cannot splice.
-func (s *sysEngine) ringCopy(ctx context.Context, dst io.Writer, de, se endpoint, limit int64) (int64, bool, error) {
-	if de.kind != kindSocket {
-		return s.ring.copy(ctx, dst, de, se, limit, s.pool)
+// then), or a pair the kernel cannot splice. w is the caller's
+// destination, whose waits interruptOnDone wakes.
+func (s *sysEngine) ringCopy(ctx context.Context, w io.Writer, dst, src endpoint, limit int64) (int64, bool, error) {
+	file := uring.File{Conn: src.conn, Size: src.size}
+	if dst.kind != kindSocket {
+		interrupt := func() func() { return interruptOnDone(ctx, w, nil) }
+		return s.ring.CopyReads(ctx, dst.end(), file, limit, interrupt)
 	}
-	if cachedAhead(se, limit, s.cfg.pipeSize) {
+	if cachedAhead(src, limit, s.cfg.pipeSize) {
 		return 0, false, nil
 	}
-	return s.ring.copyLinked(ctx, de, se, limit, s.pool)
+	return s.ring.CopyLinked(ctx, dst.end(), file, limit)
 }
 
 // cachedAhead reports whether the next max bytes a copy from the file src
 // has to move (fewer at the end of the file or limit, if >= 0) are in the
 // page cache. Such a copy goes to a socket with sendfile(2), which then
-// does not block: measured with a real client (examples/bench.sh, wrk
-// reading 1 MiB and 64 MiB files over 64 and 1024 connections), ring
-// chains cost 20%-30% of the throughput and up to 2.5x the CPU per GB of
-// sendfile, paying io-wq hand-offs for every short write to a socket its
-// reader drains slowly. The ring keeps the copies that would block on the
-// disk.
+// does not block: with a real client (examples/bench.sh) ring chains
+// cost throughput and CPU against sendfile, paying io-wq hand-offs for
+// every short write to a socket its reader drains slowly
+// (docs/benchmarks.md, "Figures quoted in the code"). The ring keeps the
+// copies that would block on the disk.
 func cachedAhead(src endpoint, limit int64, max int) bool {
 	var cached bool
 	src.conn.Control(func(fd uintptr) {
@@ -190,7 +210,7 @@ func cachedAhead(src endpoint, limit int64, max int) bool {
 		if limit >= 0 {
 			n = min(n, limit)
 		}
-		cached = n <= 0 || pageCached(int(fd), off, int(n))
+		cached = n <= 0 || uring.PageCached(int(fd), off, int(n))
 	})
 	return cached
 }

@@ -109,15 +109,15 @@ func (e *Engine) fanOutKernel(ctx context.Context, src io.Reader, limit int64, d
 	if handled, _ := k.run(src); !handled {
 		return k.read, fallbackRefused
 	}
-	e.stats.splice.Add(1)
+	e.stats.spliceLoop.Add(1)
 	return k.read, inKernel
 }
 
-// newKfan returns a fan-out from se, a spliceable source, with no
+// newKfan returns a fan-out from src, a spliceable source, with no
 // destination and no pipe yet: see openPipes and openJoinable.
-func newKfan(ctx context.Context, cfg *fanOutConfig, se endpoint, limit int64) *kfan {
+func newKfan(ctx context.Context, cfg *fanOutConfig, src endpoint, limit int64) *kfan {
 	return &kfan{
-		ctx: ctx, cfg: cfg, src: se, srcPollable: se.kind != kindFile, limit: limit,
+		ctx: ctx, cfg: cfg, src: src, srcPollable: src.kind != kindFile, limit: limit,
 		null: -1, progress: make(chan struct{}, 1), final: make(chan struct{}),
 	}
 }

@@ -10,9 +10,9 @@ import (
 // docs/design.md for the measurements behind them.
 const (
 	// DefaultPipeSize is the size requested (F_SETPIPE_SZ) for the
-	// engine's intermediate pipes: 1 MiB halves the CPU per GiB of 64 KiB
-	// pipes on the measured kernels. The kernel caps it at
-	// /proc/sys/fs/pipe-max-size.
+	// engine's intermediate pipes: 1 MiB moves 16 times as much per pair
+	// of splice calls as 64 KiB (docs/benchmarks.md, "Figures quoted in
+	// the code"). The kernel caps it at /proc/sys/fs/pipe-max-size.
 	DefaultPipeSize = 1 << 20
 	// DefaultMaxPipes bounds the intermediate pipes of one engine: 32
 	// pipes of 1 MiB use half of the 64 MiB per-user pipe quota
@@ -23,9 +23,9 @@ const (
 	// DefaultIOWQMaxWorkers caps the io_uring worker threads that run
 	// IORING_OP_SPLICE: without a cap the kernel starts one thread per
 	// blocked splice. The ring only takes reads that miss the page cache,
-	// which gain from having several in flight: measured on 2 cores, 256
-	// concurrent copies of uncached files to TCP ran at 0.90x-0.95x
-	// io.Copy with 2 workers and 1.01x-1.13x with 8 (docs/benchmarks.md).
+	// which gain from having several in flight: 8 workers kept cold
+	// copies at parity with io.Copy where 2 did not (docs/benchmarks.md,
+	// "Figures quoted in the code").
 	DefaultIOWQMaxWorkers = 8
 	// DefaultRingMinConcurrency is how many copies from regular files
 	// must run at once before an io_uring engine sends new ones through
@@ -47,7 +47,6 @@ type config struct {
 	ringMinConcurrency int
 	sqPoll             bool
 	setupHook          func() error // test seam: runs before io_uring setup
-	reaperThread       bool         // bench seam: reap by blocking in io_uring_enter (uring.reaper)
 }
 
 func defaultConfig() config {

@@ -47,9 +47,9 @@ func (w *PipeWriter) ReadFrom(src io.Reader) (int64, error) {
 		}
 		limit, inner = lr.N, lr.R
 	}
-	if se, ok := spliceEnd(inner, false); ok {
-		de, _ := w.endpoint()
-		n, handled, err := splice.Copy(context.Background(), de.end(), se, limit, nil)
+	if srcEnd, ok := spliceEnd(inner, false); ok {
+		dst, _ := w.endpoint()
+		n, handled, err := splice.Copy(context.Background(), dst.end(), srcEnd, limit, nil)
 		if handled {
 			if limited {
 				lr.N -= n
@@ -71,9 +71,9 @@ func (r *PipeReader) WriteTo(dst io.Writer) (int64, error) {
 	if err := r.awaitFirstWriter(); err != nil {
 		return 0, err
 	}
-	if de, ok := spliceEnd(dst, true); ok {
-		se, _ := r.endpoint()
-		n, handled, err := splice.Copy(context.Background(), de, se.end(), -1, nil)
+	if dstEnd, ok := spliceEnd(dst, true); ok {
+		src, _ := r.endpoint()
+		n, handled, err := splice.Copy(context.Background(), dstEnd, src.end(), -1, nil)
 		if handled {
 			return n, err
 		}

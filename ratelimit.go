@@ -19,11 +19,10 @@ import (
 // The bucket holds at most burst bytes, and fills at the rate. A copy
 // waits until the bucket is three-quarters full (or holds what the copy
 // still has to move) and takes all it holds: it wakes about every
-// burst/rate, few wake-ups (grants of a quarter of the bucket cost 1.5x
-// the CPU per byte of a copy whose writer sends at the same rate; see
-// docs/benchmarks.md), and the last quarter absorbs a late timer, which
-// would otherwise overflow the bucket and lose the bytes it earned
-// meanwhile.
+// burst/rate, as few wake-ups as the limit allows (smaller grants cost
+// more CPU per byte: docs/benchmarks.md, "Rate limits"), and the last
+// quarter absorbs a late timer, which would otherwise overflow the bucket
+// and lose the bytes it earned meanwhile.
 type Limiter struct {
 	rate    float64 // bytes per second
 	burst   float64

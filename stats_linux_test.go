@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pipes-go/pipes/internal/fdtest"
+	"github.com/pipes-go/pipes/internal/uring"
 )
 
 // userspaceBy is the part of Stats that says why copies went to userspace.
@@ -204,7 +205,7 @@ func TestStatsRingSetup(t *testing.T) {
 		{fmt.Errorf("io_uring_setup: %w", unix.ENOSYS), "io_uring_setup: function not implemented (ENOSYS: a kernel without io_uring, or a seccomp filter)"},
 		{fmt.Errorf("io_uring_setup: %w", unix.ENOMEM), "io_uring_setup: cannot allocate memory (ENOMEM: RLIMIT_MEMLOCK too low for the ring (before Linux 5.12), or out of memory)"},
 		{fmt.Errorf("eventfd: %w", unix.EMFILE), "eventfd: too many open files (EMFILE)"},
-		{errRingUnsupported, "io_uring lacks IORING_OP_SPLICE (Linux 5.7)"},
+		{uring.ErrNoSplice, "io_uring lacks IORING_OP_SPLICE (Linux 5.7)"},
 	} {
 		e := newTestEngine(t, WithBackend(backendAuto), refuse(tc.err))
 		if e.Backend() != BackendSplice {

@@ -1,4 +1,4 @@
-package pipes
+package uring
 
 import (
 	"context"
@@ -13,6 +13,15 @@ import (
 	"github.com/pipes-go/pipes/splice"
 )
 
+// File is the source of a ring copy: a regular file.
+type File struct {
+	// Conn gives access to the caller's descriptor. The copy pins it
+	// with a duplicate under Conn.Control and then checks, between
+	// rounds, that the caller has not closed it.
+	Conn syscall.RawConn
+	Size int64 // the size fstat reported
+}
+
 // linkedCheckEvery is how long a linked copy waits for its chain before it
 // checks, from Go, that the caller has not closed dst or let its write
 // deadline pass: the ring's POLL_ADD holds our duplicate of the socket
@@ -20,7 +29,7 @@ import (
 // descriptor is used.
 const linkedCheckEvery = 20 * time.Millisecond
 
-// copyLinked runs one copy from a regular file to a stream socket wholly
+// CopyLinked runs one copy from a regular file to a stream socket wholly
 // on the ring: each round is one chain, SPLICE file -> pipe, POLL_ADD
 // (POLLOUT) on the socket, SPLICE pipe -> socket, joined by
 // IOSQE_IO_HARDLINK, so a short read or write does not break it. The two
@@ -35,39 +44,43 @@ const linkedCheckEvery = 20 * time.Millisecond
 // bytes appended meanwhile). Cancellation, a Close of either end by the
 // caller, and dst's write deadline passing (noticed between rounds, and at
 // least every linkedCheckEvery while a round waits) cancel the chain. The
-// file offset ends after the last byte delivered, as for copy.
-func (u *uring) copyLinked(ctx context.Context, de, src endpoint, limit int64, pool *splice.Pool) (written int64, handled bool, err error) {
+// file offset ends after the last byte delivered, as for CopyReads.
+// dst.Meter, if set, counts the bytes delivered.
+//
+// handled == false means nothing moved: no pool pipe was free, or the
+// kernel cannot splice the pair; the caller takes another path.
+func (d *Driver) CopyLinked(ctx context.Context, dst splice.End, src File, limit int64) (written int64, handled bool, err error) {
 	// A chain holds its pipe for the whole copy: never wait for one
 	// (another copy's peer may never read again); without one, the
 	// caller takes another path.
-	p := pool.TryGet()
+	p := d.pool.TryGet()
 	if p == nil {
 		return 0, false, nil
 	}
-	defer pool.Put(p) // closed, not pooled, if bytes are left in it
-	fd, off, err := pinFile(src.conn)
+	defer d.pool.Put(p) // closed, not pooled, if bytes are left in it
+	fd, off, err := pinFile(src.Conn)
 	if err != nil {
 		return 0, true, err
 	}
 	defer unix.Close(fd)
-	dfd, err := pinFD(de.conn)
+	dfd, err := pinFD(dst.Conn)
 	if err != nil {
 		return 0, true, err
 	}
 	defer unix.Close(dfd)
 	start := off
 	defer func() {
-		if _, serr := unix.Seek(fd, start+written, 0); serr != nil && err == nil {
+		if _, serr := unix.Seek(fd, start+written, io.SeekStart); serr != nil && err == nil {
 			err = &os.SyscallError{Syscall: "lseek", Err: serr}
 		}
 	}()
 
 	var (
-		c      ringChain
+		c      chain
 		timer  *time.Timer
 		inPipe int  // bytes read into p, not yet written to dst
 		eof    bool // the last read returned 0, or off reached size
-		size   = src.size
+		size   = src.Size
 		page   = os.Getpagesize()
 	)
 	defer func() {
@@ -76,7 +89,7 @@ func (u *uring) copyLinked(ctx context.Context, de, src endpoint, limit int64, p
 		}
 	}()
 	for {
-		if err := checkEnds(de, src); err != nil {
+		if err := checkEnds(dst, src); err != nil {
 			return written, true, err
 		}
 		if !eof && off >= size {
@@ -113,10 +126,10 @@ func (u *uring) copyLinked(ctx context.Context, de, src endpoint, limit int64, p
 		c.hardlink = true
 		c.ops[len(c.ops)-2].prepPoll(dfd, unix.POLLOUT)
 		c.ops[len(c.ops)-1].prepSplice(p.ReadFd(), -1, dfd, p.Size())
-		if err := u.submitChain(&c); err != nil {
+		if err := d.submitChain(&c); err != nil {
 			return written, true, err
 		}
-		werr := u.waitChain(ctx, &c, de, src, &timer)
+		werr := d.waitChain(ctx, &c, dst, src, &timer)
 
 		var rerr error
 		if n > 0 {
@@ -139,8 +152,8 @@ func (u *uring) copyLinked(ctx context.Context, de, src endpoint, limit int64, p
 		case w > 0:
 			written += int64(w)
 			inPipe -= int(w)
-			if de.meter != nil {
-				de.meter.Add(int64(w))
+			if dst.Meter != nil {
+				dst.Meter.Add(int64(w))
 			}
 		case w == 0, w == -int32(unix.EAGAIN), w == -int32(unix.ECANCELED):
 			// Nothing moved: the pipe was empty, the socket full, or the
@@ -162,7 +175,7 @@ func (u *uring) copyLinked(ctx context.Context, de, src endpoint, limit int64, p
 // waitChain waits for c to complete. When ctx is done, or the caller has
 // closed dst or src or dst's write deadline has passed, it cancels c, still
 // waits for it (its fds and pipe must outlive it), and returns why.
-func (u *uring) waitChain(ctx context.Context, c *ringChain, de, src endpoint, timer **time.Timer) error {
+func (d *Driver) waitChain(ctx context.Context, c *chain, dst splice.End, src File, timer **time.Timer) error {
 	if *timer == nil {
 		*timer = time.NewTimer(linkedCheckEvery)
 	} else {
@@ -178,13 +191,13 @@ wait:
 			err = context.Cause(ctx)
 			break wait
 		case <-(*timer).C:
-			if err = checkEnds(de, src); err != nil {
+			if err = checkEnds(dst, src); err != nil {
 				break wait
 			}
 			(*timer).Reset(linkedCheckEvery)
 		}
 	}
-	u.cancelChain(c)
+	d.cancelChain(c)
 	<-c.done
 	return err
 }
@@ -193,38 +206,46 @@ wait:
 // dst's write deadline pass: the errors a blocked Write or Read would
 // return (net.ErrClosed, os.ErrClosed, os.ErrDeadlineExceeded). It takes
 // and releases Go's write lock of dst, and never waits.
-func checkEnds(de, src endpoint) error {
-	if err := de.conn.Write(func(uintptr) bool { return true }); err != nil {
+func checkEnds(dst splice.End, src File) error {
+	if err := dst.Conn.Write(func(uintptr) bool { return true }); err != nil {
 		return err
 	}
-	return src.conn.Control(func(uintptr) {})
+	return src.Conn.Control(func(uintptr) {})
 }
 
-// copy runs one copy whose source is a regular file: the ring reads the
-// file into an engine pipe (at most a pipe's worth per SQE, so a read
+// CopyReads runs one copy whose source is a regular file: the ring reads
+// the file into an engine pipe (at most a pipe's worth per SQE, so a read
 // never blocks on the pipe), and the pipe is drained into dst with
-// splice(2) on the netpoller (splice.Drain). The file is pinned by a duplicate
-// descriptor for the whole copy: io-wq resolves fd numbers when the work
-// runs, and the caller's number may be closed and reused by then. The
-// file offset is read at the start and, at the end, left after the last
-// byte delivered to dst: bytes read into the pipe but not delivered (the
-// copy failed or was cancelled) are read again by the next copy.
-func (u *uring) copy(ctx context.Context, dst io.Writer, de, src endpoint, limit int64, pool *splice.Pool) (written int64, handled bool, err error) {
-	p := pool.TryGet() // never wait for a pipe, as copyLinked
+// splice(2) on the netpoller (splice.Drain). Reads that hit the page
+// cache are spliced at once in the caller's goroutine instead. The file
+// is pinned by a duplicate descriptor for the whole copy: io-wq resolves
+// fd numbers when the work runs, and the caller's number may be closed
+// and reused by then. The file offset is read at the start and, at the
+// end, left after the last byte delivered to dst: bytes read into the
+// pipe but not delivered (the copy failed or was cancelled) are read again
+// by the next copy.
+//
+// When ctx can end, CopyReads calls interrupt once it holds a pipe and
+// calls the stop it returns before it returns: interrupt must arrange for
+// dst's waits to be woken when ctx ends (splice.Drain does not).
+// handled == false means nothing moved: no pool pipe was free, or the
+// kernel cannot splice the pair.
+func (d *Driver) CopyReads(ctx context.Context, dst splice.End, src File, limit int64, interrupt func() (stop func())) (written int64, handled bool, err error) {
+	p := d.pool.TryGet() // never wait for a pipe, as CopyLinked
 	if p == nil {
 		return 0, false, nil
 	}
-	defer pool.Put(p) // closed, not pooled, if bytes are left in it
-	fd, off, err := pinFile(src.conn)
+	defer d.pool.Put(p) // closed, not pooled, if bytes are left in it
+	fd, off, err := pinFile(src.Conn)
 	if err != nil {
 		return 0, true, err
 	}
 	defer unix.Close(fd)
 	start := off
-	if ctx.Done() != nil {
-		defer interruptOnDone(ctx, dst, nil)()
+	if ctx.Done() != nil && interrupt != nil {
+		defer interrupt()()
 	}
-	var c ringChain
+	var c chain
 	for limit < 0 || written < limit {
 		n := p.Size()
 		if limit >= 0 && limit-written < int64(n) {
@@ -232,13 +253,13 @@ func (u *uring) copy(ctx context.Context, dst io.Writer, de, src endpoint, limit
 		}
 		var res int32
 		var cerr error
-		if pageCached(fd, off, n) {
+		if PageCached(fd, off, n) {
 			// A read from the page cache never blocks: splice(2) here
 			// costs less than the hand-off to an io-wq worker.
 			res = spliceAt(fd, off, p.WriteFd(), n)
-			u.st.cachedReads.Add(1)
+			d.st.CachedReads.Add(1)
 		} else {
-			res, cerr = u.spliceIn(ctx, &c, fd, off, p.WriteFd(), n)
+			res, cerr = d.spliceIn(ctx, &c, fd, off, p.WriteFd(), n)
 		}
 		if res > 0 {
 			off += int64(res)
@@ -252,14 +273,14 @@ func (u *uring) copy(ctx context.Context, dst io.Writer, de, src endpoint, limit
 		}
 		if res > 0 {
 			// splice(2) on the netpoller, under Go's reference to the
-			// caller's descriptor; interruptOnDone wakes its waits.
-			m, derr := splice.Drain(ctx, de.end(), p, int(res))
+			// caller's descriptor; interrupt wakes its waits.
+			m, derr := splice.Drain(ctx, dst, p, int(res))
 			written += m
 			if derr != nil && written == 0 && errors.Is(derr, unix.EINVAL) {
 				// dst refuses splice (an O_APPEND file, some devices):
 				// nothing moved; put the offset back and let the
 				// caller copy in userspace.
-				if _, serr := unix.Seek(fd, start, 0); serr == nil {
+				if _, serr := unix.Seek(fd, start, io.SeekStart); serr == nil {
 					return 0, false, nil
 				}
 			}
@@ -275,22 +296,22 @@ func (u *uring) copy(ctx context.Context, dst io.Writer, de, src endpoint, limit
 		if res == 0 {
 			break // EOF
 		}
-		if cerr := src.conn.Control(func(uintptr) {}); cerr != nil {
+		if cerr := src.Conn.Control(func(uintptr) {}); cerr != nil {
 			err = cerr // the caller closed the source
 			break
 		}
 	}
-	if _, serr := unix.Seek(fd, start+written, 0); serr != nil && err == nil {
+	if _, serr := unix.Seek(fd, start+written, io.SeekStart); serr != nil && err == nil {
 		err = &os.SyscallError{Syscall: "lseek", Err: serr}
 	}
 	return written, true, err
 }
 
-// pageCached reports whether the first and last bytes of the n bytes at
+// PageCached reports whether the first and last bytes of the n bytes at
 // off of the file fd are in the page cache (preadv2 with RWF_NOWAIT, Linux
 // 4.14, answers EAGAIN otherwise). Where the file system cannot tell
 // (EOPNOTSUPP) it reports false, and the read goes to the ring.
-func pageCached(fd int, off int64, n int) bool {
+func PageCached(fd int, off int64, n int) bool {
 	var b [1]byte
 	iov := [][]byte{b[:]}
 	for _, o := range [2]int64{off, off + int64(n) - 1} {
@@ -320,7 +341,7 @@ func pinFile(c syscall.RawConn) (fd int, off int64, err error) {
 	if err != nil {
 		return -1, 0, err
 	}
-	off, err = unix.Seek(fd, 0, 1)
+	off, err = unix.Seek(fd, 0, io.SeekCurrent)
 	if err != nil {
 		unix.Close(fd)
 		return -1, 0, &os.SyscallError{Syscall: "lseek", Err: err}

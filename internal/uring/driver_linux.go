@@ -1,0 +1,583 @@
+package uring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pipes-go/pipes/ring"
+	"github.com/pipes-go/pipes/splice"
+)
+
+// Config is what a Driver needs from the engine that owns it.
+type Config struct {
+	Entries        uint32 // SQ size (IORING_SETUP_CLAMP applies)
+	SQPoll         bool   // IORING_SETUP_SQPOLL
+	IOWQMaxWorkers uint32 // io-wq worker cap; 0: the kernel's default
+	// Pool lends the copies their intermediate pipes: the engine's pool,
+	// shared with its splice(2) copies.
+	Pool *splice.Pool
+	// Closed is the error submissions fail with once Close has begun
+	// (the engine's ErrClosed).
+	Closed error
+}
+
+// Driver is an engine's io_uring: one goroutine, locked to its OS thread,
+// owns the ring and does every submission and every reap. Copies hand it
+// chains of operations through pending; it batches all that are pending
+// into one io_uring_enter. Completions are signalled by an eventfd
+// registered with the ring and read through the Go netpoller, so no thread
+// is parked per copy and none spins.
+//
+// Two kinds of copy use the ring (copy_linux.go), both only from a
+// regular file: to a stream socket, a copy runs wholly on io-wq workers
+// as linked chains (SPLICE file -> pipe, POLL_ADD, SPLICE pipe -> socket);
+// to anything else, reads that miss the page cache go through the ring
+// and the pipe is drained with splice(2) on the netpoller.
+type Driver struct {
+	r      *ring.Ring
+	st     *Counters
+	pool   *splice.Pool
+	closed error
+	efd    *os.File // eventfd, O_NONBLOCK: read through the netpoller
+	sqPoll bool
+
+	mu      sync.Mutex
+	pending []*chain // to submit
+	cancels []*chain // to cancel
+	closing bool
+	broken  error // set by the loop if io_uring_enter fails for good
+	nextID  uint64
+
+	wake   chan struct{} // cap 1: pending, cancels or closing changed
+	cqWake chan struct{} // cap 1: the eventfd fired
+	loopWG sync.WaitGroup
+}
+
+// state is where a chain is in its life. Its copy moves it from idle to
+// queued (submit, under Driver.mu); from there only the loop moves it, up
+// to done, when it sends the done token; reset, once the copy has taken
+// the token, makes it idle again.
+//
+//	idle -> queued -> inFlight -> done
+//	                     |          ^
+//	                     v          |
+//	               cancelWanted <-> cancelling
+type state uint8
+
+const (
+	idle         state = iota // being filled in by its copy, or done and taken back
+	queued                    // handed to the loop, no SQE yet
+	inFlight                  // SQEs submitted, some ops without a CQE
+	cancelWanted              // cancel asked: the loop's next pass cancels the first op without a CQE
+	cancelling                // an ASYNC_CANCEL for that op is in flight, or has answered and the op's CQE is awaited
+	done                      // every op has its CQE, and the done token is sent
+)
+
+// op is one SQE of a chain: IORING_OP_SPLICE or IORING_OP_POLL_ADD.
+type op struct {
+	id     uint64
+	opcode uint8
+	fd     int32 // SPLICE: fd_out; POLL_ADD: the polled fd
+	fdIn   int32 // SPLICE
+	offIn  int64 // SPLICE: offset in fdIn, -1 for a pipe or socket
+	nbytes uint32
+	events uint32 // POLL_ADD
+	chain  *chain
+
+	// Set by the loop; read by the copy once the chain is done.
+	res      int32
+	complete bool
+}
+
+// chain is a sequence of ops submitted together, each linked to the
+// next: with IOSQE_IO_HARDLINK an op starts when the one before it has
+// completed, whatever its result; with IOSQE_IO_LINK only when it succeeded
+// in full (a failure or a short SPLICE completes the rest with
+// -ECANCELED). A chain of one op is a plain request. The copy that owns it
+// may reuse it once done has fired.
+type chain struct {
+	ops      []op
+	hardlink bool
+	done     chan struct{} // cap 1: a token once every op has completed
+
+	// Loop-owned once queued (see state).
+	state state
+	left  int // ops without a CQE yet
+}
+
+// reset readies the chain for n ops, to be filled in by the caller.
+func (c *chain) reset(n int) {
+	if c.done == nil {
+		c.done = make(chan struct{}, 1)
+	}
+	c.ops = c.ops[:0]
+	for range n {
+		c.ops = append(c.ops, op{chain: c})
+	}
+	c.hardlink, c.left, c.state = false, 0, idle
+}
+
+// first returns the first op without a CQE, or nil.
+func (c *chain) first() *op {
+	for i := range c.ops {
+		if !c.ops[i].complete {
+			return &c.ops[i]
+		}
+	}
+	return nil
+}
+
+// finish marks c done and gives it back to its copy.
+func (c *chain) finish() {
+	c.left, c.state = 0, done
+	c.done <- struct{}{}
+}
+
+// cancelTag marks the user_data of ASYNC_CANCEL SQEs.
+const cancelTag = 1 << 63
+
+// ErrNoSplice reports a kernel whose ring lacks IORING_OP_SPLICE (or
+// IORING_OP_ASYNC_CANCEL).
+var ErrNoSplice = errors.New("io_uring lacks IORING_OP_SPLICE (Linux 5.7)")
+
+// New sets up a ring as cfg asks and starts its loop. Its errors wrap the
+// errno of what failed (io_uring_setup, the probe, eventfd), or are
+// ErrNoSplice.
+func New(cfg Config, st *Counters) (*Driver, error) {
+	r, err := setupRing(cfg)
+	if err != nil {
+		return nil, err
+	}
+	d := &Driver{
+		r: r, st: st, pool: cfg.Pool, closed: cfg.Closed, sqPoll: cfg.SQPoll,
+		wake: make(chan struct{}, 1), cqWake: make(chan struct{}, 1),
+	}
+	if err := d.init(cfg); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// setupRing creates the ring, asking for the flags that cut overhead
+// where the kernel has them and retrying without them where it does not.
+func setupRing(cfg Config) (*ring.Ring, error) {
+	base := uint32(ring.IORING_SETUP_CLAMP)
+	if cfg.SQPoll {
+		base |= ring.IORING_SETUP_SQPOLL
+	}
+	tries := []uint32{
+		base | ring.IORING_SETUP_SUBMIT_ALL | ring.IORING_SETUP_COOP_TASKRUN, // 5.19
+		base,
+	}
+	var err error
+	for _, flags := range tries {
+		p := &ring.Params{Flags: flags}
+		if cfg.SQPoll {
+			p.SQThreadIdle = 50 // ms
+		}
+		var r *ring.Ring
+		r, err = ring.Setup(cfg.Entries, p)
+		if err == nil {
+			return r, nil
+		}
+		if !errors.Is(err, unix.EINVAL) {
+			return nil, err
+		}
+	}
+	return nil, err
+}
+
+func (d *Driver) init(cfg Config) error {
+	probe, err := d.r.Probe()
+	if err != nil {
+		return err
+	}
+	if !probe.Supported(ring.IORING_OP_SPLICE) || !probe.Supported(ring.IORING_OP_ASYNC_CANCEL) {
+		return ErrNoSplice
+	}
+	if cfg.IOWQMaxWorkers > 0 {
+		// Linux 5.15. Older kernels answer EINVAL: run uncapped.
+		_, _, err := d.r.RegisterIOWQMaxWorkers(cfg.IOWQMaxWorkers, cfg.IOWQMaxWorkers)
+		if err != nil && !errors.Is(err, unix.EINVAL) {
+			return err
+		}
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("eventfd: %w", err)
+	}
+	if err := d.r.RegisterEventfd(efd); err != nil {
+		unix.Close(efd)
+		return err
+	}
+	d.efd = os.NewFile(uintptr(efd), "pipes-ring-eventfd")
+	d.loopWG.Add(2)
+	go d.readEventfd()
+	go d.loop()
+	return nil
+}
+
+// Close stops the loop once no operation is in flight (the engine has
+// waited for its copies by then), and releases the ring and the eventfd.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	d.closing = true
+	d.mu.Unlock()
+	d.poke()
+	d.efd.Close() // ends readEventfd
+	d.loopWG.Wait()
+	return d.r.Close()
+}
+
+func (d *Driver) poke() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// readEventfd turns eventfd counts into wake-ups of the loop. It resets
+// the count before it signals, so no completion posted after a reap goes
+// unnoticed.
+func (d *Driver) readEventfd() {
+	defer d.loopWG.Done()
+	var b [8]byte
+	for {
+		if _, err := d.efd.Read(b[:]); err != nil {
+			return
+		}
+		select {
+		case d.cqWake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// loop owns the ring. It is locked to one OS thread because the kernel
+// keeps one io-wq (and applies the worker cap) per submitting thread.
+func (d *Driver) loop() {
+	defer d.loopWG.Done()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+
+	l := newLoopState()
+	for {
+		select {
+		case <-d.wake:
+		case <-d.cqWake:
+		}
+		// Let the goroutines that are runnable now (copies woken by the
+		// last reap, new copies) queue their chains first, so that one
+		// io_uring_enter carries them all.
+		runtime.Gosched()
+		d.reap(l)
+		if d.queue(l) {
+			return
+		}
+	}
+}
+
+// loopState is what the loop goroutine alone touches.
+type loopState struct {
+	inFlight map[uint64]*op
+	aborting map[*chain]struct{} // chains in cancelWanted or cancelling
+	cqes     []ring.CQE
+}
+
+func newLoopState() *loopState {
+	return &loopState{
+		inFlight: make(map[uint64]*op),
+		aborting: make(map[*chain]struct{}),
+		cqes:     make([]ring.CQE, 256),
+	}
+}
+
+// queue prepares the SQEs of the chains and cancels copies have handed
+// over and submits them. It reports whether the loop is done: the driver
+// is closing and nothing is in flight.
+func (d *Driver) queue(l *loopState) (finished bool) {
+	d.mu.Lock()
+	pending, cancels, closing, broken := d.pending, d.cancels, d.closing, d.broken
+	d.pending, d.cancels = nil, nil
+	d.mu.Unlock()
+	if broken != nil {
+		for _, c := range pending {
+			d.failChain(c, broken)
+		}
+		pending = nil
+	}
+	for _, c := range pending {
+		d.prepChain(l, c)
+	}
+	for _, c := range cancels {
+		// A chain already done has nothing left to cancel. (pending
+		// came first: a chain submitted and cancelled since the last
+		// pass is in flight by now.)
+		if c.state == inFlight {
+			c.state = cancelWanted
+			l.aborting[c] = struct{}{}
+		}
+	}
+	d.cancelAborting(l)
+	d.submit(l)
+	return closing && len(l.inFlight) == 0
+}
+
+// prepChain puts the SQEs of the queued chain c in the SQ: queued ->
+// inFlight.
+func (d *Driver) prepChain(l *loopState, c *chain) {
+	if d.r.SQSpaceLeft() < uint32(len(c.ops)) {
+		// A chain must not straddle two submissions: the kernel ends a
+		// link at the end of each one.
+		d.submit(l)
+	}
+	for i := range c.ops {
+		o := &c.ops[i]
+		sqe := d.getSQE(l)
+		switch o.opcode {
+		case ring.IORING_OP_SPLICE:
+			sqe.PrepSplice(o.fdIn, o.offIn, o.fd, -1, o.nbytes, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		case ring.IORING_OP_POLL_ADD:
+			sqe.PrepPollAdd(o.fd, o.events)
+		}
+		switch {
+		case i == len(c.ops)-1:
+		case c.hardlink:
+			sqe.Flags |= ring.IOSQE_IO_HARDLINK
+		default:
+			sqe.Flags |= ring.IOSQE_IO_LINK
+		}
+		sqe.UserData = o.id
+		l.inFlight[o.id] = o
+	}
+	c.left, c.state = len(c.ops), inFlight
+}
+
+// cancelAborting queues an IORING_OP_ASYNC_CANCEL for the first pending op
+// of each chain in cancelWanted: -> cancelling. The rest of a chain is
+// not armed yet and cannot be cancelled; it completes with -ECANCELED
+// once the op before it fails, or gets its own cancel once that op has
+// completed with success (which puts the chain back in cancelWanted).
+func (d *Driver) cancelAborting(l *loopState) {
+	for c := range l.aborting {
+		switch c.state {
+		case done:
+			delete(l.aborting, c)
+		case cancelWanted:
+			o := c.first()
+			sqe := d.getSQE(l)
+			sqe.PrepCancel64(o.id, 0)
+			sqe.UserData = cancelTag | o.id
+			c.state = cancelling
+		}
+	}
+}
+
+// getSQE returns a free SQE, submitting what is queued when the SQ is full.
+func (d *Driver) getSQE(l *loopState) *ring.SQE {
+	for {
+		if sqe := d.r.GetSQE(); sqe != nil {
+			return sqe
+		}
+		d.submit(l)
+	}
+}
+
+// submit hands every queued SQE to the kernel. EBUSY (the CQ is full and
+// the kernel holds overflowed CQEs) and EAGAIN are answered by reaping
+// and trying again.
+func (d *Driver) submit(l *loopState) {
+	for d.r.SQReady() > 0 {
+		n, err := d.r.Submit()
+		d.st.Enters.Add(1)
+		if n > 0 {
+			d.st.SQEs.Add(uint64(n))
+		}
+		switch {
+		case err == nil:
+			if d.sqPoll || n == 0 {
+				// The SQ thread consumes the SQEs in its own time.
+				return
+			}
+		case errors.Is(err, unix.EBUSY), errors.Is(err, unix.EAGAIN):
+			d.reap(l)
+			runtime.Gosched()
+		default:
+			// The ring is unusable (io_uring_enter failed with an
+			// error it is not documented to return in use): fail
+			// every op, and every later one, rather than leave a
+			// copy waiting for a completion that will not come.
+			d.fail(l, err)
+			return
+		}
+	}
+}
+
+// fail completes every op in flight with err's errno and makes later
+// submissions fail the same way.
+func (d *Driver) fail(l *loopState, err error) {
+	d.mu.Lock()
+	d.broken = err
+	d.mu.Unlock()
+	for _, o := range l.inFlight {
+		d.failChain(o.chain, err)
+	}
+	clear(l.inFlight)
+	clear(l.aborting)
+}
+
+// failChain completes the ops of c that have no CQE with err's errno.
+func (d *Driver) failChain(c *chain, err error) {
+	errno := unix.EIO
+	errors.As(err, &errno)
+	failed := false
+	for i := range c.ops {
+		if o := &c.ops[i]; !o.complete {
+			o.res, o.complete = -int32(errno), true
+			failed = true
+		}
+	}
+	if failed {
+		c.finish()
+	}
+}
+
+// reap drains the CQ. A CQE answers either an ASYNC_CANCEL (reapCancel)
+// or an op of a chain (reapOp).
+func (d *Driver) reap(l *loopState) {
+	retry := false
+	for {
+		n := d.r.PeekBatchCQE(l.cqes)
+		if n == 0 {
+			if d.r.CQOverflowPending() {
+				if err := d.r.FlushOverflow(); err == nil {
+					continue
+				}
+			}
+			break
+		}
+		for _, cqe := range l.cqes[:n] {
+			if cqe.UserData&cancelTag != 0 {
+				retry = d.reapCancel(l, cqe) || retry
+			} else {
+				d.reapOp(l, cqe)
+			}
+		}
+		d.r.CQAdvance(uint32(n))
+		d.st.CQEs.Add(uint64(n))
+	}
+	if retry {
+		d.poke()
+	}
+}
+
+// reapCancel takes the answer to an ASYNC_CANCEL. -ENOENT: the op was not
+// armed yet (its link was being issued) or has completed; the chain goes
+// back to cancelWanted, and the next pass asks again if the op is still
+// pending (retry reports that one is needed). 0 or -EALREADY: the op
+// completes soon; the chain stays cancelling until its CQE.
+func (d *Driver) reapCancel(l *loopState, cqe ring.CQE) (retry bool) {
+	o := l.inFlight[cqe.UserData&^cancelTag]
+	if o == nil {
+		return false // the op has completed: reapOp moved its chain on
+	}
+	if cqe.Res == -int32(unix.ENOENT) {
+		o.chain.state = cancelWanted
+		return true
+	}
+	o.chain.state = cancelling
+	return false
+}
+
+// reapOp records the result of an op and wakes the copy that owns its
+// chain once all the chain's ops have completed. A chain being cancelled
+// goes back to cancelWanted, so that its next op, armed now, is
+// cancelled in turn.
+func (d *Driver) reapOp(l *loopState, cqe ring.CQE) {
+	o := l.inFlight[cqe.UserData]
+	if o == nil {
+		return
+	}
+	delete(l.inFlight, cqe.UserData)
+	c := o.chain
+	o.res, o.complete = cqe.Res, true
+	c.left--
+	if c.state == cancelling {
+		c.state = cancelWanted
+	}
+	if c.left == 0 {
+		delete(l.aborting, c)
+		c.finish()
+	}
+}
+
+// submitChain queues c, filled in by the caller, for the loop: idle -> queued.
+// It fails with Config.Closed once the driver is closing.
+func (d *Driver) submitChain(c *chain) error {
+	d.mu.Lock()
+	if d.closing {
+		d.mu.Unlock()
+		return d.closed
+	}
+	if d.broken != nil {
+		err := d.broken
+		d.mu.Unlock()
+		return err
+	}
+	for i := range c.ops {
+		d.nextID++
+		c.ops[i].id = d.nextID
+	}
+	c.state = queued
+	d.pending = append(d.pending, c)
+	d.mu.Unlock()
+	d.poke()
+	return nil
+}
+
+// cancelChain asks the loop to cancel what of c is still pending. The copy
+// must still wait for c.done: the ops' fds and pipes must outlive them.
+func (d *Driver) cancelChain(c *chain) {
+	d.mu.Lock()
+	d.cancels = append(d.cancels, c)
+	d.mu.Unlock()
+	d.poke()
+}
+
+// prepSplice fills o as a SPLICE of up to n bytes from fdIn at offIn
+// (-1: a pipe or socket) to fdOut.
+func (o *op) prepSplice(fdIn int, offIn int64, fdOut int, n int) {
+	o.opcode, o.fdIn, o.offIn, o.fd, o.nbytes = ring.IORING_OP_SPLICE, int32(fdIn), offIn, int32(fdOut), uint32(n)
+}
+
+// prepPoll fills o as a one-shot POLL_ADD of fd for events.
+func (o *op) prepPoll(fd int, events uint32) {
+	o.opcode, o.fd, o.events = ring.IORING_OP_POLL_ADD, int32(fd), events
+}
+
+// spliceIn reads up to n bytes of the file fdIn at off into the pipe fdOut
+// through the ring. It returns the CQE's result (bytes, or -errno). When
+// ctx is done first it cancels the op, still waits for its completion (the
+// pipe and fd must outlive it), and returns ctx's error with the result.
+func (d *Driver) spliceIn(ctx context.Context, c *chain, fdIn int, off int64, fdOut int, n int) (int32, error) {
+	c.reset(1)
+	c.ops[0].prepSplice(fdIn, off, fdOut, n)
+	if err := d.submitChain(c); err != nil {
+		return 0, err
+	}
+	select {
+	case <-c.done:
+		return c.ops[0].res, nil
+	case <-ctx.Done():
+	}
+	d.cancelChain(c)
+	<-c.done
+	return c.ops[0].res, context.Cause(ctx)
+}

@@ -1,0 +1,184 @@
+package uring
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pipes-go/pipes/internal/fdtest"
+	"github.com/pipes-go/pipes/splice"
+)
+
+var errTestClosed = errors.New("test: driver closed")
+
+// newTestDriver sets up a driver with a pool of two 64 KiB pipes, or
+// skips where the kernel refuses io_uring.
+func newTestDriver(t *testing.T) (*Driver, *Counters) {
+	t.Helper()
+	fdtest.Check(t)
+	pool := splice.NewPool(64<<10, 2)
+	st := new(Counters)
+	d, err := New(Config{Entries: 8, IOWQMaxWorkers: 2, Pool: pool, Closed: errTestClosed}, st)
+	if err != nil {
+		pool.Close()
+		t.Skipf("io_uring refused: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := d.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		pool.Close()
+	})
+	return d, st
+}
+
+func testPipe(t *testing.T) (r, w *os.File) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(); w.Close() })
+	return r, w
+}
+
+// TestChainCompletes submits a linked chain (POLL_ADD, then SPLICE from a
+// pipe that has bytes) and checks each op's result and the state the
+// chain ends in.
+func TestChainCompletes(t *testing.T) {
+	d, st := newTestDriver(t)
+	r, w := testPipe(t)
+	r2, w2 := testPipe(t)
+	if _, err := w.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	var c chain
+	c.reset(2)
+	c.hardlink = true
+	c.ops[0].prepPoll(int(r.Fd()), unix.POLLIN)
+	c.ops[1].prepSplice(int(r.Fd()), -1, int(w2.Fd()), 64)
+	if err := d.submitChain(&c); err != nil {
+		t.Fatal(err)
+	}
+	<-c.done
+	if c.state != done || c.left != 0 {
+		t.Errorf("chain state %d, %d ops left; want done, 0", c.state, c.left)
+	}
+	if c.ops[0].res&unix.POLLIN == 0 || c.ops[1].res != 5 {
+		t.Errorf("results %d, %d; want POLLIN, 5", c.ops[0].res, c.ops[1].res)
+	}
+	b := make([]byte, 8)
+	if n, _ := r2.Read(b); string(b[:n]) != "hello" {
+		t.Errorf("pipe got %q", b[:n])
+	}
+	if st.SQEs.Load() < 2 || st.CQEs.Load() < 2 || st.Enters.Load() == 0 {
+		t.Errorf("counters SQEs %d CQEs %d Enters %d", st.SQEs.Load(), st.CQEs.Load(), st.Enters.Load())
+	}
+}
+
+// TestChainCancel cancels a hardlinked chain whose first op waits for
+// ever (POLL_ADD on an empty pipe): the loop cancels it, the ops after it
+// complete too, and the chain is done with every op answered.
+func TestChainCancel(t *testing.T) {
+	d, _ := newTestDriver(t)
+	r, _ := testPipe(t)
+	_, w2 := testPipe(t)
+	var c chain
+	c.reset(2)
+	c.hardlink = true
+	c.ops[0].prepPoll(int(r.Fd()), unix.POLLIN)
+	c.ops[1].prepSplice(int(r.Fd()), -1, int(w2.Fd()), 64)
+	if err := d.submitChain(&c); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.done:
+		t.Fatal("chain done before any byte arrived")
+	case <-time.After(20 * time.Millisecond):
+	}
+	d.cancelChain(&c)
+	select {
+	case <-c.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("cancelled chain not done after 5s")
+	}
+	if c.state != done {
+		t.Errorf("chain state %d, want done", c.state)
+	}
+	if c.ops[0].res != -int32(unix.ECANCELED) {
+		t.Errorf("poll result %d, want -ECANCELED", c.ops[0].res)
+	}
+	for i := range c.ops {
+		if !c.ops[i].complete {
+			t.Errorf("op %d has no result", i)
+		}
+	}
+}
+
+// TestSubmitAfterClose checks that a closing driver refuses chains with
+// Config.Closed.
+func TestSubmitAfterClose(t *testing.T) {
+	pool := splice.NewPool(64<<10, 1)
+	defer pool.Close()
+	d, err := New(Config{Entries: 8, Pool: pool, Closed: errTestClosed}, new(Counters))
+	if err != nil {
+		t.Skipf("io_uring refused: %v", err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var c chain
+	c.reset(1)
+	if err := d.submitChain(&c); err != errTestClosed {
+		t.Errorf("submit after Close: %v, want %v", err, errTestClosed)
+	}
+}
+
+// TestCopyReads copies a file into a pipe through CopyReads, whose reads
+// (the file just written, so in the page cache) are served by splice(2),
+// and checks the bytes, the offset left after them, and the counter.
+func TestCopyReads(t *testing.T) {
+	d, st := newTestDriver(t)
+	data := bytes.Repeat([]byte("0123456789abcdef"), 20000) // 320000 bytes, several pipes' worth
+	path := filepath.Join(t.TempDir(), "src")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fc, err := f.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, w := testPipe(t)
+	wc, err := w.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []byte, 1)
+	go func() { b, _ := io.ReadAll(r); got <- b }()
+	n, handled, err := d.CopyReads(context.Background(), splice.End{Conn: wc, Pipe: true}, File{Conn: fc, Size: int64(len(data))}, -1, nil)
+	w.Close()
+	if !handled || err != nil || n != int64(len(data)) {
+		t.Fatalf("CopyReads = (%d, %v, %v), want (%d, true, nil)", n, handled, err, len(data))
+	}
+	if b := <-got; !bytes.Equal(b, data) {
+		t.Errorf("pipe got %d bytes, want the %d written", len(b), len(data))
+	}
+	if off, _ := f.Seek(0, io.SeekCurrent); off != int64(len(data)) {
+		t.Errorf("offset %d after the copy, want %d", off, len(data))
+	}
+	if st.CachedReads.Load() == 0 {
+		t.Error("no read served from the page cache")
+	}
+}
