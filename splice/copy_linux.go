@@ -123,7 +123,12 @@ const blockingPoll = 50 * time.Millisecond
 //
 // Descriptors in non-blocking mode (Go's pipes and sockets) wait for
 // readiness on the Go netpoller, never spinning on EAGAIN; blocking ones
-// wait in poll(2), a bounded slice of time at a time. Closing either end
+// wait in poll(2), a bounded slice of time at a time, and a blocking
+// socket's SO_RCVTIMEO/SO_SNDTIMEO is lowered to that slice for the
+// copy (see BoundBlocking), so that no system call blocks longer. A
+// socket src's end is told from TCP's urgent mark, where splice stops
+// as at EOF: read(2) steps over the urgent byte and the copy goes on.
+// Closing either end
 // from another goroutine ends the copy with an error, as it ends io.Copy.
 // When ctx ends, Copy calls the ends' Wake and returns an error for which
 // errors.Is(err, ctx.Err()) holds. Bytes already in the intermediate pipe
@@ -133,10 +138,13 @@ const blockingPoll = 50 * time.Millisecond
 // pipe that still holds bytes is closed, never pooled.
 //
 // A pooled pipe is held only while bytes move through it: a copy waiting
-// for input or room holds none, so a bounded pool serves any number of
-// mostly idle copies. Descriptors are inspected (fstat, fcntl F_GETFL)
-// unless End.Info says what they are; with a pipe on one side the other
-// side is inspected only if the copy has to wait.
+// for input holds none, so a bounded pool serves any number of mostly
+// idle copies. A copy never waits for a pipe: when the pool has none free
+// (Pool.TryGet), a round goes through a userspace buffer instead. The
+// source End's Pacer, if any, paces the reads; the destination End's
+// Meter is told of the bytes as they arrive. Descriptors are inspected
+// (fstat, fcntl F_GETFL) unless End.Info says what they are; a pipe side
+// is inspected only if the copy has to wait on it.
 func Copy(ctx context.Context, dst, src End, limit int64, pool *Pool) (written int64, handled bool, err error) {
 	if ctx == nil {
 		ctx = context.Background()
