@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"os"
 	"runtime"
 	"syscall"
@@ -322,32 +323,7 @@ func (d *drainer) discard(src rawFD) (int64, error) {
 			}
 		}
 	}
-	// The intermediate pipe is taken from the cache only inside the
-	// callback, never while waiting: thousands of idle drainers share a few.
-	for {
-		var n int
-		err := src.read(func(fd int) error {
-			p, err := d.pipes.get()
-			if err != nil {
-				return err
-			}
-			n, err = retryEINTR(func() (int, error) { return spliceN(fd, nil, p.w, nil, d.pipes.size, spliceFlags) })
-			left := max(n, 0)
-			for err == nil && left > 0 {
-				var m int
-				m, err = retryEINTR(func() (int, error) { return spliceN(p.r, nil, null, nil, left, spliceFlags) })
-				left -= m
-			}
-			d.pipes.put(p, left == 0)
-			return err
-		})
-		if n > 0 {
-			total += int64(n)
-		}
-		if err != nil || n == 0 {
-			return total, err
-		}
-	}
+	return d.discardN(src, math.MaxInt64)
 }
 
 // checksum reads src through userspace until EOF and returns the byte count
