@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pipes-go/pipes/internal/ctxerr"
+	"github.com/pipes-go/pipes/internal/fd"
 )
 
 // ErrEvicted is wrapped by the error of a destination that FanOut dropped
@@ -234,15 +235,16 @@ func newFanDest(idx int, w io.Writer) *fanDest {
 
 // stop makes the destination's goroutine return with reason: it closes
 // quit and interrupts a write blocked on the netpoller by setting a write
-// deadline in the past. It is called at most once, by the coordinator.
+// deadline in the past (fd.Deadlines). It is called at most once, by the
+// coordinator.
 func (d *fanDest) stop(reason error) {
 	if d.quitting() {
 		return
 	}
 	d.reason = reason
 	close(d.quit)
-	if wd, ok := d.w.(writeDeadliner); ok {
-		wd.SetWriteDeadline(aLongTimeAgo)
+	if dl := fd.Of(d.w, nil); !dl.None() {
+		dl.Wake()
 		d.woke = true
 	}
 }
@@ -251,7 +253,7 @@ func (d *fanDest) stop(reason error) {
 // goroutine has returned.
 func (d *fanDest) resetDeadline() {
 	if d.woke {
-		d.w.(writeDeadliner).SetWriteDeadline(time.Time{})
+		fd.Of(d.w, nil).Reset()
 		d.woke = false
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pipes-go/pipes/internal/fd"
 	"github.com/pipes-go/pipes/splice"
 )
 
@@ -58,19 +59,19 @@ func (d *Driver) CopyLinked(ctx context.Context, dst splice.End, src File, limit
 		return 0, false, nil
 	}
 	defer d.pool.Put(p) // closed, not pooled, if bytes are left in it
-	fd, off, err := pinFile(src.Conn)
+	sfd, off, err := fd.PinFile(src.Conn)
 	if err != nil {
 		return 0, true, err
 	}
-	defer unix.Close(fd)
-	dfd, err := pinFD(dst.Conn)
+	defer unix.Close(sfd)
+	dfd, err := fd.Pin(dst.Conn)
 	if err != nil {
 		return 0, true, err
 	}
 	defer unix.Close(dfd)
 	start := off
 	defer func() {
-		if _, serr := unix.Seek(fd, start+written, io.SeekStart); serr != nil && err == nil {
+		if _, serr := unix.Seek(sfd, start+written, io.SeekStart); serr != nil && err == nil {
 			err = &os.SyscallError{Syscall: "lseek", Err: serr}
 		}
 	}()
@@ -96,7 +97,7 @@ func (d *Driver) CopyLinked(ctx context.Context, dst splice.End, src File, limit
 			// At the size fstat reported: EOF, unless the file has
 			// grown since (one fstat instead of a round that reads 0).
 			var st unix.Stat_t
-			if unix.Fstat(fd, &st) == nil {
+			if unix.Fstat(sfd, &st) == nil {
 				size = st.Size
 			}
 			eof = off >= size
@@ -119,7 +120,7 @@ func (d *Driver) CopyLinked(ctx context.Context, dst splice.End, src File, limit
 		}
 		if n > 0 {
 			c.reset(3)
-			c.ops[0].prepSplice(fd, off, p.WriteFd(), n)
+			c.ops[0].prepSplice(sfd, off, p.WriteFd(), n)
 		} else {
 			c.reset(2)
 		}
@@ -236,7 +237,7 @@ func (d *Driver) CopyReads(ctx context.Context, dst splice.End, src File, limit 
 		return 0, false, nil
 	}
 	defer d.pool.Put(p) // closed, not pooled, if bytes are left in it
-	fd, off, err := pinFile(src.Conn)
+	fd, off, err := fd.PinFile(src.Conn)
 	if err != nil {
 		return 0, true, err
 	}
@@ -332,38 +333,4 @@ func spliceAt(fd int, off int64, wfd int, n int) int32 {
 		return -int32(errno)
 	}
 	return int32(m)
-}
-
-// pinFile duplicates the file behind c (F_DUPFD_CLOEXEC) and reads its
-// offset, both under Go's reference to the caller's descriptor.
-func pinFile(c syscall.RawConn) (fd int, off int64, err error) {
-	fd, err = pinFD(c)
-	if err != nil {
-		return -1, 0, err
-	}
-	off, err = unix.Seek(fd, 0, io.SeekCurrent)
-	if err != nil {
-		unix.Close(fd)
-		return -1, 0, &os.SyscallError{Syscall: "lseek", Err: err}
-	}
-	return fd, off, nil
-}
-
-// pinFD duplicates the descriptor behind c (F_DUPFD_CLOEXEC) under Go's
-// reference to it. The duplicate keeps the open file (or socket) alive,
-// and its number stays ours, until it is closed: what an SQE that io-wq
-// resolves later needs.
-func pinFD(c syscall.RawConn) (fd int, err error) {
-	fd = -1
-	cerr := c.Control(func(sysfd uintptr) {
-		fd, err = unix.FcntlInt(sysfd, unix.F_DUPFD_CLOEXEC, 0)
-		if err != nil {
-			err = &os.SyscallError{Syscall: "fcntl", Err: err}
-			fd = -1
-		}
-	})
-	if cerr != nil {
-		return -1, cerr
-	}
-	return fd, err
 }
