@@ -426,11 +426,6 @@ func (c *copier) refund() {
 	}
 }
 
-// notSpliceable reports the errnos by which the kernel refuses a pair.
-func notSpliceable(err error) bool {
-	return err == unix.EINVAL || err == unix.ENOSYS || err == unix.EOPNOTSUPP
-}
-
 const (
 	stepNone    = iota
 	stepEOF     // src reached end of input
@@ -516,7 +511,7 @@ func (c *copier) direct() (handled bool, err error) {
 			return true, nil
 		case stepFail:
 			if errno, ok := c.serr.(syscall.Errno); ok {
-				if c.written == 0 && notSpliceable(errno) {
+				if c.written == 0 && fd.Refused(errno) {
 					return false, nil
 				}
 				return true, os.NewSyscallError("splice", errno)
@@ -753,7 +748,7 @@ func (c *copier) viaPipe() (handled bool, err error) {
 			continue
 		case fillErr:
 			if errno, ok := c.ferr.(syscall.Errno); ok {
-				if c.written == 0 && notSpliceable(errno) {
+				if c.written == 0 && fd.Refused(errno) {
 					return false, nil
 				}
 				return true, os.NewSyscallError("splice", errno)
@@ -762,7 +757,7 @@ func (c *copier) viaPipe() (handled bool, err error) {
 		}
 		if err := c.drain(c.p); err != nil {
 			if errno, ok := err.(syscall.Errno); ok {
-				if c.written == 0 && notSpliceable(errno) && c.src.mode == unix.S_IFREG {
+				if c.written == 0 && fd.Refused(errno) && c.src.mode == unix.S_IFREG {
 					if c.seekBack(c.p.data) == nil {
 						c.p.data, c.p.dirty = 0, true
 						return false, nil // the file offset is back where it was

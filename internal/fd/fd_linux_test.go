@@ -2,10 +2,13 @@ package fd
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestInspect(t *testing.T) {
@@ -75,5 +78,24 @@ func TestInterrupt(t *testing.T) {
 	w.Write([]byte{1})
 	if n, err := r.Read(make([]byte, 1)); n != 1 || err != nil {
 		t.Fatalf("Read after stop = %d, %v", n, err)
+	}
+}
+
+func TestRefused(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{unix.EINVAL, true},
+		{unix.ENOSYS, true},
+		{unix.EOPNOTSUPP, true},
+		{os.NewSyscallError("splice", unix.EINVAL), true},
+		{fmt.Errorf("x: %w", os.NewSyscallError("sendfile", unix.EOPNOTSUPP)), true},
+		{unix.EPIPE, false},
+		{nil, false},
+	} {
+		if got := Refused(c.err); got != c.want {
+			t.Errorf("Refused(%v) = %v; want %v", c.err, got, c.want)
+		}
 	}
 }

@@ -143,7 +143,7 @@ func (d *Driver) CopyLinked(ctx context.Context, dst splice.End, src File, limit
 			case r == -int32(unix.ECANCELED):
 			default:
 				errno := syscall.Errno(-r)
-				if off == start && written == 0 && inPipe == 0 && (errno == unix.EINVAL || errno == unix.ENOSYS || errno == unix.EOPNOTSUPP) {
+				if off == start && written == 0 && inPipe == 0 && fd.Refused(errno) {
 					return 0, false, nil // not spliceable: the caller copies in userspace
 				}
 				rerr = &os.SyscallError{Syscall: "splice", Err: errno}
@@ -237,11 +237,11 @@ func (d *Driver) CopyReads(ctx context.Context, dst splice.End, src File, limit 
 		return 0, false, nil
 	}
 	defer d.pool.Put(p) // closed, not pooled, if bytes are left in it
-	fd, off, err := fd.PinFile(src.Conn)
+	sfd, off, err := fd.PinFile(src.Conn)
 	if err != nil {
 		return 0, true, err
 	}
-	defer unix.Close(fd)
+	defer unix.Close(sfd)
 	start := off
 	if ctx.Done() != nil && interrupt != nil {
 		defer interrupt()()
@@ -254,20 +254,20 @@ func (d *Driver) CopyReads(ctx context.Context, dst splice.End, src File, limit 
 		}
 		var res int32
 		var cerr error
-		if PageCached(fd, off, n) {
+		if PageCached(sfd, off, n) {
 			// A read from the page cache never blocks: splice(2) here
 			// costs less than the hand-off to an io-wq worker.
-			res = spliceAt(fd, off, p.WriteFd(), n)
+			res = spliceAt(sfd, off, p.WriteFd(), n)
 			d.st.CachedReads.Add(1)
 		} else {
-			res, cerr = d.spliceIn(ctx, &c, fd, off, p.WriteFd(), n)
+			res, cerr = d.spliceIn(ctx, &c, sfd, off, p.WriteFd(), n)
 		}
 		if res > 0 {
 			off += int64(res)
 		}
 		if cerr == nil && res < 0 {
 			errno := syscall.Errno(-res)
-			if off == start && (errno == unix.EINVAL || errno == unix.ENOSYS || errno == unix.EOPNOTSUPP) {
+			if off == start && fd.Refused(errno) {
 				return 0, false, nil // not spliceable: the caller copies in userspace
 			}
 			cerr = &os.SyscallError{Syscall: "splice", Err: errno}
@@ -280,8 +280,10 @@ func (d *Driver) CopyReads(ctx context.Context, dst splice.End, src File, limit 
 			if derr != nil && written == 0 && errors.Is(derr, unix.EINVAL) {
 				// dst refuses splice (an O_APPEND file, some devices):
 				// nothing moved; put the offset back and let the
-				// caller copy in userspace.
-				if _, serr := unix.Seek(fd, start, io.SeekStart); serr == nil {
+				// caller copy in userspace. Only EINVAL here, not
+				// all of fd.Refused: kept as it was (no behaviour
+				// change in the re-cut).
+				if _, serr := unix.Seek(sfd, start, io.SeekStart); serr == nil {
 					return 0, false, nil
 				}
 			}
@@ -302,7 +304,7 @@ func (d *Driver) CopyReads(ctx context.Context, dst splice.End, src File, limit 
 			break
 		}
 	}
-	if _, serr := unix.Seek(fd, start+written, io.SeekStart); serr != nil && err == nil {
+	if _, serr := unix.Seek(sfd, start+written, io.SeekStart); serr != nil && err == nil {
 		err = &os.SyscallError{Syscall: "lseek", Err: serr}
 	}
 	return written, true, err
