@@ -20,21 +20,6 @@ import (
 // deadline. Such an error also wraps os.ErrDeadlineExceeded.
 var ErrEvicted = errors.New("pipes: destination evicted")
 
-// errNilSource and errNilDestination report nil arguments.
-var (
-	errNilSource      = errors.New("pipes: nil source")
-	errNilDestination = errors.New("pipes: nil destination")
-)
-
-// Result is the outcome of one copy of a FanOut or a CopyBatch.
-type Result struct {
-	// Written is the number of bytes that reached the destination.
-	Written int64
-	// Err is nil if the destination received everything up to the end
-	// of the source, and else the first error met, as io.Copy reports it.
-	Err error
-}
-
 // FanOutOption configures one FanOut call.
 type FanOutOption func(*fanOutConfig)
 
