@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"reflect"
 )
 
 // Pair is one copy of a CopyBatch: everything Src yields goes to Dst.
@@ -57,17 +56,4 @@ func (e *Engine) CopyBatch(ctx context.Context, pairs []Pair) []Result {
 		}
 	}
 	return res
-}
-
-// isNil reports a nil interface, or one holding a nil pointer, map,
-// slice, channel or function, whose methods would panic.
-func isNil(v any) bool {
-	if v == nil {
-		return true
-	}
-	switch rv := reflect.ValueOf(v); rv.Kind() {
-	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Chan, reflect.Func, reflect.Interface:
-		return rv.IsNil()
-	}
-	return false
 }

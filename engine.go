@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pipes-go/pipes/internal/ctxerr"
+	"github.com/pipes-go/pipes/internal/fd"
 	"github.com/pipes-go/pipes/internal/uring"
 )
 
@@ -330,45 +331,16 @@ func copyUserspace(ctx context.Context, dst io.Writer, src io.Reader, s copySour
 type readDeadliner interface{ SetReadDeadline(time.Time) error }
 type writeDeadliner interface{ SetWriteDeadline(time.Time) error }
 
-// aLongTimeAgo is a deadline in the past, as net/http uses to interrupt.
-var aLongTimeAgo = time.Unix(1, 0)
-
 // interruptOnDone makes a read of src or a write to dst blocked in the
 // Go netpoller return when ctx is done, by setting a deadline in the past
-// on those that have deadlines (sockets, pipes, *PipeReader, ...). The
-// returned stop must be called when the copy has returned: it clears the
-// deadlines it set, leaving src and dst with none.
+// on those that have deadlines (sockets, pipes, *PipeReader, ...): see
+// fd.OnDone. The returned stop must be called when the copy has returned:
+// it clears the deadlines it set, leaving src and dst with none.
 func interruptOnDone(ctx context.Context, dst io.Writer, src io.Reader) (stop func()) {
 	if lr, ok := src.(*io.LimitedReader); ok {
 		src = lr.R
 	}
-	rd, _ := src.(readDeadliner)
-	wd, _ := dst.(writeDeadliner)
-	if rd == nil && wd == nil {
-		return func() {}
-	}
-	fired := make(chan struct{})
-	stopAfter := context.AfterFunc(ctx, func() {
-		defer close(fired)
-		if rd != nil {
-			rd.SetReadDeadline(aLongTimeAgo)
-		}
-		if wd != nil {
-			wd.SetWriteDeadline(aLongTimeAgo)
-		}
-	})
-	return func() {
-		if stopAfter() {
-			return
-		}
-		<-fired
-		if rd != nil {
-			rd.SetReadDeadline(time.Time{})
-		}
-		if wd != nil {
-			wd.SetWriteDeadline(time.Time{})
-		}
-	}
+	return fd.OnDone(ctx, dst, src)
 }
 
 // meteredWriter counts the bytes its Writes deliver.

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pipes-go/pipes/internal/ctxerr"
+	"github.com/pipes-go/pipes/internal/fd"
 	"github.com/pipes-go/pipes/internal/uring"
 	"github.com/pipes-go/pipes/splice"
 )
@@ -153,6 +154,14 @@ func (s *sysEngine) copyFD(ctx context.Context, w io.Writer, r io.Reader, limit 
 				return n, inKernel, err
 			}
 		}
+	}
+	// splice.Copy and splice.Sendfile wait on the netpoller: when ctx
+	// ends, deadlines in the past on the caller's values wake them.
+	var wake fd.Interrupt
+	if ctx.Done() != nil {
+		wake.D = fd.Of(w, r)
+		wake.Arm(ctx)
+		defer wake.Stop()
 	}
 	if src.kind == kindFile && dst.kind == kindSocket {
 		// sendfile(2): one system call per chunk where file -> pipe ->

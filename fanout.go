@@ -12,27 +12,13 @@ import (
 	"time"
 
 	"github.com/pipes-go/pipes/internal/ctxerr"
+	"github.com/pipes-go/pipes/internal/fd"
 )
 
 // ErrEvicted is wrapped by the error of a destination that FanOut dropped
 // because it kept the others waiting longer than the FanOutEvictAfter
 // deadline. Such an error also wraps os.ErrDeadlineExceeded.
 var ErrEvicted = errors.New("pipes: destination evicted")
-
-// errNilSource and errNilDestination report nil arguments.
-var (
-	errNilSource      = errors.New("pipes: nil source")
-	errNilDestination = errors.New("pipes: nil destination")
-)
-
-// Result is the outcome of one copy of a FanOut or a CopyBatch.
-type Result struct {
-	// Written is the number of bytes that reached the destination.
-	Written int64
-	// Err is nil if the destination received everything up to the end
-	// of the source, and else the first error met, as io.Copy reports it.
-	Err error
-}
 
 // FanOutOption configures one FanOut call.
 type FanOutOption func(*fanOutConfig)
@@ -234,15 +220,16 @@ func newFanDest(idx int, w io.Writer) *fanDest {
 
 // stop makes the destination's goroutine return with reason: it closes
 // quit and interrupts a write blocked on the netpoller by setting a write
-// deadline in the past. It is called at most once, by the coordinator.
+// deadline in the past (fd.Deadlines). It is called at most once, by the
+// coordinator.
 func (d *fanDest) stop(reason error) {
 	if d.quitting() {
 		return
 	}
 	d.reason = reason
 	close(d.quit)
-	if wd, ok := d.w.(writeDeadliner); ok {
-		wd.SetWriteDeadline(aLongTimeAgo)
+	if dl := fd.Of(d.w, nil); !dl.None() {
+		dl.Wake()
 		d.woke = true
 	}
 }
@@ -251,7 +238,7 @@ func (d *fanDest) stop(reason error) {
 // goroutine has returned.
 func (d *fanDest) resetDeadline() {
 	if d.woke {
-		d.w.(writeDeadliner).SetWriteDeadline(time.Time{})
+		fd.Of(d.w, nil).Reset()
 		d.woke = false
 	}
 }

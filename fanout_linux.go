@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pipes-go/pipes/internal/fd"
 	"github.com/pipes-go/pipes/splice"
 	"golang.org/x/sys/unix"
 )
@@ -293,7 +294,7 @@ func (k *kfan) run(src io.Reader) (handled bool, err error) {
 			continue
 		}
 		if err != nil {
-			if k.read == 0 && notSpliceableErr(err) && k.joins == nil {
+			if k.read == 0 && fd.Refused(err) && k.joins == nil {
 				return false, nil
 			}
 			if k.ctx.Err() != nil {
@@ -335,10 +336,6 @@ func readable(fd int) bool {
 	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	n, err := unix.Poll(fds, 0)
 	return err == nil && n > 0
-}
-
-func notSpliceableErr(err error) bool {
-	return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP)
 }
 
 // fill splices the next chunk from the source into the empty staging
@@ -502,7 +499,7 @@ func (k *kfan) deliver(d *kdest) {
 		var err error
 		if d.splice {
 			err = k.spliceOut(d, int(avail))
-			if err != nil && d.written.Load() == 0 && notSpliceableErr(err) {
+			if err != nil && d.written.Load() == 0 && fd.Refused(err) {
 				d.splice = false // the kernel refuses this destination: Write it
 				continue
 			}

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/pipes-go/pipes/internal/ctxerr"
+	"github.com/pipes-go/pipes/internal/fd"
 )
 
 // End is one side of a Copy.
@@ -73,26 +73,8 @@ type Info struct {
 // Inspect returns the Info of the descriptor behind c (fstat and
 // fcntl F_GETFL, under Go's reference to it).
 func Inspect(c syscall.RawConn) (Info, error) {
-	var info Info
-	var err error
-	cerr := c.Control(func(fd uintptr) {
-		var st unix.Stat_t
-		if err = unix.Fstat(int(fd), &st); err != nil {
-			err = os.NewSyscallError("fstat", err)
-			return
-		}
-		info.Mode = st.Mode & unix.S_IFMT
-		fl, ferr := unix.FcntlInt(fd, unix.F_GETFL, 0)
-		if ferr != nil {
-			err = os.NewSyscallError("fcntl", ferr)
-			return
-		}
-		info.Flags = fl
-	})
-	if cerr != nil {
-		return info, cerr
-	}
-	return info, err
+	info, err := fd.Inspect(c, fd.Flags)
+	return Info{Mode: info.Mode, Flags: info.Flags}, err
 }
 
 // maxChunk bounds one splice(2) call of a direct copy.
@@ -198,39 +180,37 @@ func Copy(ctx context.Context, dst, src End, limit int64, pool *Pool) (written i
 }
 
 // wakeOnDone arranges for the ends' Wake to be called when the copy's
-// context ends; stopWake, deferred by the caller, undoes it when the copy
-// returns: it cancels that or, if Wake ran, waits for it and calls
-// Reset. The state lives in the copier, so that only context.AfterFunc
-// allocates.
+// context ends (fd.Waker); stopWake, deferred by the caller, undoes it
+// when the copy returns: it cancels that or, if Wake ran, waits for it
+// and calls Reset. The state lives in the copier, so that only
+// context.AfterFunc allocates.
 func (c *copier) wakeOnDone() {
-	if c.ctx.Done() == nil || (c.src.Wake == nil && c.dst.Wake == nil) {
+	if c.src.Wake == nil && c.dst.Wake == nil {
 		return
 	}
-	c.woke.Add(1)
-	c.stopAfter = context.AfterFunc(c.ctx, c.wake)
+	c.waker.Arm(c.ctx, (*endWakers)(c))
 }
 
-// wake runs the ends' Wake, once, from AfterFunc's goroutine.
-func (c *copier) wake() {
-	defer c.woke.Done()
-	if c.src.Wake != nil {
-		c.src.Wake()
+func (c *copier) stopWake() { c.waker.Stop() }
+
+// endWakers is the fd.Target of a copier: the Wake and Reset of its ends.
+type endWakers copier
+
+func (e *endWakers) Wake() {
+	if e.src.Wake != nil {
+		e.src.Wake()
 	}
-	if c.dst.Wake != nil {
-		c.dst.Wake()
+	if e.dst.Wake != nil {
+		e.dst.Wake()
 	}
 }
 
-func (c *copier) stopWake() {
-	if c.stopAfter == nil || c.stopAfter() {
-		return
+func (e *endWakers) Reset() {
+	if e.src.Reset != nil {
+		e.src.Reset()
 	}
-	c.woke.Wait()
-	if c.src.Reset != nil {
-		c.src.Reset()
-	}
-	if c.dst.Reset != nil {
-		c.dst.Reset()
+	if e.dst.Reset != nil {
+		e.dst.Reset()
 	}
 }
 
@@ -263,41 +243,21 @@ func (s *side) apply(info Info) {
 // inspectMode learns the descriptor's type, and its flags unless it is
 // a regular file or block device: those never wait, and their O_APPEND
 // matters only on the intermediate-pipe path, which inspects in full.
-func (s *side) inspectMode() error {
-	if s.known {
-		return nil
-	}
-	var mode uint32
-	var err error
-	if cerr := s.Conn.Control(func(fd uintptr) {
-		var st unix.Stat_t
-		if err = unix.Fstat(int(fd), &st); err != nil {
-			err = os.NewSyscallError("fstat", err)
-		}
-		mode = st.Mode & unix.S_IFMT
-	}); cerr != nil {
-		return cerr
-	}
-	if err != nil {
-		return err
-	}
-	if mode == unix.S_IFREG || mode == unix.S_IFBLK {
-		s.known, s.mode = true, mode
-		return nil
-	}
-	return s.inspect()
-}
+func (s *side) inspectMode() error { return s.learn(fd.FlagsIfWaits) }
 
 // inspect learns the descriptor's type and flags, once.
-func (s *side) inspect() error {
+func (s *side) inspect() error { return s.learn(fd.Flags) }
+
+// learn asks internal/fd what the descriptor is, once.
+func (s *side) learn(need fd.Need) error {
 	if s.known {
 		return nil
 	}
-	info, err := Inspect(s.Conn)
+	info, err := fd.Inspect(s.Conn, need)
 	if err != nil {
 		return err
 	}
-	s.apply(info)
+	s.apply(Info{Mode: info.Mode, Flags: info.Flags})
 	s.known = true
 	return nil
 }
@@ -377,8 +337,7 @@ type copier struct {
 	buf      *[]byte // from pool.buffer, for rounds splice cannot make
 	budget   int     // bytes the src's Pacer granted and the copy has not read
 
-	stopAfter func() bool    // wakeOnDone's AfterFunc registration
-	woke      sync.WaitGroup // done once wake has run
+	waker fd.Waker // wakeOnDone's
 
 	// State of a direct round, shared by its two nested callbacks.
 	step     int
@@ -475,11 +434,6 @@ func (c *copier) refund() {
 	}
 }
 
-// notSpliceable reports the errnos by which the kernel refuses a pair.
-func notSpliceable(err error) bool {
-	return err == unix.EINVAL || err == unix.ENOSYS || err == unix.EOPNOTSUPP
-}
-
 const (
 	stepNone    = iota
 	stepEOF     // src reached end of input
@@ -565,7 +519,7 @@ func (c *copier) direct() (handled bool, err error) {
 			return true, nil
 		case stepFail:
 			if errno, ok := c.serr.(syscall.Errno); ok {
-				if c.written == 0 && notSpliceable(errno) {
+				if c.written == 0 && fd.Refused(errno) {
 					return false, nil
 				}
 				return true, os.NewSyscallError("splice", errno)
@@ -802,7 +756,7 @@ func (c *copier) viaPipe() (handled bool, err error) {
 			continue
 		case fillErr:
 			if errno, ok := c.ferr.(syscall.Errno); ok {
-				if c.written == 0 && notSpliceable(errno) {
+				if c.written == 0 && fd.Refused(errno) {
 					return false, nil
 				}
 				return true, os.NewSyscallError("splice", errno)
@@ -811,7 +765,7 @@ func (c *copier) viaPipe() (handled bool, err error) {
 		}
 		if err := c.drain(c.p); err != nil {
 			if errno, ok := err.(syscall.Errno); ok {
-				if c.written == 0 && notSpliceable(errno) && c.src.mode == unix.S_IFREG {
+				if c.written == 0 && fd.Refused(errno) && c.src.mode == unix.S_IFREG {
 					if c.seekBack(c.p.data) == nil {
 						c.p.data, c.p.dirty = 0, true
 						return false, nil // the file offset is back where it was

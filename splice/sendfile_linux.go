@@ -8,6 +8,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pipes-go/pipes/internal/fd"
 )
 
 // sendfileChunk bounds one sendfile(2) call, and so how long a cancelled
@@ -51,7 +53,7 @@ func Sendfile(ctx context.Context, dst, src End, limit int64) (written int64, ha
 		err = cerr
 	}
 	if errno, ok := err.(syscall.Errno); ok {
-		if c.written == 0 && notSpliceable(errno) {
+		if c.written == 0 && fd.Refused(errno) {
 			return 0, false, nil
 		}
 		err = os.NewSyscallError("sendfile", errno)

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pipes-go/pipes/internal/fd"
 	"github.com/pipes-go/pipes/splice"
 )
 
@@ -58,19 +59,19 @@ func (d *Driver) CopyLinked(ctx context.Context, dst splice.End, src File, limit
 		return 0, false, nil
 	}
 	defer d.pool.Put(p) // closed, not pooled, if bytes are left in it
-	fd, off, err := pinFile(src.Conn)
+	sfd, off, err := fd.PinFile(src.Conn)
 	if err != nil {
 		return 0, true, err
 	}
-	defer unix.Close(fd)
-	dfd, err := pinFD(dst.Conn)
+	defer unix.Close(sfd)
+	dfd, err := fd.Pin(dst.Conn)
 	if err != nil {
 		return 0, true, err
 	}
 	defer unix.Close(dfd)
 	start := off
 	defer func() {
-		if _, serr := unix.Seek(fd, start+written, io.SeekStart); serr != nil && err == nil {
+		if _, serr := unix.Seek(sfd, start+written, io.SeekStart); serr != nil && err == nil {
 			err = &os.SyscallError{Syscall: "lseek", Err: serr}
 		}
 	}()
@@ -96,7 +97,7 @@ func (d *Driver) CopyLinked(ctx context.Context, dst splice.End, src File, limit
 			// At the size fstat reported: EOF, unless the file has
 			// grown since (one fstat instead of a round that reads 0).
 			var st unix.Stat_t
-			if unix.Fstat(fd, &st) == nil {
+			if unix.Fstat(sfd, &st) == nil {
 				size = st.Size
 			}
 			eof = off >= size
@@ -119,7 +120,7 @@ func (d *Driver) CopyLinked(ctx context.Context, dst splice.End, src File, limit
 		}
 		if n > 0 {
 			c.reset(3)
-			c.ops[0].prepSplice(fd, off, p.WriteFd(), n)
+			c.ops[0].prepSplice(sfd, off, p.WriteFd(), n)
 		} else {
 			c.reset(2)
 		}
@@ -142,7 +143,7 @@ func (d *Driver) CopyLinked(ctx context.Context, dst splice.End, src File, limit
 			case r == -int32(unix.ECANCELED):
 			default:
 				errno := syscall.Errno(-r)
-				if off == start && written == 0 && inPipe == 0 && (errno == unix.EINVAL || errno == unix.ENOSYS || errno == unix.EOPNOTSUPP) {
+				if off == start && written == 0 && inPipe == 0 && fd.Refused(errno) {
 					return 0, false, nil // not spliceable: the caller copies in userspace
 				}
 				rerr = &os.SyscallError{Syscall: "splice", Err: errno}
@@ -236,11 +237,11 @@ func (d *Driver) CopyReads(ctx context.Context, dst splice.End, src File, limit 
 		return 0, false, nil
 	}
 	defer d.pool.Put(p) // closed, not pooled, if bytes are left in it
-	fd, off, err := pinFile(src.Conn)
+	sfd, off, err := fd.PinFile(src.Conn)
 	if err != nil {
 		return 0, true, err
 	}
-	defer unix.Close(fd)
+	defer unix.Close(sfd)
 	start := off
 	if ctx.Done() != nil && interrupt != nil {
 		defer interrupt()()
@@ -253,20 +254,20 @@ func (d *Driver) CopyReads(ctx context.Context, dst splice.End, src File, limit 
 		}
 		var res int32
 		var cerr error
-		if PageCached(fd, off, n) {
+		if PageCached(sfd, off, n) {
 			// A read from the page cache never blocks: splice(2) here
 			// costs less than the hand-off to an io-wq worker.
-			res = spliceAt(fd, off, p.WriteFd(), n)
+			res = spliceAt(sfd, off, p.WriteFd(), n)
 			d.st.CachedReads.Add(1)
 		} else {
-			res, cerr = d.spliceIn(ctx, &c, fd, off, p.WriteFd(), n)
+			res, cerr = d.spliceIn(ctx, &c, sfd, off, p.WriteFd(), n)
 		}
 		if res > 0 {
 			off += int64(res)
 		}
 		if cerr == nil && res < 0 {
 			errno := syscall.Errno(-res)
-			if off == start && (errno == unix.EINVAL || errno == unix.ENOSYS || errno == unix.EOPNOTSUPP) {
+			if off == start && fd.Refused(errno) {
 				return 0, false, nil // not spliceable: the caller copies in userspace
 			}
 			cerr = &os.SyscallError{Syscall: "splice", Err: errno}
@@ -279,8 +280,10 @@ func (d *Driver) CopyReads(ctx context.Context, dst splice.End, src File, limit 
 			if derr != nil && written == 0 && errors.Is(derr, unix.EINVAL) {
 				// dst refuses splice (an O_APPEND file, some devices):
 				// nothing moved; put the offset back and let the
-				// caller copy in userspace.
-				if _, serr := unix.Seek(fd, start, io.SeekStart); serr == nil {
+				// caller copy in userspace. Only EINVAL here, not
+				// all of fd.Refused: kept as it was (no behaviour
+				// change in the re-cut).
+				if _, serr := unix.Seek(sfd, start, io.SeekStart); serr == nil {
 					return 0, false, nil
 				}
 			}
@@ -301,7 +304,7 @@ func (d *Driver) CopyReads(ctx context.Context, dst splice.End, src File, limit 
 			break
 		}
 	}
-	if _, serr := unix.Seek(fd, start+written, io.SeekStart); serr != nil && err == nil {
+	if _, serr := unix.Seek(sfd, start+written, io.SeekStart); serr != nil && err == nil {
 		err = &os.SyscallError{Syscall: "lseek", Err: serr}
 	}
 	return written, true, err
@@ -332,38 +335,4 @@ func spliceAt(fd int, off int64, wfd int, n int) int32 {
 		return -int32(errno)
 	}
 	return int32(m)
-}
-
-// pinFile duplicates the file behind c (F_DUPFD_CLOEXEC) and reads its
-// offset, both under Go's reference to the caller's descriptor.
-func pinFile(c syscall.RawConn) (fd int, off int64, err error) {
-	fd, err = pinFD(c)
-	if err != nil {
-		return -1, 0, err
-	}
-	off, err = unix.Seek(fd, 0, io.SeekCurrent)
-	if err != nil {
-		unix.Close(fd)
-		return -1, 0, &os.SyscallError{Syscall: "lseek", Err: err}
-	}
-	return fd, off, nil
-}
-
-// pinFD duplicates the descriptor behind c (F_DUPFD_CLOEXEC) under Go's
-// reference to it. The duplicate keeps the open file (or socket) alive,
-// and its number stays ours, until it is closed: what an SQE that io-wq
-// resolves later needs.
-func pinFD(c syscall.RawConn) (fd int, err error) {
-	fd = -1
-	cerr := c.Control(func(sysfd uintptr) {
-		fd, err = unix.FcntlInt(sysfd, unix.F_DUPFD_CLOEXEC, 0)
-		if err != nil {
-			err = &os.SyscallError{Syscall: "fcntl", Err: err}
-			fd = -1
-		}
-	})
-	if cerr != nil {
-		return -1, cerr
-	}
-	return fd, err
 }

@@ -1,0 +1,42 @@
+package fd
+
+import (
+	"io"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Pin duplicates the descriptor behind c (F_DUPFD_CLOEXEC) under Go's
+// reference to it. The duplicate keeps the open file (or socket) alive,
+// and its number stays ours, until it is closed: what an SQE that io-wq
+// resolves later needs.
+func Pin(c syscall.RawConn) (fd int, err error) {
+	fd = -1
+	cerr := c.Control(func(sysfd uintptr) {
+		fd, err = unix.FcntlInt(sysfd, unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			err = &os.SyscallError{Syscall: "fcntl", Err: err}
+			fd = -1
+		}
+	})
+	if cerr != nil {
+		return -1, cerr
+	}
+	return fd, err
+}
+
+// PinFile duplicates the file behind c (Pin) and reads its offset.
+func PinFile(c syscall.RawConn) (fd int, off int64, err error) {
+	fd, err = Pin(c)
+	if err != nil {
+		return -1, 0, err
+	}
+	off, err = unix.Seek(fd, 0, io.SeekCurrent)
+	if err != nil {
+		unix.Close(fd)
+		return -1, 0, &os.SyscallError{Syscall: "lseek", Err: err}
+	}
+	return fd, off, nil
+}
