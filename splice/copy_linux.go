@@ -386,10 +386,10 @@ func (c *copier) delivered(n int) {
 	}
 }
 
+// chunk bounds a read of up to max bytes by the limit and the Pacer's
+// grant.
 func (c *copier) chunk(max int) int {
-	if c.limit >= 0 && c.limit-c.written < int64(max) {
-		max = int(c.limit - c.written)
-	}
+	max = c.chunkUnpaced(max)
 	if c.src.Pacer != nil {
 		max = min(max, c.budget)
 	}
@@ -514,6 +514,19 @@ func (c *copier) direct() (handled bool, err error) {
 		if werr != nil && c.step != stepFail {
 			c.step, c.serr = stepFail, werr
 		}
+		if c.step == stepBlocked {
+			step, err := c.awaitBlocked()
+			if err != nil {
+				return true, err
+			}
+			c.lastWait, c.step = stepWaitSrc, step
+			if step == stepWaitDst {
+				c.lastWait = stepWaitDst
+				if err := c.wait(&c.dst, true); err != nil {
+					return true, err
+				}
+			}
+		}
 		switch c.step {
 		case stepEOF, stepDone:
 			return true, nil
@@ -531,29 +544,8 @@ func (c *copier) direct() (handled bool, err error) {
 			if err := c.wait(&c.src, false); err != nil {
 				return true, err
 			}
-		case stepBlocked:
-			backoff = 0
-			step, err := c.awaitBlocked()
-			if err != nil {
-				return true, err
-			}
-			c.lastWait = step
-			switch step {
-			case stepWaitDst:
-				if err := c.wait(&c.dst, true); err != nil {
-					return true, err
-				}
-			case stepRetry:
-				// Readable, yet EAGAIN: TCP's urgent mark (or input
-				// that came meanwhile).
-				if c.src.socket() {
-					if eof, err := c.crossMark(); err != nil || eof {
-						return true, err
-					}
-				}
-			}
 		case stepZero:
-			if eof, err := c.crossMark(); err != nil || eof {
+			if eof, err := c.throughBuffer(); err != nil || eof {
 				return true, err
 			}
 		case stepRetry:
@@ -662,44 +654,29 @@ func (c *copier) blockedSide(rfd, wfd int) int {
 // closed. It checks readiness after Go's poll descriptor is armed, so an
 // event that arrived since the last EAGAIN is not lost.
 func (c *copier) wait(s *side, write bool) error {
-	_, err := c.waitReady(s, write)
-	return err
-}
-
-// waitReady is wait, and reports whether s was ready at once, without
-// parking: after EAGAIN from a socket source, a sign of TCP's urgent
-// mark, where splice answers EAGAIN although the socket is readable.
-func (c *copier) waitReady(s *side, write bool) (atOnce bool, err error) {
 	events := int16(unix.POLLIN)
 	if write {
 		events = unix.POLLOUT
 	}
 	if err := s.inspect(); err != nil {
-		return false, err
+		return err
 	}
 	first := true
 	f := func(fd uintptr) bool {
 		if !s.pollable() {
-			atOnce = pollFd(int(fd), events, blockingPoll) && first
-			first = false
+			pollFd(int(fd), events, blockingPoll)
 			return true
 		}
 		if !first {
 			return true
 		}
 		first = false
-		if pollFd(int(fd), events, 0) {
-			atOnce = true
-			return true
-		}
-		return c.ctx.Err() != nil
+		return c.ctx.Err() != nil || pollFd(int(fd), events, 0)
 	}
 	if write {
-		err = s.Conn.Write(f)
-	} else {
-		err = s.Conn.Read(f)
+		return s.Conn.Write(f)
 	}
-	return atOnce, err
+	return s.Conn.Read(f)
 }
 
 // pollFd waits up to timeout for events on fd; it reports readiness
@@ -736,13 +713,13 @@ func (c *copier) viaPipe() (handled bool, err error) {
 		}
 		if c.dstFull && !c.dst.neverWaits() {
 			if err := c.wait(&c.dst, true); err != nil {
-				return true, c.waitErr(err)
+				return true, err
 			}
 			c.dstFull = false
 		}
 		c.fstep, c.ferr = fillErr, nil
 		if rerr := c.src.Conn.Read(c.fillFn); rerr != nil {
-			return true, c.waitErr(rerr)
+			return true, rerr
 		}
 		switch c.fstep {
 		case fillEOF:
@@ -750,8 +727,8 @@ func (c *copier) viaPipe() (handled bool, err error) {
 		case fillAgain:
 			continue
 		case fillMark, fillNoPipe:
-			if eof, err := c.crossMark(); err != nil || eof {
-				return true, c.waitErr(err)
+			if eof, err := c.throughBuffer(); err != nil || eof {
+				return true, err
 			}
 			continue
 		case fillErr:
@@ -952,9 +929,10 @@ func (c *copier) bufferRound() (eof, again bool, err error) {
 	return false, false, nil
 }
 
-// crossMark makes a buffer round where splice cannot (see bufferRound),
-// and waits for input if src had none. eof reports src's end.
-func (c *copier) crossMark() (eof bool, err error) {
+// throughBuffer makes a buffer round where splice cannot (see
+// bufferRound: TCP's urgent mark, no free pipe), and waits for input if
+// src had none. eof reports src's end.
+func (c *copier) throughBuffer() (eof bool, err error) {
 	eof, again, err := c.bufferRound()
 	if err != nil || eof || !again {
 		return eof, err
@@ -1012,15 +990,6 @@ func (c *copier) releaseBuffer() {
 		c.pool.putBuffer(c.buf)
 		c.buf = nil
 	}
-}
-
-// waitErr returns the error of a failed wait, marked as the context's if
-// the context ended (Wake's deadline made the wait fail).
-func (c *copier) waitErr(err error) error {
-	if err != nil && c.ctx.Err() != nil {
-		return ctxError(c.ctx, err)
-	}
-	return err
 }
 
 // Drain splices the n bytes a caller put into p (by a splice of its own,
