@@ -15,16 +15,21 @@ import (
 // small copy from a cached file to a unix socket: the engine (sendfile,
 // after classifying both ends) against io.Copy (Go's sendfile path).
 func BenchmarkCopySmallFileToSocket(b *testing.B) {
-	const size = 64 << 10
-	path := filepath.Join(b.TempDir(), "src")
-	if err := os.WriteFile(path, randomData(size), 0o600); err != nil {
-		b.Fatal(err)
-	}
 	e, err := NewEngine()
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer e.Close()
+	for _, size := range []int64{4 << 10, 64 << 10} {
+		path := filepath.Join(b.TempDir(), "src")
+		if err := os.WriteFile(path, randomData(int(size)), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		benchCopySmallFile(b, e, path, size)
+	}
+}
+
+func benchCopySmallFile(b *testing.B, e *Engine, path string, size int64) {
 	for _, bc := range []struct {
 		name string
 		copy func(io.Writer, io.Reader) (int64, error)

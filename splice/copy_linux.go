@@ -856,7 +856,7 @@ func (c *copier) dropPipe(err error) error {
 		err = c.unread(left, err)
 	}
 	if c.pool != nil {
-		c.pool.Put(p)
+		c.pool.putClean(p) // the count is exact: no FIONREAD unless dirty
 	} else {
 		p.Close()
 	}
