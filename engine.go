@@ -27,6 +27,7 @@ type Engine struct {
 
 	ctx    context.Context // cancelled by Close, with cause ErrClosed
 	cancel context.CancelCauseFunc
+	life   lifetime // wakes the waits of copies on ctx when Close cancels it
 
 	mu       sync.Mutex
 	closed   bool
@@ -60,6 +61,7 @@ func NewEngine(opts ...Option) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg}
 	e.ctx, e.cancel = context.WithCancelCause(context.Background())
+	e.life.ctx = e.ctx
 	sys, b, noRing, err := newSysEngine(&e.cfg, &e.stats)
 	if err != nil {
 		e.cancel(ErrClosed)
@@ -113,6 +115,7 @@ func (e *Engine) Close() error {
 	e.mu.Unlock()
 
 	e.cancel(ErrClosed)
+	e.life.copies.Close()
 	e.inFlight.Wait()
 	return e.sys.close()
 }
@@ -231,7 +234,7 @@ func (e *Engine) copy(ctx context.Context, dst io.Writer, src io.Reader, async b
 	if s.lr != nil && s.lr.N <= 0 {
 		return 0, nil
 	}
-	n, why, err := e.sys.copyFD(ctx, dst, s.r, s.limit, m, s.pacer)
+	n, why, err := e.sys.copyFD(ctx, &e.life, dst, s.r, s.limit, m, s.pacer)
 	if why == inKernel {
 		if s.lr != nil {
 			s.lr.N -= n
@@ -244,7 +247,7 @@ func (e *Engine) copy(ctx context.Context, dst io.Writer, src io.Reader, async b
 		return n, err
 	}
 	e.stats.userspace[why].Add(1)
-	return copyUserspace(ctx, dst, src, s, async, m)
+	return copyUserspace(ctx, &e.life, dst, src, s, async, m)
 }
 
 // copySource is a copy's src with the wrappers the engine honours taken off:
@@ -282,10 +285,8 @@ func unwrapSource(src io.Reader) copySource {
 // CopyAsync, and through deadlines for waits on descriptors), and kept
 // from recursing into this package's ReadFrom and WriteTo (which call the
 // engine).
-func copyUserspace(ctx context.Context, dst io.Writer, src io.Reader, s copySource, async bool, m *meter) (int64, error) {
-	if ctx.Done() != nil {
-		defer interruptOnDone(ctx, dst, s.r)()
-	}
+func copyUserspace(ctx context.Context, life *lifetime, dst io.Writer, src io.Reader, s copySource, async bool, m *meter) (int64, error) {
+	defer life.interrupt(ctx, dst, s.r).stop()
 	switch w := dst.(type) {
 	case *PipeWriter:
 		dst = struct{ io.Writer }{w}
@@ -342,6 +343,56 @@ func interruptOnDone(ctx context.Context, dst io.Writer, src io.Reader) (stop fu
 		src = lr.R
 	}
 	return fd.OnDone(ctx, dst, src)
+}
+
+// lifetime ends the waits of a copy on its caller's values (deadlines
+// in the past, cleared after: internal/fd) when the copy's context ends.
+// A copy on the engine's own context (Copy) is woken by Close through
+// copies, the engine's fd.Group; any other arms an fd.Interrupt on its
+// context. The Group costs a sync Copy one lock where a
+// context.AfterFunc would cost two and three allocations.
+type lifetime struct {
+	ctx    context.Context // the engine's: cancelled by Close
+	copies fd.Group        // Close wakes them after cancelling ctx
+}
+
+// interruption is one copy's arrangement made by lifetime.interrupt.
+type interruption struct {
+	life   *lifetime // nil: armed on another context (i)
+	member fd.Member
+	i      fd.Interrupt
+}
+
+// interrupt arranges for the waits of a copy on ctx, reading src and
+// writing dst, to end when ctx does. Its stop, called once the copy has
+// returned, undoes that and clears the deadlines it set. A nil
+// *interruption (nothing to interrupt) stops as a no-op.
+func (l *lifetime) interrupt(ctx context.Context, dst, src any) *interruption {
+	if ctx.Done() == nil {
+		return nil
+	}
+	d := fd.Of(dst, src)
+	if d.None() {
+		return nil
+	}
+	if ctx == l.ctx {
+		in := &interruption{life: l, member: fd.Member{D: d}}
+		l.copies.Join(&in.member)
+		return in
+	}
+	in := &interruption{i: fd.Interrupt{D: d}}
+	in.i.Arm(ctx)
+	return in
+}
+
+func (in *interruption) stop() {
+	switch {
+	case in == nil:
+	case in.life != nil:
+		in.life.copies.Leave(&in.member)
+	default:
+		in.i.Stop()
+	}
 }
 
 // meteredWriter counts the bytes its Writes deliver.

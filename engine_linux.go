@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pipes-go/pipes/internal/ctxerr"
-	"github.com/pipes-go/pipes/internal/fd"
 	"github.com/pipes-go/pipes/internal/uring"
 	"github.com/pipes-go/pipes/splice"
 )
@@ -110,7 +109,7 @@ func (s *sysEngine) poolStats(st *Stats) {
 // cannot it moves nothing and returns why (fallbackNoFD, ...); the caller
 // then copies in userspace. w and r are the caller's values; dst and src
 // their endpoints.
-func (s *sysEngine) copyFD(ctx context.Context, w io.Writer, r io.Reader, limit int64, m *meter, pacer *Limiter) (int64, fallback, error) {
+func (s *sysEngine) copyFD(ctx context.Context, life *lifetime, w io.Writer, r io.Reader, limit int64, m *meter, pacer *Limiter) (int64, fallback, error) {
 	src, ok := readerEndpoint(r)
 	if !ok {
 		return 0, fallbackNoFD, nil
@@ -157,12 +156,7 @@ func (s *sysEngine) copyFD(ctx context.Context, w io.Writer, r io.Reader, limit 
 	}
 	// splice.Copy and splice.Sendfile wait on the netpoller: when ctx
 	// ends, deadlines in the past on the caller's values wake them.
-	var wake fd.Interrupt
-	if ctx.Done() != nil {
-		wake.D = fd.Of(w, r)
-		wake.Arm(ctx)
-		defer wake.Stop()
-	}
+	defer life.interrupt(ctx, w, r).stop()
 	if src.kind == kindFile && dst.kind == kindSocket {
 		// sendfile(2): one system call per chunk where file -> pipe ->
 		// socket needs two; see docs/benchmarks.md.

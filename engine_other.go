@@ -24,7 +24,7 @@ func newSysEngine(cfg *config, _ *counters) (s *sysEngine, b Backend, noRing, er
 
 // copyFD never handles a copy off Linux: every one counts as
 // Stats.UserspaceNoFD, there being no descriptor the kernel can splice.
-func (*sysEngine) copyFD(context.Context, io.Writer, io.Reader, int64, *meter, *Limiter) (int64, fallback, error) {
+func (*sysEngine) copyFD(context.Context, *lifetime, io.Writer, io.Reader, int64, *meter, *Limiter) (int64, fallback, error) {
 	return 0, fallbackNoFD, nil
 }
 

@@ -128,3 +128,77 @@ func OnDone(ctx context.Context, dst, src any) (stop func()) {
 	i.Arm(ctx)
 	return i.Stop
 }
+
+// A Group interrupts the waits of its members all at once, when it is
+// closed: the engine's interruption of the copies that run for its own
+// lifetime (Engine.Copy), which then need no context.AfterFunc each.
+// Joining and leaving cost one uncontended lock; a member is woken at
+// most once, and its deadlines are cleared when it leaves if it was.
+// The zero Group is open and empty.
+type Group struct {
+	mu     sync.Mutex
+	closed bool
+	head   *Member // doubly linked through Member.prev/next
+}
+
+// A Member is one copy's Deadlines in a Group. It may join one Group
+// once, and must leave it before it is reused.
+type Member struct {
+	D          Deadlines
+	woke       bool // D.Wake ran (under the Group's lock)
+	prev, next *Member
+}
+
+// Join adds m to g. If g is closed already, m's deadlines are set in
+// the past at once.
+func (g *Group) Join(m *Member) {
+	if m.D.None() {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		m.D.Wake()
+		m.woke = true
+		return
+	}
+	m.next = g.head
+	if g.head != nil {
+		g.head.prev = m
+	}
+	g.head = m
+}
+
+// Leave removes m from g once its waits are over, and clears the
+// deadlines that Close (or Join on a closed g) set.
+func (g *Group) Leave(m *Member) {
+	if m.D.None() {
+		return
+	}
+	g.mu.Lock()
+	if m.prev != nil {
+		m.prev.next = m.next
+	} else if g.head == m {
+		g.head = m.next
+	}
+	if m.next != nil {
+		m.next.prev = m.prev
+	}
+	m.prev, m.next = nil, nil
+	woke := m.woke
+	g.mu.Unlock()
+	if woke {
+		m.D.Reset()
+	}
+}
+
+// Close wakes every member and makes later Joins wake at once.
+func (g *Group) Close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = true
+	for m := g.head; m != nil; m = m.next {
+		m.D.Wake()
+		m.woke = true
+	}
+}
