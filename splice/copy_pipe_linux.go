@@ -223,15 +223,36 @@ func takePipe(pool *Pool) *Pipe {
 
 // Drain splices the n bytes a caller put into p (by a splice of its own,
 // such as an io_uring SPLICE into p) into dst, the way Copy drains its
-// intermediate pipe: inside dst's RawConn.Write callbacks, waiting on the
-// netpoller when dst is full. It returns the bytes that reached dst;
-// p.Buffered() reports those still in p. ctx ends a wait only once
-// something has woken it (dst.Wake, which Drain does not arrange: the
-// caller does). Errors are those of Copy.
+// intermediate pipe. p must hold those n bytes and no others; Drain sets
+// p's count (Buffered) to n before anything else.
+//
+// It returns once all n bytes reached dst (err == nil, p.Buffered() == 0)
+// or at the first error; in every case written + p.Buffered() == n:
+// written counts the bytes that reached dst, p.Buffered() those still in
+// p (a pipe with bytes left is not pooled: Pool.Put closes it). dst.Conn
+// is required; dst.Info, if set, spares the inspection of dst, and
+// dst.Meter, if set, is told of the bytes as they arrive; the other End
+// fields are ignored.
+//
+// Every splice runs inside dst's RawConn.Write callback. When dst has no
+// room (EAGAIN), Drain waits on the netpoller for a non-blocking dst; it
+// never spins. A blocking dst (one the netpoller does not watch) blocks
+// inside splice(2) until it has room, unless a send timeout
+// (BoundBlocking) makes it answer EAGAIN: Drain then waits in poll(2)
+// slices. ctx is checked when dst has no room: once ctx has ended Drain
+// returns instead of waiting. A wait already parked on the netpoller
+// ends only when something wakes it: Drain does not call dst.Wake, so a
+// caller whose ctx can end must arrange that (for example a write
+// deadline in the past). Errors are those of Copy: the descriptor's,
+// from Conn (closed: os.ErrClosed or net.ErrClosed), an *os.SyscallError
+// wrapping the errno (EPIPE, or EINVAL when dst refuses splice, before
+// anything moved), or, when ctx ended, one for which errors.Is(err,
+// ctx.Err()) holds.
 func Drain(ctx context.Context, dst End, p *Pipe, n int) (written int64, err error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	p.data = n
 	c := &copier{ctx: ctx, limit: -1, dst: side{End: dst}}
 	c.dst.apply(dst.Info)
 	if !c.dst.known {
@@ -239,7 +260,6 @@ func Drain(ctx context.Context, dst End, p *Pipe, n int) (written int64, err err
 			return 0, err
 		}
 	}
-	p.data = n
 	err = c.drain(p)
 	if errno, ok := err.(syscall.Errno); ok {
 		err = os.NewSyscallError("splice", errno)
