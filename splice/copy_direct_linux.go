@@ -3,6 +3,7 @@
 package splice
 
 import (
+	"fmt"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -21,24 +22,24 @@ import (
 func (c *copier) direct() (handled bool, err error) {
 	c.srcFn, c.dstFn = c.spliceFromSrc, c.spliceIntoDst
 	c.retryAt = -1
-	st := stepRound
-	for st < stepDone {
-		switch st {
-		case stepRound:
-			st = c.directRound()
-		case stepBlocked:
-			st = c.afterBlocked()
-		case stepWaitSrc:
-			st = c.waitSrc()
-		case stepBuffer:
-			st = c.bufferStep()
-		case stepRetry:
-			st = c.retry()
-		default:
-			panic("splice: direct reached an unknown step")
-		}
+	return c.run(c.directStep)
+}
+
+// directStep takes step st of direct and returns the next one.
+func (c *copier) directStep(st step) step {
+	switch st {
+	case stepRound:
+		return c.directRound()
+	case stepBlocked:
+		return c.afterBlocked()
+	case stepWaitSrc:
+		return c.waitSrc()
+	case stepBuffer:
+		return c.bufferStep()
+	case stepRetry:
+		return c.retry()
 	}
-	return c.outcome(st)
+	panic(fmt.Sprintf("splice: direct reached step %d", st))
 }
 
 // directRound splices until a splice moves nothing, or the limit or the

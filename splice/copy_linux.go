@@ -521,8 +521,15 @@ func (c *copier) bufferStep() step {
 	return stepRound
 }
 
-// outcome is what Copy returns for the step a loop ended in.
-func (c *copier) outcome(st step) (handled bool, err error) {
+// run drives a copy loop, the state of which is one step: starting at
+// stepRound, it replaces the step by what next returns for it until the
+// copy ends (stepDone, stepRefused, stepFail), and returns Copy's
+// outcome.
+func (c *copier) run(next func(step) step) (handled bool, err error) {
+	st := stepRound
+	for st < stepDone {
+		st = next(st)
+	}
 	switch st {
 	case stepDone:
 		return true, nil

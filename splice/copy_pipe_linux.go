@@ -31,20 +31,20 @@ import (
 func (c *copier) viaPipe() (handled bool, err error) {
 	c.fillFn, c.drainFn = c.fillPipe, c.drainPipe
 	defer func() { err = c.dropPipe(err) }()
-	st := stepRound
-	for st < stepDone {
-		switch st {
-		case stepRound, stepWaitDst:
-			st = c.pipeRound(st)
-		case stepDrain:
-			st = c.drainFilled()
-		case stepBuffer:
-			st = c.bufferStep()
-		default:
-			panic("splice: viaPipe reached an unknown step")
-		}
+	return c.run(c.pipeStep)
+}
+
+// pipeStep takes step st of viaPipe and returns the next one.
+func (c *copier) pipeStep(st step) step {
+	switch st {
+	case stepRound, stepWaitDst:
+		return c.pipeRound(st)
+	case stepDrain:
+		return c.drainFilled()
+	case stepBuffer:
+		return c.bufferStep()
 	}
-	return c.outcome(st)
+	panic(fmt.Sprintf("splice: viaPipe reached step %d", st))
 }
 
 // pipeRound starts a round of viaPipe with the pipe empty: it checks the
