@@ -180,15 +180,7 @@ func readPeerAfter(b io.Reader, start <-chan time.Time) func() []byte {
 		if start != nil {
 			<-start
 		}
-		var all []byte
-		buf := make([]byte, 64<<10)
-		for {
-			n, err := b.Read(buf)
-			all = append(all, buf[:n]...)
-			if err != nil {
-				break
-			}
-		}
+		all, _ := io.ReadAll(b) // what was read before an error, too
 		got <- all
 	}()
 	return func() []byte { return <-got }
