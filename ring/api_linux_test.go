@@ -5,7 +5,6 @@ package ring_test
 import (
 	"encoding/binary"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 	"unsafe"
@@ -62,15 +61,7 @@ func TestSetCQEventfdDisabled(t *testing.T) {
 			if r.Params().CQOff.Flags == 0 {
 				t.Skip("kernel without CQ ring flags (before 5.8)")
 			}
-			efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ef := os.NewFile(uintptr(efd), "eventfd")
-			defer ef.Close()
-			if err := r.RegisterEventfd(efd); err != nil {
-				t.Fatal(err)
-			}
+			ef := registeredEventfd(t, r)
 			nop := func(ud uint64) {
 				s := getSQE(t, r)
 				s.PrepNop()
