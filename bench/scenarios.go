@@ -219,7 +219,8 @@ func (r *runner) singleRep(s *strategy, p pair, size int64, k int, verify bool) 
 	if p.dst == kindFile {
 		// Write back what earlier reps left dirty, so that this rep
 		// pays only for its own writes (without it the first strategy
-		// of every round paid for the last one's, up to 4x).
+		// of every round paid for the last one's: docs/benchmarks.md,
+		// "Figures quoted in the code").
 		unix.Sync()
 	}
 

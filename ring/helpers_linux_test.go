@@ -32,6 +32,23 @@ func newRing(tb testing.TB, entries uint32, p *ring.Params) *ring.Ring {
 	return r
 }
 
+// registeredEventfd registers a new non-blocking eventfd with r and
+// returns it as an *os.File, read through the Go netpoller, closed at the
+// end of the test.
+func registeredEventfd(tb testing.TB, r *ring.Ring) *os.File {
+	tb.Helper()
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ef := os.NewFile(uintptr(efd), "eventfd")
+	tb.Cleanup(func() { ef.Close() })
+	if err := r.RegisterEventfd(efd); err != nil {
+		tb.Fatal(err)
+	}
+	return ef
+}
+
 // reap collects n CQEs, waiting as needed.
 func reap(tb testing.TB, r *ring.Ring, n int) []ring.CQE {
 	tb.Helper()

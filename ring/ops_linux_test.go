@@ -336,15 +336,7 @@ func TestCQESkipSuccess(t *testing.T) {
 func TestEventfdWakesNetpoller(t *testing.T) {
 	fdtest.Check(t)
 	r := newRing(t, 4, nil)
-	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ef := os.NewFile(uintptr(efd), "eventfd")
-	defer ef.Close()
-	if err := r.RegisterEventfd(efd); err != nil {
-		t.Fatal(err)
-	}
+	ef := registeredEventfd(t, r)
 	woke := make(chan error, 1)
 	go func() {
 		var buf [8]byte

@@ -100,56 +100,82 @@ func Setup(entries uint32, p *Params) (*Ring, error) {
 // mapRings maps the rings as the kernel's offsets describe them and sets up
 // the queue pointers. On error the caller unmaps what was mapped.
 func (r *Ring) mapRings() error {
-	p := &r.params
-	sqSize := uint64(p.SQOff.Array) + uint64(p.SQEntries)*4
+	cqMem, err := r.mmapRings()
+	if err != nil {
+		return err
+	}
+	r.sq.init(r.sqMem, r.sqeMem, &r.params)
+	r.cq.init(cqMem, &r.params)
+	return nil
+}
+
+// ringSizes returns the byte sizes of the SQ and CQ ring mappings, and
+// whether one mapping holds both (IORING_FEAT_SINGLE_MMAP, 5.4): then
+// sqSize covers the CQ ring too.
+func ringSizes(p *Params) (sqSize, cqSize uint64, single bool) {
+	sqSize = uint64(p.SQOff.Array) + uint64(p.SQEntries)*4
 	if p.Flags&IORING_SETUP_NO_SQARRAY != 0 {
 		sqSize = uint64(max(p.SQOff.Head, p.SQOff.Tail, p.SQOff.RingMask, p.SQOff.RingEntries, p.SQOff.Flags, p.SQOff.Dropped)) + 4
 	}
-	cqSize := uint64(p.CQOff.Cqes) + uint64(p.CQEntries)*uint64(unsafe.Sizeof(CQE{}))
-	single := p.Features&IORING_FEAT_SINGLE_MMAP != 0
+	cqSize = uint64(p.CQOff.Cqes) + uint64(p.CQEntries)*uint64(unsafe.Sizeof(CQE{}))
+	single = p.Features&IORING_FEAT_SINGLE_MMAP != 0
 	if single {
 		sqSize = max(sqSize, cqSize)
 	}
+	return sqSize, cqSize, single
+}
 
+// mmapRings maps the SQ ring, the CQ ring (unless it shares the SQ ring's
+// mapping) and the SQE array into r, and returns the mapping that holds
+// the CQ ring. Each mapping is kept in r as soon as it is made, so that
+// unmap finds it after a later one fails.
+func (r *Ring) mmapRings() (cqMem []byte, err error) {
+	p := &r.params
+	sqSize, cqSize, single := ringSizes(p)
 	const prot = unix.PROT_READ | unix.PROT_WRITE
 	const flags = unix.MAP_SHARED | unix.MAP_POPULATE
-	var err error
 	if r.sqMem, err = mmapFunc(r.fd, IORING_OFF_SQ_RING, int(sqSize), prot, flags); err != nil {
-		return fmt.Errorf("io_uring mmap SQ ring: %w", err)
+		return nil, fmt.Errorf("io_uring mmap SQ ring: %w", err)
 	}
-	cqMem := r.sqMem
+	cqMem = r.sqMem
 	if !single {
 		if r.cqMem, err = mmapFunc(r.fd, IORING_OFF_CQ_RING, int(cqSize), prot, flags); err != nil {
-			return fmt.Errorf("io_uring mmap CQ ring: %w", err)
+			return nil, fmt.Errorf("io_uring mmap CQ ring: %w", err)
 		}
 		cqMem = r.cqMem
 	}
 	sqesSize := int(p.SQEntries) * int(unsafe.Sizeof(SQE{}))
 	if r.sqeMem, err = mmapFunc(r.fd, IORING_OFF_SQES, sqesSize, prot, flags); err != nil {
-		return fmt.Errorf("io_uring mmap SQEs: %w", err)
+		return nil, fmt.Errorf("io_uring mmap SQEs: %w", err)
 	}
+	return cqMem, nil
+}
 
-	sq := &r.sq
-	sq.head = u32At(r.sqMem, p.SQOff.Head)
-	sq.tail = u32At(r.sqMem, p.SQOff.Tail)
-	sq.flags = u32At(r.sqMem, p.SQOff.Flags)
-	sq.dropped = u32At(r.sqMem, p.SQOff.Dropped)
-	sq.mask = *u32At(r.sqMem, p.SQOff.RingMask)
-	sq.entries = *u32At(r.sqMem, p.SQOff.RingEntries)
-	sq.sqes = unsafe.Slice((*SQE)(unsafe.Pointer(&r.sqeMem[0])), p.SQEntries)
+// init points the SQ at its ring in sqMem and its SQEs in sqeMem, as p's
+// offsets say. Without IORING_SETUP_NO_SQARRAY it maps SQ slot i to SQE i
+// once: SQEs are then handed out in ring order and the array never
+// changes. It starts from the kernel's tail (0 on a new ring).
+func (sq *submissionQueue) init(sqMem, sqeMem []byte, p *Params) {
+	sq.head = u32At(sqMem, p.SQOff.Head)
+	sq.tail = u32At(sqMem, p.SQOff.Tail)
+	sq.flags = u32At(sqMem, p.SQOff.Flags)
+	sq.dropped = u32At(sqMem, p.SQOff.Dropped)
+	sq.mask = *u32At(sqMem, p.SQOff.RingMask)
+	sq.entries = *u32At(sqMem, p.SQOff.RingEntries)
+	sq.sqes = unsafe.Slice((*SQE)(unsafe.Pointer(&sqeMem[0])), p.SQEntries)
 	if p.Flags&IORING_SETUP_NO_SQARRAY == 0 {
-		// Map SQ slot i to SQE i once; SQEs are then handed out in ring
-		// order and the array never changes.
-		array := unsafe.Slice(u32At(r.sqMem, p.SQOff.Array), p.SQEntries)
+		array := unsafe.Slice(u32At(sqMem, p.SQOff.Array), p.SQEntries)
 		for i := range array {
 			array[i] = uint32(i)
 		}
 	}
-	// Start from the kernel's indices (0 on a new ring).
 	sq.sqeHead = *sq.tail
 	sq.sqeTail = *sq.tail
+}
 
-	cq := &r.cq
+// init points the CQ at its ring in cqMem, as p's offsets say. The CQ
+// ring flags word exists only where the kernel gives its offset (5.8).
+func (cq *completionQueue) init(cqMem []byte, p *Params) {
 	cq.head = u32At(cqMem, p.CQOff.Head)
 	cq.tail = u32At(cqMem, p.CQOff.Tail)
 	cq.overflow = u32At(cqMem, p.CQOff.Overflow)
@@ -159,7 +185,6 @@ func (r *Ring) mapRings() error {
 	cq.mask = *u32At(cqMem, p.CQOff.RingMask)
 	cq.entries = *u32At(cqMem, p.CQOff.RingEntries)
 	cq.cqes = unsafe.Slice((*CQE)(unsafe.Pointer(&cqMem[p.CQOff.Cqes])), p.CQEntries)
-	return nil
 }
 
 // u32At points at the 32-bit word at byte offset off of a mapping.

@@ -328,6 +328,7 @@ func (s *side) neverWaits() bool { return s.mode == unix.S_IFREG || s.mode == un
 // the netpoller for this descriptor.
 func (s *side) pollable() bool { return s.nonblock && !s.neverWaits() }
 
+// copier is one Copy (or Drain) in progress.
 type copier struct {
 	ctx      context.Context
 	limit    int64
@@ -339,41 +340,84 @@ type copier struct {
 
 	waker fd.Waker // wakeOnDone's
 
-	// State of a direct round, shared by its two nested callbacks.
-	step     int
-	serr     error
-	wfd      int
-	lastWait int // the side the last wait was for: stepWaitSrc or stepWaitDst
+	// What the last RawConn callback found: the step the copy takes
+	// next, and the error of stepFail. The callbacks are method values
+	// made once per copy, so that a round allocates nothing.
+	next step
+	err  error
 
-	// State of the intermediate-pipe path (viaPipe): the pipe held now,
-	// and the callbacks that fill and drain it with what they found.
-	// The callbacks are method values made once per copy, so that a
-	// round allocates nothing.
-	p        *Pipe
-	fillFn   func(uintptr) bool
-	drainFn  func(uintptr) bool
-	fstep    fillStep
-	ferr     error
-	dstFull  bool // the last drain found dst without room
-	drainErr error
-	probe    bool // the last fill of a socket src was short: peek before splicing
-	// streaming: the last probe found more input, so short fills are
-	// not probed (a probe finding input costs a system call more than a
-	// splice) until a splice finds the socket empty.
-	streaming bool
-	peekBuf   [1]byte // peek's buffer
+	// direct's: the destination's descriptor while its Write callback
+	// runs, the side the copy last waited for, and the backoff of
+	// stepRetry.
+	wfd      int
+	lastWait step // stepWaitSrc or stepWaitDst; stepRound before any wait
+	backoff  time.Duration
+	retryAt  int64              // c.written at the last stepRetry; -1 before any
+	srcFn    func(uintptr) bool // spliceFromSrc
+	dstFn    func(uintptr) bool // spliceIntoDst
+
+	// The intermediate-pipe path's (viaPipe): the pipe held now, how the
+	// next fill reads a socket src, and the callbacks that fill and
+	// drain the pipe.
+	p       *Pipe
+	read    readMode
+	fillFn  func(uintptr) bool // fillPipe
+	drainFn func(uintptr) bool // drainPipe
+	peekBuf [1]byte            // peek's buffer
 }
 
-// fillStep is what one fill of the intermediate pipe found.
-type fillStep uint8
+// step is the state of a copy loop (direct, viaPipe): what it does next.
+// The loop holds it in one variable and dispatches on it; each step
+// returns the next, and the three last ones end the copy.
+type step uint8
 
 const (
-	fillData   fillStep = iota // bytes are in the pipe
-	fillEOF                    // src is at EOF
-	fillMark                   // a socket src answered 0, or EAGAIN at the urgent mark: a buffer round tells
-	fillNoPipe                 // no pipe was free: a buffer round moves this one
-	fillAgain                  // a blocking src had no input for a poll slice
-	fillErr                    // ferr is set
+	// stepRound starts a round: the limit, the context and the Pacer are
+	// checked, then bytes move.
+	stepRound step = iota
+	// stepWaitSrc: src has nothing to read; wait for input.
+	stepWaitSrc
+	// stepWaitDst: dst had no room. viaPipe waits for room at the start
+	// of the next round, before it reads more.
+	stepWaitDst
+	// stepDrain: viaPipe's fill put bytes in the pipe; drain them all.
+	stepDrain
+	// stepBuffer: a round splice cannot make goes through a userspace
+	// buffer (bufferRound): a socket src answered 0 (EOF, or TCP's
+	// urgent mark) or EAGAIN at the urgent mark, or no pipe was free.
+	stepBuffer
+	// stepRetry: a direct splice answered EAGAIN, yet both sides look
+	// ready.
+	stepRetry
+	// stepBlocked: a direct splice answered EAGAIN and both sides are
+	// on the netpoller: awaitBlocked finds which one is not ready.
+	stepBlocked
+	// stepDone: src reached EOF, or limit bytes were copied.
+	stepDone
+	// stepRefused: the kernel refuses to splice the pair and nothing
+	// was moved (or what was is back in a regular-file src): the caller
+	// copies in userspace.
+	stepRefused
+	// stepFail: the copy failed with c.err.
+	stepFail
+)
+
+// readMode is how viaPipe's next fill reads a socket src. Only a socket
+// src leaves readSplice.
+type readMode uint8
+
+const (
+	// readSplice: splice first; a short fill moves to readProbe.
+	readSplice readMode = iota
+	// readProbe: the last fill was short, the usual end of a message:
+	// peek (recv MSG_PEEK) before splicing. A probe that finds input
+	// moves to readStream; one that finds none, back to readSplice.
+	readProbe
+	// readStream: a probe found more input (a stream arriving in
+	// pieces): splice first and stay here after short fills, until a
+	// splice finds the socket empty (back to readSplice). A probe that
+	// finds input costs a system call more than a splice.
+	readStream
 )
 
 func (c *copier) more() bool { return c.limit < 0 || c.written < c.limit }
@@ -434,220 +478,65 @@ func (c *copier) refund() {
 	}
 }
 
-const (
-	stepNone    = iota
-	stepEOF     // src reached end of input
-	stepDone    // limit reached
-	stepWaitSrc // src has nothing to read
-	stepWaitDst // dst has no room
-	stepRetry   // EAGAIN, yet both sides look ready
-	stepZero    // a socket src spliced 0 bytes: EOF, or TCP's urgent mark
-	stepPace    // the Pacer's grant is used up
-	stepBlocked // EAGAIN, both sides pollable: awaitBlocked finds which
-	stepFail    // err is set
-)
-
-// direct splices src straight into dst, one of them being a pipe.
-//
-// Both callbacks nest: dst.Write outside, src.Read inside. A wait for dst
-// returns false from the outer callback (holding only dst's reference); a
-// wait for src leaves both callbacks first, so that closing dst meanwhile
-// neither blocks in Close nor goes unnoticed.
-func (c *copier) direct() (handled bool, err error) {
-	backoff := time.Duration(0)
-	inner := func(rfd uintptr) bool {
-		for c.more() {
-			if c.src.Pacer != nil && c.budget == 0 {
-				c.step = stepPace
-				return true
-			}
-			n, e := Splice(int(rfd), nil, c.wfd, nil, c.chunk(maxChunk), FlagMove|FlagNonblock)
-			if n > 0 {
-				c.spent(n)
-				c.delivered(n)
-				continue
-			}
-			switch {
-			case e == nil && c.src.socket():
-				c.step = stepZero
-			case e == nil:
-				c.step = stepEOF
-			case e == unix.EAGAIN && c.lastWait != stepWaitDst && c.src.pollable() && c.dst.pollable():
-				c.step = stepBlocked // likely src: see awaitBlocked
-			case e == unix.EAGAIN:
-				c.step = c.blockedSide(int(rfd), c.wfd)
-			default:
-				c.step, c.serr = stepFail, e
-			}
-			return true
-		}
-		c.step = stepDone
-		return true
+// beginRound runs before a round reads from src: it fails when the
+// context ended, and waits for the Pacer's grant when the copy is paced.
+func (c *copier) beginRound() error {
+	if c.ctx.Err() != nil {
+		return ctxError(c.ctx, nil)
 	}
-	outer := func(fd uintptr) bool {
-		c.step, c.wfd = stepNone, int(fd)
-		if rerr := c.src.Conn.Read(inner); rerr != nil {
-			c.step, c.serr = stepFail, rerr
-			return true
-		}
-		if c.step != stepWaitDst || c.ctx.Err() != nil {
-			return true
-		}
-		c.lastWait = stepWaitDst
-		if c.dst.pollable() {
-			return false
-		}
-		pollFd(c.wfd, unix.POLLOUT, blockingPoll)
-		c.step = stepNone
-		return true
-	}
-	retryAt := int64(-1) // c.written at the last stepRetry
-	for c.more() {
-		if c.ctx.Err() != nil {
-			return true, ctxError(c.ctx, nil)
-		}
-		if err := c.pace(); err != nil {
-			return true, err
-		}
-		c.step, c.serr = stepNone, nil
-		werr := c.dst.Conn.Write(outer)
-		if werr != nil && c.step != stepFail {
-			c.step, c.serr = stepFail, werr
-		}
-		if c.step == stepBlocked {
-			step, err := c.awaitBlocked()
-			if err != nil {
-				return true, err
-			}
-			c.lastWait, c.step = stepWaitSrc, step
-			if step == stepWaitDst {
-				c.lastWait = stepWaitDst
-				if err := c.wait(&c.dst, true); err != nil {
-					return true, err
-				}
-			}
-		}
-		switch c.step {
-		case stepEOF, stepDone:
-			return true, nil
-		case stepFail:
-			if errno, ok := c.serr.(syscall.Errno); ok {
-				if c.written == 0 && fd.Refused(errno) {
-					return false, nil
-				}
-				return true, os.NewSyscallError("splice", errno)
-			}
-			return true, c.serr
-		case stepWaitSrc:
-			backoff = 0
-			c.lastWait = stepWaitSrc
-			if err := c.wait(&c.src, false); err != nil {
-				return true, err
-			}
-		case stepZero:
-			if eof, err := c.throughBuffer(); err != nil || eof {
-				return true, err
-			}
-		case stepRetry:
-			if c.src.socket() {
-				// EAGAIN from a readable socket: TCP's urgent mark (or
-				// input that came meanwhile). A buffer round crosses
-				// the mark, or moves the input.
-				eof, again, err := c.bufferRound()
-				if err != nil || eof {
-					return true, err
-				}
-				if !again {
-					continue
-				}
-			}
-			// Usually a side became ready between the splice and the
-			// poll (an ACK freed socket space): splice again at once.
-			// Only EAGAIN after EAGAIN with nothing moved in between,
-			// and both sides still reported ready, backs off.
-			if c.written != retryAt {
-				backoff = 0
-			} else {
-				backoff = min(max(2*backoff, 20*time.Microsecond), 5*time.Millisecond)
-				time.Sleep(backoff)
-			}
-			retryAt = c.written
-		default:
-			backoff = 0
-		}
-	}
-	return true, nil
+	return c.pace()
 }
 
-// awaitBlocked runs after EAGAIN from a direct splice whose two sides are
-// on the netpoller, when the last wait was for src: inside src's
-// Conn.Read, once its poll descriptor is armed, one poll(2) of both
-// descriptors (dst's under a Control reference) tells which side is not
-// ready, and the copy parks on src without a second poll. It returns
-// stepNone once src is readable (after a wait), stepWaitDst when dst has
-// no room, and stepRetry when both look ready. A closed dst is left for
-// the next splice to report.
-func (c *copier) awaitBlocked() (step int, err error) {
-	first := true
-	err = c.src.Conn.Read(func(sfd uintptr) bool {
-		if !first {
-			step = stepNone
-			return true
-		}
-		first = false
-		step = stepRetry
-		var dstReady, srcReady bool
-		cerr := c.dst.Conn.Control(func(dfd uintptr) {
-			const bad = unix.POLLERR | unix.POLLHUP | unix.POLLNVAL
-			fds := [2]unix.PollFd{{Fd: int32(dfd), Events: unix.POLLOUT}, {Fd: int32(sfd), Events: unix.POLLIN}}
-			if _, err := unix.Poll(fds[:], 0); err != nil {
-				dstReady, srcReady = true, true
-				return
-			}
-			dstReady = fds[0].Revents&(unix.POLLOUT|bad) != 0
-			srcReady = fds[1].Revents&(unix.POLLIN|bad) != 0
-		})
-		switch {
-		case cerr != nil:
-			step = stepNone
-		case !dstReady:
-			step = stepWaitDst
-		case !srcReady && c.ctx.Err() == nil:
-			step = stepWaitSrc
-			return false
-		}
-		return true
-	})
-	if err != nil && c.ctx.Err() != nil {
-		err = ctxError(c.ctx, err)
-	}
-	return step, err
+// stop ends the copy with err, as it is.
+func (c *copier) stop(err error) step {
+	c.err = err
+	return stepFail
 }
 
-// blockedSide tells, after EAGAIN from a direct splice, which side is not
-// ready.
-func (c *copier) blockedSide(rfd, wfd int) int {
-	if c.src.inspectMode() != nil || c.dst.inspectMode() != nil {
-		return stepRetry
-	}
+// fail ends the copy with the error a splice (or peek) returned: when it
+// is the kernel refusing the pair (fd.Refused) and nothing was moved yet,
+// stepRefused; an errno is wrapped in an *os.SyscallError; any other
+// error (from a RawConn, or the context's) ends the copy as it is.
+func (c *copier) fail(err error) step {
+	errno, ok := err.(syscall.Errno)
 	switch {
-	case c.src.neverWaits():
-		return stepWaitDst
-	case c.dst.neverWaits():
-		return stepWaitSrc
+	case !ok:
+		return c.stop(err)
+	case c.written == 0 && fd.Refused(errno):
+		return stepRefused
 	}
-	fds := []unix.PollFd{{Fd: int32(wfd), Events: unix.POLLOUT}, {Fd: int32(rfd), Events: unix.POLLIN}}
-	if _, err := unix.Poll(fds, 0); err != nil {
-		return stepRetry
-	}
-	const bad = unix.POLLERR | unix.POLLHUP | unix.POLLNVAL
+	return c.stop(os.NewSyscallError("splice", errno))
+}
+
+// bufferStep makes a round where splice cannot (stepBuffer; see
+// bufferRound), and waits for input if src had none.
+func (c *copier) bufferStep() step {
+	eof, err := c.throughBuffer()
 	switch {
-	case fds[0].Revents&(unix.POLLOUT|bad) == 0:
-		return stepWaitDst
-	case fds[1].Revents&(unix.POLLIN|bad) == 0:
-		return stepWaitSrc
+	case err != nil:
+		return c.stop(err)
+	case eof:
+		return stepDone
 	}
-	return stepRetry
+	return stepRound
+}
+
+// run drives a copy loop, the state of which is one step: starting at
+// stepRound, it replaces the step by what next returns for it until the
+// copy ends (stepDone, stepRefused, stepFail), and returns Copy's
+// outcome.
+func (c *copier) run(next func(step) step) (handled bool, err error) {
+	st := stepRound
+	for st < stepDone {
+		st = next(st)
+	}
+	switch st {
+	case stepDone:
+		return true, nil
+	case stepRefused:
+		return false, nil
+	}
+	return true, c.err
 }
 
 // wait blocks until s is ready to read (or write), ctx ends, or s is
@@ -685,196 +574,6 @@ func pollFd(fd int, events int16, timeout time.Duration) bool {
 	fds := []unix.PollFd{{Fd: int32(fd), Events: events}}
 	n, err := unix.Poll(fds, int(timeout/time.Millisecond))
 	return err == nil && n > 0 && fds[0].Revents != 0
-}
-
-// viaPipe copies through an intermediate pipe. Invariant: the pipe is
-// empty when a round starts; a round fills it with one splice from src
-// and drains all of it into dst.
-//
-// A pooled pipe is held only while bytes move: the fill takes one inside
-// src's Conn.Read callback, and gives it back, empty, before the copy
-// parks on the netpoller for input (Go's internal/poll splices after
-// arming the poll descriptor too, so no readiness is lost and no poll(2)
-// is needed). Idle copies thus hold no pipe, and a bounded pool serves any
-// number of them. A copy never waits for a pipe either: when none is free
-// (every pipe holds bytes for a destination that does not read, say), the
-// round goes through a userspace buffer, as io.Copy would, and the next
-// round tries again. A destination that had no room is waited for before
-// more is read, so a stalled destination pins at most one pipe.
-func (c *copier) viaPipe() (handled bool, err error) {
-	c.fillFn, c.drainFn = c.fillPipe, c.drainPipe
-	defer func() { err = c.dropPipe(err) }()
-	for c.more() {
-		if c.ctx.Err() != nil {
-			return true, ctxError(c.ctx, nil)
-		}
-		if err := c.pace(); err != nil {
-			return true, err
-		}
-		if c.dstFull && !c.dst.neverWaits() {
-			if err := c.wait(&c.dst, true); err != nil {
-				return true, err
-			}
-			c.dstFull = false
-		}
-		c.fstep, c.ferr = fillErr, nil
-		if rerr := c.src.Conn.Read(c.fillFn); rerr != nil {
-			return true, rerr
-		}
-		switch c.fstep {
-		case fillEOF:
-			return true, nil
-		case fillAgain:
-			continue
-		case fillMark, fillNoPipe:
-			if eof, err := c.throughBuffer(); err != nil || eof {
-				return true, err
-			}
-			continue
-		case fillErr:
-			if errno, ok := c.ferr.(syscall.Errno); ok {
-				if c.written == 0 && fd.Refused(errno) {
-					return false, nil
-				}
-				return true, os.NewSyscallError("splice", errno)
-			}
-			return true, c.ferr
-		}
-		if err := c.drain(c.p); err != nil {
-			if errno, ok := err.(syscall.Errno); ok {
-				if c.written == 0 && fd.Refused(errno) && c.src.mode == unix.S_IFREG {
-					if c.seekBack(c.p.data) == nil {
-						c.p.data, c.p.dirty = 0, true
-						return false, nil // the file offset is back where it was
-					}
-				}
-				return true, os.NewSyscallError("splice", errno)
-			}
-			if c.ctx.Err() != nil {
-				c.flush(c.p)
-			}
-			return true, err
-		}
-	}
-	return true, nil
-}
-
-// fillPipe is the Conn.Read callback of viaPipe: it splices from src
-// into the (empty) pipe, taking one first if the copy holds none, and
-// records what it found in fstep. On EAGAIN it gives the pipe back and
-// parks on the netpoller (returns false).
-//
-// A socket source is probed with recv(MSG_PEEK) instead of a splice
-// once a fill came back short, the usual end of a message: the probe
-// costs what the splice that answers EAGAIN would, and it also tells TCP's
-// urgent mark, where splice answers EAGAIN (or 0) although input
-// follows, from an empty socket. A splice that answers EAGAIN without a
-// probe before it is checked with one; if input is there, the mark is
-// crossed by a buffer round (fillMark). While a probe keeps finding input
-// (a stream arriving in pieces), short fills go unprobed (streaming).
-func (c *copier) fillPipe(fd uintptr) bool {
-	if c.probe {
-		c.probe = false
-		switch n, e := peek(int(fd), &c.peekBuf); {
-		case e == unix.EAGAIN:
-			return c.srcEmpty(int(fd))
-		case e != nil:
-			c.fstep, c.ferr = fillErr, e
-			return true
-		case n == 0:
-			c.fstep = fillEOF
-			return true
-		}
-		c.streaming = true // input came on: splice first until it stops
-	}
-	if c.p == nil {
-		if c.p = takePipe(c.pool); c.p == nil {
-			c.fstep = fillNoPipe
-			return true
-		}
-	}
-	chunk := c.chunk(c.p.size)
-	m, e := Splice(int(fd), nil, c.p.wfd, nil, chunk, FlagMove|FlagNonblock)
-	switch {
-	case m > 0:
-		c.p.data += m
-		c.spent(m)
-		c.fstep = fillData
-		c.probe = m < chunk && c.src.socket() && !c.streaming
-	case e == nil && c.src.socket():
-		c.fstep = fillMark // EOF, or the urgent mark: read(2) tells
-	case e == nil:
-		c.fstep = fillEOF
-	case e == unix.EAGAIN:
-		if c.src.socket() {
-			if n, e := peek(int(fd), &c.peekBuf); e == nil && n > 0 {
-				c.fstep = fillMark // input, yet EAGAIN: the urgent mark
-				return true
-			}
-			c.streaming = false // messages: probe after the next one
-		}
-		return c.srcEmpty(int(fd))
-	default:
-		c.fstep, c.ferr = fillErr, e
-	}
-	return true
-}
-
-// srcEmpty handles a src with no input: it gives the (empty) pipe back
-// to the pool, and returns false (park on the netpoller) for a
-// non-blocking src, else waits a poll(2) slice (fillAgain). A copy whose
-// context ended stops instead.
-func (c *copier) srcEmpty(fd int) bool {
-	if c.p != nil && c.pool != nil {
-		c.pool.putClean(c.p) // empty: nobody else's bytes are in it
-		c.p = nil
-	}
-	switch {
-	case c.ctx.Err() != nil:
-		c.fstep, c.ferr = fillErr, ctxError(c.ctx, nil)
-	case c.src.pollable():
-		return false
-	default:
-		pollFd(fd, unix.POLLIN, blockingPoll)
-		c.fstep = fillAgain
-	}
-	return true
-}
-
-// dropPipe gives back the pipe the copy holds when it ends: bytes still
-// in it are un-read or reported in the returned error (see unread), and
-// the pipe is then closed rather than pooled.
-func (c *copier) dropPipe(err error) error {
-	p := c.p
-	if p == nil {
-		return err
-	}
-	c.p = nil
-	if p.data > 0 {
-		left := p.data
-		p.data, p.dirty = 0, true
-		err = c.unread(left, err)
-	}
-	if c.pool != nil {
-		c.pool.putClean(p) // the count is exact: no FIONREAD unless dirty
-	} else {
-		p.Close()
-	}
-	return err
-}
-
-// takePipe returns an empty pipe from pool, or nil where none is free or
-// the kernel refuses one (see Pool.TryGet). A nil pool makes a pipe of
-// DefaultPipeSize for the copy.
-func takePipe(pool *Pool) *Pipe {
-	if pool != nil {
-		return pool.TryGet()
-	}
-	p, err := NewPipe(DefaultPipeSize)
-	if err != nil {
-		return nil
-	}
-	return p
 }
 
 // bufferRound moves up to one buffer of bytes from src to dst through
@@ -990,105 +689,6 @@ func (c *copier) releaseBuffer() {
 		c.pool.putBuffer(c.buf)
 		c.buf = nil
 	}
-}
-
-// Drain splices the n bytes a caller put into p (by a splice of its own,
-// such as an io_uring SPLICE into p) into dst, the way Copy drains its
-// intermediate pipe: inside dst's RawConn.Write callbacks, waiting on the
-// netpoller when dst is full. It returns the bytes that reached dst;
-// p.Buffered() reports those still in p. ctx ends a wait only once
-// something has woken it (dst.Wake, which Drain does not arrange: the
-// caller does). Errors are those of Copy.
-func Drain(ctx context.Context, dst End, p *Pipe, n int) (written int64, err error) {
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	c := &copier{ctx: ctx, limit: -1, dst: side{End: dst}}
-	c.dst.apply(dst.Info)
-	if !c.dst.known {
-		if err := c.dst.inspect(); err != nil {
-			return 0, err
-		}
-	}
-	p.data = n
-	err = c.drain(p)
-	if errno, ok := err.(syscall.Errno); ok {
-		err = os.NewSyscallError("splice", errno)
-	}
-	if err != nil && ctx.Err() != nil {
-		err = ctxError(ctx, err) // a wait woken by Wake's deadline
-	}
-	return c.written, err
-}
-
-// drain splices everything in p into dst, waiting for room on the
-// netpoller (in poll(2) slices for a blocking dst) while holding p: its
-// bytes are this copy's. It records in dstFull whether it had to wait.
-func (c *copier) drain(p *Pipe) error {
-	if c.drainFn == nil {
-		c.drainFn = c.drainPipe
-	}
-	c.p = p
-	for p.data > 0 {
-		c.drainErr = nil
-		if werr := c.dst.Conn.Write(c.drainFn); werr != nil {
-			return werr
-		}
-		if c.drainErr != nil {
-			return c.drainErr
-		}
-		if p.data > 0 && c.ctx.Err() != nil {
-			return ctxError(c.ctx, nil)
-		}
-	}
-	return nil
-}
-
-// drainPipe is drain's Conn.Write callback.
-func (c *copier) drainPipe(fd uintptr) bool {
-	p := c.p
-	for p.data > 0 {
-		m, e := Splice(p.rfd, nil, int(fd), nil, p.data, FlagMove|FlagNonblock)
-		if m > 0 {
-			p.data -= m
-			c.delivered(m)
-			continue
-		}
-		switch {
-		case e == unix.EAGAIN:
-			// p holds bytes, so dst has no room.
-			c.dstFull = true
-			if c.ctx.Err() != nil {
-				c.drainErr = ctxError(c.ctx, nil)
-				return true
-			}
-			if c.dst.pollable() {
-				return false
-			}
-			pollFd(int(fd), unix.POLLOUT, blockingPoll)
-		case e == nil:
-			c.drainErr = fmt.Errorf("splice: pipe reported %d bytes but gave none", p.data)
-		default:
-			c.drainErr = e
-		}
-		return true
-	}
-	return true
-}
-
-// flush delivers what dst takes from p without waiting: used after ctx
-// ended, when Conn.Write would fail on the deadline Wake set.
-func (c *copier) flush(p *Pipe) {
-	c.dst.Conn.Control(func(fd uintptr) {
-		for p.data > 0 {
-			m, e := Splice(p.rfd, nil, int(fd), nil, p.data, FlagMove|FlagNonblock)
-			if m <= 0 || e != nil {
-				return
-			}
-			p.data -= m
-			c.delivered(m)
-		}
-	})
 }
 
 // unread accounts for left bytes read from src and not delivered: a

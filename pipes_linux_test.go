@@ -20,41 +20,11 @@ import (
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
-// engineCase is an engine configuration the tests run on.
-type engineCase struct {
-	name string
-	opts []Option
-}
-
-// engineCases returns the engines to test under the current
-// PIPES_BACKEND: the default one and, on io_uring, one that sends every
-// CopyAsync from a regular file through the ring.
-func engineCases(t *testing.T) []engineCase {
-	cases := []engineCase{{"default", nil}}
-	e, err := NewEngine()
-	if err != nil {
-		t.Fatalf("NewEngine: %v", err)
-	}
-	defer e.Close()
-	if e.Backend() == BackendIOUring {
-		cases = append(cases, engineCase{"ring", []Option{WithRingMinConcurrency(0)}})
-	}
-	return cases
-}
-
-func newTestEngine(t *testing.T, opts ...Option) *Engine {
-	t.Helper()
-	e, err := NewEngine(opts...)
-	if err != nil {
-		t.Fatalf("NewEngine: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := e.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return e
-}
+// The tests of the top-level contract (Copy, CopyAsync, CopyContext) on
+// every kind of descriptor: files, pipes, fifos, TCP and unix sockets
+// (kinds_linux_test.go), through the splice and io_uring paths. The
+// contract on values with no descriptor is tested, on every operating
+// system, in pipes_test.go.
 
 var copySizes = []int{0, 1, 64<<10 - 1, 64<<10 + 1, 3<<20 + 17}
 
@@ -99,23 +69,6 @@ func TestCopyMatrix(t *testing.T) {
 			}
 		}
 	}
-}
-
-func runCopy(e *Engine, async bool, dst io.Writer, src io.Reader) (int64, error) {
-	if !async {
-		return e.Copy(dst, src)
-	}
-	f := e.CopyAsync(context.Background(), dst, src)
-	select {
-	case <-f.Done():
-	case <-time.After(2 * time.Minute):
-		return 0, errors.New("CopyAsync did not finish in 2 minutes")
-	}
-	n, err := f.Wait()
-	if n2, err2 := f.Wait(); n2 != n || err2 != err {
-		return 0, fmt.Errorf("second Wait gave (%d, %v), first (%d, %v)", n2, err2, n, err)
-	}
-	return n, err
 }
 
 // TestCopyLimitedReader checks that a *io.LimitedReader bounds the copy,
@@ -295,17 +248,6 @@ func TestCopyAsyncCancel(t *testing.T) {
 				t.Fatalf("Wait = (%d, %v) then (%d, %v), want (3, nil)", n, err, n2, err2)
 			}
 		})
-	}
-}
-
-func waitFuture(t *testing.T, f *Future) (int64, error) {
-	t.Helper()
-	select {
-	case <-f.Done():
-		return f.Wait()
-	case <-time.After(30 * time.Second):
-		t.Fatal("the copy did not end")
-		return 0, nil
 	}
 }
 

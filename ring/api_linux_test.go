@@ -1,0 +1,199 @@
+//go:build linux
+
+package ring_test
+
+import (
+	"encoding/binary"
+	"errors"
+	"strings"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pipes-go/pipes/internal/fdtest"
+	"github.com/pipes-go/pipes/ring"
+)
+
+// TestFeatures: Features is what Setup filled into Params.Features, for
+// every setup-flag variant the ring takes here.
+func TestFeatures(t *testing.T) {
+	fdtest.Check(t)
+	for _, tc := range []struct {
+		name  string
+		flags uint32
+	}{
+		{"default", 0},
+		{"CLAMP", ring.IORING_SETUP_CLAMP},
+		{"SUBMIT_ALL", ring.IORING_SETUP_SUBMIT_ALL},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := ring.Params{Flags: tc.flags}
+			r := newRing(t, 4, &p)
+			if got := r.Features(); got != p.Features || got != r.Params().Features {
+				t.Errorf("Features() = %#x; Setup filled in %#x, Params() has %#x", got, p.Features, r.Params().Features)
+			}
+			if r.Features()&ring.IORING_FEAT_SINGLE_MMAP == 0 {
+				t.Errorf("Features() = %#x lacks IORING_FEAT_SINGLE_MMAP (5.4)", r.Features())
+			}
+		})
+	}
+}
+
+// TestSetCQEventfdDisabled posts one NOP completion per entry of
+// disabled, with IORING_CQ_EVENTFD_DISABLED set or cleared before each,
+// then one more with it cleared, and reads the eventfd's count once:
+// only the completions posted while it was clear signal it.
+func TestSetCQEventfdDisabled(t *testing.T) {
+	fdtest.Check(t)
+	for _, tc := range []struct {
+		name     string
+		disabled []bool
+		want     uint64
+	}{
+		{"enabled", []bool{false}, 2},
+		{"disabled", []bool{true}, 1},
+		{"disabled twice", []bool{true, true}, 1},
+		{"disabled, then enabled", []bool{true, false}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRing(t, 4, nil)
+			if r.Params().CQOff.Flags == 0 {
+				t.Skip("kernel without CQ ring flags (before 5.8)")
+			}
+			ef := registeredEventfd(t, r)
+			nop := func(ud uint64) {
+				s := getSQE(t, r)
+				s.PrepNop()
+				s.UserData = ud
+				submit(t, r, 1)
+				if c := reap(t, r, 1)[0]; c.UserData != ud {
+					t.Fatalf("CQE %+v, want user_data %d", c, ud)
+				}
+			}
+			for i, d := range tc.disabled {
+				r.SetCQEventfdDisabled(d)
+				nop(uint64(i + 1))
+			}
+			r.SetCQEventfdDisabled(false)
+			nop(100)
+			// The last completion signalled the eventfd: the read does
+			// not wait for long, and returns the whole count.
+			var buf [8]byte
+			if _, err := ef.Read(buf[:]); err != nil {
+				t.Fatal(err)
+			}
+			if got := binary.NativeEndian.Uint64(buf[:]); got != tc.want {
+				t.Errorf("eventfd count %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRegister drives io_uring_register(2) through the raw Register,
+// checking each registration with the method that undoes it, and an
+// opcode the kernel does not know.
+func TestRegister(t *testing.T) {
+	fdtest.Check(t)
+	for _, tc := range []struct {
+		name    string
+		opcode  uint32
+		arg     func(t *testing.T) (unsafe.Pointer, uint32)
+		undo    func(r *ring.Ring) error
+		wantErr error
+	}{
+		{
+			name:   "EVENTFD",
+			opcode: ring.IORING_REGISTER_EVENTFD,
+			arg: func(t *testing.T) (unsafe.Pointer, uint32) {
+				efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { unix.Close(efd) })
+				return unsafe.Pointer(&[1]int32{int32(efd)}), 1
+			},
+			undo: (*ring.Ring).UnregisterEventfd,
+		},
+		{
+			name:   "FILES",
+			opcode: ring.IORING_REGISTER_FILES,
+			arg: func(t *testing.T) (unsafe.Pointer, uint32) {
+				return unsafe.Pointer(&[2]int32{-1, -1}), 2
+			},
+			undo: (*ring.Ring).UnregisterFiles,
+		},
+		{
+			name:    "unknown opcode",
+			opcode:  250,
+			arg:     func(*testing.T) (unsafe.Pointer, uint32) { return nil, 0 },
+			wantErr: unix.EINVAL,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRing(t, 4, nil)
+			arg, nr := tc.arg(t)
+			_, err := r.Register(tc.opcode, arg, nr)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), "io_uring_register") {
+					t.Fatalf("Register(%d) = %v, want an io_uring_register error wrapping %v", tc.opcode, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Register(%d): %v", tc.opcode, err)
+			}
+			if err := tc.undo(r); err != nil {
+				t.Errorf("undoing Register(%d): %v (was it registered?)", tc.opcode, err)
+			}
+		})
+	}
+}
+
+// TestWaitCQE: WaitCQE returns a CQE already posted, and one posted
+// while it waits (a POLL_ADD that completes when another goroutine
+// writes the pipe), and advances past each.
+func TestWaitCQE(t *testing.T) {
+	fdtest.Check(t)
+	for _, tc := range []struct {
+		name    string
+		prep    func(s *ring.SQE, pr int)
+		trigger func(t *testing.T, pw int)
+		res     func(res int32) bool
+	}{
+		{
+			name:    "ready",
+			prep:    func(s *ring.SQE, _ int) { s.PrepNop() },
+			trigger: func(*testing.T, int) {},
+			res:     func(res int32) bool { return res == 0 },
+		},
+		{
+			name: "posted while waiting",
+			prep: func(s *ring.SQE, pr int) { s.PrepPollAdd(int32(pr), unix.POLLIN) },
+			trigger: func(t *testing.T, pw int) {
+				go unix.Write(pw, []byte("x"))
+			},
+			res: func(res int32) bool { return res&unix.POLLIN != 0 },
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRing(t, 4, nil)
+			pr, pw := pipe(t, unix.O_NONBLOCK)
+			s := getSQE(t, r)
+			tc.prep(s, pr)
+			s.UserData = 42
+			submit(t, r, 1)
+			tc.trigger(t, pw)
+			c, err := r.WaitCQE()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.UserData != 42 || !tc.res(c.Res) {
+				t.Errorf("WaitCQE = %+v", c)
+			}
+			if n := r.CQReady(); n != 0 {
+				t.Errorf("%d CQEs ready after WaitCQE, want 0 (not advanced)", n)
+			}
+		})
+	}
+}

@@ -1,0 +1,346 @@
+//go:build linux
+
+package splice
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pipes-go/pipes/internal/fd"
+)
+
+// viaPipe copies through an intermediate pipe. Invariant: the pipe is
+// empty when a round starts; a round fills it with one splice from src
+// (pipeRound) and drains all of it into dst (drainFilled).
+//
+// A pooled pipe is held only while bytes move: the fill takes one inside
+// src's Conn.Read callback, and gives it back, empty, before the copy
+// parks on the netpoller for input (Go's internal/poll splices after
+// arming the poll descriptor too, so no readiness is lost and no poll(2)
+// is needed). Idle copies thus hold no pipe, and a bounded pool serves any
+// number of them. A copy never waits for a pipe either: when none is free
+// (every pipe holds bytes for a destination that does not read, say), the
+// round goes through a userspace buffer, as io.Copy would, and the next
+// round tries again. A destination that had no room is waited for before
+// more is read (stepWaitDst), so a stalled destination pins at most one
+// pipe.
+func (c *copier) viaPipe() (handled bool, err error) {
+	c.fillFn, c.drainFn = c.fillPipe, c.drainPipe
+	defer func() { err = c.dropPipe(err) }()
+	return c.run(c.pipeStep)
+}
+
+// pipeStep takes step st of viaPipe and returns the next one.
+func (c *copier) pipeStep(st step) step {
+	switch st {
+	case stepRound, stepWaitDst:
+		return c.pipeRound(st)
+	case stepDrain:
+		return c.drainFilled()
+	case stepBuffer:
+		return c.bufferStep()
+	}
+	panic(fmt.Sprintf("splice: viaPipe reached step %d", st))
+}
+
+// pipeRound starts a round of viaPipe with the pipe empty: it checks the
+// limit and the context, waits for the Pacer's grant and, after a drain
+// that found dst without room (stepWaitDst), for room in dst; then it
+// fills the pipe (fillPipe). It returns stepDrain when bytes are in the
+// pipe, stepRound when a blocking src had no input for a poll slice,
+// stepBuffer for a round splice cannot make, or how the copy ends.
+func (c *copier) pipeRound(st step) step {
+	if !c.more() {
+		return stepDone
+	}
+	if err := c.beginRound(); err != nil {
+		return c.stop(err)
+	}
+	if st == stepWaitDst && !c.dst.neverWaits() {
+		if err := c.wait(&c.dst, true); err != nil {
+			return c.stop(err)
+		}
+	}
+	c.next, c.err = stepFail, nil
+	if rerr := c.src.Conn.Read(c.fillFn); rerr != nil {
+		return c.stop(rerr)
+	}
+	if c.next == stepFail {
+		return c.fail(c.err)
+	}
+	return c.next
+}
+
+// fillPipe is viaPipe's src.Conn.Read callback: it splices from src into
+// the (empty) pipe, taking one first if the copy holds none, and leaves
+// in c.next what it found. On EAGAIN it gives the pipe back and parks on
+// the netpoller (returns false).
+//
+// A socket source is probed with recv(MSG_PEEK) instead of a splice
+// once a fill came back short, the usual end of a message (readProbe):
+// the probe costs what the splice that answers EAGAIN would, and it also
+// tells TCP's urgent mark, where splice answers EAGAIN (or 0) although
+// input follows, from an empty socket. A splice that answers EAGAIN
+// without a probe before it is checked with one; if input is there, the
+// mark is crossed by a buffer round (stepBuffer). While a probe keeps
+// finding input (a stream arriving in pieces), short fills go unprobed
+// (readStream).
+func (c *copier) fillPipe(fd uintptr) bool {
+	if c.read == readProbe {
+		c.read = readSplice
+		switch n, e := peek(int(fd), &c.peekBuf); {
+		case e == unix.EAGAIN:
+			return c.srcEmpty(int(fd))
+		case e != nil:
+			c.next, c.err = stepFail, e
+			return true
+		case n == 0:
+			c.next = stepDone
+			return true
+		}
+		c.read = readStream // input came on: splice first until it stops
+	}
+	if c.p == nil {
+		if c.p = takePipe(c.pool); c.p == nil {
+			c.next = stepBuffer // no pipe is free
+			return true
+		}
+	}
+	chunk := c.chunk(c.p.size)
+	m, e := Splice(int(fd), nil, c.p.wfd, nil, chunk, FlagMove|FlagNonblock)
+	switch {
+	case m > 0:
+		c.p.data += m
+		c.spent(m)
+		c.next = stepDrain
+		if m < chunk && c.src.socket() && c.read == readSplice {
+			c.read = readProbe
+		}
+	case e == nil && c.src.socket():
+		c.next = stepBuffer // EOF, or the urgent mark: read(2) tells
+	case e == nil:
+		c.next = stepDone
+	case e == unix.EAGAIN:
+		if c.src.socket() {
+			if n, e := peek(int(fd), &c.peekBuf); e == nil && n > 0 {
+				c.next = stepBuffer // input, yet EAGAIN: the urgent mark
+				return true
+			}
+			c.read = readSplice // messages: probe after the next one
+		}
+		return c.srcEmpty(int(fd))
+	default:
+		c.next, c.err = stepFail, e
+	}
+	return true
+}
+
+// srcEmpty handles a src with no input: it gives the (empty) pipe back
+// to the pool, and returns false (park on the netpoller) for a
+// non-blocking src, else waits a poll(2) slice (stepRound). A copy whose
+// context ended stops instead.
+func (c *copier) srcEmpty(fd int) bool {
+	if c.p != nil && c.pool != nil {
+		c.pool.putClean(c.p) // empty: nobody else's bytes are in it
+		c.p = nil
+	}
+	switch {
+	case c.ctx.Err() != nil:
+		c.next, c.err = stepFail, ctxError(c.ctx, nil)
+	case c.src.pollable():
+		return false
+	default:
+		pollFd(fd, unix.POLLIN, blockingPoll)
+		c.next = stepRound
+	}
+	return true
+}
+
+// drainFilled drains the pipe a fill left bytes in. It returns
+// stepWaitDst when dst had no room at some point (the next round waits
+// for room before it reads more), else stepRound. When dst refuses the
+// splice before anything moved and src is a regular file, the bytes are
+// put back by seeking src back (stepRefused: the caller copies in
+// userspace). When the copy's context ended, what dst takes without
+// waiting is still delivered.
+func (c *copier) drainFilled() step {
+	err := c.drain(c.p)
+	if err == nil {
+		return c.next
+	}
+	if errno, ok := err.(syscall.Errno); ok {
+		if c.written == 0 && fd.Refused(errno) && c.src.mode == unix.S_IFREG && c.seekBack(c.p.data) == nil {
+			c.p.data, c.p.dirty = 0, true
+			return stepRefused // the file offset is back where it was
+		}
+		return c.stop(os.NewSyscallError("splice", errno))
+	}
+	if c.ctx.Err() != nil {
+		c.flush(c.p)
+	}
+	return c.stop(err)
+}
+
+// dropPipe gives back the pipe the copy holds when it ends: bytes still
+// in it are un-read or reported in the returned error (see unread), and
+// the pipe is then closed rather than pooled.
+func (c *copier) dropPipe(err error) error {
+	p := c.p
+	if p == nil {
+		return err
+	}
+	c.p = nil
+	if p.data > 0 {
+		left := p.data
+		p.data, p.dirty = 0, true
+		err = c.unread(left, err)
+	}
+	if c.pool != nil {
+		c.pool.putClean(p) // the count is exact: no FIONREAD unless dirty
+	} else {
+		p.Close()
+	}
+	return err
+}
+
+// takePipe returns an empty pipe from pool, or nil where none is free or
+// the kernel refuses one (see Pool.TryGet). A nil pool makes a pipe of
+// DefaultPipeSize for the copy.
+func takePipe(pool *Pool) *Pipe {
+	if pool != nil {
+		return pool.TryGet()
+	}
+	p, err := NewPipe(DefaultPipeSize)
+	if err != nil {
+		return nil
+	}
+	return p
+}
+
+// Drain splices the n bytes a caller put into p (by a splice of its own,
+// such as an io_uring SPLICE into p) into dst, the way Copy drains its
+// intermediate pipe. p must hold those n bytes and no others; Drain sets
+// p's count (Buffered) to n before anything else.
+//
+// It returns once all n bytes reached dst (err == nil, p.Buffered() == 0)
+// or at the first error; in every case written + p.Buffered() == n:
+// written counts the bytes that reached dst, p.Buffered() those still in
+// p (a pipe with bytes left is not pooled: Pool.Put closes it). dst.Conn
+// is required; dst.Info, if set, spares the inspection of dst, and
+// dst.Meter, if set, is told of the bytes as they arrive; the other End
+// fields are ignored.
+//
+// Every splice runs inside dst's RawConn.Write callback. When dst has no
+// room (EAGAIN), Drain waits on the netpoller for a non-blocking dst; it
+// never spins. A blocking dst (one the netpoller does not watch) blocks
+// inside splice(2) until it has room, unless a send timeout
+// (BoundBlocking) makes it answer EAGAIN: Drain then waits in poll(2)
+// slices. ctx is checked when dst has no room: once ctx has ended Drain
+// returns instead of waiting. A wait already parked on the netpoller
+// ends only when something wakes it: Drain does not call dst.Wake, so a
+// caller whose ctx can end must arrange that (for example a write
+// deadline in the past). Errors are those of Copy: the descriptor's,
+// from Conn (closed: os.ErrClosed or net.ErrClosed), an *os.SyscallError
+// wrapping the errno (EPIPE, or EINVAL when dst refuses splice, before
+// anything moved), or, when ctx ended, one for which errors.Is(err,
+// ctx.Err()) holds.
+func Drain(ctx context.Context, dst End, p *Pipe, n int) (written int64, err error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	p.data = n
+	c := &copier{ctx: ctx, limit: -1, dst: side{End: dst}}
+	c.dst.apply(dst.Info)
+	if !c.dst.known {
+		if err := c.dst.inspect(); err != nil {
+			return 0, err
+		}
+	}
+	err = c.drain(p)
+	if errno, ok := err.(syscall.Errno); ok {
+		err = os.NewSyscallError("splice", errno)
+	}
+	if err != nil && ctx.Err() != nil {
+		err = ctxError(ctx, err) // a wait woken by Wake's deadline
+	}
+	return c.written, err
+}
+
+// drain splices everything in p into dst, waiting for room on the
+// netpoller (in poll(2) slices for a blocking dst) while holding p: its
+// bytes are this copy's. It returns nil only when p is empty. It leaves
+// in c.next stepWaitDst if it found dst without room, else stepRound.
+func (c *copier) drain(p *Pipe) error {
+	if c.drainFn == nil {
+		c.drainFn = c.drainPipe
+	}
+	c.p = p
+	c.next = stepRound
+	for p.data > 0 {
+		c.err = nil
+		if werr := c.dst.Conn.Write(c.drainFn); werr != nil {
+			return werr
+		}
+		if c.err != nil {
+			return c.err
+		}
+		if p.data > 0 && c.ctx.Err() != nil {
+			return ctxError(c.ctx, nil)
+		}
+	}
+	return nil
+}
+
+// drainPipe is drain's dst.Conn.Write callback: it splices from the pipe
+// until the pipe is empty, or dst has no room (it then parks on the
+// netpoller, or waits a poll(2) slice for a blocking dst, unless the
+// context ended), or a splice fails (c.err).
+func (c *copier) drainPipe(fd uintptr) bool {
+	p := c.p
+	for p.data > 0 {
+		m, e := Splice(p.rfd, nil, int(fd), nil, p.data, FlagMove|FlagNonblock)
+		if m > 0 {
+			p.data -= m
+			c.delivered(m)
+			continue
+		}
+		switch {
+		case e == unix.EAGAIN:
+			// p holds bytes, so dst has no room.
+			c.next = stepWaitDst
+			if c.ctx.Err() != nil {
+				c.err = ctxError(c.ctx, nil)
+				return true
+			}
+			if c.dst.pollable() {
+				return false
+			}
+			pollFd(int(fd), unix.POLLOUT, blockingPoll)
+		case e == nil:
+			c.err = fmt.Errorf("splice: pipe reported %d bytes but gave none", p.data)
+		default:
+			c.err = e
+		}
+		return true
+	}
+	return true
+}
+
+// flush delivers what dst takes from p without waiting: used after ctx
+// ended, when Conn.Write would fail on the deadline Wake set.
+func (c *copier) flush(p *Pipe) {
+	c.dst.Conn.Control(func(fd uintptr) {
+		for p.data > 0 {
+			m, e := Splice(p.rfd, nil, int(fd), nil, p.data, FlagMove|FlagNonblock)
+			if m <= 0 || e != nil {
+				return
+			}
+			p.data -= m
+			c.delivered(m)
+		}
+	})
+}
