@@ -354,7 +354,11 @@ type copier struct {
 	backoff  time.Duration
 	retryAt  int64              // c.written at the last stepRetry; -1 before any
 	srcFn    func(uintptr) bool // spliceFromSrc
-	dstFn    func(uintptr) bool // spliceIntoDst
+	dstFn    func(uintptr) bool // spliceIntoDst; Sendfile's sendChunks
+
+	// Sendfile's: the source's descriptor while its Control callback
+	// runs.
+	sfd int
 
 	// The intermediate-pipe path's (viaPipe): the pipe held now, how the
 	// next fill reads a socket src, and the callbacks that fill and

@@ -46,9 +46,9 @@ func Sendfile(ctx context.Context, dst, src End, limit int64) (written int64, ha
 	defer c.dst.boundBlocking(unix.SO_SNDTIMEO)()
 	defer c.refund()
 	handled = true
-	cerr := src.Conn.Control(func(sfd uintptr) {
-		err = c.sendfile(int(sfd))
-	})
+	c.dstFn = c.sendChunks
+	cerr := src.Conn.Control(c.sendfile)
+	err = c.err
 	if cerr != nil && err == nil {
 		err = cerr
 	}
@@ -65,50 +65,58 @@ func Sendfile(ctx context.Context, dst, src End, limit int64) (written int64, ha
 }
 
 // sendfile sends from sfd until EOF or the limit, inside dst's
-// Conn.Write callbacks. A nil offset: the kernel reads at sfd's position
-// and moves it past what it sent.
-func (c *copier) sendfile(sfd int) (err error) {
+// Conn.Write callbacks (sendChunks), and leaves any error in c.err. A
+// nil offset: the kernel reads at sfd's position and moves it past what
+// it sent. It runs inside src's Conn.Control, which keeps sfd open.
+func (c *copier) sendfile(sfd uintptr) {
+	c.sfd = int(sfd)
 	for c.more() {
 		if c.ctx.Err() != nil {
-			return ctxError(c.ctx, nil)
+			c.err = ctxError(c.ctx, nil)
+			return
 		}
-		if err := c.pace(); err != nil {
-			return err
+		if c.err = c.pace(); c.err != nil {
+			return
 		}
-		eof := false
-		werr := c.dst.Conn.Write(func(dfd uintptr) bool {
-			for c.more() {
-				if c.ctx.Err() != nil || (c.src.Pacer != nil && c.budget == 0) {
-					return true
-				}
-				m, e := unix.Sendfile(int(dfd), sfd, nil, c.chunk(sendfileChunk))
-				if m > 0 {
-					c.spent(m)
-					c.delivered(m)
-				}
-				switch {
-				case e == unix.EINTR:
-				case e == unix.EAGAIN && c.dst.pollable():
-					return false // wait until dst takes more
-				case e == unix.EAGAIN:
-					pollFd(int(dfd), unix.POLLOUT, blockingPoll)
-					return true
-				case e != nil:
-					err = e
-					return true
-				case m == 0:
-					eof = true
-					return true
-				}
-			}
-			return true
-		})
-		if werr != nil && err == nil {
-			err = werr
+		c.next = stepRound
+		werr := c.dst.Conn.Write(c.dstFn)
+		if werr != nil && c.err == nil {
+			c.err = werr
 		}
-		if err != nil || eof {
-			return err
+		if c.err != nil || c.next == stepDone {
+			return
 		}
 	}
-	return nil
+}
+
+// sendChunks calls sendfile(2) into dfd until dst is full (false: the
+// netpoller waits for room), or until the limit, the Pacer's grant or
+// the context ends the call (true; c.next is stepDone at EOF, c.err set
+// on failure).
+func (c *copier) sendChunks(dfd uintptr) bool {
+	for c.more() {
+		if c.ctx.Err() != nil || (c.src.Pacer != nil && c.budget == 0) {
+			return true
+		}
+		m, e := unix.Sendfile(int(dfd), c.sfd, nil, c.chunk(sendfileChunk))
+		if m > 0 {
+			c.spent(m)
+			c.delivered(m)
+		}
+		switch {
+		case e == unix.EINTR:
+		case e == unix.EAGAIN && c.dst.pollable():
+			return false // wait until dst takes more
+		case e == unix.EAGAIN:
+			pollFd(int(dfd), unix.POLLOUT, blockingPoll)
+			return true
+		case e != nil:
+			c.err = e
+			return true
+		case m == 0:
+			c.next = stepDone
+			return true
+		}
+	}
+	return true
 }
