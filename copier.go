@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/pipes-go/pipes/internal/ctxerr"
+	"github.com/pipes-go/pipes/internal/fanout"
 )
 
 // ErrCopierStopped is returned by Copier.Add once the copier has stopped:
@@ -33,12 +34,13 @@ var ErrCopierStopped = errors.New("pipes: copier stopped")
 // never closes the reader or the writers.
 type Copier struct {
 	ctx  context.Context
+	src  *PipeReader
 	fan  copierFan
 	done chan struct{}
 
 	mu      sync.Mutex
-	writers []*fanDest // added and not known to have left; nil once stopped
-	added   int        // writers ever added: the index of the next one
+	writers []*fanout.Dest // added and not known to have left; nil once stopped
+	added   int            // writers ever added: the index of the next one
 	stopped bool
 	err     error
 }
@@ -46,14 +48,15 @@ type Copier struct {
 // copierFan is the fan-out a Copier runs on: the kernel's on Linux
 // (copier_linux.go), the userspace one elsewhere (userspaceCopierFan).
 type copierFan interface {
-	// join queues d for admission between two chunks. It fails with
-	// errFanOutEnded once the fan-out has ended, or if d cannot be
-	// prepared (a private pipe).
-	join(d *fanDest) error
-	// run runs the fan-out until the source ends or ctx ends, waits for
-	// the writers, releases what the fan-out holds, and returns nil on
-	// EOF, the source's error, or an error wrapping ctx.Err().
-	run() error
+	// join queues d, writing to w, for admission between two chunks. It
+	// fails with fanout.ErrEnded once the fan-out has ended, or if d
+	// cannot be prepared (a private pipe).
+	join(d *fanout.Dest, w *PipeWriter) error
+	// run runs the fan-out from src until src ends or ctx ends, waits
+	// for the writers, releases what the fan-out holds, and returns nil
+	// on EOF, src's error, or an error wrapping ctx.Err(). The caller
+	// interrupts the reads of src when ctx ends.
+	run(src *PipeReader) error
 	// abort releases what a fan-out that will never run holds.
 	abort()
 }
@@ -73,12 +76,12 @@ func NewCopier(ctx context.Context, r *PipeReader, writers ...*PipeWriter) (*Cop
 	if err != nil {
 		return nil, err
 	}
-	return startCopier(ctx, fan, writers)
+	return startCopier(ctx, r, fan, writers)
 }
 
-// startCopier adds writers to fan and runs it.
-func startCopier(ctx context.Context, fan copierFan, writers []*PipeWriter) (*Copier, error) {
-	c := &Copier{ctx: ctx, fan: fan, done: make(chan struct{})}
+// startCopier adds writers to fan, which reads r, and runs it.
+func startCopier(ctx context.Context, r *PipeReader, fan copierFan, writers []*PipeWriter) (*Copier, error) {
+	c := &Copier{ctx: ctx, src: r, fan: fan, done: make(chan struct{})}
 	for _, w := range writers {
 		if err := c.join(w); err != nil {
 			fan.abort()
@@ -110,11 +113,11 @@ func (c *Copier) join(w *PipeWriter) error {
 		return err
 	}
 	c.mu.Lock()
-	d := newFanDest(c.added, w)
+	d := fanout.NewDest(c.added, w)
 	c.added++
 	c.mu.Unlock()
-	if err := c.fan.join(d); err != nil {
-		if errors.Is(err, errFanOutEnded) {
+	if err := c.fan.join(d, w); err != nil {
+		if errors.Is(err, fanout.ErrEnded) {
 			return ErrCopierStopped
 		}
 		return err
@@ -128,8 +131,8 @@ func (c *Copier) join(w *PipeWriter) error {
 }
 
 // prune drops the writers that have left. c.mu is held.
-func (c *Copier) prune() []*fanDest {
-	return slices.DeleteFunc(c.writers, func(d *fanDest) bool { return d.exited() || d.quitting() })
+func (c *Copier) prune() []*fanout.Dest {
+	return slices.DeleteFunc(c.writers, func(d *fanout.Dest) bool { return !d.Running() })
 }
 
 // Writers returns how many writers the copier is copying to (added and not
@@ -150,7 +153,9 @@ func (c *Copier) Wait() error {
 }
 
 func (c *Copier) run() {
-	err := c.fan.run()
+	stop := interruptOnDone(c.ctx, nil, c.src)
+	err := c.fan.run(c.src)
+	stop()
 	if err != nil && c.ctx.Err() != nil {
 		err = ctxerr.Wrap("pipes: copier", c.ctx, err)
 	}
@@ -160,25 +165,17 @@ func (c *Copier) run() {
 	close(c.done)
 }
 
-// userspaceCopierFan runs a Copier on the userspace fan-out: each queue
-// holds one chunk, so the slowest writer sets the pace.
-type userspaceCopierFan struct {
-	u *ufan
-	r *PipeReader
+// userspaceCopierFan runs a Copier on the userspace fan-out
+// (fanout.NewUserspace): each queue holds one chunk, so the slowest
+// writer sets the pace.
+type userspaceCopierFan struct{ u *fanout.Userspace }
+
+func newUserspaceCopierFan(ctx context.Context) userspaceCopierFan {
+	return userspaceCopierFan{fanout.NewUserspace(ctx)}
 }
 
-func newUserspaceCopierFan(ctx context.Context, r *PipeReader) *userspaceCopierFan {
-	u := newUfan(ctx, &fanOutConfig{}, 1)
-	u.joins = newFanJoins[*udest]()
-	return &userspaceCopierFan{u: u, r: r}
-}
+func (f userspaceCopierFan) join(d *fanout.Dest, _ *PipeWriter) error { return f.u.Join(d) }
 
-func (f *userspaceCopierFan) join(d *fanDest) error { return f.u.join(d) }
+func (f userspaceCopierFan) run(src *PipeReader) error { return f.u.Run(src) }
 
-func (f *userspaceCopierFan) run() error { return f.u.run(f.r) }
-
-func (f *userspaceCopierFan) abort() {
-	for _, d := range f.u.joins.close() {
-		d.abandon()
-	}
-}
+func (f userspaceCopierFan) abort() { f.u.Abort() }

@@ -31,7 +31,7 @@ var copierFans = []struct {
 		if ctx == nil {
 			ctx = context.Background()
 		}
-		return startCopier(ctx, newUserspaceCopierFan(ctx, r), ws)
+		return startCopier(ctx, r, newUserspaceCopierFan(ctx), ws)
 	}, false},
 }
 

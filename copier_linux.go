@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/pipes-go/pipes/internal/fanout"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,31 +29,28 @@ func newCopierFan(ctx context.Context, r *PipeReader) (copierFan, error) {
 		return nil, fmt.Errorf("pipes: NewCopier: source is not a pipe: %w", os.NewSyscallError("fcntl", err))
 	}
 	src, _ := r.endpoint()
-	k := newKfan(ctx, &fanOutConfig{}, src, -1)
-	if err := k.openJoinable(2 * size); err != nil {
-		k.close()
+	k := fanout.NewKernel(ctx, fanout.Source{Conn: src.conn, Kind: src.kind, Limit: -1}, fanout.Policy{})
+	if err := k.OpenJoinable(2 * size); err != nil {
+		k.Close()
 		return nil, err
 	}
-	return &kernelCopierFan{k: k, r: r}, nil
+	return kernelCopierFan{k}, nil
 }
 
-// kernelCopierFan runs a Copier on the kernel fan-out (kfan).
-type kernelCopierFan struct {
-	k *kfan
-	r *PipeReader
+// kernelCopierFan runs a Copier on the kernel fan-out (fanout.Kernel).
+type kernelCopierFan struct{ k *fanout.Kernel }
+
+func (f kernelCopierFan) join(d *fanout.Dest, w *PipeWriter) error {
+	return f.k.Join(d, fanOutTarget(w))
 }
 
-func (f *kernelCopierFan) join(d *fanDest) error { return f.k.join(d) }
-
-func (f *kernelCopierFan) run() error {
-	defer f.k.close()
+func (f kernelCopierFan) run(src *PipeReader) error {
+	defer f.k.Close()
 	// A read-only fifo that has had no writer yet reads as EOF: wait for
 	// its first writer. An error here recurs at the fan-out's first read.
-	stop := interruptOnDone(f.k.ctx, nil, f.r)
-	f.r.awaitFirstWriter()
-	stop()
-	_, err := f.k.run(f.r)
+	src.awaitFirstWriter()
+	_, err := f.k.Run()
 	return err
 }
 
-func (f *kernelCopierFan) abort() { f.k.close() }
+func (f kernelCopierFan) abort() { f.k.Close() }

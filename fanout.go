@@ -2,30 +2,24 @@ package pipes
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/pipes-go/pipes/internal/ctxerr"
-	"github.com/pipes-go/pipes/internal/fd"
+	"github.com/pipes-go/pipes/internal/fanout"
 )
 
 // ErrEvicted is wrapped by the error of a destination that FanOut dropped
 // because it kept the others waiting longer than the FanOutEvictAfter
 // deadline. Such an error also wraps os.ErrDeadlineExceeded.
-var ErrEvicted = errors.New("pipes: destination evicted")
+var ErrEvicted = fanout.ErrEvicted
 
 // FanOutOption configures one FanOut call.
 type FanOutOption func(*fanOutConfig)
 
 type fanOutConfig struct {
 	evictAfter time.Duration // > 0: evict a destination that holds the others up this long
-	buffer     int           // bytes buffered per destination; 0: fanOutBuffer(n)
+	buffer     int           // bytes buffered per destination; 0: the default (policy)
 }
 
 // FanOutEvictAfter selects the eviction policy: a destination whose buffer
@@ -54,20 +48,20 @@ const (
 	fanOutBudget    = 32 << 20
 	fanOutMaxBuffer = 1 << 20
 	fanOutMinBuffer = 64 << 10
-	fanOutChunk     = 64 << 10 // userspace read size
 )
 
-// bufferFor returns the per-destination buffer for n destinations: a
-// power of two between fanOutMinBuffer and fanOutMaxBuffer.
-func (c *fanOutConfig) bufferFor(n int) int {
-	if c.buffer > 0 {
-		return c.buffer
+// policy returns the fan-out policy for n destinations. The default
+// buffer is a power of two between fanOutMinBuffer and fanOutMaxBuffer.
+func (c *fanOutConfig) policy(n int) fanout.Policy {
+	p := fanout.Policy{EvictAfter: c.evictAfter, Buffer: c.buffer}
+	if p.Buffer > 0 {
+		return p
 	}
-	b := fanOutMaxBuffer
-	for b > fanOutMinBuffer && b*(n+1) > fanOutBudget {
-		b /= 2
+	p.Buffer = fanOutMaxBuffer
+	for p.Buffer > fanOutMinBuffer && p.Buffer*(n+1) > fanOutBudget {
+		p.Buffer /= 2
 	}
-	return b
+	return p
 }
 
 // FanOut copies src to every writer in dsts, reading src once, with
@@ -151,24 +145,24 @@ func (e *Engine) FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, op
 	if err := e.begin(); err != nil {
 		return failAll(err)
 	}
-	ds := make([]*fanDest, 0, len(dsts))
+	ds := make([]*fanout.Dest, 0, len(dsts))
 	for i, w := range dsts {
 		if isNil(w) {
 			res[i].Err = fmt.Errorf("pipes: fan-out to destination %d: %w", i, errNilDestination)
 			continue
 		}
-		ds = append(ds, newFanDest(i, w))
+		ds = append(ds, fanout.NewDest(i, w))
 	}
 	cctx, cancel := context.WithCancelCause(ctx)
 	stop := context.AfterFunc(e.ctx, func() { cancel(ErrClosed) })
 	if len(ds) > 0 {
-		e.fanOut(cctx, src, ds, &cfg)
+		e.fanOut(cctx, src, ds, cfg.policy(len(ds)))
 	}
 	stop()
 	var total int64
 	for _, d := range ds {
-		res[d.idx] = Result{Written: d.written.Load(), Err: e.closedErr(cctx, d.err)}
-		total += res[d.idx].Written
+		res[d.Index()] = Result{Written: d.Written(), Err: e.closedErr(cctx, d.Err())}
+		total += d.Written()
 	}
 	cancel(nil)
 	e.stats.bytes.Add(uint64(total))
@@ -176,9 +170,11 @@ func (e *Engine) FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, op
 	return res
 }
 
-// fanOut runs a fan-out on the fastest path: the kernel's where it
-// applies, else userspace.
-func (e *Engine) fanOut(ctx context.Context, src io.Reader, ds []*fanDest, cfg *fanOutConfig) {
+// fanOut runs a fan-out of src to ds on the fastest path: the kernel's
+// where it applies, else userspace. It interrupts the reads of src when
+// ctx ends; the fan-out interrupts the writes of the destinations it
+// stops.
+func (e *Engine) fanOut(ctx context.Context, src io.Reader, ds []*fanout.Dest, p fanout.Policy) {
 	limit := int64(-1)
 	inner := src
 	lr, limited := src.(*io.LimitedReader)
@@ -188,7 +184,8 @@ func (e *Engine) fanOut(ctx context.Context, src io.Reader, ds []*fanDest, cfg *
 		}
 		limit, inner = lr.N, lr.R
 	}
-	read, why := e.fanOutKernel(ctx, inner, limit, ds, cfg)
+	defer interruptOnDone(ctx, nil, src)()
+	read, why := e.fanOutKernel(ctx, inner, limit, ds, p)
 	if why == inKernel {
 		if limited {
 			lr.N -= read
@@ -196,454 +193,5 @@ func (e *Engine) fanOut(ctx context.Context, src io.Reader, ds []*fanDest, cfg *
 		return
 	}
 	e.stats.userspace[why].Add(1)
-	fanOutUserspace(ctx, src, ds, cfg)
+	fanout.RunUserspace(ctx, src, ds, p)
 }
-
-// fanDest is one destination of a fan-out. The coordinator (the goroutine
-// running FanOut, or a Copier's) owns the fields not marked otherwise,
-// from the destination's admission on; the destination's own goroutine
-// writes written, and err before closing done.
-type fanDest struct {
-	idx     int
-	w       io.Writer
-	written atomic.Int64  // bytes that reached w (the destination's goroutine)
-	err     error         // set by the destination's goroutine before done closes
-	done    chan struct{} // closed when the destination's goroutine returns
-	quit    chan struct{} // closed by stop
-	reason  error         // why stop was called; set before quit closes
-	woke    bool          // stop set a write deadline that must be cleared
-}
-
-func newFanDest(idx int, w io.Writer) *fanDest {
-	return &fanDest{idx: idx, w: w, done: make(chan struct{}), quit: make(chan struct{})}
-}
-
-// stop makes the destination's goroutine return with reason: it closes
-// quit and interrupts a write blocked on the netpoller by setting a write
-// deadline in the past (fd.Deadlines). It is called at most once, by the
-// coordinator.
-func (d *fanDest) stop(reason error) {
-	if d.quitting() {
-		return
-	}
-	d.reason = reason
-	close(d.quit)
-	if dl := fd.Of(d.w, nil); !dl.None() {
-		dl.Wake()
-		d.woke = true
-	}
-}
-
-// resetDeadline clears the deadline stop set, once the destination's
-// goroutine has returned.
-func (d *fanDest) resetDeadline() {
-	if d.woke {
-		fd.Of(d.w, nil).Reset()
-		d.woke = false
-	}
-}
-
-func (d *fanDest) quitting() bool {
-	select {
-	case <-d.quit:
-		return true
-	default:
-		return false
-	}
-}
-
-func (d *fanDest) exited() bool {
-	select {
-	case <-d.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// failed returns the error of a write that failed: the stop reason if the
-// destination was stopped (the failure is then the deadline stop set),
-// else err wrapped with the destination's index.
-func (d *fanDest) failed(err error) error {
-	if d.quitting() {
-		return d.reason
-	}
-	return fmt.Errorf("pipes: fan-out to destination %d: %w", d.idx, err)
-}
-
-func evictedError(idx int, after time.Duration) error {
-	return fmt.Errorf("pipes: fan-out to destination %d: %w: no room for %v (%w)", idx, ErrEvicted, after, os.ErrDeadlineExceeded)
-}
-
-// fanOutCtxError returns the error of destinations stopped by ctx.
-func fanOutCtxError(ctx context.Context) error {
-	return ctxerr.Wrap("pipes: fan-out", ctx, nil)
-}
-
-// kick wakes the receiver of a capacity-1 channel without blocking.
-func kick(c chan struct{}) {
-	select {
-	case c <- struct{}{}:
-	default:
-	}
-}
-
-// stopAll stops every destination that has not returned and waits for
-// all of them, then clears the deadlines stop set.
-func stopAll(ds []*fanDest, reason error) {
-	for _, d := range ds {
-		if !d.exited() {
-			d.stop(reason)
-		}
-	}
-	for _, d := range ds {
-		<-d.done
-		d.resetDeadline()
-	}
-}
-
-// awaitAll waits for every destination's goroutine to return once the
-// source has ended. With an eviction deadline, a destination that delivers
-// nothing for cfg.evictAfter is evicted. If ctx ends, all are stopped and
-// awaitAll returns false.
-func awaitAll(ctx context.Context, ds []*fanDest, progress chan struct{}, cfg *fanOutConfig) bool {
-	var tick <-chan time.Time
-	if cfg.evictAfter > 0 {
-		t := time.NewTicker(cfg.evictAfter)
-		defer t.Stop()
-		tick = t.C
-	}
-	last := make([]int64, len(ds))
-	for i, d := range ds {
-		last[i] = d.written.Load()
-	}
-	for {
-		pending := false
-		for _, d := range ds {
-			if !d.exited() {
-				pending = true
-				break
-			}
-		}
-		if !pending {
-			break
-		}
-		select {
-		case <-progress:
-		case <-ctx.Done():
-			stopAll(ds, fanOutCtxError(ctx))
-			return false
-		case <-tick:
-			for i, d := range ds {
-				n := d.written.Load()
-				if n == last[i] && !d.exited() {
-					d.stop(evictedError(d.idx, cfg.evictAfter))
-				}
-				last[i] = n
-			}
-		}
-	}
-	for _, d := range ds {
-		<-d.done
-		d.resetDeadline()
-	}
-	return true
-}
-
-// errFanOutEnded is the error of a destination added to a fan-out that
-// ended before admitting it.
-var errFanOutEnded = errors.New("pipes: fan-out ended")
-
-// fanJoins lets destinations join a running fan-out (Copier.Add). The
-// coordinator admits the destinations added since it last looked right
-// before it distributes each chunk: a destination receives every chunk
-// distributed after it was added (a read already waiting for input when
-// it was added included), and none distributed before. A fan-out with
-// joins keeps running while it has no destination, reading nothing, until
-// its context ends.
-type fanJoins[D fanMember] struct {
-	mu      sync.Mutex
-	pending []D
-	closed  bool
-	wake    chan struct{} // cap 1: a destination was added
-}
-
-func newFanJoins[D fanMember]() *fanJoins[D] {
-	return &fanJoins[D]{wake: make(chan struct{}, 1)}
-}
-
-// add queues d for admission. It reports false, queuing nothing, once
-// the fan-out has ended.
-func (j *fanJoins[D]) add(d D) bool {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.closed {
-		return false
-	}
-	j.pending = append(j.pending, d)
-	kick(j.wake)
-	return true
-}
-
-// take returns the destinations added since the last take. A nil
-// fanJoins (a fan-out with a fixed set of destinations) has none.
-func (j *fanJoins[D]) take() []D {
-	if j == nil {
-		return nil
-	}
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	p := j.pending
-	j.pending = nil
-	return p
-}
-
-// await waits, while the fan-out has no destination, until one is added.
-// It returns false if none can come: j is nil, or ctx ended.
-func (j *fanJoins[D]) await(ctx context.Context) bool {
-	if j == nil {
-		return false
-	}
-	select {
-	case <-j.wake:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
-// close ends admissions: later adds fail. It returns the destinations
-// added and never admitted, which the caller abandons.
-func (j *fanJoins[D]) close() []D {
-	if j == nil {
-		return nil
-	}
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.closed = true
-	p := j.pending
-	j.pending = nil
-	return p
-}
-
-// fanMember is a destination as one fan-out path holds it: a *fanDest
-// and the path's own state (its queue, or its private pipe).
-type fanMember interface{ base() *fanDest }
-
-func (d *fanDest) base() *fanDest { return d }
-
-// bases returns the *fanDest of every member of ds.
-func bases[D fanMember](ds []D) []*fanDest {
-	out := make([]*fanDest, len(ds))
-	for i, d := range ds {
-		out[i] = d.base()
-	}
-	return out
-}
-
-// live counts the members of ds still in the copy.
-func live[D fanMember](ds []D) int {
-	n := 0
-	for _, d := range ds {
-		if b := d.base(); !b.exited() && !b.quitting() {
-			n++
-		}
-	}
-	return n
-}
-
-// pruneExited drops the members of ds whose goroutine has returned,
-// clearing the deadline stop set on them and calling release for each, so
-// that a long-lived fan-out does not accumulate destinations that left.
-func pruneExited[D fanMember](ds []D, release func(D)) []D {
-	return slices.DeleteFunc(ds, func(d D) bool {
-		b := d.base()
-		if !b.exited() {
-			return false
-		}
-		b.resetDeadline()
-		if release != nil {
-			release(d)
-		}
-		return true
-	})
-}
-
-// abandon ends a destination that was added to a fan-out but never
-// admitted: it received nothing, and its error is errFanOutEnded.
-func (d *fanDest) abandon() {
-	d.err = errFanOutEnded
-	close(d.done)
-}
-
-// ufan is a fan-out through userspace buffers: the coordinator reads a
-// chunk of src and queues it to every destination's goroutine, which
-// writes it. A destination's queue holds depth chunks; chunks are shared,
-// read-only, by all the queues.
-type ufan struct {
-	ctx      context.Context
-	cfg      *fanOutConfig
-	depth    int
-	ds       []*udest          // admitted; the coordinator's
-	joins    *fanJoins[*udest] // nil: no destination joins after the start
-	progress chan struct{}     // cap 1: a destination wrote or returned
-	srcErr   error             // read by the destinations after their queue closes
-}
-
-// udest is a destination of a userspace fan-out.
-type udest struct {
-	*fanDest
-	q chan []byte
-}
-
-func newUfan(ctx context.Context, cfg *fanOutConfig, depth int) *ufan {
-	return &ufan{ctx: ctx, cfg: cfg, depth: depth, progress: make(chan struct{}, 1)}
-}
-
-// fanOutUserspace is the fan-out of src to the fixed destinations ds
-// through userspace buffers; each queue holds cfg.bufferFor bytes.
-func fanOutUserspace(ctx context.Context, src io.Reader, ds []*fanDest, cfg *fanOutConfig) {
-	u := newUfan(ctx, cfg, max(1, cfg.bufferFor(len(ds))/fanOutChunk))
-	for _, d := range ds {
-		u.start(&udest{fanDest: d})
-	}
-	u.run(src)
-}
-
-// join queues d for admission into a fan-out made with joins; it fails
-// with errFanOutEnded once the fan-out has ended.
-func (u *ufan) join(d *fanDest) error {
-	if !u.joins.add(&udest{fanDest: d}) {
-		return errFanOutEnded
-	}
-	return nil
-}
-
-// start admits d: it gets a queue and a goroutine that writes what is
-// queued to it.
-func (u *ufan) start(d *udest) {
-	d.q = make(chan []byte, u.depth)
-	u.ds = append(u.ds, d)
-	go u.deliver(d)
-}
-
-// admit drops the destinations that left and starts those that joined.
-func (u *ufan) admit() {
-	u.ds = pruneExited(u.ds, nil)
-	for _, d := range u.joins.take() {
-		u.start(d)
-	}
-}
-
-// run is the coordinator. It returns when every destination is done, with
-// the fan-out's outcome: nil when src reached EOF (or no destination was
-// left), the read error of src, or fanOutCtxError when ctx ended first.
-func (u *ufan) run(src io.Reader) error {
-	stopRead := interruptOnDone(u.ctx, nil, src)
-	for u.ctx.Err() == nil {
-		u.admit()
-		if live(u.ds) == 0 {
-			if !u.joins.await(u.ctx) {
-				break
-			}
-			continue
-		}
-		b := make([]byte, fanOutChunk)
-		n, err := src.Read(b)
-		if n > 0 {
-			u.admit() // those added while the read waited get this chunk
-			distributeChunk(u.ctx, b[:n], u.ds, u.cfg)
-		}
-		if err != nil {
-			if err != io.EOF {
-				u.srcErr = fmt.Errorf("pipes: fan-out: reading the source: %w", err)
-			}
-			break
-		}
-	}
-	stopRead()
-	for _, d := range u.joins.close() {
-		d.abandon()
-	}
-	ds := bases(u.ds)
-	if u.ctx.Err() != nil {
-		stopAll(ds, fanOutCtxError(u.ctx))
-		return fanOutCtxError(u.ctx)
-	}
-	for _, d := range u.ds {
-		close(d.q)
-	}
-	if !awaitAll(u.ctx, ds, u.progress, u.cfg) {
-		return fanOutCtxError(u.ctx)
-	}
-	return u.srcErr
-}
-
-// deliver is a destination's goroutine: it writes what is queued to it
-// until its queue closes, a write fails, or it is stopped.
-func (u *ufan) deliver(d *udest) {
-	defer func() {
-		close(d.done) // before the kick: the coordinator checks done when woken
-		kick(u.progress)
-	}()
-	for {
-		select {
-		case b, ok := <-d.q:
-			if !ok {
-				d.err = u.srcErr
-				return
-			}
-			n, err := d.w.Write(b)
-			d.written.Add(int64(n))
-			kick(u.progress)
-			if err == nil && n < len(b) {
-				err = io.ErrShortWrite
-			}
-			if err != nil {
-				d.err = d.failed(err)
-				return
-			}
-		case <-d.quit:
-			d.err = d.reason
-			return
-		}
-	}
-}
-
-// distributeChunk queues b to every destination still running, applying
-// the policy to those whose queue is full.
-func distributeChunk(ctx context.Context, b []byte, ds []*udest, cfg *fanOutConfig) {
-	var deadline <-chan time.Time
-	if cfg.evictAfter > 0 {
-		t := time.NewTimer(cfg.evictAfter)
-		defer t.Stop()
-		deadline = t.C
-	}
-	for _, d := range ds {
-		if d.exited() || d.quitting() {
-			continue
-		}
-		select {
-		case d.q <- b:
-			continue
-		default:
-		}
-		select {
-		case d.q <- b:
-		case <-d.done:
-		case <-ctx.Done():
-			return
-		case <-deadline:
-			d.stop(evictedError(d.idx, cfg.evictAfter))
-			// Later destinations get no more time: only an immediate send.
-			deadline = closedTimeChan
-		}
-	}
-}
-
-// closedTimeChan is a channel that is always ready.
-var closedTimeChan = func() <-chan time.Time {
-	c := make(chan time.Time)
-	close(c)
-	return c
-}()

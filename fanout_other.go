@@ -5,10 +5,12 @@ package pipes
 import (
 	"context"
 	"io"
+
+	"github.com/pipes-go/pipes/internal/fanout"
 )
 
 // fanOutKernel has no kernel path off Linux (no tee(2)): FanOut always
 // copies through userspace buffers there.
-func (e *Engine) fanOutKernel(context.Context, io.Reader, int64, []*fanDest, *fanOutConfig) (int64, fallback) {
+func (e *Engine) fanOutKernel(context.Context, io.Reader, int64, []*fanout.Dest, fanout.Policy) (int64, fallback) {
 	return 0, fallbackNoFD
 }

@@ -1,0 +1,166 @@
+package fanout
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+)
+
+// The coordinator's side of a fan-out, shared by both implementations:
+// stopping and awaiting destinations, admitting those that join.
+
+// stopAll stops every destination that has not returned, with reason, and
+// waits for all of them.
+func stopAll(ds []*Dest, reason error) {
+	for _, d := range ds {
+		if d.state() != exited {
+			d.stop(reason)
+		}
+	}
+	for _, d := range ds {
+		<-d.done
+	}
+}
+
+// awaitAll waits for every destination's goroutine to return once the
+// source has ended. With an eviction deadline, a destination that
+// delivers nothing for p.EvictAfter is evicted. If ctx ends, all are
+// stopped and awaitAll returns false.
+func awaitAll(ctx context.Context, ds []*Dest, progress chan struct{}, p Policy) bool {
+	var tick <-chan time.Time
+	if p.EvictAfter > 0 {
+		t := time.NewTicker(p.EvictAfter)
+		defer t.Stop()
+		tick = t.C
+	}
+	last := make([]int64, len(ds))
+	for i, d := range ds {
+		last[i] = d.written.Load()
+	}
+	for slices.ContainsFunc(ds, func(d *Dest) bool { return d.state() != exited }) {
+		select {
+		case <-progress:
+		case <-ctx.Done():
+			stopAll(ds, ctxError(ctx))
+			return false
+		case <-tick:
+			for i, d := range ds {
+				n := d.written.Load()
+				if n == last[i] && d.state() != exited {
+					d.stop(d.evicted(p.EvictAfter))
+				}
+				last[i] = n
+			}
+		}
+	}
+	return true
+}
+
+// joins lets destinations join a running fan-out. The coordinator admits
+// the destinations added since it last looked right before it
+// distributes each chunk: a destination receives every chunk distributed
+// after it was added (a read already waiting for input when it was added
+// included), and none distributed before. A fan-out with joins keeps
+// running while it has no destination, reading nothing, until its context
+// ends.
+type joins[M member] struct {
+	mu      sync.Mutex
+	pending []M
+	closed  bool
+	wake    chan struct{} // cap 1: a destination was added
+}
+
+func newJoins[M member]() *joins[M] {
+	return &joins[M]{wake: make(chan struct{}, 1)}
+}
+
+// add queues m for admission. It reports false, queuing nothing, once
+// the fan-out has ended.
+func (j *joins[M]) add(m M) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return false
+	}
+	j.pending = append(j.pending, m)
+	kick(j.wake)
+	return true
+}
+
+// take returns the destinations added since the last take. A nil joins
+// (a fan-out with a fixed set of destinations) has none.
+func (j *joins[M]) take() []M { return j.drain(false) }
+
+// await waits, while the fan-out has no destination, until one is added.
+// It returns false if none can come: j is nil, or ctx ended.
+func (j *joins[M]) await(ctx context.Context) bool {
+	if j == nil {
+		return false
+	}
+	select {
+	case <-j.wake:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// close ends admissions: later adds fail. It returns the destinations
+// added and never admitted, which the caller abandons.
+func (j *joins[M]) close() []M { return j.drain(true) }
+
+// drain returns the destinations pending and forgets them; with end, it
+// ends admissions too.
+func (j *joins[M]) drain(end bool) []M {
+	if j == nil {
+		return nil
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.closed = j.closed || end
+	p := j.pending
+	j.pending = nil
+	return p
+}
+
+// member is a destination as one implementation holds it: a *Dest and
+// the implementation's own state (its queue, or its private pipe).
+type member interface{ base() *Dest }
+
+func (d *Dest) base() *Dest { return d }
+
+// bases returns the *Dest of every member of ms.
+func bases[M member](ms []M) []*Dest {
+	out := make([]*Dest, len(ms))
+	for i, m := range ms {
+		out[i] = m.base()
+	}
+	return out
+}
+
+// live counts the members of ms still in the copy.
+func live[M member](ms []M) int {
+	n := 0
+	for _, m := range ms {
+		if m.base().state() == running {
+			n++
+		}
+	}
+	return n
+}
+
+// pruneExited drops the members of ms whose goroutine has returned,
+// calling release for each, so that a long-lived fan-out does not
+// accumulate destinations that left.
+func pruneExited[M member](ms []M, release func(M)) []M {
+	return slices.DeleteFunc(ms, func(m M) bool {
+		if m.base().state() != exited {
+			return false
+		}
+		if release != nil {
+			release(m)
+		}
+		return true
+	})
+}
