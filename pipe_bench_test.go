@@ -154,8 +154,8 @@ func BenchmarkReadFromPool(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer null.Close()
-				se, _ := readerEndpoint(f)
-				de, _ := writerEndpoint(null)
+				src, _ := readerEndpoint(f)
+				dst, _ := writerEndpoint(null)
 				warm(b, f)
 				b.SetBytes(s.n)
 				b.ResetTimer()
@@ -163,7 +163,7 @@ func BenchmarkReadFromPool(b *testing.B) {
 					b.StopTimer()
 					f.Seek(0, io.SeekStart)
 					b.StartTimer()
-					n, handled, err := splice.Copy(context.Background(), de.end(), se.end(), -1, pool)
+					n, handled, err := splice.Copy(context.Background(), dst.end(), src.end(), -1, pool)
 					if err != nil || !handled || n != s.n {
 						b.Fatalf("Copy = %d, %v, %v", n, handled, err)
 					}
