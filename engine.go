@@ -411,7 +411,8 @@ type Stats struct {
 	// kernel path cannot serve.
 	UserspaceRefused uint64
 
-	Cached uint64 // reads of ring copies served by splice(2) from the page cache
+	Cached uint64 // chunks of ring copies found in the page cache, read in the copy's goroutine
+	Warmed uint64 // chunks of sendfile copies the ring read into the page cache first
 	SQEs   uint64 // SQEs submitted to the ring
 	Enters uint64 // io_uring_enter calls made to submit them
 	CQEs   uint64 // completions reaped
@@ -482,6 +483,7 @@ func (e *Engine) Stats() Stats {
 		UserspaceFileToFile: e.stats.userspace[fallbackFileToFile].Load(),
 		UserspaceRefused:    e.stats.userspace[fallbackRefused].Load(),
 		Cached:              e.stats.ringOps.CachedReads.Load(),
+		Warmed:              e.stats.ringOps.Warms.Load(),
 		SQEs:                e.stats.ringOps.SQEs.Load(),
 		Enters:              e.stats.ringOps.Enters.Load(),
 		CQEs:                e.stats.ringOps.CQEs.Load(),

@@ -240,8 +240,9 @@ func startExhausted(t *testing.T, ec engineCase) []check {
 	stallPool(t, e, maxPipes+1, maxPipes)
 
 	// Their sources have data and their destinations read. file -> tcp
-	// takes a pipe on the ring engine (linked chains); the default
-	// engine sends it with sendfile(2).
+	// is sent with sendfile(2) on both engines (on the ring engine its
+	// uncached chunks are read in by the ring first, with warm pipes of
+	// its own, not the pool's).
 	healthy := []struct {
 		name, src string
 		dst       sinkKind
@@ -854,9 +855,8 @@ func TestFaultListener(t *testing.T) {
 		}},
 		{"tcp", func() io.Reader { return quietSource(t, "tcp", []byte("hello")) }},
 		{"unix", func() io.Reader { return quietSource(t, "unix", []byte("hello")) }},
-		// Evicted from the page cache: on the ring engine a linked
-		// chain (SPLICE, POLL_ADD, SPLICE) whose POLL_ADD waits for
-		// POLLOUT; on the default engine sendfile(2).
+		// Evicted from the page cache: sendfile(2) on both engines,
+		// on the ring engine after the ring has read the chunk in.
 		{"file", func() io.Reader { return quietSource(t, "file", randomData(4<<20)) }},
 		{"reader", func() io.Reader { return onlyReader{strings.NewReader("hello")} }},
 	}

@@ -62,8 +62,8 @@ func TestChainCompletes(t *testing.T) {
 	var c chain
 	c.reset(2)
 	c.hardlink = true
-	c.ops[0].prepPoll(int(r.Fd()), unix.POLLIN)
-	c.ops[1].prepSplice(int(r.Fd()), -1, int(w2.Fd()), 64)
+	c.ops[0].prepPoll(plain(int(r.Fd())), unix.POLLIN)
+	c.ops[1].prepSplice(plain(int(r.Fd())), -1, plain(int(w2.Fd())), 64)
 	if err := d.submitChain(&c); err != nil {
 		t.Fatal(err)
 	}
@@ -93,8 +93,8 @@ func TestChainCancel(t *testing.T) {
 	var c chain
 	c.reset(2)
 	c.hardlink = true
-	c.ops[0].prepPoll(int(r.Fd()), unix.POLLIN)
-	c.ops[1].prepSplice(int(r.Fd()), -1, int(w2.Fd()), 64)
+	c.ops[0].prepPoll(plain(int(r.Fd())), unix.POLLIN)
+	c.ops[1].prepSplice(plain(int(r.Fd())), -1, plain(int(w2.Fd())), 64)
 	if err := d.submitChain(&c); err != nil {
 		t.Fatal(err)
 	}
