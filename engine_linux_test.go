@@ -304,6 +304,17 @@ func raiseNoFile(t *testing.T, n int) {
 	t.Cleanup(func() { unix.Setrlimit(unix.RLIMIT_NOFILE, &old) })
 }
 
+// skipUnlessRerunner skips a test that re-runs what (other tests) as uid
+// 65534 unless it runs as root, not re-run itself, and not in -short.
+func skipUnlessRerunner(t *testing.T, what string) {
+	if os.Getuid() != 0 || os.Getenv("PIPES_TEST_UNPRIVILEGED") != "" {
+		t.Skip("runs as root, to re-run " + what + " as uid 65534")
+	}
+	if testing.Short() {
+		t.Skip("short")
+	}
+}
+
 // runUnprivileged runs the tests matching run in a copy of this test
 // binary as uid/gid 65534, and fails if they fail there.
 func runUnprivileged(t *testing.T, run string, args ...string) {

@@ -1083,11 +1083,6 @@ func poolExhausted(s Stats) uint64 { return s.PoolExhausted }
 // uid 65534, whose pipe quota (pipe-user-pages-soft) shrinks pipes to
 // one page once it is used up.
 func TestFaultsUnprivileged(t *testing.T) {
-	if os.Getuid() != 0 || os.Getenv("PIPES_TEST_UNPRIVILEGED") != "" {
-		t.Skip("runs as root, to re-run the fault tests as uid 65534")
-	}
-	if testing.Short() {
-		t.Skip("short")
-	}
+	skipUnlessRerunner(t, "the fault tests")
 	runUnprivileged(t, "^TestFault(PoolExhaustion|BlockingFD|UrgentData|ClosedFile)$")
 }

@@ -175,11 +175,6 @@ func BenchmarkColdCopiesThreads(b *testing.B) {
 // of its thread bound again as uid 65534: a registered-file table is
 // bounded by RLIMIT_NOFILE and its pipes by the user's pipe quota.
 func TestRingUnprivileged(t *testing.T) {
-	if os.Getuid() != 0 || os.Getenv("PIPES_TEST_UNPRIVILEGED") != "" {
-		t.Skip("runs as root, to re-run the ring tests as uid 65534")
-	}
-	if testing.Short() {
-		t.Skip("short")
-	}
+	skipUnlessRerunner(t, "the ring tests")
 	runUnprivileged(t, "^(TestCopyFdReuse|TestCopyCloseEnds|TestCopyWriteDeadline|TestStatsCountRingBatches|TestColdCopiesBoundThreads|TestManyRingChains)$")
 }

@@ -13,27 +13,15 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/pipes-go/pipes/internal/fdtest"
 	"github.com/pipes-go/pipes/splice"
 )
 
-// newOneSlotDriver is newTestDriver with a registered-file table of one
-// slot, so that every second pin needs the slot the first holds.
+// newOneSlotDriver is newTestDriver with eight pipes and a
+// registered-file table of one slot, so that every second pin needs the
+// slot the first holds.
 func newOneSlotDriver(t *testing.T) *Driver {
 	t.Helper()
-	fdtest.Check(t)
-	pool := splice.NewPool(64<<10, 8)
-	d, err := New(Config{Entries: 8, IOWQMaxWorkers: 2, Pool: pool, Closed: errTestClosed, Files: 1}, new(Counters))
-	if err != nil {
-		pool.Close()
-		t.Skipf("io_uring refused: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := d.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-		pool.Close()
-	})
+	d, _ := newTestDriverWith(t, 8, 1)
 	if d.files.free == nil {
 		t.Skip("the kernel refused a registered-file table")
 	}

@@ -24,7 +24,9 @@ import (
 // flight, as it has under one blocked thread per copy, the Warmer also
 // asks the kernel through the ring to start reading ahead of the copy
 // (POSIX_FADV_WILLNEED, which does not wait for the reads), up to
-// readAhead bytes past the chunk, renewed when the copy is half way there.
+// readAhead bytes past the chunk, renewed when the copy is half way there,
+// once the copy has met a chunk not in the page cache (a copy of a cached
+// file costs a probe per chunk, nothing more).
 //
 // The copy must read the file from the offset the Warmer was made at, in
 // order, and give back what it did not read (Refund), as a copy does
@@ -35,6 +37,7 @@ type Warmer struct {
 	src     syscall.RawConn
 	off     int64 // offset of the next byte to grant
 	ahead   int64 // the kernel was asked to read in up to here
+	cold    bool  // a chunk was not in the page cache: read ahead from now on
 	size    int64 // past it the copy meets EOF: nothing to warm
 	refused bool  // the kernel cannot splice the file: warm no more
 }
@@ -76,8 +79,9 @@ func (w *Warmer) Take(ctx context.Context, most int) (int, error) {
 			// Read in what one warm pipe holds, and grant that.
 			n = min(n, w.d.warmChunk)
 			wr.n = int(min(int64(n), m))
+			w.cold = true
 		}
-		if w.ahead < min(w.off+readAhead/2, end) {
+		if w.cold && w.ahead < min(w.off+readAhead/2, end) {
 			wr.aheadOff = max(w.ahead, w.off)
 			wr.ahead = int(min(w.off+readAhead, end) - wr.aheadOff)
 			w.ahead = wr.aheadOff + int64(wr.ahead)
