@@ -382,8 +382,8 @@ type Stats struct {
 	InFlight int64  // copies running now
 	Bytes    uint64 // bytes delivered, counted as they move (see Future.Written)
 	Splice   uint64 // copies run by the splice(2) loop
-	Sendfile uint64 // file -> TCP copies sent with Go's sendfile(2) path
-	Ring     uint64 // copies whose reads were submitted through io_uring
+	Sendfile uint64 // file -> socket copies sent with sendfile(2) (warmed by the ring or not: see Warmed)
+	Ring     uint64 // copies from files to pipes or files whose reads went through io_uring
 
 	// Userspace counts the copies (and fan-outs) that went through a
 	// userspace buffer, as io.Copy does, instead of the kernel: the sum
@@ -411,8 +411,8 @@ type Stats struct {
 	// kernel path cannot serve.
 	UserspaceRefused uint64
 
-	Cached uint64 // chunks of ring copies found in the page cache, read in the copy's goroutine
-	Warmed uint64 // chunks of sendfile copies the ring read into the page cache first
+	Cached uint64 // chunks of ring-routed copies found in the page cache, read in the copy's goroutine
+	Warmed uint64 // chunks of sendfile copies not in the page cache, read in by the ring first
 	SQEs   uint64 // SQEs submitted to the ring
 	Enters uint64 // io_uring_enter calls made to submit them
 	CQEs   uint64 // completions reaped

@@ -496,6 +496,9 @@ func (d *Driver) reap(l *loopState) {
 			}
 			break
 		}
+		// Counted before the copies they complete are woken, so a copy
+		// never sees its chain done and its CQEs uncounted.
+		d.st.CQEs.Add(uint64(n))
 		for _, cqe := range l.cqes[:n] {
 			if cqe.UserData&cancelTag != 0 {
 				retry = d.reapCancel(l, cqe) || retry
@@ -504,7 +507,6 @@ func (d *Driver) reap(l *loopState) {
 			}
 		}
 		d.r.CQAdvance(uint32(n))
-		d.st.CQEs.Add(uint64(n))
 	}
 	if retry {
 		d.poke()
