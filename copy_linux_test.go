@@ -42,7 +42,7 @@ func engineCases(t *testing.T) []engineCase {
 	return cases
 }
 
-func newTestEngine(t *testing.T, opts ...Option) *Engine {
+func newTestEngine(t testing.TB, opts ...Option) *Engine {
 	t.Helper()
 	e, err := NewEngine(opts...)
 	if err != nil {

@@ -151,11 +151,7 @@ func TestColdCopiesBoundThreads(t *testing.T) {
 // engine and with io.Copy, one goroutine per copy.
 func BenchmarkColdCopiesThreads(b *testing.B) {
 	const n, size = 256, 256 << 10
-	e, err := NewEngine()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer e.Close()
+	e := newTestEngine(b)
 	for _, bc := range []struct {
 		name  string
 		start coldStart
