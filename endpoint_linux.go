@@ -33,8 +33,9 @@ type endpoint struct {
 	// meter, on a destination, counts the bytes delivered to it as
 	// they move; nil: not counted.
 	meter *meter
-	// pacer, on a source, limits the rate it is read at; nil: none.
-	pacer *Limiter
+	// pacer, on a source, is asked before each read: a Limiter, or the
+	// ring's Warmer (engine_linux.go); nil: none.
+	pacer splice.Pacer
 }
 
 // end returns the endpoint as a splice.End. It has no Wake or Reset: the

@@ -433,8 +433,8 @@ type Stats struct {
 	InFlight int64  // copies running now
 	Bytes    uint64 // bytes delivered, counted as they move (see Future.Written)
 	Splice   uint64 // copies run by the splice(2) loop
-	Sendfile uint64 // file -> TCP copies sent with Go's sendfile(2) path
-	Ring     uint64 // copies whose reads were submitted through io_uring
+	Sendfile uint64 // file -> socket copies sent with sendfile(2) (warmed by the ring or not: see Warmed)
+	Ring     uint64 // copies from files to pipes or files whose reads went through io_uring
 
 	// Userspace counts the copies (and fan-outs) that went through a
 	// userspace buffer, as io.Copy does, instead of the kernel: the sum
@@ -462,7 +462,8 @@ type Stats struct {
 	// kernel path cannot serve.
 	UserspaceRefused uint64
 
-	Cached uint64 // reads of ring copies served by splice(2) from the page cache
+	Cached uint64 // chunks of ring-routed copies found in the page cache, read in the copy's goroutine
+	Warmed uint64 // chunks of sendfile copies not in the page cache, read in by the ring first
 	SQEs   uint64 // SQEs submitted to the ring
 	Enters uint64 // io_uring_enter calls made to submit them
 	CQEs   uint64 // completions reaped
@@ -533,6 +534,7 @@ func (e *Engine) Stats() Stats {
 		UserspaceFileToFile: e.stats.userspace[fallbackFileToFile].Load(),
 		UserspaceRefused:    e.stats.userspace[fallbackRefused].Load(),
 		Cached:              e.stats.ringOps.CachedReads.Load(),
+		Warmed:              e.stats.ringOps.Warms.Load(),
 		SQEs:                e.stats.ringOps.SQEs.Load(),
 		Enters:              e.stats.ringOps.Enters.Load(),
 		CQEs:                e.stats.ringOps.CQEs.Load(),

@@ -58,13 +58,36 @@ func newRing(cfg *config, st *counters, pool *splice.Pool) (*uring.Driver, error
 			return nil, err
 		}
 	}
+	// Warm pipes: two per io-wq worker keep every worker busy while
+	// the chains of the finished reads are reaped.
+	warm := 2 * int(cfg.iowqMaxWorkers)
+	if warm == 0 {
+		warm = 2 * DefaultIOWQMaxWorkers
+	}
 	return uring.New(uring.Config{
 		Entries:        cfg.ringEntries,
 		SQPoll:         cfg.sqPoll,
 		IOWQMaxWorkers: cfg.iowqMaxWorkers,
 		Pool:           pool,
 		Closed:         ErrClosed,
+		Files:          registeredFiles(),
+		WarmPipes:      warm,
+		WarmPipeSize:   cfg.pipeSize,
 	}, &st.ringOps)
+}
+
+// registeredFiles is the size of the ring's registered-file table: a
+// slot per file pinned at once, that is per ring-reads copy (one pool
+// pipe each) and per copy whose chunk or read-ahead the ring is working
+// on (one chain each). Pins beyond it are duplicates. It stays within
+// half of RLIMIT_NOFILE, which bounds the table.
+func registeredFiles() uint32 {
+	n := uint64(4096)
+	var lim unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil {
+		n = min(n, lim.Cur/2)
+	}
+	return uint32(n)
 }
 
 // ringSetupErr adds to an io_uring setup error the name of its errno and
@@ -110,9 +133,34 @@ func (s *sysEngine) poolStats(st *Stats) {
 // then copies in userspace. w and r are the caller's values; dst and src
 // their endpoints.
 func (s *sysEngine) copyFD(ctx context.Context, life *lifetime, w io.Writer, r io.Reader, limit int64, m *meter, pacer *Limiter) (int64, fallback, error) {
+	dst, src, why, err := s.endpoints(ctx, w, r, m, pacer)
+	if why != inKernel || err != nil {
+		return 0, why, err
+	}
+	if s.ring != nil && src.kind == kindFile && pacer == nil {
+		// Not a paced copy: it waits for its Limiter between reads.
+		// Copy and CopyAsync alike: a file server calling Copy from a
+		// thousand handlers has the same cold reads to bound.
+		running := s.fileCopies.Add(1)
+		defer s.fileCopies.Add(-1)
+		if min := s.cfg.ringMinConcurrency; min >= 0 && running > int64(min) {
+			n, handled, err := s.ringCopy(ctx, w, &dst, &src, limit)
+			if handled {
+				s.st.ring.Add(1)
+				return n, inKernel, err
+			}
+		}
+	}
+	return s.spliceCopy(ctx, life, w, r, dst, src, limit)
+}
+
+// endpoints classifies both ends of a copy, and returns why the kernel
+// path cannot take it (anything but inKernel) with nothing moved. A fifo
+// source without a writer yet is waited for first.
+func (s *sysEngine) endpoints(ctx context.Context, w io.Writer, r io.Reader, m *meter, pacer *Limiter) (dst, src endpoint, why fallback, err error) {
 	src, ok := readerEndpoint(r)
 	if !ok {
-		return 0, fallbackNoFD, nil
+		return dst, src, fallbackNoFD, nil
 	}
 	if pr, ok := r.(*PipeReader); ok && pr.awaitWriter.Load() {
 		// A fifo opened read-only without a writer yet reads as EOF:
@@ -124,12 +172,12 @@ func (s *sysEngine) copyFD(ctx context.Context, life *lifetime, w io.Writer, r i
 			if ctx.Err() != nil {
 				err = ctxerr.Wrap("pipes", ctx, err)
 			}
-			return 0, inKernel, err
+			return dst, src, inKernel, err
 		}
 	}
-	dst, ok := writerEndpoint(w)
+	dst, ok = writerEndpoint(w)
 	if !ok {
-		return 0, fallbackNoFD, nil
+		return dst, src, fallbackNoFD, nil
 	}
 	dst.meter = m
 	if pacer != nil {
@@ -138,22 +186,14 @@ func (s *sysEngine) copyFD(ctx context.Context, life *lifetime, w io.Writer, r i
 	if src.kind == kindFile && dst.kind == kindFile && isOSFile(r) && isOSFile(w) {
 		// io.Copy between two *os.File uses copy_file_range(2), which
 		// beats file -> pipe -> file (it may even share extents).
-		return 0, fallbackFileToFile, nil
+		return dst, src, fallbackFileToFile, nil
 	}
-	if s.ring != nil && src.kind == kindFile && pacer == nil {
-		// Not a paced copy: it waits for its Limiter between splices,
-		// and would hold a ring chain's pipe meanwhile.
-		// Copy and CopyAsync alike: a file server calling Copy from a
-		// thousand handlers has the same cold reads to bound.
-		running := s.fileCopies.Add(1)
-		defer s.fileCopies.Add(-1)
-		if min := s.cfg.ringMinConcurrency; min >= 0 && running > int64(min) {
-			if n, handled, err := s.ringCopy(ctx, w, dst, src, limit); handled {
-				s.st.ring.Add(1)
-				return n, inKernel, err
-			}
-		}
-	}
+	return dst, src, inKernel, nil
+}
+
+// spliceCopy copies with sendfile(2) (a regular file to a stream socket)
+// or the splice loop, in the caller's goroutine, on the netpoller.
+func (s *sysEngine) spliceCopy(ctx context.Context, life *lifetime, w io.Writer, r io.Reader, dst, src endpoint, limit int64) (int64, fallback, error) {
 	// splice.Copy and splice.Sendfile wait on the netpoller: when ctx
 	// ends, deadlines in the past on the caller's values wake them.
 	defer life.interrupt(ctx, w, r).stop()
@@ -176,46 +216,28 @@ func (s *sysEngine) copyFD(ctx context.Context, life *lifetime, w io.Writer, r i
 	return n, inKernel, err
 }
 
-// ringCopy runs a copy from a regular file through the ring: wholly, as
-// linked chains, to a stream socket; else its reads that miss the page
-// cache. handled is false, with nothing moved, where the ring does not
-// pay: a copy to a socket whose next chunk is in the page cache (sendfile
-// then), or a pair the kernel cannot splice. w is the caller's
-// destination, whose waits interruptOnDone wakes.
-func (s *sysEngine) ringCopy(ctx context.Context, w io.Writer, dst, src endpoint, limit int64) (int64, bool, error) {
+// ringCopy keeps a copy from a regular file off the disk. To a stream
+// socket it arranges for the sendfile(2) that follows to find each chunk
+// in the page cache: the ring's Warmer, as src's pacer, reads in the
+// chunks that are not (handled is then false: spliceCopy runs it). To
+// anything else, the ring runs the copy (CopyReads): its reads that miss
+// the page cache go through the ring. handled is false, with nothing
+// moved, also where no pool pipe is free or the kernel cannot splice the
+// pair. w is the caller's destination, whose waits interruptOnDone wakes.
+func (s *sysEngine) ringCopy(ctx context.Context, w io.Writer, dst, src *endpoint, limit int64) (int64, bool, error) {
 	file := uring.File{Conn: src.conn, Size: src.size}
 	if dst.kind != kindSocket {
 		interrupt := func() func() { return interruptOnDone(ctx, w, nil) }
 		return s.ring.CopyReads(ctx, dst.end(), file, limit, interrupt)
 	}
-	if cachedAhead(src, limit, s.cfg.pipeSize) {
-		return 0, false, nil
+	warm, err := s.ring.NewWarmer(file)
+	if err != nil {
+		return 0, true, err
 	}
-	return s.ring.CopyLinked(ctx, dst.end(), file, limit)
-}
-
-// cachedAhead reports whether the next max bytes a copy from the file src
-// has to move (fewer at the end of the file or limit, if >= 0) are in the
-// page cache. Such a copy goes to a socket with sendfile(2), which then
-// does not block: with a real client (examples/bench.sh) ring chains
-// cost throughput and CPU against sendfile, paying io-wq hand-offs for
-// every short write to a socket its reader drains slowly
-// (docs/benchmarks.md, "Figures quoted in the code"). The ring keeps the
-// copies that would block on the disk.
-func cachedAhead(src endpoint, limit int64, max int) bool {
-	var cached bool
-	src.conn.Control(func(fd uintptr) {
-		off, err := unix.Seek(int(fd), 0, io.SeekCurrent)
-		if err != nil {
-			return
-		}
-		n := min(src.size-off, int64(max))
-		if limit >= 0 {
-			n = min(n, limit)
-		}
-		cached = n <= 0 || uring.PageCached(int(fd), off, int(n))
-	})
-	return cached
+	if warm != nil {
+		src.pacer = warm
+	}
+	return 0, false, nil
 }
 
 func isOSFile(v any) bool {

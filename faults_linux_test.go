@@ -240,8 +240,9 @@ func startExhausted(t *testing.T, ec engineCase) []check {
 	stallPool(t, e, maxPipes+1, maxPipes)
 
 	// Their sources have data and their destinations read. file -> tcp
-	// takes a pipe on the ring engine (linked chains); the default
-	// engine sends it with sendfile(2).
+	// is sent with sendfile(2) on both engines (on the ring engine its
+	// uncached chunks are read in by the ring first, with warm pipes of
+	// its own, not the pool's).
 	healthy := []struct {
 		name, src string
 		dst       sinkKind
@@ -854,9 +855,8 @@ func TestFaultListener(t *testing.T) {
 		}},
 		{"tcp", func() io.Reader { return quietSource(t, "tcp", []byte("hello")) }},
 		{"unix", func() io.Reader { return quietSource(t, "unix", []byte("hello")) }},
-		// Evicted from the page cache: on the ring engine a linked
-		// chain (SPLICE, POLL_ADD, SPLICE) whose POLL_ADD waits for
-		// POLLOUT; on the default engine sendfile(2).
+		// Evicted from the page cache: sendfile(2) on both engines,
+		// on the ring engine after the ring has read the chunk in.
 		{"file", func() io.Reader { return quietSource(t, "file", randomData(4<<20)) }},
 		{"reader", func() io.Reader { return onlyReader{strings.NewReader("hello")} }},
 	}
@@ -1083,11 +1083,6 @@ func poolExhausted(s Stats) uint64 { return s.PoolExhausted }
 // uid 65534, whose pipe quota (pipe-user-pages-soft) shrinks pipes to
 // one page once it is used up.
 func TestFaultsUnprivileged(t *testing.T) {
-	if os.Getuid() != 0 || os.Getenv("PIPES_TEST_UNPRIVILEGED") != "" {
-		t.Skip("runs as root, to re-run the fault tests as uid 65534")
-	}
-	if testing.Short() {
-		t.Skip("short")
-	}
+	skipUnlessRerunner(t, "the fault tests")
 	runUnprivileged(t, "^TestFault(PoolExhaustion|BlockingFD|UrgentData|ClosedFile)$")
 }

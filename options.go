@@ -28,10 +28,12 @@ const (
 	// "Figures quoted in the code").
 	DefaultIOWQMaxWorkers = 8
 	// DefaultRingMinConcurrency is how many copies from regular files
-	// must run at once before an io_uring engine sends new ones through
-	// the ring; below it a blocked read costs one OS thread per copy,
-	// which is cheaper than the worker hand-offs.
-	DefaultRingMinConcurrency = 16
+	// must run at once before an io_uring engine keeps new ones off the
+	// disk with the ring: a copy that runs alone blocks at most one OS
+	// thread on the disk, and skips the page-cache checks (which would
+	// cost a small cached file a few system calls); any more are
+	// checked, so blocked threads do not grow with the copies.
+	DefaultRingMinConcurrency = 1
 )
 
 // Option configures an Engine built by NewEngine.
@@ -122,15 +124,14 @@ func WithIOWQMaxWorkers(n uint32) Option {
 }
 
 // WithRingMinConcurrency sets how many concurrent copies from regular
-// files (Copy or CopyAsync) make an io_uring engine route new ones through
-// the ring (default 16), where what would block on the disk runs on the
-// capped io-wq workers instead of one OS thread per copy: a copy to a
-// stream socket whose next chunk is not in the page cache runs wholly on
-// the ring as linked SPLICE, POLL_ADD, SPLICE chains (one whose next chunk
-// is cached is sent with sendfile(2), which then does not block); a copy
-// to anything else sends its reads that miss the page cache to the
-// workers (docs/design.md). 0 routes every such copy through the ring; a
-// negative value never does.
+// files (Copy or CopyAsync) make an io_uring engine keep new ones off the
+// disk with the ring (default 1), so that what would block on the disk
+// waits on the capped io-wq workers instead of one OS thread per copy: a
+// copy to a stream socket is sent with sendfile(2), and each chunk not in
+// the page cache is first read in by the ring; a copy to anything else
+// sends its reads that miss the page cache to the workers and splices
+// the rest (docs/design.md). 0 routes every such copy through the ring;
+// a negative value never does.
 func WithRingMinConcurrency(n int) Option {
 	return func(c *config) { c.ringMinConcurrency = n }
 }

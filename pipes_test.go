@@ -44,7 +44,7 @@ func engineCases(t *testing.T) []engineCase {
 }
 
 // newTestEngine returns an engine closed at the end of the test.
-func newTestEngine(t *testing.T, opts ...Option) *Engine {
+func newTestEngine(t testing.TB, opts ...Option) *Engine {
 	t.Helper()
 	e, err := NewEngine(opts...)
 	if err != nil {

@@ -221,7 +221,10 @@ func enginePath(before, after pipes.Stats) string {
 	for _, p := range parts[1:] {
 		s += "+" + p
 	}
-	if ring > 0 {
+	if warmed := after.Warmed - before.Warmed; warmed > 0 {
+		s += fmt.Sprintf(", %d%% of chunks read in by the ring", warmed*100/max(1, warmed+after.Cached-before.Cached))
+	}
+	if ring > 0 || after.Warmed > before.Warmed {
 		if enters := after.Enters - before.Enters; enters > 0 {
 			s += fmt.Sprintf(" (%.0f SQE/enter)", float64(after.SQEs-before.SQEs)/float64(enters))
 		}

@@ -128,3 +128,12 @@ func (sqe *SQE) PrepTimeout(ts *KernelTimespec, count, flags uint32) {
 	sqe.prepRW(IORING_OP_TIMEOUT, -1, uint64(uintptr(unsafe.Pointer(ts))), 1, uint64(count))
 	sqe.OpFlags = flags
 }
+
+// PrepFadvise prepares IORING_OP_FADVISE (5.6), posix_fadvise(2) of the
+// nbytes at off of fd with advice (unix.FADV_*). POSIX_FADV_WILLNEED runs
+// on an io-wq worker and completes once the reads of the range are
+// started, not done. res is 0 or -errno.
+func (sqe *SQE) PrepFadvise(fd int32, off uint64, nbytes uint32, advice uint32) {
+	sqe.prepRW(IORING_OP_FADVISE, fd, 0, nbytes, off)
+	sqe.OpFlags = advice
+}

@@ -1,6 +1,6 @@
 // Package fd is the descriptor layer of package pipes, below the root and
 // package splice: what kind of file a descriptor is (Inspect), pinning a
-// caller's descriptor with a duplicate of our own (Pin, PinFile), whether
+// caller's descriptor with a duplicate of our own (Pin), whether
 // the kernel refuses to splice a pair (Refused), and the one way pipes
 // interrupts a wait blocked on a caller's value: a deadline in the past,
 // cleared afterwards (Deadlines, Waker, Interrupt).

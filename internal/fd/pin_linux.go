@@ -1,7 +1,6 @@
 package fd
 
 import (
-	"io"
 	"os"
 	"syscall"
 
@@ -25,18 +24,4 @@ func Pin(c syscall.RawConn) (fd int, err error) {
 		return -1, cerr
 	}
 	return fd, err
-}
-
-// PinFile duplicates the file behind c (Pin) and reads its offset.
-func PinFile(c syscall.RawConn) (fd int, off int64, err error) {
-	fd, err = Pin(c)
-	if err != nil {
-		return -1, 0, err
-	}
-	off, err = unix.Seek(fd, 0, io.SeekCurrent)
-	if err != nil {
-		unix.Close(fd)
-		return -1, 0, &os.SyscallError{Syscall: "lseek", Err: err}
-	}
-	return fd, off, nil
 }

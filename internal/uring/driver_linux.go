@@ -25,6 +25,14 @@ type Config struct {
 	// Closed is the error submissions fail with once Close has begun
 	// (the engine's ErrClosed).
 	Closed error
+	// Files is the size of the registered-file table that pins the
+	// callers' descriptors; 0, or a kernel that refuses the table, pins
+	// them with duplicates.
+	Files uint32
+	// WarmPipes bounds the pipes, of WarmPipeSize bytes, that Warmers
+	// read chunks into (and a chunk's size); 0: no Warmers.
+	WarmPipes    int
+	WarmPipeSize int
 }
 
 // Driver is an engine's io_uring: one goroutine, locked to its OS thread,
@@ -34,11 +42,14 @@ type Config struct {
 // registered with the ring and read through the Go netpoller, so no thread
 // is parked per copy and none spins.
 //
-// Two kinds of copy use the ring (copy_linux.go), both only from a
-// regular file: to a stream socket, a copy runs wholly on io-wq workers
-// as linked chains (SPLICE file -> pipe, POLL_ADD, SPLICE pipe -> socket);
-// to anything else, reads that miss the page cache go through the ring
-// and the pipe is drained with splice(2) on the netpoller.
+// Two kinds of copy use the ring, both only from a regular file and only
+// for what is not in the page cache: a sendfile(2) or splice(2) copy whose
+// Warmer has the ring read each uncached chunk in before the copy reads
+// it (warm_linux.go), and CopyReads, whose reads that miss the page cache
+// go through the ring into a pipe drained with splice(2) on the netpoller
+// (copy_linux.go). The callers' descriptors are named in SQEs through
+// pins (files_linux.go). POLL_ADD is there for chains that wait for
+// readiness (the driver's tests use it to hold a chain in flight).
 type Driver struct {
 	r      *ring.Ring
 	st     *Counters
@@ -46,6 +57,11 @@ type Driver struct {
 	closed error
 	efd    *os.File // eventfd, O_NONBLOCK: read through the netpoller
 	sqPoll bool
+	files  files // the registered-file table
+
+	warmPipes *splice.Pool // nil: no Warmers
+	warmChunk int          // the warm pipes' size
+	devNull   int          // the sink of the warm chains, or -1
 
 	mu      sync.Mutex
 	pending []*chain // to submit
@@ -79,16 +95,20 @@ const (
 	done                      // every op has its CQE, and the done token is sent
 )
 
-// op is one SQE of a chain: IORING_OP_SPLICE or IORING_OP_POLL_ADD.
+// op is one SQE of a chain: IORING_OP_SPLICE, IORING_OP_POLL_ADD or
+// IORING_OP_FADVISE.
 type op struct {
 	id     uint64
 	opcode uint8
-	fd     int32 // SPLICE: fd_out; POLL_ADD: the polled fd
-	fdIn   int32 // SPLICE
-	offIn  int64 // SPLICE: offset in fdIn, -1 for a pipe or socket
+	fd     fileRef // SPLICE: fd_out; POLL_ADD: the polled fd; FADVISE: the file
+	fdIn   fileRef // SPLICE
+	offIn  int64   // SPLICE: offset in fdIn, -1 for a pipe or socket; FADVISE: offset
 	nbytes uint32
-	events uint32 // POLL_ADD
-	chain  *chain
+	events uint32 // POLL_ADD: the events; FADVISE: the advice
+	// unlinked: the next op does not wait for this one (it starts a
+	// new link of the chain, issued at once).
+	unlinked bool
+	chain    *chain
 
 	// Set by the loop; read by the copy once the chain is done.
 	res      int32
@@ -96,7 +116,7 @@ type op struct {
 }
 
 // chain is a sequence of ops submitted together, each linked to the
-// next: with IOSQE_IO_HARDLINK an op starts when the one before it has
+// next unless marked unlinked: with IOSQE_IO_HARDLINK an op starts when the one before it has
 // completed, whatever its result; with IOSQE_IO_LINK only when it succeeded
 // in full (a failure or a short SPLICE completes the rest with
 // -ECANCELED). A chain of one op is a plain request. The copy that owns it
@@ -156,7 +176,7 @@ func New(cfg Config, st *Counters) (*Driver, error) {
 	}
 	d := &Driver{
 		r: r, st: st, pool: cfg.Pool, closed: cfg.Closed, sqPoll: cfg.SQPoll,
-		wake: make(chan struct{}, 1), cqWake: make(chan struct{}, 1),
+		devNull: -1, wake: make(chan struct{}, 1), cqWake: make(chan struct{}, 1),
 	}
 	if err := d.init(cfg); err != nil {
 		r.Close()
@@ -209,12 +229,15 @@ func (d *Driver) init(cfg Config) error {
 			return err
 		}
 	}
+	d.files.init(d.r, cfg.Files)
+	d.initWarm(cfg)
 	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
 		return fmt.Errorf("eventfd: %w", err)
 	}
 	if err := d.r.RegisterEventfd(efd); err != nil {
 		unix.Close(efd)
+		d.closeWarm()
 		return err
 	}
 	d.efd = os.NewFile(uintptr(efd), "pipes-ring-eventfd")
@@ -233,6 +256,7 @@ func (d *Driver) Close() error {
 	d.poke()
 	d.efd.Close() // ends readEventfd
 	d.loopWG.Wait()
+	d.closeWarm()
 	return d.r.Close()
 }
 
@@ -343,12 +367,21 @@ func (d *Driver) prepChain(l *loopState, c *chain) {
 		sqe := d.getSQE(l)
 		switch o.opcode {
 		case ring.IORING_OP_SPLICE:
-			sqe.PrepSplice(o.fdIn, o.offIn, o.fd, -1, o.nbytes, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+			flags := uint32(unix.SPLICE_F_MOVE | unix.SPLICE_F_NONBLOCK)
+			if o.fdIn.fixed {
+				flags |= ring.SPLICE_F_FD_IN_FIXED
+			}
+			sqe.PrepSplice(o.fdIn.n, o.offIn, o.fd.n, -1, o.nbytes, flags)
 		case ring.IORING_OP_POLL_ADD:
-			sqe.PrepPollAdd(o.fd, o.events)
+			sqe.PrepPollAdd(o.fd.n, o.events)
+		case ring.IORING_OP_FADVISE:
+			sqe.PrepFadvise(o.fd.n, uint64(o.offIn), o.nbytes, o.events)
+		}
+		if o.fd.fixed {
+			sqe.Flags |= ring.IOSQE_FIXED_FILE
 		}
 		switch {
-		case i == len(c.ops)-1:
+		case i == len(c.ops)-1, o.unlinked:
 		case c.hardlink:
 			sqe.Flags |= ring.IOSQE_IO_HARDLINK
 		default:
@@ -463,6 +496,9 @@ func (d *Driver) reap(l *loopState) {
 			}
 			break
 		}
+		// Counted before the copies they complete are woken, so a copy
+		// never sees its chain done and its CQEs uncounted.
+		d.st.CQEs.Add(uint64(n))
 		for _, cqe := range l.cqes[:n] {
 			if cqe.UserData&cancelTag != 0 {
 				retry = d.reapCancel(l, cqe) || retry
@@ -471,7 +507,6 @@ func (d *Driver) reap(l *loopState) {
 			}
 		}
 		d.r.CQAdvance(uint32(n))
-		d.st.CQEs.Add(uint64(n))
 	}
 	if retry {
 		d.poke()
@@ -551,24 +586,30 @@ func (d *Driver) cancelChain(c *chain) {
 	d.poke()
 }
 
-// prepSplice fills o as a SPLICE of up to n bytes from fdIn at offIn
-// (-1: a pipe or socket) to fdOut.
-func (o *op) prepSplice(fdIn int, offIn int64, fdOut int, n int) {
-	o.opcode, o.fdIn, o.offIn, o.fd, o.nbytes = ring.IORING_OP_SPLICE, int32(fdIn), offIn, int32(fdOut), uint32(n)
+// prepSplice fills o as a SPLICE of up to n bytes from in at offIn (-1:
+// a pipe or socket) to out.
+func (o *op) prepSplice(in fileRef, offIn int64, out fileRef, n int) {
+	o.opcode, o.fdIn, o.offIn, o.fd, o.nbytes = ring.IORING_OP_SPLICE, in, offIn, out, uint32(n)
 }
 
-// prepPoll fills o as a one-shot POLL_ADD of fd for events.
-func (o *op) prepPoll(fd int, events uint32) {
-	o.opcode, o.fd, o.events = ring.IORING_OP_POLL_ADD, int32(fd), events
+// prepWillNeed fills o as a FADVISE(POSIX_FADV_WILLNEED) of the n bytes
+// at off of f: it starts reading them in and completes without waiting.
+func (o *op) prepWillNeed(f fileRef, off int64, n int) {
+	o.opcode, o.fd, o.offIn, o.nbytes, o.events = ring.IORING_OP_FADVISE, f, off, uint32(n), unix.FADV_WILLNEED
+}
+
+// prepPoll fills o as a one-shot POLL_ADD of f for events.
+func (o *op) prepPoll(f fileRef, events uint32) {
+	o.opcode, o.fd, o.events = ring.IORING_OP_POLL_ADD, f, events
 }
 
 // spliceIn reads up to n bytes of the file fdIn at off into the pipe fdOut
 // through the ring. It returns the CQE's result (bytes, or -errno). When
 // ctx is done first it cancels the op, still waits for its completion (the
 // pipe and fd must outlive it), and returns ctx's error with the result.
-func (d *Driver) spliceIn(ctx context.Context, c *chain, fdIn int, off int64, fdOut int, n int) (int32, error) {
+func (d *Driver) spliceIn(ctx context.Context, c *chain, in fileRef, off int64, fdOut int, n int) (int32, error) {
 	c.reset(1)
-	c.ops[0].prepSplice(fdIn, off, fdOut, n)
+	c.ops[0].prepSplice(in, off, plain(fdOut), n)
 	if err := d.submitChain(c); err != nil {
 		return 0, err
 	}

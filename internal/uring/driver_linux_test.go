@@ -21,11 +21,17 @@ var errTestClosed = errors.New("test: driver closed")
 // newTestDriver sets up a driver with a pool of two 64 KiB pipes, or
 // skips where the kernel refuses io_uring.
 func newTestDriver(t *testing.T) (*Driver, *Counters) {
+	return newTestDriverWith(t, 2, 0)
+}
+
+// newTestDriverWith is newTestDriver with pipes pool pipes and a
+// registered-file table of files slots.
+func newTestDriverWith(t *testing.T, pipes int, files uint32) (*Driver, *Counters) {
 	t.Helper()
 	fdtest.Check(t)
-	pool := splice.NewPool(64<<10, 2)
+	pool := splice.NewPool(64<<10, pipes)
 	st := new(Counters)
-	d, err := New(Config{Entries: 8, IOWQMaxWorkers: 2, Pool: pool, Closed: errTestClosed}, st)
+	d, err := New(Config{Entries: 8, IOWQMaxWorkers: 2, Pool: pool, Closed: errTestClosed, Files: files}, st)
 	if err != nil {
 		pool.Close()
 		t.Skipf("io_uring refused: %v", err)
@@ -62,8 +68,8 @@ func TestChainCompletes(t *testing.T) {
 	var c chain
 	c.reset(2)
 	c.hardlink = true
-	c.ops[0].prepPoll(int(r.Fd()), unix.POLLIN)
-	c.ops[1].prepSplice(int(r.Fd()), -1, int(w2.Fd()), 64)
+	c.ops[0].prepPoll(plain(int(r.Fd())), unix.POLLIN)
+	c.ops[1].prepSplice(plain(int(r.Fd())), -1, plain(int(w2.Fd())), 64)
 	if err := d.submitChain(&c); err != nil {
 		t.Fatal(err)
 	}
@@ -93,8 +99,8 @@ func TestChainCancel(t *testing.T) {
 	var c chain
 	c.reset(2)
 	c.hardlink = true
-	c.ops[0].prepPoll(int(r.Fd()), unix.POLLIN)
-	c.ops[1].prepSplice(int(r.Fd()), -1, int(w2.Fd()), 64)
+	c.ops[0].prepPoll(plain(int(r.Fd())), unix.POLLIN)
+	c.ops[1].prepSplice(plain(int(r.Fd())), -1, plain(int(w2.Fd())), 64)
 	if err := d.submitChain(&c); err != nil {
 		t.Fatal(err)
 	}

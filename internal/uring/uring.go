@@ -1,8 +1,10 @@
 // Package uring is the io_uring driver of package pipes: one goroutine per
 // ring, locked to its OS thread, that batches the chains of operations
 // copies hand it into io_uring_enter calls, reaps their completions and
-// cancels them; and the two copy mechanisms that run on it (linked
-// chains to a socket, reads into a pipe drained with splice(2)).
+// cancels them; the registered-file table that pins the callers'
+// descriptors; and the two mechanisms that run on it (a Warmer that
+// reads a sendfile copy's uncached chunks into the page cache, and
+// CopyReads, reads into a pipe drained with splice(2)).
 //
 // It holds no policy: which copy goes to the ring is package pipes'
 // decision (engine_linux.go). It stands on package ring (the ABI) and
@@ -20,5 +22,6 @@ type Counters struct {
 	SQEs        atomic.Uint64 // SQEs submitted
 	Enters      atomic.Uint64 // io_uring_enter calls made to submit them
 	CQEs        atomic.Uint64 // completions reaped
-	CachedReads atomic.Uint64 // reads of ring copies served by splice(2) from the page cache
+	CachedReads atomic.Uint64 // chunks of ring copies and Warmers found in the page cache
+	Warms       atomic.Uint64 // chunks Warmers had the ring read into the page cache
 }

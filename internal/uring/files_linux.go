@@ -1,0 +1,162 @@
+package uring
+
+import (
+	"errors"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pipes-go/pipes/internal/fd"
+	"github.com/pipes-go/pipes/ring"
+)
+
+// fileRef is a descriptor as an SQE names it: a slot of the ring's
+// registered-file table (fixed) or a number. A caller's descriptor is
+// named only through a pin, held for as long as a copy's chains may name
+// it, whatever the caller does with its own number meanwhile: io-wq
+// resolves an SQE's file when the work runs (a link when the op before it
+// completes), so an SQE never carries the caller's number. A pin is a
+// slot into which the kernel took its own reference to the file, or a
+// duplicate descriptor (F_DUPFD_CLOEXEC) where the table is full or the
+// kernel has none. The driver's own pipes are named by number.
+type fileRef struct {
+	n     int32 // the slot, or the descriptor's number
+	fixed bool
+}
+
+// plain names the driver's own descriptor fd.
+func plain(fd int) fileRef { return fileRef{n: int32(fd)} }
+
+// files is the ring's table of registered files: a sparse table of slots
+// (IORING_REGISTER_FILES2 with IORING_RSRC_REGISTER_SPARSE, 5.19; or
+// IORING_REGISTER_FILES of empty slots, 5.5), lent to copies to pin their
+// descriptors without growing the process's descriptor table. Growing
+// that table under many duplicates made fcntl(F_DUPFD) wait in
+// synchronize_rcu, one blocked OS thread per waiting copy.
+//
+// Invariant: a slot is on free only while no SQE prepared since it was
+// last filled can still be issued, that is after the last CQE of every
+// chain that named it (unpin runs after the copy's chains are done, also
+// after a cancel, since a cancelled chain is waited for).
+type files struct {
+	mu   sync.Mutex
+	free []int32 // nil and never filled when the kernel refused a table
+}
+
+// init registers a table of n empty slots on r. Where the kernel refuses
+// one (an old kernel, n above RLIMIT_NOFILE), the table stays empty and
+// every pin is a duplicate.
+func (f *files) init(r *ring.Ring, n uint32) {
+	if n == 0 || r.RegisterFilesSparse(n) != nil {
+		return
+	}
+	f.free = make([]int32, n)
+	for i := range f.free {
+		f.free[i] = int32(len(f.free) - 1 - i) // slot 0 first
+	}
+}
+
+// take returns a free slot, or false when none is.
+func (f *files) take() (int32, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := len(f.free)
+	if n == 0 {
+		return 0, false
+	}
+	s := f.free[n-1]
+	f.free = f.free[:n-1]
+	return s, true
+}
+
+// give puts back a slot that is empty and named by no SQE that can still
+// be issued.
+func (f *files) give(s int32) {
+	f.mu.Lock()
+	f.free = append(f.free, s)
+	f.mu.Unlock()
+}
+
+// pin pins the descriptor behind c: into a free slot of the registered
+// table (IORING_REGISTER_FILES_UPDATE under c.Control, so the number is
+// the caller's file when the kernel takes its reference), else as a
+// duplicate (fd.Pin). The caller unpins it once the last CQE of every
+// chain naming it has been reaped.
+func (d *Driver) pin(c syscall.RawConn) (fileRef, error) {
+	s, ok := d.files.take()
+	if !ok {
+		n, err := fd.Pin(c)
+		return fileRef{n: int32(n)}, err
+	}
+	var uerr error
+	cerr := c.Control(func(sysfd uintptr) {
+		_, uerr = d.r.RegisterFilesUpdate(uint32(s), []int32{int32(sysfd)})
+	})
+	if cerr != nil || uerr != nil {
+		d.files.give(s) // left empty: the update failed or never ran
+		if cerr != nil {
+			return fileRef{}, cerr
+		}
+		if errors.Is(uerr, unix.EBADF) {
+			return fileRef{}, &os.SyscallError{Syscall: "io_uring_register", Err: unix.EBADF}
+		}
+		n, err := fd.Pin(c) // the table refused this file: a duplicate
+		return fileRef{n: int32(n)}, err
+	}
+	return fileRef{n: s, fixed: true}, nil
+}
+
+// unpin releases p: it empties its slot and gives the slot back, or
+// closes the duplicate. Requests still holding the file keep their own
+// reference; by the rule of pin none can still resolve the slot. A slot
+// the kernel would not empty is not reused.
+func (d *Driver) unpin(p fileRef) {
+	if !p.fixed {
+		unix.Close(int(p.n))
+		return
+	}
+	if _, err := d.r.RegisterFilesUpdate(uint32(p.n), []int32{-1}); err == nil {
+		d.files.give(p.n)
+	}
+}
+
+// pinFile pins the file behind c (pin) and reads its offset, under c's
+// reference to the caller's descriptor.
+func (d *Driver) pinFile(c syscall.RawConn) (fileRef, int64, error) {
+	off, err := fileOffset(c)
+	if err != nil {
+		return fileRef{}, 0, err
+	}
+	p, err := d.pin(c)
+	return p, off, err
+}
+
+// fileOffset reads the offset of the caller's file behind c.
+func fileOffset(c syscall.RawConn) (off int64, err error) {
+	cerr := c.Control(func(sysfd uintptr) {
+		off, err = unix.Seek(int(sysfd), 0, io.SeekCurrent)
+		if err != nil {
+			err = &os.SyscallError{Syscall: "lseek", Err: err}
+		}
+	})
+	if cerr != nil {
+		return 0, cerr
+	}
+	return off, err
+}
+
+// setFileOffset leaves the caller's file behind c at off (SQEs read at
+// explicit offsets and never move it). A file the caller has closed
+// meanwhile has no offset left to set: that is not an error here.
+func setFileOffset(c syscall.RawConn, off int64) error {
+	var err error
+	c.Control(func(sysfd uintptr) {
+		if _, serr := unix.Seek(int(sysfd), off, io.SeekStart); serr != nil {
+			err = &os.SyscallError{Syscall: "lseek", Err: serr}
+		}
+	})
+	return err
+}
