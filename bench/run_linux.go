@@ -261,6 +261,9 @@ func newHeader(cfg *config, m *meter, set *strategySet) header {
 	if cfg.iowqWorkers > 0 {
 		parts = append(parts, fmt.Sprintf("engines: io-wq workers %d", cfg.iowqWorkers))
 	}
+	if cfg.ringMin >= -1 {
+		parts = append(parts, fmt.Sprintf("engines: ring min concurrency %d", cfg.ringMin))
+	}
 	if cfg.maxPipes > 0 {
 		parts = append(parts, fmt.Sprintf("engines: max pipes %d", cfg.maxPipes))
 	}

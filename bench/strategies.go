@@ -272,5 +272,8 @@ func (cfg *config) engineOptions() []pipes.Option {
 	if cfg.maxPipes > 0 {
 		opts = append(opts, pipes.WithMaxPipes(cfg.maxPipes))
 	}
+	if cfg.ringMin >= -1 {
+		opts = append(opts, pipes.WithRingMinConcurrency(cfg.ringMin))
+	}
 	return opts
 }

@@ -157,12 +157,15 @@ func (r *readsCopy) drain(m int) error {
 func PageCached(fd int, off int64, n int) bool {
 	var b [1]byte
 	iov := [][]byte{b[:]}
-	for _, o := range [2]int64{off, off + int64(n) - 1} {
-		if _, err := unix.Preadv2(fd, iov, o, unix.RWF_NOWAIT); err != nil {
-			return false
-		}
+	if _, err := unix.Preadv2(fd, iov, off, unix.RWF_NOWAIT); err != nil {
+		return false
 	}
-	return true
+	last := off + int64(n) - 1
+	if page := int64(os.Getpagesize()); last/page == off/page {
+		return true // one page: one probe
+	}
+	_, err := unix.Preadv2(fd, iov, last, unix.RWF_NOWAIT)
+	return err == nil
 }
 
 // spliceCached splices up to n bytes at off of the caller's file behind

@@ -2,6 +2,7 @@ package uring
 
 import (
 	"context"
+	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -53,9 +54,10 @@ const (
 
 // NewWarmer returns a Warmer for a copy from the file src, which starts
 // at the file's offset; nil, with no error, where the driver cannot warm
-// (it could not open /dev/null).
+// (it could not open /dev/null) or has nothing to warm: a small file
+// wholly in the page cache (smallCached).
 func (d *Driver) NewWarmer(src File) (*Warmer, error) {
-	if d.warmPipes == nil {
+	if d.warmPipes == nil || smallCached(src) {
 		return nil, nil
 	}
 	off, err := fileOffset(src.Conn)
@@ -204,4 +206,27 @@ func (d *Driver) closeWarm() {
 		d.warmPipes.Close()
 		unix.Close(d.devNull)
 	}
+}
+
+// smallCached reports whether src is a file of at most cachedChunk bytes
+// all of whose pages are in the page cache, by one cachestat(2) (Linux
+// 6.5) over the whole file, which needs no offset. A copy of it has
+// nothing to warm, so it costs one system call where the Warmer's first
+// chunk would cost three (lseek, and a probe at both ends). false where
+// the kernel cannot tell (ENOSYS, a file system without a page cache):
+// the Warmer then probes chunk by chunk.
+func smallCached(src File) bool {
+	if src.Size <= 0 || src.Size > cachedChunk {
+		return false
+	}
+	cached := false
+	src.Conn.Control(func(sysfd uintptr) {
+		var st unix.Cachestat_t
+		r := unix.CachestatRange{Off: 0, Len: uint64(src.Size)}
+		if unix.Cachestat(uint(sysfd), &r, &st, 0) == nil {
+			page := uint64(os.Getpagesize())
+			cached = st.Cache >= (uint64(src.Size)+page-1)/page
+		}
+	})
+	return cached
 }
