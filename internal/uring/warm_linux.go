@@ -57,7 +57,11 @@ const (
 // (it could not open /dev/null) or has nothing to warm: a small file
 // wholly in the page cache (smallCached).
 func (d *Driver) NewWarmer(src File) (*Warmer, error) {
-	if d.warmPipes == nil || smallCached(src) {
+	if d.warmPipes == nil {
+		return nil, nil
+	}
+	if smallCached(src) {
+		d.st.CachedReads.Add(1) // its one chunk, found in the page cache
 		return nil, nil
 	}
 	off, err := fileOffset(src.Conn)
