@@ -10,7 +10,6 @@ import (
 
 // TestSmallCached: a small file wholly in the page cache needs no Warmer;
 // one with a page out of it, an empty one and one over cachedChunk do.
-// PageCached probes both ends of a range, once where it is one page.
 func TestSmallCached(t *testing.T) {
 	page := os.Getpagesize()
 	for _, c := range []struct {
@@ -36,27 +35,5 @@ func TestSmallCached(t *testing.T) {
 				t.Errorf("smallCached = %v; want %v", got, c.cached)
 			}
 		})
-	}
-	// PageCached: a range whose last page is cold is not cached, unless it
-	// is within the first page.
-	f := testFile(t, make([]byte, 4*page))
-	unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_RANDOM) // no readahead
-	f.ReadAt(make([]byte, page), 0)                   // the first page only
-	if PageCached(int(f.Fd()), 3*int64(page), page) {
-		t.Skip("the page cache cannot be dropped here (tmpfs?), or it read ahead")
-	}
-	for _, c := range []struct {
-		off, n int
-		want   bool
-	}{
-		{0, page, true},
-		{0, 10, true},
-		{0, page + 1, false},
-		{0, 4 * page, false},
-		{2 * page, page, false},
-	} {
-		if got := PageCached(int(f.Fd()), int64(c.off), c.n); got != c.want {
-			t.Errorf("PageCached(off %d, n %d) = %v; want %v", c.off, c.n, got, c.want)
-		}
 	}
 }
