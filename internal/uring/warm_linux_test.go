@@ -2,16 +2,12 @@ package uring
 
 import (
 	"io"
-	"os"
 	"testing"
-
-	"golang.org/x/sys/unix"
 )
 
 // TestSmallCached: a small file wholly in the page cache needs no Warmer;
 // one with a page out of it, an empty one and one over cachedChunk do.
 func TestSmallCached(t *testing.T) {
-	page := os.Getpagesize()
 	for _, c := range []struct {
 		name   string
 		size   int
