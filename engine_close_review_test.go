@@ -4,6 +4,7 @@ package pipes
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -77,7 +78,7 @@ func closeRaceCases() []closeRaceCase {
 }
 
 // TestReviewCloseRacesSyncCopies closes an engine at a random moment
-// while many sync Copies move a known stream between sockets and pipes,
+// while many sync Copies (and CopyContext on a ctx that cannot end) move a known stream between sockets and pipes,
 // their destinations read slowly. Close must return; each Copy ends with
 // nil or an error wrapping ErrClosed; every byte read from a source
 // either reached the destination (and is counted), is still in the
@@ -105,13 +106,14 @@ func TestReviewCloseRacesSyncCopies(t *testing.T) {
 			peerDone   chan struct{}
 			copyDone   chan struct{}
 			feedClosed chan struct{}
+			viaContext bool
 		}
 		var runs []*run
 		for _, tc := range closeRaceCases() {
 			for i := 0; i < 3; i++ {
 				src, dst, feedW, peer, closeAll := tc.pair(t)
 				r := &run{name: tc.name, src: src, dst: dst, feed: feedW, peer: peer, closeAll: closeAll,
-					data: randomData(total), peerDone: make(chan struct{}), copyDone: make(chan struct{}), feedClosed: make(chan struct{})}
+					viaContext: i == 1, data: randomData(total), peerDone: make(chan struct{}), copyDone: make(chan struct{}), feedClosed: make(chan struct{})}
 				runs = append(runs, r)
 			}
 		}
@@ -138,7 +140,12 @@ func TestReviewCloseRacesSyncCopies(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				defer close(r.copyDone)
-				r.n, r.err = e.Copy(r.dst, r.src)
+				if r.viaContext {
+					// A ctx that cannot end: the engine's lifetime too.
+					r.n, r.err = e.CopyContext(context.Background(), r.dst, r.src)
+				} else {
+					r.n, r.err = e.Copy(r.dst, r.src)
+				}
 			}()
 		}
 		time.Sleep(time.Duration(rand.IntN(30)) * time.Millisecond)
