@@ -463,6 +463,9 @@ func (d *Driver) reap(l *loopState) {
 			}
 			break
 		}
+		// Counted before any chain of the batch finishes: a copy that
+		// sees its chain done sees its CQEs counted.
+		d.st.CQEs.Add(uint64(n))
 		for _, cqe := range l.cqes[:n] {
 			if cqe.UserData&cancelTag != 0 {
 				retry = d.reapCancel(l, cqe) || retry
@@ -471,7 +474,6 @@ func (d *Driver) reap(l *loopState) {
 			}
 		}
 		d.r.CQAdvance(uint32(n))
-		d.st.CQEs.Add(uint64(n))
 	}
 	if retry {
 		d.poke()
