@@ -347,10 +347,12 @@ func interruptOnDone(ctx context.Context, dst io.Writer, src io.Reader) (stop fu
 
 // lifetime ends the waits of a copy on its caller's values (deadlines
 // in the past, cleared after: internal/fd) when the copy's context ends.
-// A copy on the engine's own context (Copy) is woken by Close through
-// copies, the engine's fd.Group; any other arms an fd.Interrupt on its
-// context. The Group costs a sync Copy one lock where a
-// context.AfterFunc would cost two and three allocations.
+// A copy on the engine's own context (Copy, and CopyContext with a
+// context that cannot end) is woken by Close through copies, the
+// engine's fd.Group; any other arms an fd.Interrupt on its context. The
+// Group costs such a copy one allocation and the engine-wide lock twice,
+// where context.AfterFunc on the engine's context would cost three
+// allocations and that context's lock twice.
 type lifetime struct {
 	ctx    context.Context // the engine's: cancelled by Close
 	copies fd.Group        // Close wakes them after cancelling ctx

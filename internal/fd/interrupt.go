@@ -132,8 +132,11 @@ func OnDone(ctx context.Context, dst, src any) (stop func()) {
 // A Group interrupts the waits of its members all at once, when it is
 // closed: the engine's interruption of the copies that run for its own
 // lifetime (Engine.Copy), which then need no context.AfterFunc each.
-// Joining and leaving cost one uncontended lock; a member is woken at
-// most once, and its deadlines are cleared when it leaves if it was.
+// Joining and leaving take the Group's one lock (shared by every member,
+// as a context's is by its AfterFuncs); a member is woken at most once,
+// and its deadlines are cleared when it leaves if it was. Close sets the
+// members' deadlines under that lock: a deadline setter that blocks
+// delays every Join and Leave until it returns.
 // The zero Group is open and empty.
 type Group struct {
 	mu     sync.Mutex

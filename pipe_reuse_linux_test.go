@@ -13,12 +13,12 @@ import (
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
-// TestReviewDirtyPipeNotReused: a tcp -> tcp copy fills the intermediate
+// TestDirtyPipeNotReused: a tcp -> tcp copy fills the intermediate
 // pipe of a one-pipe pool and stalls on a destination that does not
 // read; then its drain fails (the peer resets, the caller closes dst, or
 // ctx ends) with bytes still in the pipe. The next copy on the engine
 // must not deliver a single one of those bytes.
-func TestReviewDirtyPipeNotReused(t *testing.T) {
+func TestDirtyPipeNotReused(t *testing.T) {
 	fdtest.Check(t)
 	hows := []struct {
 		name string

@@ -14,11 +14,11 @@ import (
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
-// TestReviewFanOutLimitedCancel: cancelling ctx ends a FanOut whose
+// TestFanOutLimitedCancel: cancelling ctx ends a FanOut whose
 // source is an *io.LimitedReader around an idle socket, on the kernel
 // path as on the userspace one: the read of the source is interrupted
 // through the reader it wraps, as it is without the wrapper.
-func TestReviewFanOutLimitedCancel(t *testing.T) {
+func TestFanOutLimitedCancel(t *testing.T) {
 	fdtest.Check(t)
 	e := newTestEngine(t)
 	for _, dstKind := range []string{"unix", "reader"} {
@@ -60,13 +60,13 @@ func TestReviewFanOutLimitedCancel(t *testing.T) {
 	}
 }
 
-// TestReviewCopierChurn: while a stream flows through a Copier to a
+// TestCopierChurn: while a stream flows through a Copier to a
 // writer that stays, writers join at random moments and some leave
 // (their reader closes after a random count). Each writer receives one
 // contiguous run of the stream: a joiner from some offset on, to the end
 // if it stays; a leaver exactly what its reader took. The one that stays
 // receives every byte.
-func TestReviewCopierChurn(t *testing.T) {
+func TestCopierChurn(t *testing.T) {
 	fdtest.Check(t)
 	data := copierData(6<<20 + 3)
 	for _, fan := range copierFans {

@@ -15,12 +15,12 @@ import (
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
-// TestReviewFailedDrainPipe: a file -> tcp copy through a one-pipe pool
+// TestFailedDrainPipe: a file -> tcp copy through a one-pipe pool
 // fails mid-drain (the peer stops reading, then resets) with bytes in the
 // pipe. The file's offset is left just after the bytes that reached dst
 // (those in the pipe are seeked back over), the pipe is not pooled with
 // them, and the next copy through the pool delivers its own bytes only.
-func TestReviewFailedDrainPipe(t *testing.T) {
+func TestFailedDrainPipe(t *testing.T) {
 	fdtest.Check(t)
 	pool := NewPool(64<<10, 1)
 	defer pool.Close()

@@ -77,14 +77,14 @@ func closeRaceCases() []closeRaceCase {
 	}
 }
 
-// TestReviewCloseRacesSyncCopies closes an engine at a random moment
+// TestCloseRacesSyncCopies closes an engine at a random moment
 // while many sync Copies (and CopyContext on a ctx that cannot end) move a known stream between sockets and pipes,
 // their destinations read slowly. Close must return; each Copy ends with
 // nil or an error wrapping ErrClosed; every byte read from a source
 // either reached the destination (and is counted), is still in the
 // source, or is reported lost in the error, in order; and after Close the
 // caller's values carry no deadline: they read and write again.
-func TestReviewCloseRacesSyncCopies(t *testing.T) {
+func TestCloseRacesSyncCopies(t *testing.T) {
 	fdtest.Check(t)
 	const total = 1 << 20
 	for round := 0; round < 4; round++ {

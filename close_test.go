@@ -9,11 +9,11 @@ import (
 	"time"
 )
 
-// TestReviewCloseSyncCopyValues: Close ends a sync Copy waiting on values
+// TestCloseSyncCopyValues: Close ends a sync Copy waiting on values
 // with deadlines and no descriptor (net.Pipe: the userspace path), with
 // an error wrapping ErrClosed, and leaves no deadline on them: both read
 // and write again once the copy has returned.
-func TestReviewCloseSyncCopyValues(t *testing.T) {
+func TestCloseSyncCopyValues(t *testing.T) {
 	for _, wait := range []string{"src idle", "dst full"} {
 		t.Run(wait, func(t *testing.T) {
 			e, err := NewEngine()
