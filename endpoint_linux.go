@@ -79,19 +79,15 @@ func fdEndpoint(v any, write bool) (endpoint, bool) {
 			return endpoint{}, false
 		}
 		return x.endpoint()
-	case *net.TCPConn:
-		if x == nil {
+	case *net.TCPConn, *net.UnixConn:
+		if e, ok := goStreamSocket(v); ok {
+			return e, true
+		}
+		if x, ok := v.(*net.UnixConn); ok && x != nil {
+			sc = x // a datagram or seqpacket socket: classify says
+		} else {
 			return endpoint{}, false
 		}
-		return knownEndpoint(x, fd.NonblockSocket)
-	case *net.UnixConn:
-		if x == nil {
-			return endpoint{}, false
-		}
-		if a := x.LocalAddr(); a != nil && a.Network() == "unix" {
-			return knownEndpoint(x, fd.NonblockSocket)
-		}
-		sc = x
 	case *os.File:
 		if x == nil {
 			return endpoint{}, false
@@ -107,6 +103,26 @@ func fdEndpoint(v any, write bool) (endpoint, bool) {
 		return endpoint{}, false
 	}
 	return classify(rc, write)
+}
+
+// goStreamSocket is the endpoint of v if it is one of Go's stream
+// sockets, known without a system call: a non-nil *net.TCPConn, or a
+// *net.UnixConn of network "unix" (SOCK_STREAM).
+func goStreamSocket(v any) (endpoint, bool) {
+	switch x := v.(type) {
+	case *net.TCPConn:
+		if x != nil {
+			return knownEndpoint(x, fd.NonblockSocket)
+		}
+	case *net.UnixConn:
+		if x == nil {
+			break
+		}
+		if a := x.LocalAddr(); a != nil && a.Network() == "unix" {
+			return knownEndpoint(x, fd.NonblockSocket)
+		}
+	}
+	return endpoint{}, false
 }
 
 // knownEndpoint is the endpoint of a Go descriptor whose Info Go fixes:

@@ -133,6 +133,9 @@ func (s *sysEngine) poolStats(st *Stats) {
 // then copies in userspace. w and r are the caller's values; dst and src
 // their endpoints.
 func (s *sysEngine) copyFD(ctx context.Context, life *lifetime, w io.Writer, r io.Reader, limit int64, m *meter, pacer *Limiter) (int64, fallback, error) {
+	if n, done, err := s.sendfileFirst(ctx, life, w, r, limit, m, pacer); done {
+		return n, inKernel, err
+	}
 	dst, src, why, err := s.endpoints(ctx, w, r, m, pacer)
 	if why != inKernel || err != nil {
 		return 0, why, err
@@ -152,6 +155,52 @@ func (s *sysEngine) copyFD(ctx context.Context, life *lifetime, w io.Writer, r i
 		}
 	}
 	return s.spliceCopy(ctx, life, w, r, dst, src, limit)
+}
+
+// sendfileFirst sends an *os.File to one of Go's stream sockets with
+// sendfile(2) before it classifies the file, as io.Copy does: the kernel
+// sends only from a file it can read pages of (a regular file, a block
+// device, some character devices) and refuses anything else (EINVAL)
+// with nothing sent, so the copy of a regular file, the usual *os.File
+// source, skips the fstat(2) that classifying it costs (see
+// docs/benchmarks.md, "Per-copy cost"). It is not tried where the ring
+// may take the copy (more than RingMinConcurrency file copies running):
+// that choice needs the file's kind and size. done is false, with
+// nothing sent, where sendfile failed or was refused before its first
+// byte: the caller then classifies and copies as if it had not been
+// tried, and meets any such condition again itself.
+func (s *sysEngine) sendfileFirst(ctx context.Context, life *lifetime, w io.Writer, r io.Reader, limit int64, m *meter, pacer *Limiter) (n int64, done bool, err error) {
+	f, ok := r.(*os.File)
+	if !ok || f == nil {
+		return 0, false, nil
+	}
+	dst, ok := goStreamSocket(w)
+	if !ok {
+		return 0, false, nil
+	}
+	if s.ring != nil && pacer == nil {
+		running := s.fileCopies.Add(1)
+		defer s.fileCopies.Add(-1)
+		if min := s.cfg.ringMinConcurrency; min >= 0 && running > int64(min) {
+			return 0, false, nil
+		}
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, false, nil
+	}
+	dst.meter = m
+	src := splice.End{Conn: rc} // Info unknown: Sendfile needs none of src
+	if pacer != nil {
+		src.Pacer = pacer
+	}
+	defer life.interrupt(ctx, w, r).stop()
+	n, handled, err := splice.Sendfile(ctx, dst.end(), src, limit)
+	if !handled || n == 0 && err != nil {
+		return 0, false, nil
+	}
+	s.st.sendfile.Add(1)
+	return n, true, err
 }
 
 // endpoints classifies both ends of a copy, and returns why the kernel
