@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
 // The fd kinds a copy is tested on, as sources and as destinations. Each
@@ -250,20 +252,7 @@ func tcpPair(t testing.TB) (*net.TCPConn, *net.TCPConn) {
 
 // unixPair returns the two ends of a connected unix stream socketpair.
 func unixPair(t testing.TB) (*net.UnixConn, *net.UnixConn) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn := func(fd int) *net.UnixConn {
-		f := os.NewFile(uintptr(fd), "socketpair")
-		defer f.Close()
-		c, err := net.FileConn(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c.(*net.UnixConn)
-	}
-	return conn(fds[0]), conn(fds[1])
+	return fdtest.SocketPair(t, syscall.SOCK_STREAM)
 }
 
 // fifoPair opens both ends of a new fifo.

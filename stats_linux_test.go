@@ -168,20 +168,7 @@ func copyAndCheck(t *testing.T, e *Engine, s sink, src io.Reader, data []byte) {
 
 // unixgramPair returns a connected pair of unix datagram sockets.
 func unixgramPair(t *testing.T) (*net.UnixConn, *net.UnixConn) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn := func(fd int) *net.UnixConn {
-		f := os.NewFile(uintptr(fd), "socketpair")
-		defer f.Close()
-		c, err := net.FileConn(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c.(*net.UnixConn)
-	}
-	return conn(fds[0]), conn(fds[1])
+	return fdtest.SocketPair(t, syscall.SOCK_DGRAM)
 }
 
 // TestStatsRingSetup checks Stats.RingSetup: empty on io_uring, "disabled

@@ -28,21 +28,7 @@ func testData(n int) []byte {
 
 // unixPair returns the two ends of a connected unix stream socketpair.
 func unixPair(t *testing.T) (*net.UnixConn, *net.UnixConn) {
-	t.Helper()
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn := func(n int) *net.UnixConn {
-		f := os.NewFile(uintptr(n), "socketpair")
-		defer f.Close()
-		c, err := net.FileConn(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c.(*net.UnixConn)
-	}
-	return conn(fds[0]), conn(fds[1])
+	return fdtest.SocketPair(t, syscall.SOCK_STREAM)
 }
 
 // sink is a destination and what its reader received.

@@ -1,4 +1,5 @@
-// Package fdtest checks tests for leaked file descriptors.
+// Package fdtest holds test helpers for descriptors: a check for leaked
+// file descriptors, and socket pairs.
 package fdtest
 
 import (
