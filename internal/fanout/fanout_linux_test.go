@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -123,16 +122,7 @@ var impls = []struct {
 
 func fileWith(t *testing.T, data []byte) *os.File {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "src")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return f
+	return fdtest.TempFile(t, data)
 }
 
 // TestRun: both implementations deliver every byte of a file to one

@@ -5,14 +5,13 @@ import (
 	"errors"
 	"io"
 	"os"
-	"path/filepath"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pipes-go/pipes/internal/fdtest"
 	"github.com/pipes-go/pipes/splice"
 )
 
@@ -145,15 +144,7 @@ func TestCopyReadsOneSlot(t *testing.T) {
 // its reads go to the ring.
 func testFile(t *testing.T, data []byte) *os.File {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), strconv.Itoa(len(data)))
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
+	f := fdtest.TempFile(t, data)
 	if err := f.Sync(); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package fdtest
 import (
 	"net"
 	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 )
@@ -26,4 +27,20 @@ func SocketPair(t testing.TB, typ int) (*net.UnixConn, *net.UnixConn) {
 		return c.(*net.UnixConn)
 	}
 	return conn(fds[0]), conn(fds[1])
+}
+
+// TempFile writes data to a new file in t's temporary directory and
+// returns it open for reading; it is closed when the test ends.
+func TempFile(t testing.TB, data []byte) *os.File {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "data")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }
