@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -22,21 +21,12 @@ import (
 
 	"github.com/pipes-go/pipes"
 	"github.com/pipes-go/pipes/internal/fdtest"
-	"go.uber.org/goleak"
 )
 
 // TestMain fails the run if a goroutine outlives the tests (the default
 // engine's, which live for the process, are closed first).
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		pipes.DefaultEngine().Close()
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	fdtest.VerifyMain(m, func() error { return pipes.DefaultEngine().Close() })
 }
 
 func randomBytes(n int, seed byte) []byte {

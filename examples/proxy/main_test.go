@@ -6,26 +6,17 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/pipes-go/pipes"
-	"go.uber.org/goleak"
+	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
 // TestMain fails the run if a goroutine outlives the tests (the default
 // engine's, which live for the process, are closed first).
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		pipes.DefaultEngine().Close()
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	fdtest.VerifyMain(m, func() error { return pipes.DefaultEngine().Close() })
 }
 
 func randomBytes(n int, seed byte) []byte {

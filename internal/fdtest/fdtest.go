@@ -1,5 +1,5 @@
-// Package fdtest holds test helpers for descriptors: a check for leaked
-// file descriptors, and socket pairs.
+// Package fdtest holds test helpers: checks for leaked file descriptors
+// and goroutines, socket pairs and temporary files.
 package fdtest
 
 import (
