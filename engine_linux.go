@@ -166,9 +166,11 @@ func (s *sysEngine) copyFD(ctx context.Context, life *lifetime, w io.Writer, r i
 // docs/benchmarks.md, "Per-copy cost"). It is not tried where the ring
 // may take the copy (more than RingMinConcurrency file copies running):
 // that choice needs the file's kind and size. done is false, with
-// nothing sent, where sendfile failed or was refused before its first
-// byte: the caller then classifies and copies as if it had not been
-// tried, and meets any such condition again itself.
+// nothing sent, where the kernel refused the pair (fd.Refused): the
+// caller then classifies and copies as if it had not been tried. Other
+// errors are those the classified path meets for a file: a file opened
+// without read access or O_PATH (EBADF), a closed file (os.ErrClosed
+// once Engine.copy maps it), as io.Copy's.
 func (s *sysEngine) sendfileFirst(ctx context.Context, life *lifetime, w io.Writer, r io.Reader, limit int64, m *meter, pacer *Limiter) (n int64, done bool, err error) {
 	f, ok := r.(*os.File)
 	if !ok || f == nil {
@@ -196,7 +198,7 @@ func (s *sysEngine) sendfileFirst(ctx context.Context, life *lifetime, w io.Writ
 	}
 	defer life.interrupt(ctx, w, r).stop()
 	n, handled, err := splice.Sendfile(ctx, dst.end(), src, limit)
-	if !handled || n == 0 && err != nil {
+	if !handled {
 		return 0, false, nil
 	}
 	s.st.sendfile.Add(1)
