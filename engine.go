@@ -151,7 +151,7 @@ func (e *Engine) Copy(dst io.Writer, src io.Reader) (written int64, err error) {
 		return 0, err
 	}
 	defer e.end()
-	m := meter{engine: &e.stats.bytes}
+	m := meter{engine: e.stats.bytes.stripe()}
 	written, err = e.copy(e.ctx, dst, src, false, &m)
 	return written, e.closedErr(e.ctx, err)
 }
@@ -176,7 +176,7 @@ func (e *Engine) CopyAsync(ctx context.Context, dst io.Writer, src io.Reader) *F
 	go func() {
 		cctx, cancel := context.WithCancelCause(ctx)
 		stop := context.AfterFunc(e.ctx, func() { cancel(ErrClosed) })
-		f.meter.engine = &e.stats.bytes
+		f.meter.engine = e.stats.bytes.stripe()
 		n, err := e.copy(cctx, dst, src, true, &f.meter)
 		err = e.closedErr(cctx, err)
 		stop()
@@ -202,7 +202,7 @@ func (e *Engine) CopyContext(ctx context.Context, dst io.Writer, src io.Reader) 
 		return 0, err
 	}
 	defer e.end()
-	m := meter{engine: &e.stats.bytes}
+	m := meter{engine: e.stats.bytes.stripe()}
 	if ctx.Done() == nil {
 		// Only Close can end the copy: no context of its own needed.
 		written, err = e.copy(e.ctx, dst, src, true, &m)
@@ -511,7 +511,8 @@ const (
 )
 
 type counters struct {
-	copies, bytes    atomic.Uint64
+	copies           atomic.Uint64
+	bytes            byteCount
 	spliceLoop, ring atomic.Uint64 // Stats.Splice, Stats.Ring
 	sendfile         atomic.Uint64
 	ringOps          uring.Counters // the io_uring driver's own
@@ -519,6 +520,38 @@ type counters struct {
 	// userspace counts the copies that went to userspace, by reason
 	// (fallbackNoFD ...); userspace[inKernel] stays zero.
 	userspace [numFallbacks]atomic.Uint64
+}
+
+// byteCount is Stats.Bytes: what every copy delivered, counted as it
+// moves. Each copy adds to one stripe, picked when it starts, and the
+// stripes sit on cache lines of their own, so that copies running on
+// different CPUs do not pass one line back and forth with every chunk;
+// Load sums them.
+type byteCount struct {
+	next    atomic.Uint32
+	stripes [byteStripes]struct {
+		n atomic.Uint64
+		_ [56]byte // to the 64-byte cache line
+	}
+}
+
+const byteStripes = 8
+
+// stripe returns the counter of a new copy.
+func (b *byteCount) stripe() *atomic.Uint64 {
+	return &b.stripes[b.next.Add(1)%byteStripes].n
+}
+
+// Add counts n bytes of a copy that keeps no stripe.
+func (b *byteCount) Add(n uint64) { b.stripe().Add(n) }
+
+// Load returns the bytes counted so far.
+func (b *byteCount) Load() uint64 {
+	var sum uint64
+	for i := range b.stripes {
+		sum += b.stripes[i].n.Load()
+	}
+	return sum
 }
 
 // Stats returns the engine's counters, to check claims such as "many

@@ -53,7 +53,7 @@ func (f *Future) Written() int64 {
 // Future and for the engine's Stats.Bytes. It is a splice.Meter.
 type meter struct {
 	n      atomic.Int64
-	engine *atomic.Uint64 // nil: not counted in an engine
+	engine *atomic.Uint64 // the copy's stripe of Stats.Bytes; nil: not counted in an engine
 	also   *atomic.Int64  // nil, or the caller's counter (RelayProgress)
 }
 

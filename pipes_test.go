@@ -347,3 +347,22 @@ func randomBytes(n int) []byte {
 	}
 	return b
 }
+
+// TestByteCount: Stats.Bytes is the sum of every stripe the copies added
+// to, however many copies picked each one.
+func TestByteCount(t *testing.T) {
+	for _, copies := range []int{0, 1, byteStripes - 1, byteStripes, 3*byteStripes + 5} {
+		var b byteCount
+		var want uint64
+		for i := range copies {
+			s := b.stripe()
+			s.Add(uint64(i + 1))
+			want += uint64(i + 1)
+		}
+		b.Add(7)
+		want += 7
+		if got := b.Load(); got != want {
+			t.Errorf("%d copies: Load() = %d, want %d", copies, got, want)
+		}
+	}
+}

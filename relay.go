@@ -133,7 +133,7 @@ func (e *Engine) RelayWith(ctx context.Context, a, b io.ReadWriter, opts ...Rela
 	}
 	r := &relay{e: e, cfg: cfg}
 	for dir := range r.meters {
-		r.meters[dir].engine = &e.stats.bytes
+		r.meters[dir].engine = e.stats.bytes.stripe()
 		r.meters[dir].also = cfg.progress[dir]
 	}
 	r.ctx, r.cancel = context.WithCancelCause(ctx)
