@@ -152,6 +152,9 @@ func (s *sysEngine) copyFD(ctx context.Context, life *lifetime, w io.Writer, r i
 				s.st.ring.Add(1)
 				return n, inKernel, err
 			}
+			if warm, ok := src.pacer.(*uring.Warmer); ok {
+				defer warm.Close() // after spliceCopy, its last Take
+			}
 		}
 	}
 	return s.spliceCopy(ctx, life, w, r, dst, src, limit)

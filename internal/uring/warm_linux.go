@@ -41,6 +41,11 @@ type Warmer struct {
 	cold    bool  // a chunk was not in the page cache: read ahead from now on
 	size    int64 // past it the copy meets EOF: nothing to warm
 	refused bool  // the kernel cannot splice the file: warm no more
+	// pin names the file in the chains, from the first chunk the
+	// Warmer reads in until Close: one registration per copy, not two
+	// per chunk, each of which waits for the ring's lock. nil: not
+	// pinned yet.
+	pin *fileRef
 }
 
 const (
@@ -92,8 +97,8 @@ func (w *Warmer) Take(ctx context.Context, most int) (int, error) {
 			wr.ahead = int(min(w.off+readAhead, end) - wr.aheadOff)
 			w.ahead = wr.aheadOff + int64(wr.ahead)
 		}
-		if wr.n > 0 || wr.ahead > 0 {
-			r, err := w.d.warm(ctx, w.src, w.off, wr)
+		if (wr.n > 0 || wr.ahead > 0) && w.pinned() {
+			r, err := w.d.warm(ctx, *w.pin, w.off, wr)
 			if err != nil {
 				return 0, err
 			}
@@ -104,8 +109,32 @@ func (w *Warmer) Take(ctx context.Context, most int) (int, error) {
 	return n, nil
 }
 
+// Close releases what the Warmer holds (its pin of the file). The copy
+// calls it once it has stopped asking for chunks; no chain of the Warmer
+// is in flight then, since Take waits for each.
+func (w *Warmer) Close() {
+	if w.pin != nil {
+		w.d.unpin(*w.pin)
+		w.pin = nil
+	}
+}
+
 // Refund takes back the n bytes granted last that the copy did not read.
 func (w *Warmer) Refund(n int) { w.off -= int64(n) }
+
+// pinned pins the file for the Warmer's chains, once, and reports
+// whether it is pinned. A file that cannot be pinned is not warmed: the
+// copy's own read meets what stopped the pin (a closed file, say).
+func (w *Warmer) pinned() bool {
+	if w.pin == nil {
+		p, err := w.d.pin(w.src)
+		if err != nil {
+			return false
+		}
+		w.pin = &p
+	}
+	return true
+}
 
 // cached reports whether the n bytes at the Warmer's offset are in the
 // page cache. A file the caller has closed counts as cached: the copy's
@@ -129,7 +158,7 @@ type warmRange struct {
 	ahead    int
 }
 
-// warm has the ring work on the caller's file behind src, in one chain
+// warm has the ring work on the caller's file, pinned as f, in one chain
 // while the calling goroutine sleeps on it: if wr.n > 0, SPLICE of the
 // wr.n bytes at off into a warm pipe hardlinked to SPLICE of that pipe
 // into /dev/null; and, beside them (not linked: the read must not wait
@@ -141,7 +170,7 @@ type warmRange struct {
 // without one), and fails only when ctx ends or the driver is closed
 // first. A warm pipe is held for one chain that waits for nothing but the
 // disk, so waiting for one is bounded.
-func (d *Driver) warm(ctx context.Context, src syscall.RawConn, off int64, wr warmRange) (int32, error) {
+func (d *Driver) warm(ctx context.Context, f fileRef, off int64, wr warmRange) (int32, error) {
 	var p *splice.Pipe
 	if wr.n > 0 {
 		var err error
@@ -150,11 +179,6 @@ func (d *Driver) warm(ctx context.Context, src syscall.RawConn, off int64, wr wa
 		}
 		defer d.warmPipes.Put(p) // closed, not pooled, if bytes are left in it
 	}
-	f, err := d.pin(src)
-	if err != nil {
-		return 0, nil // the copy's own read reports it
-	}
-	defer d.unpin(f)
 	var c chain
 	c.reset(0)
 	c.hardlink = true // the discard runs after a short or failed read too
@@ -172,9 +196,9 @@ func (d *Driver) warm(ctx context.Context, src syscall.RawConn, off int64, wr wa
 	if err := d.submitChain(&c); err != nil {
 		return 0, err
 	}
+	var err error
 	select {
 	case <-c.done:
-		err = nil
 	case <-ctx.Done():
 		d.cancelChain(&c)
 		<-c.done

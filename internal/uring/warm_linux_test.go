@@ -1,8 +1,12 @@
 package uring
 
 import (
+	"context"
 	"io"
 	"testing"
+
+	"github.com/pipes-go/pipes/internal/fdtest"
+	"github.com/pipes-go/pipes/splice"
 )
 
 // TestSmallCached: a small file wholly in the page cache needs no Warmer;
@@ -32,4 +36,61 @@ func TestSmallCached(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWarmerHoldsOneSlot: a Warmer pins its file once, at the first
+// chunk it reads in, and holds the slot of a one-slot table across the
+// chunks after it (another pin meanwhile gets a duplicate), until Close
+// gives it back.
+func TestWarmerHoldsOneSlot(t *testing.T) {
+	fdtest.Check(t)
+	pool := splice.NewPool(64<<10, 2)
+	defer pool.Close()
+	st := new(Counters)
+	d, err := New(Config{Entries: 8, IOWQMaxWorkers: 2, Pool: pool, Closed: errTestClosed,
+		Files: 1, WarmPipes: 2, WarmPipeSize: 64 << 10}, st)
+	if err != nil {
+		t.Skipf("io_uring refused: %v", err)
+	}
+	defer d.Close()
+	if d.files.free == nil || d.warmPipes == nil {
+		t.Skip("no registered-file table, or no /dev/null")
+	}
+	const size = 4 << 20
+	f := testFile(t, make([]byte, size))
+	if PageCached(int(f.Fd()), 0, size) {
+		t.Skip("the page cache cannot be dropped here (tmpfs?)")
+	}
+	w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: size})
+	if err != nil || w == nil {
+		t.Fatalf("NewWarmer = %v, %v", w, err)
+	}
+	takes := 0
+	for left := size; left > 0; takes++ {
+		n, err := w.Take(context.Background(), left)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.pin == nil || !w.pin.fixed {
+			t.Fatalf("after a chunk the Warmer holds %+v; want the slot", w.pin)
+		}
+		other, err := d.pin(rawConn(t, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if other.fixed {
+			t.Fatalf("another pin got the slot the Warmer holds")
+		}
+		d.unpin(other)
+		left -= n
+	}
+	if st.Warms.Load() == 0 || takes < 2 {
+		t.Fatalf("%d chunks granted, %d read in; want several chunks, one read in at least", takes, st.Warms.Load())
+	}
+	w.Close()
+	p, err := d.pin(rawConn(t, f))
+	if err != nil || !p.fixed {
+		t.Fatalf("pin after Close = %+v, %v; want the slot back", p, err)
+	}
+	d.unpin(p)
 }
