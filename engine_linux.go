@@ -58,12 +58,6 @@ func newRing(cfg *config, st *counters, pool *splice.Pool) (*uring.Driver, error
 			return nil, err
 		}
 	}
-	// Warm pipes: two per io-wq worker keep every worker busy while
-	// the chains of the finished reads are reaped.
-	warm := 2 * int(cfg.iowqMaxWorkers)
-	if warm == 0 {
-		warm = 2 * DefaultIOWQMaxWorkers
-	}
 	return uring.New(uring.Config{
 		Entries:        cfg.ringEntries,
 		SQPoll:         cfg.sqPoll,
@@ -71,8 +65,7 @@ func newRing(cfg *config, st *counters, pool *splice.Pool) (*uring.Driver, error
 		Pool:           pool,
 		Closed:         ErrClosed,
 		Files:          registeredFiles(),
-		WarmPipes:      warm,
-		WarmPipeSize:   cfg.pipeSize,
+		WarmChunk:      uring.DefaultWarmChunk,
 	}, &st.ringOps)
 }
 

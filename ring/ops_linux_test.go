@@ -509,3 +509,71 @@ func TestProbe(t *testing.T) {
 	}
 	t.Logf("last op %d", p.LastOp())
 }
+
+// TestReadAndFilesUpdate: FILES_UPDATE ops fill a slot and empty it
+// again, and READ reads a file, at an offset, by a plain descriptor and
+// by the slot.
+func TestReadAndFilesUpdate(t *testing.T) {
+	fdtest.Check(t)
+	r := newRing(t, 4, nil)
+	data := randomBytes(t, 10000)
+	src := tempFile(t, data)
+	if err := r.RegisterFilesSparse(4); err != nil {
+		t.Skipf("no registered-file table: %v", err)
+	}
+	update := func(slot int, fd int32) int32 {
+		fds := []int32{fd}
+		s := getSQE(t, r)
+		s.PrepFilesUpdate(fds, slot)
+		s.UserData = 9
+		submit(t, r, 1)
+		res := reap(t, r, 1)[0].Res
+		runtime.KeepAlive(fds)
+		return res
+	}
+	if res := update(2, int32(src.Fd())); res != 1 {
+		t.Fatalf("FILES_UPDATE of slot 2: res %d, want 1", res)
+	}
+	for _, tc := range []struct {
+		name  string
+		fd    int32
+		fixed bool
+		off   int64
+		n     int
+		want  int32
+	}{
+		{"plain fd, at 0", int32(src.Fd()), false, 0, 4096, 4096},
+		{"plain fd, past the middle", int32(src.Fd()), false, 8000, 4096, 2000},
+		{"slot, at 100", 2, true, 100, 512, 512},
+		{"slot, at EOF", 2, true, int64(len(data)), 100, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			buf := make([]byte, tc.n)
+			s := getSQE(t, r)
+			s.PrepRead(tc.fd, buf, tc.off)
+			if tc.fixed {
+				s.Flags = ring.IOSQE_FIXED_FILE
+			}
+			s.UserData = 1
+			submit(t, r, 1)
+			c := reap(t, r, 1)[0]
+			if c.Res != tc.want {
+				t.Fatalf("READ res %d, want %d", c.Res, tc.want)
+			}
+			if !bytes.Equal(buf[:c.Res], data[tc.off:tc.off+int64(c.Res)]) {
+				t.Fatal("READ put other bytes in the buffer")
+			}
+		})
+	}
+	if res := update(2, -1); res != 1 {
+		t.Fatalf("FILES_UPDATE emptying slot 2: res %d, want 1", res)
+	}
+	s := getSQE(t, r)
+	s.PrepRead(2, make([]byte, 10), 0)
+	s.Flags = ring.IOSQE_FIXED_FILE
+	s.UserData = 2
+	submit(t, r, 1)
+	if c := reap(t, r, 1)[0]; c.Res != -int32(unix.EBADF) {
+		t.Fatalf("READ from an emptied slot: res %d, want -EBADF", c.Res)
+	}
+}

@@ -129,6 +129,28 @@ func (sqe *SQE) PrepTimeout(ts *KernelTimespec, count, flags uint32) {
 	sqe.OpFlags = flags
 }
 
+// PrepRead prepares IORING_OP_READ (5.6), pread(2) of up to len(buf)
+// bytes of fd at off into buf (off -1: at the file position, which the
+// read advances). buf must stay reachable, and its length unchanged,
+// until the CQE, whose res is the byte count (0 at EOF) or -errno. A
+// buffered read of a regular file on a file system with asynchronous
+// buffered reads (ext4, xfs, btrfs; 5.9) that misses the page cache
+// does not take an io-wq worker: the kernel starts the disk reads, and
+// task work of the submitting thread finishes the op when they are done.
+func (sqe *SQE) PrepRead(fd int32, buf []byte, off int64) {
+	sqe.prepRW(IORING_OP_READ, fd, uint64(uintptr(unsafe.Pointer(unsafe.SliceData(buf)))), uint32(len(buf)), uint64(off))
+}
+
+// PrepFilesUpdate prepares IORING_OP_FILES_UPDATE (5.6): the op form of
+// RegisterFilesUpdate, which fills the registered-file slots from offset
+// on with the descriptors in fds (-1 empties a slot). It runs at submit,
+// under the ring's lock like the other submissions, instead of taking
+// that lock in a system call of its own. fds must stay reachable until
+// the CQE, whose res is the number of slots updated or -errno.
+func (sqe *SQE) PrepFilesUpdate(fds []int32, offset int) {
+	sqe.prepRW(IORING_OP_FILES_UPDATE, -1, uint64(uintptr(unsafe.Pointer(unsafe.SliceData(fds)))), uint32(len(fds)), uint64(offset))
+}
+
 // PrepFadvise prepares IORING_OP_FADVISE (5.6), posix_fadvise(2) of the
 // nbytes at off of fd with advice (unix.FADV_*). POSIX_FADV_WILLNEED runs
 // on an io-wq worker and completes once the reads of the range are

@@ -29,10 +29,10 @@ type Config struct {
 	// callers' descriptors; 0, or a kernel that refuses the table, pins
 	// them with duplicates.
 	Files uint32
-	// WarmPipes bounds the pipes, of WarmPipeSize bytes, that Warmers
-	// read chunks into (and a chunk's size); 0: no Warmers.
-	WarmPipes    int
-	WarmPipeSize int
+	// WarmChunk is the most a Warmer has the ring read in at once, and
+	// the size of the scratch buffer those reads land in; 0: no
+	// Warmers.
+	WarmChunk int
 }
 
 // Driver is an engine's io_uring: one goroutine, locked to its OS thread,
@@ -59,9 +59,7 @@ type Driver struct {
 	sqPoll bool
 	files  files // the registered-file table
 
-	warmPipes *splice.Pool // nil: no Warmers
-	warmChunk int          // the warm pipes' size
-	devNull   int          // the sink of the warm chains, or -1
+	scratch []byte // where Warmers' reads land, never read; nil: no Warmers
 
 	mu      sync.Mutex
 	pending []*chain // to submit
@@ -95,16 +93,18 @@ const (
 	done                      // every op has its CQE, and the done token is sent
 )
 
-// op is one SQE of a chain: IORING_OP_SPLICE, IORING_OP_POLL_ADD or
-// IORING_OP_FADVISE.
+// op is one SQE of a chain: IORING_OP_SPLICE, IORING_OP_READ,
+// IORING_OP_FILES_UPDATE or IORING_OP_POLL_ADD.
 type op struct {
 	id     uint64
 	opcode uint8
-	fd     fileRef // SPLICE: fd_out; POLL_ADD: the polled fd; FADVISE: the file
+	fd     fileRef // SPLICE: fd_out; READ: the file; POLL_ADD: the polled fd
 	fdIn   fileRef // SPLICE
-	offIn  int64   // SPLICE: offset in fdIn, -1 for a pipe or socket; FADVISE: offset
+	offIn  int64   // SPLICE: offset in fdIn, -1 for a pipe or socket; READ: offset; FILES_UPDATE: the slot
 	nbytes uint32
-	events uint32 // POLL_ADD: the events; FADVISE: the advice
+	events uint32   // POLL_ADD: the events
+	buf    []byte   // READ: where the bytes land
+	update [1]int32 // FILES_UPDATE: the descriptor for slot offIn (-1: empty it)
 	// unlinked: the next op does not wait for this one (it starts a
 	// new link of the chain, issued at once).
 	unlinked bool
@@ -176,7 +176,7 @@ func New(cfg Config, st *Counters) (*Driver, error) {
 	}
 	d := &Driver{
 		r: r, st: st, pool: cfg.Pool, closed: cfg.Closed, sqPoll: cfg.SQPoll,
-		devNull: -1, wake: make(chan struct{}, 1), cqWake: make(chan struct{}, 1),
+		wake: make(chan struct{}, 1), cqWake: make(chan struct{}, 1),
 	}
 	if err := d.init(cfg); err != nil {
 		r.Close()
@@ -230,14 +230,13 @@ func (d *Driver) init(cfg Config) error {
 		}
 	}
 	d.files.init(d.r, cfg.Files)
-	d.initWarm(cfg)
+	d.initWarm(cfg.WarmChunk)
 	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
 		return fmt.Errorf("eventfd: %w", err)
 	}
 	if err := d.r.RegisterEventfd(efd); err != nil {
 		unix.Close(efd)
-		d.closeWarm()
 		return err
 	}
 	d.efd = os.NewFile(uintptr(efd), "pipes-ring-eventfd")
@@ -256,7 +255,6 @@ func (d *Driver) Close() error {
 	d.poke()
 	d.efd.Close() // ends readEventfd
 	d.loopWG.Wait()
-	d.closeWarm()
 	return d.r.Close()
 }
 
@@ -374,8 +372,10 @@ func (d *Driver) prepChain(l *loopState, c *chain) {
 			sqe.PrepSplice(o.fdIn.n, o.offIn, o.fd.n, -1, o.nbytes, flags)
 		case ring.IORING_OP_POLL_ADD:
 			sqe.PrepPollAdd(o.fd.n, o.events)
-		case ring.IORING_OP_FADVISE:
-			sqe.PrepFadvise(o.fd.n, uint64(o.offIn), o.nbytes, o.events)
+		case ring.IORING_OP_READ:
+			sqe.PrepRead(o.fd.n, o.buf, o.offIn)
+		case ring.IORING_OP_FILES_UPDATE:
+			sqe.PrepFilesUpdate(o.update[:], int(o.offIn))
 		}
 		if o.fd.fixed {
 			sqe.Flags |= ring.IOSQE_FIXED_FILE
@@ -592,10 +592,15 @@ func (o *op) prepSplice(in fileRef, offIn int64, out fileRef, n int) {
 	o.opcode, o.fdIn, o.offIn, o.fd, o.nbytes = ring.IORING_OP_SPLICE, in, offIn, out, uint32(n)
 }
 
-// prepWillNeed fills o as a FADVISE(POSIX_FADV_WILLNEED) of the n bytes
-// at off of f: it starts reading them in and completes without waiting.
-func (o *op) prepWillNeed(f fileRef, off int64, n int) {
-	o.opcode, o.fd, o.offIn, o.nbytes, o.events = ring.IORING_OP_FADVISE, f, off, uint32(n), unix.FADV_WILLNEED
+// prepRead fills o as a READ of len(buf) bytes at off of f into buf.
+func (o *op) prepRead(f fileRef, off int64, buf []byte) {
+	o.opcode, o.fd, o.offIn, o.buf = ring.IORING_OP_READ, f, off, buf
+}
+
+// prepFilesUpdate fills o as a FILES_UPDATE that puts fd in the
+// registered-file slot s (-1 empties it).
+func (o *op) prepFilesUpdate(s int32, fd int32) {
+	o.opcode, o.fd, o.offIn, o.update[0] = ring.IORING_OP_FILES_UPDATE, plain(-1), int64(s), fd
 }
 
 // prepPoll fills o as a one-shot POLL_ADD of f for events.

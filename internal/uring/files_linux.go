@@ -1,7 +1,6 @@
 package uring
 
 import (
-	"errors"
 	"io"
 	"os"
 	"sync"
@@ -81,28 +80,38 @@ func (f *files) give(s int32) {
 }
 
 // pin pins the descriptor behind c: into a free slot of the registered
-// table (IORING_REGISTER_FILES_UPDATE under c.Control, so the number is
-// the caller's file when the kernel takes its reference), else as a
-// duplicate (fd.Pin). The caller unpins it once the last CQE of every
-// chain naming it has been reaped.
+// table, else as a duplicate (fd.Pin). The slot is filled by an
+// IORING_OP_FILES_UPDATE that runs at the loop's next submission while
+// c.Control holds the caller's descriptor, so the number is the
+// caller's file when the kernel takes its reference; as an op, not
+// IORING_REGISTER_FILES_UPDATE, it does not wait for the ring's lock in
+// a system call of its own (the loop holds that lock while it submits,
+// and READs submitted inline can hold it for a disk queue's wait). The
+// caller unpins it once the last CQE of every chain naming it has been
+// reaped.
 func (d *Driver) pin(c syscall.RawConn) (fileRef, error) {
 	s, ok := d.files.take()
 	if !ok {
 		n, err := fd.Pin(c)
 		return fileRef{n: int32(n)}, err
 	}
+	var res int32
 	var uerr error
 	cerr := c.Control(func(sysfd uintptr) {
-		_, uerr = d.r.RegisterFilesUpdate(uint32(s), []int32{int32(sysfd)})
+		res, uerr = d.updateSlot(s, int32(sysfd))
 	})
-	if cerr != nil || uerr != nil {
-		d.files.give(s) // left empty: the update failed or never ran
-		if cerr != nil {
-			return fileRef{}, cerr
-		}
-		if errors.Is(uerr, unix.EBADF) {
-			return fileRef{}, &os.SyscallError{Syscall: "io_uring_register", Err: unix.EBADF}
-		}
+	switch {
+	case cerr != nil:
+		d.files.give(s) // left empty: the update never ran
+		return fileRef{}, cerr
+	case uerr != nil:
+		d.files.give(s)
+		return fileRef{}, uerr
+	case res == -int32(unix.EBADF):
+		d.files.give(s)
+		return fileRef{}, &os.SyscallError{Syscall: "io_uring FILES_UPDATE", Err: unix.EBADF}
+	case res < 0:
+		d.files.give(s)
 		n, err := fd.Pin(c) // the table refused this file: a duplicate
 		return fileRef{n: int32(n)}, err
 	}
@@ -118,9 +127,31 @@ func (d *Driver) unpin(p fileRef) {
 		unix.Close(int(p.n))
 		return
 	}
-	if _, err := d.r.RegisterFilesUpdate(uint32(p.n), []int32{-1}); err == nil {
+	res, err := d.updateSlot(p.n, -1)
+	if err != nil {
+		// The loop takes no more chains (the driver is closing): the
+		// system call empties the slot.
+		_, err = d.r.RegisterFilesUpdate(uint32(p.n), []int32{-1})
+		res = 1
+	}
+	if err == nil && res == 1 {
 		d.files.give(p.n)
 	}
+}
+
+// updateSlot puts fd in the registered-file slot s (-1 empties it) by a
+// FILES_UPDATE op, and returns the op's result: 1, or -errno. The op
+// runs at submission, so nothing cancels it; err is the driver's when it
+// takes no more chains.
+func (d *Driver) updateSlot(s int32, fd int32) (res int32, err error) {
+	var c chain
+	c.reset(1)
+	c.ops[0].prepFilesUpdate(s, fd)
+	if err := d.submitChain(&c); err != nil {
+		return 0, err
+	}
+	<-c.done
+	return c.ops[0].res, nil
 }
 
 // pinFile pins the file behind c (pin) and reads its offset, under c's

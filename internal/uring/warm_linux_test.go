@@ -48,13 +48,13 @@ func TestWarmerHoldsOneSlot(t *testing.T) {
 	defer pool.Close()
 	st := new(Counters)
 	d, err := New(Config{Entries: 8, IOWQMaxWorkers: 2, Pool: pool, Closed: errTestClosed,
-		Files: 1, WarmPipes: 2, WarmPipeSize: 64 << 10}, st)
+		Files: 1, WarmChunk: 256 << 10}, st)
 	if err != nil {
 		t.Skipf("io_uring refused: %v", err)
 	}
 	defer d.Close()
-	if d.files.free == nil || d.warmPipes == nil {
-		t.Skip("no registered-file table, or no /dev/null")
+	if d.files.free == nil {
+		t.Skip("the kernel refused a registered-file table")
 	}
 	const size = 4 << 20
 	f := testFile(t, make([]byte, size))
