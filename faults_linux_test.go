@@ -241,8 +241,8 @@ func startExhausted(t *testing.T, ec engineCase) []check {
 
 	// Their sources have data and their destinations read. file -> tcp
 	// is sent with sendfile(2) on both engines (on the ring engine its
-	// uncached chunks are read in by the ring first, with warm pipes of
-	// its own, not the pool's).
+	// uncached chunks are read in by the ring first, into a buffer of
+	// its own, not a pool pipe).
 	healthy := []struct {
 		name, src string
 		dst       sinkKind

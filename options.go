@@ -21,11 +21,13 @@ const (
 	// DefaultRingEntries is the io_uring submission queue size.
 	DefaultRingEntries = 256
 	// DefaultIOWQMaxWorkers caps the io_uring worker threads that run
-	// IORING_OP_SPLICE: without a cap the kernel starts one thread per
-	// blocked splice. The ring only takes reads that miss the page cache,
-	// which gain from having several in flight: 8 workers kept cold
-	// copies at parity with io.Copy where 2 did not (docs/benchmarks.md,
-	// "Figures quoted in the code").
+	// IORING_OP_SPLICE (the ring reads of copies from files to pipes and
+	// files; the READs that warm copies to sockets need no worker):
+	// without a cap the kernel starts one thread per blocked splice. The
+	// ring only takes reads that miss the page cache, which gain from
+	// having several in flight: 8 workers kept cold copies at parity
+	// with io.Copy where 2 did not (docs/benchmarks.md, "Figures quoted
+	// in the code").
 	DefaultIOWQMaxWorkers = 8
 	// DefaultRingMinConcurrency is how many copies from regular files
 	// must run at once before an io_uring engine keeps new ones off the
@@ -126,11 +128,12 @@ func WithIOWQMaxWorkers(n uint32) Option {
 // WithRingMinConcurrency sets how many concurrent copies from regular
 // files (Copy or CopyAsync) make an io_uring engine keep new ones off the
 // disk with the ring (default 1), so that what would block on the disk
-// waits on the capped io-wq workers instead of one OS thread per copy: a
-// copy to a stream socket is sent with sendfile(2), and each chunk not in
-// the page cache is first read in by the ring; a copy to anything else
-// sends its reads that miss the page cache to the workers and splices
-// the rest (docs/design.md). 0 routes every such copy through the ring;
+// waits in the ring instead of one OS thread per copy: a copy to a
+// stream socket is sent with sendfile(2), and each chunk not in the page
+// cache is first read in by the ring (IORING_OP_READ, which needs no
+// worker thread on ext4, xfs or btrfs); a copy to anything else sends
+// its reads that miss the page cache to the capped io-wq workers and
+// splices the rest (docs/design.md). 0 routes every such copy through the ring;
 // a negative value never does.
 func WithRingMinConcurrency(n int) Option {
 	return func(c *config) { c.ringMinConcurrency = n }
