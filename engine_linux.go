@@ -287,6 +287,23 @@ func (s *sysEngine) ringCopy(ctx context.Context, w io.Writer, dst, src *endpoin
 	return 0, false, nil
 }
 
+// fanOutWarmer returns the ring's Warmer for the file source of a
+// fan-out, so that its one read of the file does not wait for the disk
+// on an OS thread; nil where the engine has no ring, the source is not a
+// regular file, or it has nothing to warm (a small file in the page
+// cache). A fan-out is one reader however many destinations it has, so
+// RingMinConcurrency does not apply.
+func (s *sysEngine) fanOutWarmer(src endpoint) *uring.Warmer {
+	if s.ring == nil || src.kind != kindFile {
+		return nil
+	}
+	warm, err := s.ring.NewWarmer(uring.File{Conn: src.conn, Size: src.size})
+	if err != nil {
+		return nil // the fan-out's own read meets it
+	}
+	return warm
+}
+
 func isOSFile(v any) bool {
 	_, ok := v.(*os.File)
 	return ok

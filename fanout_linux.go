@@ -35,7 +35,12 @@ func (e *Engine) fanOutKernel(ctx context.Context, src io.Reader, limit int64, d
 	if !anySplice {
 		return 0, fallbackNoFD
 	}
-	k := fanout.NewKernel(ctx, fanout.Source{Conn: se.conn, Kind: se.kind, Limit: limit}, p)
+	source := fanout.Source{Conn: se.conn, Kind: se.kind, Limit: limit}
+	if warm := e.sys.fanOutWarmer(se); warm != nil {
+		source.Pacer = warm
+		defer warm.Close()
+	}
+	k := fanout.NewKernel(ctx, source, p)
 	defer k.Close()
 	for i, d := range ds {
 		k.Add(d, outs[i])

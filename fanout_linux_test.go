@@ -498,3 +498,44 @@ func TestFanOutBadInput(t *testing.T) {
 		t.Errorf("source read to offset %d with no destination left", off)
 	}
 }
+
+// TestFanOutColdFileWarmed fans a file that is not in the page cache out
+// to sockets on an io_uring engine: the ring reads its chunks in (Warmed)
+// before the fan-out splices them, and every destination gets the file.
+// Skipped where io_uring is refused or the file cannot be made cold.
+func TestFanOutColdFileWarmed(t *testing.T) {
+	fdtest.Check(t)
+	e := newTestEngine(t)
+	if e.Backend() != BackendIOUring {
+		t.Skipf("backend is %s", e.Backend())
+	}
+	const size = 8 << 20
+	data := randomData(size)
+	for _, kind := range []string{"unix", "tcp"} {
+		t.Run(kind, func(t *testing.T) {
+			src := fileSource(t, data)
+			defer src.close()
+			f := src.r.(*os.File)
+			evict(t, f)
+			if isCached(f, 0) || isCached(f, size-1) {
+				t.Skip("the page cache cannot be dropped here (tmpfs?)")
+			}
+			before := e.Stats().Warmed
+			sinks := newFanSinks(t, kind, 4)
+			res := e.FanOut(fanTimeout(t, time.Minute), f, sinks.ws)
+			sinks.finish()
+			for i, r := range res {
+				if r.Err != nil || r.Written != size {
+					t.Errorf("destination %d: %+v, want %d bytes", i, r, size)
+				}
+				sinks.check(t, i, data)
+			}
+			if warmed := e.Stats().Warmed - before; warmed == 0 {
+				t.Errorf("no chunk of the cold file was read in by the ring (Stats %+v)", e.Stats())
+			}
+			if off, _ := f.Seek(0, io.SeekCurrent); off != size {
+				t.Errorf("file offset after FanOut = %d, want %d", off, size)
+			}
+		})
+	}
+}

@@ -35,10 +35,11 @@ import (
 // (Join): each joins between two chunks, with a private pipe of the size
 // given there.
 type Kernel struct {
-	ctx  context.Context
-	p    Policy
-	src  Source
-	read int64 // bytes read from the source
+	ctx   context.Context
+	p     Policy
+	src   Source
+	read  int64 // bytes read from the source
+	grant int   // bytes src.Pacer granted and the fan-out has not read
 
 	stage *splice.Pipe
 	null  int // /dev/null, write-only: where consumed chunks go
@@ -60,6 +61,11 @@ type Source struct {
 	Conn  syscall.RawConn
 	Kind  fd.Kind // fd.KindFile, fd.KindPipe or fd.KindSocket
 	Limit int64   // bytes to read at most; < 0: until EOF
+	// Pacer, if non-nil, grants the reads of the source, before each,
+	// as a copy's pacer does (splice.Pacer): the ring's Warmer, which
+	// reads a file's chunks that are not in the page cache in first, so
+	// that the fan-out's reads do not wait for the disk on a thread.
+	Pacer splice.Pacer
 }
 
 // Out is how a Kernel fan-out writes a destination's private pipe out.
@@ -264,6 +270,7 @@ func (k *Kernel) Run() (handled bool, err error) {
 // It returns false, having read nothing, if the kernel refuses to splice
 // the source.
 func (k *Kernel) readAll() bool {
+	defer k.refund()
 	for k.ctx.Err() == nil && (k.src.Limit < 0 || k.read < k.src.Limit) {
 		k.admit()
 		if live(k.ds) == 0 {
@@ -318,6 +325,10 @@ func (k *Kernel) fill() (n int, eof, idle bool, err error) {
 	if k.src.Limit >= 0 {
 		chunk = int(min(int64(chunk), k.src.Limit-k.read))
 	}
+	if chunk, err = k.pace(chunk); err != nil {
+		return 0, false, false, err
+	}
+	defer func() { k.grant -= n }()
 	rerr := k.src.Conn.Read(func(sysfd uintptr) bool {
 		if k.joins != nil && live(k.ds) == 0 {
 			idle = true
@@ -331,6 +342,43 @@ func (k *Kernel) fill() (n int, eof, idle bool, err error) {
 		err = rerr
 	}
 	return n, eof, idle, err
+}
+
+// pacerGrant is how much a fan-out asks its source's Pacer for at once:
+// a Warmer probes the page cache once per grant, however many chunks of
+// the staging pipe's size the grant spans.
+const pacerGrant = 4 << 20
+
+// pace bounds the next read, of at most chunk bytes, by what the
+// source's Pacer granted, and asks for more when all of it was read.
+func (k *Kernel) pace(chunk int) (int, error) {
+	if k.src.Pacer == nil {
+		return chunk, nil
+	}
+	if k.grant == 0 {
+		most := int64(pacerGrant)
+		if k.src.Limit >= 0 {
+			most = min(most, k.src.Limit-k.read)
+		}
+		g, err := k.src.Pacer.Take(k.ctx, int(most))
+		if err != nil && k.ctx.Err() != nil {
+			return 0, ctxError(k.ctx)
+		}
+		if err != nil {
+			return 0, err
+		}
+		k.grant = g
+	}
+	return min(chunk, k.grant), nil
+}
+
+// refund gives back what the source's Pacer granted and the fan-out did
+// not read.
+func (k *Kernel) refund() {
+	if k.src.Pacer != nil && k.grant > 0 {
+		k.src.Pacer.Refund(k.grant)
+		k.grant = 0
+	}
 }
 
 // spliceIn splices up to chunk bytes from the source's descriptor into
