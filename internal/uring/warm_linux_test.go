@@ -111,3 +111,39 @@ func cachedPages(t *testing.T, f *os.File, size int) uint64 {
 	}
 	return st.Cache
 }
+
+// TestPageCached: ranges of a file in the page cache are cached, ranges
+// of one out of it are not, and asking starts no read of them (the
+// readahead a preadv2 probe would start on the caller's thread).
+func TestPageCached(t *testing.T) {
+	const size = 1 << 20
+	for _, c := range []struct {
+		name    string
+		warm    bool
+		off, n  int
+		want    bool
+		started bool // pages may come into the cache by asking
+	}{
+		{"cached, whole", true, 0, size, true, true},
+		{"cached, one byte", true, 5000, 1, true, true},
+		{"cached, last page", true, size - 4096, 4096, true, true},
+		{"cold, whole", false, 0, size, false, false},
+		{"cold, one page", false, 8192, 4096, false, false},
+		{"cold, a middle range", false, 100000, 300000, false, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := testFile(t, make([]byte, size))
+			if c.warm {
+				io.Copy(io.Discard, f)
+			} else if n := cachedPages(t, f, size); n > 0 {
+				t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
+			}
+			if got := PageCached(int(f.Fd()), int64(c.off), c.n); got != c.want {
+				t.Errorf("PageCached(%d, %d) = %v, want %v", c.off, c.n, got, c.want)
+			}
+			if n := cachedPages(t, f, size); !c.started && n > 0 {
+				t.Errorf("asking brought %d pages into the page cache", n)
+			}
+		})
+	}
+}
