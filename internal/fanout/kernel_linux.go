@@ -328,7 +328,9 @@ func (k *Kernel) fill() (n int, eof, idle bool, err error) {
 	if chunk, err = k.pace(chunk); err != nil {
 		return 0, false, false, err
 	}
-	defer func() { k.grant -= n }()
+	if k.src.Pacer != nil {
+		defer func() { k.grant -= n }()
+	}
 	rerr := k.src.Conn.Read(func(sysfd uintptr) bool {
 		if k.joins != nil && live(k.ds) == 0 {
 			idle = true

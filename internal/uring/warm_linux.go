@@ -15,9 +15,9 @@ import (
 // the copy reads, checks whether the chunk is in the page cache
 // (PageCached) and, where it is not, has the ring read it in first
 // (warm), so that the copy's goroutine never blocks an OS thread on the
-// disk. A chunk is at most cachedChunk, and warmChunk where the ring
-// reads it in: it also bounds how long one sendfile(2) or splice(2) call
-// of the copy runs.
+// disk. A chunk is at most cachedChunk, and the scratch buffer's size
+// (Config.WarmChunk) where the ring reads it in: it also bounds how long
+// one sendfile(2) or splice(2) call of the copy runs.
 //
 // The ring reads a chunk with IORING_OP_READ into the driver's scratch
 // buffer, which nothing reads: on a file system with asynchronous
