@@ -111,7 +111,7 @@ func (r *readsCopy) run() error {
 // past them, and errRefused for a first read the kernel refuses.
 func (r *readsCopy) fill(n int) (int32, error) {
 	wfd := r.cs.p.WriteFd()
-	res, cached := spliceCached(r.src.Conn, r.off, wfd, n)
+	res, cached := spliceCached(r.src, r.off, wfd, n)
 	var err error
 	if cached {
 		r.d.st.CachedReads.Add(1)
@@ -150,22 +150,22 @@ func (r *readsCopy) drain(m int) error {
 	return err
 }
 
-// PageCached reports whether the n bytes at off of the file fd are in the
-// page cache. It asks cachestat(2) (Linux 6.5) first, which counts the
-// range's pages and starts no I/O: where pages are missing it reports
-// false. Then, or where cachestat is missing, preadv2 with RWF_NOWAIT
-// (Linux 4.14) of the first and the last byte, which answers EAGAIN for
-// a page that is missing or still being read (cachestat counts those)
-// and, for a missing one, starts the kernel's readahead on the calling
-// thread, which can wait there for the disk queue: the reason cachestat
-// goes first. Where the file system cannot tell (EOPNOTSUPP) it reports
-// false, and the read goes to the ring.
-func PageCached(fd int, off int64, n int) bool {
-	page := int64(os.Getpagesize())
-	var st unix.Cachestat_t
-	r := unix.CachestatRange{Off: uint64(off), Len: uint64(n)}
-	if unix.Cachestat(uint(fd), &r, &st, 0) == nil {
-		if pages := (off+int64(n)+page-1)/page - off/page; int64(st.Cache) < pages {
+// PageCached reports whether the n bytes at off of the file fd, whose
+// size was size, are in the page cache. It asks cachestat(2) (Linux 6.5)
+// first, which counts the range's pages and starts no I/O: where pages
+// below size are missing it reports false. Then, or where cachestat is
+// missing or the range starts at or past size (the file may have grown),
+// preadv2 with RWF_NOWAIT (Linux 4.14) of the range's first and last
+// byte, which answers EAGAIN for a page that is missing or still being
+// read (cachestat counts those) and, for a missing one, starts the
+// kernel's readahead on the calling thread, which can wait there for the
+// disk queue: the reason cachestat goes first. Where the file system
+// cannot tell (EOPNOTSUPP) it reports false, and the read goes to the
+// ring.
+func PageCached(fd int, off int64, n int, size int64) bool {
+	if size > off {
+		n = int(min(int64(n), size-off)) // cachestat counts only pages that exist
+		if !pagesPresent(fd, off, n) {
 			return false
 		}
 	}
@@ -175,22 +175,35 @@ func PageCached(fd int, off int64, n int) bool {
 		return false
 	}
 	last := off + int64(n) - 1
-	if last/page == off/page {
+	if page := int64(os.Getpagesize()); last/page == off/page {
 		return true // one page: one probe
 	}
 	_, err := unix.Preadv2(fd, iov, last, unix.RWF_NOWAIT)
 	return err == nil
 }
 
-// spliceCached splices up to n bytes at off of the caller's file behind
-// c into the pipe wfd, under Go's reference to the caller's descriptor,
+// pagesPresent reports whether every page of the n bytes at off of fd is
+// in the page cache, read or being read, by cachestat(2); true where the
+// kernel lacks it.
+func pagesPresent(fd int, off int64, n int) bool {
+	var st unix.Cachestat_t
+	r := unix.CachestatRange{Off: uint64(off), Len: uint64(n)}
+	if unix.Cachestat(uint(fd), &r, &st, 0) != nil {
+		return true
+	}
+	page := int64(os.Getpagesize())
+	return int64(st.Cache) >= (off+int64(n)+page-1)/page-off/page
+}
+
+// spliceCached splices up to n bytes at off of the caller's file src
+// into the pipe wfd, under Go's reference to the caller's descriptor,
 // when they are in the page cache (PageCached): ok is false, with nothing
 // done, where they are not, or the caller has closed the file (the next
 // check of the source reports it). res is the byte count or -errno, as a
 // CQE's.
-func spliceCached(c syscall.RawConn, off int64, wfd int, n int) (res int32, ok bool) {
-	c.Control(func(sysfd uintptr) {
-		if !PageCached(int(sysfd), off, n) {
+func spliceCached(src File, off int64, wfd int, n int) (res int32, ok bool) {
+	src.Conn.Control(func(sysfd uintptr) {
+		if !PageCached(int(sysfd), off, n, src.Size) {
 			return
 		}
 		ok = true

@@ -125,7 +125,7 @@ func (w *Warmer) pinned() bool {
 func (w *Warmer) cached(n int) bool {
 	cached := true
 	w.src.Control(func(sysfd uintptr) {
-		cached = PageCached(int(sysfd), w.off, n)
+		cached = PageCached(int(sysfd), w.off, n, w.size)
 	})
 	if cached {
 		w.d.st.CachedReads.Add(1)

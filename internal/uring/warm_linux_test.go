@@ -130,6 +130,8 @@ func TestPageCached(t *testing.T) {
 		{"cold, whole", false, 0, size, false, false},
 		{"cold, one page", false, 8192, 4096, false, false},
 		{"cold, a middle range", false, 100000, 300000, false, false},
+		{"cached, a range past the end", true, size - 8192, 1 << 20, true, true},
+		{"cached, at the end", true, size, 4096, true, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := testFile(t, make([]byte, size))
@@ -138,7 +140,7 @@ func TestPageCached(t *testing.T) {
 			} else if n := cachedPages(t, f, size); n > 0 {
 				t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
 			}
-			if got := PageCached(int(f.Fd()), int64(c.off), c.n); got != c.want {
+			if got := PageCached(int(f.Fd()), int64(c.off), c.n, size); got != c.want {
 				t.Errorf("PageCached(%d, %d) = %v, want %v", c.off, c.n, got, c.want)
 			}
 			if n := cachedPages(t, f, size); !c.started && n > 0 {
