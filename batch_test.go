@@ -34,7 +34,7 @@ func TestCopyBatch(t *testing.T) {
 			var srcs []source
 			for i := range n {
 				size := 1<<20 + i*4099
-				data := randomData(size)
+				data := fdtest.Random(size)
 				sk := sourceKinds[i%len(sourceKinds)]
 				dk := sinkKinds[(i/len(sourceKinds))%len(sinkKinds)]
 				if i%2 == 0 {

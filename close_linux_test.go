@@ -113,7 +113,7 @@ func TestCloseRacesSyncCopies(t *testing.T) {
 			for i := 0; i < 3; i++ {
 				src, dst, feedW, peer, closeAll := tc.pair(t)
 				r := &run{name: tc.name, src: src, dst: dst, feed: feedW, peer: peer, closeAll: closeAll,
-					viaContext: i == 1, data: randomData(total), peerDone: make(chan struct{}), copyDone: make(chan struct{}), feedClosed: make(chan struct{})}
+					viaContext: i == 1, data: fdtest.Random(total), peerDone: make(chan struct{}), copyDone: make(chan struct{}), feedClosed: make(chan struct{})}
 				runs = append(runs, r)
 			}
 		}

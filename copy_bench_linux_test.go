@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
 // BenchmarkCopySmallFileToSocket measures the per-copy cost of a single
@@ -22,7 +24,7 @@ func BenchmarkCopySmallFileToSocket(b *testing.B) {
 	defer e.Close()
 	for _, size := range []int64{4 << 10, 64 << 10} {
 		path := filepath.Join(b.TempDir(), "src")
-		if err := os.WriteFile(path, randomData(int(size)), 0o600); err != nil {
+		if err := os.WriteFile(path, fdtest.Random(int(size)), 0o600); err != nil {
 			b.Fatal(err)
 		}
 		benchCopySmallFile(b, e, path, size)
@@ -61,7 +63,7 @@ func benchCopySmallFile(b *testing.B, e *Engine, path string, size int64) {
 // the same copy with a free pipe, and io.Copy (Go's own splice path).
 func BenchmarkCopyPoolExhausted(b *testing.B) {
 	const size = 32 << 20
-	data := randomData(size)
+	data := fdtest.Random(size)
 	for _, bc := range []struct {
 		name   string
 		pinned bool
@@ -153,7 +155,7 @@ func BenchmarkCopyMessages(b *testing.B) {
 				defer src.Close()
 				defer sink.Close()
 				wait := bc.start(dst, src)
-				msg := randomData(size)
+				msg := fdtest.Random(size)
 				got := make([]byte, size)
 				b.SetBytes(int64(size))
 				b.ReportAllocs()
@@ -199,7 +201,7 @@ func BenchmarkRateLimit(b *testing.B) {
 					src, feed := tcpPair(b)
 					dst, sink := tcpPair(b)
 					go func() {
-						chunk := randomData(64 << 10)
+						chunk := fdtest.Random(64 << 10)
 						wl := NewLimiter(rate, 0)
 						for sent := int64(0); sent < size; sent += int64(len(chunk)) {
 							if !paced {
@@ -283,7 +285,7 @@ func BenchmarkCopyPerCopy(b *testing.B) {
 			defer dst.Close()
 			defer peer.Close()
 			go io.Copy(io.Discard, peer)
-			msg := randomData(4 << 10)
+			msg := fdtest.Random(4 << 10)
 			b.ReportAllocs()
 			for b.Loop() {
 				b.StopTimer()

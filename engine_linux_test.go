@@ -74,7 +74,7 @@ func TestRingRefusedFallsBack(t *testing.T) {
 		if e.Backend() != BackendSplice {
 			t.Fatalf("%v: backend %q, want splice", errno, e.Backend())
 		}
-		src := fileSource(t, randomData(1<<20))
+		src := fileSource(t, fdtest.Random(1<<20))
 		dst := sinkKinds[3].make(t)
 		if n, err := e.CopyAsync(context.Background(), dst.w, src.r).Wait(); n != 1<<20 || err != nil {
 			t.Fatalf("%v: copy on the fallback engine = (%d, %v)", errno, n, err)
@@ -109,14 +109,14 @@ func TestStatsCountRingBatches(t *testing.T) {
 			var futures []*Future
 			var sinks []sink
 			for i := 0; i < copies; i++ {
-				src := fileSource(t, randomData(size)) // evicted from the page cache
+				src := fileSource(t, fdtest.Random(size)) // evicted from the page cache
 				defer src.close()
 				f := src.r.(*os.File)
 				if i%2 == 1 {
 					io.Copy(io.Discard, f) // read it back into the cache
 					f.Seek(0, io.SeekStart)
 				}
-				if i == 0 && isCached(f, 0) {
+				if i == 0 && fdtest.CachedPages(t, f, size) > 0 {
 					t.Skip("the page cache cannot be dropped for files in TMPDIR (tmpfs?)")
 				}
 				s := sk.make(t)
@@ -206,8 +206,8 @@ func runManyCopies(t *testing.T, n int) {
 		for k := range xs {
 			xs[k], ys[k] = unixPair(t)
 		}
-		fwdData := randomData(16<<10 + g)
-		bwdData := randomData(8<<10 + 3*g)
+		fwdData := fdtest.Random(16<<10 + g)
+		bwdData := fdtest.Random(8<<10 + 3*g)
 		fwd := make([]*Future, hops)
 		bwd := make([]*Future, hops)
 		for k := 0; k < hops; k++ {
@@ -397,7 +397,7 @@ func TestManyRingChains(t *testing.T) {
 	const files = 16
 	datas := make([][]byte, files)
 	for i := range datas {
-		datas[i] = randomData(1<<20 + 1 + i*(97<<10)) // above the pipe size: several chunks
+		datas[i] = fdtest.Random(1<<20 + 1 + i*(97<<10)) // above the pipe size: several chunks
 	}
 	type job struct {
 		data   []byte

@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
@@ -126,7 +124,7 @@ func TestFanOutSockets(t *testing.T) {
 		sizes = append(sizes, 64<<20)
 	}
 	for _, size := range sizes {
-		data := randomData(size)
+		data := fdtest.Random(size)
 		for _, kind := range []string{"unix", "tcp"} {
 			for _, n := range []int{1, 16, 256} {
 				if raceEnabled && size > 1<<20 && n > 16 {
@@ -165,7 +163,7 @@ func TestFanOutKinds(t *testing.T) {
 	for _, sk := range sourceKinds {
 		for _, size := range []int{0, 1, 64<<10 + 1, 3<<20 + 17} {
 			t.Run(fmt.Sprintf("%s/%d", sk.name, size), func(t *testing.T) {
-				data := randomData(size)
+				data := fdtest.Random(size)
 				src := sk.make(t, data)
 				defer src.close()
 				var sinks []sink
@@ -195,7 +193,7 @@ func TestFanOutKinds(t *testing.T) {
 func TestFanOutLimitedReader(t *testing.T) {
 	fdtest.Check(t)
 	e := newTestEngine(t)
-	data := randomData(2<<20 + 5)
+	data := fdtest.Random(2<<20 + 5)
 	for _, kind := range []string{"unix", "writer"} {
 		src := fileSource(t, data)
 		f := src.r.(*os.File)
@@ -237,7 +235,7 @@ func TestFanOutFifoWaitsForWriter(t *testing.T) {
 	fdtest.Check(t)
 	e := newTestEngine(t)
 	r, path := fifoNoWriter(t)
-	data := randomData(1<<20 + 3)
+	data := fdtest.Random(1<<20 + 3)
 	var ws []io.Writer
 	var finish []func() (int64, [32]byte)
 	for range 3 {
@@ -271,7 +269,7 @@ func TestFanOutFifoWaitsForWriter(t *testing.T) {
 func TestFanOutStalledWait(t *testing.T) {
 	fdtest.Check(t)
 	e := newTestEngine(t)
-	data := randomData(16 << 20)
+	data := fdtest.Random(16 << 20)
 	for _, kind := range []string{"unix", "tcp"} {
 		t.Run(kind, func(t *testing.T) {
 			src := fileSource(t, data)
@@ -302,7 +300,7 @@ func TestFanOutStalledWait(t *testing.T) {
 func TestFanOutStalledEvict(t *testing.T) {
 	fdtest.Check(t)
 	e := newTestEngine(t)
-	data := randomData(16 << 20)
+	data := fdtest.Random(16 << 20)
 	for _, srcKind := range []string{"file", "reader"} {
 		for _, kind := range []string{"unix", "tcp"} {
 			t.Run(srcKind+"/"+kind, func(t *testing.T) {
@@ -353,7 +351,7 @@ func TestFanOutStalledEvict(t *testing.T) {
 func TestFanOutReset(t *testing.T) {
 	fdtest.Check(t)
 	e := newTestEngine(t)
-	data := randomData(8 << 20)
+	data := fdtest.Random(8 << 20)
 	for _, srcKind := range []string{"file", "reader"} {
 		for _, kind := range []string{"unix", "tcp"} {
 			t.Run(srcKind+"/"+kind, func(t *testing.T) {
@@ -407,7 +405,7 @@ func TestFanOutCancel(t *testing.T) {
 					}{a, a}
 				}
 				// 4 MiB, then the source idles without EOF.
-				go b.Write(randomData(4 << 20))
+				go b.Write(fdtest.Random(4 << 20))
 				var gated []int
 				if stalled {
 					gated = []int{0, 1, 2}
@@ -487,7 +485,7 @@ func TestFanOutBadInput(t *testing.T) {
 		t.Errorf("nil destination: %v, other got %q", res, buf.String())
 	}
 	// All destinations gone: the source is read no further.
-	src := fileSource(t, randomData(4<<20))
+	src := fileSource(t, fdtest.Random(4<<20))
 	defer src.close()
 	a, b := unixPair(t)
 	b.Close()
@@ -512,18 +510,14 @@ func TestFanOutColdFileWarmed(t *testing.T) {
 		t.Skipf("backend is %s", e.Backend())
 	}
 	const size = 8 << 20
-	data := randomData(size)
+	data := fdtest.Random(size)
 	for _, kind := range []string{"unix", "tcp"} {
 		t.Run(kind, func(t *testing.T) {
 			src := fileSource(t, data)
 			defer src.close()
 			f := src.r.(*os.File)
-			evict(t, f)
-			// cachestat(2): a preadv2 probe that misses would start
-			// the readahead the Warmer then finds.
-			var cs unix.Cachestat_t
-			if err := unix.Cachestat(uint(f.Fd()), &unix.CachestatRange{Len: size}, &cs, 0); err != nil || cs.Cache > 0 {
-				t.Skipf("cannot tell the file is out of the page cache (tmpfs?): %d pages cached, %v", cs.Cache, err)
+			if n := fdtest.CachedPages(t, f, size); n > 0 {
+				t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
 			}
 			before := e.Stats().Warmed
 			sinks := newFanSinks(t, kind, 4)

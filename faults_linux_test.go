@@ -195,7 +195,7 @@ func stallPool(t *testing.T, e *Engine, n, maxPipes int) {
 		c, d := tcpPair(t) // destination c; d is never read
 		smallBuffers(t, 8<<10, c, d)
 		t.Cleanup(func() { a.Close(); c.Close(); d.Close() })
-		feedQuietly(t, b, randomData(4<<20))
+		feedQuietly(t, b, fdtest.Random(4<<20))
 		runs[i] = startCopy(e, ctx, true, c, a)
 	}
 	t.Cleanup(func() {
@@ -258,7 +258,7 @@ func startExhausted(t *testing.T, ec engineCase) []check {
 	deadline := time.Now().Add(limit)
 	var checks []check
 	for i, h := range healthy {
-		data := randomData(4<<20 + i)
+		data := fdtest.Random(4<<20 + i)
 		src := quietSource(t, h.src, data)
 		dst := h.dst.make(t)
 		run := startCopy(e, ctx, true, dst.w, src)
@@ -313,7 +313,7 @@ func startChain(t *testing.T, ec engineCase) check {
 	t.Cleanup(cancel)
 	unblock := func() { cancel(); closeAll() }
 
-	data := randomData(8 << 20)
+	data := fdtest.Random(8 << 20)
 	hop1 := startCopy(e, ctx, true, s1a, s0b)
 	hop2 := startCopy(e, ctx, true, s2a, s1b)
 	type result struct {
@@ -485,7 +485,7 @@ func stopCopy(e *Engine, how string, cancel func()) (closed <-chan closeResult, 
 func TestFaultBlockingFD(t *testing.T) {
 	fdtest.Check(t)
 	const limit = time.Second
-	data := randomData(8 << 20)
+	data := fdtest.Random(8 << 20)
 	type blockingCase struct {
 		name, how string
 		e         *Engine
@@ -655,14 +655,14 @@ func TestFaultClosedFile(t *testing.T) {
 				var src io.Reader
 				switch sk {
 				case "file":
-					src = quietSource(t, "file", randomData(4<<20))
+					src = quietSource(t, "file", fdtest.Random(4<<20))
 				case "pipe":
 					r1, w1, err := os.Pipe()
 					if err != nil {
 						t.Fatal(err)
 					}
 					t.Cleanup(func() { r1.Close() })
-					feedQuietly(t, w1, randomData(1<<20))
+					feedQuietly(t, w1, fdtest.Random(1<<20))
 					src = r1
 				}
 				r2, w2, err := os.Pipe() // r2 is not read: w2 fills
@@ -857,7 +857,7 @@ func TestFaultListener(t *testing.T) {
 		{"unix", func() io.Reader { return quietSource(t, "unix", []byte("hello")) }},
 		// Evicted from the page cache: sendfile(2) on both engines,
 		// on the ring engine after the ring has read the chunk in.
-		{"file", func() io.Reader { return quietSource(t, "file", randomData(4<<20)) }},
+		{"file", func() io.Reader { return quietSource(t, "file", fdtest.Random(4<<20)) }},
 		{"reader", func() io.Reader { return onlyReader{strings.NewReader("hello")} }},
 	}
 	type listenerCase struct {

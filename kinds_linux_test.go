@@ -4,15 +4,12 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
@@ -131,45 +128,10 @@ func (h *hashWriter) sum() (s [32]byte) {
 	return s
 }
 
-// randomData returns n reproducible pseudo-random bytes.
-func randomData(n int) []byte {
-	b := make([]byte, n)
-	r := rand.NewChaCha8([32]byte{byte(n), byte(n >> 8), byte(n >> 16)})
-	r.Read(b)
-	return b
-}
-
 func fileSource(t *testing.T, data []byte) source {
-	path := filepath.Join(t.TempDir(), "src")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	evict(t, f)
+	f := fdtest.TempFile(t, data)
+	fdtest.Evict(t, f)
 	return source{f, func() { f.Close() }}
-}
-
-// evict drops f's pages from the page cache (fsync, then
-// POSIX_FADV_DONTNEED), so that reads of it miss the cache and an
-// io_uring engine sends them through the ring. On file systems that keep
-// everything in memory (tmpfs) it does nothing.
-func evict(t testing.TB, f *os.File) {
-	if err := f.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// isCached reports whether the byte at off of f is in the page cache.
-func isCached(f *os.File, off int64) bool {
-	var b [1]byte
-	_, err := unix.Preadv2(int(f.Fd()), [][]byte{b[:]}, off, unix.RWF_NOWAIT)
-	return err == nil
 }
 
 func fileSink(t *testing.T) sink {

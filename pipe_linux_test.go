@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,12 +16,6 @@ import (
 
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
-
-func ptData(n int) []byte {
-	b := make([]byte, n)
-	rand.NewChaCha8([32]byte{9}).Read(b)
-	return b
-}
 
 // ptConnPair returns both ends of a TCP or unix stream connection.
 func ptConnPair(t *testing.T, network string) (net.Conn, net.Conn) {
@@ -52,7 +45,7 @@ func ptConnPair(t *testing.T, network string) (net.Conn, net.Conn) {
 // byte-exact, with and without a LimitedReader.
 func TestReadFromSources(t *testing.T) {
 	fdtest.Check(t)
-	data := ptData(3<<20 + 11)
+	data := fdtest.Random(3<<20 + 11)
 	sources := map[string]func(t *testing.T) (io.Reader, func()){
 		"file": func(t *testing.T) (io.Reader, func()) {
 			f, _ := os.CreateTemp(t.TempDir(), "f")
@@ -119,7 +112,7 @@ func TestReadFromSources(t *testing.T) {
 // to userspace.
 func TestWriteToDestinations(t *testing.T) {
 	fdtest.Check(t)
-	data := ptData(2<<20 + 5)
+	data := fdtest.Random(2<<20 + 5)
 	type dest struct {
 		w      io.Writer
 		result func() []byte
@@ -191,7 +184,7 @@ func TestReadFromReaderGone(t *testing.T) {
 	r.Close()
 	f, _ := os.CreateTemp(t.TempDir(), "f")
 	defer f.Close()
-	f.Write(ptData(100))
+	f.Write(fdtest.Random(100))
 	f.Seek(0, io.SeekStart)
 	if _, err := w.ReadFrom(f); !errors.Is(err, syscall.EPIPE) {
 		t.Fatalf("ReadFrom = %v, want EPIPE", err)
@@ -204,7 +197,7 @@ func TestReadFromCloseMidCopy(t *testing.T) {
 	fdtest.Check(t)
 	r, w := ptNewPipe(t)
 	a, b := ptConnPair(t, "tcp")
-	go b.Write(ptData(1 << 20))
+	go b.Write(fdtest.Random(1 << 20))
 	errc := make(chan error, 1)
 	go func() { _, err := w.ReadFrom(a); errc <- err }()
 	time.Sleep(50 * time.Millisecond)

@@ -48,7 +48,7 @@ func TestCopyMatrix(t *testing.T) {
 						}
 						name := fmt.Sprintf("%s/%s->%s/%d/%s", ec.name, sk.name, dk.name, size, mode)
 						t.Run(name, func(t *testing.T) {
-							data := randomData(size)
+							data := fdtest.Random(size)
 							src := sk.make(t, data)
 							dst := dk.make(t)
 							n, err := runCopy(e, async, dst.w, src.r)
@@ -80,7 +80,7 @@ func TestCopyLimitedReader(t *testing.T) {
 		for _, sk := range sourceKinds {
 			for _, async := range []bool{false, true} {
 				t.Run(fmt.Sprintf("%s/%s/async=%v", ec.name, sk.name, async), func(t *testing.T) {
-					data := randomData(300 << 10)
+					data := fdtest.Random(300 << 10)
 					src := sk.make(t, data)
 					defer src.close()
 					dst := sinkKinds[3].make(t) // tcp
@@ -119,7 +119,7 @@ func TestCopyFileOffset(t *testing.T) {
 	for _, ec := range engineCases(t) {
 		e := newTestEngine(t, ec.opts...)
 		for _, async := range []bool{false, true} {
-			data := randomData(1<<20 + 5)
+			data := fdtest.Random(1<<20 + 5)
 			src := fileSource(t, data)
 			f := src.r.(*os.File)
 			if _, err := f.Seek(1000, io.SeekStart); err != nil {
@@ -194,7 +194,7 @@ func TestCopyAsyncCancel(t *testing.T) {
 
 		for _, kind := range []string{"unix", "tcp"} {
 			t.Run(ec.name+"/full-destination/"+kind, func(t *testing.T) {
-				data := randomData(8 << 20)
+				data := fdtest.Random(8 << 20)
 				src := fileSource(t, data)
 				defer src.close()
 				var a, b net.Conn // b is never read: a fills up
@@ -223,7 +223,7 @@ func TestCopyAsyncCancel(t *testing.T) {
 		t.Run(ec.name+"/cause", func(t *testing.T) {
 			// A cause of the caller's own: the error matches both it
 			// and ctx.Err(), on the ring and the splice paths alike.
-			src := fileSource(t, randomData(8<<20))
+			src := fileSource(t, fdtest.Random(8<<20))
 			defer src.close()
 			a, b := unixPair(t) // b is never read: a fills up
 			defer a.Close()
@@ -267,18 +267,11 @@ func TestCopyCloseEnds(t *testing.T) {
 				go func() { _, err := runCopy(e, async, dst.w, a); done <- err }()
 				time.Sleep(50 * time.Millisecond)
 				a.Close()
-				select {
-				case err := <-done:
-					if !errors.Is(err, net.ErrClosed) {
-						t.Fatalf("copy error = %v, want net.ErrClosed", err)
-					}
-				case <-time.After(5 * time.Second):
-					t.Fatal("closing the source did not end the copy")
-				}
+				awaitClosed(t, done, "source")
 				dst.finish()
 			})
 			t.Run(fmt.Sprintf("%s/destination/async=%v", ec.name, async), func(t *testing.T) {
-				src := fileSource(t, randomData(16<<20))
+				src := fileSource(t, fdtest.Random(16<<20))
 				defer src.close()
 				a, b := unixPair(t)
 				defer b.Close()
@@ -286,14 +279,7 @@ func TestCopyCloseEnds(t *testing.T) {
 				go func() { _, err := runCopy(e, async, a, src.r); done <- err }()
 				time.Sleep(50 * time.Millisecond)
 				a.Close()
-				select {
-				case err := <-done:
-					if !errors.Is(err, net.ErrClosed) {
-						t.Fatalf("copy error = %v, want net.ErrClosed", err)
-					}
-				case <-time.After(5 * time.Second):
-					t.Fatal("closing the destination did not end the copy")
-				}
+				awaitClosed(t, done, "destination")
 				// The peer sees EOF after what was delivered.
 				b.SetReadDeadline(time.Now().Add(5 * time.Second))
 				if _, err := io.Copy(io.Discard, b); err != nil {
@@ -304,6 +290,20 @@ func TestCopyCloseEnds(t *testing.T) {
 	}
 }
 
+// awaitClosed waits for a copy whose end (what) was closed to end, with
+// an error wrapping net.ErrClosed.
+func awaitClosed(t *testing.T, done <-chan error, what string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("copy error = %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("closing the %s did not end the copy", what)
+	}
+}
+
 // TestCopyPeerReset: a destination whose peer resets fails the copy with
 // EPIPE or ECONNRESET.
 func TestCopyPeerReset(t *testing.T) {
@@ -311,7 +311,7 @@ func TestCopyPeerReset(t *testing.T) {
 	for _, ec := range engineCases(t) {
 		e := newTestEngine(t, ec.opts...)
 		for _, async := range []bool{false, true} {
-			src := fileSource(t, randomData(32<<20))
+			src := fileSource(t, fdtest.Random(32<<20))
 			a, b := tcpPair(t)
 			b.SetLinger(0)
 			go func() {
@@ -340,7 +340,7 @@ func TestCopyWriteDeadline(t *testing.T) {
 		for _, kind := range []string{"unix", "tcp"} {
 			for _, async := range []bool{false, true} {
 				t.Run(fmt.Sprintf("%s/%s/async=%v", ec.name, kind, async), func(t *testing.T) {
-					data := randomData(16 << 20)
+					data := fdtest.Random(16 << 20)
 					src := fileSource(t, data)
 					defer src.close()
 					var a, b net.Conn // b is not read until the copy ends
@@ -370,7 +370,7 @@ func TestCopySlowReader(t *testing.T) {
 	fdtest.Check(t)
 	for _, ec := range engineCases(t) {
 		e := newTestEngine(t, ec.opts...)
-		data := randomData(2 << 20)
+		data := fdtest.Random(2 << 20)
 		src := fileSource(t, data)
 		a, b := unixPair(t)
 		got := make(chan []byte)
@@ -466,7 +466,7 @@ func TestEngineCloseInFlight(t *testing.T) {
 			c, d := unixPair(t)
 			closers = append(closers, a, b, c, d)
 			futures = append(futures, e.CopyAsync(context.Background(), c, a))
-			src := fileSource(t, randomData(8<<20))
+			src := fileSource(t, fdtest.Random(8<<20))
 			g, h := unixPair(t) // full destination
 			closers = append(closers, g, h)
 			futures = append(futures, e.CopyAsync(context.Background(), g, src.r))
@@ -549,7 +549,7 @@ func TestCopyAppendDestination(t *testing.T) {
 	for _, ec := range engineCases(t) {
 		e := newTestEngine(t, ec.opts...)
 		for _, async := range []bool{false, true} {
-			data := randomData(3<<20 + 5)
+			data := fdtest.Random(3<<20 + 5)
 			src := fileSource(t, data)
 			path := filepath.Join(t.TempDir(), "log")
 			if err := os.WriteFile(path, []byte("head:"), 0o600); err != nil {
@@ -626,7 +626,7 @@ func TestCopySteadyStateAllocs(t *testing.T) {
 					dst, sink := pair.mk(t)
 					defer sink.Close()
 					f := e.CopyAsync(context.Background(), dst, src)
-					msg := randomData(4 << 10)
+					msg := fdtest.Random(4 << 10)
 					got := make([]byte, len(msg))
 					allocs := testing.AllocsPerRun(500, func() {
 						if _, err := feed.Write(msg); err != nil {

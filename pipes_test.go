@@ -196,7 +196,7 @@ func TestCopyValues(t *testing.T) {
 				for _, mode := range contractModes {
 					for _, size := range sizes {
 						t.Run(fmt.Sprintf("%s/%s->%s/%s/%d", eng.name, sk.name, dk.name, mode.name, size), func(t *testing.T) {
-							data := randomBytes(size)
+							data := fdtest.Random(size)
 							src, _ := sk.make(t, data)
 							dst, got := dk.make(t)
 							n, err := mode.run(eng.e, dst, src)
@@ -224,7 +224,7 @@ func TestCopyLimitedReaderValues(t *testing.T) {
 		for _, mode := range contractModes {
 			for _, limit := range []int64{-1, 0, 1, 100<<10 + 3} {
 				t.Run(fmt.Sprintf("%s/%s/N=%d", sk.name, mode.name, limit), func(t *testing.T) {
-					data := randomBytes(300 << 10)
+					data := fdtest.Random(300 << 10)
 					src, rest := sk.make(t, data)
 					var dst bytes.Buffer
 					lr := &io.LimitedReader{R: src, N: limit}
@@ -337,15 +337,6 @@ func TestCopyAfterClose(t *testing.T) {
 			}
 		})
 	}
-}
-
-// randomBytes returns n reproducible pseudo-random bytes.
-func randomBytes(n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(i*7 + i>>8*13 + 5)
-	}
-	return b
 }
 
 // TestByteCount: Stats.Bytes is the sum of every stripe the copies added

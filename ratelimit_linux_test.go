@@ -22,7 +22,7 @@ func TestRateLimit(t *testing.T) {
 	const burst = 256 << 10
 	const size = 2<<20 + burst // 0.25 s at the rate
 	want := time.Duration(float64(size-burst) / rate * float64(time.Second))
-	data := randomData(size)
+	data := fdtest.Random(size)
 	pick := func(name string, names ...string) bool {
 		for _, n := range names {
 			if n == name {
@@ -79,7 +79,7 @@ func TestRateLimitShared(t *testing.T) {
 	for range 4 {
 		a, b := tcpPair(t)
 		c, d := tcpPair(t)
-		go func() { c.Write(randomData(each)); c.Close() }()
+		go func() { c.Write(fdtest.Random(each)); c.Close() }()
 		wg.Add(2)
 		go func() { defer wg.Done(); io.Copy(io.Discard, b); b.Close() }()
 		go func() {
@@ -105,7 +105,7 @@ func TestRateLimitCancel(t *testing.T) {
 	a, b := tcpPair(t)
 	defer a.Close()
 	defer b.Close()
-	go b.Write(randomData(64 << 10))
+	go b.Write(fdtest.Random(64 << 10))
 	dst, sink := tcpPair(t)
 	defer dst.Close()
 	defer sink.Close()

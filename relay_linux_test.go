@@ -591,7 +591,7 @@ func TestCopyContext(t *testing.T) {
 		for _, sk := range sourceKinds {
 			for _, dk := range sinkKinds {
 				t.Run(fmt.Sprintf("%s/%s->%s", ec.name, sk.name, dk.name), func(t *testing.T) {
-					data := randomData(64<<10 + 1)
+					data := fdtest.Random(64<<10 + 1)
 					src := sk.make(t, data)
 					dst := dk.make(t)
 					ctx := context.Background() // no Done channel: only Close ends the copy

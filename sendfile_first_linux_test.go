@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
 // TestCopyOSFileToSocket: an *os.File source into a TCP socket is sent
@@ -20,7 +22,7 @@ import (
 // io.Copy has one (the same errno, or os.ErrClosed).
 func TestCopyOSFileToSocket(t *testing.T) {
 	dir := t.TempDir()
-	data := randomData(100 << 10)
+	data := fdtest.Random(100 << 10)
 	regular := filepath.Join(dir, "regular")
 	if err := os.WriteFile(regular, data, 0o600); err != nil {
 		t.Fatal(err)

@@ -32,7 +32,7 @@ func userspaceOf(s Stats) userspaceBy {
 // only, that Userspace is their sum, and that the bytes still arrive.
 // Pairs the kernel takes count no fallback.
 func TestStatsUserspaceReasons(t *testing.T) {
-	data := randomData(200<<10 + 3)
+	data := fdtest.Random(200<<10 + 3)
 	small := data[:100] // one datagram
 	for _, ec := range engineCases(t) {
 		t.Run(ec.name, func(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,21 +61,13 @@ func ioCopy(dst io.Writer, src *os.File) func() (int64, error) {
 // peak OS thread count sampled while they ran. It skips where the files
 // stay in the page cache (tmpfs).
 func coldCopies(tb testing.TB, start coldStart, n, size int) (peak int) {
-	dir := tb.TempDir()
-	data := randomData(size)
+	data := fdtest.Random(size)
 	files := make([]*os.File, n)
 	for i := range files {
-		path := filepath.Join(dir, strconv.Itoa(i))
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			tb.Fatal(err)
-		}
-		f, err := os.Open(path)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		defer f.Close()
-		evict(tb, f)
-		if i == 0 && isCached(f, 0) {
+		f := fdtest.TempFile(tb, data)
+		defer f.Close() // now: a benchmark calls this once per iteration
+		fdtest.Evict(tb, f)
+		if i == 0 && fdtest.CachedPages(tb, f, int64(size)) > 0 {
 			tb.Skip("the page cache cannot be dropped for files in TMPDIR (tmpfs?)")
 		}
 		files[i] = f

@@ -29,7 +29,7 @@ func TestCopyPairs(t *testing.T) {
 		for _, dk := range dstKinds {
 			for _, size := range sizes {
 				t.Run(fmt.Sprintf("%s-%s/%d", sk.name, dk.name, size), func(t *testing.T) {
-					data := testData(size)
+					data := fdtest.Random(size)
 					s := sk.make(t, data, false)
 					d := dk.make(t)
 					var (
@@ -76,7 +76,7 @@ func TestCopyLimit(t *testing.T) {
 		for _, dk := range []dstKind{dstKinds[0], dstKinds[1], dstKinds[3]} {
 			for _, limit := range []int64{1, 64<<10 + 1, 1 << 20} {
 				t.Run(fmt.Sprintf("%s-%s/%d", sk.name, dk.name, limit), func(t *testing.T) {
-					data := testData(2 << 20)
+					data := fdtest.Random(2 << 20)
 					s := sk.make(t, data, false)
 					d := dk.make(t)
 					var (
@@ -116,7 +116,7 @@ func TestCopyAppendNotHandled(t *testing.T) {
 	fdtest.Check(t)
 	for _, sk := range srcKinds {
 		t.Run(sk.name, func(t *testing.T) {
-			data := testData(100 << 10)
+			data := fdtest.Random(100 << 10)
 			s := sk.make(t, data, false)
 			f := tempFile(t, []byte("x"))
 			af, err := os.OpenFile(f.Name(), os.O_WRONLY|os.O_APPEND, 0)
@@ -164,7 +164,7 @@ func TestCopyCloseMidCopy(t *testing.T) {
 	for _, sk := range srcKinds[1:] { // an idle source: the copy waits to read
 		for _, dk := range dstKinds {
 			t.Run("src-"+sk.name+"-"+dk.name, func(t *testing.T) {
-				s := sk.make(t, testData(1000), true)
+				s := sk.make(t, fdtest.Random(1000), true)
 				d := dk.make(t)
 				errc := make(chan error, 1)
 				go func() {
@@ -191,7 +191,7 @@ func TestCopyCloseMidCopy(t *testing.T) {
 	for _, sk := range srcKinds {
 		for _, dn := range []string{"pipe", "fifo", "tcp", "unix"} {
 			t.Run("dst-"+sk.name+"-"+dn, func(t *testing.T) {
-				s := sk.make(t, testData(16<<20), false)
+				s := sk.make(t, fdtest.Random(16<<20), false)
 				var w io.Closer
 				var wc syscall.Conn
 				switch dn {
@@ -234,7 +234,7 @@ func TestCopyPeerGone(t *testing.T) {
 	fdtest.Check(t)
 	for _, sk := range srcKinds {
 		t.Run(sk.name+"-pipe", func(t *testing.T) {
-			s := sk.make(t, testData(1<<20), false)
+			s := sk.make(t, fdtest.Random(1<<20), false)
 			r, w, err := os.Pipe()
 			if err != nil {
 				t.Fatal(err)
@@ -252,7 +252,7 @@ func TestCopyPeerGone(t *testing.T) {
 			s.wait()
 		})
 		t.Run(sk.name+"-tcp-reset", func(t *testing.T) {
-			s := sk.make(t, testData(8<<20), false)
+			s := sk.make(t, fdtest.Random(8<<20), false)
 			a, b := connPair(t, "tcp")
 			b.(*net.TCPConn).SetLinger(0)
 			go func() {
@@ -282,7 +282,7 @@ func TestCopyCancel(t *testing.T) {
 	fdtest.Check(t)
 	for _, sk := range srcKinds[1:] {
 		t.Run("idle-src-"+sk.name, func(t *testing.T) {
-			s := sk.make(t, testData(100), true)
+			s := sk.make(t, fdtest.Random(100), true)
 			d := dstKinds[3].make(t)
 			ctx, cancel := context.WithCancel(context.Background())
 			errc := make(chan error, 1)
@@ -323,7 +323,7 @@ func TestCopyCancel(t *testing.T) {
 	// intermediate pipe; after cancel the file offset is just after the
 	// bytes that reached dst.
 	t.Run("full-dst-file-tcp", func(t *testing.T) {
-		data := testData(32 << 20)
+		data := fdtest.Random(32 << 20)
 		f := tempFile(t, data)
 		a, b := connPair(t, "tcp")
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
@@ -360,7 +360,7 @@ func TestCopyBlockingFds(t *testing.T) {
 		}
 		return os.NewFile(uintptr(p[0]), "r"), os.NewFile(uintptr(p[1]), "w")
 	}
-	data := testData(3<<20 + 7)
+	data := fdtest.Random(3<<20 + 7)
 	t.Run("pipe-to-file", func(t *testing.T) {
 		r, w := blockingPipe()
 		defer r.Close()

@@ -139,7 +139,7 @@ func TestDrain(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer p.Close()
-			data := testData(p.Size())
+			data := fdtest.Random(p.Size())
 			if n, err := syscall.Write(p.WriteFd(), data); err != nil || n != len(data) {
 				t.Fatalf("filling the pipe: %d, %v", n, err)
 			}

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,14 +16,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// testData returns n deterministic pseudo-random bytes.
-func testData(n int) []byte {
-	b := make([]byte, n)
-	r := rand.NewChaCha8([32]byte{1, 2, 3})
-	r.Read(b)
-	return b
-}
 
 // endOf returns the End Copy uses for v (an *os.File or net.Conn) and a
 // reset of its deadlines, as the root package's endpoints do.

@@ -72,7 +72,7 @@ func TestPoolBounded(t *testing.T) {
 	const maxPipes, copies = 3, 24
 	pool := NewPool(64<<10, maxPipes)
 	defer pool.Close()
-	data := testData(1<<20 + 3)
+	data := fdtest.Random(1<<20 + 3)
 	var peak atomic.Int64
 	stop := make(chan struct{})
 	var watch sync.WaitGroup
@@ -198,7 +198,7 @@ func TestPoolNoStaleBytes(t *testing.T) {
 	}
 	// A copy cut short with bytes in the intermediate pipe must not
 	// return it to the pool: dst refuses (EPIPE) after a partial write.
-	f := tempFile(t, testData(8<<20))
+	f := tempFile(t, fdtest.Random(8<<20))
 	a, b := connPair(t, "unix")
 	go func() { b.Read(make([]byte, 1000)); b.Close() }()
 	_, _, err := Copy(context.Background(), endOf(t, a.(syscall.Conn), false), endOf(t, f, true), -1, pool)
@@ -284,7 +284,7 @@ func unprivChild() int {
 		fmt.Println("note: the quota did not bite (pipe-user-pages-soft raised?)")
 	}
 	// Copy through the smallest pipe: file -> unix socket, byte-exact.
-	data := testData(4<<20 + 17)
+	data := fdtest.Random(4<<20 + 17)
 	dir, err := os.MkdirTemp("", "child")
 	if err != nil {
 		return fail("%v", err)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"sync"
@@ -18,12 +17,6 @@ import (
 	"github.com/pipes-go/pipes/internal/fd"
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
-
-func testData(n int) []byte {
-	b := make([]byte, n)
-	rand.NewChaCha8([32]byte{byte(n), byte(n >> 8), byte(n >> 16), 'f'}).Read(b)
-	return b
-}
 
 // unixPair returns the two ends of a connected unix stream socketpair.
 func unixPair(t *testing.T) (*net.UnixConn, *net.UnixConn) {
@@ -132,7 +125,7 @@ func TestRun(t *testing.T) {
 	for _, impl := range impls {
 		for _, size := range []int{0, 1, Chunk + 1, 1<<20 + 17} {
 			t.Run(fmt.Sprintf("%s/%d", impl.name, size), func(t *testing.T) {
-				data := testData(size)
+				data := fdtest.Random(size)
 				var ds []*Dest
 				var outs []Out
 				var sinks []sink
@@ -163,7 +156,7 @@ func TestRun(t *testing.T) {
 // the stopped destination is cleared.
 func TestStopped(t *testing.T) {
 	fdtest.Check(t)
-	data := testData(8 << 20)
+	data := fdtest.Random(8 << 20)
 	cases := []struct {
 		name   string
 		policy Policy
@@ -279,7 +272,7 @@ func TestJoinEnded(t *testing.T) {
 		}, true},
 	} {
 		t.Run(impl.name+"/run", func(t *testing.T) {
-			data := testData(200 << 10)
+			data := fdtest.Random(200 << 10)
 			join, run, _ := impl.open(t, context.Background(), fileWith(t, data))
 			var got bytes.Buffer // read once run has returned
 			d := NewDest(0, &got)
@@ -297,7 +290,7 @@ func TestJoinEnded(t *testing.T) {
 			}
 		})
 		t.Run(impl.name+"/abort", func(t *testing.T) {
-			join, _, abort := impl.open(t, context.Background(), fileWith(t, testData(10)))
+			join, _, abort := impl.open(t, context.Background(), fileWith(t, fdtest.Random(10)))
 			d := NewDest(0, io.Discard)
 			if err := join(d); err != nil {
 				t.Fatal(err)

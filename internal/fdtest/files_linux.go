@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // SocketPair returns the two ends of a connected unix socketpair of type
@@ -43,4 +45,32 @@ func TempFile(t testing.TB, data []byte) *os.File {
 	}
 	t.Cleanup(func() { f.Close() })
 	return f
+}
+
+// Evict drops f's pages from the page cache (fsync, then
+// POSIX_FADV_DONTNEED), so that reads of it go to the disk. On file
+// systems that keep everything in memory (tmpfs) it does nothing: check
+// with CachedPages.
+func Evict(t testing.TB, f *os.File) {
+	t.Helper()
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// CachedPages returns how many pages of the first size bytes of f are in
+// the page cache, by cachestat(2), which starts no I/O; it skips the test
+// where the kernel lacks cachestat (Linux 6.5). Not a preadv2(RWF_NOWAIT)
+// probe: one that misses starts the kernel's readahead, and the code
+// under test would then find the pages the check brought in.
+func CachedPages(t testing.TB, f *os.File, size int64) uint64 {
+	t.Helper()
+	var st unix.Cachestat_t
+	if err := unix.Cachestat(uint(f.Fd()), &unix.CachestatRange{Len: uint64(size)}, &st, 0); err != nil {
+		t.Skipf("cachestat: %v", err)
+	}
+	return st.Cache
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -153,15 +152,7 @@ func TestSubmitAfterClose(t *testing.T) {
 func TestCopyReads(t *testing.T) {
 	d, st := newTestDriver(t)
 	data := bytes.Repeat([]byte("0123456789abcdef"), 20000) // 320000 bytes, several pipes' worth
-	path := filepath.Join(t.TempDir(), "src")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := fdtest.TempFile(t, data)
 	fc, err := f.SyscallConn()
 	if err != nil {
 		t.Fatal(err)

@@ -145,11 +145,6 @@ func TestCopyReadsOneSlot(t *testing.T) {
 func testFile(t *testing.T, data []byte) *os.File {
 	t.Helper()
 	f := fdtest.TempFile(t, data)
-	if err := f.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
-		t.Fatal(err)
-	}
+	fdtest.Evict(t, f)
 	return f
 }

@@ -3,10 +3,7 @@ package uring
 import (
 	"context"
 	"io"
-	"os"
 	"testing"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/pipes-go/pipes/internal/fdtest"
 	"github.com/pipes-go/pipes/splice"
@@ -31,7 +28,7 @@ func TestSmallCached(t *testing.T) {
 			f := testFile(t, make([]byte, c.size))
 			if c.warm {
 				io.Copy(io.Discard, f)
-			} else if n := cachedPages(t, f, c.size); n > 0 {
+			} else if n := fdtest.CachedPages(t, f, int64(c.size)); n > 0 {
 				t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
 			}
 			if got := smallCached(File{Conn: rawConn(t, f), Size: int64(c.size)}); got != c.cached {
@@ -61,7 +58,7 @@ func TestWarmerHoldsOneSlot(t *testing.T) {
 	}
 	const size = 4 << 20
 	f := testFile(t, make([]byte, size))
-	if n := cachedPages(t, f, size); n > 0 {
+	if n := fdtest.CachedPages(t, f, size); n > 0 {
 		t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
 	}
 	w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: size})
@@ -98,20 +95,6 @@ func TestWarmerHoldsOneSlot(t *testing.T) {
 	d.unpin(p)
 }
 
-// cachedPages returns how many pages of the first size bytes of f are in
-// the page cache, by cachestat(2) (skipping the test where the kernel
-// lacks it). Not PageCached: a probe that misses starts the kernel's
-// readahead, and the code under test would then find the pages it
-// started.
-func cachedPages(t *testing.T, f *os.File, size int) uint64 {
-	t.Helper()
-	var st unix.Cachestat_t
-	if err := unix.Cachestat(uint(f.Fd()), &unix.CachestatRange{Len: uint64(size)}, &st, 0); err != nil {
-		t.Skipf("cachestat: %v", err)
-	}
-	return st.Cache
-}
-
 // TestPageCached: ranges of a file in the page cache are cached, ranges
 // of one out of it are not, and asking starts no read of them (the
 // readahead a preadv2 probe would start on the caller's thread).
@@ -137,13 +120,13 @@ func TestPageCached(t *testing.T) {
 			f := testFile(t, make([]byte, size))
 			if c.warm {
 				io.Copy(io.Discard, f)
-			} else if n := cachedPages(t, f, size); n > 0 {
+			} else if n := fdtest.CachedPages(t, f, size); n > 0 {
 				t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
 			}
 			if got := PageCached(int(f.Fd()), int64(c.off), c.n, size); got != c.want {
 				t.Errorf("PageCached(%d, %d) = %v, want %v", c.off, c.n, got, c.want)
 			}
-			if n := cachedPages(t, f, size); !c.started && n > 0 {
+			if n := fdtest.CachedPages(t, f, size); !c.started && n > 0 {
 				t.Errorf("asking brought %d pages into the page cache", n)
 			}
 		})
