@@ -140,13 +140,15 @@ func (s *sysEngine) copyFD(ctx context.Context, life *lifetime, w io.Writer, r i
 		running := s.fileCopies.Add(1)
 		defer s.fileCopies.Add(-1)
 		if min := s.cfg.ringMinConcurrency; min >= 0 && running > int64(min) {
-			n, handled, err := s.ringCopy(ctx, w, &dst, &src, limit)
-			if handled {
+			if dst.kind == kindSocket {
+				// sendfile(2) sends it, paced by the ring's Warmer.
+				if warm := s.warmer(src); warm != nil {
+					src.pacer = warm
+					defer warm.Close() // after spliceCopy, its last Take
+				}
+			} else if n, handled, err := s.ringCopy(ctx, w, dst, src, limit); handled {
 				s.st.ring.Add(1)
 				return n, inKernel, err
-			}
-			if warm, ok := src.pacer.(*uring.Warmer); ok {
-				defer warm.Close() // after spliceCopy, its last Take
 			}
 		}
 	}
@@ -263,43 +265,31 @@ func (s *sysEngine) spliceCopy(ctx context.Context, life *lifetime, w io.Writer,
 	return n, inKernel, err
 }
 
-// ringCopy keeps a copy from a regular file off the disk. To a stream
-// socket it arranges for the sendfile(2) that follows to find each chunk
-// in the page cache: the ring's Warmer, as src's pacer, reads in the
-// chunks that are not (handled is then false: spliceCopy runs it). To
-// anything else, the ring runs the copy (CopyReads): its reads that miss
-// the page cache go through the ring. handled is false, with nothing
-// moved, also where no pool pipe is free or the kernel cannot splice the
-// pair. w is the caller's destination, whose waits interruptOnDone wakes.
-func (s *sysEngine) ringCopy(ctx context.Context, w io.Writer, dst, src *endpoint, limit int64) (int64, bool, error) {
+// ringCopy runs a copy from a regular file to anything but a stream
+// socket on the ring (CopyReads): its reads that miss the page cache go
+// through the ring, so that they do not block an OS thread. handled is
+// false, with nothing moved, where no pool pipe is free or the kernel
+// cannot splice the pair. w is the caller's destination, whose waits
+// interruptOnDone wakes.
+func (s *sysEngine) ringCopy(ctx context.Context, w io.Writer, dst, src endpoint, limit int64) (int64, bool, error) {
 	file := uring.File{Conn: src.conn, Size: src.size}
-	if dst.kind != kindSocket {
-		interrupt := func() func() { return interruptOnDone(ctx, w, nil) }
-		return s.ring.CopyReads(ctx, dst.end(), file, limit, interrupt)
-	}
-	warm, err := s.ring.NewWarmer(file)
-	if err != nil {
-		return 0, true, err
-	}
-	if warm != nil {
-		src.pacer = warm
-	}
-	return 0, false, nil
+	interrupt := func() func() { return interruptOnDone(ctx, w, nil) }
+	return s.ring.CopyReads(ctx, dst.end(), file, limit, interrupt)
 }
 
-// fanOutWarmer returns the ring's Warmer for the file source of a
-// fan-out, so that its one read of the file does not wait for the disk
-// on an OS thread; nil where the engine has no ring, the source is not a
-// regular file, or it has nothing to warm (a small file in the page
-// cache). A fan-out is one reader however many destinations it has, so
-// RingMinConcurrency does not apply.
-func (s *sysEngine) fanOutWarmer(src endpoint) *uring.Warmer {
+// warmer returns the ring's Warmer for a copy or fan-out reading the
+// regular file src, which reads the chunks not in the page cache in
+// before the caller reads them, so that its reads do not wait for the
+// disk on an OS thread; nil where src is not a regular file or there is
+// nothing to warm (a small file in the page cache). An error reading the
+// file's offset gives nil too: the caller's own read meets it.
+func (s *sysEngine) warmer(src endpoint) *uring.Warmer {
 	if s.ring == nil || src.kind != kindFile {
 		return nil
 	}
 	warm, err := s.ring.NewWarmer(uring.File{Conn: src.conn, Size: src.size})
 	if err != nil {
-		return nil // the fan-out's own read meets it
+		return nil
 	}
 	return warm
 }

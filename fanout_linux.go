@@ -36,7 +36,9 @@ func (e *Engine) fanOutKernel(ctx context.Context, src io.Reader, limit int64, d
 		return 0, fallbackNoFD
 	}
 	source := fanout.Source{Conn: se.conn, Kind: se.kind, Limit: limit}
-	if warm := e.sys.fanOutWarmer(se); warm != nil {
+	if warm := e.sys.warmer(se); warm != nil {
+		// A fan-out is one reader however many destinations it has:
+		// warmed whatever RingMinConcurrency says.
 		source.Pacer = warm
 		defer warm.Close()
 	}

@@ -328,9 +328,6 @@ func (k *Kernel) fill() (n int, eof, idle bool, err error) {
 	if chunk, err = k.pace(chunk); err != nil {
 		return 0, false, false, err
 	}
-	if k.src.Pacer != nil {
-		defer func() { k.grant -= n }()
-	}
 	rerr := k.src.Conn.Read(func(sysfd uintptr) bool {
 		if k.joins != nil && live(k.ds) == 0 {
 			idle = true
@@ -342,6 +339,9 @@ func (k *Kernel) fill() (n int, eof, idle bool, err error) {
 	})
 	if rerr != nil && err == nil {
 		err = rerr
+	}
+	if k.src.Pacer != nil {
+		k.grant -= n
 	}
 	return n, eof, idle, err
 }

@@ -165,7 +165,7 @@ func (r *readsCopy) drain(m int) error {
 func PageCached(fd int, off int64, n int, size int64) bool {
 	if size > off {
 		n = int(min(int64(n), size-off)) // cachestat counts only pages that exist
-		if !pagesPresent(fd, off, n) {
+		if present, known := pagesPresent(fd, off, int64(n)); known && !present {
 			return false
 		}
 	}
@@ -183,16 +183,16 @@ func PageCached(fd int, off int64, n int, size int64) bool {
 }
 
 // pagesPresent reports whether every page of the n bytes at off of fd is
-// in the page cache, read or being read, by cachestat(2); true where the
-// kernel lacks it.
-func pagesPresent(fd int, off int64, n int) bool {
+// in the page cache, read or being read, by cachestat(2); known is false
+// where the kernel cannot tell (no cachestat before Linux 6.5).
+func pagesPresent(fd int, off, n int64) (present, known bool) {
 	var st unix.Cachestat_t
 	r := unix.CachestatRange{Off: uint64(off), Len: uint64(n)}
 	if unix.Cachestat(uint(fd), &r, &st, 0) != nil {
-		return true
+		return false, false
 	}
 	page := int64(os.Getpagesize())
-	return int64(st.Cache) >= (off+int64(n)+page-1)/page-off/page
+	return int64(st.Cache) >= (off+n+page-1)/page-off/page, true
 }
 
 // spliceCached splices up to n bytes at off of the caller's file src

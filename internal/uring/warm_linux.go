@@ -2,10 +2,7 @@ package uring
 
 import (
 	"context"
-	"os"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/pipes-go/pipes/internal/fd"
 )
@@ -170,21 +167,17 @@ func (d *Driver) initWarm(size int) {
 // all of whose pages are in the page cache, by one cachestat(2) (Linux
 // 6.5) over the whole file, which needs no offset. A copy of it has
 // nothing to warm, so it costs one system call where the Warmer's first
-// chunk would cost three (lseek, and a probe at both ends). false where
-// the kernel cannot tell (ENOSYS, a file system without a page cache):
-// the Warmer then probes chunk by chunk.
+// chunk would cost four (lseek, then PageCached's cachestat and a probe
+// at both ends). false where the kernel cannot tell: the Warmer then
+// probes chunk by chunk.
 func smallCached(src File) bool {
 	if src.Size <= 0 || src.Size > cachedChunk {
 		return false
 	}
 	cached := false
 	src.Conn.Control(func(sysfd uintptr) {
-		var st unix.Cachestat_t
-		r := unix.CachestatRange{Off: 0, Len: uint64(src.Size)}
-		if unix.Cachestat(uint(sysfd), &r, &st, 0) == nil {
-			page := uint64(os.Getpagesize())
-			cached = st.Cache >= (uint64(src.Size)+page-1)/page
-		}
+		present, known := pagesPresent(int(sysfd), 0, src.Size)
+		cached = known && present
 	})
 	return cached
 }
