@@ -2,6 +2,7 @@ package uring
 
 import (
 	"context"
+	"os"
 	"syscall"
 
 	"github.com/pipes-go/pipes/internal/fd"
@@ -10,9 +11,11 @@ import (
 // Warmer keeps a copy from a regular file off the disk: it is the
 // splice.Pacer of a sendfile(2) or splice(2) copy that, before each chunk
 // the copy reads, checks whether the chunk is in the page cache
-// (PageCached) and, where it is not, has the ring read it in first
+// (ChunkResidency) and, where it is not, has the ring read it in first
 // (warm), so that the copy's goroutine never blocks an OS thread on the
-// disk. A chunk is at most cachedChunk, and the scratch buffer's size
+// disk. A chunk whose pages the kernel's readahead is still reading is
+// not read again: the ring waits for its last page, 4 KiB into the
+// scratch buffer rather than the chunk. A chunk is at most cachedChunk, and the scratch buffer's size
 // (Config.WarmChunk) where the ring reads it in: it also bounds how long
 // one sendfile(2) or splice(2) call of the copy runs.
 //
@@ -76,10 +79,25 @@ func (d *Driver) NewWarmer(src File) (*Warmer, error) {
 func (w *Warmer) Take(ctx context.Context, most int) (int, error) {
 	n := min(most, cachedChunk)
 	left := min(int64(n), w.size-w.off) // what the copy can read of it
-	if left > 0 && !w.refused && !w.cached(int(left)) && w.pinned() {
+	if left <= 0 || w.refused {
+		w.off += int64(n)
+		return n, nil
+	}
+	off, m := w.off, int64(0) // the range the ring reads in
+	switch w.residency(int(left)) {
+	case Missing:
 		// Read in one scratch buffer's worth, and grant that.
 		n = min(n, len(w.d.scratch))
-		r, err := w.d.warm(ctx, *w.pin, w.off, int(min(int64(n), left)))
+		m = min(int64(n), left)
+	case Reading:
+		// Every page is there and the kernel's readahead is reading
+		// some: wait for the chunk's last page, read in order.
+		page := int64(os.Getpagesize())
+		off = (w.off + left - 1) / page * page
+		m = w.off + left - off
+	}
+	if m > 0 && w.pinned() {
+		r, err := w.d.warm(ctx, *w.pin, off, int(m))
 		if err != nil {
 			return 0, err
 		}
@@ -116,18 +134,18 @@ func (w *Warmer) pinned() bool {
 	return true
 }
 
-// cached reports whether the n bytes at the Warmer's offset are in the
-// page cache. A file the caller has closed counts as cached: the copy's
-// own read reports the close.
-func (w *Warmer) cached(n int) bool {
-	cached := true
+// residency tells where the n bytes at the Warmer's offset are
+// (ChunkResidency). A file the caller has closed counts as Cached: the
+// copy's own read reports the close.
+func (w *Warmer) residency(n int) Residency {
+	res := Cached
 	w.src.Control(func(sysfd uintptr) {
-		cached = PageCached(int(sysfd), w.off, n, w.size)
+		res = ChunkResidency(int(sysfd), w.off, n, w.size)
 	})
-	if cached {
+	if res == Cached {
 		w.d.st.CachedReads.Add(1)
 	}
-	return cached
+	return res
 }
 
 // warm has the ring read the n bytes at off of the caller's file, pinned

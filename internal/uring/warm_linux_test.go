@@ -5,6 +5,8 @@ import (
 	"io"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pipes-go/pipes/internal/fdtest"
 	"github.com/pipes-go/pipes/splice"
 )
@@ -130,5 +132,36 @@ func TestPageCached(t *testing.T) {
 				t.Errorf("asking brought %d pages into the page cache", n)
 			}
 		})
+	}
+}
+
+// TestChunkResidencyReading: a range whose pages the kernel is still
+// reading in (readahead started by POSIX_FADV_WILLNEED just before) is
+// Reading or, once read, Cached: never Missing, which would have the
+// Warmer read it again. The test skips where the disk reads too fast to
+// ever catch a page being read.
+func TestChunkResidencyReading(t *testing.T) {
+	const n = 64 << 10 // within any read_ahead_kb: WILLNEED reads it all
+	f := testFile(t, fdtest.Random(n))
+	fdNum := int(f.Fd())
+	seen := map[Residency]int{}
+	for range 50 {
+		fdtest.Evict(t, f)
+		if c := fdtest.CachedPages(t, f, n); c > 0 {
+			t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", c)
+		}
+		if err := unix.Fadvise(fdNum, 0, n, unix.FADV_WILLNEED); err != nil {
+			t.Fatal(err)
+		}
+		// WILLNEED returns once every page is in the cache, locked
+		// until its read completes.
+		seen[ChunkResidency(fdNum, 0, n, n)]++
+	}
+	t.Logf("after WILLNEED: %d Reading, %d Cached, %d Missing", seen[Reading], seen[Cached], seen[Missing])
+	if seen[Missing] > 0 {
+		t.Fatalf("%d of 50 ranges with every page present were Missing", seen[Missing])
+	}
+	if seen[Reading] == 0 {
+		t.Skip("no page was caught being read: the disk is too fast for this test")
 	}
 }
