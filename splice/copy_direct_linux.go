@@ -22,6 +22,10 @@ import (
 func (c *copier) direct() (handled bool, err error) {
 	c.srcFn, c.dstFn = c.spliceFromSrc, c.spliceIntoDst
 	c.retryAt = -1
+	c.maxSplice = maxChunk
+	if c.src.pipe() && c.dst.socket() {
+		c.maxSplice = pipeToSocketChunk
+	}
 	return c.run(c.directStep)
 }
 
@@ -95,16 +99,16 @@ func (c *copier) spliceIntoDst(wfd uintptr) bool {
 }
 
 // spliceFromSrc is direct's src.Conn.Read callback: it splices from src
-// into c.wfd until a splice moves nothing (c.next says why), the limit
-// is reached (stepDone), or the Pacer's grant is used up (stepRound). It
-// never waits.
+// into c.wfd, at most c.maxSplice bytes a call, until a splice moves
+// nothing (c.next says why), the limit is reached (stepDone), or the
+// Pacer's grant is used up (stepRound). It never waits.
 func (c *copier) spliceFromSrc(rfd uintptr) bool {
 	for c.more() {
 		if c.src.Pacer != nil && c.budget == 0 {
 			c.next = stepRound
 			return true
 		}
-		n, e := Splice(int(rfd), nil, c.wfd, nil, c.chunk(maxChunk), FlagMove|FlagNonblock)
+		n, e := Splice(int(rfd), nil, c.wfd, nil, c.chunk(c.maxSplice), FlagMove|FlagNonblock)
 		if n > 0 {
 			c.spent(n)
 			c.delivered(n)

@@ -80,6 +80,14 @@ func Inspect(c syscall.RawConn) (Info, error) {
 // maxChunk bounds one splice(2) call of a direct copy.
 const maxChunk = 1 << 30
 
+// pipeToSocketChunk bounds one splice(2) call of a direct copy from a
+// pipe into a socket. Such a splice holds the pipe's lock for the whole
+// send (which, over loopback, runs the receiver's TCP input too) and
+// wakes the pipe's writers only when it returns: unbounded, it empties a
+// full pipe before its writer may refill any of it, and writer and copy
+// take turns. See docs/benchmarks.md, "pipe -> TCP: where the time goes".
+const pipeToSocketChunk = 256 << 10
+
 // blockingPoll is how long a wait on a blocking descriptor (one the Go
 // netpoller does not watch) sleeps in poll(2) before Copy checks again
 // whether its context ended or the descriptor was closed.
@@ -347,14 +355,15 @@ type copier struct {
 	err  error
 
 	// direct's: the destination's descriptor while its Write callback
-	// runs, the side the copy last waited for, and the backoff of
-	// stepRetry.
-	wfd      int
-	lastWait step // stepWaitSrc or stepWaitDst; stepRound before any wait
-	backoff  time.Duration
-	retryAt  int64              // c.written at the last stepRetry; -1 before any
-	srcFn    func(uintptr) bool // spliceFromSrc
-	dstFn    func(uintptr) bool // spliceIntoDst; Sendfile's sendChunks
+	// runs, the bound of one splice, the side the copy last waited for,
+	// and the backoff of stepRetry.
+	wfd       int
+	maxSplice int  // maxChunk, or pipeToSocketChunk
+	lastWait  step // stepWaitSrc or stepWaitDst; stepRound before any wait
+	backoff   time.Duration
+	retryAt   int64              // c.written at the last stepRetry; -1 before any
+	srcFn     func(uintptr) bool // spliceFromSrc
+	dstFn     func(uintptr) bool // spliceIntoDst; Sendfile's sendChunks
 
 	// Sendfile's: the source's descriptor while its Control callback
 	// runs.
