@@ -464,8 +464,8 @@ type Stats struct {
 	// kernel path cannot serve.
 	UserspaceRefused uint64
 
-	Cached uint64 // chunks of ring-routed copies found in the page cache, read in the copy's goroutine
-	Warmed uint64 // chunks of sendfile copies and file fan-outs not in the page cache, read in (or, already being read, waited for) by the ring first
+	Cached uint64 // chunks of ring-routed copies, sendfile copies and file fan-outs found in the page cache
+	Warmed uint64 // chunks of sendfile copies and file fan-outs not in the page cache, read in by the ring first
 	SQEs   uint64 // SQEs submitted to the ring
 	Enters uint64 // io_uring_enter calls made to submit them
 	CQEs   uint64 // completions reaped

@@ -157,65 +157,68 @@ const (
 	// Missing: some page of the range is not in the page cache, or the
 	// kernel cannot tell.
 	Missing Residency = iota
-	// Reading: every page is in the page cache and one at either end is
-	// still being read (by readahead the kernel started earlier).
-	Reading
+	// Present: every page of the range is in the page cache; some may
+	// still be being read, by readahead the kernel started earlier.
+	Present
 	// Cached: the range can be read without waiting for the disk.
 	Cached
 )
 
 // PageCached reports whether the n bytes at off of the file fd, whose
-// size was size, are in the page cache: ChunkResidency is Cached.
+// size was size, can be read without waiting for the disk: Cached by
+// ChunkResidency, or Present and readable by the probe of readable.
 func PageCached(fd int, off int64, n int, size int64) bool {
-	return ChunkResidency(fd, off, n, size) == Cached
+	switch ChunkResidency(fd, off, n, size) {
+	case Cached:
+		return true
+	case Present:
+		return readable(fd, off, n)
+	}
+	return false
 }
 
 // ChunkResidency tells where the n bytes at off of the file fd, whose
-// size was size, are. It asks cachestat(2) (Linux 6.5) first, which
-// counts the range's pages and starts no I/O: where pages below size are
-// missing it reports Missing. Then, or where cachestat is missing or the
-// range starts at or past size (the file may have grown), preadv2 with
-// RWF_NOWAIT (Linux 4.14) of the range's first and last byte, which
-// answers EAGAIN for a page that is missing or still being read and, for
-// a missing one, starts the kernel's readahead on the calling thread,
-// which can wait there for the disk queue: the reason cachestat goes
-// first. A probe that fails after cachestat found every page means
-// Reading; without cachestat, or where the file system cannot tell
-// (EOPNOTSUPP), Missing.
+// size was size, are. It asks cachestat(2) (Linux 6.5), which counts the
+// range's pages and starts no I/O: Missing or Present. Only where
+// cachestat cannot tell (before Linux 6.5, or a range at or past size:
+// the file may have grown) does it probe with readable: Cached or
+// Missing.
 func ChunkResidency(fd int, off int64, n int, size int64) Residency {
-	miss := Missing // what a failed probe means
 	if size > off {
 		n = int(min(int64(n), size-off)) // cachestat counts only pages that exist
-		present, known := pagesPresent(fd, off, int64(n))
-		if known && !present {
+		if present, known := pagesPresent(fd, off, int64(n)); known {
+			if present {
+				return Present
+			}
 			return Missing
 		}
-		if known {
-			miss = Reading
-		}
 	}
+	if readable(fd, off, n) {
+		return Cached
+	}
+	return Missing
+}
+
+// readable reports whether the first and last byte of the n bytes at off
+// of fd can be read without waiting, by preadv2 with RWF_NOWAIT (Linux
+// 4.14), which answers EAGAIN for a page that is missing or still being
+// read. It is not free of I/O: where it meets a page that is missing, or
+// that carries the kernel's readahead mark, it starts the next
+// readahead on the calling thread, which can wait there for the disk
+// queue's tags. Where the file system cannot tell (EOPNOTSUPP) it
+// reports false.
+func readable(fd int, off int64, n int) bool {
 	var b [1]byte
 	iov := [][]byte{b[:]}
 	if _, err := unix.Preadv2(fd, iov, off, unix.RWF_NOWAIT); err != nil {
-		return probeMiss(err, miss)
+		return false
 	}
 	last := off + int64(n) - 1
 	if page := int64(os.Getpagesize()); last/page == off/page {
-		return Cached // one page: one probe
+		return true // one page: one probe
 	}
-	if _, err := unix.Preadv2(fd, iov, last, unix.RWF_NOWAIT); err != nil {
-		return probeMiss(err, miss)
-	}
-	return Cached
-}
-
-// probeMiss is what a failed preadv2 probe means: miss where it answered
-// EAGAIN, else Missing.
-func probeMiss(err error, miss Residency) Residency {
-	if err == unix.EAGAIN {
-		return miss
-	}
-	return Missing
+	_, err := unix.Preadv2(fd, iov, last, unix.RWF_NOWAIT)
+	return err == nil
 }
 
 // pagesPresent reports whether every page of the n bytes at off of fd is

@@ -20,17 +20,18 @@ var errTestClosed = errors.New("test: driver closed")
 // newTestDriver sets up a driver with a pool of two 64 KiB pipes, or
 // skips where the kernel refuses io_uring.
 func newTestDriver(t *testing.T) (*Driver, *Counters) {
-	return newTestDriverWith(t, 2, 0)
+	return newTestDriverWith(t, 2, 0, 0)
 }
 
-// newTestDriverWith is newTestDriver with pipes pool pipes and a
-// registered-file table of files slots.
-func newTestDriverWith(t *testing.T, pipes int, files uint32) (*Driver, *Counters) {
+// newTestDriverWith is newTestDriver with pipes pool pipes, a
+// registered-file table of files slots and Warmers reading warmChunk
+// bytes at most (0: no Warmers).
+func newTestDriverWith(t *testing.T, pipes int, files uint32, warmChunk int) (*Driver, *Counters) {
 	t.Helper()
 	fdtest.Check(t)
 	pool := splice.NewPool(64<<10, pipes)
 	st := new(Counters)
-	d, err := New(Config{Entries: 8, IOWQMaxWorkers: 2, Pool: pool, Closed: errTestClosed, Files: files}, st)
+	d, err := New(Config{Entries: 8, IOWQMaxWorkers: 2, Pool: pool, Closed: errTestClosed, Files: files, WarmChunk: warmChunk}, st)
 	if err != nil {
 		pool.Close()
 		t.Skipf("io_uring refused: %v", err)

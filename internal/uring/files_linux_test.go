@@ -20,7 +20,7 @@ import (
 // slot the first holds.
 func newOneSlotDriver(t *testing.T) *Driver {
 	t.Helper()
-	d, _ := newTestDriverWith(t, 8, 1)
+	d, _ := newTestDriverWith(t, 8, 1, 0)
 	if d.files.free == nil {
 		t.Skip("the kernel refused a registered-file table")
 	}

@@ -23,5 +23,5 @@ type Counters struct {
 	Enters      atomic.Uint64 // io_uring_enter calls made to submit them
 	CQEs        atomic.Uint64 // completions reaped
 	CachedReads atomic.Uint64 // chunks of ring copies and Warmers found in the page cache
-	Warms       atomic.Uint64 // chunks Warmers had the ring read into the page cache, or wait for there
+	Warms       atomic.Uint64 // chunks Warmers had the ring read into the page cache
 }

@@ -10,14 +10,18 @@ import (
 
 // Warmer keeps a copy from a regular file off the disk: it is the
 // splice.Pacer of a sendfile(2) or splice(2) copy that, before each chunk
-// the copy reads, checks whether the chunk is in the page cache
-// (ChunkResidency) and, where it is not, has the ring read it in first
-// (warm), so that the copy's goroutine never blocks an OS thread on the
-// disk. A chunk whose pages the kernel's readahead is still reading is
-// not read again: the ring waits for its last page, 4 KiB into the
-// scratch buffer rather than the chunk. A chunk is at most cachedChunk, and the scratch buffer's size
-// (Config.WarmChunk) where the ring reads it in: it also bounds how long
-// one sendfile(2) or splice(2) call of the copy runs.
+// the copy reads, asks whether the chunk's pages are in the page cache
+// (ChunkResidency, which starts no I/O) and has the ring bring them in
+// first, so that the copy's goroutine never blocks an OS thread on the
+// disk: where a page is missing, the ring reads the chunk (warm); where
+// every page is there, the ring reads the chunk's first and last page,
+// which waits for any readahead still reading the chunk and starts the
+// kernel's next readahead from the ring, not from the copy's thread (a
+// probe there, or the copy's own read, would start it when it meets the
+// page with the readahead mark, and wait for the disk queue). A chunk is
+// at most cachedChunk, and the scratch buffer's size (Config.WarmChunk)
+// where the ring reads it in: it also bounds how long one sendfile(2) or
+// splice(2) call of the copy runs.
 //
 // The ring reads a chunk with IORING_OP_READ into the driver's scratch
 // buffer, which nothing reads: on a file system with asynchronous
@@ -33,16 +37,35 @@ import (
 // without asking the kernel. Close releases the Warmer once the copy
 // is done.
 type Warmer struct {
-	d       *Driver
-	src     syscall.RawConn
-	off     int64 // offset of the next byte to grant
-	size    int64 // past it the copy meets EOF: nothing to warm
-	refused bool  // the kernel cannot read the file through the ring: warm no more
+	d    *Driver
+	src  syscall.RawConn
+	off  int64 // offset of the next byte to grant
+	size int64 // past it the copy meets EOF: nothing to warm
+	mode warmMode
 	// pin names the file in the chains, from the first chunk the
 	// Warmer reads in until Close: one slot update per copy, not two per
 	// chunk. nil: not pinned yet.
 	pin *fileRef
 }
+
+// warmMode is where a Warmer's copy is with respect to the disk; it only
+// moves down the list.
+type warmMode int
+
+const (
+	// hot: every chunk so far was readable from the page cache. A chunk
+	// whose pages are all there is probed (readable) and granted where
+	// the probe finds it readable, with no ring op.
+	hot warmMode = iota
+	// behindReadahead: the copy has met a chunk not readable yet, so the
+	// kernel's readahead runs just ahead of it, marks and all. The ring
+	// reads the first and last page of each chunk whose pages are all
+	// there, not a probe on the copy's thread.
+	behindReadahead
+	// refused: the kernel cannot read the file through the ring; the
+	// Warmer grants every chunk as it is.
+	refused
+)
 
 const (
 	// cachedChunk bounds a chunk found in the page cache: the chunk of
@@ -79,29 +102,40 @@ func (d *Driver) NewWarmer(src File) (*Warmer, error) {
 func (w *Warmer) Take(ctx context.Context, most int) (int, error) {
 	n := min(most, cachedChunk)
 	left := min(int64(n), w.size-w.off) // what the copy can read of it
-	if left <= 0 || w.refused {
+	if left <= 0 || w.mode == refused {
 		w.off += int64(n)
 		return n, nil
 	}
-	off, m := w.off, int64(0) // the range the ring reads in
-	switch w.residency(int(left)) {
+	var spans []span // what the ring reads of the chunk
+	res := w.residency(int(left))
+	switch res {
 	case Missing:
 		// Read in one scratch buffer's worth, and grant that.
 		n = min(n, len(w.d.scratch))
-		m = min(int64(n), left)
-	case Reading:
-		// Every page is there and the kernel's readahead is reading
-		// some: wait for the chunk's last page, read in order.
+		spans = []span{{w.off, min(int64(n), left)}}
+	case Present:
+		// Read the first and the last page, not the copy: the first
+		// may carry the kernel's readahead mark, where the reader
+		// starts the next readahead and can wait for the disk queue;
+		// the last is read after the rest of the chunk's readahead.
 		page := int64(os.Getpagesize())
-		off = (w.off + left - 1) / page * page
-		m = w.off + left - off
+		spans = []span{{w.off, min(page-w.off%page, left)}}
+		if last := (w.off + left - 1) / page * page; last > w.off {
+			spans = append(spans, span{last, w.off + left - last})
+		}
 	}
-	if m > 0 && w.pinned() {
-		r, err := w.d.warm(ctx, *w.pin, off, int(m))
+	if spans != nil && w.pinned() {
+		if res == Missing {
+			w.d.st.Warms.Add(1)
+		}
+		w.mode = behindReadahead
+		r, err := w.d.warm(ctx, *w.pin, spans...)
 		if err != nil {
 			return 0, err
 		}
-		w.refused = r < 0 && fd.Refused(syscall.Errno(-r))
+		if r < 0 && fd.Refused(syscall.Errno(-r)) {
+			w.mode = refused
+		}
 	}
 	w.off += int64(n)
 	return n, nil
@@ -135,29 +169,39 @@ func (w *Warmer) pinned() bool {
 }
 
 // residency tells where the n bytes at the Warmer's offset are
-// (ChunkResidency). A file the caller has closed counts as Cached: the
-// copy's own read reports the close.
+// (ChunkResidency); while the copy is hot, a chunk whose pages are all
+// there is probed (readable): Cached where it is readable. A file the
+// caller has closed counts as Cached: the copy's own read reports the
+// close.
 func (w *Warmer) residency(n int) Residency {
 	res := Cached
 	w.src.Control(func(sysfd uintptr) {
 		res = ChunkResidency(int(sysfd), w.off, n, w.size)
+		if res == Present && w.mode == hot && readable(int(sysfd), w.off, n) {
+			res = Cached
+		}
 	})
-	if res == Cached {
+	if res != Missing {
 		w.d.st.CachedReads.Add(1)
 	}
 	return res
 }
 
-// warm has the ring read the n bytes at off of the caller's file, pinned
-// as f, into the scratch buffer while the calling goroutine sleeps on
-// the read. It returns the read's result (bytes, or -errno), and fails
-// only when ctx ends or the driver is closed first; a read cancelled by
-// ctx is still waited for, so that the pin outlives it.
-func (d *Driver) warm(ctx context.Context, f fileRef, off int64, n int) (int32, error) {
+// A span is n bytes of a file at offset off.
+type span struct{ off, n int64 }
+
+// warm has the ring read the spans of the caller's file, pinned as f,
+// into the scratch buffer, in order, while the calling goroutine sleeps
+// on the reads; a span is at most the scratch buffer's size. It returns
+// the first read's result (bytes, or -errno), and fails only when ctx
+// ends or the driver is closed first; reads cancelled by ctx are still
+// waited for, so that the pin outlives them.
+func (d *Driver) warm(ctx context.Context, f fileRef, spans ...span) (int32, error) {
 	var c chain
-	c.reset(1)
-	c.ops[0].prepRead(f, off, d.scratch[:min(n, len(d.scratch))])
-	d.st.Warms.Add(1)
+	c.reset(len(spans))
+	for i, s := range spans {
+		c.ops[i].prepRead(f, s.off, d.scratch[:min(s.n, int64(len(d.scratch)))])
+	}
 	if err := d.submitChain(&c); err != nil {
 		return 0, err
 	}

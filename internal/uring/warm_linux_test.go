@@ -8,7 +8,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pipes-go/pipes/internal/fdtest"
-	"github.com/pipes-go/pipes/splice"
 )
 
 // TestSmallCached: a small file wholly in the page cache needs no Warmer;
@@ -45,16 +44,7 @@ func TestSmallCached(t *testing.T) {
 // chunks after it (another pin meanwhile gets a duplicate), until Close
 // gives it back.
 func TestWarmerHoldsOneSlot(t *testing.T) {
-	fdtest.Check(t)
-	pool := splice.NewPool(64<<10, 2)
-	defer pool.Close()
-	st := new(Counters)
-	d, err := New(Config{Entries: 8, IOWQMaxWorkers: 2, Pool: pool, Closed: errTestClosed,
-		Files: 1, WarmChunk: 256 << 10}, st)
-	if err != nil {
-		t.Skipf("io_uring refused: %v", err)
-	}
-	defer d.Close()
+	d, st := newTestDriverWith(t, 2, 1, 256<<10)
 	if d.files.free == nil {
 		t.Skip("the kernel refused a registered-file table")
 	}
@@ -135,16 +125,21 @@ func TestPageCached(t *testing.T) {
 	}
 }
 
-// TestChunkResidencyReading: a range whose pages the kernel is still
+// TestChunkResidencyPresent: a range whose pages the kernel is still
 // reading in (readahead started by POSIX_FADV_WILLNEED just before) is
-// Reading or, once read, Cached: never Missing, which would have the
-// Warmer read it again. The test skips where the disk reads too fast to
-// ever catch a page being read.
-func TestChunkResidencyReading(t *testing.T) {
+// Present, never Missing, which would have the Warmer read it again; and
+// PageCached, which probes, tells it from a range that can be read now.
+// Telling needs a disk slower than the probe: the test skips where no
+// page is ever caught being read.
+func TestChunkResidencyPresent(t *testing.T) {
 	const n = 64 << 10 // within any read_ahead_kb: WILLNEED reads it all
 	f := testFile(t, fdtest.Random(n))
 	fdNum := int(f.Fd())
+	if _, known := pagesPresent(fdNum, 0, n); !known {
+		t.Skip("no cachestat(2): Linux 6.5")
+	}
 	seen := map[Residency]int{}
+	reading := 0
 	for range 50 {
 		fdtest.Evict(t, f)
 		if c := fdtest.CachedPages(t, f, n); c > 0 {
@@ -156,12 +151,59 @@ func TestChunkResidencyReading(t *testing.T) {
 		// WILLNEED returns once every page is in the cache, locked
 		// until its read completes.
 		seen[ChunkResidency(fdNum, 0, n, n)]++
+		if !PageCached(fdNum, 0, n, n) {
+			reading++
+		}
 	}
-	t.Logf("after WILLNEED: %d Reading, %d Cached, %d Missing", seen[Reading], seen[Cached], seen[Missing])
-	if seen[Missing] > 0 {
-		t.Fatalf("%d of 50 ranges with every page present were Missing", seen[Missing])
+	t.Logf("after WILLNEED: %d Present, %d Cached, %d Missing; %d not readable yet", seen[Present], seen[Cached], seen[Missing], reading)
+	if seen[Present] != 50 {
+		t.Fatalf("ranges with every page in the page cache: %d of 50 Present", seen[Present])
 	}
-	if seen[Reading] == 0 {
+	if reading == 0 {
 		t.Skip("no page was caught being read: the disk is too fast for this test")
+	}
+}
+
+// TestWarmerModes: a Warmer over a file in the page cache probes and
+// never asks the ring; over one out of it, it has the ring read the
+// chunks in, and from the first one on it follows the kernel's readahead
+// (behindReadahead) instead of probing.
+func TestWarmerModes(t *testing.T) {
+	const size = 8 << 20
+	for _, c := range []struct {
+		name     string
+		warm     bool // read the file into the page cache first
+		wantMode warmMode
+		wantRing bool // SQEs submitted
+	}{
+		{"cached", true, hot, false},
+		{"cold", false, behindReadahead, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d, st := newTestDriverWith(t, 2, 1, 256<<10)
+			f := testFile(t, make([]byte, size))
+			if c.warm {
+				io.Copy(io.Discard, f)
+				f.Seek(0, io.SeekStart)
+			} else if n := fdtest.CachedPages(t, f, size); n > 0 {
+				t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
+			}
+			w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: size})
+			if err != nil || w == nil {
+				t.Fatalf("NewWarmer = %v, %v", w, err)
+			}
+			defer w.Close()
+			for left := size; left > 0; {
+				n, err := w.Take(context.Background(), left)
+				if err != nil {
+					t.Fatal(err)
+				}
+				left -= n
+			}
+			if w.mode != c.wantMode || (st.SQEs.Load() > 0) != c.wantRing {
+				t.Errorf("mode %d after the file, %d SQEs, %d chunks read in; want mode %d, SQEs: %v",
+					w.mode, st.SQEs.Load(), st.Warms.Load(), c.wantMode, c.wantRing)
+			}
+		})
 	}
 }
