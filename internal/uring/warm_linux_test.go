@@ -151,8 +151,16 @@ func TestChunkResidencyPresent(t *testing.T) {
 		// WILLNEED returns once every page is in the cache, locked
 		// until its read completes.
 		seen[ChunkResidency(fdNum, 0, n, n)]++
-		if !PageCached(fdNum, 0, n, n) {
+		cached := PageCached(fdNum, 0, n, n)
+		if !cached {
 			reading++
+		}
+		// A page once readable stays so: a first page still being
+		// read now means PageCached took a range being read for one
+		// that can be read.
+		var b [1]byte
+		if _, err := unix.Preadv2(fdNum, [][]byte{b[:]}, 0, unix.RWF_NOWAIT); cached && err == unix.EAGAIN {
+			t.Fatal("PageCached reported a range whose first page is still being read")
 		}
 	}
 	t.Logf("after WILLNEED: %d Present, %d Cached, %d Missing; %d not readable yet", seen[Present], seen[Cached], seen[Missing], reading)
