@@ -78,21 +78,33 @@ func TestHarnessCatchesWrongCopies(t *testing.T) {
 	if _, err := r.singleRep(corrupt, p, size, 1, true); err == nil {
 		t.Error("a corrupted copy passed the verify rep")
 	}
+	// The ticker rep's destinations are checked by the sink process.
+	fp := pair{kindFile, kindTCP}
+	if _, err := r.concurrentRep(goroutineStrategy(short.name, short.copy), fp, 1, size, false, true); err == nil {
+		t.Error("a short copy passed the ticker rep")
+	}
+	if _, err := r.concurrentRep(goroutineStrategy(corrupt.name, corrupt.copy), fp, 2, size/2, true, true); err == nil {
+		t.Error("a corrupted copy passed the ticker's verify rep")
+	}
 }
 
-// TestHarnessConcurrent runs a small concurrent rep of each socket pair.
+// TestHarnessConcurrent runs a small concurrent rep of each socket pair,
+// with and without the ticker (whose TCP destinations a sink process
+// drains).
 func TestHarnessConcurrent(t *testing.T) {
 	const n, per = 8, 128 << 10
 	r := newTestRunner(t, n*per)
 	s := goroutineStrategy(stratIOCopy, io.Copy)
 	for _, p := range must(parsePairs("unix-unix,tcp-tcp,file-tcp")) {
 		for _, verify := range []bool{true, false} {
-			m, err := r.concurrentRep(s, p, n, per, verify, !verify)
-			if err != nil {
-				t.Fatalf("%s verify=%v: %v", p, verify, err)
-			}
-			if m.Bytes != n*per {
-				t.Fatalf("%s: %d bytes, want %d", p, m.Bytes, n*per)
+			for _, ticker := range []bool{true, false} {
+				m, err := r.concurrentRep(s, p, n, per, verify, ticker)
+				if err != nil {
+					t.Fatalf("%s verify=%v ticker=%v: %v", p, verify, ticker, err)
+				}
+				if m.Bytes != n*per {
+					t.Fatalf("%s verify=%v ticker=%v: %d bytes, want %d", p, verify, ticker, m.Bytes, n*per)
+				}
 			}
 		}
 	}

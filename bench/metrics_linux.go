@@ -26,7 +26,12 @@ import (
 //     inherit_thread (Linux 5.13) too, so that a child process started
 //     meanwhile (the proxy scenario's load generator) is not counted.
 //   - Threads: num_threads of /proc/self/stat (what /proc/self/task lists),
-//     sampled every threadSampleEvery; the peak is kept.
+//     sampled every threadSampleEvery; the peak is kept. The sampler
+//     wakes on a timerfd(2) through the netpoller, not on a Go timer: a
+//     goroutine a timer readies takes its P's next slot (runnext) and
+//     pushes the goroutine there before it, such as the ticker scenario's,
+//     to the back of the run queue (docs/benchmarks.md, "What makes a
+//     bad ticker rep").
 
 const threadSampleEvery = 5 * time.Millisecond
 
@@ -248,13 +253,13 @@ func (m *meter) usage() (usage, error) {
 
 // span is one measurement in progress.
 type span struct {
-	m       *meter
-	start   usage
-	stop    chan struct{}
-	done    chan struct{}
-	peak    int
-	samples uint64
-	mu      sync.Mutex
+	m     *meter
+	start usage
+	stop  chan struct{}
+	done  chan struct{}
+	peak  int
+	calls uint64 // the sampler's own system calls: timerfd reads, preads
+	mu    sync.Mutex
 }
 
 // begin starts measuring, with a goroutine sampling the thread count.
@@ -281,22 +286,57 @@ func (m *meter) begin() (*span, error) {
 
 func (s *span) sample() {
 	defer close(s.done)
-	t := time.NewTicker(threadSampleEvery)
-	defer t.Stop()
+	t, err := newIntervalTimer(threadSampleEvery)
+	if err != nil {
+		<-s.stop // the peak stays what begin and end see
+		return
+	}
+	rc, err := t.SyscallConn()
+	if err != nil {
+		t.Close()
+		<-s.stop
+		return
+	}
+	go func() {
+		<-s.stop
+		t.Close() // ends the wait below
+	}()
+	var expirations [8]byte
 	for {
-		select {
-		case <-s.stop:
+		var reads uint64
+		err := rc.Read(func(fd uintptr) bool {
+			reads++
+			_, err := unix.Read(int(fd), expirations[:])
+			return err != unix.EAGAIN
+		})
+		n, gerr := s.m.gauge.threads()
+		s.mu.Lock()
+		s.calls += reads + 1
+		if gerr == nil && n > s.peak {
+			s.peak = n
+		}
+		s.mu.Unlock()
+		if err != nil {
 			return
-		case <-t.C:
-			n, err := s.m.gauge.threads()
-			s.mu.Lock()
-			s.samples++
-			if err == nil && n > s.peak {
-				s.peak = n
-			}
-			s.mu.Unlock()
 		}
 	}
+}
+
+// newIntervalTimer returns a timerfd(2) that expires every d, as an
+// *os.File whose Reads wait on the netpoller: a goroutine the netpoller
+// readies joins the back of a run queue, where one a Go timer readies
+// takes the front.
+func newIntervalTimer(d time.Duration) (*os.File, error) {
+	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("timerfd_create", err)
+	}
+	ts := unix.NsecToTimespec(d.Nanoseconds())
+	if err := unix.TimerfdSettime(fd, 0, &unix.ItimerSpec{Interval: ts, Value: ts}, nil); err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("timerfd_settime", err)
+	}
+	return os.NewFile(uintptr(fd), "timerfd"), nil
 }
 
 // end stops measuring; bytes is what the rep moved.
@@ -320,8 +360,8 @@ func (s *span) end(bytes int64) (repMetrics, error) {
 		}
 	}
 	if s.m.sc != nil {
-		// The thread sampler's preads are the harness's, not the copy's.
-		n := int64(u.syscalls-s.start.syscalls) - int64(s.samples)
+		// The thread sampler's calls are the harness's, not the copy's.
+		n := int64(u.syscalls-s.start.syscalls) - int64(s.calls)
 		r.Syscalls = &n
 	}
 	return r, nil

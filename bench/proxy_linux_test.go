@@ -12,11 +12,15 @@ import (
 	"github.com/pipes-go/pipes"
 )
 
-// TestMain makes the test binary the proxy scenario's load generator when
-// a proxy rep starts it (os.Executable is the test binary here).
+// TestMain makes the test binary the proxy scenario's load generator, or
+// a ticker rep's sink process, when a rep starts it (os.Executable is the
+// test binary here).
 func TestMain(m *testing.M) {
-	if os.Getenv(proxyLoadEnv) != "" {
-		if err := runProxyLoad(os.Stdin, os.Stdout); err != nil {
+	for env, run := range map[string]func(io.Reader, io.Writer) error{proxyLoadEnv: runProxyLoad, sinkProcEnv: runSinkProc} {
+		if os.Getenv(env) == "" {
+			continue
+		}
+		if err := run(os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}

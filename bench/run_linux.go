@@ -26,6 +26,10 @@ func run(cfg *config) error {
 		// A proxy rep's load generator: see proxyRep.
 		return runProxyLoad(os.Stdin, os.Stdout)
 	}
+	if os.Getenv(sinkProcEnv) != "" {
+		// A ticker rep's destinations: see newRemoteSinks.
+		return runSinkProc(os.Stdin, os.Stdout)
+	}
 	// First, while the process has few threads: every thread created
 	// later is counted through inheritance.
 	m := newMeter()
@@ -279,7 +283,7 @@ func newHeader(cfg *config, m *meter, set *strategySet) header {
 	h.Method = []string{
 		"MB/s: bytes delivered to the destination (counted there) / wall time of the rep, median of reps; 1 MB = 10^6 bytes",
 		"CPU s/GiB: getrusage(RUSAGE_SELF) utime+stime delta over the rep / GiB moved; whole process: the copy, the harness's feeders and drainers, Go runtime, iou-wrk threads",
-		"syscalls/GiB: sys_enter tracepoint count delta / GiB, whole process (harness included, the thread sampler's own preads subtracted)",
+		"syscalls/GiB: sys_enter tracepoint count delta / GiB, whole process (harness included, the thread sampler's own reads subtracted)",
 		"ctxsw/GiB: getrusage nvcsw+nivcsw delta / GiB, whole process",
 		fmt.Sprintf("threads: peak of num_threads in /proc/self/stat (= /proc/self/task, iou-wrk included), sampled every %v, max over reps", threadSampleEvery),
 		"vs io.Copy: MB/s over io.Copy's MB/s in the same case (latency: io.Copy's p50 over this p50); above 1 is better",
