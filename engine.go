@@ -350,12 +350,14 @@ func interruptOnDone(ctx context.Context, dst io.Writer, src io.Reader) (stop fu
 // A copy on the engine's own context (Copy, and CopyContext with a
 // context that cannot end) is woken by Close through copies, the
 // engine's fd.Group; any other arms an fd.Interrupt on its context. The
-// Group costs such a copy one allocation and the engine-wide lock twice,
-// where context.AfterFunc on the engine's context would cost three
+// Group costs such a copy the engine-wide lock twice and no allocation
+// (its interruptions are recycled through free), where
+// context.AfterFunc on the engine's context would cost three
 // allocations and that context's lock twice.
 type lifetime struct {
 	ctx    context.Context // the engine's: cancelled by Close
 	copies fd.Group        // Close wakes them after cancelling ctx
+	free   sync.Pool       // of *interruption, for copies
 }
 
 // interruption is one copy's arrangement made by lifetime.interrupt.
@@ -378,7 +380,11 @@ func (l *lifetime) interrupt(ctx context.Context, dst, src any) *interruption {
 		return nil
 	}
 	if ctx == l.ctx {
-		in := &interruption{life: l, member: fd.Member{D: d}}
+		in, _ := l.free.Get().(*interruption)
+		if in == nil {
+			in = new(interruption)
+		}
+		in.life, in.member = l, fd.Member{D: d}
 		l.copies.Join(&in.member)
 		return in
 	}
@@ -391,7 +397,11 @@ func (in *interruption) stop() {
 	switch {
 	case in == nil:
 	case in.life != nil:
-		in.life.copies.Leave(&in.member)
+		// Once it has left, the Group holds no reference to it.
+		l := in.life
+		l.copies.Leave(&in.member)
+		*in = interruption{}
+		l.free.Put(in)
 	default:
 		in.i.Stop()
 	}

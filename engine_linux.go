@@ -126,10 +126,11 @@ func (s *sysEngine) poolStats(st *Stats) {
 // then copies in userspace. w and r are the caller's values; dst and src
 // their endpoints.
 func (s *sysEngine) copyFD(ctx context.Context, life *lifetime, w io.Writer, r io.Reader, limit int64, m *meter, pacer *Limiter) (int64, fallback, error) {
-	if n, done, err := s.sendfileFirst(ctx, life, w, r, limit, m, pacer); done {
+	n, done, tried, err := s.sendfileFirst(ctx, life, w, r, limit, m, pacer)
+	if done {
 		return n, inKernel, err
 	}
-	dst, src, why, err := s.endpoints(ctx, w, r, m, pacer)
+	dst, src, why, err := s.endpoints(ctx, w, r, m, pacer, tried)
 	if why != inKernel || err != nil {
 		return 0, why, err
 	}
@@ -168,27 +169,30 @@ func (s *sysEngine) copyFD(ctx context.Context, life *lifetime, w io.Writer, r i
 // caller then classifies and copies as if it had not been tried. Other
 // errors are those the classified path meets for a file: a file opened
 // without read access or O_PATH (EBADF), a closed file (os.ErrClosed
-// once Engine.copy maps it), as io.Copy's.
-func (s *sysEngine) sendfileFirst(ctx context.Context, life *lifetime, w io.Writer, r io.Reader, limit int64, m *meter, pacer *Limiter) (n int64, done bool, err error) {
+// once Engine.copy maps it), as io.Copy's. Where it was not done, tried
+// holds what it learnt of the ends, for endpoints.
+func (s *sysEngine) sendfileFirst(ctx context.Context, life *lifetime, w io.Writer, r io.Reader, limit int64, m *meter, pacer *Limiter) (n int64, done bool, tried firstTry, err error) {
 	f, ok := r.(*os.File)
 	if !ok || f == nil {
-		return 0, false, nil
+		return 0, false, tried, nil
 	}
 	dst, ok := goStreamSocket(w)
 	if !ok {
-		return 0, false, nil
+		return 0, false, tried, nil
 	}
+	tried.dst = dst
 	if s.ring != nil && pacer == nil {
 		running := s.fileCopies.Add(1)
 		defer s.fileCopies.Add(-1)
 		if min := s.cfg.ringMinConcurrency; min >= 0 && running > int64(min) {
-			return 0, false, nil
+			return 0, false, tried, nil
 		}
 	}
 	rc, err := f.SyscallConn()
 	if err != nil {
-		return 0, false, nil
+		return 0, false, tried, nil
 	}
+	tried.src = rc
 	dst.meter = m
 	src := splice.End{Conn: rc} // Info unknown: Sendfile needs none of src
 	if pacer != nil {
@@ -197,17 +201,30 @@ func (s *sysEngine) sendfileFirst(ctx context.Context, life *lifetime, w io.Writ
 	defer life.interrupt(ctx, w, r).stop()
 	n, handled, err := splice.Sendfile(ctx, dst.end(), src, limit)
 	if !handled {
-		return 0, false, nil
+		return 0, false, tried, nil
 	}
 	s.st.sendfile.Add(1)
-	return n, true, err
+	return n, true, tried, err
+}
+
+// firstTry is what sendfileFirst learnt of a copy it did not make, which
+// endpoints reuses rather than asking again (SyscallConn allocates): the
+// destination's endpoint, and the source's RawConn, both nil if unknown.
+type firstTry struct {
+	dst endpoint
+	src syscall.RawConn
 }
 
 // endpoints classifies both ends of a copy, and returns why the kernel
 // path cannot take it (anything but inKernel) with nothing moved. A fifo
 // source without a writer yet is waited for first.
-func (s *sysEngine) endpoints(ctx context.Context, w io.Writer, r io.Reader, m *meter, pacer *Limiter) (dst, src endpoint, why fallback, err error) {
-	src, ok := readerEndpoint(r)
+func (s *sysEngine) endpoints(ctx context.Context, w io.Writer, r io.Reader, m *meter, pacer *Limiter, tried firstTry) (dst, src endpoint, why fallback, err error) {
+	var ok bool
+	if tried.src != nil {
+		src, ok = classify(tried.src, false) // r is the *os.File it came from
+	} else {
+		src, ok = readerEndpoint(r)
+	}
 	if !ok {
 		return dst, src, fallbackNoFD, nil
 	}
@@ -224,7 +241,11 @@ func (s *sysEngine) endpoints(ctx context.Context, w io.Writer, r io.Reader, m *
 			return dst, src, inKernel, err
 		}
 	}
-	dst, ok = writerEndpoint(w)
+	if tried.dst.conn != nil {
+		dst, ok = tried.dst, true
+	} else {
+		dst, ok = writerEndpoint(w)
+	}
 	if !ok {
 		return dst, src, fallbackNoFD, nil
 	}

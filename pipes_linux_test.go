@@ -603,6 +603,79 @@ func fifoNoWriter(t *testing.T) (*PipeReader, string) {
 	return r, path
 }
 
+// TestCopyPerCopyAllocs checks what one synchronous Copy allocates on
+// each kernel path: its byte meter and the RawConn Go makes for each
+// side's SyscallConn (3); where the source is classified by fstat, the
+// callback that runs it (2 more); where the ring may take a file copy,
+// its page-cache probe (2 more). Copiers, their callbacks and the
+// engine's interruption records are recycled.
+func TestCopyPerCopyAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates, and drops recycled values at random")
+	}
+	msg := fdtest.Random(4 << 10)
+	file, err := os.Create(filepath.Join(t.TempDir(), "src"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	if _, err := file.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	defer pw.Close()
+	usrc, ufeed := unixPair(t)
+	defer usrc.Close()
+	defer ufeed.Close()
+	for _, ec := range engineCases(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, c := range []struct {
+			name           string
+			src            io.Reader
+			feed           func() error // before each copy: msg ready at src
+			most, ringMost int          // allocations; ringMost: the engine that rings every file copy
+		}{
+			{"file-unix (sendfile)", file, func() error { _, err := file.Seek(0, io.SeekStart); return err }, 3, 7},
+			{"pipe-unix (direct)", pr, func() error { _, err := pw.Write(msg); return err }, 5, 5},
+			{"unix-unix (through a pipe)", usrc, func() error { _, err := ufeed.Write(msg); return err }, 3, 3},
+		} {
+			t.Run(ec.name+"/"+c.name, func(t *testing.T) {
+				dst, sink := unixPair(t)
+				defer dst.Close()
+				defer sink.Close()
+				got := make([]byte, len(msg))
+				src := &io.LimitedReader{R: c.src}
+				allocs := testing.AllocsPerRun(200, func() {
+					if err := c.feed(); err != nil {
+						t.Fatal(err)
+					}
+					src.N = int64(len(msg))
+					if n, err := e.Copy(dst, src); err != nil || n != int64(len(msg)) {
+						t.Fatalf("Copy = (%d, %v), want %d bytes", n, err, len(msg))
+					}
+					if _, err := io.ReadFull(sink, got); err != nil {
+						t.Fatal(err)
+					}
+				})
+				if !bytes.Equal(got, msg) {
+					t.Fatal("the bytes differ")
+				}
+				most := c.most
+				if ec.name != "default" {
+					most = c.ringMost
+				}
+				if allocs > float64(most) {
+					t.Errorf("%v allocations per Copy, want at most %d", allocs, most)
+				}
+			})
+		}
+	}
+}
+
 // TestCopySteadyStateAllocs checks that a long-lived socket -> socket
 // copy allocates nothing per message once it runs (the fill and drain
 // callbacks are made once per copy, and pipes go back to the pool

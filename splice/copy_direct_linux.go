@@ -20,7 +20,6 @@ import (
 // first, so that closing dst meanwhile neither blocks in Close nor goes
 // unnoticed.
 func (c *copier) direct() (handled bool, err error) {
-	c.srcFn, c.dstFn = c.spliceFromSrc, c.spliceIntoDst
 	c.retryAt = -1
 	c.maxSplice = maxChunk
 	if c.src.pipe() && c.dst.socket() {

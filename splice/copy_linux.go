@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -145,7 +146,8 @@ func Copy(ctx context.Context, dst, src End, limit int64, pool *Pool) (written i
 	if limit == 0 {
 		return 0, true, nil
 	}
-	c := &copier{ctx: ctx, limit: limit, src: side{End: src}, dst: side{End: dst}}
+	c := newCopier(ctx, limit, dst, src)
+	defer c.release()
 	c.src.apply(src.Info)
 	c.dst.apply(dst.Info)
 	// Which path, and whether the pair can be spliced at all, depends on
@@ -349,10 +351,11 @@ type copier struct {
 	waker fd.Waker // wakeOnDone's
 
 	// What the last RawConn callback found: the step the copy takes
-	// next, and the error of stepFail. The callbacks are method values
-	// made once per copy, so that a round allocates nothing.
+	// next, and the error of stepFail.
 	next step
 	err  error
+
+	callbacks
 
 	// direct's: the destination's descriptor while its Write callback
 	// runs, the bound of one splice, the side the copy last waited for,
@@ -361,9 +364,7 @@ type copier struct {
 	maxSplice int  // maxChunk, or pipeToSocketChunk
 	lastWait  step // stepWaitSrc or stepWaitDst; stepRound before any wait
 	backoff   time.Duration
-	retryAt   int64              // c.written at the last stepRetry; -1 before any
-	srcFn     func(uintptr) bool // spliceFromSrc
-	dstFn     func(uintptr) bool // spliceIntoDst; Sendfile's sendChunks
+	retryAt   int64 // c.written at the last stepRetry; -1 before any
 
 	// Sendfile's: the source's descriptor while its Control callback
 	// runs.
@@ -374,9 +375,47 @@ type copier struct {
 	// drain the pipe.
 	p       *Pipe
 	read    readMode
-	fillFn  func(uintptr) bool // fillPipe
-	drainFn func(uintptr) bool // drainPipe
-	peekBuf [1]byte            // peek's buffer
+	peekBuf [1]byte // peek's buffer
+}
+
+// callbacks are a copier's RawConn callbacks: method values, made once
+// per copier (each is an allocation), so that neither a round nor a
+// recycled copier's copy makes any.
+type callbacks struct {
+	srcFn, dstFn    func(uintptr) bool // direct's spliceFromSrc, spliceIntoDst
+	fillFn, drainFn func(uintptr) bool // viaPipe's fillPipe, drainPipe
+	chunkFn         func(uintptr) bool // Sendfile's sendChunks
+	sendFn          func(uintptr)      // Sendfile's sendfile
+}
+
+// copiers recycles copiers between copies, as Go's internal/poll
+// recycles its splice pipes: a copier is a few hundred bytes and six
+// callbacks, which a copy would otherwise allocate (docs/benchmarks.md,
+// "Per-copy cost"). It holds no state between copies: release clears
+// all but the callbacks.
+var copiers = sync.Pool{New: func() any {
+	c := new(copier)
+	c.callbacks = callbacks{
+		srcFn: c.spliceFromSrc, dstFn: c.spliceIntoDst,
+		fillFn: c.fillPipe, drainFn: c.drainPipe,
+		sendFn: c.sendfile, chunkFn: c.sendChunks,
+	}
+	return c
+}}
+
+// newCopier returns a copier for a copy of up to limit bytes (limit < 0:
+// until EOF) from src to dst. The copy releases it once it has returned.
+func newCopier(ctx context.Context, limit int64, dst, src End) *copier {
+	c := copiers.Get().(*copier)
+	c.ctx, c.limit, c.src.End, c.dst.End = ctx, limit, src, dst
+	return c
+}
+
+// release clears c and gives it back for another copy. The copy must be
+// over: no callback of c runs, and its Waker is stopped.
+func (c *copier) release() {
+	*c = copier{callbacks: c.callbacks}
+	copiers.Put(c)
 }
 
 // step is the state of a copy loop (direct, viaPipe): what it does next.

@@ -29,7 +29,6 @@ import (
 // more is read (stepWaitDst), so a stalled destination pins at most one
 // pipe.
 func (c *copier) viaPipe() (handled bool, err error) {
-	c.fillFn, c.drainFn = c.fillPipe, c.drainPipe
 	defer func() { err = c.dropPipe(err) }()
 	return c.run(c.pipeStep)
 }
@@ -253,7 +252,8 @@ func Drain(ctx context.Context, dst End, p *Pipe, n int) (written int64, err err
 		ctx = context.Background()
 	}
 	p.data = n
-	c := &copier{ctx: ctx, limit: -1, dst: side{End: dst}}
+	c := newCopier(ctx, -1, dst, End{})
+	defer c.release()
 	c.dst.apply(dst.Info)
 	if !c.dst.known {
 		if err := c.dst.inspect(); err != nil {
@@ -275,9 +275,6 @@ func Drain(ctx context.Context, dst End, p *Pipe, n int) (written int64, err err
 // bytes are this copy's. It returns nil only when p is empty. It leaves
 // in c.next stepWaitDst if it found dst without room, else stepRound.
 func (c *copier) drain(p *Pipe) error {
-	if c.drainFn == nil {
-		c.drainFn = c.drainPipe
-	}
 	c.p = p
 	c.next = stepRound
 	for p.data > 0 {

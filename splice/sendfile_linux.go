@@ -32,7 +32,8 @@ func Sendfile(ctx context.Context, dst, src End, limit int64) (written int64, ha
 	if limit == 0 {
 		return 0, true, nil
 	}
-	c := &copier{ctx: ctx, limit: limit, src: side{End: src}, dst: side{End: dst}}
+	c := newCopier(ctx, limit, dst, src)
+	defer c.release()
 	c.src.apply(src.Info)
 	c.dst.apply(dst.Info)
 	if err := c.dst.inspect(); err != nil {
@@ -46,8 +47,7 @@ func Sendfile(ctx context.Context, dst, src End, limit int64) (written int64, ha
 	defer c.dst.boundBlocking(unix.SO_SNDTIMEO)()
 	defer c.refund()
 	handled = true
-	c.dstFn = c.sendChunks
-	cerr := src.Conn.Control(c.sendfile)
+	cerr := src.Conn.Control(c.sendFn)
 	err = c.err
 	if cerr != nil && err == nil {
 		err = cerr
@@ -79,7 +79,7 @@ func (c *copier) sendfile(sfd uintptr) {
 			return
 		}
 		c.next = stepRound
-		werr := c.dst.Conn.Write(c.dstFn)
+		werr := c.dst.Conn.Write(c.chunkFn)
 		if werr != nil && c.err == nil {
 			c.err = werr
 		}

@@ -69,16 +69,22 @@ var (
 // under Go's reference to it (c.Control). Errors are c's, or an
 // *os.SyscallError of fstat or fcntl.
 func Inspect(c syscall.RawConn, need Need) (Info, error) {
-	var info Info
-	var err error
-	cerr := c.Control(func(sysfd uintptr) {
-		info, err = inspect(int(sysfd), need)
-	})
-	if cerr != nil {
-		return info, cerr
+	// One allocation for the callback's results, not one per result.
+	x := &inspection{need: need}
+	if cerr := c.Control(x.run); cerr != nil {
+		return x.info, cerr
 	}
-	return info, err
+	return x.info, x.err
 }
+
+// inspection is one Inspect's callback and its results.
+type inspection struct {
+	need Need
+	info Info
+	err  error
+}
+
+func (x *inspection) run(sysfd uintptr) { x.info, x.err = inspect(int(sysfd), x.need) }
 
 func inspect(fd int, need Need) (info Info, err error) {
 	var st unix.Stat_t
