@@ -208,16 +208,20 @@ func ChunkResidency(fd int, off int64, n int, size int64) Residency {
 // queue's tags. Where the file system cannot tell (EOPNOTSUPP) it
 // reports false.
 func readable(fd int, off int64, n int) bool {
-	var b [1]byte
-	iov := [][]byte{b[:]}
-	if _, err := unix.Preadv2(fd, iov, off, unix.RWF_NOWAIT); err != nil {
+	if !readableAt(fd, off) {
 		return false
 	}
 	last := off + int64(n) - 1
 	if page := int64(os.Getpagesize()); last/page == off/page {
 		return true // one page: one probe
 	}
-	_, err := unix.Preadv2(fd, iov, last, unix.RWF_NOWAIT)
+	return readableAt(fd, last)
+}
+
+// readableAt is readable for the one byte at off.
+func readableAt(fd int, off int64) bool {
+	var b [1]byte
+	_, err := unix.Preadv2(fd, [][]byte{b[:]}, off, unix.RWF_NOWAIT)
 	return err == nil
 }
 

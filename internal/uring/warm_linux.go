@@ -170,14 +170,18 @@ func (w *Warmer) pinned() bool {
 
 // residency tells where the n bytes at the Warmer's offset are
 // (ChunkResidency); while the copy is hot, a chunk whose pages are all
-// there is probed (readable): Cached where it is readable. A file the
-// caller has closed counts as Cached: the copy's own read reports the
-// close.
+// there is Cached where its last byte is readable (readableAt): the
+// kernel's readahead reads a window in order, so a chunk still being
+// read has its last page among those not read yet. (Its first page may
+// carry the readahead mark; a probe there would start the next
+// readahead on the copy's thread just as the copy's own read does, so
+// it is not probed.) A file the caller has closed counts as Cached: the
+// copy's own read reports the close.
 func (w *Warmer) residency(n int) Residency {
 	res := Cached
 	w.src.Control(func(sysfd uintptr) {
 		res = ChunkResidency(int(sysfd), w.off, n, w.size)
-		if res == Present && w.mode == hot && readable(int(sysfd), w.off, n) {
+		if res == Present && w.mode == hot && readableAt(int(sysfd), w.off+int64(n)-1) {
 			res = Cached
 		}
 	})
