@@ -30,8 +30,8 @@ type Config struct {
 	// them with duplicates.
 	Files uint32
 	// WarmChunk is the most a Warmer has the ring read in at once, and
-	// the size of the scratch buffer those reads land in; 0: no
-	// Warmers.
+	// the size of the guard those reads land in (an address range, no
+	// memory); 0: no Warmers.
 	WarmChunk int
 }
 
@@ -59,7 +59,7 @@ type Driver struct {
 	sqPoll bool
 	files  files // the registered-file table
 
-	scratch []byte // where Warmers' reads land, never read; nil: no Warmers
+	guard []byte // where Warmers' reads land, mapped with no access; nil: no Warmers
 
 	mu      sync.Mutex
 	pending []*chain // to submit
@@ -230,7 +230,6 @@ func (d *Driver) init(cfg Config) error {
 		}
 	}
 	d.files.init(d.r, cfg.Files)
-	d.initWarm(cfg.WarmChunk)
 	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
 		return fmt.Errorf("eventfd: %w", err)
@@ -240,6 +239,7 @@ func (d *Driver) init(cfg Config) error {
 		return err
 	}
 	d.efd = os.NewFile(uintptr(efd), "pipes-ring-eventfd")
+	d.initWarm(cfg.WarmChunk)
 	d.loopWG.Add(2)
 	go d.readEventfd()
 	go d.loop()
@@ -255,6 +255,7 @@ func (d *Driver) Close() error {
 	d.poke()
 	d.efd.Close() // ends readEventfd
 	d.loopWG.Wait()
+	d.closeWarm()
 	return d.r.Close()
 }
 

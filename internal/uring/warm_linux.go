@@ -5,6 +5,8 @@ import (
 	"os"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pipes-go/pipes/internal/fd"
 )
 
@@ -14,22 +16,30 @@ import (
 // (ChunkResidency, which starts no I/O) and has the ring bring them in
 // first, so that the copy's goroutine never blocks an OS thread on the
 // disk: where a page is missing, the ring reads the chunk (warm); where
-// every page is there, the ring reads the chunk's first and last page,
-// which waits for any readahead still reading the chunk and starts the
-// kernel's next readahead from the ring, not from the copy's thread (a
-// probe there, or the copy's own read, would start it when it meets the
-// page with the readahead mark, and wait for the disk queue). A chunk is
-// at most cachedChunk, and the scratch buffer's size (Config.WarmChunk)
-// where the ring reads it in: it also bounds how long one sendfile(2) or
-// splice(2) call of the copy runs.
+// every page is there, its first page, which starts the kernel's next
+// readahead from the ring, not from the copy's thread (a probe there, or
+// the copy's own read, would start it when it meets the page with the
+// readahead mark, and wait for the disk queue); then, in both cases, the
+// chunk's last page, which waits for any readahead still reading the
+// chunk. A chunk is at most cachedChunk, and the guard's size
+// (Config.WarmChunk) where the ring reads it in: it also bounds how long
+// one sendfile(2) or splice(2) call of the copy runs.
 //
-// The ring reads a chunk with IORING_OP_READ into the driver's scratch
-// buffer, which nothing reads: on a file system with asynchronous
-// buffered reads the read takes no io-wq worker (the kernel starts the
-// disk reads, with its readahead, and completes the op from task work),
-// so any number of copies have reads in flight at once without a thread
-// each. The copy then sends the chunk from the page cache; the bytes
-// cross into the scratch buffer once, which is the price.
+// The ring reads a chunk with IORING_OP_READ into the driver's guard,
+// an address range mapped with no access: the READ does what a read(2)
+// of the chunk does up to its first copy out (it starts the chunk's disk
+// reads, the kernel's readahead with them, and waits for the first
+// page), then fails with EFAULT, so that no byte crosses into userspace;
+// a READ of the chunk's last page, into the guard too and hardlinked
+// behind it, completes once the rest of the chunk is read. On a file
+// system with asynchronous buffered reads neither takes an io-wq worker
+// (the kernel starts the disk reads and completes the op from task
+// work), so any number of copies have reads in flight at once without a
+// thread each. The kernel reads all a READ asks for in one readahead
+// only up to the larger of the device's readahead (read_ahead_kb) and
+// its largest request (max_sectors_kb): on a device where both are
+// under Config.WarmChunk, a chunk read in is read in only in part, and
+// the copy's own read waits for the rest.
 //
 // The copy must read the file from the offset the Warmer was made at, in
 // order, and give back what it did not read (Refund), as a copy does
@@ -80,7 +90,7 @@ const (
 // Warmers (Config.WarmChunk 0) or the copy has nothing to warm: a small
 // file wholly in the page cache (smallCached).
 func (d *Driver) NewWarmer(src File) (*Warmer, error) {
-	if d.scratch == nil {
+	if d.guard == nil {
 		return nil, nil
 	}
 	if smallCached(src) {
@@ -106,30 +116,29 @@ func (w *Warmer) Take(ctx context.Context, most int) (int, error) {
 		w.off += int64(n)
 		return n, nil
 	}
-	var spans []span // what the ring reads of the chunk
+	var head int64 // what the ring reads first of the chunk; 0: nothing
 	res := w.residency(int(left))
 	switch res {
 	case Missing:
-		// Read in one scratch buffer's worth, and grant that.
-		n = min(n, len(w.d.scratch))
-		spans = []span{{w.off, min(int64(n), left)}}
+		// Read in one guard's worth, and grant that: the READ starts
+		// the reads of all of it, sized as a copy's read of it would
+		// be (the kernel sizes its readahead by the read).
+		n = min(n, len(w.d.guard))
+		left = min(int64(n), left)
+		head = left
 	case Present:
-		// Read the first and the last page, not the copy: the first
-		// may carry the kernel's readahead mark, where the reader
-		// starts the next readahead and can wait for the disk queue;
-		// the last is read after the rest of the chunk's readahead.
+		// Read the first page, not the copy: it may carry the
+		// kernel's readahead mark, where the reader starts the next
+		// readahead and can wait for the disk queue.
 		page := int64(os.Getpagesize())
-		spans = []span{{w.off, min(page-w.off%page, left)}}
-		if last := (w.off + left - 1) / page * page; last > w.off {
-			spans = append(spans, span{last, w.off + left - last})
-		}
+		head = min(page-w.off%page, left)
 	}
-	if spans != nil && w.pinned() {
+	if head > 0 && w.pinned() {
 		if res == Missing {
 			w.d.st.Warms.Add(1)
 		}
 		w.mode = behindReadahead
-		r, err := w.d.warm(ctx, *w.pin, spans...)
+		r, err := w.d.warm(ctx, *w.pin, w.off, head, left)
 		if err != nil {
 			return 0, err
 		}
@@ -191,20 +200,27 @@ func (w *Warmer) residency(n int) Residency {
 	return res
 }
 
-// A span is n bytes of a file at offset off.
-type span struct{ off, n int64 }
-
-// warm has the ring read the spans of the caller's file, pinned as f,
-// into the scratch buffer, in order, while the calling goroutine sleeps
-// on the reads; a span is at most the scratch buffer's size. It returns
-// the first read's result (bytes, or -errno), and fails only when ctx
-// ends or the driver is closed first; reads cancelled by ctx are still
-// waited for, so that the pin outlives them.
-func (d *Driver) warm(ctx context.Context, f fileRef, spans ...span) (int32, error) {
+// warm has the ring read, into the guard, the head bytes at off of the
+// caller's file, pinned as f, then the last page of the n bytes at off,
+// while the calling goroutine sleeps on the reads; head is at most n
+// and at most the guard's size. Once it returns, every page of the n
+// bytes has been read in, unless a read failed. It returns the first
+// read's result (-EFAULT where the read went as it should: the guard
+// takes no byte; 0 at EOF; another -errno), and fails only when ctx ends
+// or the driver is closed first; reads cancelled by ctx are still waited
+// for, so that the pin outlives them.
+func (d *Driver) warm(ctx context.Context, f fileRef, off, head, n int64) (int32, error) {
+	last := (off + n - 1) &^ int64(os.Getpagesize()-1) // the last page
+	reads := 1
+	if last > off {
+		reads = 2
+	}
 	var c chain
-	c.reset(len(spans))
-	for i, s := range spans {
-		c.ops[i].prepRead(f, s.off, d.scratch[:min(s.n, int64(len(d.scratch)))])
+	c.reset(reads)
+	c.hardlink = true // the first read fails by design
+	c.ops[0].prepRead(f, off, d.guard[:head])
+	if reads == 2 {
+		c.ops[1].prepRead(f, last, d.guard[:off+n-last])
 	}
 	if err := d.submitChain(&c); err != nil {
 		return 0, err
@@ -220,12 +236,24 @@ func (d *Driver) warm(ctx context.Context, f fileRef, spans ...span) (int32, err
 	return c.ops[0].res, err
 }
 
-// initWarm sets up what Warmers need: the scratch buffer their reads
-// land in, shared by all (the bytes in it are never read). size <= 0:
-// no Warmers.
+// initWarm sets up what Warmers need: the guard their reads land in,
+// size bytes mapped with no access, shared by all. size <= 0, or a
+// mapping refused: no Warmers.
 func (d *Driver) initWarm(size int) {
-	if size > 0 {
-		d.scratch = make([]byte, size)
+	if size <= 0 {
+		return
+	}
+	g, err := unix.Mmap(-1, 0, size, unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err == nil {
+		d.guard = g
+	}
+}
+
+// closeWarm unmaps the guard. The loop must have stopped: no read can
+// land in it then, nor be submitted.
+func (d *Driver) closeWarm() {
+	if d.guard != nil {
+		unix.Munmap(d.guard)
 	}
 }
 

@@ -215,3 +215,59 @@ func TestWarmerModes(t *testing.T) {
 		})
 	}
 }
+
+// TestWarmReadsIn: the ring's reads of a chunk, into the guard, copy no
+// byte (the first read fails with EFAULT) and still leave every page of
+// the chunk in the page cache and its last page readable, whether the
+// chunk was out of the page cache (the chunk's read) or being read in
+// (its first page's), and for a chunk of one page (one read).
+func TestWarmReadsIn(t *testing.T) {
+	const (
+		size  = 1 << 20
+		chunk = 256 << 10 // the guard's size
+		off   = 64 << 10
+	)
+	for _, c := range []struct {
+		name     string
+		willneed bool // start reading the chunk in first
+		head, n  int64
+		reads    uint64 // SQEs: the head, then the last page if another
+	}{
+		{"missing chunk", false, chunk, chunk, 2},
+		{"chunk being read", true, 4096, chunk, 2},
+		{"one page", false, 100, 100, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d, st := newTestDriverWith(t, 2, 1, chunk)
+			f := testFile(t, fdtest.Random(size))
+			fdNum := int(f.Fd())
+			if n := fdtest.CachedPages(t, f, size); n > 0 {
+				t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
+			}
+			if c.willneed {
+				if err := unix.Fadvise(fdNum, off, c.n, unix.FADV_WILLNEED); err != nil {
+					t.Fatal(err)
+				}
+			}
+			p, err := d.pin(rawConn(t, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.unpin(p)
+			sqes := st.SQEs.Load() // the pin's FILES_UPDATE
+			r, err := d.warm(context.Background(), p, off, c.head, c.n)
+			if err != nil || r != -int32(unix.EFAULT) {
+				t.Fatalf("warm = %d, %v; want -EFAULT (the guard takes no byte)", r, err)
+			}
+			if got := st.SQEs.Load() - sqes; got != c.reads {
+				t.Errorf("%d reads; want %d", got, c.reads)
+			}
+			if present, known := pagesPresent(fdNum, off, c.n); known && !present {
+				t.Errorf("a page of the %d bytes at %d is not in the page cache", c.n, off)
+			}
+			if last := off + c.n - 1; !readable(fdNum, last, 1) {
+				t.Errorf("the chunk's last byte (%d) cannot be read without waiting", last)
+			}
+		})
+	}
+}
