@@ -60,6 +60,13 @@ type Driver struct {
 	files  files // the registered-file table
 
 	guard []byte // where Warmers' reads land, mapped with no access; nil: no Warmers
+	// scratch is where the reads of Warmers in shortReadahead land, made
+	// on the first: bytes nobody reads.
+	scratch     []byte
+	scratchOnce sync.Once
+	// afterGuard, if set (by tests), is called after a missing chunk's
+	// reads into the guard, before the Warmer checks they read it whole.
+	afterGuard func(off, n int64)
 
 	mu      sync.Mutex
 	pending []*chain // to submit

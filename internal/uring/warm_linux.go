@@ -38,8 +38,13 @@ import (
 // thread each. The kernel reads all a READ asks for in one readahead
 // only up to the larger of the device's readahead (read_ahead_kb) and
 // its largest request (max_sectors_kb): on a device where both are
-// under Config.WarmChunk, a chunk read in is read in only in part, and
-// the copy's own read waits for the rest.
+// under Config.WarmChunk, a chunk read into the guard is read in only in
+// part. The Warmer checks (cachestat) that a missing chunk's reads left
+// no page missing; where they did, it reads the chunk again into a
+// scratch buffer nobody reads, a READ that goes on through the whole
+// chunk, and reads every missing chunk of the copy so from then on
+// (shortReadahead): the bytes cross into userspace once, as the price
+// of such a device.
 //
 // The copy must read the file from the offset the Warmer was made at, in
 // order, and give back what it did not read (Refund), as a copy does
@@ -64,14 +69,21 @@ type warmMode int
 
 const (
 	// hot: every chunk so far was readable from the page cache. A chunk
-	// whose pages are all there is probed (readable) and granted where
-	// the probe finds it readable, with no ring op.
+	// whose pages are all there is probed (readableAt its last byte)
+	// and granted where the probe finds it readable, with no ring op.
 	hot warmMode = iota
 	// behindReadahead: the copy has met a chunk not readable yet, so the
 	// kernel's readahead runs just ahead of it, marks and all. The ring
 	// reads the first and last page of each chunk whose pages are all
 	// there, not a probe on the copy's thread.
 	behindReadahead
+	// shortReadahead: behindReadahead, where a chunk read into the guard
+	// still had pages missing after the reads: the device reads ahead
+	// less than a chunk at once (read_ahead_kb and max_sectors_kb both
+	// under Config.WarmChunk), and a read that stops at its first copy
+	// out reads in only that much. A missing chunk is read by copying
+	// it into the scratch buffer, which reads it whole.
+	shortReadahead
 	// refused: the kernel cannot read the file through the ring; the
 	// Warmer grants every chunk as it is.
 	refused
@@ -137,8 +149,8 @@ func (w *Warmer) Take(ctx context.Context, most int) (int, error) {
 		if res == Missing {
 			w.d.st.Warms.Add(1)
 		}
-		w.mode = behindReadahead
-		r, err := w.d.warm(ctx, *w.pin, w.off, head, left)
+		w.mode = max(w.mode, behindReadahead)
+		r, err := w.read(ctx, res == Missing, head, left)
 		if err != nil {
 			return 0, err
 		}
@@ -148,6 +160,40 @@ func (w *Warmer) Take(ctx context.Context, most int) (int, error) {
 	}
 	w.off += int64(n)
 	return n, nil
+}
+
+// read has the ring read in the n bytes at the Warmer's offset, head
+// bytes of them first (warm); missing: some pages were not in the page
+// cache. A missing chunk that the reads into the guard left with pages
+// missing is read again by copying it (warmCopy), as every missing
+// chunk is from then on (shortReadahead). It returns the first read's
+// result, as warm does.
+func (w *Warmer) read(ctx context.Context, missing bool, head, n int64) (int32, error) {
+	if missing && w.mode == shortReadahead {
+		return w.d.warmCopy(ctx, *w.pin, w.off, n)
+	}
+	r, err := w.d.warm(ctx, *w.pin, w.off, head, n)
+	if err != nil || !missing || r != -int32(syscall.EFAULT) {
+		return r, err // not a missing chunk, or failed: the copy's read tells
+	}
+	if hook := w.d.afterGuard; hook != nil {
+		hook(w.off, n)
+	}
+	if w.readIn(n) {
+		return r, nil
+	}
+	w.mode = shortReadahead
+	return w.d.warmCopy(ctx, *w.pin, w.off, n)
+}
+
+// readIn reports whether no page of the n bytes at the Warmer's offset
+// is missing from the page cache (ChunkResidency).
+func (w *Warmer) readIn(n int64) bool {
+	in := true
+	w.src.Control(func(sysfd uintptr) {
+		in = ChunkResidency(int(sysfd), w.off, int(n), w.size) != Missing
+	})
+	return in
 }
 
 // Close releases what the Warmer holds (its pin of the file). The copy
@@ -222,14 +268,35 @@ func (d *Driver) warm(ctx context.Context, f fileRef, off, head, n int64) (int32
 	if reads == 2 {
 		c.ops[1].prepRead(f, last, d.guard[:off+n-last])
 	}
-	if err := d.submitChain(&c); err != nil {
+	return d.runChain(ctx, &c)
+}
+
+// warmCopy has the ring read the n bytes at off of the caller's file,
+// pinned as f, into the scratch buffer, whose bytes nobody reads: the
+// read goes on through the whole range, as a read(2) of it does, where
+// warm's stops at its first copy out. n is at most the guard's size. It
+// returns as warm does.
+func (d *Driver) warmCopy(ctx context.Context, f fileRef, off, n int64) (int32, error) {
+	d.scratchOnce.Do(func() { d.scratch = make([]byte, len(d.guard)) })
+	var c chain
+	c.reset(1)
+	c.ops[0].prepRead(f, off, d.scratch[:n])
+	return d.runChain(ctx, &c)
+}
+
+// runChain submits c and sleeps until it is done, or ctx ends (c is then
+// cancelled, and still waited for, so that its reads end before the
+// caller's pin does). It returns the first op's result, and fails only
+// when ctx ends or the driver is closed first.
+func (d *Driver) runChain(ctx context.Context, c *chain) (int32, error) {
+	if err := d.submitChain(c); err != nil {
 		return 0, err
 	}
 	var err error
 	select {
 	case <-c.done:
 	case <-ctx.Done():
-		d.cancelChain(&c)
+		d.cancelChain(c)
 		<-c.done
 		err = context.Cause(ctx)
 	}
