@@ -36,12 +36,12 @@ type File struct {
 // When ctx can end, CopyReads calls interrupt once it holds a pipe and
 // calls the stop it returns before it returns: interrupt must arrange for
 // dst's waits to be woken when ctx ends (splice.Drain does not).
-// handled == false means nothing moved: no pool pipe was free, or the
-// kernel cannot splice the pair.
+// handled == false means nothing moved: no pool pipe was free, the file
+// could not be pinned, or the kernel cannot splice the pair.
 func (d *Driver) CopyReads(ctx context.Context, dst splice.End, src File, limit int64, interrupt func() (stop func())) (written int64, handled bool, err error) {
-	cs, handled, err := d.begin(src)
-	if !handled || err != nil {
-		return 0, handled, err
+	cs, ok := d.begin(src)
+	if !ok {
+		return 0, false, nil
 	}
 	defer d.end(cs)
 	if ctx.Done() != nil && interrupt != nil {
@@ -266,21 +266,25 @@ type copySrc struct {
 	start int64
 }
 
-// begin takes a pool pipe and pins src. A copy never waits for a pipe
-// (another copy's peer may never read again): without one, handled is
-// false and the caller takes another path. The copy calls end once its
-// last chain is done.
-func (d *Driver) begin(src File) (cs copySrc, handled bool, err error) {
+// begin takes a pool pipe and pins src; ok is false, with nothing taken,
+// where it cannot, and the caller then takes another path. A copy never
+// waits for a pipe (another copy's peer may never read again). Nor does
+// it fail for want of a pin: the other paths need no new descriptor
+// where a duplicate cannot be had (EMFILE with the registered-file table
+// full), and meet for themselves what else stopped the pin (a file the
+// caller closed). The copy calls end once its last chain is done.
+func (d *Driver) begin(src File) (cs copySrc, ok bool) {
 	cs.p = d.pool.TryGet()
 	if cs.p == nil {
-		return cs, false, nil
+		return cs, false
 	}
+	var err error
 	cs.f, cs.start, err = d.pinFile(src.Conn)
 	if err != nil {
 		d.pool.Put(cs.p)
-		return cs, true, err
+		return cs, false
 	}
-	return cs, true, nil
+	return cs, true
 }
 
 // end releases what begin took. The pipe is closed, not pooled, if
