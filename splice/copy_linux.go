@@ -365,9 +365,13 @@ type copier struct {
 	srcFn     func(uintptr) bool // spliceFromSrc
 	dstFn     func(uintptr) bool // spliceIntoDst; Sendfile's sendChunks
 
-	// Sendfile's: the source's descriptor while its Control callback
-	// runs.
-	sfd int
+	// Sendfile's: the callback of src's Conn.Read that makes one
+	// sendfile(2) call (sendOne), and that call's arguments and results.
+	sendFn func(uintptr) bool
+	send   struct {
+		dfd, n, m int
+		err       error
+	}
 
 	// The intermediate-pipe path's (viaPipe): the pipe held now, how the
 	// next fill reads a socket src, and the callbacks that fill and
