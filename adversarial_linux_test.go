@@ -1023,3 +1023,42 @@ func TestAdvOutOfDescriptors(t *testing.T) {
 		}
 	}
 }
+
+// TestAdvSourceFileClosed closes a regular-file source while its copy
+// waits for a destination that reads nothing yet, on every path a file
+// copy takes (sendfile, warmed or not; ring reads; the splice loop),
+// then lets the destination read: the copy must end, with nil or an
+// error matching os.ErrClosed, and a count equal to what its destination
+// got, the file's first bytes.
+func TestAdvSourceFileClosed(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(8 << 20)
+	for _, ec := range engineCases(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, sk := range []string{"tcp", "unix", "pipe"} {
+			for _, evict := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s/%s/evicted=%v", ec.name, sk, evict), func(t *testing.T) {
+					f := fdtest.TempFile(t, data)
+					if evict {
+						fdtest.Evict(t, f)
+					}
+					w, open, finish := gatedSink(t, sk, data)
+					fut := e.CopyAsync(context.Background(), w, f)
+					for fut.Written() == 0 && !isDone(fut) {
+						time.Sleep(time.Millisecond)
+					}
+					f.Close()
+					open()
+					n, err := fut.Wait()
+					got, ok := finish()
+					if err != nil && !errors.Is(err, os.ErrClosed) {
+						t.Errorf("copy = (%d, %v), want nil or os.ErrClosed", n, err)
+					}
+					if n != got || !ok || (err == nil && n != int64(len(data))) {
+						t.Errorf("copy = (%d, %v); destination got %d bytes, the file's first: %v", n, err, got, ok)
+					}
+				})
+			}
+		}
+	}
+}
