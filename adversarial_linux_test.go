@@ -331,6 +331,29 @@ func sameErr(a, b error) bool {
 	return errors.Is(a, os.ErrClosed) == errors.Is(b, os.ErrClosed)
 }
 
+// compareWithIOCopy copies from src to sink with io.Copy, then with e,
+// twice at once, and wants io.Copy's count, bytes and error class from
+// each.
+func compareWithIOCopy(t *testing.T, e *Engine, src advEnd, sink func(*testing.T) (io.Writer, func() []byte)) {
+	w, finish := sink(t)
+	wantN, wantErr := io.Copy(w, src.make(t).(io.Reader))
+	want := finish()
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w, finish := sink(t)
+			n, err := e.Copy(w, src.make(t).(io.Reader))
+			got := finish()
+			if n != wantN || !bytes.Equal(got, want) || !sameErr(err, wantErr) {
+				t.Errorf("Copy = %d, %v (got %q); io.Copy = %d, %v (%q)", n, err, trunc(got), wantN, wantErr, trunc(want))
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 // TestAdvOddSources copies from sources the kernel refuses or handles
 // specially to every destination, with one copy and with two at once,
 // and wants io.Copy's count, bytes and error class on the same input.
@@ -341,23 +364,7 @@ func TestAdvOddSources(t *testing.T) {
 		for _, src := range advOddSources() {
 			for _, sk := range advSinks {
 				t.Run(fmt.Sprintf("%s/%s->%s", ec.name, src.name, sk), func(t *testing.T) {
-					w, finish := advSink(t, sk)
-					wantN, wantErr := io.Copy(w, src.make(t).(io.Reader))
-					want := finish()
-					var wg sync.WaitGroup
-					for range 2 {
-						wg.Add(1)
-						go func() {
-							defer wg.Done()
-							w, finish := advSink(t, sk)
-							n, err := e.Copy(w, src.make(t).(io.Reader))
-							got := finish()
-							if n != wantN || !bytes.Equal(got, want) || !sameErr(err, wantErr) {
-								t.Errorf("Copy = %d, %v (got %d bytes); io.Copy = %d, %v (%d bytes)", n, err, len(got), wantN, wantErr, len(want))
-							}
-						}()
-					}
-					wg.Wait()
+					compareWithIOCopy(t, e, src, func(t *testing.T) (io.Writer, func() []byte) { return advSink(t, sk) })
 				})
 			}
 		}
@@ -420,38 +427,27 @@ func advOddSinks() []struct {
 			f.Close()
 			return f, none
 		}},
-		{"unix-dgram", func(t *testing.T) (io.Writer, func() []byte) {
-			a, b := fdtest.SocketPair(t, syscall.SOCK_DGRAM)
-			t.Cleanup(func() { a.Close(); b.Close() })
-			return a, func() []byte {
-				b.SetReadDeadline(time.Now())
-				buf := make([]byte, 1<<20)
-				var got []byte
-				for {
-					n, err := b.Read(buf)
-					if err != nil {
-						return got
-					}
-					got = append(got, fmt.Sprintf("[%d]", n)...)
-				}
+		{"unix-dgram", func(t *testing.T) (io.Writer, func() []byte) { return messageSink(t, syscall.SOCK_DGRAM) }},
+		{"unix-seqpacket", func(t *testing.T) (io.Writer, func() []byte) { return messageSink(t, syscall.SOCK_SEQPACKET) }},
+	}
+}
+
+// messageSink is a destination of a unix socketpair of type typ whose
+// finish lists the sizes of the messages its peer got, as "[n]".
+func messageSink(t *testing.T, typ int) (io.Writer, func() []byte) {
+	a, b := fdtest.SocketPair(t, typ)
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, func() []byte {
+		b.SetReadDeadline(time.Now())
+		buf := make([]byte, 1<<20)
+		var got []byte
+		for {
+			n, err := b.Read(buf)
+			if err != nil {
+				return got
 			}
-		}},
-		{"unix-seqpacket", func(t *testing.T) (io.Writer, func() []byte) {
-			a, b := fdtest.SocketPair(t, syscall.SOCK_SEQPACKET)
-			t.Cleanup(func() { a.Close(); b.Close() })
-			return a, func() []byte {
-				b.SetReadDeadline(time.Now())
-				buf := make([]byte, 1<<20)
-				var got []byte
-				for {
-					n, err := b.Read(buf)
-					if err != nil {
-						return got
-					}
-					got = append(got, fmt.Sprintf("[%d]", n)...)
-				}
-			}
-		}},
+			got = append(got, fmt.Sprintf("[%d]", n)...)
+		}
 	}
 }
 
@@ -479,23 +475,7 @@ func TestAdvOddSinks(t *testing.T) {
 		for _, src := range srcs {
 			for _, sk := range advOddSinks() {
 				t.Run(fmt.Sprintf("%s/%s->%s", ec.name, src.name, sk.name), func(t *testing.T) {
-					w, finish := sk.make(t)
-					wantN, wantErr := io.Copy(w, src.make(t).(io.Reader))
-					want := finish()
-					var wg sync.WaitGroup
-					for range 2 {
-						wg.Add(1)
-						go func() {
-							defer wg.Done()
-							w, finish := sk.make(t)
-							n, err := e.Copy(w, src.make(t).(io.Reader))
-							got := finish()
-							if n != wantN || !bytes.Equal(got, want) || !sameErr(err, wantErr) {
-								t.Errorf("Copy = %d, %v (got %q); io.Copy = %d, %v (%q)", n, err, trunc(got), wantN, wantErr, trunc(want))
-							}
-						}()
-					}
-					wg.Wait()
+					compareWithIOCopy(t, e, src, sk.make)
 				})
 			}
 		}
@@ -509,28 +489,35 @@ func trunc(b []byte) []byte {
 	return b
 }
 
-// slowSink is a destination whose peer reads in small steps, yielding
-// between them, so that copies into it stay in flight for a while.
-func slowSink(t *testing.T, kind string) (io.Writer, func() []byte) {
-	var r io.ReadCloser
-	var w io.WriteCloser
+// advConn returns the two ends of a connection of kind "pipe", "tcp"
+// (with small kernel buffers) or "unix": w is the copy's end.
+func advConn(t *testing.T, kind string) (r io.ReadCloser, w io.WriteCloser) {
 	switch kind {
 	case "pipe":
 		pr, pw, err := os.Pipe()
 		if err != nil {
 			t.Fatal(err)
 		}
-		r, w = pr, pw
+		return pr, pw
 	case "tcp":
 		a, b := tcpPair(t)
 		smallBuffers(t, 64<<10, a, b)
-		r, w = b, a
+		return b, a
 	case "unix":
 		a, b := unixPair(t)
-		r, w = b, a
-	default:
+		return b, a
+	}
+	t.Fatalf("unknown connection kind %q", kind)
+	return nil, nil
+}
+
+// slowSink is a destination whose peer reads in small steps, yielding
+// between them, so that copies into it stay in flight for a while.
+func slowSink(t *testing.T, kind string) (io.Writer, func() []byte) {
+	if kind != "pipe" && kind != "tcp" && kind != "unix" {
 		return advSink(t, kind)
 	}
+	r, w := advConn(t, kind)
 	got := make(chan []byte, 1)
 	go func() {
 		var all []byte
@@ -664,22 +651,7 @@ func firstDiff(got, data []byte, off int, to int64, shared bool) int {
 // returns how many bytes the peer got and whether they were want's first
 // (false for a nil want: not checked).
 func gatedSink(t *testing.T, kind string, want []byte) (w io.WriteCloser, open func(), finish func() (int64, bool)) {
-	var r io.ReadCloser
-	switch kind {
-	case "pipe":
-		pr, pw, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, w = pr, pw
-	case "tcp":
-		a, b := tcpPair(t)
-		smallBuffers(t, 64<<10, a, b)
-		r, w = b, a
-	case "unix":
-		a, b := unixPair(t)
-		r, w = b, a
-	}
+	r, w := advConn(t, kind)
 	gate := make(chan struct{})
 	type result struct {
 		n  int64
@@ -728,21 +700,11 @@ func TestAdvEngineCloseMany(t *testing.T) {
 	goroutines := runtime.NumGoroutine()
 	const copies = 256
 	data := fdtest.Random(1 << 20)
-	dir := t.TempDir()
-	var paths []string
-	for i := range copies / 4 {
-		path := filepath.Join(dir, fmt.Sprint(i))
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		paths = append(paths, path)
-	}
+	paths := dataFiles(t, copies/4, data)
 	for _, ec := range engineCases(t) {
 		for _, at := range []string{"start", "running"} {
 			t.Run(ec.name+"/"+at, func(t *testing.T) {
-				for _, path := range paths {
-					fdtest.Evict(t, openPath(t, path, os.O_RDONLY))
-				}
+				evictAll(t, paths)
 				e, err := NewEngine(append(ec.opts, WithMaxPipes(64))...)
 				if err != nil {
 					t.Fatal(err)
@@ -834,23 +796,13 @@ func TestAdvCancelAnywhere(t *testing.T) {
 	fdtest.Check(t)
 	const copies = 64
 	data := fdtest.Random(1<<20 + 4097)
-	dir := t.TempDir()
-	var paths []string
-	for i := range copies / 4 {
-		path := filepath.Join(dir, fmt.Sprint(i))
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		paths = append(paths, path)
-	}
+	paths := dataFiles(t, copies/4, data)
 	cause := errors.New("cancelled by the test")
 	for _, ec := range engineCases(t) {
 		e := newTestEngine(t, ec.opts...)
 		for round := range 3 {
 			t.Run(fmt.Sprintf("%s/%d", ec.name, round), func(t *testing.T) {
-				for _, path := range paths {
-					fdtest.Evict(t, openPath(t, path, os.O_RDONLY))
-				}
+				evictAll(t, paths)
 				type run struct {
 					f      *Future
 					src    *os.File
@@ -915,6 +867,26 @@ func TestAdvCancelAnywhere(t *testing.T) {
 	}
 }
 
+// dataFiles writes data to n new files and returns their paths.
+func dataFiles(t *testing.T, n int, data []byte) []string {
+	dir := t.TempDir()
+	paths := make([]string, n)
+	for i := range paths {
+		paths[i] = filepath.Join(dir, fmt.Sprint(i))
+		if err := os.WriteFile(paths[i], data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return paths
+}
+
+// evictAll drops the pages of the files at paths from the page cache.
+func evictAll(t *testing.T, paths []string) {
+	for _, path := range paths {
+		fdtest.Evict(t, openPath(t, path, os.O_RDONLY))
+	}
+}
+
 // lowerNOFILE sets the soft RLIMIT_NOFILE to n, and puts it back when
 // the test ends.
 func lowerNOFILE(t *testing.T, n uint64) {
@@ -952,15 +924,7 @@ func TestAdvOutOfDescriptors(t *testing.T) {
 	fdtest.Check(t)
 	const copies = 1024
 	data := fdtest.Random(256<<10 + 1)
-	dir := t.TempDir()
-	var paths []string
-	for i := range 16 {
-		path := filepath.Join(dir, fmt.Sprint(i))
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		paths = append(paths, path)
-	}
+	paths := dataFiles(t, 16, data)
 	for _, ec := range engineCases(t) {
 		for _, table := range []string{"large", "small"} {
 			t.Run(ec.name+"/"+table, func(t *testing.T) {
@@ -980,9 +944,7 @@ func TestAdvOutOfDescriptors(t *testing.T) {
 				} else {
 					e = newTestEngine(t, ec.opts...)
 				}
-				for _, path := range paths {
-					fdtest.Evict(t, openPath(t, path, os.O_RDONLY))
-				}
+				evictAll(t, paths)
 				type run struct {
 					w      io.Writer
 					src    io.Reader
