@@ -366,9 +366,12 @@ type copier struct {
 	backoff   time.Duration
 	retryAt   int64 // c.written at the last stepRetry; -1 before any
 
-	// Sendfile's: the source's descriptor while its Control callback
-	// runs.
-	sfd int
+	// Sendfile's: the arguments and results of one sendfile(2) call
+	// (sendOne).
+	send struct {
+		dfd, n, m int
+		err       error
+	}
 
 	// The intermediate-pipe path's (viaPipe): the pipe held now, how the
 	// next fill reads a socket src, and the callbacks that fill and
@@ -384,8 +387,7 @@ type copier struct {
 type callbacks struct {
 	srcFn, dstFn    func(uintptr) bool // direct's spliceFromSrc, spliceIntoDst
 	fillFn, drainFn func(uintptr) bool // viaPipe's fillPipe, drainPipe
-	chunkFn         func(uintptr) bool // Sendfile's sendChunks
-	sendFn          func(uintptr)      // Sendfile's sendfile
+	chunkFn, sendFn func(uintptr) bool // Sendfile's sendChunks, sendOne
 }
 
 // copiers recycles copiers between copies, as Go's internal/poll
@@ -398,7 +400,7 @@ var copiers = sync.Pool{New: func() any {
 	c.callbacks = callbacks{
 		srcFn: c.spliceFromSrc, dstFn: c.spliceIntoDst,
 		fillFn: c.fillPipe, drainFn: c.drainPipe,
-		sendFn: c.sendfile, chunkFn: c.sendChunks,
+		chunkFn: c.sendChunks, sendFn: c.sendOne,
 	}
 	return c
 }}

@@ -47,11 +47,8 @@ func Sendfile(ctx context.Context, dst, src End, limit int64) (written int64, ha
 	defer c.dst.boundBlocking(unix.SO_SNDTIMEO)()
 	defer c.refund()
 	handled = true
-	cerr := src.Conn.Control(c.sendFn)
+	c.sendfile()
 	err = c.err
-	if cerr != nil && err == nil {
-		err = cerr
-	}
 	if errno, ok := err.(syscall.Errno); ok {
 		if c.written == 0 && fd.Refused(errno) {
 			return 0, false, nil
@@ -64,12 +61,9 @@ func Sendfile(ctx context.Context, dst, src End, limit int64) (written int64, ha
 	return c.written, handled, err
 }
 
-// sendfile sends from sfd until EOF or the limit, inside dst's
-// Conn.Write callbacks (sendChunks), and leaves any error in c.err. A
-// nil offset: the kernel reads at sfd's position and moves it past what
-// it sent. It runs inside src's Conn.Control, which keeps sfd open.
-func (c *copier) sendfile(sfd uintptr) {
-	c.sfd = int(sfd)
+// sendfile sends from src until EOF or the limit, inside dst's
+// Conn.Write callbacks (sendChunks), and leaves any error in c.err.
+func (c *copier) sendfile() {
 	for c.more() {
 		if c.ctx.Err() != nil {
 			c.err = ctxError(c.ctx, nil)
@@ -98,7 +92,12 @@ func (c *copier) sendChunks(dfd uintptr) bool {
 		if c.ctx.Err() != nil || (c.src.Pacer != nil && c.budget == 0) {
 			return true
 		}
-		m, e := unix.Sendfile(int(dfd), c.sfd, nil, c.chunk(sendfileChunk))
+		c.send.dfd, c.send.n = int(dfd), c.chunk(sendfileChunk)
+		if rerr := c.src.Conn.Read(c.sendFn); rerr != nil {
+			c.err = rerr // the caller closed src
+			return true
+		}
+		m, e := c.send.m, c.send.err
 		if m > 0 {
 			c.spent(m)
 			c.delivered(m)
@@ -118,5 +117,19 @@ func (c *copier) sendChunks(dfd uintptr) bool {
 			return true
 		}
 	}
+	return true
+}
+
+// sendOne is Sendfile's src.Conn.Read callback: one sendfile(2) of
+// c.send.n bytes from src's offset into c.send.dfd; a nil offset, so the
+// kernel reads at the offset and moves it past what it sent. It runs
+// under src's read lock, as read(2) of an *os.File and io.Copy's
+// sendfile(2) do, so that copies (and reads) sharing one *os.File take
+// disjoint bytes of it: sendfile(2) alone moves the offset without the
+// kernel's f_pos lock. The lock is held for one call, not for the copy:
+// another copy of the file waits for one chunk at most, never for this
+// copy's destination to take more.
+func (c *copier) sendOne(sfd uintptr) bool {
+	c.send.m, c.send.err = unix.Sendfile(c.send.dfd, int(sfd), nil, c.send.n)
 	return true
 }

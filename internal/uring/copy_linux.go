@@ -3,6 +3,7 @@ package uring
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"syscall"
 
@@ -28,30 +29,33 @@ type File struct {
 // cache are spliced at once in the caller's goroutine instead. The file
 // is pinned (fileRef) for the whole copy: io-wq resolves fd numbers when
 // the work runs, and the caller's number may be closed and reused by
-// then. The file offset is read at the start and, at the
-// end, left after the last byte delivered to dst: bytes read into the
-// pipe but not delivered (the copy failed or was cancelled) are read again
-// by the next copy.
+// then. Each round reads at the file's offset and moves it past what it
+// read, under the caller's read lock, as read(2) of an *os.File does:
+// copies sharing the file take disjoint bytes of it. At the end the
+// offset is put back over bytes read into the pipe but not delivered
+// (the copy failed or was cancelled), so that the next copy reads them
+// again.
 //
 // When ctx can end, CopyReads calls interrupt once it holds a pipe and
 // calls the stop it returns before it returns: interrupt must arrange for
 // dst's waits to be woken when ctx ends (splice.Drain does not).
-// handled == false means nothing moved: no pool pipe was free, or the
-// kernel cannot splice the pair.
+// handled == false means nothing moved: no pool pipe was free, the file
+// could not be pinned, or the kernel cannot splice the pair.
 func (d *Driver) CopyReads(ctx context.Context, dst splice.End, src File, limit int64, interrupt func() (stop func())) (written int64, handled bool, err error) {
-	cs, handled, err := d.begin(src)
-	if !handled || err != nil {
-		return 0, handled, err
+	cs, ok := d.begin(src)
+	if !ok {
+		return 0, false, nil
 	}
 	defer d.end(cs)
 	if ctx.Done() != nil && interrupt != nil {
 		defer interrupt()()
 	}
-	r := &readsCopy{d: d, ctx: ctx, dst: dst, src: src, cs: cs, off: cs.start, limit: limit}
+	r := &readsCopy{d: d, ctx: ctx, dst: dst, src: src, cs: cs, limit: limit}
+	r.fillFn = r.fillLocked
 	if err = r.run(); err == errRefused {
 		return 0, false, nil
 	}
-	if serr := setFileOffset(src.Conn, cs.start+r.written); serr != nil && err == nil {
+	if serr := r.unread(r.read - r.written); serr != nil && err == nil {
 		err = serr
 	}
 	return r.written, true, err
@@ -62,7 +66,8 @@ func (d *Driver) CopyReads(ctx context.Context, dst splice.End, src File, limit 
 var errRefused = errors.New("splice refused")
 
 // readsCopy is one CopyReads in progress. Between rounds its pipe is
-// empty, and off is the offset after the last byte read.
+// empty, and read - written bytes read from the file were not delivered
+// (none but after a failed drain).
 type readsCopy struct {
 	d       *Driver
 	ctx     context.Context
@@ -70,9 +75,18 @@ type readsCopy struct {
 	src     File
 	cs      copySrc
 	c       chain // the ring read of the round, when the page cache misses
-	off     int64
+	read    int64 // bytes read from the file into the pipe
 	limit   int64
 	written int64
+
+	// fillFn is fillLocked, the callback of src's Conn.Read that reads
+	// a round; fill is its argument (bytes at most) and its result.
+	fillFn func(uintptr) bool
+	fill   struct {
+		n   int
+		res int32
+		err error
+	}
 }
 
 // run moves rounds of fill then drain until EOF, the limit, the caller
@@ -83,7 +97,7 @@ func (r *readsCopy) run() error {
 		if r.limit >= 0 && r.limit-r.written < int64(n) {
 			n = int(r.limit - r.written)
 		}
-		res, ferr := r.fill(n)
+		res, ferr := r.fillRound(n)
 		if ferr == errRefused {
 			return ferr
 		}
@@ -104,32 +118,71 @@ func (r *readsCopy) run() error {
 	return nil
 }
 
-// fill reads up to n bytes at off into the empty pipe: from the page
-// cache in this goroutine (a read from the cache never blocks, and
-// splice(2) here costs less than the hand-off to an io-wq worker), else
-// through the ring. It returns the bytes read (0 at EOF) with off moved
-// past them, and errRefused for a first read the kernel refuses.
-func (r *readsCopy) fill(n int) (int32, error) {
+// fillRound reads up to n bytes at the file's offset into the empty
+// pipe (fillLocked), under the caller's read lock, held for the round's
+// read alone (another copy of the file waits for one read at most, never
+// for this copy's destination). It returns the bytes read (0 at EOF),
+// and errRefused for a first read the kernel refuses.
+func (r *readsCopy) fillRound(n int) (int32, error) {
+	r.fill.n = n
+	if err := r.src.Conn.Read(r.fillFn); err != nil {
+		return 0, err // the caller closed the file
+	}
+	return r.fill.res, r.fill.err
+}
+
+// fillLocked is fillRound's callback: it reads from the page cache in
+// this goroutine (a read from the cache never blocks, and splice(2) here
+// costs less than the hand-off to an io-wq worker), else through the
+// ring, at the offset of sysfd, which it moves past the bytes read.
+func (r *readsCopy) fillLocked(sysfd uintptr) bool {
+	f := &r.fill
+	f.res, f.err = 0, nil
+	off, err := unix.Seek(int(sysfd), 0, io.SeekCurrent)
+	if err != nil {
+		f.err = &os.SyscallError{Syscall: "lseek", Err: err}
+		return true
+	}
 	wfd := r.cs.p.WriteFd()
-	res, cached := spliceCached(r.src, r.off, wfd, n)
-	var err error
+	res, cached := spliceCached(int(sysfd), off, wfd, f.n, r.src.Size)
 	if cached {
 		r.d.st.CachedReads.Add(1)
 	} else {
-		res, err = r.d.spliceIn(r.ctx, &r.c, r.cs.f, r.off, wfd, n)
+		res, f.err = r.d.spliceIn(r.ctx, &r.c, r.cs.f, off, wfd, f.n)
 	}
-	if res >= 0 {
-		r.off += int64(res)
-		return res, err
+	switch {
+	case res > 0:
+		if _, err := unix.Seek(int(sysfd), off+int64(res), io.SeekStart); err != nil && f.err == nil {
+			f.err = &os.SyscallError{Syscall: "lseek", Err: err}
+		}
+		r.read += int64(res)
+		f.res = res
+	case res < 0 && f.err == nil:
+		errno := syscall.Errno(-res)
+		if r.read == 0 && fd.Refused(errno) {
+			f.err = errRefused // not spliceable: the caller copies in userspace
+		} else {
+			f.err = &os.SyscallError{Syscall: "splice", Err: errno}
+		}
 	}
-	if err != nil {
-		return 0, err
+	return true
+}
+
+// unread moves the file's offset back over the n bytes read and not
+// delivered, under the caller's read lock. A file the caller has closed
+// meanwhile has no offset left to move: that is not an error here.
+func (r *readsCopy) unread(n int64) error {
+	if n == 0 {
+		return nil
 	}
-	errno := syscall.Errno(-res)
-	if r.off == r.cs.start && fd.Refused(errno) {
-		return 0, errRefused // not spliceable: the caller copies in userspace
-	}
-	return 0, &os.SyscallError{Syscall: "splice", Err: errno}
+	var err error
+	r.src.Conn.Read(func(sysfd uintptr) bool {
+		if _, serr := unix.Seek(int(sysfd), -n, io.SeekCurrent); serr != nil {
+			err = &os.SyscallError{Syscall: "lseek", Err: serr}
+		}
+		return true
+	})
+	return err
 }
 
 // drain delivers the m bytes in the pipe to dst with splice(2) on the
@@ -143,7 +196,8 @@ func (r *readsCopy) drain(m int) error {
 		// moved; put the offset back and let the caller copy in
 		// userspace. Only EINVAL here, not all of fd.Refused: kept as
 		// it was.
-		if setFileOffset(r.src.Conn, r.cs.start) == nil {
+		if r.unread(r.read) == nil {
+			r.read = 0
 			return errRefused
 		}
 	}
@@ -238,53 +292,48 @@ func pagesPresent(fd int, off, n int64) (present, known bool) {
 	return int64(st.Cache) >= (off+n+page-1)/page-off/page, true
 }
 
-// spliceCached splices up to n bytes at off of the caller's file src
-// into the pipe wfd, under Go's reference to the caller's descriptor,
-// when they are in the page cache (PageCached): ok is false, with nothing
-// done, where they are not, or the caller has closed the file (the next
-// check of the source reports it). res is the byte count or -errno, as a
-// CQE's.
-func spliceCached(src File, off int64, wfd int, n int) (res int32, ok bool) {
-	src.Conn.Control(func(sysfd uintptr) {
-		if !PageCached(int(sysfd), off, n, src.Size) {
-			return
-		}
-		ok = true
-		m, err := splice.Splice(int(sysfd), &off, wfd, nil, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-		if err != nil {
-			errno := unix.EIO
-			errors.As(err, &errno)
-			res = -int32(errno)
-			return
-		}
-		res = int32(m)
-	})
-	return res, ok
+// spliceCached splices up to n bytes at off of the caller's file sysfd,
+// whose size was size, into the pipe wfd when they are in the page cache
+// (PageCached): ok is false, with nothing done, where they are not. res
+// is the byte count or -errno, as a CQE's.
+func spliceCached(sysfd int, off int64, wfd int, n int, size int64) (res int32, ok bool) {
+	if !PageCached(sysfd, off, n, size) {
+		return 0, false
+	}
+	m, err := splice.Splice(sysfd, &off, wfd, nil, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+	if err != nil {
+		errno := unix.EIO
+		errors.As(err, &errno)
+		return -int32(errno), true
+	}
+	return int32(m), true
 }
 
 // copySrc is what a ring copy holds for its whole life: a pool pipe and
-// its source file, pinned, which it started reading at offset start.
+// its source file, pinned.
 type copySrc struct {
-	p     *splice.Pipe
-	f     fileRef
-	start int64
+	p *splice.Pipe
+	f fileRef
 }
 
-// begin takes a pool pipe and pins src. A copy never waits for a pipe
-// (another copy's peer may never read again): without one, handled is
-// false and the caller takes another path. The copy calls end once its
-// last chain is done.
-func (d *Driver) begin(src File) (cs copySrc, handled bool, err error) {
+// begin takes a pool pipe and pins src; ok is false, with nothing taken,
+// where it cannot, and the caller then takes another path. A copy never
+// waits for a pipe (another copy's peer may never read again). Nor does
+// it fail for want of a pin: the other paths need no new descriptor
+// where a duplicate cannot be had (EMFILE with the registered-file table
+// full), and meet for themselves what else stopped the pin (a file the
+// caller closed). The copy calls end once its last chain is done.
+func (d *Driver) begin(src File) (cs copySrc, ok bool) {
 	cs.p = d.pool.TryGet()
 	if cs.p == nil {
-		return cs, false, nil
+		return cs, false
 	}
-	cs.f, cs.start, err = d.pinFile(src.Conn)
-	if err != nil {
+	var err error
+	if cs.f, err = d.pin(src.Conn); err != nil {
 		d.pool.Put(cs.p)
-		return cs, true, err
+		return cs, false
 	}
-	return cs, true, nil
+	return cs, true
 }
 
 // end releases what begin took. The pipe is closed, not pooled, if

@@ -154,17 +154,6 @@ func (d *Driver) updateSlot(s int32, fd int32) (res int32, err error) {
 	return c.ops[0].res, nil
 }
 
-// pinFile pins the file behind c (pin) and reads its offset, under c's
-// reference to the caller's descriptor.
-func (d *Driver) pinFile(c syscall.RawConn) (fileRef, int64, error) {
-	off, err := fileOffset(c)
-	if err != nil {
-		return fileRef{}, 0, err
-	}
-	p, err := d.pin(c)
-	return p, off, err
-}
-
 // fileOffset reads the offset of the caller's file behind c.
 func fileOffset(c syscall.RawConn) (off int64, err error) {
 	cerr := c.Control(func(sysfd uintptr) {
@@ -177,17 +166,4 @@ func fileOffset(c syscall.RawConn) (off int64, err error) {
 		return 0, cerr
 	}
 	return off, err
-}
-
-// setFileOffset leaves the caller's file behind c at off (SQEs read at
-// explicit offsets and never move it). A file the caller has closed
-// meanwhile has no offset left to set: that is not an error here.
-func setFileOffset(c syscall.RawConn, off int64) error {
-	var err error
-	c.Control(func(sysfd uintptr) {
-		if _, serr := unix.Seek(int(sysfd), off, io.SeekStart); serr != nil {
-			err = &os.SyscallError{Syscall: "lseek", Err: serr}
-		}
-	})
-	return err
 }

@@ -2,6 +2,7 @@ package uring
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -147,4 +148,54 @@ func testFile(t *testing.T, data []byte) *os.File {
 	f := fdtest.TempFile(t, data)
 	fdtest.Evict(t, f)
 	return f
+}
+
+// TestCopyReadsNoDescriptorLeft runs CopyReads where a pin must be a
+// duplicate (no registered-file table) and the process has no descriptor
+// left for one (RLIMIT_NOFILE at the highest one open): the copy needs
+// no new descriptor on the other paths, so it must not fail with EMFILE
+// but report that it did not handle the pair, with nothing moved.
+func TestCopyReadsNoDescriptorLeft(t *testing.T) {
+	d, _ := newTestDriver(t) // no table: every pin is a duplicate
+	data := fdtest.Random(200 << 10)
+	copyReads := func() (int64, bool, error) {
+		f := fdtest.TempFile(t, data)
+		r, w := testPipe(t)
+		go io.Copy(io.Discard, r)
+		defer w.Close()
+		return d.CopyReads(context.Background(), splice.End{Conn: rawConn(t, w), Pipe: true}, File{Conn: rawConn(t, f), Size: int64(len(data))}, -1, nil)
+	}
+	if n, handled, err := copyReads(); !handled || err != nil || n != int64(len(data)) {
+		t.Fatalf("CopyReads = (%d, %v, %v), want (%d, true, nil)", n, handled, err, len(data))
+	}
+	// The pool now holds a pipe; the next copy's pin is the one
+	// descriptor it needs.
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+		t.Skip(err)
+	}
+	f := fdtest.TempFile(t, data)
+	r, w := testPipe(t)
+	go io.Copy(io.Discard, r)
+	defer w.Close()
+	src, dst := rawConn(t, f), rawConn(t, w)
+	lim := old
+	lim.Cur = uint64(max(r.Fd(), w.Fd(), f.Fd())) + 1
+	for fd := range lim.Cur { // no descriptor free below the limit
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+			lim.Cur = fd
+			break
+		}
+	}
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Skip(err)
+	}
+	n, handled, err := d.CopyReads(context.Background(), splice.End{Conn: dst, Pipe: true}, File{Conn: src, Size: int64(len(data))}, -1, nil)
+	unix.Setrlimit(unix.RLIMIT_NOFILE, &old)
+	if err != nil || (handled && n != int64(len(data))) || (!handled && n != 0) {
+		t.Errorf("CopyReads with no descriptor left = (%d, %v, %v), want (%d, true, nil) or (0, false, nil)", n, handled, err, len(data))
+	}
+	if off, _ := f.Seek(0, io.SeekCurrent); off != n {
+		t.Errorf("offset %d after %d bytes", off, n)
+	}
 }
