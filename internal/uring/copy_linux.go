@@ -134,7 +134,9 @@ func (r *readsCopy) fillRound(n int) (int32, error) {
 // fillLocked is fillRound's callback: it reads from the page cache in
 // this goroutine (a read from the cache never blocks, and splice(2) here
 // costs less than the hand-off to an io-wq worker), else through the
-// ring, at the offset of sysfd, which it moves past the bytes read.
+// ring, at the offset of sysfd, which it moves past the bytes read (the
+// cached splice moves it itself; the ring's read, at an explicit
+// offset, needs an lseek).
 func (r *readsCopy) fillLocked(sysfd uintptr) bool {
 	f := &r.fill
 	f.res, f.err = 0, nil
@@ -147,14 +149,13 @@ func (r *readsCopy) fillLocked(sysfd uintptr) bool {
 	res, cached := spliceCached(int(sysfd), off, wfd, f.n, r.src.Size)
 	if cached {
 		r.d.st.CachedReads.Add(1)
-	} else {
-		res, f.err = r.d.spliceIn(r.ctx, &r.c, r.cs.f, off, wfd, f.n)
-	}
-	switch {
-	case res > 0:
+	} else if res, f.err = r.d.spliceIn(r.ctx, &r.c, r.cs.f, off, wfd, f.n); res > 0 {
 		if _, err := unix.Seek(int(sysfd), off+int64(res), io.SeekStart); err != nil && f.err == nil {
 			f.err = &os.SyscallError{Syscall: "lseek", Err: err}
 		}
+	}
+	switch {
+	case res > 0:
 		r.read += int64(res)
 		f.res = res
 	case res < 0 && f.err == nil:
@@ -292,15 +293,17 @@ func pagesPresent(fd int, off, n int64) (present, known bool) {
 	return int64(st.Cache) >= (off+n+page-1)/page-off/page, true
 }
 
-// spliceCached splices up to n bytes at off of the caller's file sysfd,
-// whose size was size, into the pipe wfd when they are in the page cache
-// (PageCached): ok is false, with nothing done, where they are not. res
-// is the byte count or -errno, as a CQE's.
+// spliceCached splices up to n bytes of the caller's file sysfd, whose
+// size was size, from its offset off into the pipe wfd when they are in
+// the page cache (PageCached): ok is false, with nothing done, where
+// they are not. The splice reads at the file's offset (nil: off must be
+// it) and moves it past the bytes read. res is the byte count or
+// -errno, as a CQE's.
 func spliceCached(sysfd int, off int64, wfd int, n int, size int64) (res int32, ok bool) {
 	if !PageCached(sysfd, off, n, size) {
 		return 0, false
 	}
-	m, err := splice.Splice(sysfd, &off, wfd, nil, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+	m, err := splice.Splice(sysfd, nil, wfd, nil, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 	if err != nil {
 		errno := unix.EIO
 		errors.As(err, &errno)
