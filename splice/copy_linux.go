@@ -194,8 +194,8 @@ func Copy(ctx context.Context, dst, src End, limit int64, pool *Pool) (written i
 // wakeOnDone arranges for the ends' Wake to be called when the copy's
 // context ends (fd.Waker); stopWake, deferred by the caller, undoes it
 // when the copy returns: it cancels that or, if Wake ran, waits for it
-// and calls Reset. The state lives in the copier, so that only
-// context.AfterFunc allocates.
+// and calls Reset. The state lives in the copier, so that only the
+// Waker's arming allocates (fd.Waker).
 func (c *copier) wakeOnDone() {
 	if c.src.Wake == nil && c.dst.Wake == nil {
 		return
