@@ -17,8 +17,9 @@ import (
 // File is the source of a ring copy: a regular file.
 type File struct {
 	// Conn gives access to the caller's descriptor. The copy pins it
-	// (a registered-file slot, or a duplicate) under Conn.Control and
-	// then checks, between rounds, that the caller has not closed it.
+	// (a registered-file slot, or a duplicate) under Conn.Control, and
+	// reads each round under Conn.Read, which fails once the caller has
+	// closed it.
 	Conn syscall.RawConn
 	Size int64 // the size fstat reported
 }
@@ -96,7 +97,8 @@ type readsCopy struct {
 }
 
 // run moves rounds of fill then drain until EOF, the limit, the caller
-// closing the source, or an error.
+// closing the source (which the next round's Conn.Read reports), or an
+// error.
 func (r *readsCopy) run() error {
 	for r.limit < 0 || r.written < r.limit {
 		n := r.cs.p.Size()
@@ -115,10 +117,7 @@ func (r *readsCopy) run() error {
 			}
 		}
 		if ferr != nil || res == 0 {
-			return ferr // an error, or EOF
-		}
-		if err := r.src.Conn.Control(func(uintptr) {}); err != nil {
-			return err // the caller closed the source
+			return ferr // an error (the caller closed the source), or EOF
 		}
 	}
 	return nil
