@@ -290,8 +290,8 @@ func (s *sysEngine) spliceCopy(ctx context.Context, life *lifetime, w io.Writer,
 // socket on the ring (CopyReads): its reads that miss the page cache go
 // through the ring, so that they do not block an OS thread. handled is
 // false, with nothing moved, where no pool pipe is free, the file cannot
-// be pinned or the kernel cannot splice the pair. w is the caller's destination, whose waits
-// interruptOnDone wakes.
+// be pinned or the kernel cannot splice the pair. w is the caller's
+// destination, whose waits interruptOnDone wakes.
 func (s *sysEngine) ringCopy(ctx context.Context, w io.Writer, dst, src endpoint, limit int64) (int64, bool, error) {
 	file := uring.File{Conn: src.conn, Size: src.size}
 	interrupt := func() func() { return interruptOnDone(ctx, w, nil) }

@@ -109,8 +109,10 @@ const blockingPoll = 50 * time.Millisecond
 // directory, a nil Conn): the caller should copy in userspace. Otherwise
 // err is nil when src reached EOF (or limit bytes were copied), and else
 // the first error: the descriptor's, from Conn (closed by another
-// goroutine: os.ErrClosed or net.ErrClosed), or an *os.SyscallError
-// wrapping the errno (errors.Is(err, syscall.EPIPE), syscall.ECONNRESET).
+// goroutine: net.ErrClosed from a net.Conn's; from an *os.File's,
+// internal/poll's "use of closed file", which is not os.ErrClosed: only
+// os.File's own methods translate it), or an *os.SyscallError wrapping
+// the errno (errors.Is(err, syscall.EPIPE), syscall.ECONNRESET).
 //
 // Descriptors in non-blocking mode (Go's pipes and sockets) wait for
 // readiness on the Go netpoller, never spinning on EAGAIN; blocking ones
@@ -192,8 +194,8 @@ func Copy(ctx context.Context, dst, src End, limit int64, pool *Pool) (written i
 // wakeOnDone arranges for the ends' Wake to be called when the copy's
 // context ends (fd.Waker); stopWake, deferred by the caller, undoes it
 // when the copy returns: it cancels that or, if Wake ran, waits for it
-// and calls Reset. The state lives in the copier, so that only
-// context.AfterFunc allocates.
+// and calls Reset. The state lives in the copier, so that only the
+// Waker's arming allocates (fd.Waker).
 func (c *copier) wakeOnDone() {
 	if c.src.Wake == nil && c.dst.Wake == nil {
 		return

@@ -65,7 +65,8 @@ type Target interface {
 // Waker calls its Target's Wake, once, from another goroutine, when a
 // context ends, and its Reset when the copy it guards returns if Wake
 // ran. It is meant to be a field of a per-copy value, so that arming it
-// allocates only what context.AfterFunc does.
+// allocates only what context.AfterFunc does, and the callback it
+// hands it (a method value).
 type Waker struct {
 	t    Target
 	stop func() bool    // context.AfterFunc's; nil: not armed

@@ -3,6 +3,7 @@ package uring
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"syscall"
@@ -16,8 +17,9 @@ import (
 // File is the source of a ring copy: a regular file.
 type File struct {
 	// Conn gives access to the caller's descriptor. The copy pins it
-	// (a registered-file slot, or a duplicate) under Conn.Control and
-	// then checks, between rounds, that the caller has not closed it.
+	// (a registered-file slot, or a duplicate) under Conn.Control, and
+	// reads each round under Conn.Read, which fails once the caller has
+	// closed it.
 	Conn syscall.RawConn
 	Size int64 // the size fstat reported
 }
@@ -34,7 +36,7 @@ type File struct {
 // copies sharing the file take disjoint bytes of it. At the end the
 // offset is put back over bytes read into the pipe but not delivered
 // (the copy failed or was cancelled), so that the next copy reads them
-// again.
+// again, unless another reader of the file has moved it since (unread).
 //
 // When ctx can end, CopyReads calls interrupt once it holds a pipe and
 // calls the stop it returns before it returns: interrupt must arrange for
@@ -55,8 +57,12 @@ func (d *Driver) CopyReads(ctx context.Context, dst splice.End, src File, limit 
 	if err = r.run(); err == errRefused {
 		return 0, false, nil
 	}
-	if serr := r.unread(r.read - r.written); serr != nil && err == nil {
-		err = serr
+	if uerr := r.unread(r.read - r.written); uerr != nil {
+		if err == nil {
+			err = uerr
+		} else {
+			err = fmt.Errorf("%w (%w)", err, uerr)
+		}
 	}
 	return r.written, true, err
 }
@@ -76,6 +82,7 @@ type readsCopy struct {
 	cs      copySrc
 	c       chain // the ring read of the round, when the page cache misses
 	read    int64 // bytes read from the file into the pipe
+	pos     int64 // the file's offset after the last of them (read > 0)
 	limit   int64
 	written int64
 
@@ -90,7 +97,8 @@ type readsCopy struct {
 }
 
 // run moves rounds of fill then drain until EOF, the limit, the caller
-// closing the source, or an error.
+// closing the source (which the next round's Conn.Read reports), or an
+// error.
 func (r *readsCopy) run() error {
 	for r.limit < 0 || r.written < r.limit {
 		n := r.cs.p.Size()
@@ -109,10 +117,7 @@ func (r *readsCopy) run() error {
 			}
 		}
 		if ferr != nil || res == 0 {
-			return ferr // an error, or EOF
-		}
-		if err := r.src.Conn.Control(func(uintptr) {}); err != nil {
-			return err // the caller closed the source
+			return ferr // an error (the caller closed the source), or EOF
 		}
 	}
 	return nil
@@ -157,6 +162,7 @@ func (r *readsCopy) fillLocked(sysfd uintptr) bool {
 	switch {
 	case res > 0:
 		r.read += int64(res)
+		r.pos = off + int64(res)
 		f.res = res
 	case res < 0 && f.err == nil:
 		errno := syscall.Errno(-res)
@@ -170,15 +176,28 @@ func (r *readsCopy) fillLocked(sysfd uintptr) bool {
 }
 
 // unread moves the file's offset back over the n bytes read and not
-// delivered, under the caller's read lock. A file the caller has closed
-// meanwhile has no offset left to move: that is not an error here.
+// delivered, the last this copy read, under the caller's read lock.
+// Only where the offset is still where that read left it (pos): where
+// another reader of the file has moved it since, moving it back would
+// hand that reader bytes it has had, so the n bytes are left unread,
+// as io.Copy leaves what it read and did not write, and the error says
+// how many. A file the caller has closed meanwhile has no offset left
+// to move: that is not an error here.
 func (r *readsCopy) unread(n int64) error {
 	if n == 0 {
 		return nil
 	}
 	var err error
 	r.src.Conn.Read(func(sysfd uintptr) bool {
-		if _, serr := unix.Seek(int(sysfd), -n, io.SeekCurrent); serr != nil {
+		cur, serr := unix.Seek(int(sysfd), 0, io.SeekCurrent)
+		if serr == nil && cur != r.pos {
+			err = fmt.Errorf("uring: %d bytes read from the source were not delivered, and another reader has moved the offset past them", n)
+			return true
+		}
+		if serr == nil {
+			_, serr = unix.Seek(int(sysfd), r.pos-n, io.SeekStart)
+		}
+		if serr != nil {
 			err = &os.SyscallError{Syscall: "lseek", Err: serr}
 		}
 		return true
