@@ -102,3 +102,65 @@ func TestAdvSharedFileStalledPeer(t *testing.T) {
 		}
 	}
 }
+
+// TestAdvSharedFileWithIOCopy runs a copy and an io.Copy of one *os.File
+// into one socket at once. Go's sendfile(2) (net's, under io.Copy) takes
+// the file's read lock, then the socket's write lock, and holds both
+// while it waits for room; a copy that took them the other way round
+// (the socket's write lock, then the file's read lock for each call)
+// deadlocked with it at once. Between them the two must deliver every
+// byte of the file once: the socket's peer gets the file's bytes, in
+// some interleaving, each once.
+func TestAdvSharedFileWithIOCopy(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(4<<20 + 3)
+	var want [256]int
+	for _, b := range data {
+		want[b]++
+	}
+	for _, ec := range engineCases(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, sk := range []string{"tcp", "unix"} {
+			t.Run(ec.name+"/"+sk, func(t *testing.T) {
+				for round := range 8 {
+					f := fdtest.TempFile(t, data)
+					if round%4 == 3 {
+						fdtest.Evict(t, f)
+					}
+					r, w := advConn(t, sk)
+					got := make(chan [256]int, 1)
+					go func() {
+						var hist [256]int
+						buf := make([]byte, 64<<10)
+						for {
+							n, err := r.Read(buf)
+							for _, b := range buf[:n] {
+								hist[b]++
+							}
+							if err != nil {
+								break
+							}
+						}
+						got <- hist
+					}()
+					var wg sync.WaitGroup
+					var ns [2]int64
+					var errs [2]error
+					wg.Add(2)
+					go func() { defer wg.Done(); ns[0], errs[0] = e.Copy(w, f) }()
+					go func() { defer wg.Done(); ns[1], errs[1] = io.Copy(w, f) }()
+					wg.Wait()
+					w.Close()
+					hist := <-got
+					r.Close()
+					if errs[0] != nil || errs[1] != nil || ns[0]+ns[1] != int64(len(data)) {
+						t.Fatalf("round %d: copy (%d, %v) and io.Copy (%d, %v) of a file of %d bytes", round, ns[0], errs[0], ns[1], errs[1], len(data))
+					}
+					if hist != want {
+						t.Fatalf("round %d: the peer got other bytes than the file's", round)
+					}
+				}
+			})
+		}
+	}
+}

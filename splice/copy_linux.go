@@ -366,12 +366,9 @@ type copier struct {
 	backoff   time.Duration
 	retryAt   int64 // c.written at the last stepRetry; -1 before any
 
-	// Sendfile's: the arguments and results of one sendfile(2) call
-	// (sendOne).
-	send struct {
-		dfd, n, m int
-		err       error
-	}
+	// Sendfile's: the source's descriptor while its Read callback runs
+	// (sendLocked).
+	sfd int
 
 	// The intermediate-pipe path's (viaPipe): the pipe held now, how the
 	// next fill reads a socket src, and the callbacks that fill and
@@ -387,7 +384,7 @@ type copier struct {
 type callbacks struct {
 	srcFn, dstFn    func(uintptr) bool // direct's spliceFromSrc, spliceIntoDst
 	fillFn, drainFn func(uintptr) bool // viaPipe's fillPipe, drainPipe
-	chunkFn, sendFn func(uintptr) bool // Sendfile's sendChunks, sendOne
+	sendFn, chunkFn func(uintptr) bool // Sendfile's sendLocked, sendOne
 }
 
 // copiers recycles copiers between copies, as Go's internal/poll
@@ -400,7 +397,7 @@ var copiers = sync.Pool{New: func() any {
 	c.callbacks = callbacks{
 		srcFn: c.spliceFromSrc, dstFn: c.spliceIntoDst,
 		fillFn: c.fillPipe, drainFn: c.drainPipe,
-		chunkFn: c.sendChunks, sendFn: c.sendOne,
+		sendFn: c.sendLocked, chunkFn: c.sendOne,
 	}
 	return c
 }}
