@@ -3,13 +3,18 @@
 package pipes
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
@@ -159,6 +164,62 @@ func TestAdvSharedFileWithIOCopy(t *testing.T) {
 					if hist != want {
 						t.Fatalf("round %d: the peer got other bytes than the file's", round)
 					}
+				}
+			})
+		}
+	}
+}
+
+// TestAdvSharedFileReadDuringCopy reads from an *os.File while a copy
+// of it waits for a destination whose pipe is full, then ends the copy
+// (its peer closes, or its context is cancelled). The read takes the
+// bytes at the file's offset, past those the copy read; the copy, which
+// holds some bytes it read and did not deliver, must not move the
+// offset back over them, or the next read delivers the read's bytes
+// again: the offset stays where the read left it, as io.Copy, which
+// puts nothing back, leaves it.
+func TestAdvSharedFileReadDuringCopy(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(4 << 20)
+	const pipeSize = 4096
+	for _, ec := range engineCases(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, end := range []string{"peer-closed", "cancelled"} {
+			t.Run(ec.name+"/"+end, func(t *testing.T) {
+				f := fdtest.TempFile(t, data)
+				pr, pw, err := os.Pipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer pr.Close()
+				defer pw.Close()
+				if _, err := unix.FcntlInt(pw.Fd(), unix.F_SETPIPE_SZ, pipeSize); err != nil {
+					t.Skip(err)
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				fut := e.CopyAsync(ctx, pw, f)
+				off := int64(0)
+				for off < pipeSize && !isDone(fut) {
+					runtime.Gosched()
+					off, _ = f.Seek(0, io.SeekCurrent)
+				}
+				buf := make([]byte, 100)
+				n, err := f.Read(buf)
+				if err != nil || !bytes.Equal(buf[:n], data[off:off+int64(n)]) {
+					t.Fatalf("read at %d: (%d, %v), not the file's bytes there", off, n, err)
+				}
+				if end == "cancelled" {
+					cancel()
+				} else {
+					pr.Close()
+				}
+				w, err := fut.Wait()
+				if w > off || err == nil {
+					t.Fatalf("copy = (%d, %v) after it read %d bytes into a full pipe", w, err, off)
+				}
+				if pos, _ := f.Seek(0, io.SeekCurrent); pos != off+int64(n) {
+					t.Errorf("offset %d after the copy; the read left it at %d", pos, off+int64(n))
 				}
 			})
 		}

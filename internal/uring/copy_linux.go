@@ -34,7 +34,9 @@ type File struct {
 // copies sharing the file take disjoint bytes of it. At the end the
 // offset is put back over bytes read into the pipe but not delivered
 // (the copy failed or was cancelled), so that the next copy reads them
-// again.
+// again, unless another reader of the file moved it since: that reader
+// took the bytes after them, and they are lost, as io.Copy loses bytes
+// it read and could not write.
 //
 // When ctx can end, CopyReads calls interrupt once it holds a pipe and
 // calls the stop it returns before it returns: interrupt must arrange for
@@ -76,6 +78,7 @@ type readsCopy struct {
 	cs      copySrc
 	c       chain // the ring read of the round, when the page cache misses
 	read    int64 // bytes read from the file into the pipe
+	end     int64 // the file's offset after the last round's read
 	limit   int64
 	written int64
 
@@ -157,6 +160,7 @@ func (r *readsCopy) fillLocked(sysfd uintptr) bool {
 	switch {
 	case res > 0:
 		r.read += int64(res)
+		r.end = off + int64(res)
 		f.res = res
 	case res < 0 && f.err == nil:
 		errno := syscall.Errno(-res)
@@ -170,21 +174,38 @@ func (r *readsCopy) fillLocked(sysfd uintptr) bool {
 }
 
 // unread moves the file's offset back over the n bytes read and not
-// delivered, under the caller's read lock. A file the caller has closed
-// meanwhile has no offset left to move: that is not an error here.
+// delivered, the last of those the copy read, under the caller's read
+// lock. It fails with errOffsetMoved, leaving the offset, where the
+// offset is no longer just after them: another reader of the file has
+// taken the bytes that follow, and a seek back would have the next read
+// deliver those again. A file the caller has closed meanwhile has no
+// offset left to move: that is not an error here.
 func (r *readsCopy) unread(n int64) error {
 	if n == 0 {
 		return nil
 	}
 	var err error
 	r.src.Conn.Read(func(sysfd uintptr) bool {
-		if _, serr := unix.Seek(int(sysfd), -n, io.SeekCurrent); serr != nil {
+		cur, serr := unix.Seek(int(sysfd), 0, io.SeekCurrent)
+		switch {
+		case serr != nil:
+		case cur != r.end:
+			err = errOffsetMoved
+			return true
+		default:
+			_, serr = unix.Seek(int(sysfd), r.end-n, io.SeekStart)
+		}
+		if serr != nil {
 			err = &os.SyscallError{Syscall: "lseek", Err: serr}
 		}
 		return true
 	})
 	return err
 }
+
+// errOffsetMoved reports bytes a copy read and did not deliver that it
+// could not put back: another reader moved the file's offset past them.
+var errOffsetMoved = errors.New("uring: the file's offset moved past bytes read and not delivered")
 
 // drain delivers the m bytes in the pipe to dst with splice(2) on the
 // netpoller (splice.Drain), under Go's reference to the caller's
