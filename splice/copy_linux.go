@@ -125,7 +125,8 @@ const blockingPoll = 50 * time.Millisecond
 // errors.Is(err, ctx.Err()) holds. Bytes already in the intermediate pipe
 // are then delivered if dst takes them without waiting; they are never
 // counted as written unless they reached dst. Those that did not are put
-// back by seeking a regular-file src back, or reported in the error. A
+// back by seeking a regular-file src back (unless another reader of the
+// file has moved its offset since), or reported in the error. A
 // pipe that still holds bytes is closed, never pooled.
 //
 // A pooled pipe is held only while bytes move through it: a copy waiting
@@ -366,6 +367,12 @@ type copier struct {
 	backoff   time.Duration
 	retryAt   int64 // c.written at the last stepRetry; -1 before any
 
+	// srcOff is a regular-file src's offset just after the copy's last
+	// read of it, learnt at its first read that may need putting back
+	// (noteOffset), -1 before: seekBack puts bytes back only where no
+	// other reader of the file has moved the offset since.
+	srcOff int64
+
 	// Sendfile's: the source's descriptor while its Read callback runs
 	// (sendLocked).
 	sfd int
@@ -407,6 +414,7 @@ var copiers = sync.Pool{New: func() any {
 func newCopier(ctx context.Context, limit int64, dst, src End) *copier {
 	c := copiers.Get().(*copier)
 	c.ctx, c.limit, c.src.End, c.dst.End = ctx, limit, src, dst
+	c.srcOff = -1
 	return c
 }
 
@@ -645,6 +653,7 @@ func (c *copier) bufferRound() (eof, again bool, err error) {
 	buf := (*c.buf)[:c.chunk(len(*c.buf))]
 	n := 0
 	rerr := c.src.Conn.Read(func(fd uintptr) bool {
+		c.noteOffset(int(fd))
 		for {
 			m, e := unix.Read(int(fd), buf)
 			switch {
@@ -652,6 +661,7 @@ func (c *copier) bufferRound() (eof, again bool, err error) {
 				continue
 			case m > 0:
 				n = m
+				c.readSrc(m)
 			case e == nil:
 				eof = true
 			case e == unix.EAGAIN:
@@ -760,14 +770,34 @@ func (c *copier) unread(left int, err error) error {
 	return fmt.Errorf("%w (%w)", err, lost)
 }
 
-// seekBack moves a regular-file src's offset back by n bytes.
+// seekBack moves a regular-file src's offset back over the n bytes the
+// copy read last, where no other reader of the file has moved it since
+// (fd.Unread, srcOff).
 func (c *copier) seekBack(n int) error {
-	var serr error
-	cerr := c.src.Conn.Control(func(fd uintptr) {
-		_, serr = unix.Seek(int(fd), -int64(n), io.SeekCurrent)
-	})
-	if cerr != nil {
-		return cerr
+	end := c.srcOff
+	if err := fd.Unread(c.src.Conn, end, int64(n)); err != nil {
+		return err
 	}
-	return serr
+	if end >= 0 {
+		c.srcOff = end - int64(n)
+	}
+	return nil
+}
+
+// noteOffset learns a regular-file src's offset at the copy's first read
+// of it (srcOff), which the copy then follows by the bytes it reads
+// (readSrc). It runs inside src's Conn.Read callback, before that read.
+func (c *copier) noteOffset(sysfd int) {
+	if c.srcOff < 0 && c.src.mode == unix.S_IFREG {
+		if off, err := unix.Seek(sysfd, 0, io.SeekCurrent); err == nil {
+			c.srcOff = off
+		}
+	}
+}
+
+// readSrc records n bytes read from src, past srcOff if it is known.
+func (c *copier) readSrc(n int) {
+	if c.srcOff >= 0 {
+		c.srcOff += int64(n)
+	}
 }

@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -273,6 +275,68 @@ func TestCopyPeerGone(t *testing.T) {
 			s.close()
 			s.wait()
 		})
+	}
+}
+
+// TestCopySharedFileUnread reads from a file while a copy of it (file
+// -> socket: through an intermediate pipe) holds bytes it read and has
+// not delivered, then ends the copy (its peer closes, or its context is
+// cancelled). The read takes the bytes past the copy's; the copy must
+// not put its bytes back by moving the offset back over the read's, or
+// the next read of the file delivers those again: it leaves the offset
+// where the read did, and reports the bytes it lost.
+func TestCopySharedFileUnread(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(4 << 20)
+	for _, network := range []string{"unix", "tcp"} {
+		for _, end := range []string{"peer-closed", "cancelled"} {
+			t.Run(network+"/"+end, func(t *testing.T) {
+				f := tempFile(t, data)
+				a, b := connPair(t, network)
+				if tc, ok := a.(*net.TCPConn); ok {
+					tc.SetWriteBuffer(64 << 10) // less than the file
+					b.(*net.TCPConn).SetReadBuffer(64 << 10)
+				}
+				var met atomic.Int64
+				d := endOf(t, a.(syscall.Conn), false)
+				d.Meter = &met
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				type result struct {
+					n   int64
+					err error
+				}
+				done := make(chan result, 1)
+				go func() {
+					n, _, err := Copy(ctx, d, endOf(t, f, true), -1, nil)
+					done <- result{n, err}
+				}()
+				// Until the copy holds bytes it read and did not
+				// deliver: its peer reads nothing.
+				var off int64
+				for off <= met.Load() {
+					runtime.Gosched()
+					off, _ = f.Seek(0, io.SeekCurrent)
+				}
+				buf := make([]byte, 100)
+				m, err := f.Read(buf)
+				if err != nil || string(buf[:m]) != string(data[off:off+int64(m)]) {
+					t.Fatalf("read at %d: (%d, %v), not the file's bytes there", off, m, err)
+				}
+				if end == "cancelled" {
+					cancel()
+				} else {
+					b.Close()
+				}
+				r := <-done
+				if r.err == nil || r.n > off {
+					t.Fatalf("Copy = (%d, %v) after it read %d bytes", r.n, r.err, off)
+				}
+				if pos, _ := f.Seek(0, io.SeekCurrent); pos != off+int64(m) {
+					t.Errorf("offset %d after the copy; the read left it at %d", pos, off+int64(m))
+				}
+			})
+		}
 	}
 }
 

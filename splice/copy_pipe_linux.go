@@ -110,10 +110,12 @@ func (c *copier) fillPipe(fd uintptr) bool {
 		}
 	}
 	chunk := c.chunk(c.p.size)
+	c.noteOffset(int(fd))
 	m, e := Splice(int(fd), nil, c.p.wfd, nil, chunk, FlagMove|FlagNonblock)
 	switch {
 	case m > 0:
 		c.p.data += m
+		c.readSrc(m)
 		c.spent(m)
 		c.next = stepDrain
 		if m < chunk && c.src.socket() && c.read == readSplice {

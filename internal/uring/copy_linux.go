@@ -174,38 +174,19 @@ func (r *readsCopy) fillLocked(sysfd uintptr) bool {
 }
 
 // unread moves the file's offset back over the n bytes read and not
-// delivered, the last of those the copy read, under the caller's read
-// lock. It fails with errOffsetMoved, leaving the offset, where the
-// offset is no longer just after them: another reader of the file has
-// taken the bytes that follow, and a seek back would have the next read
-// deliver those again. A file the caller has closed meanwhile has no
-// offset left to move: that is not an error here.
+// delivered, the last the copy read (fd.Unread): not where another
+// reader of the file has moved it since (fd.ErrOffsetMoved). A file the
+// caller has closed meanwhile has no offset left to move: that is not an
+// error here.
 func (r *readsCopy) unread(n int64) error {
 	if n == 0 {
 		return nil
 	}
-	var err error
-	r.src.Conn.Read(func(sysfd uintptr) bool {
-		cur, serr := unix.Seek(int(sysfd), 0, io.SeekCurrent)
-		switch {
-		case serr != nil:
-		case cur != r.end:
-			err = errOffsetMoved
-			return true
-		default:
-			_, serr = unix.Seek(int(sysfd), r.end-n, io.SeekStart)
-		}
-		if serr != nil {
-			err = &os.SyscallError{Syscall: "lseek", Err: serr}
-		}
-		return true
-	})
-	return err
+	if err := fd.Unread(r.src.Conn, r.end, n); err != nil && !errors.Is(err, os.ErrClosed) {
+		return err
+	}
+	return nil
 }
-
-// errOffsetMoved reports bytes a copy read and did not deliver that it
-// could not put back: another reader moved the file's offset past them.
-var errOffsetMoved = errors.New("uring: the file's offset moved past bytes read and not delivered")
 
 // drain delivers the m bytes in the pipe to dst with splice(2) on the
 // netpoller (splice.Drain), under Go's reference to the caller's
