@@ -4,8 +4,10 @@ package splice
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"sync"
 	"syscall"
@@ -158,12 +160,12 @@ func Copy(ctx context.Context, dst, src End, limit int64, pool *Pool) (written i
 	// be known, so that a blocking socket is bounded (boundBlocking).
 	if !c.src.pipe() {
 		if err := c.src.inspect(); err != nil {
-			return 0, true, err
+			return 0, true, closedErr(err, src.Conn, nil)
 		}
 	}
 	if !c.dst.pipe() {
 		if err := c.dst.inspect(); err != nil {
-			return 0, true, err
+			return 0, true, closedErr(err, dst.Conn, nil)
 		}
 	}
 	if (c.src.known && !c.src.spliceable()) || (c.dst.known && (!c.dst.spliceable() || c.dst.appendOnly)) {
@@ -184,6 +186,7 @@ func Copy(ctx context.Context, dst, src End, limit int64, pool *Pool) (written i
 	} else {
 		handled, err = c.viaPipe()
 	}
+	err = closedErr(err, src.Conn, dst.Conn)
 	if err != nil && ctx.Err() != nil {
 		err = ctxError(ctx, err)
 	}
@@ -223,6 +226,29 @@ func (e *endWakers) Reset() {
 	if e.dst.Reset != nil {
 		e.dst.Reset()
 	}
+}
+
+// closedErr makes err, met by a copy an end of which (a or b, either
+// may be nil) was closed meanwhile, match os.ErrClosed, as Copy's doc
+// says: the RawConn of an *os.File reports internal/poll's "use of
+// closed file", which only os.File's own methods translate (a
+// net.Conn's reports net.ErrClosed already). An end is closed where its
+// Conn refuses a Control. Errors of the kernel (*os.SyscallError) and
+// those that match already are kept as they are.
+func closedErr(err error, a, b syscall.RawConn) error {
+	if err == nil {
+		return nil
+	}
+	var serr *os.SyscallError // after the nil check: &serr escapes, an allocation
+	if errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) || errors.As(err, &serr) {
+		return err
+	}
+	for _, c := range [2]syscall.RawConn{a, b} {
+		if c != nil && c.Control(func(uintptr) {}) != nil {
+			return fmt.Errorf("%w (%w)", os.ErrClosed, err)
+		}
+	}
+	return err
 }
 
 // ctxError returns the error of a copy ended by its context: it wraps

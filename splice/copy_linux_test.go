@@ -177,8 +177,8 @@ func TestCopyCloseMidCopy(t *testing.T) {
 				s.conn.(io.Closer).Close()
 				select {
 				case err := <-errc:
-					if err == nil {
-						t.Fatal("Copy returned nil after its source was closed")
+					if !errors.Is(err, os.ErrClosed) && !errors.Is(err, net.ErrClosed) {
+						t.Fatalf("Copy = %v after its source was closed, want os.ErrClosed or net.ErrClosed", err)
 					}
 				case <-time.After(5 * time.Second):
 					t.Fatal("Copy did not end after its source was closed")
@@ -217,8 +217,8 @@ func TestCopyCloseMidCopy(t *testing.T) {
 				w.Close()
 				select {
 				case err := <-errc:
-					if err == nil {
-						t.Fatal("Copy returned nil after its destination was closed")
+					if !errors.Is(err, os.ErrClosed) && !errors.Is(err, net.ErrClosed) {
+						t.Fatalf("Copy = %v after its destination was closed, want os.ErrClosed or net.ErrClosed", err)
 					}
 				case <-time.After(5 * time.Second):
 					t.Fatal("Copy did not end after its destination was closed")
@@ -547,5 +547,60 @@ func TestSpliceTeeWrappers(t *testing.T) {
 	}
 	if _, err := Tee(a.ReadFd(), a.WriteFd(), 100, FlagNonblock); err != syscall.EINVAL {
 		t.Fatalf("tee to itself: %v, want EINVAL", err)
+	}
+}
+
+// TestSendfileCloseMidCopy closes either end of a Sendfile while it
+// waits for a destination nobody reads (then, for a closed source, lets
+// the peer read): it ends with an error matching os.ErrClosed or
+// net.ErrClosed, as Copy's doc says, and a count equal to what the peer
+// got.
+func TestSendfileCloseMidCopy(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(16 << 20)
+	for _, network := range []string{"unix", "tcp"} {
+		for _, closed := range []string{"src", "dst"} {
+			t.Run(network+"/"+closed, func(t *testing.T) {
+				f := tempFile(t, data)
+				a, b := connPair(t, network)
+				if tc, ok := a.(*net.TCPConn); ok {
+					tc.SetWriteBuffer(64 << 10) // less than the file
+					b.(*net.TCPConn).SetReadBuffer(64 << 10)
+				}
+				var met atomic.Int64
+				d := endOf(t, a.(syscall.Conn), false)
+				d.Meter = &met
+				type result struct {
+					n       int64
+					handled bool
+					err     error
+				}
+				done := make(chan result, 1)
+				go func() {
+					n, handled, err := Sendfile(context.Background(), d, endOf(t, f, true), -1)
+					done <- result{n, handled, err}
+				}()
+				for met.Load() == 0 {
+					runtime.Gosched()
+				}
+				got := make(chan int64, 1)
+				if closed == "src" {
+					f.Close()
+					go func() { n, _ := io.Copy(io.Discard, b); got <- n }()
+				} else {
+					a.Close()
+				}
+				r := <-done
+				if !r.handled || (!errors.Is(r.err, os.ErrClosed) && !errors.Is(r.err, net.ErrClosed)) {
+					t.Fatalf("Sendfile = (%d, %v, %v), want os.ErrClosed or net.ErrClosed", r.n, r.handled, r.err)
+				}
+				if closed == "src" {
+					a.Close()
+					if n := <-got; n != r.n {
+						t.Errorf("Sendfile = %d, the peer got %d", r.n, n)
+					}
+				}
+			})
+		}
 	}
 }

@@ -259,13 +259,14 @@ func Drain(ctx context.Context, dst End, p *Pipe, n int) (written int64, err err
 	c.dst.apply(dst.Info)
 	if !c.dst.known {
 		if err := c.dst.inspect(); err != nil {
-			return 0, err
+			return 0, closedErr(err, dst.Conn, nil)
 		}
 	}
 	err = c.drain(p)
 	if errno, ok := err.(syscall.Errno); ok {
 		err = os.NewSyscallError("splice", errno)
 	}
+	err = closedErr(err, dst.Conn, nil)
 	if err != nil && ctx.Err() != nil {
 		err = ctxError(ctx, err) // a wait woken by Wake's deadline
 	}

@@ -37,7 +37,7 @@ func Sendfile(ctx context.Context, dst, src End, limit int64) (written int64, ha
 	c.src.apply(src.Info)
 	c.dst.apply(dst.Info)
 	if err := c.dst.inspect(); err != nil {
-		return 0, true, err
+		return 0, true, closedErr(err, dst.Conn, nil)
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, true, ctxError(ctx, nil)
@@ -55,6 +55,7 @@ func Sendfile(ctx context.Context, dst, src End, limit int64) (written int64, ha
 		}
 		err = os.NewSyscallError("sendfile", errno)
 	}
+	err = closedErr(err, src.Conn, dst.Conn)
 	if err != nil && ctx.Err() != nil {
 		err = ctxError(ctx, err)
 	}
