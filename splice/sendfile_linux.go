@@ -100,9 +100,10 @@ func (c *copier) sendfile() {
 // sendFile, os.File.WriteTo: the source's read lock, then the
 // destination's write lock), so that this copy and an io.Copy of the
 // same file into the same socket cannot each hold the lock the other
-// waits for; and they are held for one call, never while dst has no
-// room: another copy of the file never waits for this copy's
-// destination.
+// waits for. This copy holds them for one call, never while it waits
+// for room in dst: another reader of the file waits for one call at
+// most, not for this copy's destination (unless another writer of dst
+// holds dst's lock meanwhile, as with io.Copy).
 func (c *copier) sendLocked(sfd uintptr) bool {
 	c.sfd = int(sfd)
 	if werr := c.dst.Conn.Write(c.chunkFn); werr != nil {
