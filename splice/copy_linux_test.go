@@ -278,6 +278,21 @@ func TestCopyPeerGone(t *testing.T) {
 	}
 }
 
+// meteredPair returns a connected pair of network ("unix", or "tcp"
+// with small buffers) and the End of a, its copy's destination, with a
+// Meter counting what reaches a.
+func meteredPair(t *testing.T, network string) (a, b net.Conn, d End, met *atomic.Int64) {
+	a, b = connPair(t, network)
+	if tc, ok := a.(*net.TCPConn); ok {
+		tc.SetWriteBuffer(64 << 10)
+		b.(*net.TCPConn).SetReadBuffer(64 << 10)
+	}
+	met = new(atomic.Int64)
+	d = endOf(t, a.(syscall.Conn), false)
+	d.Meter = met
+	return a, b, d, met
+}
+
 // TestCopySharedFileUnread reads from a file while a copy of it (file
 // -> socket: through an intermediate pipe) holds bytes it read and has
 // not delivered, then ends the copy (its peer closes, or its context is
@@ -292,14 +307,7 @@ func TestCopySharedFileUnread(t *testing.T) {
 		for _, end := range []string{"peer-closed", "cancelled"} {
 			t.Run(network+"/"+end, func(t *testing.T) {
 				f := tempFile(t, data)
-				a, b := connPair(t, network)
-				if tc, ok := a.(*net.TCPConn); ok {
-					tc.SetWriteBuffer(64 << 10) // less than the file
-					b.(*net.TCPConn).SetReadBuffer(64 << 10)
-				}
-				var met atomic.Int64
-				d := endOf(t, a.(syscall.Conn), false)
-				d.Meter = &met
+				_, b, d, met := meteredPair(t, network)
 				ctx, cancel := context.WithCancel(context.Background())
 				defer cancel()
 				type result struct {
@@ -562,14 +570,7 @@ func TestSendfileCloseMidCopy(t *testing.T) {
 		for _, closed := range []string{"src", "dst"} {
 			t.Run(network+"/"+closed, func(t *testing.T) {
 				f := tempFile(t, data)
-				a, b := connPair(t, network)
-				if tc, ok := a.(*net.TCPConn); ok {
-					tc.SetWriteBuffer(64 << 10) // less than the file
-					b.(*net.TCPConn).SetReadBuffer(64 << 10)
-				}
-				var met atomic.Int64
-				d := endOf(t, a.(syscall.Conn), false)
-				d.Meter = &met
+				a, b, d, met := meteredPair(t, network)
 				type result struct {
 					n       int64
 					handled bool
