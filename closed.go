@@ -10,13 +10,15 @@ import (
 // closedFileErr makes the error of a copy whose *os.File end (or the file
 // of a *PipeReader or *PipeWriter) was closed during the copy match
 // os.ErrClosed, as the error of the file's own Read or Write does, and
-// io.Copy's: the file's RawConn reports internal/poll's "use of closed
-// file", which only os.File's methods translate. A RawConn fails only
-// once the file is closing, which is how a closed end is recognised.
-// Errors of the kernel (*os.SyscallError) are kept as they are.
+// io.Copy's, with the file's name: the file's RawConn reports
+// internal/poll's "use of closed file", which only os.File's methods
+// translate (package splice makes it match os.ErrClosed, with no name).
+// A RawConn fails only once the file is closing, which is how a closed
+// end is recognised. Errors of the kernel (*os.SyscallError) are kept as
+// they are.
 func closedFileErr(err error, dst io.Writer, src io.Reader) error {
 	var serr *os.SyscallError
-	if errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) || errors.As(err, &serr) {
+	if errors.Is(err, net.ErrClosed) || errors.As(err, &serr) {
 		return err
 	}
 	if f := fileOf(src); f != nil && fileClosed(f) {

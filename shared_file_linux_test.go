@@ -9,9 +9,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
@@ -101,6 +105,136 @@ func TestAdvSharedFileStalledPeer(t *testing.T) {
 					}
 				})
 			}
+		}
+	}
+}
+
+// TestAdvSharedFileMixedReaders reads one *os.File with several readers
+// at once: a copy and an io.Copy into one socket, a copy into a pipe (on
+// the io_uring engine, ring reads) and the file's own Read. Go's
+// sendfile(2) (net's, under io.Copy) takes the file's read lock, then
+// the socket's write lock, and holds both while it waits for room; a
+// copy that took them the other way round (the socket's write lock,
+// then the file's read lock for each call) deadlocked with it at once.
+// Between them the readers must deliver every byte of the file once:
+// the bytes of all destinations are the file's, each once.
+func TestAdvSharedFileMixedReaders(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(4<<20 + 3)
+	var want [256]int
+	for _, b := range data {
+		want[b]++
+	}
+	for _, ec := range engineCases(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, sk := range []string{"tcp", "unix"} {
+			t.Run(ec.name+"/"+sk, func(t *testing.T) {
+				for round := range 6 {
+					f := fdtest.TempFile(t, data)
+					if round%3 == 2 {
+						fdtest.Evict(t, f)
+					}
+					r, w := advConn(t, sk)
+					shared := make(chan []byte, 1)
+					go func() {
+						b, _ := io.ReadAll(r)
+						shared <- b
+					}()
+					pw, finishPipe := advSink(t, "pipe")
+					var read bytes.Buffer
+					readers := []func() (int64, error){
+						func() (int64, error) { return e.Copy(w, f) },
+						func() (int64, error) { return io.Copy(w, f) },
+						func() (int64, error) { return e.Copy(pw, f) },
+						func() (int64, error) { // the file's Read, in odd sizes
+							return io.CopyBuffer(onlyWriter{&read}, onlyReader{f}, make([]byte, 12345))
+						},
+					}
+					ns := make([]int64, len(readers))
+					var wg sync.WaitGroup
+					for i, read := range readers {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							var err error
+							if ns[i], err = read(); err != nil {
+								t.Errorf("round %d, reader %d: (%d, %v)", round, i, ns[i], err)
+							}
+						}()
+					}
+					wg.Wait()
+					w.Close()
+					got := <-shared
+					r.Close()
+					piped := finishPipe()
+					if int64(len(got)) != ns[0]+ns[1] || int64(len(piped)) != ns[2] || ns[0]+ns[1]+ns[2]+ns[3] != int64(len(data)) {
+						t.Fatalf("round %d: readers took %v bytes of %d (destinations got %d and %d)", round, ns, len(data), len(got), len(piped))
+					}
+					var hist [256]int
+					for _, b := range slices.Concat(got, piped, read.Bytes()) {
+						hist[b]++
+					}
+					if hist != want {
+						t.Fatalf("round %d: the readers got other bytes than the file's", round)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestAdvSharedFileReadDuringCopy reads from an *os.File while a copy
+// of it waits for a destination whose pipe is full, then ends the copy
+// (its peer closes, or its context is cancelled). The read takes the
+// bytes at the file's offset, past those the copy read; the copy, which
+// holds some bytes it read and did not deliver, must not move the
+// offset back over them, or the next read delivers the read's bytes
+// again: the offset stays where the read left it, as io.Copy, which
+// puts nothing back, leaves it.
+func TestAdvSharedFileReadDuringCopy(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(4 << 20)
+	const pipeSize = 4096
+	for _, ec := range engineCases(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, end := range []string{"peer-closed", "cancelled"} {
+			t.Run(ec.name+"/"+end, func(t *testing.T) {
+				f := fdtest.TempFile(t, data)
+				pr, pw, err := os.Pipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer pr.Close()
+				defer pw.Close()
+				if _, err := unix.FcntlInt(pw.Fd(), unix.F_SETPIPE_SZ, pipeSize); err != nil {
+					t.Skip(err)
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				fut := e.CopyAsync(ctx, pw, f)
+				off := int64(0)
+				for off < pipeSize && !isDone(fut) {
+					runtime.Gosched()
+					off, _ = f.Seek(0, io.SeekCurrent)
+				}
+				buf := make([]byte, 100)
+				n, err := f.Read(buf)
+				if err != nil || !bytes.Equal(buf[:n], data[off:off+int64(n)]) {
+					t.Fatalf("read at %d: (%d, %v), not the file's bytes there", off, n, err)
+				}
+				if end == "cancelled" {
+					cancel()
+				} else {
+					pr.Close()
+				}
+				w, err := fut.Wait()
+				if w > off || err == nil {
+					t.Fatalf("copy = (%d, %v) after it read %d bytes into a full pipe", w, err, off)
+				}
+				if pos, _ := f.Seek(0, io.SeekCurrent); pos != off+int64(n) {
+					t.Errorf("offset %d after the copy; the read left it at %d", pos, off+int64(n))
+				}
+			})
 		}
 	}
 }

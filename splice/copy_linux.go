@@ -4,8 +4,10 @@ package splice
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"sync"
 	"syscall"
@@ -127,7 +129,8 @@ const blockingPoll = 50 * time.Millisecond
 // errors.Is(err, ctx.Err()) holds. Bytes already in the intermediate pipe
 // are then delivered if dst takes them without waiting; they are never
 // counted as written unless they reached dst. Those that did not are put
-// back by seeking a regular-file src back, or reported in the error. A
+// back by seeking a regular-file src back (unless another reader of the
+// file has moved its offset since), or reported in the error. A
 // pipe that still holds bytes is closed, never pooled.
 //
 // A pooled pipe is held only while bytes move through it: a copy waiting
@@ -159,12 +162,12 @@ func Copy(ctx context.Context, dst, src End, limit int64, pool *Pool) (written i
 	// be known, so that a blocking socket is bounded (boundBlocking).
 	if !c.src.pipe() {
 		if err := c.src.inspect(); err != nil {
-			return 0, true, err
+			return 0, true, closedErr(err, src.Conn, nil)
 		}
 	}
 	if !c.dst.pipe() {
 		if err := c.dst.inspect(); err != nil {
-			return 0, true, err
+			return 0, true, closedErr(err, dst.Conn, nil)
 		}
 	}
 	if (c.src.known && !c.src.spliceable()) || (c.dst.known && (!c.dst.spliceable() || c.dst.appendOnly)) {
@@ -185,6 +188,7 @@ func Copy(ctx context.Context, dst, src End, limit int64, pool *Pool) (written i
 	} else {
 		handled, err = c.viaPipe()
 	}
+	err = closedErr(err, src.Conn, dst.Conn)
 	if err != nil && ctx.Err() != nil {
 		err = ctxError(ctx, err)
 	}
@@ -224,6 +228,29 @@ func (e *endWakers) Reset() {
 	if e.dst.Reset != nil {
 		e.dst.Reset()
 	}
+}
+
+// closedErr makes err, met by a copy an end of which (a or b, either
+// may be nil) was closed meanwhile, match os.ErrClosed, as Copy's doc
+// says: the RawConn of an *os.File reports internal/poll's "use of
+// closed file", which only os.File's own methods translate (a
+// net.Conn's reports net.ErrClosed already). An end is closed where its
+// Conn refuses a Control. Errors of the kernel (*os.SyscallError) and
+// those that match already are kept as they are.
+func closedErr(err error, a, b syscall.RawConn) error {
+	if err == nil {
+		return nil
+	}
+	var serr *os.SyscallError // after the nil check: &serr escapes, an allocation
+	if errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) || errors.As(err, &serr) {
+		return err
+	}
+	for _, c := range [2]syscall.RawConn{a, b} {
+		if c != nil && c.Control(func(uintptr) {}) != nil {
+			return fmt.Errorf("%w (%w)", os.ErrClosed, err)
+		}
+	}
+	return err
 }
 
 // ctxError returns the error of a copy ended by its context: it wraps
@@ -368,12 +395,15 @@ type copier struct {
 	backoff   time.Duration
 	retryAt   int64 // c.written at the last stepRetry; -1 before any
 
-	// Sendfile's: the arguments and results of one sendfile(2) call
-	// (sendOne).
-	send struct {
-		dfd, n, m int
-		err       error
-	}
+	// srcOff is a regular-file src's offset just after the copy's last
+	// read of it, learnt at its first read that may need putting back
+	// (noteOffset), -1 before: seekBack puts bytes back only where no
+	// other reader of the file has moved the offset since.
+	srcOff int64
+
+	// Sendfile's: the source's descriptor while its Read callback runs
+	// (sendLocked).
+	sfd int
 
 	// The intermediate-pipe path's (viaPipe): the pipe held now, how the
 	// next fill reads a socket src, and the callbacks that fill and
@@ -389,7 +419,7 @@ type copier struct {
 type callbacks struct {
 	srcFn, dstFn    func(uintptr) bool // direct's spliceFromSrc, spliceIntoDst
 	fillFn, drainFn func(uintptr) bool // viaPipe's fillPipe, drainPipe
-	chunkFn, sendFn func(uintptr) bool // Sendfile's sendChunks, sendOne
+	sendFn, chunkFn func(uintptr) bool // Sendfile's sendLocked, sendOne
 }
 
 // copiers recycles copiers between copies, as Go's internal/poll
@@ -402,7 +432,7 @@ var copiers = sync.Pool{New: func() any {
 	c.callbacks = callbacks{
 		srcFn: c.spliceFromSrc, dstFn: c.spliceIntoDst,
 		fillFn: c.fillPipe, drainFn: c.drainPipe,
-		chunkFn: c.sendChunks, sendFn: c.sendOne,
+		sendFn: c.sendLocked, chunkFn: c.sendOne,
 	}
 	return c
 }}
@@ -412,6 +442,7 @@ var copiers = sync.Pool{New: func() any {
 func newCopier(ctx context.Context, limit int64, dst, src End) *copier {
 	c := copiers.Get().(*copier)
 	c.ctx, c.limit, c.src.End, c.dst.End = ctx, limit, src, dst
+	c.srcOff = -1
 	return c
 }
 
@@ -650,6 +681,7 @@ func (c *copier) bufferRound() (eof, again bool, err error) {
 	buf := (*c.buf)[:c.chunk(len(*c.buf))]
 	n := 0
 	rerr := c.src.Conn.Read(func(fd uintptr) bool {
+		c.noteOffset(int(fd))
 		for {
 			m, e := unix.Read(int(fd), buf)
 			switch {
@@ -657,6 +689,7 @@ func (c *copier) bufferRound() (eof, again bool, err error) {
 				continue
 			case m > 0:
 				n = m
+				c.readSrc(m)
 			case e == nil:
 				eof = true
 			case e == unix.EAGAIN:
@@ -765,14 +798,34 @@ func (c *copier) unread(left int, err error) error {
 	return fmt.Errorf("%w (%w)", err, lost)
 }
 
-// seekBack moves a regular-file src's offset back by n bytes.
+// seekBack moves a regular-file src's offset back over the n bytes the
+// copy read last, where no other reader of the file has moved it since
+// (fd.Unread, srcOff).
 func (c *copier) seekBack(n int) error {
-	var serr error
-	cerr := c.src.Conn.Control(func(fd uintptr) {
-		_, serr = unix.Seek(int(fd), -int64(n), io.SeekCurrent)
-	})
-	if cerr != nil {
-		return cerr
+	end := c.srcOff
+	if err := fd.Unread(c.src.Conn, end, int64(n)); err != nil {
+		return err
 	}
-	return serr
+	if end >= 0 {
+		c.srcOff = end - int64(n)
+	}
+	return nil
+}
+
+// noteOffset learns a regular-file src's offset at the copy's first read
+// of it (srcOff), which the copy then follows by the bytes it reads
+// (readSrc). It runs inside src's Conn.Read callback, before that read.
+func (c *copier) noteOffset(sysfd int) {
+	if c.srcOff < 0 && c.src.mode == unix.S_IFREG {
+		if off, err := unix.Seek(sysfd, 0, io.SeekCurrent); err == nil {
+			c.srcOff = off
+		}
+	}
+}
+
+// readSrc records n bytes read from src, past srcOff if it is known.
+func (c *copier) readSrc(n int) {
+	if c.srcOff >= 0 {
+		c.srcOff += int64(n)
+	}
 }

@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -175,8 +177,8 @@ func TestCopyCloseMidCopy(t *testing.T) {
 				s.conn.(io.Closer).Close()
 				select {
 				case err := <-errc:
-					if err == nil {
-						t.Fatal("Copy returned nil after its source was closed")
+					if !errors.Is(err, os.ErrClosed) && !errors.Is(err, net.ErrClosed) {
+						t.Fatalf("Copy = %v after its source was closed, want os.ErrClosed or net.ErrClosed", err)
 					}
 				case <-time.After(5 * time.Second):
 					t.Fatal("Copy did not end after its source was closed")
@@ -215,8 +217,8 @@ func TestCopyCloseMidCopy(t *testing.T) {
 				w.Close()
 				select {
 				case err := <-errc:
-					if err == nil {
-						t.Fatal("Copy returned nil after its destination was closed")
+					if !errors.Is(err, os.ErrClosed) && !errors.Is(err, net.ErrClosed) {
+						t.Fatalf("Copy = %v after its destination was closed, want os.ErrClosed or net.ErrClosed", err)
 					}
 				case <-time.After(5 * time.Second):
 					t.Fatal("Copy did not end after its destination was closed")
@@ -273,6 +275,76 @@ func TestCopyPeerGone(t *testing.T) {
 			s.close()
 			s.wait()
 		})
+	}
+}
+
+// meteredPair returns a connected pair of network ("unix", or "tcp"
+// with small buffers) and the End of a, its copy's destination, with a
+// Meter counting what reaches a.
+func meteredPair(t *testing.T, network string) (a, b net.Conn, d End, met *atomic.Int64) {
+	a, b = connPair(t, network)
+	if tc, ok := a.(*net.TCPConn); ok {
+		tc.SetWriteBuffer(64 << 10)
+		b.(*net.TCPConn).SetReadBuffer(64 << 10)
+	}
+	met = new(atomic.Int64)
+	d = endOf(t, a.(syscall.Conn), false)
+	d.Meter = met
+	return a, b, d, met
+}
+
+// TestCopySharedFileUnread reads from a file while a copy of it (file
+// -> socket: through an intermediate pipe) holds bytes it read and has
+// not delivered, then ends the copy (its peer closes, or its context is
+// cancelled). The read takes the bytes past the copy's; the copy must
+// not put its bytes back by moving the offset back over the read's, or
+// the next read of the file delivers those again: it leaves the offset
+// where the read did, and reports the bytes it lost.
+func TestCopySharedFileUnread(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(4 << 20)
+	for _, network := range []string{"unix", "tcp"} {
+		for _, end := range []string{"peer-closed", "cancelled"} {
+			t.Run(network+"/"+end, func(t *testing.T) {
+				f := tempFile(t, data)
+				_, b, d, met := meteredPair(t, network)
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				type result struct {
+					n   int64
+					err error
+				}
+				done := make(chan result, 1)
+				go func() {
+					n, _, err := Copy(ctx, d, endOf(t, f, true), -1, nil)
+					done <- result{n, err}
+				}()
+				// Until the copy holds bytes it read and did not
+				// deliver: its peer reads nothing.
+				var off int64
+				for off <= met.Load() {
+					runtime.Gosched()
+					off, _ = f.Seek(0, io.SeekCurrent)
+				}
+				buf := make([]byte, 100)
+				m, err := f.Read(buf)
+				if err != nil || string(buf[:m]) != string(data[off:off+int64(m)]) {
+					t.Fatalf("read at %d: (%d, %v), not the file's bytes there", off, m, err)
+				}
+				if end == "cancelled" {
+					cancel()
+				} else {
+					b.Close()
+				}
+				r := <-done
+				if r.err == nil || r.n > off {
+					t.Fatalf("Copy = (%d, %v) after it read %d bytes", r.n, r.err, off)
+				}
+				if pos, _ := f.Seek(0, io.SeekCurrent); pos != off+int64(m) {
+					t.Errorf("offset %d after the copy; the read left it at %d", pos, off+int64(m))
+				}
+			})
+		}
 	}
 }
 
@@ -483,5 +555,53 @@ func TestSpliceTeeWrappers(t *testing.T) {
 	}
 	if _, err := Tee(a.ReadFd(), a.WriteFd(), 100, FlagNonblock); err != syscall.EINVAL {
 		t.Fatalf("tee to itself: %v, want EINVAL", err)
+	}
+}
+
+// TestSendfileCloseMidCopy closes either end of a Sendfile while it
+// waits for a destination nobody reads (then, for a closed source, lets
+// the peer read): it ends with an error matching os.ErrClosed or
+// net.ErrClosed, as Copy's doc says, and a count equal to what the peer
+// got.
+func TestSendfileCloseMidCopy(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(16 << 20)
+	for _, network := range []string{"unix", "tcp"} {
+		for _, closed := range []string{"src", "dst"} {
+			t.Run(network+"/"+closed, func(t *testing.T) {
+				f := tempFile(t, data)
+				a, b, d, met := meteredPair(t, network)
+				type result struct {
+					n       int64
+					handled bool
+					err     error
+				}
+				done := make(chan result, 1)
+				go func() {
+					n, handled, err := Sendfile(context.Background(), d, endOf(t, f, true), -1)
+					done <- result{n, handled, err}
+				}()
+				for met.Load() == 0 {
+					runtime.Gosched()
+				}
+				got := make(chan int64, 1)
+				if closed == "src" {
+					f.Close()
+					go func() { n, _ := io.Copy(io.Discard, b); got <- n }()
+				} else {
+					a.Close()
+				}
+				r := <-done
+				if !r.handled || (!errors.Is(r.err, os.ErrClosed) && !errors.Is(r.err, net.ErrClosed)) {
+					t.Fatalf("Sendfile = (%d, %v, %v), want os.ErrClosed or net.ErrClosed", r.n, r.handled, r.err)
+				}
+				if closed == "src" {
+					a.Close()
+					if n := <-got; n != r.n {
+						t.Errorf("Sendfile = %d, the peer got %d", r.n, n)
+					}
+				}
+			})
+		}
 	}
 }

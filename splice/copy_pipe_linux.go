@@ -110,10 +110,12 @@ func (c *copier) fillPipe(fd uintptr) bool {
 		}
 	}
 	chunk := c.chunk(c.p.size)
+	c.noteOffset(int(fd))
 	m, e := Splice(int(fd), nil, c.p.wfd, nil, chunk, FlagMove|FlagNonblock)
 	switch {
 	case m > 0:
 		c.p.data += m
+		c.readSrc(m)
 		c.spent(m)
 		c.next = stepDrain
 		if m < chunk && c.src.socket() && c.read == readSplice {
@@ -257,13 +259,14 @@ func Drain(ctx context.Context, dst End, p *Pipe, n int) (written int64, err err
 	c.dst.apply(dst.Info)
 	if !c.dst.known {
 		if err := c.dst.inspect(); err != nil {
-			return 0, err
+			return 0, closedErr(err, dst.Conn, nil)
 		}
 	}
 	err = c.drain(p)
 	if errno, ok := err.(syscall.Errno); ok {
 		err = os.NewSyscallError("splice", errno)
 	}
+	err = closedErr(err, dst.Conn, nil)
 	if err != nil && ctx.Err() != nil {
 		err = ctxError(ctx, err) // a wait woken by Wake's deadline
 	}

@@ -37,7 +37,7 @@ func Sendfile(ctx context.Context, dst, src End, limit int64) (written int64, ha
 	c.src.apply(src.Info)
 	c.dst.apply(dst.Info)
 	if err := c.dst.inspect(); err != nil {
-		return 0, true, err
+		return 0, true, closedErr(err, dst.Conn, nil)
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, true, ctxError(ctx, nil)
@@ -55,14 +55,16 @@ func Sendfile(ctx context.Context, dst, src End, limit int64) (written int64, ha
 		}
 		err = os.NewSyscallError("sendfile", errno)
 	}
+	err = closedErr(err, src.Conn, dst.Conn)
 	if err != nil && ctx.Err() != nil {
 		err = ctxError(ctx, err)
 	}
 	return c.written, handled, err
 }
 
-// sendfile sends from src until EOF or the limit, inside dst's
-// Conn.Write callbacks (sendChunks), and leaves any error in c.err.
+// sendfile sends from src until EOF or the limit, one sendfile(2) call
+// a round (sendLocked), and leaves any error in c.err. Where dst has no
+// room it waits for room (wait) holding neither end's lock.
 func (c *copier) sendfile() {
 	for c.more() {
 		if c.ctx.Err() != nil {
@@ -73,63 +75,65 @@ func (c *copier) sendfile() {
 			return
 		}
 		c.next = stepRound
-		werr := c.dst.Conn.Write(c.chunkFn)
-		if werr != nil && c.err == nil {
-			c.err = werr
+		if rerr := c.src.Conn.Read(c.sendFn); rerr != nil {
+			c.err = rerr // the caller closed src
+			return
 		}
-		if c.err != nil || c.next == stepDone {
+		switch c.next {
+		case stepWaitDst:
+			if c.err = c.wait(&c.dst, true); c.err != nil {
+				return
+			}
+		case stepDone, stepFail:
 			return
 		}
 	}
 }
 
-// sendChunks calls sendfile(2) into dfd until dst is full (false: the
-// netpoller waits for room), or until the limit, the Pacer's grant or
-// the context ends the call (true; c.next is stepDone at EOF, c.err set
-// on failure).
-func (c *copier) sendChunks(dfd uintptr) bool {
-	for c.more() {
-		if c.ctx.Err() != nil || (c.src.Pacer != nil && c.budget == 0) {
-			return true
-		}
-		c.send.dfd, c.send.n = int(dfd), c.chunk(sendfileChunk)
-		if rerr := c.src.Conn.Read(c.sendFn); rerr != nil {
-			c.err = rerr // the caller closed src
-			return true
-		}
-		m, e := c.send.m, c.send.err
+// sendLocked is sendfile's src.Conn.Read callback: it makes one
+// sendfile(2) call (sendOne) inside dst's Conn.Write, and leaves in
+// c.next what the call found. So the call runs under src's read lock,
+// as read(2) of an *os.File and io.Copy's sendfile(2) do, and copies
+// (and reads) sharing one *os.File take disjoint bytes of it:
+// sendfile(2) alone moves the offset without the kernel's f_pos lock.
+// The locks are taken in the order Go's own sendfile takes them (net's
+// sendFile, os.File.WriteTo: the source's read lock, then the
+// destination's write lock), so that this copy and an io.Copy of the
+// same file into the same socket cannot each hold the lock the other
+// waits for. This copy holds them for one call, never while it waits
+// for room in dst: another reader of the file waits for one call at
+// most, not for this copy's destination (unless another writer of dst
+// holds dst's lock meanwhile, as with io.Copy).
+func (c *copier) sendLocked(sfd uintptr) bool {
+	c.sfd = int(sfd)
+	if werr := c.dst.Conn.Write(c.chunkFn); werr != nil {
+		c.next, c.err = stepFail, werr // the caller closed dst
+	}
+	return true
+}
+
+// sendOne is sendLocked's dst.Conn.Write callback: one sendfile(2) of
+// at most a chunk from src's offset into dfd (a nil offset: the kernel
+// reads at the offset and moves it past what it sent). It leaves in
+// c.next stepWaitDst when dst had no room, stepDone at EOF, stepFail
+// (c.err) on failure, else stepRound; it never waits.
+func (c *copier) sendOne(dfd uintptr) bool {
+	for {
+		m, e := unix.Sendfile(int(dfd), c.sfd, nil, c.chunk(sendfileChunk))
 		if m > 0 {
 			c.spent(m)
 			c.delivered(m)
 		}
 		switch {
 		case e == unix.EINTR:
-		case e == unix.EAGAIN && c.dst.pollable():
-			return false // wait until dst takes more
+			continue
 		case e == unix.EAGAIN:
-			pollFd(int(dfd), unix.POLLOUT, blockingPoll)
-			return true
+			c.next = stepWaitDst
 		case e != nil:
-			c.err = e
-			return true
+			c.next, c.err = stepFail, e
 		case m == 0:
 			c.next = stepDone
-			return true
 		}
+		return true
 	}
-	return true
-}
-
-// sendOne is Sendfile's src.Conn.Read callback: one sendfile(2) of
-// c.send.n bytes from src's offset into c.send.dfd; a nil offset, so the
-// kernel reads at the offset and moves it past what it sent. It runs
-// under src's read lock, as read(2) of an *os.File and io.Copy's
-// sendfile(2) do, so that copies (and reads) sharing one *os.File take
-// disjoint bytes of it: sendfile(2) alone moves the offset without the
-// kernel's f_pos lock. The lock is held for one call, not for the copy:
-// another copy of the file waits for one chunk at most, never for this
-// copy's destination to take more.
-func (c *copier) sendOne(sfd uintptr) bool {
-	c.send.m, c.send.err = unix.Sendfile(c.send.dfd, int(sfd), nil, c.send.n)
-	return true
 }

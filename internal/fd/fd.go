@@ -1,7 +1,8 @@
 // Package fd is the descriptor layer of package pipes, below the root and
 // package splice: what kind of file a descriptor is (Inspect), pinning a
 // caller's descriptor with a duplicate of our own (Pin), whether
-// the kernel refuses to splice a pair (Refused), and the one way pipes
+// the kernel refuses to splice a pair (Refused), putting back bytes a
+// copy read from a file and did not deliver (Unread), and the one way pipes
 // interrupts a wait blocked on a caller's value: a deadline in the past,
 // cleared afterwards (Deadlines, Waker, Interrupt).
 //

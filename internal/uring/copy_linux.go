@@ -36,7 +36,9 @@ type File struct {
 // copies sharing the file take disjoint bytes of it. At the end the
 // offset is put back over bytes read into the pipe but not delivered
 // (the copy failed or was cancelled), so that the next copy reads them
-// again, unless another reader of the file has moved it since (unread).
+// again, unless another reader of the file moved it since: that reader
+// took the bytes after them, and they are lost, as io.Copy loses bytes
+// it read and could not write.
 //
 // When ctx can end, CopyReads calls interrupt once it holds a pipe and
 // calls the stop it returns before it returns: interrupt must arrange for
@@ -82,7 +84,7 @@ type readsCopy struct {
 	cs      copySrc
 	c       chain // the ring read of the round, when the page cache misses
 	read    int64 // bytes read from the file into the pipe
-	pos     int64 // the file's offset after the last of them (read > 0)
+	end     int64 // the file's offset after the last round's read
 	limit   int64
 	written int64
 
@@ -162,7 +164,7 @@ func (r *readsCopy) fillLocked(sysfd uintptr) bool {
 	switch {
 	case res > 0:
 		r.read += int64(res)
-		r.pos = off + int64(res)
+		r.end = off + int64(res)
 		f.res = res
 	case res < 0 && f.err == nil:
 		errno := syscall.Errno(-res)
@@ -176,33 +178,18 @@ func (r *readsCopy) fillLocked(sysfd uintptr) bool {
 }
 
 // unread moves the file's offset back over the n bytes read and not
-// delivered, the last this copy read, under the caller's read lock.
-// Only where the offset is still where that read left it (pos): where
-// another reader of the file has moved it since, moving it back would
-// hand that reader bytes it has had, so the n bytes are left unread,
-// as io.Copy leaves what it read and did not write, and the error says
-// how many. A file the caller has closed meanwhile has no offset left
-// to move: that is not an error here.
+// delivered, the last the copy read (fd.Unread): not where another
+// reader of the file has moved it since (fd.ErrOffsetMoved). A file the
+// caller has closed meanwhile has no offset left to move: that is not an
+// error here.
 func (r *readsCopy) unread(n int64) error {
 	if n == 0 {
 		return nil
 	}
-	var err error
-	r.src.Conn.Read(func(sysfd uintptr) bool {
-		cur, serr := unix.Seek(int(sysfd), 0, io.SeekCurrent)
-		if serr == nil && cur != r.pos {
-			err = fmt.Errorf("uring: %d bytes read from the source were not delivered, and another reader has moved the offset past them", n)
-			return true
-		}
-		if serr == nil {
-			_, serr = unix.Seek(int(sysfd), r.pos-n, io.SeekStart)
-		}
-		if serr != nil {
-			err = &os.SyscallError{Syscall: "lseek", Err: serr}
-		}
-		return true
-	})
-	return err
+	if err := fd.Unread(r.src.Conn, r.end, n); err != nil && !errors.Is(err, os.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 // drain delivers the m bytes in the pipe to dst with splice(2) on the
