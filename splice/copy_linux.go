@@ -44,12 +44,29 @@ type End struct {
 	// Meter, if non-nil on the destination End, is told of the bytes
 	// that reach the destination as they move, before Copy returns.
 	Meter Meter
+	// Gate, if non-nil on the source End, is entered before each
+	// sendfile(2) call of Sendfile into a non-blocking destination and
+	// left after it, never held while the copy waits for room. Copy
+	// does not use it.
+	Gate Gate
 	// Info, if its Mode is set, is what the caller already knows of the
 	// descriptor; Copy then skips its own fstat(2) and fcntl(F_GETFL).
 	// Wrong information makes Copy fail (a wait on a descriptor the
 	// netpoller does not watch fails with "not pollable") or take the
 	// wrong path, so leave it zero unless it is certain.
 	Info Info
+}
+
+// Gate bounds how many copies sharing it are inside a system call that
+// moves bytes at once. Enter waits for a turn, or fails with an error
+// wrapping ctx.Err() when ctx ends first; it reports whether it gave
+// one (a Gate may let a call through without a turn), to be given back
+// by Leave once the call returns. Copy calls them from the copying
+// goroutine, outside any RawConn callback, so a wait holds no
+// descriptor.
+type Gate interface {
+	Enter(ctx context.Context) (bool, error)
+	Leave()
 }
 
 // Pacer grants a copy the bytes it may read now: a rate limit. Take

@@ -74,9 +74,8 @@ func (c *copier) sendfile() {
 		if c.err = c.pace(); c.err != nil {
 			return
 		}
-		c.next = stepRound
-		if rerr := c.src.Conn.Read(c.sendFn); rerr != nil {
-			c.err = rerr // the caller closed src
+		if err := c.sendGated(); err != nil {
+			c.err = err
 			return
 		}
 		switch c.next {
@@ -88,6 +87,24 @@ func (c *copier) sendfile() {
 			return
 		}
 	}
+}
+
+// sendGated makes one sendfile(2) call (sendLocked) under src's Gate,
+// if it has one and dst is non-blocking (the call of a blocking dst can
+// wait for room). It returns src's Conn error (the caller closed src),
+// or the Gate's (ctx ended while it waited for a turn).
+func (c *copier) sendGated() error {
+	c.next = stepRound
+	if c.src.Gate != nil && c.dst.pollable() {
+		entered, err := c.src.Gate.Enter(c.ctx)
+		if err != nil {
+			return ctxError(c.ctx, err)
+		}
+		if entered {
+			defer c.src.Gate.Leave()
+		}
+	}
+	return c.src.Conn.Read(c.sendFn)
 }
 
 // sendLocked is sendfile's src.Conn.Read callback: it makes one
