@@ -36,6 +36,9 @@ type endpoint struct {
 	// pacer, on a source, is asked before each read: a Limiter, or the
 	// ring's Warmer (engine_linux.go); nil: none.
 	pacer splice.Pacer
+	// gate, on a source, bounds how many copies are in a sendfile(2)
+	// call at once: the ring's Warmer (engine_linux.go); nil: none.
+	gate splice.Gate
 }
 
 // end returns the endpoint as a splice.End. It has no Wake or Reset: the
@@ -48,6 +51,9 @@ func (e endpoint) end() splice.End {
 	}
 	if e.pacer != nil {
 		end.Pacer = e.pacer
+	}
+	if e.gate != nil {
+		end.Gate = e.gate
 	}
 	return end
 }

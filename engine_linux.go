@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -66,6 +67,7 @@ func newRing(cfg *config, st *counters, pool *splice.Pool) (*uring.Driver, error
 		Closed:         ErrClosed,
 		Files:          registeredFiles(),
 		WarmChunk:      uring.DefaultWarmChunk,
+		CachedSenders:  runtime.GOMAXPROCS(0),
 	}, &st.ringOps)
 }
 
@@ -144,7 +146,7 @@ func (s *sysEngine) copyFD(ctx context.Context, life *lifetime, w io.Writer, r i
 			if dst.kind == kindSocket {
 				// sendfile(2) sends it, paced by the ring's Warmer.
 				if warm := s.warmer(src); warm != nil {
-					src.pacer = warm
+					src.pacer, src.gate = warm, warm
 					defer warm.Close() // after spliceCopy, its last Take
 				}
 			} else if n, handled, err := s.ringCopy(ctx, w, dst, src, limit); handled {

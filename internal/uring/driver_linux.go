@@ -33,6 +33,10 @@ type Config struct {
 	// the size of the guard those reads land in (an address range, no
 	// memory); 0: no Warmers.
 	WarmChunk int
+	// CachedSenders bounds how many copies with a Warmer are at once in
+	// a system call sending a chunk found in the page cache (the
+	// Warmer's Gate); 0: no bound.
+	CachedSenders int
 }
 
 // Driver is an engine's io_uring: one goroutine, locked to its OS thread,
@@ -60,6 +64,9 @@ type Driver struct {
 	files  files // the registered-file table
 
 	guard []byte // where Warmers' reads land, mapped with no access; nil: no Warmers
+	// senders holds a token per Warmer copy in a system call sending a
+	// chunk found in the page cache (Warmer.Enter); nil: no bound.
+	senders chan struct{}
 	// scratch is where the reads of Warmers in shortReadahead land, made
 	// on the first: bytes nobody reads.
 	scratch     []byte
@@ -247,6 +254,9 @@ func (d *Driver) init(cfg Config) error {
 	}
 	d.efd = os.NewFile(uintptr(efd), "pipes-ring-eventfd")
 	d.initWarm(cfg.WarmChunk)
+	if cfg.CachedSenders > 0 {
+		d.senders = make(chan struct{}, cfg.CachedSenders)
+	}
 	d.loopWG.Add(2)
 	go d.readEventfd()
 	go d.loop()

@@ -57,6 +57,10 @@ type Warmer struct {
 	off  int64 // offset of the next byte to grant
 	size int64 // past it the copy meets EOF: nothing to warm
 	mode warmMode
+	// cached: the chunk granted last was found readable from the page
+	// cache by a probe (Cached), so a call sending it waits for no disk
+	// and no peer: it runs under the driver's bound (Enter).
+	cached bool
 	// pin names the file in the chains, from the first chunk the
 	// Warmer reads in until Close: one slot update per copy, not two per
 	// chunk. nil: not pinned yet.
@@ -93,6 +97,9 @@ const (
 	// cachedChunk bounds a chunk found in the page cache: the chunk of
 	// splice.Sendfile.
 	cachedChunk = 4 << 20
+	// gatedChunk is the least a chunk found in the page cache holds
+	// for the call sending it to take a turn (Enter).
+	gatedChunk = 1 << 20
 	// DefaultWarmChunk is the Config.WarmChunk the engine uses.
 	DefaultWarmChunk = 1 << 20
 )
@@ -130,6 +137,7 @@ func (w *Warmer) Take(ctx context.Context, most int) (int, error) {
 	}
 	var head int64 // what the ring reads first of the chunk; 0: nothing
 	res := w.residency(int(left))
+	w.cached = res == Cached && left >= gatedChunk
 	switch res {
 	case Missing:
 		// Read in one guard's worth, and grant that: the READ starts
@@ -205,6 +213,29 @@ func (w *Warmer) Close() {
 		w.pin = nil
 	}
 }
+
+// Enter is the Warmer's splice.Gate: a call sending the chunk granted
+// last takes one of the driver's CachedSenders turns where a probe found
+// that chunk readable from the page cache, waiting for one (or for ctx
+// to end) when all are taken; other chunks go without one (false). A
+// call of a cached chunk into a non-blocking socket only uses the CPU,
+// so the bound keeps that many CPUs at most busy with such calls, and
+// the process's other goroutines a CPU to run on: see docs/design.md,
+// "Sharing the CPUs".
+func (w *Warmer) Enter(ctx context.Context) (bool, error) {
+	if !w.cached || w.d.senders == nil {
+		return false, nil
+	}
+	select {
+	case w.d.senders <- struct{}{}:
+		return true, nil
+	case <-ctx.Done():
+		return false, context.Cause(ctx)
+	}
+}
+
+// Leave gives back the turn Enter gave.
+func (w *Warmer) Leave() { <-w.d.senders }
 
 // Refund takes back the n bytes granted last that the copy did not read.
 func (w *Warmer) Refund(n int) { w.off -= int64(n) }

@@ -2,6 +2,7 @@ package uring
 
 import (
 	"context"
+	"errors"
 	"io"
 	"slices"
 	"testing"
@@ -280,6 +281,74 @@ func TestWarmReadsIn(t *testing.T) {
 			}
 			if last := off + c.n - 1; !readable(fdNum, last, 1) {
 				t.Errorf("the chunk's last byte (%d) cannot be read without waiting", last)
+			}
+		})
+	}
+}
+
+// TestWarmerGate: a call sending a chunk of at least gatedChunk that the
+// Warmer found readable from the page cache takes one of the driver's
+// CachedSenders turns, and waits while none is free until its context
+// ends; chunks the ring read in, short chunks, and a driver with no
+// bound go without one.
+func TestWarmerGate(t *testing.T) {
+	const size = 4<<20 + 100 // one full chunk, then 100 bytes
+	for _, c := range []struct {
+		name    string
+		warm    bool
+		senders int
+		want    []bool // Enter's answer after each Take; nil: false after every Take
+	}{
+		{"cached", true, 1, []bool{true, false}},
+		{"cold", false, 1, nil},
+		{"unbounded", true, 0, []bool{false, false}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d, _ := newTestDriverWith(t, 2, 1, 1<<20)
+			if c.senders > 0 {
+				d.senders = make(chan struct{}, c.senders)
+			}
+			f := testFile(t, make([]byte, size))
+			if c.warm {
+				io.Copy(io.Discard, f)
+				f.Seek(0, io.SeekStart)
+			} else if n := fdtest.CachedPages(t, f, size); n > 0 {
+				t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
+			}
+			w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: size})
+			if err != nil || w == nil {
+				t.Fatalf("NewWarmer = %v, %v", w, err)
+			}
+			defer w.Close()
+			var got []bool
+			for left := size; left > 0; {
+				n, err := w.Take(context.Background(), left)
+				if err != nil {
+					t.Fatal(err)
+				}
+				left -= n
+				entered, err := w.Enter(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, entered)
+				if !entered {
+					continue
+				}
+				// Every turn taken: another call waits until its
+				// context ends.
+				ctx, cancel := context.WithCancel(context.Background())
+				cancel()
+				if again, err := w.Enter(ctx); again || !errors.Is(err, context.Canceled) {
+					t.Errorf("Enter with every turn taken = (%v, %v), want context.Canceled", again, err)
+				}
+				w.Leave()
+			}
+			if c.want == nil && slices.Contains(got, true) || c.want != nil && !slices.Equal(got, c.want) {
+				t.Errorf("turns taken chunk by chunk: %v, want %v", got, c.want)
+			}
+			if len(d.senders) != 0 {
+				t.Errorf("%d turns not given back", len(d.senders))
 			}
 		})
 	}
