@@ -476,10 +476,14 @@ type Stats struct {
 
 	Cached uint64 // chunks of ring-routed copies, sendfile copies and file fan-outs found in the page cache
 	Warmed uint64 // chunks of sendfile copies and file fan-outs not in the page cache, read in by the ring first
-	SQEs   uint64 // SQEs submitted to the ring
-	Enters uint64 // io_uring_enter calls made to submit them
-	CQEs   uint64 // completions reaped
-	Pipes  int    // intermediate pipes alive now (pooled or in use)
+	// CachedSendTurns counts the sendfile(2) calls of chunks found in
+	// the page cache that took one of the io_uring engine's GOMAXPROCS
+	// turns (docs/design.md, "Sharing the CPUs").
+	CachedSendTurns uint64
+	SQEs            uint64 // SQEs submitted to the ring
+	Enters          uint64 // io_uring_enter calls made to submit them
+	CQEs            uint64 // completions reaped
+	Pipes           int    // intermediate pipes alive now (pooled or in use)
 
 	// PoolWaits counts the times a copy waited for a pooled pipe; the
 	// copy paths never do (see PoolExhausted), so only an Engine whose
@@ -580,6 +584,7 @@ func (e *Engine) Stats() Stats {
 		UserspaceRefused:    e.stats.userspace[fallbackRefused].Load(),
 		Cached:              e.stats.ringOps.CachedReads.Load(),
 		Warmed:              e.stats.ringOps.Warms.Load(),
+		CachedSendTurns:     e.stats.ringOps.Turns.Load(),
 		SQEs:                e.stats.ringOps.SQEs.Load(),
 		Enters:              e.stats.ringOps.Enters.Load(),
 		CQEs:                e.stats.ringOps.CQEs.Load(),

@@ -477,3 +477,42 @@ func stalledSink(t *testing.T) sink {
 		return h.n, h.sum()
 	}}
 }
+
+// TestCachedSendsTakeTurns: concurrent copies of files in the page cache
+// to sockets send their chunks under the engine's turns on the io_uring
+// engine (Stats.CachedSendTurns), and with none on the splice engine,
+// which has no Warmer; every byte arrives either way.
+func TestCachedSendsTakeTurns(t *testing.T) {
+	for _, backend := range []Backend{BackendIOUring, BackendSplice} {
+		t.Run(string(backend), func(t *testing.T) {
+			fdtest.Check(t)
+			e := newTestEngine(t, WithBackend(backend), WithRingMinConcurrency(0))
+			if e.Backend() != backend {
+				t.Skipf("backend is %s", e.Backend())
+			}
+			const copies, size = 4, 8 << 20
+			var futures []*Future
+			var sinks []sink
+			for range copies {
+				f := fdtest.TempFile(t, fdtest.Random(size))
+				io.Copy(io.Discard, f) // in the page cache
+				f.Seek(0, io.SeekStart)
+				a, b := unixPair(t)
+				sinks = append(sinks, drainInto(t, a, b))
+				futures = append(futures, e.CopyAsync(context.Background(), a, f))
+			}
+			for i, f := range futures {
+				if n, err := f.Wait(); n != size || err != nil {
+					t.Fatalf("copy %d = (%d, %v)", i, n, err)
+				}
+				if n, _ := sinks[i].finish(); n != size {
+					t.Fatalf("copy %d: destination got %d bytes", i, n)
+				}
+			}
+			turns := e.Stats().CachedSendTurns
+			if backend == BackendIOUring && turns < copies || backend == BackendSplice && turns != 0 {
+				t.Errorf("%d sends took turns (%d copies of %d MiB in the page cache)", turns, copies, size>>20)
+			}
+		})
+	}
+}

@@ -44,10 +44,11 @@ type End struct {
 	// Meter, if non-nil on the destination End, is told of the bytes
 	// that reach the destination as they move, before Copy returns.
 	Meter Meter
-	// Gate, if non-nil on the source End, is entered before each
-	// sendfile(2) call of Sendfile into a non-blocking destination and
-	// left after it, never held while the copy waits for room. Copy
-	// does not use it.
+	// Gate, if non-nil on the source End, gives Sendfile's sendfile(2)
+	// calls into a non-blocking destination their turns: each is entered
+	// right before the call, under both descriptors' locks, and left
+	// when it returns, for the calls of each Pacer grant until the copy
+	// first waits for room (see Sendfile). Copy does not use it.
 	Gate Gate
 	// Info, if its Mode is set, is what the caller already knows of the
 	// descriptor; Copy then skips its own fstat(2) and fcntl(F_GETFL).
@@ -61,9 +62,9 @@ type End struct {
 // moves bytes at once. Enter waits for a turn, or fails with an error
 // wrapping ctx.Err() when ctx ends first; it reports whether it gave
 // one (a Gate may let a call through without a turn), to be given back
-// by Leave once the call returns. Copy calls them from the copying
-// goroutine, outside any RawConn callback, so a wait holds no
-// descriptor.
+// by Leave once the call returns. Sendfile calls them from the copying
+// goroutine inside the descriptors' RawConn callbacks: a Close of either
+// end waits for a wait for a turn to end.
 type Gate interface {
 	Enter(ctx context.Context) (bool, error)
 	Leave()
@@ -419,8 +420,10 @@ type copier struct {
 	srcOff int64
 
 	// Sendfile's: the source's descriptor while its Read callback runs
-	// (sendLocked).
-	sfd int
+	// (sendLocked), and whether its calls take turns of src's Gate now
+	// (sendfile).
+	sfd       int
+	takeTurns bool
 
 	// The intermediate-pipe path's (viaPipe): the pipe held now, how the
 	// next fill reads a socket src, and the callbacks that fill and

@@ -5,22 +5,23 @@ package splice
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
-// countingGate is a Gate of turns that records how many calls held one
-// at once, at most, and how many it gave and got back.
+// countingGate is a Gate of turns that counts the turns it gave and got
+// back, and those held now.
 type countingGate struct {
-	turns          chan struct{}
-	inside, most   atomic.Int64
-	entered, given atomic.Int64 // Enter calls that gave a turn; Leave calls
+	turns                 chan struct{}
+	inside, entered, left atomic.Int64
 }
 
 func newCountingGate(turns int) *countingGate {
@@ -34,52 +35,127 @@ func (g *countingGate) Enter(ctx context.Context) (bool, error) {
 		return false, ctx.Err()
 	}
 	g.entered.Add(1)
-	n := g.inside.Add(1)
-	for m := g.most.Load(); n > m && !g.most.CompareAndSwap(m, n); m = g.most.Load() {
-	}
+	g.inside.Add(1)
 	return true, nil
 }
 
 func (g *countingGate) Leave() {
-	g.given.Add(1)
+	g.left.Add(1)
 	g.inside.Add(-1)
 	<-g.turns
 }
 
-// TestSendfileGate runs copies sharing a Gate of one turn: every
-// sendfile(2) call into a non-blocking socket takes a turn, no two at
-// once, every turn is given back, and the bytes arrive whole.
+// copyGate is one copy's view of a shared Gate: it counts the copy's own
+// turns, and as the copy's destination Meter it counts the calls that
+// delivered bytes, and those that did so without holding a turn.
+type copyGate struct {
+	shared          *countingGate
+	own             countingGate
+	calls, unturned atomic.Int64
+}
+
+func (g *copyGate) Enter(ctx context.Context) (bool, error) {
+	ok, err := g.shared.Enter(ctx)
+	if ok {
+		g.own.entered.Add(1)
+		g.own.inside.Add(1)
+	}
+	return ok, err
+}
+
+func (g *copyGate) Leave() {
+	g.own.inside.Add(-1)
+	g.own.left.Add(1)
+	g.shared.Leave()
+}
+
+func (g *copyGate) Add(n int64) int64 {
+	if g.own.inside.Load() != 1 {
+		g.unturned.Add(1)
+	}
+	return g.calls.Add(1)
+}
+
+// grants is a Pacer that grants what is asked, up to max a time.
+type grants struct{ max int }
+
+func (p grants) Take(_ context.Context, n int) (int, error) { return min(n, p.max), nil }
+func (grants) Refund(int)                                   {}
+
+// TestSendfileGate runs copies sharing a Gate of one turn into sockets:
+// every turn is given back; without a Pacer each sendfile(2) call that
+// delivers bytes holds a turn of its own, and with one, whose grants
+// are larger than the socket takes at once, only the calls of a grant
+// before the copy first waits for room do (the peer reads slowly).
 func TestSendfileGate(t *testing.T) {
 	fdtest.Check(t)
 	data := fdtest.Random(12<<20 + 5)
-	for _, network := range []string{"unix", "tcp"} {
-		t.Run(network, func(t *testing.T) {
-			g := newCountingGate(1)
+	for _, c := range []struct {
+		network string
+		paced   bool // grants of 4 MiB, and the peer reads 16 KiB a millisecond
+	}{{"unix", false}, {"tcp", false}, {"unix", true}} {
+		t.Run(fmt.Sprintf("%s/paced=%v", c.network, c.paced), func(t *testing.T) {
+			shared := newCountingGate(1)
+			var gates []*copyGate
 			var wg sync.WaitGroup
-			for range 6 {
+			for range 4 {
+				g := &copyGate{shared: shared}
+				gates = append(gates, g)
 				f := tempFile(t, data)
-				a, b := connPair(t, network)
-				d := drainConn(a, b)
+				a, b := connPair(t, c.network)
+				got := make(chan [32]byte, 1)
+				go func() { got <- sum(readAll(b, c.paced)) }()
 				s := endOf(t, f, true)
 				s.Gate = g
+				if c.paced {
+					s.Pacer = grants{max: 4 << 20}
+				}
+				d := endOf(t, a.(syscall.Conn), false)
+				d.Meter = g
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					n, handled, err := Sendfile(context.Background(), endOf(t, a.(syscall.Conn), false), s, -1)
-					got := d.finish()
-					if n != int64(len(data)) || !handled || err != nil || sum(got) != sum(data) {
-						t.Errorf("Sendfile = (%d, %v, %v), the peer got %d bytes, want %d, whole", n, handled, err, len(got), len(data))
+					n, handled, err := Sendfile(context.Background(), d, s, -1)
+					a.Close()
+					if n != int64(len(data)) || !handled || err != nil || <-got != sum(data) {
+						t.Errorf("Sendfile = (%d, %v, %v), want %d bytes, whole", n, handled, err, len(data))
 					}
 				}()
 			}
 			wg.Wait()
-			if m := g.most.Load(); m != 1 {
-				t.Errorf("%d calls held a turn at once, want 1", m)
+			for i, g := range gates {
+				e, l, calls := g.own.entered.Load(), g.own.left.Load(), g.calls.Load()
+				switch {
+				case e != l || g.own.inside.Load() != 0:
+					t.Errorf("copy %d: %d turns taken, %d given back", i, e, l)
+				case !c.paced && g.unturned.Load() != 0:
+					t.Errorf("copy %d: %d of %d calls delivered bytes without a turn", i, g.unturned.Load(), calls)
+				case c.paced && (e == 0 || e*4 > calls):
+					t.Errorf("copy %d: %d turns for %d calls into a slow peer; want a few, for the calls before each grant's first wait", i, e, calls)
+				}
 			}
-			if e, l := g.entered.Load(), g.given.Load(); e < 6*3 || e != l {
-				t.Errorf("turns: %d given, %d given back; want one per call (at least %d)", e, l, 6*3)
+			if shared.inside.Load() != 0 || shared.entered.Load() != shared.left.Load() {
+				t.Errorf("shared gate: %d turns taken, %d given back", shared.entered.Load(), shared.left.Load())
 			}
 		})
+	}
+}
+
+// readAll reads r to its end; slow, 16 KiB a millisecond.
+func readAll(r io.Reader, slow bool) []byte {
+	if !slow {
+		b, _ := io.ReadAll(r)
+		return b
+	}
+	var out []byte
+	buf := make([]byte, 16<<10)
+	for {
+		n, err := r.Read(buf)
+		out = append(out, buf[:n]...)
+		if err != nil {
+			return out
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -65,21 +65,33 @@ func Sendfile(ctx context.Context, dst, src End, limit int64) (written int64, ha
 // sendfile sends from src until EOF or the limit, one sendfile(2) call
 // a round (sendLocked), and leaves any error in c.err. Where dst has no
 // room it waits for room (wait) holding neither end's lock.
+//
+// With a Gate on src and a non-blocking dst, the calls of each grant of
+// src's Pacer (of each round, without one) take turns of the Gate until
+// the copy first waits for room: what the Pacer found of the chunk when
+// it granted it (in the page cache, say) may no longer hold after a
+// wait, and the calls after one are as short as the room a slow peer
+// makes.
 func (c *copier) sendfile() {
 	for c.more() {
 		if c.ctx.Err() != nil {
 			c.err = ctxError(c.ctx, nil)
 			return
 		}
+		if c.budget == 0 {
+			c.takeTurns = c.src.Gate != nil && c.dst.pollable()
+		}
 		if c.err = c.pace(); c.err != nil {
 			return
 		}
-		if err := c.sendGated(); err != nil {
-			c.err = err
+		c.next = stepRound
+		if rerr := c.src.Conn.Read(c.sendFn); rerr != nil {
+			c.err = rerr // the caller closed src
 			return
 		}
 		switch c.next {
 		case stepWaitDst:
+			c.takeTurns = false
 			if c.err = c.wait(&c.dst, true); c.err != nil {
 				return
 			}
@@ -87,24 +99,6 @@ func (c *copier) sendfile() {
 			return
 		}
 	}
-}
-
-// sendGated makes one sendfile(2) call (sendLocked) under src's Gate,
-// if it has one and dst is non-blocking (the call of a blocking dst can
-// wait for room). It returns src's Conn error (the caller closed src),
-// or the Gate's (ctx ended while it waited for a turn).
-func (c *copier) sendGated() error {
-	c.next = stepRound
-	if c.src.Gate != nil && c.dst.pollable() {
-		entered, err := c.src.Gate.Enter(c.ctx)
-		if err != nil {
-			return ctxError(c.ctx, err)
-		}
-		if entered {
-			defer c.src.Gate.Leave()
-		}
-	}
-	return c.src.Conn.Read(c.sendFn)
 }
 
 // sendLocked is sendfile's src.Conn.Read callback: it makes one
@@ -133,8 +127,23 @@ func (c *copier) sendLocked(sfd uintptr) bool {
 // at most a chunk from src's offset into dfd (a nil offset: the kernel
 // reads at the offset and moves it past what it sent). It leaves in
 // c.next stepWaitDst when dst had no room, stepDone at EOF, stepFail
-// (c.err) on failure, else stepRound; it never waits.
+// (c.err) on failure, else stepRound; it never waits for room. A call
+// that takes a turn of src's Gate (sendfile) takes it here, holding
+// both ends' locks, and gives it back as soon as the call returns: a
+// turn is held only by a call under way, never by a copy waiting for
+// a lock (which could wait for another user's peer); a wait for a turn
+// ends when ctx does.
 func (c *copier) sendOne(dfd uintptr) bool {
+	if c.takeTurns {
+		entered, err := c.src.Gate.Enter(c.ctx)
+		if err != nil {
+			c.next, c.err = stepFail, ctxError(c.ctx, err)
+			return true
+		}
+		if entered {
+			defer c.src.Gate.Leave()
+		}
+	}
 	for {
 		m, e := unix.Sendfile(int(dfd), c.sfd, nil, c.chunk(sendfileChunk))
 		if m > 0 {

@@ -24,4 +24,5 @@ type Counters struct {
 	CQEs        atomic.Uint64 // completions reaped
 	CachedReads atomic.Uint64 // chunks of ring copies and Warmers found in the page cache
 	Warms       atomic.Uint64 // chunks Warmers had the ring read into the page cache
+	Turns       atomic.Uint64 // calls sending a cached chunk that took a CachedSenders turn
 }

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pipes-go/pipes/internal/ctxerr"
 	"github.com/pipes-go/pipes/internal/fd"
 )
 
@@ -57,9 +58,10 @@ type Warmer struct {
 	off  int64 // offset of the next byte to grant
 	size int64 // past it the copy meets EOF: nothing to warm
 	mode warmMode
-	// cached: the chunk granted last was found readable from the page
-	// cache by a probe (Cached), so a call sending it waits for no disk
-	// and no peer: it runs under the driver's bound (Enter).
+	// cached: the chunk granted last holds at least gatedChunk bytes
+	// that a probe found readable from the page cache (Cached), so a
+	// call sending it into a non-blocking socket, made right after,
+	// waits for no disk and no peer: it takes a turn (Enter).
 	cached bool
 	// pin names the file in the chains, from the first chunk the
 	// Warmer reads in until Close: one slot update per copy, not two per
@@ -129,6 +131,7 @@ func (d *Driver) NewWarmer(src File) (*Warmer, error) {
 // other failure to read the chunk in is left to the copy, whose own read
 // meets it.
 func (w *Warmer) Take(ctx context.Context, most int) (int, error) {
+	w.cached = false // until the probe below finds the chunk readable
 	n := min(most, cachedChunk)
 	left := min(int64(n), w.size-w.off) // what the copy can read of it
 	if left <= 0 || w.mode == refused {
@@ -215,22 +218,23 @@ func (w *Warmer) Close() {
 }
 
 // Enter is the Warmer's splice.Gate: a call sending the chunk granted
-// last takes one of the driver's CachedSenders turns where a probe found
-// that chunk readable from the page cache, waiting for one (or for ctx
-// to end) when all are taken; other chunks go without one (false). A
-// call of a cached chunk into a non-blocking socket only uses the CPU,
-// so the bound keeps that many CPUs at most busy with such calls, and
-// the process's other goroutines a CPU to run on: see docs/design.md,
-// "Sharing the CPUs".
+// last takes one of the driver's CachedSenders turns where the chunk
+// holds at least gatedChunk bytes that a probe found readable from the
+// page cache, waiting for one (or for ctx to end) when all are taken;
+// other chunks go without one (false). Such a call into a non-blocking
+// socket uses only the CPU, so the bound keeps at most that many CPUs
+// busy with those calls, and the process's other goroutines a CPU to
+// run on: see docs/design.md, "Sharing the CPUs".
 func (w *Warmer) Enter(ctx context.Context) (bool, error) {
 	if !w.cached || w.d.senders == nil {
 		return false, nil
 	}
 	select {
 	case w.d.senders <- struct{}{}:
+		w.d.st.Turns.Add(1)
 		return true, nil
 	case <-ctx.Done():
-		return false, context.Cause(ctx)
+		return false, ctxerr.Wrap("uring", ctx, nil)
 	}
 }
 

@@ -289,63 +289,73 @@ func TestWarmReadsIn(t *testing.T) {
 // TestWarmerGate: a call sending a chunk of at least gatedChunk that the
 // Warmer found readable from the page cache takes one of the driver's
 // CachedSenders turns, and waits while none is free until its context
-// ends; chunks the ring read in, short chunks, and a driver with no
+// ends; chunks the ring read in, short chunks, the grant past the end of
+// the file (the copy's last read, which finds EOF) and a driver with no
 // bound go without one.
 func TestWarmerGate(t *testing.T) {
-	const size = 4<<20 + 100 // one full chunk, then 100 bytes
 	for _, c := range []struct {
 		name    string
+		size    int
 		warm    bool
 		senders int
-		want    []bool // Enter's answer after each Take; nil: false after every Take
+		want    []bool // Enter's answer after each Take to the end; nil: false after every Take
 	}{
-		{"cached", true, 1, []bool{true, false}},
-		{"cold", false, 1, nil},
-		{"unbounded", true, 0, []bool{false, false}},
+		{"cached", 4<<20 + 100, true, 1, []bool{true, false}},
+		{"cached, whole chunks", 8 << 20, true, 1, []bool{true, true}},
+		{"cold", 4<<20 + 100, false, 1, nil},
+		{"unbounded", 4<<20 + 100, true, 0, []bool{false, false}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			d, _ := newTestDriverWith(t, 2, 1, 1<<20)
 			if c.senders > 0 {
 				d.senders = make(chan struct{}, c.senders)
 			}
-			f := testFile(t, make([]byte, size))
+			f := testFile(t, make([]byte, c.size))
 			if c.warm {
 				io.Copy(io.Discard, f)
 				f.Seek(0, io.SeekStart)
-			} else if n := fdtest.CachedPages(t, f, size); n > 0 {
+			} else if n := fdtest.CachedPages(t, f, int64(c.size)); n > 0 {
 				t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
 			}
-			w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: size})
+			w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: int64(c.size)})
 			if err != nil || w == nil {
 				t.Fatalf("NewWarmer = %v, %v", w, err)
 			}
 			defer w.Close()
+			enter := func() bool {
+				entered, err := w.Enter(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if entered {
+					// Every turn taken: another call waits until its
+					// context ends.
+					ctx, cancel := context.WithCancel(context.Background())
+					cancel()
+					if again, err := w.Enter(ctx); again || !errors.Is(err, context.Canceled) {
+						t.Errorf("Enter with every turn taken = (%v, %v), want context.Canceled", again, err)
+					}
+					w.Leave()
+				}
+				return entered
+			}
 			var got []bool
-			for left := size; left > 0; {
+			for left := c.size; left > 0; {
 				n, err := w.Take(context.Background(), left)
 				if err != nil {
 					t.Fatal(err)
 				}
 				left -= n
-				entered, err := w.Enter(context.Background())
-				if err != nil {
-					t.Fatal(err)
-				}
-				got = append(got, entered)
-				if !entered {
-					continue
-				}
-				// Every turn taken: another call waits until its
-				// context ends.
-				ctx, cancel := context.WithCancel(context.Background())
-				cancel()
-				if again, err := w.Enter(ctx); again || !errors.Is(err, context.Canceled) {
-					t.Errorf("Enter with every turn taken = (%v, %v), want context.Canceled", again, err)
-				}
-				w.Leave()
+				got = append(got, enter())
 			}
-			if c.want == nil && slices.Contains(got, true) || c.want != nil && !slices.Equal(got, c.want) {
+			if (c.want == nil && slices.Contains(got, true)) || (c.want != nil && !slices.Equal(got, c.want)) {
 				t.Errorf("turns taken chunk by chunk: %v, want %v", got, c.want)
+			}
+			if _, err := w.Take(context.Background(), 4<<20); err != nil {
+				t.Fatal(err)
+			}
+			if enter() {
+				t.Error("the grant past the end of the file took a turn")
 			}
 			if len(d.senders) != 0 {
 				t.Errorf("%d turns not given back", len(d.senders))
