@@ -129,10 +129,10 @@ const blockingPoll = 50 * time.Millisecond
 // directory, a nil Conn): the caller should copy in userspace. Otherwise
 // err is nil when src reached EOF (or limit bytes were copied), and else
 // the first error: the descriptor's, from Conn (closed by another
-// goroutine: net.ErrClosed from a net.Conn's; from an *os.File's,
-// internal/poll's "use of closed file", which is not os.ErrClosed: only
-// os.File's own methods translate it), or an *os.SyscallError wrapping
-// the errno (errors.Is(err, syscall.EPIPE), syscall.ECONNRESET).
+// goroutine: net.ErrClosed from a net.Conn's; from an *os.File's, an
+// error matching os.ErrClosed that wraps internal/poll's "use of closed
+// file"), or an *os.SyscallError wrapping the errno (errors.Is(err,
+// syscall.EPIPE), syscall.ECONNRESET).
 //
 // Descriptors in non-blocking mode (Go's pipes and sockets) wait for
 // readiness on the Go netpoller, never spinning on EAGAIN; blocking ones

@@ -245,8 +245,8 @@ func takePipe(pool *Pool) *Pipe {
 // ends only when something wakes it: Drain does not call dst.Wake, so a
 // caller whose ctx can end must arrange that (for example a write
 // deadline in the past). Errors are those of Copy: the descriptor's,
-// from Conn (closed: net.ErrClosed, or an *os.File's "use of closed
-// file"), an *os.SyscallError wrapping the errno (EPIPE, or EINVAL when
+// from Conn (closed: net.ErrClosed, or os.ErrClosed for an *os.File),
+// an *os.SyscallError wrapping the errno (EPIPE, or EINVAL when
 // dst refuses splice, before anything moved), or, when ctx ended, one
 // for which errors.Is(err, ctx.Err()) holds.
 func Drain(ctx context.Context, dst End, p *Pipe, n int) (written int64, err error) {
