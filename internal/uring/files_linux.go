@@ -1,7 +1,6 @@
 package uring
 
 import (
-	"io"
 	"os"
 	"sync"
 	"syscall"
@@ -152,18 +151,4 @@ func (d *Driver) updateSlot(s int32, fd int32) (res int32, err error) {
 	}
 	<-c.done
 	return c.ops[0].res, nil
-}
-
-// fileOffset reads the offset of the caller's file behind c.
-func fileOffset(c syscall.RawConn) (off int64, err error) {
-	cerr := c.Control(func(sysfd uintptr) {
-		off, err = unix.Seek(int(sysfd), 0, io.SeekCurrent)
-		if err != nil {
-			err = &os.SyscallError{Syscall: "lseek", Err: err}
-		}
-	})
-	if cerr != nil {
-		return 0, cerr
-	}
-	return off, err
 }

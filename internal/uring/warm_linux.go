@@ -2,6 +2,7 @@ package uring
 
 import (
 	"context"
+	"io"
 	"os"
 	"syscall"
 
@@ -205,6 +206,20 @@ func (w *Warmer) readIn(n int64) bool {
 		in = ChunkResidency(int(sysfd), w.off, int(n), w.size) != Missing
 	})
 	return in
+}
+
+// fileOffset reads the offset of the caller's file behind c.
+func fileOffset(c syscall.RawConn) (off int64, err error) {
+	cerr := c.Control(func(sysfd uintptr) {
+		off, err = unix.Seek(int(sysfd), 0, io.SeekCurrent)
+		if err != nil {
+			err = &os.SyscallError{Syscall: "lseek", Err: err}
+		}
+	})
+	if cerr != nil {
+		return 0, cerr
+	}
+	return off, err
 }
 
 // Close releases what the Warmer holds (its pin of the file). The copy
