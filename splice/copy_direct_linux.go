@@ -107,7 +107,10 @@ func (c *copier) spliceFromSrc(rfd uintptr) bool {
 			c.next = stepRound
 			return true
 		}
-		n, e := Splice(int(rfd), nil, c.wfd, nil, c.chunk(c.maxSplice), FlagMove|FlagNonblock)
+		n, e := 0, error(unix.EAGAIN)
+		if !c.noInput(int(rfd)) {
+			n, e = Splice(int(rfd), nil, c.wfd, nil, c.chunk(c.maxSplice), FlagMove|FlagNonblock)
+		}
 		if n > 0 {
 			c.spent(n)
 			c.delivered(n)

@@ -385,6 +385,21 @@ func (s *side) neverWaits() bool { return s.mode == unix.S_IFREG || s.mode == un
 // the netpoller for this descriptor.
 func (s *side) pollable() bool { return s.nonblock && !s.neverWaits() }
 
+// readBlocks reports a character device in blocking mode (a tty, as
+// term.MakeRaw on its *os.File leaves it): a read of it, by read(2) or
+// splice(2), waits in the kernel for input whatever SPLICE_F_NONBLOCK
+// says, and a splice into a pipe holds the pipe's lock meanwhile, so
+// that the pipe's reader cannot take the bytes already in it. Such a
+// source is read only once poll(2) reports input (noInput).
+func (s *side) readBlocks() bool { return s.mode == unix.S_IFCHR && !s.nonblock }
+
+// noInput reports a source that readBlocks with no input now (poll(2),
+// no wait): the read is then treated as EAGAIN. Error and hang-up count
+// as input: the read reports them.
+func (c *copier) noInput(fd int) bool {
+	return c.src.readBlocks() && !pollFd(fd, unix.POLLIN, 0)
+}
+
 // copier is one Copy (or Drain) in progress.
 type copier struct {
 	ctx      context.Context
@@ -701,6 +716,10 @@ func (c *copier) bufferRound() (eof, again bool, err error) {
 	buf := (*c.buf)[:c.chunk(len(*c.buf))]
 	n := 0
 	rerr := c.src.Conn.Read(func(fd uintptr) bool {
+		if c.noInput(int(fd)) {
+			again = true
+			return true
+		}
 		c.noteOffset(int(fd))
 		for {
 			m, e := unix.Read(int(fd), buf)

@@ -103,6 +103,9 @@ func (c *copier) fillPipe(fd uintptr) bool {
 		}
 		c.read = readStream // input came on: splice first until it stops
 	}
+	if c.noInput(int(fd)) {
+		return c.srcEmpty(int(fd))
+	}
 	if c.p == nil {
 		if c.p = takePipe(c.pool); c.p == nil {
 			c.next = stepBuffer // no pipe is free

@@ -1,0 +1,160 @@
+//go:build linux
+
+package pipes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pipes-go/pipes/internal/fdtest"
+)
+
+// blockingPty opens a pseudo-terminal in raw mode and returns its master
+// as an *os.File in blocking mode (as f.Fd() or term.MakeRaw on the
+// master leave it: the netpoller does not watch it, and it has no
+// deadlines) and its slave, both closed when the test ends.
+func blockingPty(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	mfd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Skipf("open /dev/ptmx: %v", err)
+	}
+	master = os.NewFile(uintptr(mfd), "ptmx (blocking)")
+	t.Cleanup(func() { master.Close() })
+	if err := unix.IoctlSetPointerInt(mfd, unix.TIOCSPTLCK, 0); err != nil {
+		t.Skip(err)
+	}
+	n, err := unix.IoctlGetInt(mfd, unix.TIOCGPTN)
+	if err != nil {
+		t.Skip(err)
+	}
+	slave = openPath(t, fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY)
+	sfd, err := unix.Open(fmt.Sprintf("/dev/pts/%d", n), unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Skip(err)
+	}
+	defer unix.Close(sfd)
+	tio, err := unix.IoctlGetTermios(sfd, unix.TCGETS)
+	if err != nil {
+		t.Skip(err)
+	}
+	cfmakeraw(tio)
+	if err := unix.IoctlSetTermios(sfd, unix.TCSETS, tio); err != nil {
+		t.Skip(err)
+	}
+	if fl, err := unix.FcntlInt(uintptr(mfd), unix.F_GETFL, 0); err != nil || fl&unix.O_NONBLOCK != 0 {
+		t.Fatalf("ptmx flags %#x, %v: want blocking mode", fl, err)
+	}
+	return master, slave
+}
+
+// TestAdv2BlockingDeviceSource: a character device in blocking mode (a
+// pty master, as term.MakeRaw(int(f.Fd())) leaves it) blocks splice(2) in
+// the kernel until it has input, whatever SPLICE_F_NONBLOCK says, where
+// neither a cancel nor Engine.Close reaches it. A copy reading one whose
+// other side is idle, after a first few bytes, must end once cancelled or
+// closed (Close must return), with an error wrapping context.Canceled or
+// ErrClosed, having reported exactly the bytes its destination got.
+func TestAdv2BlockingDeviceSource(t *testing.T) {
+	fdtest.Check(t)
+	hello := []byte("hello, tty")
+	for _, ec := range engineCases(t) {
+		for _, sink := range []string{"pipe", "tcp", "unix"} {
+			for _, how := range []string{"cancel", "Close"} {
+				t.Run(fmt.Sprintf("%s/pty->%s/%s", ec.name, sink, how), func(t *testing.T) {
+					e, err := NewEngine(ec.opts...)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer e.Close()
+					master, slave := blockingPty(t)
+					r, w := advConn(t, sink)
+					defer r.Close()
+					defer w.Close()
+					ctx, cancel := context.WithCancel(context.Background())
+					defer cancel()
+					run := startCopy(e, ctx, true, w, master)
+					if _, err := slave.Write(hello); err != nil {
+						t.Fatal(err)
+					}
+					readHello(t, r, slave, hello)
+					closed, want := stopCopy(e, how, cancel)
+					if _, ok := recvBy(run.done, time.Now().Add(20*time.Second)); !ok {
+						slave.Close() // the master then reads EIO: the copy ends
+						<-run.done
+						t.Fatalf("the copy still ran 20s after the %s; once unblocked: (%d, %v)", how, run.n, run.err)
+					}
+					if closed != nil {
+						if res := <-closed; res.err != nil {
+							t.Errorf("Close: %v", res.err)
+						}
+					}
+					if !errors.Is(run.err, want) || run.n != int64(len(hello)) {
+						t.Errorf("copy = (%d, %v), want (%d, an error wrapping %v)", run.n, run.err, len(hello), want)
+					}
+				})
+			}
+		}
+	}
+}
+
+// readHello reads hello, which the slave of a blocking pty wrote, from r,
+// the peer of a copy's destination. A read still blocked 20s later (on
+// the lock of a pipe a splice from the pty holds) fails the test, after
+// the slave is closed to end that splice (the master then reads EIO).
+func readHello(t *testing.T, r io.Reader, slave *os.File, hello []byte) {
+	t.Helper()
+	got := make([]byte, len(hello))
+	read := make(chan error, 1)
+	go func() {
+		_, err := io.ReadFull(r, got)
+		read <- err
+	}()
+	err, ok := recvBy(read, time.Now().Add(20*time.Second))
+	if !ok {
+		slave.Close()
+		err = <-read
+		t.Fatalf("the destination's peer could not read the first bytes for 20s (then: %q, %v)", got, err)
+	}
+	if err != nil || string(got) != string(hello) {
+		t.Fatalf("the destination's peer read %q, %v; want %q", got, err, hello)
+	}
+}
+
+// TestAdv2BlockingDeviceRelay: a relay between a blocking pty master and
+// a TCP connection ends on RelayIdleTimeout once the terminal is idle,
+// having delivered what the terminal wrote.
+func TestAdv2BlockingDeviceRelay(t *testing.T) {
+	fdtest.Check(t)
+	hello := []byte("hello, tty")
+	for _, ec := range engineCases(t) {
+		t.Run(ec.name, func(t *testing.T) {
+			e := newTestEngine(t, ec.opts...)
+			master, slave := blockingPty(t)
+			b, pb := tcpPair(t)
+			defer b.Close()
+			defer pb.Close()
+			res := startRelay(e, context.Background(), master, b, RelayIdleTimeout(100*time.Millisecond))
+			if _, err := slave.Write(hello); err != nil {
+				t.Fatal(err)
+			}
+			readHello(t, pb, slave, hello)
+			r, ok := recvBy(res, time.Now().Add(20*time.Second))
+			if !ok {
+				slave.Close() // the master then reads EIO: the relay ends
+				r = <-res
+				t.Fatalf("the relay still ran 20s after its idle timeout; once unblocked: (%d, %d, %v)", r.aToB, r.bToA, r.err)
+			}
+			if !errors.Is(r.err, os.ErrDeadlineExceeded) || r.aToB != int64(len(hello)) || r.bToA != 0 {
+				t.Errorf("Relay = (%d, %d, %v), want (%d, 0, os.ErrDeadlineExceeded)", r.aToB, r.bToA, r.err, len(hello))
+			}
+		})
+	}
+}
