@@ -3,6 +3,7 @@
 package pipes
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -154,6 +155,69 @@ func TestAdv2BlockingDeviceRelay(t *testing.T) {
 			}
 			if !errors.Is(r.err, os.ErrDeadlineExceeded) || r.aToB != int64(len(hello)) || r.bToA != 0 {
 				t.Errorf("Relay = (%d, %d, %v), want (%d, 0, os.ErrDeadlineExceeded)", r.aToB, r.bToA, r.err, len(hello))
+			}
+		})
+	}
+}
+
+// TestAdv2BlockingTTYDest: a terminal in blocking mode as a destination
+// whose other side reads nothing. A write to it blocks in the kernel
+// until all of it fits (as io.Copy's write(2) does); a splice from a pipe
+// into it would hold the pipe's lock meanwhile, so that the pipe's own
+// writer blocked in the kernel too, though the pipe had room. The copy
+// goes through userspace instead: the source's writer is not held up,
+// and once the terminal is read every byte arrives.
+func TestAdv2BlockingTTYDest(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(52 << 10)
+	// More than the terminal takes (some 12 KiB), with room left in
+	// the pipe once the copy has read what it writes.
+	first := 48 << 10
+	for _, ec := range engineCases(t) {
+		t.Run(ec.name, func(t *testing.T) {
+			e, err := NewEngine(ec.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			master, slave := blockingPty(t)
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			defer w.Close()
+			run := startCopy(e, context.Background(), false, master, r)
+			wrote := make(chan error, 2)
+			go func() {
+				_, err := w.Write(data[:first])
+				wrote <- err
+			}()
+			time.Sleep(300 * time.Millisecond) // the copy blocks writing the terminal
+			go func() {
+				_, err := w.Write(data[first:])
+				wrote <- err
+			}()
+			for range 2 {
+				err, ok := recvBy(wrote, time.Now().Add(20*time.Second))
+				if !ok {
+					go io.Copy(io.Discard, slave)
+					t.Fatal("the source pipe's writer was held up by the copy into the terminal")
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			w.Close()
+			got := make([]byte, len(data))
+			if _, err := io.ReadFull(slave, got); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := recvBy(run.done, time.Now().Add(20*time.Second)); !ok {
+				t.Fatal("the copy did not end after EOF")
+			}
+			if run.n != int64(len(data)) || run.err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("copy = (%d, %v), bytes equal %v; want (%d, nil), equal", run.n, run.err, bytes.Equal(got, data), len(data))
 			}
 		})
 	}

@@ -126,7 +126,9 @@ const blockingPoll = 50 * time.Millisecond
 //
 // handled == false means nothing was moved because the kernel cannot
 // splice this pair (EINVAL, ENOSYS, EOPNOTSUPP, an O_APPEND dst, a
-// directory, a nil Conn): the caller should copy in userspace. Otherwise
+// directory, a nil Conn), or should not: a terminal dst in blocking mode,
+// which no poll(2) tells how much it takes, so that a splice into it
+// could block holding a pipe's lock. The caller should copy in userspace. Otherwise
 // err is nil when src reached EOF (or limit bytes were copied), and else
 // the first error: the descriptor's, from Conn (closed by another
 // goroutine: net.ErrClosed from a net.Conn's; from an *os.File's, an
@@ -188,7 +190,7 @@ func Copy(ctx context.Context, dst, src End, limit int64, pool *Pool) (written i
 			return 0, true, closedErr(err, dst.Conn, nil)
 		}
 	}
-	if (c.src.known && !c.src.spliceable()) || (c.dst.known && (!c.dst.spliceable() || c.dst.appendOnly)) {
+	if (c.src.known && !c.src.spliceable()) || (c.dst.known && (!c.dst.spliceable() || c.dst.appendOnly)) || c.dst.blockingTTY() {
 		return 0, false, nil
 	}
 	if err := ctx.Err(); err != nil {
@@ -392,6 +394,27 @@ func (s *side) pollable() bool { return s.nonblock && !s.neverWaits() }
 // that the pipe's reader cannot take the bytes already in it. Such a
 // source is read only once poll(2) reports input (noInput).
 func (s *side) readBlocks() bool { return s.mode == unix.S_IFCHR && !s.nonblock }
+
+// blockingTTY reports a terminal in blocking mode (a pty master after
+// f.Fd() or term.MakeRaw, a serial port). A write to one, by write(2)
+// or splice(2), waits in the kernel until all of it fits, whatever
+// SPLICE_F_NONBLOCK says, and nothing tells beforehand how much fits;
+// a splice from a pipe would hold that pipe's lock meanwhile, so that
+// the pipe's writers wait in the kernel too. Copy refuses such a
+// destination (the caller copies through userspace, as io.Copy does,
+// holding no pipe). One ioctl(2) (TCGETS), for a blocking character
+// device only.
+func (s *side) blockingTTY() bool {
+	if s.mode != unix.S_IFCHR || s.nonblock {
+		return false
+	}
+	tty := false
+	s.Conn.Control(func(fd uintptr) {
+		_, err := unix.IoctlGetTermios(int(fd), unix.TCGETS)
+		tty = err == nil
+	})
+	return tty
+}
 
 // noInput reports a source that readBlocks with no input now (poll(2),
 // no wait): the read is then treated as EAGAIN. Error and hang-up count
