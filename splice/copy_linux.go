@@ -126,10 +126,10 @@ const blockingPoll = 50 * time.Millisecond
 //
 // handled == false means nothing was moved because the kernel cannot
 // splice this pair (EINVAL, ENOSYS, EOPNOTSUPP, an O_APPEND dst, a
-// directory, a nil Conn), or should not: a terminal dst in blocking mode,
-// which no poll(2) tells how much it takes, so that a splice into it
-// could block holding a pipe's lock. The caller should copy in userspace. Otherwise
-// err is nil when src reached EOF (or limit bytes were copied), and else
+// directory, a nil Conn), or should not (a terminal dst in blocking
+// mode: no poll(2) tells how much it takes, and a splice into it could
+// block holding a pipe's lock): the caller should copy in userspace.
+// Otherwise err is nil when src reached EOF (or limit bytes were copied), and else
 // the first error: the descriptor's, from Conn (closed by another
 // goroutine: net.ErrClosed from a net.Conn's; from an *os.File's, an
 // error matching os.ErrClosed that wraps internal/poll's "use of closed
