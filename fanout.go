@@ -109,8 +109,12 @@ func FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, opts ...FanOut
 // Waits on descriptors are interrupted by setting a read or write deadline
 // in the past on those that have SetReadDeadline/SetWriteDeadline (sockets,
 // pipes, *PipeReader, *PipeWriter); FanOut clears the deadlines it set
-// before it returns. A Write or Read that cannot be interrupted delays the
-// return until it returns by itself.
+// before it returns. A source in blocking mode (a pipe, socket or
+// terminal as os.NewFile of a descriptor without O_NONBLOCK, f.Fd() or
+// term.MakeRaw leave it) is read only once poll(2) reports input, and
+// waited for in poll(2) slices, so that a cancel reaches it too. A Write
+// or Read that cannot be interrupted delays the return until it returns
+// by itself.
 //
 // A nil src (or one holding a nil pointer) fails every destination; a nil
 // destination fails with an error of its own and does not disturb the
@@ -193,5 +197,15 @@ func (e *Engine) fanOut(ctx context.Context, src io.Reader, ds []*fanout.Dest, p
 		return
 	}
 	e.stats.userspace[why].Add(1)
+	if b := blockingSource(ctx, inner); b != inner {
+		// Read in poll(2) slices, so that ctx ends a wait for input.
+		if !limited {
+			fanout.RunUserspace(ctx, b, ds, p)
+			return
+		}
+		l := &io.LimitedReader{R: b, N: lr.N}
+		defer func() { lr.N = l.N }()
+		src = l
+	}
 	fanout.RunUserspace(ctx, src, ds, p)
 }

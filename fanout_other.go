@@ -14,3 +14,7 @@ import (
 func (e *Engine) fanOutKernel(context.Context, io.Reader, int64, []*fanout.Dest, fanout.Policy) (int64, fallback) {
 	return 0, fallbackNoFD
 }
+
+// blockingSource returns src: off Linux, FanOut does not wrap a source in
+// blocking mode (see fanout_blocking_linux.go).
+func blockingSource(_ context.Context, src io.Reader) io.Reader { return src }
