@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -119,5 +120,191 @@ func TestAdv3FanOutBlockingSource(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// stalledBlockingDest returns a destination in blocking mode of kind
+// "pipe", "unix" or "tcp" (an os.NewFile of a descriptor without
+// O_NONBLOCK) whose peer reads nothing, and drain, which closes the
+// destination and returns every byte its peer can then read.
+func stalledBlockingDest(t *testing.T, kind string) (dst io.Writer, drain func() []byte) {
+	t.Helper()
+	var w io.Closer
+	var peer io.Reader
+	switch kind {
+	case "pipe":
+		r, f := blockingPipe(t)
+		dst, w, peer = f, f, r
+	case "unix", "tcp":
+		f, p := blockingSocket(t, kind, 64<<10)
+		dst, w, peer = f, f, p
+	default:
+		t.Fatalf("unknown destination kind %q", kind)
+	}
+	return dst, func() []byte {
+		w.Close()
+		b, err := io.ReadAll(peer)
+		if err != nil {
+			t.Errorf("draining the %s destination: %v", kind, err)
+		}
+		return b
+	}
+}
+
+// TestAdv3FanOutBlockingDest: a destination in blocking mode (an
+// os.NewFile of a blocking pipe or socket) whose peer reads nothing. Its
+// Write waits in the kernel, where no deadline reaches it: an eviction,
+// a cancel or Engine.Close stopped the fan-out's copy to it but FanOut
+// (and Close) waited for that Write forever. FanOut must end: with
+// FanOutEvictAfter the stalled destination is evicted and the healthy one
+// gets every byte; a cancel or Close ends every destination with an error
+// wrapping context.Canceled or ErrClosed. Each destination's Written is
+// exactly what its peer can read. The source is a pipe (the kernel
+// fan-out) or one hidden behind a wrapper (the userspace one).
+func TestAdv3FanOutBlockingDest(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(4 << 20)
+	for _, ec := range engineCases(t) {
+		for _, path := range []string{"kernel", "userspace"} {
+			for _, kind := range []string{"pipe", "unix", "tcp"} {
+				for _, how := range []string{"evict", "cancel", "Close"} {
+					t.Run(fmt.Sprintf("%s/%s/%s/%s", ec.name, path, kind, how), func(t *testing.T) {
+						e, err := NewEngine(ec.opts...)
+						if err != nil {
+							t.Fatal(err)
+						}
+						defer e.Close()
+						sr, sw, err := os.Pipe()
+						if err != nil {
+							t.Fatal(err)
+						}
+						defer sr.Close()
+						feedQuietly(t, sw, data)
+						hr, hw := advConn(t, "pipe")
+						defer hr.Close()
+						defer hw.Close()
+						healthy := make(chan []byte, 1)
+						go func() {
+							b, _ := io.ReadAll(hr)
+							healthy <- b
+						}()
+						stalled, drain := stalledBlockingDest(t, kind)
+						ctx, cancel := context.WithCancel(context.Background())
+						defer cancel()
+						var opts []FanOutOption
+						if how == "evict" {
+							opts = append(opts, FanOutEvictAfter(time.Second))
+						}
+						var src io.Reader = sr
+						if path == "userspace" {
+							src = struct{ io.Reader }{sr}
+						}
+						res := make(chan []Result, 1)
+						go func() { res <- e.FanOut(ctx, src, []io.Writer{hw, stalled}, opts...) }()
+						var closed <-chan closeResult
+						want := []error{nil, ErrEvicted}
+						if how != "evict" {
+							time.Sleep(300 * time.Millisecond) // the stalled destination's Write waits
+							var w error
+							closed, w = stopCopy(e, how, cancel)
+							want = []error{w, w}
+						}
+						rs, ok := recvBy(res, time.Now().Add(20*time.Second))
+						if !ok {
+							got := drain()
+							rs = <-res
+							t.Fatalf("FanOut still ran 20s on (after the %s); once the destination was drained (%d bytes): %+v", how, len(got), rs)
+						}
+						if closed != nil {
+							if c := <-closed; c.err != nil {
+								t.Errorf("Close: %v", c.err)
+							}
+						}
+						hw.Close()
+						got := [][]byte{<-healthy, drain()}
+						for i, r := range rs {
+							if want[i] == nil && r.Err != nil || !errors.Is(r.Err, want[i]) {
+								t.Errorf("destination %d: error %v, want one wrapping %v", i, r.Err, want[i])
+							}
+							if r.Written != int64(len(got[i])) || !bytes.HasPrefix(data, got[i]) {
+								t.Errorf("destination %d: Written %d, its peer read %d bytes (the data's first ones: %v)",
+									i, r.Written, len(got[i]), bytes.HasPrefix(data, got[i]))
+							}
+						}
+						if how == "evict" && (len(got[0]) != len(data) || !errors.Is(rs[1].Err, os.ErrDeadlineExceeded)) {
+							t.Errorf("evicting: the healthy destination got %d of %d bytes; the stalled one's error %v", len(got[0]), len(data), rs[1].Err)
+						}
+					})
+				}
+			}
+		}
+	}
+}
+
+// TestAdv3BlockingWriter: FanOut's writer of a destination in blocking
+// mode, with RWF_NOWAIT and as on a kernel whose pipes lack it (PIPE_BUF
+// bytes at a time): every byte arrives in order while the peer reads
+// slowly, and a write deadline in the past ends a write waiting for
+// room with os.ErrDeadlineExceeded, having counted exactly the bytes
+// the peer can read.
+func TestAdv3BlockingWriter(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(1 << 20)
+	for _, pages := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pages=%v", pages), func(t *testing.T) {
+			r, w := blockingPipe(t)
+			bw, ok := blockingDest(w).(*blockingWriter)
+			if !ok {
+				t.Fatalf("blockingDest(%v) is not a blockingWriter", w)
+			}
+			bw.pages = pages
+			got := make(chan []byte, 1)
+			go func() {
+				var b bytes.Buffer
+				buf := make([]byte, 3000)
+				for {
+					n, err := r.Read(buf)
+					b.Write(buf[:n])
+					if err != nil {
+						got <- b.Bytes()
+						return
+					}
+					runtime.Gosched()
+				}
+			}()
+			if n, err := bw.Write(data); n != len(data) || err != nil {
+				t.Fatalf("Write = (%d, %v), want (%d, nil)", n, err, len(data))
+			}
+			w.Close()
+			if b := <-got; !bytes.Equal(b, data) {
+				t.Fatalf("the reader got %d bytes, equal %v; want the %d written", len(b), bytes.Equal(b, data), len(data))
+			}
+
+			r, w = blockingPipe(t)
+			bw = blockingDest(w).(*blockingWriter)
+			bw.pages = pages
+			type result struct {
+				n   int
+				err error
+			}
+			wrote := make(chan result, 1)
+			go func() {
+				n, err := bw.Write(data) // more than the pipe holds
+				wrote <- result{n, err}
+			}()
+			time.Sleep(100 * time.Millisecond) // the Write waits for room
+			bw.SetWriteDeadline(time.Unix(1, 0))
+			res, ok := recvBy(wrote, time.Now().Add(20*time.Second))
+			if !ok {
+				go io.Copy(io.Discard, r)
+				t.Fatal("a write deadline in the past did not end the Write in 20s")
+			}
+			w.Close()
+			b, _ := io.ReadAll(r)
+			if !errors.Is(res.err, os.ErrDeadlineExceeded) || res.n != len(b) || !bytes.HasPrefix(data, b) {
+				t.Errorf("Write = (%d, %v), the reader got %d bytes (the data's first: %v); want (%d, os.ErrDeadlineExceeded)",
+					res.n, res.err, len(b), bytes.HasPrefix(data, b), len(b))
+			}
+		})
 	}
 }

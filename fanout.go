@@ -112,9 +112,14 @@ func FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, opts ...FanOut
 // before it returns. A source in blocking mode (a pipe, socket or
 // terminal as os.NewFile of a descriptor without O_NONBLOCK, f.Fd() or
 // term.MakeRaw leave it) is read only once poll(2) reports input, and
-// waited for in poll(2) slices, so that a cancel reaches it too. A Write
-// or Read that cannot be interrupted delays the return until it returns
-// by itself.
+// waited for in poll(2) slices, so that a cancel reaches it too. A
+// destination pipe or socket in blocking mode is written with calls that
+// do not wait (send(2) with MSG_DONTWAIT, pwritev2(2) with RWF_NOWAIT),
+// waiting for room in poll(2) slices, so that an eviction or a cancel
+// reaches it; a terminal in blocking mode is not: a write to one waits in
+// the kernel until all of it fits, as io.Copy's does. A Write or Read
+// that cannot be interrupted delays the return until it returns by
+// itself.
 //
 // A nil src (or one holding a nil pointer) fails every destination; a nil
 // destination fails with an error of its own and does not disturb the
@@ -155,7 +160,7 @@ func (e *Engine) FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, op
 			res[i].Err = fmt.Errorf("pipes: fan-out to destination %d: %w", i, errNilDestination)
 			continue
 		}
-		ds = append(ds, fanout.NewDest(i, w))
+		ds = append(ds, fanout.NewDest(i, blockingDest(w)))
 	}
 	cctx, cancel := context.WithCancelCause(ctx)
 	stop := context.AfterFunc(e.ctx, func() { cancel(ErrClosed) })

@@ -5,6 +5,8 @@ package pipes
 import (
 	"context"
 	"io"
+	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -13,13 +15,14 @@ import (
 	"github.com/pipes-go/pipes/internal/ctxerr"
 )
 
-// A fan-out's source in blocking mode (os.NewFile of a descriptor without
-// O_NONBLOCK, or one that f.Fd() or term.MakeRaw left so) is not on the
-// netpoller and has no deadlines: a Read of it waits in the kernel, where
-// neither a cancel nor Engine.Close reaches it. FanOut reads such a
-// source, which it reads through userspace, through the wrapper here:
-// it waits in poll(2) slices and checks between two whether the fan-out
-// ended, as splice.Copy does for the blocking descriptors of a copy.
+// A fan-out's ends in blocking mode (os.NewFile of a descriptor without
+// O_NONBLOCK, or one that f.Fd() or term.MakeRaw left so) are not on the
+// netpoller and have no deadlines: a Read or Write on them waits in the
+// kernel, where neither a cancel, Engine.Close nor an eviction reaches
+// it. FanOut reads such a source (through userspace) and writes such a
+// destination through the wrappers here: they wait in poll(2) slices and
+// check between two whether the wait should end, as splice.Copy does for
+// the blocking descriptors of a copy.
 
 // blockingSlice is how long a wait sleeps in poll(2) at a time.
 const blockingSlice = 50 * time.Millisecond
@@ -73,5 +76,121 @@ func (b *blockingReader) Read(p []byte) (int, error) {
 			// Closed: r's Read says so in its own words.
 			return b.r.Read(p)
 		}
+	}
+}
+
+// blockingDest returns w, a fan-out's destination, wrapped so that a
+// write waiting for room can be interrupted by a write deadline, if it is
+// a pipe or socket in blocking mode; else w itself. A terminal in
+// blocking mode is left as it is: a write to one waits in the kernel
+// until all of it fits, and nothing tells beforehand how much fits.
+func blockingDest(w io.Writer) io.Writer {
+	ep, ok := writerEndpoint(w)
+	if !ok || ep.info.Flags&unix.O_NONBLOCK != 0 || (ep.kind != kindPipe && ep.kind != kindSocket) {
+		return w
+	}
+	return &blockingWriter{w: w, conn: ep.conn, socket: ep.kind == kindSocket}
+}
+
+// blockingWriter writes to w, a pipe or socket in blocking mode, with
+// system calls that do not wait (send(2) with MSG_DONTWAIT,
+// pwritev2(2) with RWF_NOWAIT), waiting for room in poll(2) slices. Its
+// write deadline interrupts such a wait, as a deadline interrupts a
+// write on the netpoller: the Write returns what it wrote and an error
+// wrapping os.ErrDeadlineExceeded.
+type blockingWriter struct {
+	w        io.Writer
+	conn     syscall.RawConn
+	socket   bool
+	deadline atomic.Int64 // the write deadline (UnixNano); 0: none
+	// pages: the kernel refused RWF_NOWAIT on this pipe (a kernel whose
+	// pipes lack it): it is written PIPE_BUF bytes at a time, each only
+	// once poll(2) reports room, so that the write never waits.
+	pages bool
+}
+
+// SetWriteDeadline sets the deadline of Write; the zero time clears it.
+func (b *blockingWriter) SetWriteDeadline(t time.Time) error {
+	d := int64(0)
+	if !t.IsZero() {
+		d = max(t.UnixNano(), 1)
+	}
+	b.deadline.Store(d)
+	return nil
+}
+
+// left returns how long a wait may last before the deadline: at most a
+// slice, and <= 0 once the deadline has passed.
+func (b *blockingWriter) left() time.Duration {
+	d := b.deadline.Load()
+	if d == 0 {
+		return blockingSlice
+	}
+	return min(time.Until(time.Unix(0, d)), blockingSlice)
+}
+
+func (b *blockingWriter) Write(p []byte) (n int, err error) {
+	for n < len(p) {
+		wait := b.left()
+		if wait <= 0 {
+			return n, os.ErrDeadlineExceeded
+		}
+		var m int
+		var e error
+		if cerr := b.conn.Write(func(fd uintptr) bool {
+			m, e = b.writeNow(int(fd), p[n:])
+			if e == unix.EAGAIN {
+				pollFD(int(fd), unix.POLLOUT, wait)
+				e = nil
+			}
+			return true
+		}); cerr != nil {
+			// Closed: w's Write says so in its own words.
+			m, err = b.w.Write(p[n:])
+			return n + m, err
+		}
+		n += max(m, 0)
+		if e != nil {
+			return n, e
+		}
+	}
+	return n, nil
+}
+
+// writeNow writes what fd takes of p now, without waiting: EAGAIN when
+// it has no room.
+func (b *blockingWriter) writeNow(fd int, p []byte) (int, error) {
+	for {
+		var n int
+		var err error
+		switch {
+		case b.socket:
+			n, err = unix.SendmsgN(fd, p, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+		case !b.pages:
+			n, err = unix.Pwritev2(fd, [][]byte{p}, -1, unix.RWF_NOWAIT)
+			if err == unix.EOPNOTSUPP || err == unix.EINVAL || err == unix.ENOSYS {
+				b.pages = true
+				continue
+			}
+		case !pollFD(fd, unix.POLLOUT, 0):
+			return 0, unix.EAGAIN
+		default:
+			// A pipe with room takes a write of up to PIPE_BUF bytes
+			// whole, without waiting.
+			n, err = unix.Write(fd, p[:min(len(p), 4096)])
+		}
+		switch err {
+		case nil:
+			return n, nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return 0, err
+		}
+		op := "write"
+		if b.socket {
+			op = "sendmsg"
+		}
+		return 0, os.NewSyscallError(op, err)
 	}
 }

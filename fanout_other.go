@@ -18,3 +18,7 @@ func (e *Engine) fanOutKernel(context.Context, io.Reader, int64, []*fanout.Dest,
 // blockingSource returns src: off Linux, FanOut does not wrap a source in
 // blocking mode (see fanout_blocking_linux.go).
 func blockingSource(_ context.Context, src io.Reader) io.Reader { return src }
+
+// blockingDest returns w: off Linux, FanOut does not wrap a destination
+// in blocking mode (see fanout_blocking_linux.go).
+func blockingDest(w io.Writer) io.Writer { return w }
