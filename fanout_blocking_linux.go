@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pipes-go/pipes/internal/ctxerr"
+	"github.com/pipes-go/pipes/internal/fd"
 )
 
 // A fan-out's ends in blocking mode (os.NewFile of a descriptor without
@@ -24,16 +25,9 @@ import (
 // check between two whether the wait should end, as splice.Copy does for
 // the blocking descriptors of a copy.
 
-// blockingSlice is how long a wait sleeps in poll(2) at a time.
-const blockingSlice = 50 * time.Millisecond
-
-// pollFD waits up to timeout for events on fd. It reports readiness,
-// error and hang-up included (the next read or write reports those).
-func pollFD(fd int, events int16, timeout time.Duration) bool {
-	fds := []unix.PollFd{{Fd: int32(fd), Events: events}}
-	n, err := unix.Poll(fds, int(timeout/time.Millisecond))
-	return err == nil && n > 0 && fds[0].Revents != 0
-}
+// blockingSlice is how long a wait sleeps in poll(2) at a time, as in
+// splice.Copy.
+const blockingSlice = fd.PollSlice
 
 // blockingSource returns src, a fan-out's source read through userspace,
 // wrapped so that its reads end when ctx does, if it is a pipe, socket
@@ -70,8 +64,8 @@ func (b *blockingReader) Read(p []byte) (int, error) {
 			return 0, ctxerr.Wrap("pipes: fan-out", b.ctx, nil)
 		}
 		ready := false
-		if err := b.conn.Control(func(fd uintptr) {
-			ready = pollFD(int(fd), unix.POLLIN, blockingSlice)
+		if err := b.conn.Control(func(d uintptr) {
+			ready = fd.Poll(int(d), unix.POLLIN, blockingSlice)
 		}); err != nil || ready {
 			// Closed: r's Read says so in its own words.
 			return b.r.Read(p)
@@ -137,10 +131,10 @@ func (b *blockingWriter) Write(p []byte) (n int, err error) {
 		}
 		var m int
 		var e error
-		if cerr := b.conn.Write(func(fd uintptr) bool {
-			m, e = b.writeNow(int(fd), p[n:])
+		if cerr := b.conn.Write(func(d uintptr) bool {
+			m, e = b.writeNow(int(d), p[n:])
 			if e == unix.EAGAIN {
-				pollFD(int(fd), unix.POLLOUT, wait)
+				fd.Poll(int(d), unix.POLLOUT, wait)
 				e = nil
 			}
 			return true
@@ -157,27 +151,27 @@ func (b *blockingWriter) Write(p []byte) (n int, err error) {
 	return n, nil
 }
 
-// writeNow writes what fd takes of p now, without waiting: EAGAIN when
+// writeNow writes what d takes of p now, without waiting: EAGAIN when
 // it has no room.
-func (b *blockingWriter) writeNow(fd int, p []byte) (int, error) {
+func (b *blockingWriter) writeNow(d int, p []byte) (int, error) {
 	for {
 		var n int
 		var err error
 		switch {
 		case b.socket:
-			n, err = unix.SendmsgN(fd, p, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+			n, err = unix.SendmsgN(d, p, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
 		case !b.pages:
-			n, err = unix.Pwritev2(fd, [][]byte{p}, -1, unix.RWF_NOWAIT)
+			n, err = unix.Pwritev2(d, [][]byte{p}, -1, unix.RWF_NOWAIT)
 			if err == unix.EOPNOTSUPP || err == unix.EINVAL || err == unix.ENOSYS {
 				b.pages = true
 				continue
 			}
-		case !pollFD(fd, unix.POLLOUT, 0):
+		case !fd.Poll(d, unix.POLLOUT, 0):
 			return 0, unix.EAGAIN
 		default:
 			// A pipe with room takes a write of up to PIPE_BUF bytes
 			// whole, without waiting.
-			n, err = unix.Write(fd, p[:min(len(p), 4096)])
+			n, err = unix.Write(d, p[:min(len(p), 4096)])
 		}
 		switch err {
 		case nil:

@@ -112,7 +112,7 @@ const pipeToSocketChunk = 256 << 10
 // blockingPoll is how long a wait on a blocking descriptor (one the Go
 // netpoller does not watch) sleeps in poll(2) before Copy checks again
 // whether its context ended or the descriptor was closed.
-const blockingPoll = 50 * time.Millisecond
+const blockingPoll = fd.PollSlice
 
 // Copy moves up to limit bytes (limit < 0: until EOF) from src to dst
 // with splice(2) and returns the number of bytes that reached dst.
@@ -713,13 +713,8 @@ func (c *copier) wait(s *side, write bool) error {
 	return s.Conn.Read(f)
 }
 
-// pollFd waits up to timeout for events on fd; it reports readiness
-// (including error and hang-up, which the next splice reports).
-func pollFd(fd int, events int16, timeout time.Duration) bool {
-	fds := []unix.PollFd{{Fd: int32(fd), Events: events}}
-	n, err := unix.Poll(fds, int(timeout/time.Millisecond))
-	return err == nil && n > 0 && fds[0].Revents != 0
-}
+// pollFd is fd.Poll, for the copy loops, whose descriptors are named fd.
+func pollFd(d int, events int16, timeout time.Duration) bool { return fd.Poll(d, events, timeout) }
 
 // bufferRound moves up to one buffer of bytes from src to dst through
 // userspace: one read(2) from src, then write(2) until dst has all of
