@@ -67,7 +67,9 @@ func TestAdv2BlockingDeviceSource(t *testing.T) {
 	fdtest.Check(t)
 	hello := []byte("hello, tty")
 	for _, ec := range engineCases(t) {
-		for _, sink := range []string{"pipe", "tcp", "unix"} {
+		// "writer": a destination without a descriptor, so that the copy
+		// reads the terminal through userspace.
+		for _, sink := range []string{"pipe", "tcp", "unix", "writer"} {
 			for _, how := range []string{"cancel", "Close"} {
 				t.Run(fmt.Sprintf("%s/pty->%s/%s", ec.name, sink, how), func(t *testing.T) {
 					e, err := NewEngine(ec.opts...)
@@ -76,12 +78,20 @@ func TestAdv2BlockingDeviceSource(t *testing.T) {
 					}
 					defer e.Close()
 					master, slave := blockingPty(t)
-					r, w := advConn(t, sink)
+					kind := sink
+					if sink == "writer" {
+						kind = "pipe"
+					}
+					r, w := advConn(t, kind)
 					defer r.Close()
 					defer w.Close()
+					var dst io.Writer = w
+					if sink == "writer" {
+						dst = struct{ io.Writer }{w}
+					}
 					ctx, cancel := context.WithCancel(context.Background())
 					defer cancel()
-					run := startCopy(e, ctx, true, w, master)
+					run := startCopy(e, ctx, true, dst, master)
 					if _, err := slave.Write(hello); err != nil {
 						t.Fatal(err)
 					}

@@ -247,6 +247,8 @@ func (e *Engine) copy(ctx context.Context, dst io.Writer, src io.Reader, async b
 		return n, err
 	}
 	e.stats.userspace[why].Add(1)
+	// Between two files copy_file_range(2) copies: neither waits.
+	s.mayBlock = why != fallbackFileToFile
 	return copyUserspace(ctx, &e.life, dst, src, s, async, m)
 }
 
@@ -258,6 +260,9 @@ type copySource struct {
 	limit int64     // -1: none
 	lr    *io.LimitedReader
 	pacer *Limiter
+	// mayBlock: r may be a descriptor in blocking mode, which a
+	// userspace copy reads only once it has input (blockingSource).
+	mayBlock bool
 }
 
 func unwrapSource(src io.Reader) copySource {
@@ -291,10 +296,15 @@ func copyUserspace(ctx context.Context, life *lifetime, dst io.Writer, src io.Re
 	case *PipeWriter:
 		dst = struct{ io.Writer }{w}
 	}
-	if pr, ok := s.r.(*PipeReader); ok || s.pacer != nil {
+	blocking := s.r
+	if s.mayBlock {
+		blocking = blockingSource(ctx, s.r)
+	}
+	if pr, ok := s.r.(*PipeReader); ok || s.pacer != nil || blocking != s.r {
 		// Rebuild the chain: a *PipeReader hidden (its WriteTo would
-		// call the engine again), the Limiter's waits ended by ctx.
-		r := s.r
+		// call the engine again), a descriptor in blocking mode read
+		// only once it has input, the Limiter's waits ended by ctx.
+		r := blocking
 		if ok {
 			r = struct{ io.Reader }{pr}
 		}

@@ -29,9 +29,10 @@ import (
 // splice.Copy.
 const blockingSlice = fd.PollSlice
 
-// blockingSource returns src, a fan-out's source read through userspace,
-// wrapped so that its reads end when ctx does, if it is a pipe, socket
-// or character device in blocking mode; else src itself.
+// blockingSource returns src, the source of a fan-out or a copy read
+// through userspace, wrapped so that its reads end when ctx does, if it
+// is a pipe, socket or character device in blocking mode; else src
+// itself.
 func blockingSource(ctx context.Context, src io.Reader) io.Reader {
 	ep, ok := readerEndpoint(src)
 	if !ok || ep.info.Flags&unix.O_NONBLOCK != 0 {
@@ -61,7 +62,7 @@ type blockingReader struct {
 func (b *blockingReader) Read(p []byte) (int, error) {
 	for {
 		if b.ctx.Err() != nil {
-			return 0, ctxerr.Wrap("pipes: fan-out", b.ctx, nil)
+			return 0, ctxerr.Wrap("pipes", b.ctx, nil)
 		}
 		ready := false
 		if err := b.conn.Control(func(d uintptr) {
