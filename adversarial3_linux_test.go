@@ -308,3 +308,49 @@ func TestAdv3BlockingWriter(t *testing.T) {
 		})
 	}
 }
+
+// TestAdv3CopyBlockingDest: a copy through userspace (a source without a
+// descriptor) into a destination in blocking mode whose peer reads
+// nothing. Its Write waited in the kernel, where neither a cancel nor
+// Engine.Close reached it. The copy must end with an error wrapping
+// context.Canceled or ErrClosed, having reported exactly the bytes the
+// peer can then read.
+func TestAdv3CopyBlockingDest(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(4 << 20)
+	for _, ec := range engineCases(t) {
+		for _, kind := range []string{"pipe", "unix", "tcp"} {
+			for _, how := range []string{"cancel", "Close"} {
+				t.Run(fmt.Sprintf("%s/%s/%s", ec.name, kind, how), func(t *testing.T) {
+					e, err := NewEngine(ec.opts...)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer e.Close()
+					stalled, drain := stalledBlockingDest(t, kind)
+					ctx, cancel := context.WithCancel(context.Background())
+					defer cancel()
+					src := struct{ io.Reader }{bytes.NewReader(data)}
+					run := startCopy(e, ctx, true, stalled, src)
+					time.Sleep(300 * time.Millisecond) // the copy's Write waits for room
+					closed, want := stopCopy(e, how, cancel)
+					if _, ok := recvBy(run.done, time.Now().Add(20*time.Second)); !ok {
+						got := drain()
+						<-run.done
+						t.Fatalf("the copy still ran 20s after the %s; once the destination was drained (%d bytes): (%d, %v)", how, len(got), run.n, run.err)
+					}
+					if closed != nil {
+						if c := <-closed; c.err != nil {
+							t.Errorf("Close: %v", c.err)
+						}
+					}
+					got := drain()
+					if !errors.Is(run.err, want) || run.n != int64(len(got)) || !bytes.HasPrefix(data, got) {
+						t.Errorf("copy = (%d, %v), want an error wrapping %v; the peer read %d bytes (the data's first ones: %v)",
+							run.n, run.err, want, len(got), bytes.HasPrefix(data, got))
+					}
+				})
+			}
+		}
+	}
+}

@@ -260,8 +260,9 @@ type copySource struct {
 	limit int64     // -1: none
 	lr    *io.LimitedReader
 	pacer *Limiter
-	// mayBlock: r may be a descriptor in blocking mode, which a
-	// userspace copy reads only once it has input (blockingSource).
+	// mayBlock: r, or the copy's destination, may be a descriptor in
+	// blocking mode, which a userspace copy reads only once it has
+	// input (blockingSource) and writes without waiting (blockingDest).
 	mayBlock bool
 }
 
@@ -291,6 +292,11 @@ func unwrapSource(src io.Reader) copySource {
 // from recursing into this package's ReadFrom and WriteTo (which call the
 // engine).
 func copyUserspace(ctx context.Context, life *lifetime, dst io.Writer, src io.Reader, s copySource, async bool, m *meter) (int64, error) {
+	if s.mayBlock {
+		// A pipe or socket in blocking mode is written with calls that
+		// do not wait, its waits for room ended by the interruption.
+		dst = blockingDest(dst)
+	}
 	defer life.interrupt(ctx, dst, s.r).stop()
 	switch w := dst.(type) {
 	case *PipeWriter:
