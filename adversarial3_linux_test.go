@@ -354,3 +354,39 @@ func TestAdv3CopyBlockingDest(t *testing.T) {
 		}
 	}
 }
+
+// uncomparableReader is a reader of a type that == panics on (a slice
+// field), as a value in an interface.
+type uncomparableReader struct {
+	r *bytes.Reader
+	_ []byte
+}
+
+func (u uncomparableReader) Read(p []byte) (int, error) { return u.r.Read(p) }
+
+// TestAdv3UncomparableSource: a source of an uncomparable type, read
+// through userspace by Copy and FanOut, is copied whole: the check for a
+// source in blocking mode must not compare interface values.
+func TestAdv3UncomparableSource(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(256 << 10)
+	for _, ec := range engineCases(t) {
+		t.Run(ec.name, func(t *testing.T) {
+			e, err := NewEngine(ec.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			var buf bytes.Buffer
+			n, err := e.Copy(&buf, uncomparableReader{r: bytes.NewReader(data)})
+			if n != int64(len(data)) || err != nil || !bytes.Equal(buf.Bytes(), data) {
+				t.Errorf("Copy = (%d, %v), want (%d, nil) and the data", n, err, len(data))
+			}
+			var fb bytes.Buffer
+			rs := e.FanOut(context.Background(), uncomparableReader{r: bytes.NewReader(data)}, []io.Writer{&fb})
+			if rs[0].Written != int64(len(data)) || rs[0].Err != nil || !bytes.Equal(fb.Bytes(), data) {
+				t.Errorf("FanOut = %+v, want %d bytes and no error", rs[0], len(data))
+			}
+		})
+	}
+}

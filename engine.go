@@ -302,11 +302,11 @@ func copyUserspace(ctx context.Context, life *lifetime, dst io.Writer, src io.Re
 	case *PipeWriter:
 		dst = struct{ io.Writer }{w}
 	}
-	blocking := s.r
+	blocking, wrapped := s.r, false
 	if s.mayBlock {
-		blocking = blockingSource(ctx, s.r)
+		blocking, wrapped = blockingSource(ctx, s.r)
 	}
-	if pr, ok := s.r.(*PipeReader); ok || s.pacer != nil || blocking != s.r {
+	if pr, ok := s.r.(*PipeReader); ok || s.pacer != nil || wrapped {
 		// Rebuild the chain: a *PipeReader hidden (its WriteTo would
 		// call the engine again), a descriptor in blocking mode read
 		// only once it has input, the Limiter's waits ended by ctx.

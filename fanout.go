@@ -202,7 +202,7 @@ func (e *Engine) fanOut(ctx context.Context, src io.Reader, ds []*fanout.Dest, p
 		return
 	}
 	e.stats.userspace[why].Add(1)
-	if b := blockingSource(ctx, inner); b != inner {
+	if b, wrapped := blockingSource(ctx, inner); wrapped {
 		// Read in poll(2) slices, so that ctx ends a wait for input.
 		if !limited {
 			fanout.RunUserspace(ctx, b, ds, p)

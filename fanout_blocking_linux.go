@@ -30,21 +30,21 @@ import (
 const blockingSlice = fd.PollSlice
 
 // blockingSource returns src, the source of a fan-out or a copy read
-// through userspace, wrapped so that its reads end when ctx does, if it
-// is a pipe, socket or character device in blocking mode; else src
-// itself.
-func blockingSource(ctx context.Context, src io.Reader) io.Reader {
+// through userspace, wrapped so that its reads end when ctx does, and
+// true, if it is a pipe, socket or character device in blocking mode;
+// else src itself and false.
+func blockingSource(ctx context.Context, src io.Reader) (io.Reader, bool) {
 	ep, ok := readerEndpoint(src)
 	if !ok || ep.info.Flags&unix.O_NONBLOCK != 0 {
-		return src
+		return src, false
 	}
 	switch {
 	case ep.kind == kindPipe, ep.kind == kindSocket:
 	case ep.kind == kindOther && ep.info.Mode == unix.S_IFCHR:
 	default:
-		return src
+		return src, false
 	}
-	return &blockingReader{ctx: ctx, r: src, conn: ep.conn}
+	return &blockingReader{ctx: ctx, r: src, conn: ep.conn}, true
 }
 
 // blockingReader reads r, whose descriptor is in blocking mode, only once

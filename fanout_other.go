@@ -15,10 +15,10 @@ func (e *Engine) fanOutKernel(context.Context, io.Reader, int64, []*fanout.Dest,
 	return 0, fallbackNoFD
 }
 
-// blockingSource returns src: off Linux, FanOut does not wrap a source in
-// blocking mode (see fanout_blocking_linux.go).
-func blockingSource(_ context.Context, src io.Reader) io.Reader { return src }
+// blockingSource returns src and false: off Linux, a source in blocking
+// mode is not wrapped (see fanout_blocking_linux.go).
+func blockingSource(_ context.Context, src io.Reader) (io.Reader, bool) { return src, false }
 
-// blockingDest returns w: off Linux, FanOut does not wrap a destination
-// in blocking mode (see fanout_blocking_linux.go).
+// blockingDest returns w: off Linux, a destination in blocking mode is
+// not wrapped (see fanout_blocking_linux.go).
 func blockingDest(w io.Writer) io.Writer { return w }
