@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,6 +57,36 @@ func quietBlockingSource(t *testing.T, kind string, hello []byte) (src io.Reader
 	return src, func() { w.Close() }
 }
 
+// signalBuffer is a destination without a descriptor that tells (full)
+// when it holds at least want bytes; safe for concurrent use.
+type signalBuffer struct {
+	mu   sync.Mutex
+	b    bytes.Buffer
+	want int
+	full chan struct{}
+}
+
+func newSignalBuffer(want int) *signalBuffer {
+	return &signalBuffer{want: want, full: make(chan struct{})}
+}
+
+func (s *signalBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	had := s.b.Len()
+	s.b.Write(p)
+	if had < s.want && s.b.Len() >= s.want {
+		close(s.full)
+	}
+	return len(p), nil
+}
+
+func (s *signalBuffer) bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Clone(s.b.Bytes())
+}
+
 // TestAdv3FanOutBlockingSource: FanOut reads a source in blocking mode
 // (a pty master as f.Fd() or term.MakeRaw leaves it, an os.NewFile of a
 // blocking pipe or socket) through userspace, and such a Read waits in
@@ -85,14 +116,17 @@ func TestAdv3FanOutBlockingSource(t *testing.T) {
 					r, w := advConn(t, "pipe")
 					defer r.Close()
 					defer w.Close()
-					var buf bytes.Buffer
+					buf := newSignalBuffer(len(hello))
 					ctx, cancel := context.WithCancel(context.Background())
 					defer cancel()
 					res := make(chan []Result, 1)
-					go func() { res <- e.FanOut(ctx, src, []io.Writer{w, &buf}) }()
+					go func() { res <- e.FanOut(ctx, src, []io.Writer{w, buf}) }()
 					got := make([]byte, len(hello))
 					if _, err := io.ReadFull(r, got); err != nil || !bytes.Equal(got, hello) {
 						t.Fatalf("the destination's peer read %q, %v; want %q", got, err, hello)
+					}
+					if _, ok := recvBy(buf.full, time.Now().Add(20*time.Second)); !ok {
+						t.Fatalf("the buffer destination got %q for 20s, want %q", buf.bytes(), hello)
 					}
 					closed, want := stopCopy(e, how, cancel)
 					rs, ok := recvBy(res, time.Now().Add(20*time.Second))
@@ -111,8 +145,8 @@ func TestAdv3FanOutBlockingSource(t *testing.T) {
 							t.Errorf("destination %d: %+v, want (%d, an error wrapping %v)", i, res, len(hello), want)
 						}
 					}
-					if !bytes.Equal(buf.Bytes(), hello) {
-						t.Errorf("the buffer destination got %q, want %q", buf.Bytes(), hello)
+					if !bytes.Equal(buf.bytes(), hello) {
+						t.Errorf("the buffer destination got %q, want %q", buf.bytes(), hello)
 					}
 					if src == lr && lr.N != limit-int64(len(hello)) {
 						t.Errorf("LimitedReader.N = %d after the fan-out, want %d", lr.N, limit-len(hello))
