@@ -17,6 +17,18 @@ import (
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
+// newCaseEngine returns a new engine of ec's options, closed when t
+// ends (a test may close it before).
+func newCaseEngine(t *testing.T, ec engineCase) *Engine {
+	t.Helper()
+	e, err := NewEngine(ec.opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
 // blockingPty opens a pseudo-terminal in raw mode and returns its master
 // as an *os.File in blocking mode (as f.Fd() or term.MakeRaw on the
 // master leave it: the netpoller does not watch it, and it has no
@@ -72,11 +84,7 @@ func TestAdv2BlockingDeviceSource(t *testing.T) {
 		for _, sink := range []string{"pipe", "tcp", "unix", "writer"} {
 			for _, how := range []string{"cancel", "Close"} {
 				t.Run(fmt.Sprintf("%s/pty->%s/%s", ec.name, sink, how), func(t *testing.T) {
-					e, err := NewEngine(ec.opts...)
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer e.Close()
+					e := newCaseEngine(t, ec)
 					master, slave := blockingPty(t)
 					kind := sink
 					if sink == "writer" {
@@ -185,11 +193,7 @@ func TestAdv2BlockingTTYDest(t *testing.T) {
 	first := 48 << 10
 	for _, ec := range engineCases(t) {
 		t.Run(ec.name, func(t *testing.T) {
-			e, err := NewEngine(ec.opts...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer e.Close()
+			e := newCaseEngine(t, ec)
 			master, slave := blockingPty(t)
 			r, w, err := os.Pipe()
 			if err != nil {

@@ -102,11 +102,7 @@ func TestAdv3FanOutBlockingSource(t *testing.T) {
 		for _, kind := range []string{"pty", "pipe", "unix", "tcp", "limited-pty"} {
 			for _, how := range []string{"cancel", "Close"} {
 				t.Run(fmt.Sprintf("%s/%s/%s", ec.name, kind, how), func(t *testing.T) {
-					e, err := NewEngine(ec.opts...)
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer e.Close()
+					e := newCaseEngine(t, ec)
 					const limit = 1000
 					src, end := quietBlockingSource(t, strings.TrimPrefix(kind, "limited-"), hello)
 					lr := &io.LimitedReader{R: src, N: limit}
@@ -203,11 +199,7 @@ func TestAdv3FanOutBlockingDest(t *testing.T) {
 			for _, kind := range []string{"pipe", "unix", "tcp"} {
 				for _, how := range []string{"evict", "cancel", "Close"} {
 					t.Run(fmt.Sprintf("%s/%s/%s/%s", ec.name, path, kind, how), func(t *testing.T) {
-						e, err := NewEngine(ec.opts...)
-						if err != nil {
-							t.Fatal(err)
-						}
-						defer e.Close()
+						e := newCaseEngine(t, ec)
 						sr, sw, err := os.Pipe()
 						if err != nil {
 							t.Fatal(err)
@@ -356,11 +348,7 @@ func TestAdv3CopyBlockingDest(t *testing.T) {
 		for _, kind := range []string{"pipe", "unix", "tcp"} {
 			for _, how := range []string{"cancel", "Close"} {
 				t.Run(fmt.Sprintf("%s/%s/%s", ec.name, kind, how), func(t *testing.T) {
-					e, err := NewEngine(ec.opts...)
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer e.Close()
+					e := newCaseEngine(t, ec)
 					stalled, drain := stalledBlockingDest(t, kind)
 					ctx, cancel := context.WithCancel(context.Background())
 					defer cancel()
@@ -406,11 +394,7 @@ func TestAdv3UncomparableSource(t *testing.T) {
 	data := fdtest.Random(256 << 10)
 	for _, ec := range engineCases(t) {
 		t.Run(ec.name, func(t *testing.T) {
-			e, err := NewEngine(ec.opts...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer e.Close()
+			e := newCaseEngine(t, ec)
 			var buf bytes.Buffer
 			n, err := e.Copy(&buf, uncomparableReader{r: bytes.NewReader(data)})
 			if n != int64(len(data)) || err != nil || !bytes.Equal(buf.Bytes(), data) {
