@@ -25,10 +25,6 @@ import (
 // check between two whether the wait should end, as splice.Copy does for
 // the blocking descriptors of a copy.
 
-// blockingSlice is how long a wait sleeps in poll(2) at a time, as in
-// splice.Copy.
-const blockingSlice = fd.PollSlice
-
 // blockingSource returns src, the source of a fan-out or a copy read
 // through userspace, wrapped so that its reads end when ctx does, and
 // true, if it is a pipe, socket or character device in blocking mode;
@@ -66,7 +62,7 @@ func (b *blockingReader) Read(p []byte) (int, error) {
 		}
 		ready := false
 		if err := b.conn.Control(func(d uintptr) {
-			ready = fd.Poll(int(d), unix.POLLIN, blockingSlice)
+			ready = fd.Poll(int(d), unix.POLLIN, fd.PollSlice)
 		}); err != nil || ready {
 			// Closed: r's Read says so in its own words.
 			return b.r.Read(p)
@@ -119,9 +115,9 @@ func (b *blockingWriter) SetWriteDeadline(t time.Time) error {
 func (b *blockingWriter) left() time.Duration {
 	d := b.deadline.Load()
 	if d == 0 {
-		return blockingSlice
+		return fd.PollSlice
 	}
-	return min(time.Until(time.Unix(0, d)), blockingSlice)
+	return min(time.Until(time.Unix(0, d)), fd.PollSlice)
 }
 
 func (b *blockingWriter) Write(p []byte) (n int, err error) {

@@ -129,12 +129,12 @@ const blockingPoll = fd.PollSlice
 // directory, a nil Conn), or should not (a terminal dst in blocking
 // mode: no poll(2) tells how much it takes, and a splice into it could
 // block holding a pipe's lock): the caller should copy in userspace.
-// Otherwise err is nil when src reached EOF (or limit bytes were copied), and else
-// the first error: the descriptor's, from Conn (closed by another
-// goroutine: net.ErrClosed from a net.Conn's; from an *os.File's, an
-// error matching os.ErrClosed that wraps internal/poll's "use of closed
-// file"), or an *os.SyscallError wrapping the errno (errors.Is(err,
-// syscall.EPIPE), syscall.ECONNRESET).
+// Otherwise err is nil when src reached EOF (or limit bytes were
+// copied), and else the first error: the descriptor's, from Conn
+// (closed by another goroutine: net.ErrClosed from a net.Conn's; from
+// an *os.File's, an error matching os.ErrClosed that wraps
+// internal/poll's "use of closed file"), or an *os.SyscallError
+// wrapping the errno (errors.Is(err, syscall.EPIPE), syscall.ECONNRESET).
 //
 // Descriptors in non-blocking mode (Go's pipes and sockets) wait for
 // readiness on the Go netpoller, never spinning on EAGAIN; blocking ones
