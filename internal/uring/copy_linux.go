@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pipes-go/pipes/internal/ctxerr"
 	"github.com/pipes-go/pipes/internal/fd"
 	"github.com/pipes-go/pipes/splice"
 )
@@ -99,10 +100,16 @@ type readsCopy struct {
 }
 
 // run moves rounds of fill then drain until EOF, the limit, the caller
-// closing the source (which the next round's Conn.Read reports), or an
-// error.
+// closing the source (which the next round's Conn.Read reports), the end
+// of ctx, or an error. ctx is checked before each round: a destination
+// that never waits (/dev/null, a file, a descriptor in blocking mode)
+// gives the interruption nothing to wake, and a round whose reads hit
+// the page cache does not ask the ring.
 func (r *readsCopy) run() error {
 	for r.limit < 0 || r.written < r.limit {
+		if r.ctx.Err() != nil {
+			return ctxerr.Wrap("uring", r.ctx, nil)
+		}
 		n := r.cs.p.Size()
 		if r.limit >= 0 && r.limit-r.written < int64(n) {
 			n = int(r.limit - r.written)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,5 +180,73 @@ func TestCopyReads(t *testing.T) {
 	}
 	if st.CachedReads.Load() == 0 {
 		t.Error("no read served from the page cache")
+	}
+}
+
+// cancelMeter cancels a copy's context once the copy has delivered
+// bytes.
+type cancelMeter struct {
+	n      atomic.Int64
+	cancel context.CancelFunc
+}
+
+func (m *cancelMeter) Add(d int64) int64 {
+	m.cancel()
+	return m.n.Add(d)
+}
+
+// TestCopyReadsCancel cancels copies whose destination never waits
+// (/dev/null, a regular file) after their first round: nothing wakes
+// them, and their reads hit the page cache, so only the copy itself can
+// see the end of its context. Each must stop with an error wrapping
+// context.Canceled, short of the file, and count what it delivered.
+func TestCopyReadsCancel(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB: 16 of the test pool's pipes
+	for _, tc := range []struct {
+		name string
+		open func(t *testing.T) *os.File
+	}{
+		{"dev-null", func(t *testing.T) *os.File {
+			f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}},
+		{"regular-file", func(t *testing.T) *os.File {
+			f, err := os.Create(filepath.Join(t.TempDir(), "dst"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, _ := newTestDriver(t)
+			f := fdtest.TempFile(t, data)
+			fc, err := f.SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			dst := tc.open(t)
+			defer dst.Close()
+			dc, err := dst.SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			m := &cancelMeter{cancel: cancel}
+			n, handled, err := d.CopyReads(ctx, splice.End{Conn: dc, Meter: m}, File{Conn: fc, Size: int64(len(data))}, -1, nil)
+			if !handled || !errors.Is(err, context.Canceled) {
+				t.Fatalf("CopyReads = (%d, %v, %v), want an error wrapping context.Canceled", n, handled, err)
+			}
+			if n <= 0 || n >= int64(len(data)) || n != m.n.Load() {
+				t.Errorf("copied %d bytes (metered %d), want some of the %d, all metered", n, m.n.Load(), len(data))
+			}
+			if off, _ := f.Seek(0, io.SeekCurrent); off != n {
+				t.Errorf("offset %d after the copy, want %d (the bytes delivered)", off, n)
+			}
+		})
 	}
 }
