@@ -46,13 +46,17 @@ type Engine struct {
 // systems without splice(2) every engine copies in userspace.
 func NewEngine(opts ...Option) (*Engine, error) {
 	cfg := defaultConfig()
-	env, err := backendFromEnv()
-	if err != nil {
-		return nil, err
-	}
-	cfg.backend = env
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if !cfg.backendByOption {
+		// PIPES_BACKEND is read, and a bad value refused, only where
+		// it chooses.
+		env, err := backendFromEnv()
+		if err != nil {
+			return nil, err
+		}
+		cfg.backend = env
 	}
 	switch cfg.backend {
 	case backendAuto, BackendIOUring, BackendSplice:

@@ -60,6 +60,10 @@ func TestBackendSelection(t *testing.T) {
 	if _, err := NewEngine(); err == nil {
 		t.Fatal("PIPES_BACKEND=bogus accepted")
 	}
+	// WithBackend overrides PIPES_BACKEND, a bad value too.
+	if o := newTestEngine(t, WithBackend(BackendSplice)); o.Backend() != BackendSplice {
+		t.Fatalf("WithBackend(splice) with PIPES_BACKEND=bogus gave %q", o.Backend())
+	}
 }
 
 // TestRingRefusedFallsBack simulates io_uring_setup failing with ENOSYS
