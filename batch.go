@@ -26,8 +26,8 @@ func CopyBatch(ctx context.Context, pairs []Pair) []Result {
 // The copies are independent: one failing does not stop the others.
 //
 // The copies share the engine: on the io_uring backend, the reads of
-// regular files of copies running together are submitted to the ring in
-// shared io_uring_enter calls (Stats reports SQEs and Enters), and all of
+// regular files of copies running together that miss the page cache are
+// submitted to the ring in shared io_uring_enter calls (Stats reports SQEs and Enters), and all of
 // them share its bounded pool of intermediate pipes, which is what bounds
 // the kernel memory a large batch uses.
 //

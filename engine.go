@@ -99,7 +99,9 @@ func brokenEngine(err error) *Engine {
 	return e
 }
 
-// Backend reports the backend the engine chose at NewEngine.
+// Backend reports the backend the engine chose at NewEngine. The
+// DefaultEngine, where NewEngine failed for it (a bad PIPES_BACKEND,
+// io_uring required and missing), chose none and reports "auto".
 func (e *Engine) Backend() Backend {
 	return e.backend
 }
@@ -463,7 +465,7 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 type Stats struct {
 	Copies   uint64 // copies started
 	InFlight int64  // copies running now
-	Bytes    uint64 // bytes delivered, counted as they move (see Future.Written)
+	Bytes    uint64 // bytes delivered, counted as they move (see Future.Written); FanOut's, and a userspace copy's through a ReaderFrom or WriterTo, when it ends
 	Splice   uint64 // copies run by the splice(2) loop
 	Sendfile uint64 // file -> socket copies sent with sendfile(2) (warmed by the ring or not: see Warmed)
 	Ring     uint64 // copies from files to pipes or files whose reads went through io_uring
@@ -494,7 +496,7 @@ type Stats struct {
 	// kernel path cannot serve.
 	UserspaceRefused uint64
 
-	Cached uint64 // chunks of ring-routed copies, sendfile copies and file fan-outs found in the page cache
+	Cached uint64 // chunks of ring-routed copies, warmed sendfile copies and file fan-outs found in the page cache
 	Warmed uint64 // chunks of sendfile copies and file fan-outs not in the page cache, read in by the ring first
 	// CachedSendTurns counts the sendfile(2) calls of chunks found in
 	// the page cache that took one of the io_uring engine's GOMAXPROCS

@@ -82,10 +82,13 @@ func FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, opts ...FanOut
 // pipe or file; a destination with no descriptor receives the chunk
 // through read(2) and its Write). Every system call on a caller's
 // descriptor runs inside its syscall.RawConn callbacks and waits for
-// readiness on the Go netpoller; nothing spins. The io_uring backend is not
-// used: IORING_OP_TEE and IORING_OP_SPLICE run on io-wq kernel threads,
-// one hand-off per operation, which measured slower here than tee(2) and
-// splice(2) on the netpoller (docs/design.md). Elsewhere, or when src has
+// readiness on the Go netpoller; nothing spins. IORING_OP_TEE and
+// IORING_OP_SPLICE are not used: they run on io-wq kernel threads, one
+// hand-off per operation, which measured slower here than tee(2) and
+// splice(2) on the netpoller (docs/design.md). On the io_uring backend
+// the chunks of a regular-file source that are not in the page cache are
+// first read in by the ring, as for a copy to a socket, whatever
+// WithRingMinConcurrency says. Elsewhere, or when src has
 // no descriptor, FanOut reads a chunk into a userspace buffer and writes
 // it to every destination, with the same policies.
 //

@@ -107,9 +107,10 @@ func WithPipeSize(n int) Option {
 }
 
 // WithMaxPipes bounds how many intermediate pipes the engine holds at
-// once. A copy that needs one while all are in use waits for one: this is
-// the engine's backpressure. Copies whose source or destination is itself
-// a pipe need none.
+// once. A copy that finds all of them in use does not wait for one: that
+// round goes through a 64 KiB userspace buffer instead
+// (Stats.PoolExhausted counts such rounds). Copies whose source or
+// destination is itself a pipe need none.
 func WithMaxPipes(n int) Option {
 	return func(c *config) {
 		if n > 0 {
@@ -126,7 +127,7 @@ func WithIOWQMaxWorkers(n uint32) Option {
 }
 
 // WithRingMinConcurrency sets how many concurrent copies from regular
-// files (Copy or CopyAsync) make an io_uring engine keep new ones off the
+// files (Copy, CopyAsync, CopyContext, CopyBatch, Relay) make an io_uring engine keep new ones off the
 // disk with the ring (default 1), so that what would block on the disk
 // waits in the ring instead of one OS thread per copy: a copy to a
 // stream socket is sent with sendfile(2), and each chunk not in the page

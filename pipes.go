@@ -12,13 +12,17 @@ import (
 type Backend string
 
 const (
-	// BackendIOUring submits splices through io_uring (Linux 5.7+ for
-	// IORING_OP_SPLICE), used where the engine measured it to pay: many
-	// concurrent copies whose source is a regular file. Every other copy
-	// of an io_uring engine still runs the splice(2) loop.
+	// BackendIOUring has io_uring (Linux 5.7+ for IORING_OP_SPLICE) read
+	// in what concurrent copies from regular files would otherwise wait
+	// for the disk for, on an OS thread each: IORING_OP_READ ahead of
+	// sendfile(2) to a stream socket, IORING_OP_SPLICE for the reads that
+	// miss the page cache of a copy to anything else (see
+	// WithRingMinConcurrency). Every other copy of an io_uring engine
+	// runs as on BackendSplice.
 	BackendIOUring Backend = "io_uring"
-	// BackendSplice runs every copy as a splice(2)/tee(2) loop in the
-	// calling goroutine, waiting for readiness on the Go netpoller.
+	// BackendSplice runs every copy with splice(2) and tee(2), or
+	// sendfile(2) from a regular file to a stream socket, waiting for
+	// readiness on the Go netpoller.
 	BackendSplice Backend = "splice"
 	// BackendUserspace copies through a userspace buffer (io.Copy): the
 	// only backend on operating systems without splice(2).

@@ -3,7 +3,7 @@
 # with wrk on loopback:
 #   fileserver (pipes)  vs net/http FileServer (sendfile)
 #   proxy (pipes.Relay) vs proxy (io.Copy), both in front of the backend
-# at 1, 64 and 1024 connections for 4 KiB, 1 MiB and 64 MiB files.
+# at 1, 64 and 1024 connections for 4 KiB, 64 KiB, 1 MiB and 64 MiB files.
 # Where they are installed (apt-get install -y haproxy nginx-light), the
 # C anchors join: nginx (sendfile on) serving the same files, and
 # HAProxy (mode tcp, option splice-auto, one thread per core) relaying to
@@ -13,7 +13,7 @@
 # (utime+stime of the server process, from /proc/PID/stat; for the
 # proxies, of the proxy alone, not its backend).
 #
-# Usage: examples/bench.sh            (DUR=5s CONNS="1 64 1024" SIZES="4k 1m 64m")
+# Usage: examples/bench.sh            (DUR=5s CONNS="1 64 1024" SIZES="4k 64k 1m 64m")
 # Needs wrk (apt-get install -y wrk). Run from the repository root.
 set -euo pipefail
 

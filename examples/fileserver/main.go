@@ -1,7 +1,8 @@
 // Command fileserver is a static HTTP/1.1 file server whose response
 // bodies move from the file to the socket with pipes.Copy: on Linux the
-// bytes go file -> pipe -> socket with splice(2) (or through io_uring
-// under concurrency) and never enter the process.
+// bytes go from the file to the socket with sendfile(2) (with many copies
+// at once, the chunks not in the page cache are first read in through
+// io_uring) and never enter the process.
 //
 // It speaks just enough HTTP/1.1 for static files: GET and HEAD,
 // keep-alive and pipelining, and single byte ranges (206, 416). With
