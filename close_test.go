@@ -2,6 +2,7 @@ package pipes
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -51,5 +52,87 @@ func TestCloseSyncCopyValues(t *testing.T) {
 				t.Errorf("writing dst after Close: %v", err)
 			}
 		})
+	}
+}
+
+// endless is a source with no descriptor that never ends.
+type endless struct{}
+
+func (endless) Read(p []byte) (int, error) { return len(p), nil }
+
+// endlessWriterTo is an endless source whose WriteTo io.Copy prefers.
+type endlessWriterTo struct{ endless }
+
+func (endlessWriterTo) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	buf := make([]byte, 32<<10)
+	for {
+		k, err := w.Write(buf)
+		n += int64(k)
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// takeAll takes every Write whole and has no ReadFrom.
+type takeAll struct{}
+
+func (takeAll) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestCloseEndsBusyUserspaceCopies: Close ends a copy between values
+// that have no descriptor and never wait (nothing a deadline could end),
+// whichever side io.Copy's fast path is on, for every way to start one,
+// with an error wrapping ErrClosed; and Close itself returns.
+func TestCloseEndsBusyUserspaceCopies(t *testing.T) {
+	starts := []struct {
+		name string
+		run  func(e *Engine, dst io.Writer, src io.Reader) error
+	}{
+		{"Copy", func(e *Engine, dst io.Writer, src io.Reader) error { _, err := e.Copy(dst, src); return err }},
+		{"CopyContext", func(e *Engine, dst io.Writer, src io.Reader) error {
+			_, err := e.CopyContext(context.Background(), dst, src)
+			return err
+		}},
+		{"CopyAsync", func(e *Engine, dst io.Writer, src io.Reader) error {
+			_, err := e.CopyAsync(context.Background(), dst, src).Wait()
+			return err
+		}},
+	}
+	pairs := []struct {
+		name string
+		dst  io.Writer
+		src  io.Reader
+	}{
+		{"buffer loop", takeAll{}, endless{}},
+		{"dst ReaderFrom", io.Discard, endless{}},
+		{"src WriterTo", takeAll{}, endlessWriterTo{}},
+		{"limited", takeAll{}, &io.LimitedReader{R: endless{}, N: 1 << 62}},
+	}
+	for _, st := range starts {
+		for _, p := range pairs {
+			t.Run(st.name+"/"+p.name, func(t *testing.T) {
+				e, err := NewEngine()
+				if err != nil {
+					t.Fatal(err)
+				}
+				done := make(chan error, 1)
+				go func() { done <- st.run(e, p.dst, p.src) }()
+				time.Sleep(10 * time.Millisecond)
+				closed := make(chan error, 1)
+				go func() { closed <- e.Close() }()
+				select {
+				case err := <-done:
+					if !errors.Is(err, ErrClosed) {
+						t.Errorf("copy: %v, want ErrClosed", err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatal("the copy still runs 10 s after Close")
+				}
+				if err := <-closed; err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			})
+		}
 	}
 }

@@ -158,7 +158,7 @@ func (e *Engine) Copy(dst io.Writer, src io.Reader) (written int64, err error) {
 	}
 	defer e.end()
 	m := meter{engine: e.stats.bytes.stripe()}
-	written, err = e.copy(e.ctx, dst, src, false, &m)
+	written, err = e.copy(e.ctx, dst, src, &m)
 	return written, e.closedErr(e.ctx, err)
 }
 
@@ -183,7 +183,7 @@ func (e *Engine) CopyAsync(ctx context.Context, dst io.Writer, src io.Reader) *F
 		cctx, cancel := context.WithCancelCause(ctx)
 		stop := context.AfterFunc(e.ctx, func() { cancel(ErrClosed) })
 		f.meter.engine = e.stats.bytes.stripe()
-		n, err := e.copy(cctx, dst, src, true, &f.meter)
+		n, err := e.copy(cctx, dst, src, &f.meter)
 		err = e.closedErr(cctx, err)
 		stop()
 		cancel(nil)
@@ -211,14 +211,14 @@ func (e *Engine) CopyContext(ctx context.Context, dst io.Writer, src io.Reader) 
 	m := meter{engine: e.stats.bytes.stripe()}
 	if ctx.Done() == nil {
 		// Only Close can end the copy: no context of its own needed.
-		written, err = e.copy(e.ctx, dst, src, true, &m)
+		written, err = e.copy(e.ctx, dst, src, &m)
 		return written, e.closedErr(e.ctx, err)
 	}
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stop := context.AfterFunc(e.ctx, func() { cancel(ErrClosed) })
 	defer stop()
-	written, err = e.copy(cctx, dst, src, true, &m)
+	written, err = e.copy(cctx, dst, src, &m)
 	return written, e.closedErr(cctx, err)
 }
 
@@ -235,7 +235,7 @@ func (e *Engine) closedErr(ctx context.Context, err error) error {
 
 // copy honours *io.LimitedReader, tries the kernel paths, and falls back
 // to a userspace copy when they report that they did not handle the pair.
-func (e *Engine) copy(ctx context.Context, dst io.Writer, src io.Reader, async bool, m *meter) (int64, error) {
+func (e *Engine) copy(ctx context.Context, dst io.Writer, src io.Reader, m *meter) (int64, error) {
 	s := unwrapSource(src)
 	if s.lr != nil && s.lr.N <= 0 {
 		return 0, nil
@@ -253,9 +253,8 @@ func (e *Engine) copy(ctx context.Context, dst io.Writer, src io.Reader, async b
 		return n, err
 	}
 	e.stats.userspace[why].Add(1)
-	// Between two files copy_file_range(2) copies: neither waits.
-	s.mayBlock = why != fallbackFileToFile
-	return copyUserspace(ctx, &e.life, dst, src, s, async, m)
+	s.files = why == fallbackFileToFile
+	return copyUserspace(ctx, &e.life, dst, src, s, m)
 }
 
 // copySource is a copy's src with the wrappers the engine honours taken off:
@@ -266,10 +265,12 @@ type copySource struct {
 	limit int64     // -1: none
 	lr    *io.LimitedReader
 	pacer *Limiter
-	// mayBlock: r, or the copy's destination, may be a descriptor in
-	// blocking mode, which a userspace copy reads only once it has
-	// input (blockingSource) and writes without waiting (blockingDest).
-	mayBlock bool
+	// files: r and the copy's destination are regular files
+	// (*os.File), between which io.Copy uses copy_file_range(2) and
+	// neither waits. Otherwise either may be a descriptor in blocking
+	// mode, which a userspace copy reads only once it has input
+	// (blockingSource) and writes without waiting (blockingDest).
+	files bool
 }
 
 func unwrapSource(src io.Reader) copySource {
@@ -293,12 +294,15 @@ func unwrapSource(src io.Reader) copySource {
 	return s
 }
 
-// copyUserspace is io.Copy, made cancellable (between reads for
-// CopyAsync, and through deadlines for waits on descriptors), and kept
+// copyUserspace is io.Copy, made cancellable (ctx checked between reads
+// or writes, and waits on descriptors woken through deadlines), and kept
 // from recursing into this package's ReadFrom and WriteTo (which call the
 // engine).
-func copyUserspace(ctx context.Context, life *lifetime, dst io.Writer, src io.Reader, s copySource, async bool, m *meter) (int64, error) {
-	if s.mayBlock {
+func copyUserspace(ctx context.Context, life *lifetime, dst io.Writer, src io.Reader, s copySource, m *meter) (int64, error) {
+	if s.files && s.pacer == nil {
+		return copyFiles(ctx, dst, s, m)
+	}
+	if !s.files {
 		// A pipe or socket in blocking mode is written with calls that
 		// do not wait, its waits for room ended by the interruption.
 		dst = blockingDest(dst)
@@ -309,7 +313,7 @@ func copyUserspace(ctx context.Context, life *lifetime, dst io.Writer, src io.Re
 		dst = struct{ io.Writer }{w}
 	}
 	blocking, wrapped := s.r, false
-	if s.mayBlock {
+	if !s.files {
 		blocking, wrapped = blockingSource(ctx, s.r)
 	}
 	if pr, ok := s.r.(*PipeReader); ok || s.pacer != nil || wrapped {
@@ -330,8 +334,16 @@ func copyUserspace(ctx context.Context, life *lifetime, dst io.Writer, src io.Re
 		}
 		src = r
 	}
-	if async && ctx.Done() != nil {
-		src = &ctxReader{ctx: ctx, r: src}
+	if ctx.Done() != nil {
+		// A copy between values with no descriptor (or none that waits)
+		// has no wait a deadline could end: it checks ctx itself. The
+		// side wrapped is the one whose fast path io.Copy does not take,
+		// so that it takes the same path as on src and dst themselves.
+		if _, ok := src.(io.WriterTo); ok {
+			dst = &ctxWriter{ctx: ctx, w: dst}
+		} else {
+			src = &ctxReader{ctx: ctx, r: src}
+		}
 	}
 	var n int64
 	var err error
@@ -452,6 +464,54 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 		return 0, ctxerr.Wrap("pipes", c.ctx, nil)
 	}
 	return c.r.Read(p)
+}
+
+// ctxWriter fails writes once ctx is done.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c *ctxWriter) Write(p []byte) (int, error) {
+	if c.ctx.Err() != nil {
+		return 0, ctxerr.Wrap("pipes", c.ctx, nil)
+	}
+	return c.w.Write(p)
+}
+
+// fileChunk bounds one round of copyFiles: how long a cancelled copy
+// between two files may go on.
+const fileChunk = 64 << 20
+
+// copyFiles copies between two regular files as io.Copy does, with
+// copy_file_range(2) inside dst's ReadFrom (which may share extents), in
+// rounds of at most fileChunk bytes with ctx checked between them:
+// neither file waits, so nothing else would end a long copy. It updates
+// s.lr as io.Copy would.
+func copyFiles(ctx context.Context, dst io.Writer, s copySource, m *meter) (int64, error) {
+	var n int64
+	var err error
+	for s.limit < 0 || n < s.limit {
+		if ctx.Err() != nil {
+			err = ctxerr.Wrap("pipes", ctx, nil)
+			break
+		}
+		round := io.LimitedReader{R: s.r, N: fileChunk}
+		if s.limit >= 0 {
+			round.N = min(round.N, s.limit-n)
+		}
+		var k int64
+		k, err = io.Copy(dst, &round)
+		n += k
+		m.Add(k)
+		if err != nil || round.N > 0 {
+			break // an error, or EOF
+		}
+	}
+	if s.lr != nil {
+		s.lr.N -= n
+	}
+	return n, err
 }
 
 // Stats is a snapshot of an engine's counters. Every field is a number

@@ -185,7 +185,7 @@ func (r *relay) run(dir int, dst io.Writer, src io.Reader) int64 {
 		// timer would take a busy relay for an idle one.
 		w, rd = relayWriter{dst}, relayReader{src}
 	}
-	n, err := r.e.copy(r.ctx, w, rd, true, &r.meters[dir])
+	n, err := r.e.copy(r.ctx, w, rd, &r.meters[dir])
 	err = r.e.closedErr(r.ctx, err)
 	if err == nil {
 		// The copy returned nil at EOF of src, and only once every byte
