@@ -171,8 +171,8 @@ func (e *Engine) CopyAsync(ctx context.Context, dst io.Writer, src io.Reader) *F
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if err := ctx.Err(); err != nil {
-		f.resolve(0, fmt.Errorf("pipes: copy not started: %w", err))
+	if ctx.Err() != nil {
+		f.resolve(0, ctxerr.Wrap("pipes: copy not started", ctx, nil))
 		return f
 	}
 	if err := e.begin(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/pipes-go/pipes/internal/ctxerr"
 	"github.com/pipes-go/pipes/internal/fanout"
 )
 
@@ -145,8 +146,8 @@ func (e *Engine) FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, op
 	if isNil(src) {
 		return failAll(fmt.Errorf("pipes: fan-out: %w", errNilSource))
 	}
-	if err := ctx.Err(); err != nil {
-		return failAll(fmt.Errorf("pipes: fan-out not started: %w", err))
+	if ctx.Err() != nil {
+		return failAll(ctxerr.Wrap("pipes: fan-out not started", ctx, nil))
 	}
 	var cfg fanOutConfig
 	for _, o := range opts {
