@@ -6,9 +6,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
@@ -120,6 +123,115 @@ func TestAdv5NotStarted(t *testing.T) {
 					}
 				})
 			}
+		}
+	}
+}
+
+// TestAdv5ConcurrentClose closes an engine from many goroutines at once
+// while operations of every kind wait on quiet peers: every Close must
+// return only once every operation has returned (Close "waits for them
+// to return"; a CopyAsync's Future is done), each with an error
+// wrapping ErrClosed.
+func TestAdv5ConcurrentClose(t *testing.T) {
+	fdtest.Check(t)
+	const (
+		ops     = 16
+		closers = 8
+	)
+	starts := []struct {
+		name string
+		// start starts an operation; its error arrives on the
+		// channel, and done, if not nil, reports whether it is over.
+		start func(t *testing.T, e *Engine) (ch <-chan error, done func() bool)
+	}{
+		{"CopyAsync", func(t *testing.T, e *Engine) (<-chan error, func() bool) {
+			a, b := unixPair(t)
+			c, d := unixPair(t)
+			t.Cleanup(func() { a.Close(); b.Close(); c.Close(); d.Close() })
+			ch := make(chan error, 1)
+			f := e.CopyAsync(context.Background(), c, b)
+			go func() { _, err := f.Wait(); ch <- err }()
+			return ch, func() bool { return isDone(f) }
+		}},
+		{"Copy", func(t *testing.T, e *Engine) (<-chan error, func() bool) {
+			a, b := tcpPair(t)
+			c, d := tcpPair(t)
+			t.Cleanup(func() { a.Close(); b.Close(); c.Close(); d.Close() })
+			ch := make(chan error, 1)
+			go func() { _, err := e.Copy(c, b); ch <- err }()
+			return ch, nil
+		}},
+		{"Relay", func(t *testing.T, e *Engine) (<-chan error, func() bool) {
+			a, b := unixPair(t)
+			c, d := tcpPair(t)
+			t.Cleanup(func() { a.Close(); b.Close(); c.Close(); d.Close() })
+			ch := make(chan error, 1)
+			go func() { _, _, err := e.Relay(context.Background(), b, c); ch <- err }()
+			return ch, nil
+		}},
+		{"FanOut", func(t *testing.T, e *Engine) (<-chan error, func() bool) {
+			a, b := unixPair(t)
+			c, d := unixPair(t)
+			t.Cleanup(func() { a.Close(); b.Close(); c.Close(); d.Close() })
+			ch := make(chan error, 1)
+			go func() { ch <- e.FanOut(context.Background(), b, []io.Writer{c})[0].Err }()
+			return ch, nil
+		}},
+	}
+	for _, ec := range engineCases(t) {
+		for _, s := range starts {
+			t.Run(ec.name+"/"+s.name, func(t *testing.T) {
+				e, err := NewEngine(ec.opts...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				done := make([]<-chan error, ops)
+				over := make([]func() bool, ops)
+				for i := range done {
+					done[i], over[i] = s.start(t, e)
+				}
+				for e.Stats().InFlight < ops {
+					time.Sleep(time.Millisecond)
+				}
+				var wg sync.WaitGroup
+				early := make(chan string, 2*closers)
+				for range closers {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						if err := e.Close(); err != nil {
+							t.Errorf("Close: %v", err)
+						}
+						if n := e.Stats().InFlight; n != 0 {
+							early <- fmt.Sprintf("a Close returned with %d operations in flight", n)
+						}
+						for i, over := range over {
+							if over != nil && !over() {
+								early <- fmt.Sprintf("a Close returned before operation %d was done", i)
+								return
+							}
+						}
+					}()
+				}
+				closed := make(chan struct{})
+				go func() { wg.Wait(); close(closed) }()
+				if _, ok := recvBy(closed, time.Now().Add(20*time.Second)); !ok {
+					t.Fatal("Close still runs 20s later")
+				}
+				close(early)
+				for msg := range early {
+					t.Error(msg)
+				}
+				for i, ch := range done {
+					err, ok := recvBy(ch, time.Now().Add(20*time.Second))
+					if !ok {
+						t.Fatalf("operation %d still runs 20s after Close", i)
+					}
+					if !errors.Is(err, ErrClosed) {
+						t.Errorf("operation %d: %v, want an error wrapping ErrClosed", i, err)
+					}
+				}
+			})
 		}
 	}
 }

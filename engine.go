@@ -31,6 +31,7 @@ type Engine struct {
 
 	mu       sync.Mutex
 	closed   bool
+	closing  chan struct{} // closed once the first Close has returned; nil for a broken engine
 	inFlight sync.WaitGroup
 
 	stats counters
@@ -109,16 +110,24 @@ func (e *Engine) Backend() Backend {
 // Close cancels the copies in flight, waits for them to return, and
 // releases the ring, its eventfd and every pooled pipe. Copies cancelled
 // this way fail with an error wrapping ErrClosed; copies started after
-// Close fail with ErrClosed. Close is safe to call more than once; later
-// calls return nil.
+// Close fail with ErrClosed. Close is safe to call more than once, also
+// from many goroutines at once: later calls wait until the first has
+// returned, and return nil. A copy's own reader or writer must not call
+// Close, which would wait for that copy.
 func (e *Engine) Close() error {
 	e.mu.Lock()
 	if e.closed {
+		closing := e.closing
 		e.mu.Unlock()
+		if closing != nil {
+			<-closing
+		}
 		return nil
 	}
 	e.closed = true
+	e.closing = make(chan struct{})
 	e.mu.Unlock()
+	defer close(e.closing)
 
 	e.cancel(ErrClosed)
 	e.life.copies.Close()
@@ -187,8 +196,11 @@ func (e *Engine) CopyAsync(ctx context.Context, dst io.Writer, src io.Reader) *F
 		err = e.closedErr(cctx, err)
 		stop()
 		cancel(nil)
-		e.end()
+		// Out of Stats.InFlight before Wait returns, and resolved
+		// before Close can return: once it has, every Future is done.
+		e.stats.inFlight.Add(-1)
 		f.resolve(n, err)
+		e.inFlight.Done()
 	}()
 	return f
 }
