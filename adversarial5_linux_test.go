@@ -235,3 +235,60 @@ func TestAdv5ConcurrentClose(t *testing.T) {
 		}
 	}
 }
+
+// TestAdv5BadLimiter paces copies and fan-outs by a Limiter that
+// NewLimiter did not make (the zero Limiter, whose rate is 0, and a nil
+// one): each must fail with an error saying so, having copied nothing,
+// never report a short copy as a success, and never panic.
+func TestAdv5BadLimiter(t *testing.T) {
+	fdtest.Check(t)
+	limiters := []struct {
+		name string
+		l    *Limiter
+	}{{"zero", &Limiter{}}, {"nil", nil}}
+	ops := []struct {
+		name string
+		run  func(e *Engine, dst io.Writer, src io.Reader) (int64, error)
+	}{
+		{"Copy", func(e *Engine, dst io.Writer, src io.Reader) (int64, error) { return e.Copy(dst, src) }},
+		{"CopyAsync", func(e *Engine, dst io.Writer, src io.Reader) (int64, error) {
+			return e.CopyAsync(context.Background(), dst, src).Wait()
+		}},
+		{"FanOut", func(e *Engine, dst io.Writer, src io.Reader) (int64, error) {
+			r := e.FanOut(context.Background(), src, []io.Writer{dst})[0]
+			return r.Written, r.Err
+		}},
+		{"Read", func(_ *Engine, dst io.Writer, src io.Reader) (int64, error) {
+			return io.Copy(dst, struct{ io.Reader }{src})
+		}},
+	}
+	for _, ec := range engineCases(t) {
+		e := newCaseEngine(t, ec)
+		for _, lim := range limiters {
+			for _, op := range ops {
+				for _, kind := range []string{"file", "unix", "pipe", "reader"} {
+					t.Run(fmt.Sprintf("%s/%s/%s/%s", ec.name, lim.name, op.name, kind), func(t *testing.T) {
+						src := adv5Source(t, kind, fdtest.Random(256<<10))
+						dst, finish := adv5Sink(t)
+						var n int64
+						var err error
+						func() {
+							defer func() {
+								if p := recover(); p != nil {
+									err = fmt.Errorf("panic: %v", p)
+								}
+							}()
+							n, err = op.run(e, dst, RateLimit(src, lim.l))
+						}()
+						if n != 0 || !errors.Is(err, errBadLimiter) {
+							t.Errorf("(%d, %v), want (0, an error wrapping errBadLimiter)", n, err)
+						}
+						if got := finish(); len(got) != 0 {
+							t.Errorf("the destination got %d bytes", len(got))
+						}
+					})
+				}
+			}
+		}
+	}
+}

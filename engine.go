@@ -252,6 +252,10 @@ func (e *Engine) copy(ctx context.Context, dst io.Writer, src io.Reader, m *mete
 	if s.lr != nil && s.lr.N <= 0 {
 		return 0, nil
 	}
+	if s.pacer != nil && !s.pacer.valid() {
+		// The kernel paths would take its grants of 0 bytes for EOF.
+		return 0, errBadLimiter
+	}
 	n, why, err := e.sys.copyFD(ctx, &e.life, dst, s.r, s.limit, m, s.pacer)
 	if why == inKernel {
 		if s.lr != nil {

@@ -2,11 +2,16 @@ package pipes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
 	"time"
 )
+
+// errBadLimiter is the error of a copy paced by a Limiter that NewLimiter
+// did not make: nil, or the zero Limiter, which has no rate.
+var errBadLimiter = errors.New("pipes: rate limit: Limiter not made by NewLimiter")
 
 // Limiter is a token bucket of bytes: a bandwidth limit that copies keep
 // on their kernel path. A copy whose source is wrapped by RateLimit asks
@@ -14,7 +19,8 @@ import (
 // many bytes it may move, and sleeps (holding no descriptor and no pipe)
 // until it may move some. One Limiter given to many copies limits their
 // sum; give each copy its own for a per-copy limit. A Limiter is safe for
-// concurrent use.
+// concurrent use. Only NewLimiter makes a Limiter: a copy paced by the
+// zero Limiter, or by a nil one, fails before it moves a byte.
 //
 // The bucket holds at most burst bytes, and fills at the rate. A copy
 // waits until the bucket is three-quarters full (or holds what the copy
@@ -59,8 +65,12 @@ func NewLimiter(bytesPerSecond int64, burst int) *Limiter {
 // bucket, and waits until the bucket holds enough: all it can hold, or
 // max if that is less. It fails with an error wrapping ctx.Err() if ctx ends
 // first, and then takes nothing. Bytes granted and not moved go back
-// with Refund.
+// with Refund. A Limiter that NewLimiter did not make (nil, or the zero
+// Limiter) grants nothing and fails at once.
 func (l *Limiter) Take(ctx context.Context, max int) (int, error) {
+	if !l.valid() {
+		return 0, errBadLimiter
+	}
 	if max <= 0 {
 		return 0, nil
 	}
@@ -97,13 +107,19 @@ func (l *Limiter) Take(ctx context.Context, max int) (int, error) {
 
 // Refund puts back n bytes that Take granted and the copy did not move.
 func (l *Limiter) Refund(n int) {
-	if n <= 0 {
+	if n <= 0 || !l.valid() {
 		return
 	}
 	l.mu.Lock()
 	l.refill(time.Now())
 	l.tokens = min(l.tokens+float64(n), l.burst)
 	l.mu.Unlock()
+}
+
+// valid reports whether l was made by NewLimiter: the zero Limiter has
+// no rate, and would grant 0 bytes without waiting.
+func (l *Limiter) valid() bool {
+	return l != nil && l.rate > 0 && l.quantum > 0
 }
 
 // refill adds the bytes the rate earned since the last refill.
