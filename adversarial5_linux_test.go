@@ -292,3 +292,92 @@ func TestAdv5BadLimiter(t *testing.T) {
 		}
 	}
 }
+
+// TestAdv5FanOutPaced fans out a source paced by a Limiter (RateLimit),
+// which the Engine's methods recognise: a paced fan-out delivers every
+// byte, on the kernel path where the source has a descriptor, and a
+// cancel or Close ends it while it waits for its next grant, however
+// far away that grant is.
+func TestAdv5FanOutPaced(t *testing.T) {
+	fdtest.Check(t)
+	const size = 256 << 10
+	data := fdtest.Random(size)
+	for _, ec := range engineCases(t) {
+		for _, kind := range []string{"file", "unix", "pipe", "reader"} {
+			for _, how := range []string{"eof", "limited", "cancel", "close"} {
+				t.Run(ec.name+"/"+kind+"/"+how, func(t *testing.T) {
+					e, err := NewEngine(ec.opts...)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer e.Close()
+					// The bucket starts with 64 KiB, then grants 48 KiB
+					// every 48 s: after the first grant the fan-out waits.
+					l := NewLimiter(1<<10, 64<<10)
+					var src io.Reader = adv5Source(t, kind, data)
+					want := data[:64<<10]
+					if how == "eof" || how == "limited" {
+						l = NewLimiter(8<<20, 64<<10) // the whole source in 30-ish ms
+						want = data
+					}
+					src = RateLimit(src, l)
+					var lr *io.LimitedReader
+					if how == "limited" {
+						want = data[:size-4097]
+						lr = &io.LimitedReader{R: src, N: int64(len(want))}
+						src = lr
+					}
+					ctx, cancel := context.WithCancelCause(context.Background())
+					defer cancel(nil)
+					dst, finish := adv5Sink(t)
+					dst2, finish2 := adv5Sink(t)
+					before := e.Stats()
+					res := make(chan []Result, 1)
+					go func() { res <- e.FanOut(ctx, src, []io.Writer{dst, dst2}) }()
+					switch how {
+					case "cancel":
+						time.Sleep(50 * time.Millisecond)
+						cancel(errors.New("stopped by the test"))
+					case "close":
+						time.Sleep(50 * time.Millisecond)
+						closed := make(chan error, 1)
+						go func() { closed <- e.Close() }()
+						if _, ok := recvBy(closed, time.Now().Add(20*time.Second)); !ok {
+							t.Fatal("Close still runs 20s later")
+						}
+					}
+					rs, ok := recvBy(res, time.Now().Add(20*time.Second))
+					if !ok {
+						t.Fatalf("FanOut (%s) still runs 20s later", how)
+					}
+					for i, got := range [][]byte{finish(), finish2()} {
+						r := rs[i]
+						if r.Written != int64(len(got)) || !bytes.Equal(got, data[:len(got)]) {
+							t.Errorf("destination %d: Written %d, got %d bytes, the source's first: %v", i, r.Written, len(got), bytes.Equal(got, data[:len(got)]))
+						}
+						switch how {
+						case "eof", "limited":
+							if r.Err != nil || !bytes.Equal(got, want) {
+								t.Errorf("destination %d: (%d, %v), want (%d, nil)", i, r.Written, r.Err, len(want))
+							}
+						case "cancel":
+							if !errors.Is(r.Err, context.Canceled) || len(got) > len(want) {
+								t.Errorf("destination %d: (%d, %v), want at most %d bytes and context.Canceled", i, r.Written, r.Err, len(want))
+							}
+						case "close":
+							if !errors.Is(r.Err, ErrClosed) || len(got) > len(want) {
+								t.Errorf("destination %d: (%d, %v), want at most %d bytes and ErrClosed", i, r.Written, r.Err, len(want))
+							}
+						}
+					}
+					if lr != nil && lr.N != 0 {
+						t.Errorf("LimitedReader.N = %d after the fan-out, want 0", lr.N)
+					}
+					if st := e.Stats(); kind != "reader" && st.Userspace != before.Userspace {
+						t.Errorf("a paced fan-out from a %s went through userspace: %+v", kind, st)
+					}
+				})
+			}
+		}
+	}
+}

@@ -104,6 +104,8 @@ func FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, opts ...FanOut
 // A regular-file src is read from its current offset, which is left after
 // the bytes read, as io.Copy leaves it. An *io.LimitedReader src is
 // honoured: at most N bytes are read and N is decreased by the bytes read.
+// A *RateLimitedReader src (RateLimit) is paced by its Limiter, on the
+// kernel path too, and a cancel or Close ends a wait for a grant.
 // When src fails, every destination still in the copy receives the bytes
 // read before and then reports the read error.
 //
@@ -184,37 +186,39 @@ func (e *Engine) FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, op
 }
 
 // fanOut runs a fan-out of src to ds on the fastest path: the kernel's
-// where it applies, else userspace. It interrupts the reads of src when
-// ctx ends; the fan-out interrupts the writes of the destinations it
-// stops.
+// where it applies, else userspace. It honours an *io.LimitedReader and
+// a *RateLimitedReader around src, as a copy does (unwrapSource), and
+// interrupts the reads of src when ctx ends; the fan-out interrupts the
+// writes of the destinations it stops.
 func (e *Engine) fanOut(ctx context.Context, src io.Reader, ds []*fanout.Dest, p fanout.Policy) {
-	limit := int64(-1)
-	inner := src
-	lr, limited := src.(*io.LimitedReader)
-	if limited {
-		if lr.N <= 0 {
-			return
-		}
-		limit, inner = lr.N, lr.R
+	s := unwrapSource(src)
+	if s.lr != nil && s.lr.N <= 0 {
+		return
 	}
-	defer interruptOnDone(ctx, nil, src)()
-	read, why := e.fanOutKernel(ctx, inner, limit, ds, p)
+	defer interruptOnDone(ctx, nil, s.r)()
+	read, why := e.fanOutKernel(ctx, s.r, s.limit, s.pacer, ds, p)
 	if why == inKernel {
-		if limited {
-			lr.N -= read
+		if s.lr != nil {
+			s.lr.N -= read
 		}
 		return
 	}
 	e.stats.userspace[why].Add(1)
-	if b, wrapped := blockingSource(ctx, inner); wrapped {
-		// Read in poll(2) slices, so that ctx ends a wait for input.
-		if !limited {
-			fanout.RunUserspace(ctx, b, ds, p)
-			return
-		}
-		l := &io.LimitedReader{R: b, N: lr.N}
-		defer func() { lr.N = l.N }()
-		src = l
+	r, wrapped := blockingSource(ctx, s.r)
+	if !wrapped && s.pacer == nil {
+		// src as it is: a limit is its own *io.LimitedReader's.
+		fanout.RunUserspace(ctx, src, ds, p)
+		return
 	}
-	fanout.RunUserspace(ctx, src, ds, p)
+	// Rebuild the chain: a blocking descriptor read in poll(2) slices
+	// and the Limiter's waits, both ended by ctx.
+	if s.pacer != nil {
+		r = &pacedReader{ctx: ctx, r: r, l: s.pacer}
+	}
+	if s.lr != nil {
+		l := &io.LimitedReader{R: r, N: s.lr.N}
+		defer func() { s.lr.N = l.N }()
+		r = l
+	}
+	fanout.RunUserspace(ctx, r, ds, p)
 }

@@ -14,7 +14,8 @@ import (
 // blocking pipe or socket, a device) or no destination can be spliced
 // into (fallbackNoFD); pipes cannot be had, or the kernel refuses the
 // source (fallbackRefused). The caller then fans out through userspace.
-func (e *Engine) fanOutKernel(ctx context.Context, src io.Reader, limit int64, ds []*fanout.Dest, p fanout.Policy) (read int64, why fallback) {
+// A non-nil pacer grants the reads of src (RateLimit).
+func (e *Engine) fanOutKernel(ctx context.Context, src io.Reader, limit int64, pacer *Limiter, ds []*fanout.Dest, p fanout.Policy) (read int64, why fallback) {
 	se, ok := readerEndpoint(src)
 	if !ok {
 		return 0, fallbackNoFD
@@ -36,7 +37,10 @@ func (e *Engine) fanOutKernel(ctx context.Context, src io.Reader, limit int64, d
 		return 0, fallbackNoFD
 	}
 	source := fanout.Source{Conn: se.conn, Kind: se.kind, Limit: limit}
-	if warm := e.sys.warmer(se); warm != nil {
+	if pacer != nil {
+		// Paced reads wait for the Limiter; they need no warming.
+		source.Pacer = pacer
+	} else if warm := e.sys.warmer(se); warm != nil {
 		// A fan-out is one reader however many destinations it has:
 		// warmed whatever RingMinConcurrency says.
 		source.Pacer = warm

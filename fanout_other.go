@@ -11,7 +11,7 @@ import (
 
 // fanOutKernel has no kernel path off Linux (no tee(2)): FanOut always
 // copies through userspace buffers there.
-func (e *Engine) fanOutKernel(context.Context, io.Reader, int64, []*fanout.Dest, fanout.Policy) (int64, fallback) {
+func (e *Engine) fanOutKernel(context.Context, io.Reader, int64, *Limiter, []*fanout.Dest, fanout.Policy) (int64, fallback) {
 	return 0, fallbackNoFD
 }
 
