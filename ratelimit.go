@@ -7,6 +7,8 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"github.com/pipes-go/pipes/internal/ctxerr"
 )
 
 // errBadLimiter is the error of a copy paced by a Limiter that NewLimiter
@@ -62,9 +64,10 @@ func NewLimiter(bytesPerSecond int64, burst int) *Limiter {
 }
 
 // Take grants between 1 and max bytes (max > 0), taking them from the
-// bucket, and waits until the bucket holds enough: all it can hold, or
-// max if that is less. It fails with an error wrapping ctx.Err() if ctx ends
-// first, and then takes nothing. Bytes granted and not moved go back
+// bucket: it waits until the bucket holds three-quarters of its burst,
+// or max if that is less, and grants up to max of what it holds. It
+// fails with an error wrapping ctx.Err() (and the context's cause) if ctx
+// ends first, and then takes nothing. Bytes granted and not moved go back
 // with Refund. A Limiter that NewLimiter did not make (nil, or the zero
 // Limiter) grants nothing and fails at once.
 func (l *Limiter) Take(ctx context.Context, max int) (int, error) {
@@ -100,7 +103,7 @@ func (l *Limiter) Take(ctx context.Context, max int) (int, error) {
 		select {
 		case <-timer.C:
 		case <-ctx.Done():
-			return 0, fmt.Errorf("pipes: rate limit: %w", context.Cause(ctx))
+			return 0, ctxerr.Wrap("pipes: rate limit", ctx, nil)
 		}
 	}
 }

@@ -122,3 +122,35 @@ func TestRateLimitCancel(t *testing.T) {
 		t.Fatalf("copy = (%d, %v), want (4096, context.Canceled)", n, err)
 	}
 }
+
+// TestLimiterTakeCause: a Take that its context ends fails with an error
+// wrapping both ctx.Err() and the context's cause, as its doc says.
+func TestLimiterTakeCause(t *testing.T) {
+	cause := errors.New("shutting down")
+	for _, tc := range []struct {
+		name   string
+		cancel func(context.CancelCauseFunc)
+		causes []error
+	}{
+		{"cancel", func(c context.CancelCauseFunc) { c(nil) }, []error{context.Canceled}},
+		{"cancel with a cause", func(c context.CancelCauseFunc) { c(cause) }, []error{context.Canceled, cause}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := NewLimiter(1, 1)
+			if _, err := l.Take(context.Background(), 1<<20); err != nil {
+				t.Fatal(err) // the bucket is now empty: the next grant is a second away
+			}
+			ctx, cancel := context.WithCancelCause(context.Background())
+			tc.cancel(cancel)
+			n, err := l.Take(ctx, 1)
+			if n != 0 || err == nil {
+				t.Fatalf("Take = (%d, %v), want an error", n, err)
+			}
+			for _, want := range tc.causes {
+				if !errors.Is(err, want) {
+					t.Errorf("Take: %v, want an error wrapping %v", err, want)
+				}
+			}
+		})
+	}
+}
