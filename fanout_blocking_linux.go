@@ -27,11 +27,17 @@ import (
 
 // blockingSource returns src, the source of a fan-out or a copy read
 // through userspace, wrapped so that its reads end when ctx does, and
-// true, if it is a pipe, socket or character device in blocking mode;
-// else src itself and false.
+// true, if it is a pipe, socket or character device in blocking mode,
+// open for reading; else src itself and false.
 func blockingSource(ctx context.Context, src io.Reader) (io.Reader, bool) {
 	ep, ok := readerEndpoint(src)
 	if !ok || ep.info.Flags&unix.O_NONBLOCK != 0 {
+		return src, false
+	}
+	if ep.info.Flags&unix.O_ACCMODE == unix.O_WRONLY {
+		// Not open for reading (a pipe's write end): poll(2) never
+		// reports input there, and the read fails at once (EBADF),
+		// as io.Copy's does.
 		return src, false
 	}
 	switch {

@@ -285,6 +285,7 @@ type side struct {
 	mode       uint32 // st_mode & S_IFMT
 	nonblock   bool   // O_NONBLOCK: Go's netpoller watches it
 	appendOnly bool   // O_APPEND
+	writeOnly  bool   // O_WRONLY: a read of it fails at once (EBADF)
 	known      bool   // the fields above are set
 }
 
@@ -297,6 +298,7 @@ func (s *side) apply(info Info) {
 	s.mode = info.Mode
 	s.nonblock = info.Flags&unix.O_NONBLOCK != 0
 	s.appendOnly = info.Flags&unix.O_APPEND != 0
+	s.writeOnly = info.Flags&unix.O_ACCMODE == unix.O_WRONLY
 }
 
 // inspectMode learns the descriptor's type, and its flags unless it is
@@ -392,8 +394,10 @@ func (s *side) pollable() bool { return s.nonblock && !s.neverWaits() }
 // splice(2), waits in the kernel for input whatever SPLICE_F_NONBLOCK
 // says, and a splice into a pipe holds the pipe's lock meanwhile, so
 // that the pipe's reader cannot take the bytes already in it. Such a
-// source is read only once poll(2) reports input (noInput).
-func (s *side) readBlocks() bool { return s.mode == unix.S_IFCHR && !s.nonblock }
+// source is read only once poll(2) reports input (noInput). One opened
+// write-only is not: poll(2) never reports input there, and the read
+// fails at once (EBADF), as io.Copy's does.
+func (s *side) readBlocks() bool { return s.mode == unix.S_IFCHR && !s.nonblock && !s.writeOnly }
 
 // blockingTTY reports a terminal in blocking mode (a pty master after
 // f.Fd() or term.MakeRaw, a serial port). A write to one, by write(2)

@@ -1,0 +1,137 @@
+//go:build linux
+
+package pipes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pipes-go/pipes/internal/fdtest"
+)
+
+// adv4APIs are the ways a test of this file runs one copy: each returns
+// the copy's count and error.
+var adv4APIs = []struct {
+	name string
+	run  func(ctx context.Context, e *Engine, dst io.Writer, src io.Reader) (int64, error)
+}{
+	{"Copy", func(_ context.Context, e *Engine, dst io.Writer, src io.Reader) (int64, error) {
+		return e.Copy(dst, src)
+	}},
+	{"CopyAsync", func(ctx context.Context, e *Engine, dst io.Writer, src io.Reader) (int64, error) {
+		return e.CopyAsync(ctx, dst, src).Wait()
+	}},
+	{"CopyContext", func(ctx context.Context, e *Engine, dst io.Writer, src io.Reader) (int64, error) {
+		return e.CopyContext(ctx, dst, src)
+	}},
+	{"FanOut", func(ctx context.Context, e *Engine, dst io.Writer, src io.Reader) (int64, error) {
+		r := e.FanOut(ctx, src, []io.Writer{dst})
+		return r[0].Written, r[0].Err
+	}},
+}
+
+// adv4Copy runs one copy with run in a goroutine and returns its result;
+// ok is false if it still ran 20s later, after which unblock is called
+// (it must end the copy) and the copy waited for.
+func adv4Copy(run func() (int64, error), unblock func()) (n int64, err error, ok bool) {
+	type result struct {
+		n   int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := run()
+		done <- result{n, err}
+	}()
+	r, ok := recvBy(done, time.Now().Add(20*time.Second))
+	if !ok {
+		unblock()
+		r = <-done
+	}
+	return r.n, r.err, ok
+}
+
+// writeOnlyPty opens a new pseudo-terminal and returns its slave opened
+// write-only, in blocking mode (os.NewFile of the descriptor), and its
+// master, both closed when the test ends.
+func writeOnlyPty(t *testing.T) (slave, master *os.File) {
+	t.Helper()
+	master = openPath(t, "/dev/ptmx", os.O_RDWR|unix.O_NOCTTY)
+	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Skip(err)
+	}
+	n, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Skip(err)
+	}
+	fd, err := unix.Open(fmt.Sprintf("/dev/pts/%d", n), unix.O_WRONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	return newFD(t, fd, err, "pts (write-only)"), master
+}
+
+// TestAdv4WriteOnlySource: a source open only for writing (the write
+// end of a pipe in blocking mode, a terminal opened O_WRONLY) cannot be
+// read: io.Copy fails at once with EBADF. A copy or fan-out from one
+// waited for input that poll(2) never reports there (a blocking source
+// is read only once poll says it has input), forever. It must fail as
+// io.Copy does, having copied nothing.
+func TestAdv4WriteOnlySource(t *testing.T) {
+	fdtest.Check(t)
+	sources := []struct {
+		name string
+		make func(t *testing.T) *os.File
+	}{
+		{"blocking-pipe-write-end", func(t *testing.T) *os.File {
+			_, w := blockingPipe(t)
+			return w
+		}},
+		{"pipe-write-end", func(t *testing.T) *os.File {
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { r.Close(); w.Close() })
+			return w
+		}},
+		{"pty-write-only", func(t *testing.T) *os.File {
+			s, _ := writeOnlyPty(t)
+			return s
+		}},
+	}
+	for _, ec := range engineCases(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, src := range sources {
+			for _, sk := range advSinks {
+				for _, api := range adv4APIs {
+					t.Run(fmt.Sprintf("%s/%s->%s/%s", ec.name, src.name, sk, api.name), func(t *testing.T) {
+						ref := src.make(t)
+						w, finish := advSink(t, sk)
+						wantN, wantErr := io.Copy(w, ref)
+						finish()
+						if !errors.Is(wantErr, unix.EBADF) {
+							t.Fatalf("io.Copy = (%d, %v), want EBADF", wantN, wantErr)
+						}
+						f := src.make(t)
+						w, finish = advSink(t, sk)
+						n, err, ok := adv4Copy(func() (int64, error) {
+							return api.run(context.Background(), e, w, f)
+						}, func() { f.Close() })
+						got := finish()
+						if !ok {
+							t.Fatalf("%s still ran 20s later; once the source was closed: (%d, %v)", api.name, n, err)
+						}
+						if n != wantN || len(got) != 0 || !sameErr(err, wantErr) {
+							t.Errorf("%s = (%d, %v), destination got %d bytes; io.Copy = (%d, %v)", api.name, n, err, len(got), wantN, wantErr)
+						}
+					})
+				}
+			}
+		}
+	}
+}
