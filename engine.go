@@ -269,6 +269,15 @@ func (e *Engine) copy(ctx context.Context, dst io.Writer, src io.Reader, m *mete
 		return n, err
 	}
 	e.stats.userspace[why].Add(1)
+	// A nil pointer in an interface (a nil *net.TCPConn, say) would
+	// panic in its Read or Write: in CopyAsync's goroutine, a panic no
+	// caller can recover. Fail as io.Copy fails on a nil *os.File.
+	switch {
+	case isNil(dst):
+		return 0, errNilDestination
+	case nilReader(src):
+		return 0, errNilSource
+	}
 	s.files = why == fallbackFileToFile
 	return copyUserspace(ctx, &e.life, dst, src, s, m)
 }

@@ -127,10 +127,11 @@ func FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, opts ...FanOut
 // that cannot be interrupted delays the return until it returns by
 // itself.
 //
-// A nil src (or one holding a nil pointer) fails every destination; a nil
-// destination fails with an error of its own and does not disturb the
-// others; no destinations means nothing is read and an empty result.
-// FanOut never closes src or dsts.
+// A nil src (or one holding a nil pointer, also inside an
+// *io.LimitedReader) fails every destination; a nil destination fails
+// with an error of its own and does not disturb the others (both errors
+// wrap os.ErrInvalid); no destinations means nothing is read and an
+// empty result. FanOut never closes src or dsts.
 func (e *Engine) FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, opts ...FanOutOption) []Result {
 	res := make([]Result, len(dsts))
 	if len(dsts) == 0 {
@@ -145,7 +146,7 @@ func (e *Engine) FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, op
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if isNil(src) {
+	if nilReader(src) {
 		return failAll(fmt.Errorf("pipes: fan-out: %w", errNilSource))
 	}
 	if ctx.Err() != nil {

@@ -67,7 +67,10 @@ func DefaultEngine() *Engine {
 // *PipeReader, *PipeWriter, and anything implementing syscall.Conn), and
 // copies through a userspace buffer otherwise. A *io.LimitedReader src is
 // honoured: at most N bytes are copied and N is decreased by the number
-// copied. Copy uses DefaultEngine.
+// copied. A src or dst that is nil or holds a nil pointer (a nil
+// *net.TCPConn, say, on which io.Copy panics) fails with an error
+// wrapping os.ErrInvalid, as io.Copy fails on a nil *os.File, with
+// nothing copied. Copy uses DefaultEngine.
 //
 // From a regular file the kernel moves references to the file's
 // page-cache pages, not copies: when dst is a pipe or fifo, its reader

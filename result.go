@@ -1,7 +1,9 @@
 package pipes
 
 import (
-	"errors"
+	"fmt"
+	"io"
+	"os"
 	"reflect"
 )
 
@@ -15,11 +17,32 @@ type Result struct {
 }
 
 // errNilSource and errNilDestination report nil arguments (FanOut,
-// CopyBatch).
+// CopyBatch, and the copies, whose Read or Write of one would panic).
+// They wrap os.ErrInvalid, as io.Copy's error for a nil *os.File does.
 var (
-	errNilSource      = errors.New("pipes: nil source")
-	errNilDestination = errors.New("pipes: nil destination")
+	errNilSource      = fmt.Errorf("pipes: nil source: %w", os.ErrInvalid)
+	errNilDestination = fmt.Errorf("pipes: nil destination: %w", os.ErrInvalid)
 )
+
+// nilReader reports a source that is nil or holds a nil pointer, also
+// behind the wrappers the engine takes off (*io.LimitedReader,
+// *RateLimitedReader): its Read would panic.
+func nilReader(r io.Reader) bool {
+	for range 8 {
+		if isNil(r) {
+			return true
+		}
+		switch x := r.(type) {
+		case *io.LimitedReader:
+			r = x.R
+		case *RateLimitedReader:
+			r = x.R
+		default:
+			return false
+		}
+	}
+	return false
+}
 
 // isNil reports a nil interface, or one holding a nil pointer, map,
 // slice, channel or function, whose methods would panic.
