@@ -189,3 +189,114 @@ func TestAdv4NilEnds(t *testing.T) {
 		}
 	}
 }
+
+// blockingMessagePair returns the two ends of a unix socketpair of type
+// typ (SOCK_DGRAM, SOCK_SEQPACKET) in blocking mode, as *os.Files the
+// netpoller does not watch, both closed when the test ends.
+func blockingMessagePair(t *testing.T, typ int) (a, b *os.File) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a = os.NewFile(uintptr(fds[0]), "socketpair (blocking)")
+	b = os.NewFile(uintptr(fds[1]), "socketpair (blocking, peer)")
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+// TestAdv4BlockingMessageSocket: a datagram or seqpacket socket in
+// blocking mode (os.NewFile of such a descriptor, as a socket handed
+// over by a parent process may be) is copied through userspace, and its
+// Read, when its peer is quiet, or its Write, when its peer does not
+// read, waited in the kernel, where neither a cancel nor Engine.Close
+// reached it: the copy never ended, nor did Close. Both must end the
+// copy (and Close return) with an error wrapping context.Canceled or
+// ErrClosed, the count being what the destination got.
+func TestAdv4BlockingMessageSocket(t *testing.T) {
+	fdtest.Check(t)
+	hello := []byte("hello, datagram")
+	types := map[string]int{"dgram": unix.SOCK_DGRAM, "seqpacket": unix.SOCK_SEQPACKET}
+	for _, ec := range engineCases(t) {
+		for tname, typ := range types {
+			for _, role := range []string{"src", "dst"} {
+				for _, how := range []string{"cancel", "Close"} {
+					for _, api := range adv4APIs {
+						if how == "cancel" && api.name == "Copy" {
+							continue // only Close ends a Copy
+						}
+						t.Run(fmt.Sprintf("%s/%s-%s/%s/%s", ec.name, tname, role, how, api.name), func(t *testing.T) {
+							e := newCaseEngine(t, ec)
+							a, b := blockingMessagePair(t, typ)
+							ctx, cancel := context.WithCancel(context.Background())
+							defer cancel()
+							var dst io.Writer
+							var src io.Reader
+							var peer io.ReadCloser
+							if role == "src" {
+								r, w := advConn(t, "pipe")
+								defer r.Close()
+								defer w.Close()
+								if _, err := b.Write(hello); err != nil {
+									t.Fatal(err)
+								}
+								dst, src, peer = w, a, r
+							} else {
+								dst, src = a, &io.LimitedReader{R: openPath(t, "/dev/zero", os.O_RDONLY), N: 64 << 20}
+							}
+							type result struct {
+								n   int64
+								err error
+							}
+							done := make(chan result, 1)
+							go func() {
+								n, err := api.run(ctx, e, dst, src)
+								done <- result{n, err}
+							}()
+							if role == "src" {
+								got := make([]byte, len(hello))
+								if _, err := io.ReadFull(peer, got); err != nil {
+									t.Fatal(err)
+								}
+							}
+							closed, want := stopCopy(e, how, cancel)
+							r, ok := recvBy(done, time.Now().Add(20*time.Second))
+							if !ok {
+								if role == "src" {
+									b.Write(hello) // no EOF on a datagram socket
+									a.Close()
+								} else {
+									go io.Copy(io.Discard, b)
+								}
+								r = <-done
+								t.Fatalf("%s still ran 20s after the %s; once unblocked: (%d, %v)", api.name, how, r.n, r.err)
+							}
+							if closed != nil {
+								if c := <-closed; c.err != nil {
+									t.Errorf("Close: %v", c.err)
+								}
+							}
+							var got int64
+							if role == "src" {
+								got = int64(len(hello))
+							} else {
+								a.Close()
+								buf := make([]byte, 64<<10)
+								for {
+									m, _, err := unix.Recvfrom(int(b.Fd()), buf, unix.MSG_DONTWAIT)
+									if err != nil || m <= 0 {
+										break
+									}
+									got += int64(m)
+								}
+							}
+							if !errors.Is(r.err, want) || r.n != got {
+								t.Errorf("%s = (%d, %v), want (%d, an error wrapping %v)", api.name, r.n, r.err, got, want)
+							}
+						})
+					}
+				}
+			}
+		}
+	}
+}

@@ -5,6 +5,7 @@ package pipes
 import (
 	"context"
 	"io"
+	"net"
 	"os"
 	"sync/atomic"
 	"syscall"
@@ -27,11 +28,17 @@ import (
 
 // blockingSource returns src, the source of a fan-out or a copy read
 // through userspace, wrapped so that its reads end when ctx does, and
-// true, if it is a pipe, socket or character device in blocking mode,
-// open for reading; else src itself and false.
+// true, if it is a pipe, socket (of any type but listening) or character
+// device in blocking mode, open for reading; else src itself and false.
 func blockingSource(ctx context.Context, src io.Reader) (io.Reader, bool) {
 	ep, ok := readerEndpoint(src)
-	if !ok || ep.info.Flags&unix.O_NONBLOCK != 0 {
+	if !ok {
+		if rc, ok := blockingMessageSocket(src); ok {
+			return &blockingReader{ctx: ctx, r: src, conn: rc}, true
+		}
+		return src, false
+	}
+	if ep.info.Flags&unix.O_NONBLOCK != 0 {
 		return src, false
 	}
 	if ep.info.Flags&unix.O_ACCMODE == unix.O_WRONLY {
@@ -47,6 +54,42 @@ func blockingSource(ctx context.Context, src io.Reader) (io.Reader, bool) {
 		return src, false
 	}
 	return &blockingReader{ctx: ctx, r: src, conn: ep.conn}, true
+}
+
+// blockingMessageSocket returns the RawConn of v, an end the kernel
+// path does not take, and true if it is a datagram or seqpacket socket
+// (UDP, unixgram, unixpacket) in blocking mode that is not listening,
+// as os.NewFile of such a descriptor gives: its reads and writes wait
+// in the kernel like a blocking stream socket's, and are wrapped the
+// same way. Go's own sockets are on the netpoller: not asked.
+func blockingMessageSocket(v any) (syscall.RawConn, bool) {
+	switch v.(type) {
+	case *net.UDPConn, *net.UnixConn, *net.TCPConn, *net.IPConn:
+		return nil, false
+	}
+	sc, ok := v.(syscall.Conn)
+	if !ok || isNil(v) {
+		return nil, false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil || rc == nil {
+		return nil, false
+	}
+	ok = false
+	rc.Control(func(d uintptr) {
+		var st unix.Stat_t
+		if unix.Fstat(int(d), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+			return
+		}
+		if fl, err := unix.FcntlInt(d, unix.F_GETFL, 0); err != nil || fl&unix.O_NONBLOCK != 0 {
+			return
+		}
+		// A listening socket's read fails at once, where poll(2)
+		// waits for a connection.
+		l, err := unix.GetsockoptInt(int(d), unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+		ok = err == nil && l == 0
+	})
+	return rc, ok
 }
 
 // blockingReader reads r, whose descriptor is in blocking mode, only once
@@ -83,7 +126,13 @@ func (b *blockingReader) Read(p []byte) (int, error) {
 // until all of it fits, and nothing tells beforehand how much fits.
 func blockingDest(w io.Writer) io.Writer {
 	ep, ok := writerEndpoint(w)
-	if !ok || ep.info.Flags&unix.O_NONBLOCK != 0 || (ep.kind != kindPipe && ep.kind != kindSocket) {
+	if !ok {
+		if rc, ok := blockingMessageSocket(w); ok {
+			return &blockingWriter{w: w, conn: rc, socket: true}
+		}
+		return w
+	}
+	if ep.info.Flags&unix.O_NONBLOCK != 0 || (ep.kind != kindPipe && ep.kind != kindSocket) {
 		return w
 	}
 	return &blockingWriter{w: w, conn: ep.conn, socket: ep.kind == kindSocket}
