@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 )
@@ -108,6 +109,16 @@ func TestCloseEndsBusyUserspaceCopies(t *testing.T) {
 		{"dst ReaderFrom", io.Discard, endless{}},
 		{"src WriterTo", takeAll{}, endlessWriterTo{}},
 		{"limited", takeAll{}, &io.LimitedReader{R: endless{}, N: 1 << 62}},
+	}
+	if null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
+		// A destination descriptor that never waits, whose *os.File
+		// ReadFrom (a buffer loop here) must not hide ctx.
+		defer null.Close()
+		pairs = append(pairs, struct {
+			name string
+			dst  io.Writer
+			src  io.Reader
+		}{"to null device", null, endless{}})
 	}
 	for _, st := range starts {
 		for _, p := range pairs {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/pipes-go/pipes/internal/ctxerr"
@@ -298,6 +299,21 @@ type copySource struct {
 	files bool
 }
 
+// wrap puts back around r (the source, or a wrapper of the engine's
+// around it) the Limiter's pacing, its waits ended by ctx, and the
+// limit. Once the copy has returned, sync moves the bytes read off the
+// caller's *io.LimitedReader.
+func (s copySource) wrap(ctx context.Context, r io.Reader) (_ io.Reader, sync func()) {
+	if s.pacer != nil {
+		r = &pacedReader{ctx: ctx, r: r, l: s.pacer}
+	}
+	if s.lr == nil {
+		return r, func() {}
+	}
+	l := &io.LimitedReader{R: r, N: s.lr.N}
+	return l, func() { s.lr.N = l.N }
+}
+
 func unwrapSource(src io.Reader) copySource {
 	s := copySource{r: src, limit: -1}
 	for range 2 {
@@ -327,6 +343,8 @@ func copyUserspace(ctx context.Context, life *lifetime, dst io.Writer, src io.Re
 	if s.files && s.pacer == nil {
 		return copyFiles(ctx, dst, s, m)
 	}
+	_, dstFD := dst.(syscall.Conn)
+	_, srcFD := s.r.(syscall.Conn)
 	if !s.files {
 		// A pipe or socket in blocking mode is written with calls that
 		// do not wait, its waits for room ended by the interruption.
@@ -349,21 +367,19 @@ func copyUserspace(ctx context.Context, life *lifetime, dst io.Writer, src io.Re
 		if ok {
 			r = struct{ io.Reader }{pr}
 		}
-		if s.pacer != nil {
-			r = &pacedReader{ctx: ctx, r: r, l: s.pacer}
-		}
-		if s.lr != nil {
-			l := &io.LimitedReader{R: r, N: s.lr.N}
-			defer func() { s.lr.N = l.N }()
-			r = l
-		}
-		src = r
+		var sync func()
+		src, sync = s.wrap(ctx, r)
+		defer sync()
 	}
-	if ctx.Done() != nil {
-		// A copy between values with no descriptor (or none that waits)
-		// has no wait a deadline could end: it checks ctx itself. The
+	if ctx.Done() != nil && !(dstFD && srcFD) {
+		// A copy with an end that has no descriptor may never wait on
+		// one, and then no deadline ends it: it checks ctx itself. The
 		// side wrapped is the one whose fast path io.Copy does not take,
 		// so that it takes the same path as on src and dst themselves.
+		// (Between two descriptors it is left as it is: an *os.File's
+		// WriteTo hands the copy to dst's ReadFrom, which a wrapper
+		// would hide, and a copy between two ends that never wait is
+		// one the kernel path took.)
 		if _, ok := src.(io.WriterTo); ok {
 			dst = &ctxWriter{ctx: ctx, w: dst}
 		} else {

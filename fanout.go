@@ -213,13 +213,7 @@ func (e *Engine) fanOut(ctx context.Context, src io.Reader, ds []*fanout.Dest, p
 	}
 	// Rebuild the chain: a blocking descriptor read in poll(2) slices
 	// and the Limiter's waits, both ended by ctx.
-	if s.pacer != nil {
-		r = &pacedReader{ctx: ctx, r: r, l: s.pacer}
-	}
-	if s.lr != nil {
-		l := &io.LimitedReader{R: r, N: s.lr.N}
-		defer func() { s.lr.N = l.N }()
-		r = l
-	}
+	r, sync := s.wrap(ctx, r)
+	defer sync()
 	fanout.RunUserspace(ctx, r, ds, p)
 }
