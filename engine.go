@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/pipes-go/pipes/internal/ctxerr"
@@ -343,8 +343,8 @@ func copyUserspace(ctx context.Context, life *lifetime, dst io.Writer, src io.Re
 	if s.files && s.pacer == nil {
 		return copyFiles(ctx, dst, s, m)
 	}
-	_, dstFD := dst.(syscall.Conn)
-	_, srcFD := s.r.(syscall.Conn)
+	_, dstFile := dst.(*os.File)
+	_, srcFile := s.r.(*os.File)
 	if !s.files {
 		// A pipe or socket in blocking mode is written with calls that
 		// do not wait, its waits for room ended by the interruption.
@@ -371,15 +371,17 @@ func copyUserspace(ctx context.Context, life *lifetime, dst io.Writer, src io.Re
 		src, sync = s.wrap(ctx, r)
 		defer sync()
 	}
-	if ctx.Done() != nil && !(dstFD && srcFD) {
+	if ctx.Done() != nil && !(dstFile && srcFile) {
 		// A copy with an end that has no descriptor may never wait on
 		// one, and then no deadline ends it: it checks ctx itself. The
 		// side wrapped is the one whose fast path io.Copy does not take,
 		// so that it takes the same path as on src and dst themselves.
-		// (Between two descriptors it is left as it is: an *os.File's
-		// WriteTo hands the copy to dst's ReadFrom, which a wrapper
-		// would hide, and a copy between two ends that never wait is
-		// one the kernel path took.)
+		// (Between two *os.File it is left as it is: the source's
+		// WriteTo hands the copy to the destination's ReadFrom, which a
+		// wrapper would hide, and a copy between two files that never
+		// wait is one the kernel path took. With a socket end it is wrapped
+		// too: Go's own splice would take a pipe of its private cache,
+		// outside the engine's bound, and keep it until the GC frees it.)
 		if _, ok := src.(io.WriterTo); ok {
 			dst = &ctxWriter{ctx: ctx, w: dst}
 		} else {
