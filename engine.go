@@ -301,9 +301,9 @@ type copySource struct {
 
 // wrap puts back around r (the source, or a wrapper of the engine's
 // around it) the Limiter's pacing, its waits ended by ctx, and the
-// limit. Once the copy has returned, sync moves the bytes read off the
+// limit. Once the copy has returned, settle moves the bytes read off the
 // caller's *io.LimitedReader.
-func (s copySource) wrap(ctx context.Context, r io.Reader) (_ io.Reader, sync func()) {
+func (s copySource) wrap(ctx context.Context, r io.Reader) (_ io.Reader, settle func()) {
 	if s.pacer != nil {
 		r = &pacedReader{ctx: ctx, r: r, l: s.pacer}
 	}
@@ -367,9 +367,9 @@ func copyUserspace(ctx context.Context, life *lifetime, dst io.Writer, src io.Re
 		if ok {
 			r = struct{ io.Reader }{pr}
 		}
-		var sync func()
-		src, sync = s.wrap(ctx, r)
-		defer sync()
+		var settle func()
+		src, settle = s.wrap(ctx, r)
+		defer settle()
 	}
 	if ctx.Done() != nil && !(dstFile && srcFile) {
 		// A copy with an end that has no descriptor may never wait on

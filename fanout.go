@@ -213,7 +213,7 @@ func (e *Engine) fanOut(ctx context.Context, src io.Reader, ds []*fanout.Dest, p
 	}
 	// Rebuild the chain: a blocking descriptor read in poll(2) slices
 	// and the Limiter's waits, both ended by ctx.
-	r, sync := s.wrap(ctx, r)
-	defer sync()
+	r, settle := s.wrap(ctx, r)
+	defer settle()
 	fanout.RunUserspace(ctx, r, ds, p)
 }

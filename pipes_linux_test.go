@@ -820,3 +820,63 @@ func TestCopyFileToFileInKernel(t *testing.T) {
 		})
 	}
 }
+
+// errAfterRounds is a context that ends once it has been asked for its
+// Err rounds times: a cancel that lands between copyFiles' rounds.
+type errAfterRounds struct {
+	context.Context
+	rounds int
+}
+
+func (c *errAfterRounds) Err() error {
+	if c.rounds--; c.rounds < 0 {
+		return context.Canceled
+	}
+	return nil
+}
+
+// TestCopyFilesRounds: a copy between two files stops at the end of the
+// round in which its context ended, with an error wrapping
+// context.Canceled and the bytes of the rounds done; left alone, it
+// copies everything.
+func TestCopyFilesRounds(t *testing.T) {
+	const size = fileChunk + 4096 // two rounds
+	dir := t.TempDir()
+	srcPath := filepath.Join(dir, "src")
+	if err := os.WriteFile(srcPath, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(srcPath, size); err != nil { // sparse: cheap to copy
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		rounds int
+		want   int64
+	}{
+		{"cancelled after one round", 1, fileChunk},
+		{"not cancelled", 1 << 30, size},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src, err := os.Open(srcPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer src.Close()
+			dst, err := os.Create(filepath.Join(t.TempDir(), "dst"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dst.Close()
+			ctx := &errAfterRounds{Context: context.Background(), rounds: tc.rounds}
+			var m meter
+			n, err := copyFiles(ctx, dst, copySource{r: src, limit: -1}, &m)
+			if n != tc.want || m.n.Load() != n {
+				t.Errorf("copied %d bytes (metered %d), want %d", n, m.n.Load(), tc.want)
+			}
+			if cancelled := tc.want < size; cancelled != errors.Is(err, context.Canceled) || (!cancelled && err != nil) {
+				t.Errorf("copyFiles: %v, cancelled: %v", err, cancelled)
+			}
+		})
+	}
+}
