@@ -29,7 +29,7 @@ func newCopierFan(ctx context.Context, r *PipeReader) (copierFan, error) {
 		return nil, fmt.Errorf("pipes: NewCopier: source is not a pipe: %w", os.NewSyscallError("fcntl", err))
 	}
 	src, _ := r.endpoint()
-	k := fanout.NewKernel(ctx, fanout.Source{Conn: src.conn, Kind: src.kind, Limit: -1}, fanout.Policy{})
+	k := fanout.NewKernel(ctx, fanout.Source{Conn: src.Conn, Kind: src.kind, Limit: -1}, fanout.Policy{})
 	if err := k.OpenJoinable(2 * size); err != nil {
 		k.Close()
 		return nil, err

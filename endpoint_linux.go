@@ -21,41 +21,29 @@ const (
 	kindSocket = fd.KindSocket // stream socket: TCP, unix SOCK_STREAM
 )
 
-// endpoint describes an io.Reader or io.Writer the kernel can splice: its
-// RawConn and what internal/fd found it is. How a copy blocked on it is
-// woken is not here: the copy arms an fd.Interrupt on the caller's
-// values.
+// endpoint describes an io.Reader or io.Writer the kernel can splice:
+// the splice.End that splice.Copy and splice.Sendfile take, and what
+// internal/fd found the descriptor is. Its End has no Wake or Reset: the
+// engine interrupts a copy's waits itself (fd.Interrupt on the caller's
+// values), so a copy allocates no closures for them. A destination's
+// Meter counts the bytes delivered to it as they move; a source's Pacer
+// (a Limiter, or the ring's Warmer) is asked before each read, and its
+// Gate (the Warmer) bounds how many copies are in a sendfile(2) call at
+// once (engine_linux.go). Each is nil where unused, never a typed nil.
 type endpoint struct {
-	conn syscall.RawConn
-	kind fdKind
-	info splice.Info // file type and status flags, read once
-	size int64       // kindFile: the size fstat reported
-	// meter, on a destination, counts the bytes delivered to it as
-	// they move; nil: not counted.
-	meter *meter
-	// pacer, on a source, is asked before each read: a Limiter, or the
-	// ring's Warmer (engine_linux.go); nil: none.
-	pacer splice.Pacer
-	// gate, on a source, bounds how many copies are in a sendfile(2)
-	// call at once: the ring's Warmer (engine_linux.go); nil: none.
-	gate splice.Gate
+	splice.End // Conn, Pipe (kind == kindPipe), Info read once
+	kind       fdKind
+	size       int64 // kindFile: the size fstat reported
 }
 
-// end returns the endpoint as a splice.End. It has no Wake or Reset: the
-// engine interrupts a copy's waits itself (fd.Interrupt), so a copy
-// allocates no closures for them.
-func (e endpoint) end() splice.End {
-	end := splice.End{Conn: e.conn, Pipe: e.kind == kindPipe, Info: e.info}
-	if e.meter != nil {
-		end.Meter = e.meter
+// newEndpoint is the endpoint of the descriptor behind rc that
+// internal/fd found to be info.
+func newEndpoint(rc syscall.RawConn, info fd.Info) endpoint {
+	return endpoint{
+		End:  splice.End{Conn: rc, Pipe: info.Kind == kindPipe, Info: splice.Info{Mode: info.Mode, Flags: info.Flags}},
+		kind: info.Kind,
+		size: info.Size,
 	}
-	if e.pacer != nil {
-		end.Pacer = e.pacer
-	}
-	if e.gate != nil {
-		end.Gate = e.gate
-	}
-	return end
 }
 
 // readerEndpoint reports whether the kernel can splice from r, and how:
@@ -138,7 +126,7 @@ func knownEndpoint(sc syscall.Conn, info fd.Info) (endpoint, bool) {
 	if err != nil {
 		return endpoint{}, false
 	}
-	return endpoint{conn: rc, kind: info.Kind, info: splice.Info{Mode: info.Mode, Flags: info.Flags}}, true
+	return newEndpoint(rc, info), true
 }
 
 // classify asks internal/fd what the descriptor behind rc is. A source's
@@ -154,7 +142,7 @@ func classify(rc syscall.RawConn, write bool) (endpoint, bool) {
 	if err != nil || info.Kind == fd.KindNone {
 		return endpoint{}, false
 	}
-	return endpoint{conn: rc, kind: info.Kind, info: splice.Info{Mode: info.Mode, Flags: info.Flags}, size: info.Size}, true
+	return newEndpoint(rc, info), true
 }
 
 // pipeEndpoint is the endpoint of a PipeReader or PipeWriter: a pipe or

@@ -100,8 +100,8 @@ func TestEndpointClassification(t *testing.T) {
 				if ok != c.ok || (ok && e.kind != c.kind) {
 					t.Errorf("writerEndpoint = %v kind %v; want %v %v", ok, e.kind, c.ok, c.kind)
 				}
-				if ok && e.end().Pipe != (c.kind == kindPipe) {
-					t.Errorf("end().Pipe = %v", e.end().Pipe)
+				if ok && e.Pipe != (c.kind == kindPipe) {
+					t.Errorf("End.Pipe = %v", e.Pipe)
 				}
 			}
 		})

@@ -125,17 +125,18 @@ func (s *sysEngine) poolStats(st *Stats) {
 // copyFD copies with splice(2) or the ring when both sides have a file
 // descriptor the kernel can splice, and then returns inKernel. Where it
 // cannot it moves nothing and returns why (fallbackNoFD, ...); the caller
-// then copies in userspace. w and r are the caller's values; dst and src
-// their endpoints.
+// then copies in userspace. w and r are the caller's values.
 func (s *sysEngine) copyFD(ctx context.Context, life *lifetime, w io.Writer, r io.Reader, limit int64, m *meter, pacer *Limiter) (int64, fallback, error) {
-	n, done, tried, err := s.sendfileFirst(ctx, life, w, r, limit, m, pacer)
+	var e ends
+	n, done, err := s.sendfileFirst(ctx, life, w, r, limit, m, pacer, &e)
 	if done {
 		return n, inKernel, err
 	}
-	dst, src, why, err := s.endpoints(ctx, w, r, m, pacer, tried)
+	why, err := s.endpoints(ctx, w, r, m, pacer, &e)
 	if why != inKernel || err != nil {
 		return 0, why, err
 	}
+	dst, src := &e.dst, &e.src
 	if s.ring != nil && src.kind == kindFile && pacer == nil {
 		// Not a paced copy: it waits for its Limiter between reads.
 		// Copy and CopyAsync alike: a file server calling Copy from a
@@ -146,7 +147,7 @@ func (s *sysEngine) copyFD(ctx context.Context, life *lifetime, w io.Writer, r i
 			if dst.kind == kindSocket {
 				// sendfile(2) sends it, paced by the ring's Warmer.
 				if warm := s.warmer(src); warm != nil {
-					src.pacer, src.gate = warm, warm
+					src.Pacer, src.Gate = warm, warm
 					defer warm.Close() // after spliceCopy, its last Take
 				}
 			} else if n, handled, err := s.ringCopy(ctx, w, dst, src, limit); handled {
@@ -156,6 +157,17 @@ func (s *sysEngine) copyFD(ctx context.Context, life *lifetime, w io.Writer, r i
 		}
 	}
 	return s.spliceCopy(ctx, life, w, r, dst, src, limit)
+}
+
+// ends is what a copy learns of its two ends on the way to the kernel:
+// their endpoints, and the source's RawConn where sendfileFirst asked
+// Go for it (SyscallConn allocates), which endpoints then reuses. It
+// lives in copyFD's frame and is passed by pointer, so that the frames
+// down to the first system call stay small (docs/benchmarks.md,
+// "Per-copy cost").
+type ends struct {
+	dst, src endpoint
+	srcConn  syscall.RawConn // nil: not asked yet
 }
 
 // sendfileFirst sends an *os.File to one of Go's stream sockets with
@@ -171,64 +183,57 @@ func (s *sysEngine) copyFD(ctx context.Context, life *lifetime, w io.Writer, r i
 // caller then classifies and copies as if it had not been tried. Other
 // errors are those the classified path meets for a file: a file opened
 // without read access or O_PATH (EBADF), a closed file (os.ErrClosed
-// once Engine.copy maps it), as io.Copy's. Where it was not done, tried
-// holds what it learnt of the ends, for endpoints.
-func (s *sysEngine) sendfileFirst(ctx context.Context, life *lifetime, w io.Writer, r io.Reader, limit int64, m *meter, pacer *Limiter) (n int64, done bool, tried firstTry, err error) {
+// once Engine.copy maps it), as io.Copy's. Where it was not done, e
+// holds what it learnt of the ends (e.dst, if its Conn is set, and
+// e.srcConn), for endpoints.
+func (s *sysEngine) sendfileFirst(ctx context.Context, life *lifetime, w io.Writer, r io.Reader, limit int64, m *meter, pacer *Limiter, e *ends) (n int64, done bool, err error) {
 	f, ok := r.(*os.File)
 	if !ok || f == nil {
-		return 0, false, tried, nil
+		return 0, false, nil
 	}
-	dst, ok := goStreamSocket(w)
-	if !ok {
-		return 0, false, tried, nil
+	if e.dst, ok = goStreamSocket(w); !ok {
+		return 0, false, nil
 	}
-	tried.dst = dst
 	if s.ring != nil && pacer == nil {
 		running := s.fileCopies.Add(1)
 		defer s.fileCopies.Add(-1)
 		if min := s.cfg.ringMinConcurrency; min >= 0 && running > int64(min) {
-			return 0, false, tried, nil
+			return 0, false, nil
 		}
 	}
 	rc, err := f.SyscallConn()
 	if err != nil {
-		return 0, false, tried, nil
+		return 0, false, nil
 	}
-	tried.src = rc
-	dst.meter = m
+	e.srcConn = rc
+	if m != nil {
+		e.dst.Meter = m
+	}
 	src := splice.End{Conn: rc} // Info unknown: Sendfile needs none of src
 	if pacer != nil {
 		src.Pacer = pacer
 	}
 	defer life.interrupt(ctx, w, r).stop()
-	n, handled, err := splice.Sendfile(ctx, dst.end(), src, limit)
+	n, handled, err := splice.Sendfile(ctx, &e.dst.End, &src, limit)
 	if !handled {
-		return 0, false, tried, nil
+		return 0, false, nil
 	}
 	s.st.sendfile.Add(1)
-	return n, true, tried, err
+	return n, true, err
 }
 
-// firstTry is what sendfileFirst learnt of a copy it did not make, which
-// endpoints reuses rather than asking again (SyscallConn allocates): the
-// destination's endpoint, and the source's RawConn, both nil if unknown.
-type firstTry struct {
-	dst endpoint
-	src syscall.RawConn
-}
-
-// endpoints classifies both ends of a copy, and returns why the kernel
-// path cannot take it (anything but inKernel) with nothing moved. A fifo
-// source without a writer yet is waited for first.
-func (s *sysEngine) endpoints(ctx context.Context, w io.Writer, r io.Reader, m *meter, pacer *Limiter, tried firstTry) (dst, src endpoint, why fallback, err error) {
+// endpoints classifies both ends of a copy into e, and returns why the
+// kernel path cannot take it (anything but inKernel) with nothing
+// moved. A fifo source without a writer yet is waited for first.
+func (s *sysEngine) endpoints(ctx context.Context, w io.Writer, r io.Reader, m *meter, pacer *Limiter, e *ends) (why fallback, err error) {
 	var ok bool
-	if tried.src != nil {
-		src, ok = classify(tried.src, false) // r is the *os.File it came from
+	if e.srcConn != nil {
+		e.src, ok = classify(e.srcConn, false) // r is the *os.File it came from
 	} else {
-		src, ok = readerEndpoint(r)
+		e.src, ok = readerEndpoint(r)
 	}
 	if !ok {
-		return dst, src, fallbackNoFD, nil
+		return fallbackNoFD, nil
 	}
 	if pr, ok := r.(*PipeReader); ok && pr.awaitWriter.Load() {
 		// A fifo opened read-only without a writer yet reads as EOF:
@@ -240,45 +245,44 @@ func (s *sysEngine) endpoints(ctx context.Context, w io.Writer, r io.Reader, m *
 			if ctx.Err() != nil {
 				err = ctxerr.Wrap("pipes", ctx, err)
 			}
-			return dst, src, inKernel, err
+			return inKernel, err
 		}
 	}
-	if tried.dst.conn != nil {
-		dst, ok = tried.dst, true
-	} else {
-		dst, ok = writerEndpoint(w)
+	if e.dst.Conn == nil {
+		if e.dst, ok = writerEndpoint(w); !ok {
+			return fallbackNoFD, nil
+		}
 	}
-	if !ok {
-		return dst, src, fallbackNoFD, nil
+	if m != nil {
+		e.dst.Meter = m
 	}
-	dst.meter = m
 	if pacer != nil {
-		src.pacer = pacer
+		e.src.Pacer = pacer
 	}
-	if src.kind == kindFile && dst.kind == kindFile && isOSFile(r) && isOSFile(w) {
+	if e.src.kind == kindFile && e.dst.kind == kindFile && isOSFile(r) && isOSFile(w) {
 		// io.Copy between two *os.File uses copy_file_range(2), which
 		// beats file -> pipe -> file (it may even share extents).
-		return dst, src, fallbackFileToFile, nil
+		return fallbackFileToFile, nil
 	}
-	return dst, src, inKernel, nil
+	return inKernel, nil
 }
 
 // spliceCopy copies with sendfile(2) (a regular file to a stream socket)
 // or the splice loop, in the caller's goroutine, on the netpoller.
-func (s *sysEngine) spliceCopy(ctx context.Context, life *lifetime, w io.Writer, r io.Reader, dst, src endpoint, limit int64) (int64, fallback, error) {
+func (s *sysEngine) spliceCopy(ctx context.Context, life *lifetime, w io.Writer, r io.Reader, dst, src *endpoint, limit int64) (int64, fallback, error) {
 	// splice.Copy and splice.Sendfile wait on the netpoller: when ctx
 	// ends, deadlines in the past on the caller's values wake them.
 	defer life.interrupt(ctx, w, r).stop()
 	if src.kind == kindFile && dst.kind == kindSocket {
 		// sendfile(2): one system call per chunk where file -> pipe ->
 		// socket needs two; see docs/benchmarks.md.
-		n, handled, err := splice.Sendfile(ctx, dst.end(), src.end(), limit)
+		n, handled, err := splice.Sendfile(ctx, &dst.End, &src.End, limit)
 		if handled {
 			s.st.sendfile.Add(1)
 			return n, inKernel, err
 		}
 	}
-	n, handled, err := splice.Copy(ctx, dst.end(), src.end(), limit, s.pool)
+	n, handled, err := splice.Copy(ctx, &dst.End, &src.End, limit, s.pool)
 	if !handled {
 		// EINVAL, ENOSYS or EOPNOTSUPP before any byte, an O_APPEND
 		// destination: nothing moved.
@@ -294,10 +298,10 @@ func (s *sysEngine) spliceCopy(ctx context.Context, life *lifetime, w io.Writer,
 // false, with nothing moved, where no pool pipe is free, the file cannot
 // be pinned or the kernel cannot splice the pair. w is the caller's
 // destination, whose waits interruptOnDone wakes.
-func (s *sysEngine) ringCopy(ctx context.Context, w io.Writer, dst, src endpoint, limit int64) (int64, bool, error) {
-	file := uring.File{Conn: src.conn, Size: src.size}
+func (s *sysEngine) ringCopy(ctx context.Context, w io.Writer, dst, src *endpoint, limit int64) (int64, bool, error) {
+	file := uring.File{Conn: src.Conn, Size: src.size}
 	interrupt := func() func() { return interruptOnDone(ctx, w, nil) }
-	return s.ring.CopyReads(ctx, dst.end(), file, limit, interrupt)
+	return s.ring.CopyReads(ctx, &dst.End, file, limit, interrupt)
 }
 
 // warmer returns the ring's Warmer for a copy or fan-out reading the
@@ -306,11 +310,11 @@ func (s *sysEngine) ringCopy(ctx context.Context, w io.Writer, dst, src endpoint
 // disk on an OS thread; nil where src is not a regular file or there is
 // nothing to warm (a small file in the page cache). An error reading the
 // file's offset gives nil too: the caller's own read meets it.
-func (s *sysEngine) warmer(src endpoint) *uring.Warmer {
+func (s *sysEngine) warmer(src *endpoint) *uring.Warmer {
 	if s.ring == nil || src.kind != kindFile {
 		return nil
 	}
-	warm, err := s.ring.NewWarmer(uring.File{Conn: src.conn, Size: src.size})
+	warm, err := s.ring.NewWarmer(uring.File{Conn: src.Conn, Size: src.size})
 	if err != nil {
 		return nil
 	}

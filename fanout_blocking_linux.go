@@ -38,10 +38,10 @@ func blockingSource(ctx context.Context, src io.Reader) (io.Reader, bool) {
 		}
 		return src, false
 	}
-	if ep.info.Flags&unix.O_NONBLOCK != 0 {
+	if ep.Info.Flags&unix.O_NONBLOCK != 0 {
 		return src, false
 	}
-	if ep.info.Flags&unix.O_ACCMODE == unix.O_WRONLY {
+	if ep.Info.Flags&unix.O_ACCMODE == unix.O_WRONLY {
 		// Not open for reading (a pipe's write end): poll(2) never
 		// reports input there, and the read fails at once (EBADF),
 		// as io.Copy's does.
@@ -49,11 +49,11 @@ func blockingSource(ctx context.Context, src io.Reader) (io.Reader, bool) {
 	}
 	switch {
 	case ep.kind == kindPipe, ep.kind == kindSocket:
-	case ep.kind == kindOther && ep.info.Mode == unix.S_IFCHR:
+	case ep.kind == kindOther && ep.Info.Mode == unix.S_IFCHR:
 	default:
 		return src, false
 	}
-	return &blockingReader{ctx: ctx, r: src, conn: ep.conn}, true
+	return &blockingReader{ctx: ctx, r: src, conn: ep.Conn}, true
 }
 
 // blockingMessageSocket returns the RawConn of v, an end the kernel
@@ -132,10 +132,10 @@ func blockingDest(w io.Writer) io.Writer {
 		}
 		return w
 	}
-	if ep.info.Flags&unix.O_NONBLOCK != 0 || (ep.kind != kindPipe && ep.kind != kindSocket) {
+	if ep.Info.Flags&unix.O_NONBLOCK != 0 || (ep.kind != kindPipe && ep.kind != kindSocket) {
 		return w
 	}
-	return &blockingWriter{w: w, conn: ep.conn, socket: ep.kind == kindSocket}
+	return &blockingWriter{w: w, conn: ep.Conn, socket: ep.kind == kindSocket}
 }
 
 // blockingWriter writes to w, a pipe or socket in blocking mode, with

@@ -20,7 +20,7 @@ func (e *Engine) fanOutKernel(ctx context.Context, src io.Reader, limit int64, p
 	if !ok {
 		return 0, fallbackNoFD
 	}
-	nonblock := se.info.Flags&unix.O_NONBLOCK != 0
+	nonblock := se.Info.Flags&unix.O_NONBLOCK != 0
 	switch {
 	case se.kind == kindFile:
 	case (se.kind == kindPipe || se.kind == kindSocket) && nonblock:
@@ -36,11 +36,11 @@ func (e *Engine) fanOutKernel(ctx context.Context, src io.Reader, limit int64, p
 	if !anySplice {
 		return 0, fallbackNoFD
 	}
-	source := fanout.Source{Conn: se.conn, Kind: se.kind, Limit: limit}
+	source := fanout.Source{Conn: se.Conn, Kind: se.kind, Limit: limit}
 	if pacer != nil {
 		// Paced reads wait for the Limiter; they need no warming.
 		source.Pacer = pacer
-	} else if warm := e.sys.warmer(se); warm != nil {
+	} else if warm := e.sys.warmer(&se); warm != nil {
 		// A fan-out is one reader however many destinations it has:
 		// warmed whatever RingMinConcurrency says.
 		source.Pacer = warm
@@ -78,15 +78,15 @@ func fanOutTarget(w io.Writer) fanout.Out {
 	}
 	switch ep.kind {
 	case kindFile:
-		if ep.info.Flags&unix.O_APPEND != 0 {
+		if ep.Info.Flags&unix.O_APPEND != 0 {
 			return fanout.Out{}
 		}
 	case kindPipe, kindSocket:
-		if ep.info.Flags&unix.O_NONBLOCK == 0 {
+		if ep.Info.Flags&unix.O_NONBLOCK == 0 {
 			return fanout.Out{}
 		}
 	default:
 		return fanout.Out{}
 	}
-	return fanout.Out{Conn: ep.conn, Kind: ep.kind}
+	return fanout.Out{Conn: ep.Conn, Kind: ep.kind}
 }

@@ -163,7 +163,7 @@ func BenchmarkReadFromPool(b *testing.B) {
 					b.StopTimer()
 					f.Seek(0, io.SeekStart)
 					b.StartTimer()
-					n, handled, err := splice.Copy(context.Background(), dst.end(), src.end(), -1, pool)
+					n, handled, err := splice.Copy(context.Background(), &dst.End, &src.End, -1, pool)
 					if err != nil || !handled || n != s.n {
 						b.Fatalf("Copy = %d, %v, %v", n, handled, err)
 					}

@@ -49,7 +49,7 @@ func (w *PipeWriter) ReadFrom(src io.Reader) (int64, error) {
 	}
 	if srcEnd, ok := spliceEnd(inner, false); ok {
 		dst, _ := w.endpoint()
-		n, handled, err := splice.Copy(context.Background(), dst.end(), srcEnd, limit, nil)
+		n, handled, err := splice.Copy(context.Background(), &dst.End, &srcEnd, limit, nil)
 		if handled {
 			if limited {
 				lr.N -= n
@@ -73,7 +73,7 @@ func (r *PipeReader) WriteTo(dst io.Writer) (int64, error) {
 	}
 	if dstEnd, ok := spliceEnd(dst, true); ok {
 		src, _ := r.endpoint()
-		n, handled, err := splice.Copy(context.Background(), dstEnd, src.end(), -1, nil)
+		n, handled, err := splice.Copy(context.Background(), &dstEnd, &src.End, -1, nil)
 		if handled {
 			return n, err
 		}
@@ -103,5 +103,5 @@ func spliceEnd(v any, write bool) (splice.End, bool) {
 	if !ok {
 		return splice.End{}, false
 	}
-	return e.end(), true
+	return e.End, true
 }

@@ -161,7 +161,7 @@ const blockingPoll = fd.PollSlice
 // Meter is told of the bytes as they arrive. Descriptors are inspected
 // (fstat, fcntl F_GETFL) unless End.Info says what they are; a pipe side
 // is inspected only if the copy has to wait on it.
-func Copy(ctx context.Context, dst, src End, limit int64, pool *Pool) (written int64, handled bool, err error) {
+func Copy(ctx context.Context, dst, src *End, limit int64, pool *Pool) (written int64, handled bool, err error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -172,9 +172,16 @@ func Copy(ctx context.Context, dst, src End, limit int64, pool *Pool) (written i
 		return 0, true, nil
 	}
 	c := newCopier(ctx, limit, dst, src)
-	defer c.release()
-	c.src.apply(src.Info)
-	c.dst.apply(dst.Info)
+	handled, err = c.copy(pool)
+	written = c.written
+	c.release()
+	return written, handled, err
+}
+
+// copy is Copy once c holds its ends.
+func (c *copier) copy(pool *Pool) (handled bool, err error) {
+	c.src.apply(c.src.Info)
+	c.dst.apply(c.dst.Info)
 	// Which path, and whether the pair can be spliced at all, depends on
 	// what the descriptors are. A pipe side needs no inspection up front
 	// (SPLICE_F_NONBLOCK keeps it from blocking, and the kernel refuses
@@ -182,20 +189,32 @@ func Copy(ctx context.Context, dst, src End, limit int64, pool *Pool) (written i
 	// be known, so that a blocking socket is bounded (boundBlocking).
 	if !c.src.pipe() {
 		if err := c.src.inspect(); err != nil {
-			return 0, true, closedErr(err, src.Conn, nil)
+			return true, closedErr(err, c.src.Conn, nil)
 		}
 	}
 	if !c.dst.pipe() {
 		if err := c.dst.inspect(); err != nil {
-			return 0, true, closedErr(err, dst.Conn, nil)
+			return true, closedErr(err, c.dst.Conn, nil)
 		}
 	}
 	if (c.src.known && !c.src.spliceable()) || (c.dst.known && (!c.dst.spliceable() || c.dst.appendOnly)) || c.dst.blockingTTY() {
-		return 0, false, nil
+		return false, nil
 	}
-	if err := ctx.Err(); err != nil {
-		return 0, true, ctxError(ctx, nil)
+	if err := c.ctx.Err(); err != nil {
+		return true, ctxError(c.ctx, nil)
 	}
+	handled, err = c.moveBytes(pool)
+	err = closedErr(err, c.src.Conn, c.dst.Conn)
+	if err != nil && c.ctx.Err() != nil {
+		err = ctxError(c.ctx, err)
+	}
+	return handled, err
+}
+
+// moveBytes moves the bytes of a copy whose ends are known to splice,
+// and undoes what the copy set up for itself before it returns. Its one
+// return keeps its defers open-coded: no defer records on the stack.
+func (c *copier) moveBytes(pool *Pool) (handled bool, err error) {
 	c.wakeOnDone()
 	defer c.stopWake()
 	defer c.src.boundBlocking(unix.SO_RCVTIMEO)()
@@ -208,11 +227,7 @@ func Copy(ctx context.Context, dst, src End, limit int64, pool *Pool) (written i
 	} else {
 		handled, err = c.viaPipe()
 	}
-	err = closedErr(err, src.Conn, dst.Conn)
-	if err != nil && ctx.Err() != nil {
-		err = ctxError(ctx, err)
-	}
-	return c.written, handled, err
+	return handled, err
 }
 
 // wakeOnDone arranges for the ends' Wake to be called when the copy's
@@ -501,17 +516,20 @@ var copiers = sync.Pool{New: func() any {
 
 // newCopier returns a copier for a copy of up to limit bytes (limit < 0:
 // until EOF) from src to dst. The copy releases it once it has returned.
-func newCopier(ctx context.Context, limit int64, dst, src End) *copier {
+func newCopier(ctx context.Context, limit int64, dst, src *End) *copier {
 	c := copiers.Get().(*copier)
-	c.ctx, c.limit, c.src.End, c.dst.End = ctx, limit, src, dst
-	c.srcOff = -1
+	c.ctx, c.limit, c.srcOff = ctx, limit, -1
+	c.src.End = *src
+	c.dst.End = *dst
 	return c
 }
 
 // release clears c and gives it back for another copy. The copy must be
 // over: no callback of c runs, and its Waker is stopped.
 func (c *copier) release() {
-	*c = copier{callbacks: c.callbacks}
+	cb := c.callbacks
+	*c = copier{}
+	c.callbacks = cb
 	copiers.Put(c)
 }
 

@@ -281,7 +281,7 @@ func TestCopyPeerGone(t *testing.T) {
 // meteredPair returns a connected pair of network ("unix", or "tcp"
 // with small buffers) and the End of a, its copy's destination, with a
 // Meter counting what reaches a.
-func meteredPair(t *testing.T, network string) (a, b net.Conn, d End, met *atomic.Int64) {
+func meteredPair(t *testing.T, network string) (a, b net.Conn, d *End, met *atomic.Int64) {
 	a, b = connPair(t, network)
 	if tc, ok := a.(*net.TCPConn); ok {
 		tc.SetWriteBuffer(64 << 10)

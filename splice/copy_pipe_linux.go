@@ -252,12 +252,12 @@ func takePipe(pool *Pool) *Pipe {
 // an *os.SyscallError wrapping the errno (EPIPE, or EINVAL when
 // dst refuses splice, before anything moved), or, when ctx ended, one
 // for which errors.Is(err, ctx.Err()) holds.
-func Drain(ctx context.Context, dst End, p *Pipe, n int) (written int64, err error) {
+func Drain(ctx context.Context, dst *End, p *Pipe, n int) (written int64, err error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	p.data = n
-	c := newCopier(ctx, -1, dst, End{})
+	c := newCopier(ctx, -1, dst, &End{})
 	defer c.release()
 	c.dst.apply(dst.Info)
 	if !c.dst.known {

@@ -32,7 +32,7 @@ func TestDrain(t *testing.T) {
 	// A dst is the End to drain into and a reader of its peer, which
 	// returns what reached the peer once dst is closed.
 	type dst struct {
-		end  End
+		end  *End
 		peer func() []byte
 	}
 	readPeer := func(b io.Reader) func() []byte { return readPeerAfter(b, nil) }

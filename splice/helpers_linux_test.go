@@ -19,7 +19,7 @@ import (
 
 // endOf returns the End Copy uses for v (an *os.File or net.Conn) and a
 // reset of its deadlines, as the root package's endpoints do.
-func endOf(t testing.TB, v syscall.Conn, read bool) End {
+func endOf(t testing.TB, v syscall.Conn, read bool) *End {
 	t.Helper()
 	rc, err := v.SyscallConn()
 	if err != nil {
@@ -44,7 +44,7 @@ func endOf(t testing.TB, v syscall.Conn, read bool) End {
 			e.Reset = func() { d.SetWriteDeadline(time.Time{}) }
 		}
 	}
-	return e
+	return &e
 }
 
 // src is a source descriptor fed with data; closeCopyEnd closes the end

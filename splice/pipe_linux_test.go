@@ -319,7 +319,7 @@ func unprivChild() int {
 	one.Put(sp)
 	ra, _ := a.SyscallConn()
 	rf, _ := f.SyscallConn()
-	w, handled, err := Copy(context.Background(), End{Conn: ra}, End{Conn: rf}, -1, one)
+	w, handled, err := Copy(context.Background(), &End{Conn: ra}, &End{Conn: rf}, -1, one)
 	a.Close()
 	g := <-got
 	one.Close()

@@ -25,7 +25,7 @@ const sendfileChunk = 4 << 20
 // ends as Copy does when ctx ends or either end is closed. handled is
 // false, with nothing sent, where the file system has no sendfile
 // (EINVAL, ENOSYS, EOPNOTSUPP); errors are otherwise those of Copy.
-func Sendfile(ctx context.Context, dst, src End, limit int64) (written int64, handled bool, err error) {
+func Sendfile(ctx context.Context, dst, src *End, limit int64) (written int64, handled bool, err error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -33,33 +33,45 @@ func Sendfile(ctx context.Context, dst, src End, limit int64) (written int64, ha
 		return 0, true, nil
 	}
 	c := newCopier(ctx, limit, dst, src)
-	defer c.release()
-	c.src.apply(src.Info)
-	c.dst.apply(dst.Info)
+	handled, err = c.sendfileCopy()
+	written = c.written
+	c.release()
+	return written, handled, err
+}
+
+// sendfileCopy is Sendfile once c holds its ends.
+func (c *copier) sendfileCopy() (handled bool, err error) {
+	c.src.apply(c.src.Info)
+	c.dst.apply(c.dst.Info)
 	if err := c.dst.inspect(); err != nil {
-		return 0, true, closedErr(err, dst.Conn, nil)
+		return true, closedErr(err, c.dst.Conn, nil)
 	}
-	if err := ctx.Err(); err != nil {
-		return 0, true, ctxError(ctx, nil)
+	if err := c.ctx.Err(); err != nil {
+		return true, ctxError(c.ctx, nil)
 	}
+	c.runSendfile()
+	err = c.err
+	if errno, ok := err.(syscall.Errno); ok {
+		if c.written == 0 && fd.Refused(errno) {
+			return false, nil
+		}
+		err = os.NewSyscallError("sendfile", errno)
+	}
+	err = closedErr(err, c.src.Conn, c.dst.Conn)
+	if err != nil && c.ctx.Err() != nil {
+		err = ctxError(c.ctx, err)
+	}
+	return true, err
+}
+
+// runSendfile runs sendfile and undoes what the copy set up for itself
+// before it returns (its defers open-coded, as moveBytes's).
+func (c *copier) runSendfile() {
 	c.wakeOnDone()
 	defer c.stopWake()
 	defer c.dst.boundBlocking(unix.SO_SNDTIMEO)()
 	defer c.refund()
-	handled = true
 	c.sendfile()
-	err = c.err
-	if errno, ok := err.(syscall.Errno); ok {
-		if c.written == 0 && fd.Refused(errno) {
-			return 0, false, nil
-		}
-		err = os.NewSyscallError("sendfile", errno)
-	}
-	err = closedErr(err, src.Conn, dst.Conn)
-	if err != nil && ctx.Err() != nil {
-		err = ctxError(ctx, err)
-	}
-	return c.written, handled, err
 }
 
 // sendfile sends from src until EOF or the limit, one sendfile(2) call

@@ -46,7 +46,7 @@ type File struct {
 // dst's waits to be woken when ctx ends (splice.Drain does not).
 // handled == false means nothing moved: no pool pipe was free, the file
 // could not be pinned, or the kernel cannot splice the pair.
-func (d *Driver) CopyReads(ctx context.Context, dst splice.End, src File, limit int64, interrupt func() (stop func())) (written int64, handled bool, err error) {
+func (d *Driver) CopyReads(ctx context.Context, dst *splice.End, src File, limit int64, interrupt func() (stop func())) (written int64, handled bool, err error) {
 	cs, ok := d.begin(src)
 	if !ok {
 		return 0, false, nil
@@ -55,7 +55,7 @@ func (d *Driver) CopyReads(ctx context.Context, dst splice.End, src File, limit 
 	if ctx.Done() != nil && interrupt != nil {
 		defer interrupt()()
 	}
-	r := &readsCopy{d: d, ctx: ctx, dst: dst, src: src, cs: cs, limit: limit}
+	r := &readsCopy{d: d, ctx: ctx, dst: *dst, src: src, cs: cs, limit: limit}
 	r.fillFn = r.fillLocked
 	if err = r.run(); err == errRefused {
 		return 0, false, nil
@@ -203,7 +203,7 @@ func (r *readsCopy) unread(n int64) error {
 // netpoller (splice.Drain), under Go's reference to the caller's
 // descriptor; CopyReads' interrupt wakes its waits.
 func (r *readsCopy) drain(m int) error {
-	n, err := splice.Drain(r.ctx, r.dst, r.cs.p, m)
+	n, err := splice.Drain(r.ctx, &r.dst, r.cs.p, m)
 	r.written += n
 	if err != nil && r.written == 0 && errors.Is(err, unix.EINVAL) {
 		// dst refuses splice (an O_APPEND file, some devices): nothing

@@ -167,7 +167,7 @@ func TestCopyReads(t *testing.T) {
 	}
 	got := make(chan []byte, 1)
 	go func() { b, _ := io.ReadAll(r); got <- b }()
-	n, handled, err := d.CopyReads(context.Background(), splice.End{Conn: wc, Pipe: true}, File{Conn: fc, Size: int64(len(data))}, -1, nil)
+	n, handled, err := d.CopyReads(context.Background(), &splice.End{Conn: wc, Pipe: true}, File{Conn: fc, Size: int64(len(data))}, -1, nil)
 	w.Close()
 	if !handled || err != nil || n != int64(len(data)) {
 		t.Fatalf("CopyReads = (%d, %v, %v), want (%d, true, nil)", n, handled, err, len(data))
@@ -237,7 +237,7 @@ func TestCopyReadsCancel(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			m := &cancelMeter{cancel: cancel}
-			n, handled, err := d.CopyReads(ctx, splice.End{Conn: dc, Meter: m}, File{Conn: fc, Size: int64(len(data))}, -1, nil)
+			n, handled, err := d.CopyReads(ctx, &splice.End{Conn: dc, Meter: m}, File{Conn: fc, Size: int64(len(data))}, -1, nil)
 			if !handled || !errors.Is(err, context.Canceled) {
 				t.Fatalf("CopyReads = (%d, %v, %v), want an error wrapping context.Canceled", n, handled, err)
 			}

@@ -124,7 +124,7 @@ func TestCopyReadsOneSlot(t *testing.T) {
 		go func() {
 			got := make(chan []byte)
 			go func() { b, _ := io.ReadAll(pr); got <- b }()
-			_, handled, err := d.CopyReads(t.Context(), splice.End{Conn: rawConn(t, pw), Pipe: true}, File{Conn: rawConn(t, src), Size: int64(len(datas[i]))}, -1, nil)
+			_, handled, err := d.CopyReads(t.Context(), &splice.End{Conn: rawConn(t, pw), Pipe: true}, File{Conn: rawConn(t, src), Size: int64(len(datas[i]))}, -1, nil)
 			if !handled {
 				err = errors.New("not handled")
 			}
@@ -163,7 +163,7 @@ func TestCopyReadsNoDescriptorLeft(t *testing.T) {
 		r, w := testPipe(t)
 		go io.Copy(io.Discard, r)
 		defer w.Close()
-		return d.CopyReads(context.Background(), splice.End{Conn: rawConn(t, w), Pipe: true}, File{Conn: rawConn(t, f), Size: int64(len(data))}, -1, nil)
+		return d.CopyReads(context.Background(), &splice.End{Conn: rawConn(t, w), Pipe: true}, File{Conn: rawConn(t, f), Size: int64(len(data))}, -1, nil)
 	}
 	if n, handled, err := copyReads(); !handled || err != nil || n != int64(len(data)) {
 		t.Fatalf("CopyReads = (%d, %v, %v), want (%d, true, nil)", n, handled, err, len(data))
@@ -190,7 +190,7 @@ func TestCopyReadsNoDescriptorLeft(t *testing.T) {
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
 		t.Skip(err)
 	}
-	n, handled, err := d.CopyReads(context.Background(), splice.End{Conn: dst, Pipe: true}, File{Conn: src, Size: int64(len(data))}, -1, nil)
+	n, handled, err := d.CopyReads(context.Background(), &splice.End{Conn: dst, Pipe: true}, File{Conn: src, Size: int64(len(data))}, -1, nil)
 	unix.Setrlimit(unix.RLIMIT_NOFILE, &old)
 	if err != nil || (handled && n != int64(len(data))) || (!handled && n != 0) {
 		t.Errorf("CopyReads with no descriptor left = (%d, %v, %v), want (%d, true, nil) or (0, false, nil)", n, handled, err, len(data))
