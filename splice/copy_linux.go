@@ -115,7 +115,9 @@ const pipeToSocketChunk = 256 << 10
 const blockingPoll = fd.PollSlice
 
 // Copy moves up to limit bytes (limit < 0: until EOF) from src to dst
-// with splice(2) and returns the number of bytes that reached dst.
+// with splice(2) and returns the number of bytes that reached dst. It
+// reads *dst and *src when it starts and keeps no reference to them (the
+// Ends are passed by pointer only to keep the caller's frame small).
 //
 // When either side is a pipe or FIFO the bytes are spliced directly;
 // otherwise (file -> socket, socket -> socket, file -> file) they go

@@ -25,6 +25,7 @@ const sendfileChunk = 4 << 20
 // ends as Copy does when ctx ends or either end is closed. handled is
 // false, with nothing sent, where the file system has no sendfile
 // (EINVAL, ENOSYS, EOPNOTSUPP); errors are otherwise those of Copy.
+// Like Copy, it reads *dst and *src when it starts and keeps neither.
 func Sendfile(ctx context.Context, dst, src *End, limit int64) (written int64, handled bool, err error) {
 	if ctx == nil {
 		ctx = context.Background()
