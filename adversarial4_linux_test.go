@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -297,6 +298,114 @@ func TestAdv4BlockingMessageSocket(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// blockingEventFDs make anonymous-inode descriptors in blocking mode
+// with nothing to read: a read(2) of each waits in the kernel for an
+// event, and poll(2) reports input once there is one.
+// post gives fd one event, so that a read waiting on it returns.
+var blockingEventFDs = []struct {
+	name string
+	open func() (int, error)
+	post func(t *testing.T, fd int)
+}{
+	{"eventfd", func() (int, error) { return unix.Eventfd(0, unix.EFD_CLOEXEC) }, func(t *testing.T, fd int) {
+		unix.Write(fd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	}},
+	{"timerfd", func() (int, error) { return unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_CLOEXEC) }, func(t *testing.T, fd int) {
+		unix.TimerfdSettime(fd, 0, &unix.ItimerSpec{Value: unix.NsecToTimespec(1e6)}, nil)
+	}},
+	{"inotify", func() (int, error) { return unix.InotifyInit1(unix.IN_CLOEXEC) }, func(t *testing.T, fd int) {
+		dir := t.TempDir()
+		unix.InotifyAddWatch(fd, dir, unix.IN_CREATE)
+		os.WriteFile(dir+"/event", nil, 0o600)
+	}},
+}
+
+// TestAdv4BlockingEventSource: an eventfd, timerfd or inotify
+// descriptor in blocking mode (os.NewFile of one made without
+// O_NONBLOCK) is copied through userspace, and its Read, with nothing
+// to read, waited in the kernel, where neither a cancel nor
+// Engine.Close reached it. Both must end the copy (and Close return)
+// with an error wrapping context.Canceled or ErrClosed, nothing copied.
+func TestAdv4BlockingEventSource(t *testing.T) {
+	fdtest.Check(t)
+	for _, ec := range engineCases(t) {
+		for _, kind := range blockingEventFDs {
+			for _, how := range []string{"cancel", "Close"} {
+				for _, api := range adv4APIs {
+					if how == "cancel" && api.name == "Copy" {
+						continue // only Close ends a Copy
+					}
+					t.Run(fmt.Sprintf("%s/%s/%s/%s", ec.name, kind.name, how, api.name), func(t *testing.T) {
+						e := newCaseEngine(t, ec)
+						fd, err := kind.open()
+						src := newFD(t, fd, err, kind.name)
+						r, w := advConn(t, "pipe")
+						defer r.Close()
+						defer w.Close()
+						ctx, cancel := context.WithCancel(context.Background())
+						defer cancel()
+						type result struct {
+							n   int64
+							err error
+						}
+						done := make(chan result, 1)
+						go func() {
+							n, err := api.run(ctx, e, w, src)
+							done <- result{n, err}
+						}()
+						time.Sleep(20 * time.Millisecond) // let the read start
+						closed, want := stopCopy(e, how, cancel)
+						res, ok := recvBy(done, time.Now().Add(20*time.Second))
+						if !ok {
+							kind.post(t, fd)
+							res = <-done
+							t.Fatalf("%s still ran 20s after the %s; once an event came: (%d, %v)", api.name, how, res.n, res.err)
+						}
+						if closed != nil {
+							if c := <-closed; c.err != nil {
+								t.Errorf("Close: %v", c.err)
+							}
+						}
+						if !errors.Is(res.err, want) || res.n != 0 {
+							t.Errorf("%s = (%d, %v), want (0, an error wrapping %v)", api.name, res.n, res.err, want)
+						}
+					})
+				}
+			}
+		}
+	}
+}
+
+// TestAdv4BlockingAnonReadFails: other anonymous-inode descriptors in
+// blocking mode fail a read at once (an epoll descriptor: EINVAL) where
+// poll(2) would never report input; a copy from one must fail as
+// io.Copy's does, not wait for input first.
+func TestAdv4BlockingAnonReadFails(t *testing.T) {
+	fdtest.Check(t)
+	for _, ec := range engineCases(t) {
+		for _, api := range adv4APIs {
+			t.Run(ec.name+"/epoll/"+api.name, func(t *testing.T) {
+				e := newCaseEngine(t, ec)
+				fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+				src := newFD(t, fd, err, "epoll")
+				r, w := advConn(t, "pipe")
+				defer r.Close()
+				defer w.Close()
+				_, want := io.Copy(io.Discard, src)
+				n, err, ok := adv4Copy(func() (int64, error) {
+					return api.run(context.Background(), e, w, src)
+				}, func() { e.Close() })
+				if !ok {
+					t.Fatalf("%s still ran 20s on; io.Copy returned %v at once", api.name, want)
+				}
+				if n != 0 || err == nil || !errors.Is(err, syscall.EINVAL) {
+					t.Errorf("%s = (%d, %v), want (0, an error wrapping EINVAL as io.Copy's %v)", api.name, n, err, want)
+				}
+			})
 		}
 	}
 }

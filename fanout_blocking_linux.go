@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -34,6 +36,9 @@ func blockingSource(ctx context.Context, src io.Reader) (io.Reader, bool) {
 	ep, ok := readerEndpoint(src)
 	if !ok {
 		if rc, ok := blockingMessageSocket(src); ok {
+			return &blockingReader{ctx: ctx, r: src, conn: rc}, true
+		}
+		if rc, ok := blockingEventSource(src); ok {
 			return &blockingReader{ctx: ctx, r: src, conn: rc}, true
 		}
 		return src, false
@@ -88,6 +93,56 @@ func blockingMessageSocket(v any) (syscall.RawConn, bool) {
 		// waits for a connection.
 		l, err := unix.GetsockoptInt(int(d), unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
 		ok = err == nil && l == 0
+	})
+	return rc, ok
+}
+
+// eventSources are the names /proc/self/fd gives the anonymous-inode
+// descriptors whose read(2) waits for an event and whose poll(2)
+// reports input once one is there.
+var eventSources = [...]string{
+	"anon_inode:[eventfd]",
+	"anon_inode:[timerfd]",
+	"anon_inode:[signalfd]",
+	"anon_inode:inotify",
+}
+
+// blockingEventSource returns the RawConn of v, an end the kernel path
+// does not take, and true if it is an eventfd, timerfd, signalfd or
+// inotify descriptor in blocking mode and open for reading (os.NewFile
+// of one made without O_NONBLOCK): its read waits in the kernel until
+// an event, like a blocking pipe's. fstat does not tell these from the
+// other anonymous-inode descriptors (no file type in st_mode), among
+// them epoll, pidfd and perf events, whose read fails or returns at
+// once while poll(2) may never report input: reading those only after
+// poll(2) would turn their answer into a hang. So the descriptor's link
+// in /proc/self/fd names it, one readlink(2) for a blocking anonymous
+// descriptor only; where /proc is not mounted it is read as it is.
+func blockingEventSource(v any) (syscall.RawConn, bool) {
+	sc, ok := v.(syscall.Conn)
+	if !ok || isNil(v) {
+		return nil, false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil || rc == nil {
+		return nil, false
+	}
+	ok = false
+	rc.Control(func(d uintptr) {
+		var st unix.Stat_t
+		if unix.Fstat(int(d), &st) != nil || st.Mode&unix.S_IFMT != 0 {
+			return
+		}
+		fl, err := unix.FcntlInt(d, unix.F_GETFL, 0)
+		if err != nil || fl&unix.O_NONBLOCK != 0 || fl&unix.O_ACCMODE == unix.O_WRONLY {
+			return
+		}
+		var buf [64]byte
+		n, err := unix.Readlink("/proc/self/fd/"+strconv.Itoa(int(d)), buf[:])
+		if err != nil {
+			return
+		}
+		ok = slices.Contains(eventSources[:], string(buf[:n]))
 	})
 	return rc, ok
 }
