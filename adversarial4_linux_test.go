@@ -348,30 +348,28 @@ func TestAdv4BlockingEventSource(t *testing.T) {
 						defer w.Close()
 						ctx, cancel := context.WithCancel(context.Background())
 						defer cancel()
-						type result struct {
-							n   int64
-							err error
+						want := error(context.Canceled)
+						if how == "Close" {
+							want = ErrClosed
 						}
-						done := make(chan result, 1)
-						go func() {
-							n, err := api.run(ctx, e, w, src)
-							done <- result{n, err}
-						}()
-						time.Sleep(20 * time.Millisecond) // let the read start
-						closed, want := stopCopy(e, how, cancel)
-						res, ok := recvBy(done, time.Now().Add(20*time.Second))
+						stopped := make(chan (<-chan closeResult), 1)
+						time.AfterFunc(20*time.Millisecond, func() { // once the read started
+							closed, _ := stopCopy(e, how, cancel)
+							stopped <- closed
+						})
+						n, err, ok := adv4Copy(func() (int64, error) {
+							return api.run(ctx, e, w, src)
+						}, func() { kind.post(t, fd) })
 						if !ok {
-							kind.post(t, fd)
-							res = <-done
-							t.Fatalf("%s still ran 20s after the %s; once an event came: (%d, %v)", api.name, how, res.n, res.err)
+							t.Fatalf("%s still ran 20s after the %s; once an event came: (%d, %v)", api.name, how, n, err)
 						}
-						if closed != nil {
+						if closed := <-stopped; closed != nil {
 							if c := <-closed; c.err != nil {
 								t.Errorf("Close: %v", c.err)
 							}
 						}
-						if !errors.Is(res.err, want) || res.n != 0 {
-							t.Errorf("%s = (%d, %v), want (0, an error wrapping %v)", api.name, res.n, res.err, want)
+						if !errors.Is(err, want) || n != 0 {
+							t.Errorf("%s = (%d, %v), want (0, an error wrapping %v)", api.name, n, err, want)
 						}
 					})
 				}

@@ -61,13 +61,11 @@ func blockingSource(ctx context.Context, src io.Reader) (io.Reader, bool) {
 	return &blockingReader{ctx: ctx, r: src, conn: ep.Conn}, true
 }
 
-// blockingMessageSocket returns the RawConn of v, an end the kernel
-// path does not take, and true if it is a datagram or seqpacket socket
-// (UDP, unixgram, unixpacket) in blocking mode that is not listening,
-// as os.NewFile of such a descriptor gives: its reads and writes wait
-// in the kernel like a blocking stream socket's, and are wrapped the
-// same way. Go's own sockets are on the netpoller: not asked.
-func blockingMessageSocket(v any) (syscall.RawConn, bool) {
+// blockingConn returns the RawConn of v and true if v is a descriptor
+// in blocking mode, not one of Go's sockets (those are on the
+// netpoller), for which is holds, given the descriptor, its file type
+// (st_mode & S_IFMT) and its status flags.
+func blockingConn(v any, is func(fd int, mode uint32, flags int) bool) (syscall.RawConn, bool) {
 	switch v.(type) {
 	case *net.UDPConn, *net.UnixConn, *net.TCPConn, *net.IPConn:
 		return nil, false
@@ -83,18 +81,34 @@ func blockingMessageSocket(v any) (syscall.RawConn, bool) {
 	ok = false
 	rc.Control(func(d uintptr) {
 		var st unix.Stat_t
-		if unix.Fstat(int(d), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		if unix.Fstat(int(d), &st) != nil {
 			return
 		}
-		if fl, err := unix.FcntlInt(d, unix.F_GETFL, 0); err != nil || fl&unix.O_NONBLOCK != 0 {
+		fl, err := unix.FcntlInt(d, unix.F_GETFL, 0)
+		if err != nil || fl&unix.O_NONBLOCK != 0 {
 			return
+		}
+		ok = is(int(d), st.Mode&unix.S_IFMT, fl)
+	})
+	return rc, ok
+}
+
+// blockingMessageSocket returns the RawConn of v, an end the kernel
+// path does not take, and true if it is a datagram or seqpacket socket
+// (UDP, unixgram, unixpacket) in blocking mode that is not listening,
+// as os.NewFile of such a descriptor gives: its reads and writes wait
+// in the kernel like a blocking stream socket's, and are wrapped the
+// same way.
+func blockingMessageSocket(v any) (syscall.RawConn, bool) {
+	return blockingConn(v, func(fd int, mode uint32, _ int) bool {
+		if mode != unix.S_IFSOCK {
+			return false
 		}
 		// A listening socket's read fails at once, where poll(2)
 		// waits for a connection.
-		l, err := unix.GetsockoptInt(int(d), unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
-		ok = err == nil && l == 0
+		l, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+		return err == nil && l == 0
 	})
-	return rc, ok
 }
 
 // eventSources are the names /proc/self/fd gives the anonymous-inode
@@ -119,32 +133,14 @@ var eventSources = [...]string{
 // in /proc/self/fd names it, one readlink(2) for a blocking anonymous
 // descriptor only; where /proc is not mounted it is read as it is.
 func blockingEventSource(v any) (syscall.RawConn, bool) {
-	sc, ok := v.(syscall.Conn)
-	if !ok || isNil(v) {
-		return nil, false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil || rc == nil {
-		return nil, false
-	}
-	ok = false
-	rc.Control(func(d uintptr) {
-		var st unix.Stat_t
-		if unix.Fstat(int(d), &st) != nil || st.Mode&unix.S_IFMT != 0 {
-			return
-		}
-		fl, err := unix.FcntlInt(d, unix.F_GETFL, 0)
-		if err != nil || fl&unix.O_NONBLOCK != 0 || fl&unix.O_ACCMODE == unix.O_WRONLY {
-			return
+	return blockingConn(v, func(fd int, mode uint32, flags int) bool {
+		if mode != 0 || flags&unix.O_ACCMODE == unix.O_WRONLY {
+			return false
 		}
 		var buf [64]byte
-		n, err := unix.Readlink("/proc/self/fd/"+strconv.Itoa(int(d)), buf[:])
-		if err != nil {
-			return
-		}
-		ok = slices.Contains(eventSources[:], string(buf[:n]))
+		n, err := unix.Readlink("/proc/self/fd/"+strconv.Itoa(fd), buf[:])
+		return err == nil && slices.Contains(eventSources[:], string(buf[:n]))
 	})
-	return rc, ok
 }
 
 // blockingReader reads r, whose descriptor is in blocking mode, only once
