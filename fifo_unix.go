@@ -191,7 +191,7 @@ func dupFile(f *os.File, name string) (*os.File, error) {
 // writer has connected and all writers have gone again.
 func (r *PipeReader) readFifo(p []byte) (int, error) {
 	if len(p) == 0 {
-		return 0, nil
+		return r.f.Read(p) // 0, nil, or the error of a closed file
 	}
 	rc, err := r.f.SyscallConn()
 	if err != nil {
@@ -227,7 +227,7 @@ func (r *PipeReader) readFifo(p []byte) (int, error) {
 		}
 	})
 	if err != nil {
-		return n, err
+		return n, r.waitErr(err)
 	}
 	return n, rerr
 }
@@ -249,10 +249,23 @@ func (r *PipeReader) awaitFirstWriter() error {
 		}
 		return fds[0].Revents != 0
 	})
-	if err == nil {
-		r.awaitWriter.Store(false)
+	if err != nil {
+		return r.waitErr(err)
 	}
-	return err
+	r.awaitWriter.Store(false)
+	return nil
+}
+
+// waitErr is the error of a wait on the read end's RawConn as
+// (*os.File).Read reports it: an *fs.PathError, wrapping os.ErrClosed
+// once the file is closed (the RawConn reports internal/poll's "use of
+// closed file", which only os.File's own methods translate), or the
+// deadline's os.ErrDeadlineExceeded.
+func (r *PipeReader) waitErr(err error) error {
+	if fileClosed(r.f) {
+		err = os.ErrClosed
+	}
+	return &fs.PathError{Op: "read", Path: r.f.Name(), Err: err}
 }
 
 // fifoEvents polls fd without waiting; 0 if poll fails.
