@@ -3,6 +3,7 @@
 package pipes
 
 import (
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -77,5 +78,32 @@ func TestAdv7FifoReaderClosed(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestAdv7CopierSourceClosed: a Copier whose reader is closed while it
+// waits for input stops, and Wait reports an error matching
+// os.ErrClosed, as a Read of the closed reader does; its writer keeps
+// what came before.
+func TestAdv7CopierSourceClosed(t *testing.T) {
+	fdtest.Check(t)
+	for _, fan := range copierFans {
+		t.Run(fan.name, func(t *testing.T) {
+			src, in := ptNewPipe(t)
+			s := newCopierSinkT(t, -1)
+			c, err := fan.start(context.Background(), src, s.w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeAll(t, in, []byte("before"))
+			s.waitFor(t, len("before"))
+			src.Close()
+			if err := c.Wait(); !errors.Is(err, os.ErrClosed) {
+				t.Errorf("Wait = %v, want an error matching os.ErrClosed", err)
+			}
+			if got := s.finish(); string(got) != "before" {
+				t.Errorf("writer received %q, want %q", got, "before")
+			}
+		})
 	}
 }

@@ -146,7 +146,8 @@ func (c *Copier) Writers() int {
 
 // Wait blocks until the copier stops and returns nil if the source reached
 // EOF, or else the error that stopped it: one wrapping ctx.Err(), or the
-// source's read error.
+// source's read error (one matching os.ErrClosed if the reader was
+// closed).
 func (c *Copier) Wait() error {
 	<-c.done
 	return c.err
@@ -156,8 +157,12 @@ func (c *Copier) run() {
 	stop := interruptOnDone(c.ctx, nil, c.src)
 	err := c.fan.run(c.src)
 	stop()
-	if err != nil && c.ctx.Err() != nil {
+	switch {
+	case err == nil:
+	case c.ctx.Err() != nil:
 		err = ctxerr.Wrap("pipes: copier", c.ctx, err)
+	default:
+		err = closedFileErr(err, nil, c.src)
 	}
 	c.mu.Lock()
 	c.stopped, c.err, c.writers = true, err, nil
