@@ -30,8 +30,11 @@ var ErrCopierStopped = errors.New("pipes: copier stopped")
 // leaves still completes, and its bytes are dropped).
 //
 // The Copier stops when the source reaches EOF (every write end closed),
-// when reading it fails, or when its context ends; Wait reports why. It
-// never closes the reader or the writers.
+// when reading it fails, or when its context ends; Wait reports why. With
+// no writer it still sees the source end, reading nothing: EOF once
+// every write end is closed and the pipe is empty (bytes left in it wait
+// for the next writer), or the reader closed. It never closes the reader
+// or the writers.
 type Copier struct {
 	ctx  context.Context
 	src  *PipeReader
@@ -175,8 +178,8 @@ func (c *Copier) run() {
 // writer sets the pace.
 type userspaceCopierFan struct{ u *fanout.Userspace }
 
-func newUserspaceCopierFan(ctx context.Context) userspaceCopierFan {
-	return userspaceCopierFan{fanout.NewUserspace(ctx)}
+func newUserspaceCopierFan(ctx context.Context, r *PipeReader) userspaceCopierFan {
+	return userspaceCopierFan{fanout.NewUserspace(ctx, r.idleWatch())}
 }
 
 func (f userspaceCopierFan) join(d *fanout.Dest, _ *PipeWriter) error { return f.u.Join(d) }

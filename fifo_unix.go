@@ -10,6 +10,8 @@ import (
 	"os"
 	"syscall"
 
+	"github.com/pipes-go/pipes/internal/fanout"
+	"github.com/pipes-go/pipes/internal/fd"
 	"golang.org/x/sys/unix"
 )
 
@@ -266,6 +268,33 @@ func (r *PipeReader) waitErr(err error) error {
 		err = os.ErrClosed
 	}
 	return &fs.PathError{Op: "read", Path: r.f.Name(), Err: err}
+}
+
+// idleWatch is how a Copier with no writer watches its reader
+// (fanout.Watch): waitEnded, interrupted by a read deadline in the past.
+func (r *PipeReader) idleWatch() fanout.Watch {
+	d := fd.Of(nil, r)
+	return fanout.Watch{Wait: r.waitEnded, Interrupt: d.Wake, Reset: d.Reset}
+}
+
+// waitEnded waits on the netpoller, reading nothing, until the reader has
+// ended: no byte left and no writer (POLLHUP without POLLIN: eof), or the
+// reader is closed or its wait fails (err, as Read reports it). A
+// read-only fifo that has had no writer yet has not ended, nor has a pipe
+// whose writers are gone with bytes left in it.
+func (r *PipeReader) waitEnded() (eof bool, err error) {
+	rc, err := r.f.SyscallConn()
+	if err != nil {
+		return false, err
+	}
+	err = rc.Read(func(sysfd uintptr) bool {
+		ev := fifoEvents(int(sysfd))
+		return ev&unix.POLLHUP != 0 && ev&unix.POLLIN == 0
+	})
+	if err != nil {
+		return false, r.waitErr(err)
+	}
+	return true, nil
 }
 
 // fifoEvents polls fd without waiting; 0 if poll fails.
