@@ -30,8 +30,11 @@ var ErrCopierStopped = errors.New("pipes: copier stopped")
 // leaves still completes, and its bytes are dropped).
 //
 // The Copier stops when the source reaches EOF (every write end closed),
-// when reading it fails, or when its context ends; Wait reports why. It
-// never closes the reader or the writers.
+// when reading it fails, or when its context ends; Wait reports why. With
+// no writer it still sees the source end, reading nothing: EOF once
+// every write end is closed and the pipe is empty (bytes left in it wait
+// for the next writer), or the reader closed. It never closes the reader
+// or the writers.
 type Copier struct {
 	ctx  context.Context
 	src  *PipeReader
@@ -146,7 +149,8 @@ func (c *Copier) Writers() int {
 
 // Wait blocks until the copier stops and returns nil if the source reached
 // EOF, or else the error that stopped it: one wrapping ctx.Err(), or the
-// source's read error.
+// source's read error (one matching os.ErrClosed if the reader was
+// closed).
 func (c *Copier) Wait() error {
 	<-c.done
 	return c.err
@@ -156,8 +160,12 @@ func (c *Copier) run() {
 	stop := interruptOnDone(c.ctx, nil, c.src)
 	err := c.fan.run(c.src)
 	stop()
-	if err != nil && c.ctx.Err() != nil {
+	switch {
+	case err == nil:
+	case c.ctx.Err() != nil:
 		err = ctxerr.Wrap("pipes: copier", c.ctx, err)
+	default:
+		err = closedFileErr(err, nil, c.src)
 	}
 	c.mu.Lock()
 	c.stopped, c.err, c.writers = true, err, nil
@@ -170,8 +178,8 @@ func (c *Copier) run() {
 // writer sets the pace.
 type userspaceCopierFan struct{ u *fanout.Userspace }
 
-func newUserspaceCopierFan(ctx context.Context) userspaceCopierFan {
-	return userspaceCopierFan{fanout.NewUserspace(ctx)}
+func newUserspaceCopierFan(ctx context.Context, r *PipeReader) userspaceCopierFan {
+	return userspaceCopierFan{fanout.NewUserspace(ctx, r.idleWatch())}
 }
 
 func (f userspaceCopierFan) join(d *fanout.Dest, _ *PipeWriter) error { return f.u.Join(d) }

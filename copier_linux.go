@@ -30,7 +30,7 @@ func newCopierFan(ctx context.Context, r *PipeReader) (copierFan, error) {
 	}
 	src, _ := r.endpoint()
 	k := fanout.NewKernel(ctx, fanout.Source{Conn: src.Conn, Kind: src.kind, Limit: -1}, fanout.Policy{})
-	if err := k.OpenJoinable(2 * size); err != nil {
+	if err := k.OpenJoinable(2*size, r.idleWatch()); err != nil {
 		k.Close()
 		return nil, err
 	}

@@ -10,5 +10,5 @@ func newCopierFan(ctx context.Context, r *PipeReader) (copierFan, error) {
 	if _, err := r.SyscallConn(); err != nil {
 		return nil, err
 	}
-	return newUserspaceCopierFan(ctx), nil
+	return newUserspaceCopierFan(ctx, r), nil
 }

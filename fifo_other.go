@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/pipes-go/pipes/internal/fanout"
 )
 
 // OpenFifo fails where there are no fifos (Windows): the error wraps
@@ -21,3 +23,7 @@ func AsyncOpenFifo(path string, flag int, mode os.FileMode) (<-chan OpenFifoResu
 }
 
 func (r *PipeReader) readFifo(p []byte) (int, error) { return r.f.Read(p) }
+
+// idleWatch: where there are no fifos a Copier with no writer does not
+// watch its reader (fanout.Watch); it waits for a writer or its context.
+func (r *PipeReader) idleWatch() fanout.Watch { return fanout.Watch{} }

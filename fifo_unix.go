@@ -10,6 +10,8 @@ import (
 	"os"
 	"syscall"
 
+	"github.com/pipes-go/pipes/internal/fanout"
+	"github.com/pipes-go/pipes/internal/fd"
 	"golang.org/x/sys/unix"
 )
 
@@ -191,7 +193,7 @@ func dupFile(f *os.File, name string) (*os.File, error) {
 // writer has connected and all writers have gone again.
 func (r *PipeReader) readFifo(p []byte) (int, error) {
 	if len(p) == 0 {
-		return 0, nil
+		return r.f.Read(p) // 0, nil, or the error of a closed file
 	}
 	rc, err := r.f.SyscallConn()
 	if err != nil {
@@ -227,7 +229,7 @@ func (r *PipeReader) readFifo(p []byte) (int, error) {
 		}
 	})
 	if err != nil {
-		return n, err
+		return n, r.waitErr(err)
 	}
 	return n, rerr
 }
@@ -249,10 +251,50 @@ func (r *PipeReader) awaitFirstWriter() error {
 		}
 		return fds[0].Revents != 0
 	})
-	if err == nil {
-		r.awaitWriter.Store(false)
+	if err != nil {
+		return r.waitErr(err)
 	}
-	return err
+	r.awaitWriter.Store(false)
+	return nil
+}
+
+// waitErr is the error of a wait on the read end's RawConn as
+// (*os.File).Read reports it: an *fs.PathError, wrapping os.ErrClosed
+// once the file is closed (the RawConn reports internal/poll's "use of
+// closed file", which only os.File's own methods translate), or the
+// deadline's os.ErrDeadlineExceeded.
+func (r *PipeReader) waitErr(err error) error {
+	if fileClosed(r.f) {
+		err = os.ErrClosed
+	}
+	return &fs.PathError{Op: "read", Path: r.f.Name(), Err: err}
+}
+
+// idleWatch is how a Copier with no writer watches its reader
+// (fanout.Watch): waitEnded, interrupted by a read deadline in the past.
+func (r *PipeReader) idleWatch() fanout.Watch {
+	d := fd.Of(nil, r)
+	return fanout.Watch{Wait: r.waitEnded, Interrupt: d.Wake, Reset: d.Reset}
+}
+
+// waitEnded waits on the netpoller, reading nothing, until the reader has
+// ended: no byte left and no writer (POLLHUP without POLLIN: eof), or the
+// reader is closed or its wait fails (err, as Read reports it). A
+// read-only fifo that has had no writer yet has not ended, nor has a pipe
+// whose writers are gone with bytes left in it.
+func (r *PipeReader) waitEnded() (eof bool, err error) {
+	rc, err := r.f.SyscallConn()
+	if err != nil {
+		return false, err
+	}
+	err = rc.Read(func(sysfd uintptr) bool {
+		ev := fifoEvents(int(sysfd))
+		return ev&unix.POLLHUP != 0 && ev&unix.POLLIN == 0
+	})
+	if err != nil {
+		return false, r.waitErr(err)
+	}
+	return true, nil
 }
 
 // fifoEvents polls fd without waiting; 0 if poll fails.

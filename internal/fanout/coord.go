@@ -57,26 +57,45 @@ func awaitAll(ctx context.Context, ds []*Dest, progress chan struct{}, p Policy)
 	return true
 }
 
+// Watch is how a fan-out with joins watches its source while it has no
+// destination, reading nothing: without one (the zero Watch) it waits
+// for a destination or the end of its context only.
+type Watch struct {
+	// Wait waits, reading nothing, until the source has ended (eof: no
+	// byte is left and none can come) or fails (err, a closed source
+	// included), or until Interrupt is called or the caller's context
+	// ends (the caller interrupts the source's waits then); what it
+	// returns then does not matter.
+	Wait func() (eof bool, err error)
+	// Interrupt ends a Wait from another goroutine: a destination was
+	// added. Reset undoes what it did to the source, after the Wait it
+	// ended returned and before the source is read again.
+	Interrupt, Reset func()
+}
+
 // joins lets destinations join a running fan-out. The coordinator admits
 // the destinations added since it last looked right before it
 // distributes each chunk: a destination receives every chunk distributed
 // after it was added (a read already waiting for input when it was added
 // included), and none distributed before. A fan-out with joins keeps
 // running while it has no destination, reading nothing, until its context
-// ends.
+// ends or, with a Watch, its source ends.
 type joins[M member] struct {
+	watch   Watch
 	mu      sync.Mutex
 	pending []M
 	closed  bool
 	wake    chan struct{} // cap 1: a destination was added
+	waiting bool          // the coordinator is in watch.Wait
+	woken   bool          // watch.Interrupt was called during that Wait
 }
 
-func newJoins[M member]() *joins[M] {
-	return &joins[M]{wake: make(chan struct{}, 1)}
+func newJoins[M member](w Watch) *joins[M] {
+	return &joins[M]{watch: w, wake: make(chan struct{}, 1)}
 }
 
-// add queues m for admission. It reports false, queuing nothing, once
-// the fan-out has ended.
+// add queues m for admission, and interrupts the coordinator's Watch. It
+// reports false, queuing nothing, once the fan-out has ended.
 func (j *joins[M]) add(m M) bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -85,6 +104,10 @@ func (j *joins[M]) add(m M) bool {
 	}
 	j.pending = append(j.pending, m)
 	kick(j.wake)
+	if j.waiting && !j.woken {
+		j.woken = true
+		j.watch.Interrupt()
+	}
 	return true
 }
 
@@ -93,17 +116,46 @@ func (j *joins[M]) add(m M) bool {
 func (j *joins[M]) take() []M { return j.drain(false) }
 
 // await waits, while the fan-out has no destination, until one is added.
-// It returns false if none can come: j is nil, or ctx ended.
-func (j *joins[M]) await(ctx context.Context) bool {
+// It returns false if none can come: j is nil, ctx ended, or the Watch
+// saw the source end; err is then the source's error (nil at EOF).
+func (j *joins[M]) await(ctx context.Context) (more bool, err error) {
 	if j == nil {
-		return false
+		return false, nil
 	}
-	select {
-	case <-j.wake:
-		return true
-	case <-ctx.Done():
-		return false
+	if j.watch.Wait == nil {
+		select {
+		case <-j.wake:
+			return true, nil
+		case <-ctx.Done():
+			return false, nil
+		}
 	}
+	j.mu.Lock()
+	if len(j.pending) > 0 || ctx.Err() != nil {
+		j.mu.Unlock()
+		return ctx.Err() == nil, nil
+	}
+	j.waiting = true
+	j.mu.Unlock()
+	eof, err := j.watch.Wait()
+	j.mu.Lock()
+	woken := j.woken
+	j.waiting, j.woken = false, false
+	j.mu.Unlock()
+	if woken {
+		j.watch.Reset()
+	}
+	// ctx is looked at after the Reset: the interruption of ctx, which
+	// Reset may have undone, comes after ctx.Err() is set.
+	switch {
+	case ctx.Err() != nil:
+		return false, nil
+	case woken:
+		return true, nil // what the source says is seen at the next read
+	case eof || err != nil:
+		return false, err
+	}
+	return true, nil
 }
 
 // close ends admissions: later adds fail. It returns the destinations

@@ -258,12 +258,12 @@ func TestJoinEnded(t *testing.T) {
 		fdSrc bool
 	}{
 		{"userspace", func(_ *testing.T, ctx context.Context, src *os.File) (func(*Dest) error, func() error, func()) {
-			u := NewUserspace(ctx)
+			u := NewUserspace(ctx, Watch{})
 			return u.Join, func() error { return u.Run(src) }, u.Abort
 		}, false},
 		{"kernel", func(t *testing.T, ctx context.Context, src *os.File) (func(*Dest) error, func() error, func()) {
 			k := NewKernel(ctx, Source{Conn: rawConn(t, src), Kind: fd.KindFile, Limit: -1}, Policy{})
-			if err := k.OpenJoinable(64 << 10); err != nil {
+			if err := k.OpenJoinable(64<<10, Watch{}); err != nil {
 				t.Fatal(err)
 			}
 			join := func(d *Dest) error { return k.Join(d, Out{}) }

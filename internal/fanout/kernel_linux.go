@@ -138,10 +138,10 @@ func (k *Kernel) Open() error {
 
 // OpenJoinable prepares a fan-out that destinations join while it runs
 // (Join): it makes the staging pipe for private pipes of size bytes, and
-// opens /dev/null.
-func (k *Kernel) OpenJoinable(size int) error {
+// opens /dev/null. While no destination is left, w watches the source.
+func (k *Kernel) OpenJoinable(size int, w Watch) error {
 	k.size = size
-	k.joins = newJoins[*kdest]()
+	k.joins = newJoins[*kdest](w)
 	return k.openStage(size)
 }
 
@@ -274,7 +274,11 @@ func (k *Kernel) readAll() bool {
 	for k.ctx.Err() == nil && (k.src.Limit < 0 || k.read < k.src.Limit) {
 		k.admit()
 		if live(k.ds) == 0 {
-			if !k.joins.await(k.ctx) {
+			more, err := k.joins.await(k.ctx)
+			if !more {
+				if err != nil && k.ctx.Err() == nil {
+					k.finalErr = fmt.Errorf("pipes: fan-out: reading the source: %w", err)
+				}
 				break
 			}
 			continue

@@ -45,10 +45,11 @@ func RunUserspace(ctx context.Context, src io.Reader, ds []*Dest, p Policy) erro
 
 // NewUserspace returns a fan-out that destinations join while it runs
 // (Join), each queue holding one chunk, so that the slowest destination
-// sets the pace. It has no destination until one joins.
-func NewUserspace(ctx context.Context) *Userspace {
+// sets the pace. It has no destination until one joins; while it has
+// none, w watches the source.
+func NewUserspace(ctx context.Context, w Watch) *Userspace {
 	u := newUserspace(ctx, Policy{})
-	u.joins = newJoins[*udest]()
+	u.joins = newJoins[*udest](w)
 	return u
 }
 
@@ -94,7 +95,11 @@ func (u *Userspace) Run(src io.Reader) error {
 	for u.ctx.Err() == nil {
 		u.admit()
 		if live(u.ds) == 0 {
-			if !u.joins.await(u.ctx) {
+			more, err := u.joins.await(u.ctx)
+			if !more {
+				if err != nil && u.ctx.Err() == nil {
+					u.srcErr = fmt.Errorf("pipes: fan-out: reading the source: %w", err)
+				}
 				break
 			}
 			continue
