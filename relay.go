@@ -135,6 +135,7 @@ func (e *Engine) RelayWith(ctx context.Context, a, b io.ReadWriter, opts ...Rela
 	for dir := range r.meters {
 		r.meters[dir].engine = e.stats.bytes.stripe()
 		r.meters[dir].also = cfg.progress[dir]
+		r.meters[dir].live = true
 	}
 	r.ctx, r.cancel = context.WithCancelCause(ctx)
 	stopClose := context.AfterFunc(e.ctx, func() { r.cancel(ErrClosed) })
@@ -175,17 +176,11 @@ type relay struct {
 }
 
 // run copies one direction, src to dst, and passes its EOF on to dst.
+// Its meter counts live (see meter.live): src and dst are handed to the
+// engine as they are, so that a userspace copy sees their descriptors
+// and wakes waits on those in blocking mode as CopyContext does.
 func (r *relay) run(dir int, dst io.Writer, src io.Reader) int64 {
-	w, rd := dst, src
-	if !kernelPair(dst, src) {
-		// A userspace copy counts its bytes live only through a
-		// buffer loop of its own: io.Copy on a ReaderFrom or
-		// WriterTo (TCPConn's, whose generic fallbacks are buffer
-		// loops too) would count them only at the end, and the idle
-		// timer would take a busy relay for an idle one.
-		w, rd = relayWriter{dst}, relayReader{src}
-	}
-	n, err := r.e.copy(r.ctx, w, rd, &r.meters[dir])
+	n, err := r.e.copy(r.ctx, dst, src, &r.meters[dir])
 	err = r.e.closedErr(r.ctx, err)
 	if err == nil {
 		// The copy returned nil at EOF of src, and only once every byte
@@ -317,29 +312,4 @@ func sameValue(a, b any) (same bool) {
 		}
 	}()
 	return a == b
-}
-
-// relayReader shows a userspace copy only src's Read, and its read
-// deadline, which wakes a blocked Read when the relay ends.
-type relayReader struct{ r io.Reader }
-
-func (x relayReader) Read(p []byte) (int, error) { return x.r.Read(p) }
-
-func (x relayReader) SetReadDeadline(t time.Time) error {
-	if d, ok := x.r.(readDeadliner); ok {
-		return d.SetReadDeadline(t)
-	}
-	return nil
-}
-
-// relayWriter is relayReader for the destination.
-type relayWriter struct{ w io.Writer }
-
-func (x relayWriter) Write(p []byte) (int, error) { return x.w.Write(p) }
-
-func (x relayWriter) SetWriteDeadline(t time.Time) error {
-	if d, ok := x.w.(writeDeadliner); ok {
-		return d.SetWriteDeadline(t)
-	}
-	return nil
 }
