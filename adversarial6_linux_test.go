@@ -156,3 +156,97 @@ func TestAdv6BlockingEndUserspace(t *testing.T) {
 		}
 	}
 }
+
+// adv6Framed is a connection behind a framing layer, as a *tls.Conn is:
+// no descriptor, deadlines passed on, and a CloseWrite that writes a
+// trailer (a TLS close_notify) before it half-closes, and so waits for
+// room when the peer does not read.
+type adv6Framed struct {
+	c       *net.UnixConn
+	trailer []byte
+}
+
+func (x adv6Framed) Read(p []byte) (int, error)         { return x.c.Read(p) }
+func (x adv6Framed) Write(p []byte) (int, error)        { return x.c.Write(p) }
+func (x adv6Framed) SetReadDeadline(t time.Time) error  { return x.c.SetReadDeadline(t) }
+func (x adv6Framed) SetWriteDeadline(t time.Time) error { return x.c.SetWriteDeadline(t) }
+
+func (x adv6Framed) CloseWrite() error {
+	if _, err := x.c.Write(x.trailer); err != nil {
+		return err
+	}
+	return x.c.CloseWrite()
+}
+
+// TestAdv6CloseWriteWaits: the relay passes b's EOF on to a with a's
+// CloseWrite, which waits to write its trailer because a's peer reads
+// nothing; the other direction waits for a's peer. A cancel, Engine.Close
+// or RelayHalfCloseTimeout must end the relay, CloseWrite's wait too (a
+// has deadlines), with an error matching theirs, and leave a with no
+// deadline.
+func TestAdv6CloseWriteWaits(t *testing.T) {
+	fdtest.Check(t)
+	for _, ec := range engineCases(t) {
+		for _, kind := range []string{"unix", "net.Pipe"} {
+			for _, how := range []string{"cancel", "close", "half-close"} {
+				t.Run(fmt.Sprintf("%s/%s/%s", ec.name, kind, how), func(t *testing.T) {
+					e := newCaseEngine(t, ec)
+					ac, pa := unixPair(t)
+					closeAtEnd(t, ac, pa)
+					a := adv6Framed{ac, make([]byte, 8<<20)}
+					b := adv6Ends[map[string]string{"unix": "wrapped-unix", "net.Pipe": "net.Pipe"}[kind]](t)
+					if kind == "unix" {
+						u, pb := unixPair(t)
+						closeAtEnd(t, u, pb)
+						b = adv6End{u, pb, nil}
+					}
+					ctx, cancel := context.WithCancel(context.Background())
+					defer cancel()
+					var opts []RelayOption
+					if how == "half-close" {
+						opts = append(opts, RelayHalfCloseTimeout(100*time.Millisecond))
+					}
+					res := startRelay(e, ctx, a, b.end, opts...)
+					hello := []byte("hello")
+					go func() {
+						b.peer.Write(hello)
+						if cw, ok := b.peer.(closeWriter); ok {
+							cw.CloseWrite()
+						} else {
+							b.peer.Close()
+						}
+					}()
+					got := make([]byte, len(hello))
+					if _, err := io.ReadFull(pa, got); err != nil {
+						t.Fatal(err)
+					}
+					// CloseWrite is under way, waiting for room.
+					time.Sleep(50 * time.Millisecond)
+					switch how {
+					case "cancel":
+						cancel()
+					case "close":
+						go e.Close()
+					}
+					r, ok := recvBy(res, time.Now().Add(10*time.Second))
+					if !ok {
+						pa.Close()
+						b.peer.Close()
+						r = <-res
+						t.Fatalf("the relay did not end; once its peers closed: (%d, %d, %v)", r.aToB, r.bToA, r.err)
+					}
+					want := map[string]error{"cancel": context.Canceled, "close": ErrClosed, "half-close": os.ErrDeadlineExceeded}[how]
+					if !errors.Is(r.err, want) || r.aToB != 0 || r.bToA != int64(len(hello)) {
+						t.Errorf("Relay = (%d, %d, %v), want (0, %d, an error matching %v)", r.aToB, r.bToA, r.err, len(hello), want)
+					}
+					// No deadline left on a: a write that waits for its
+					// peer to read completes once it does.
+					go io.Copy(io.Discard, pa)
+					if _, err := ac.Write(make([]byte, 16<<20)); err != nil {
+						t.Errorf("writing to a after the relay: %v", err)
+					}
+				})
+			}
+		}
+	}
+}

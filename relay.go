@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pipes-go/pipes/internal/ctxerr"
+	"github.com/pipes-go/pipes/internal/fd"
 )
 
 // Relay copies between a and b in both directions at once until both
@@ -53,9 +54,9 @@ func RelayIdleTimeout(d time.Duration) RelayOption {
 }
 
 // RelayHalfCloseTimeout bounds how long a relay waits, once one direction
-// has reached EOF, for the other to reach it too; when d passes first the
-// other direction is ended and the relay fails with an error wrapping
-// os.ErrDeadlineExceeded. d <= 0 (the default) waits forever.
+// has reached EOF, for the other to reach it too and for the CloseWrites
+// that pass the EOFs on; when d passes first the relay is ended and fails
+// with an error wrapping os.ErrDeadlineExceeded. d <= 0 (the default) waits forever.
 func RelayHalfCloseTimeout(d time.Duration) RelayOption {
 	return func(c *relayConfig) { c.halfClose = d }
 }
@@ -85,7 +86,9 @@ var relayDirNames = [2]string{"a->b", "b->a"}
 // on relaying the other direction (for at most RelayHalfCloseTimeout, if
 // given). A destination without CloseWrite is left as it is: its peer
 // sees no EOF until the caller closes it. A CloseWrite that fails ends
-// the relay with its error.
+// the relay with its error. A CloseWrite that waits (a *tls.Conn's
+// writes a close_notify, which waits for room when its peer does not
+// read) is woken as the copies are when the relay ends.
 //
 // When either direction fails (a reset peer, a closed end), ctx ends, the
 // Engine is closed, or a RelayOption's timeout passes, both directions
@@ -166,9 +169,10 @@ type relay struct {
 	meters [2]meter // bytes delivered by each direction, read by the idle timer
 
 	mu        sync.Mutex
-	err       error // the first error that ended the relay
-	eofs      int   // directions that ended with EOF
-	stopped   bool  // both directions returned: timers do nothing
+	err       error   // the first error that ended the relay
+	eofs      int     // directions that ended with EOF, passed on
+	done      [2]bool // which those are
+	stopped   bool    // both directions returned: timers do nothing
 	idleTimer *time.Timer
 	idleSeen  int64     // both meters' total at the last change seen
 	idleSince time.Time // when that change was seen
@@ -189,18 +193,59 @@ func (r *relay) run(dir int, dst io.Writer, src io.Reader) int64 {
 		// return at EOF with the pipe empty; the userspace path returns
 		// after its last Write. So CloseWrite never overtakes bytes
 		// still in flight: dst's peer reads EOF after all of them.
+		r.reachedEOF(dir)
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			if cerr := cw.CloseWrite(); cerr != nil {
-				err = fmt.Errorf("passing EOF on with CloseWrite: %w", cerr)
-			}
+			err = r.closeWrite(dst, cw)
 		}
 	}
 	r.finish(dir, err)
 	return n
 }
 
-// finish records how direction dir ended: an error ends the relay; the
-// first EOF starts the half-close timer.
+// closeWrite passes EOF on with dst's CloseWrite. That may wait (a
+// *tls.Conn writes its close_notify, which waits for room when dst's
+// peer does not read): the wait is woken, like the copies', by a
+// deadline in the past on dst when the relay ends.
+func (r *relay) closeWrite(dst io.Writer, cw interface{ CloseWrite() error }) error {
+	stop := fd.OnDone(r.ctx, dst, nil)
+	err := cw.CloseWrite()
+	stop()
+	if err == nil {
+		return nil
+	}
+	if r.ctx.Err() != nil {
+		err = r.e.closedErr(r.ctx, ctxerr.Wrap("pipes", r.ctx, err))
+	}
+	return fmt.Errorf("passing EOF on with CloseWrite: %w", err)
+}
+
+// reachedEOF records that direction dir reached EOF: the first to does
+// starts the half-close timer, which bounds the wait for the other
+// direction and for both CloseWrites.
+func (r *relay) reachedEOF(dir int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.halfTimer != nil || r.err != nil || r.cfg.halfClose <= 0 {
+		return
+	}
+	d := r.cfg.halfClose
+	r.halfTimer = time.AfterFunc(d, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.stopped || r.eofs == 2 {
+			return
+		}
+		late := 1 - dir
+		if r.done[late] {
+			late = dir // the other is done: dir's own CloseWrite waits
+		}
+		r.failLocked(fmt.Errorf("pipes: relay %s: not done %v after %s reached EOF: %w",
+			relayDirNames[late], d, relayDirNames[dir], os.ErrDeadlineExceeded))
+	})
+}
+
+// finish records how direction dir ended: an error ends the relay; nil
+// is EOF passed on.
 func (r *relay) finish(dir int, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -209,18 +254,7 @@ func (r *relay) finish(dir int, err error) {
 		return
 	}
 	r.eofs++
-	if r.eofs == 1 && r.err == nil && r.cfg.halfClose > 0 {
-		d, other := r.cfg.halfClose, relayDirNames[1-dir]
-		r.halfTimer = time.AfterFunc(d, func() {
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			if r.stopped || r.eofs == 2 {
-				return
-			}
-			r.failLocked(fmt.Errorf("pipes: relay %s: not done %v after %s reached EOF: %w",
-				other, d, relayDirNames[dir], os.ErrDeadlineExceeded))
-		})
-	}
+	r.done[dir] = true
 }
 
 // failLocked records err if it is the first and ends both directions.
