@@ -49,6 +49,14 @@ func RelayProgress(aToB, bToA *atomic.Int64) RelayOption {
 // counts are sampled by a timer (about four times per d), never per
 // byte: the relay ends between d and 1.25d after its last byte. d <= 0
 // (the default) means no idle timeout.
+//
+// A direction that runs in userspace (an end without a descriptor, such
+// as a *tls.Conn or a net.Pipe) counts its bytes when the Write carrying
+// them returns, up to 32 KiB at a time: a peer that takes longer than d
+// to read that much (a slow link, a trickling reader) looks idle, and the
+// relay ends though bytes still reach it. Choose d well above the time
+// the slowest peer to be served takes to read 32 KiB. Directions on the
+// kernel path count what each splice(2) moves.
 func RelayIdleTimeout(d time.Duration) RelayOption {
 	return func(c *relayConfig) { c.idle = d }
 }
