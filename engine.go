@@ -392,13 +392,14 @@ func copyUserspace(ctx context.Context, life *lifetime, dst io.Writer, src io.Re
 	var err error
 	_, wt := src.(io.WriterTo)
 	_, rf := dst.(io.ReaderFrom)
-	if wt || rf {
+	if (wt || rf) && !m.live {
 		// Their fast paths would be lost behind a counting wrapper:
 		// the bytes are counted when the copy ends.
 		n, err = io.Copy(dst, src)
 		m.Add(n)
 	} else {
-		// io.Copy's own buffer loop: counting each Write costs nothing.
+		// io.Copy's own buffer loop (or src's WriteTo into the counting
+		// writer): counting each Write costs nothing.
 		n, err = io.Copy(&meteredWriter{w: dst, m: m}, src)
 	}
 	if err != nil && ctx.Err() != nil {

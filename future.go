@@ -55,6 +55,11 @@ type meter struct {
 	n      atomic.Int64
 	engine *atomic.Uint64 // the copy's stripe of Stats.Bytes; nil: not counted in an engine
 	also   *atomic.Int64  // nil, or the caller's counter (RelayProgress)
+	// live: a userspace copy counts every Write as it returns, also
+	// where a ReaderFrom or WriterTo would take the copy whole and be
+	// counted only when it ends (a relay, whose idle timer and
+	// RelayProgress read the count while it runs).
+	live bool
 }
 
 // Add records delta more bytes delivered.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pipes-go/pipes/internal/ctxerr"
+	"github.com/pipes-go/pipes/internal/fd"
 )
 
 // Relay copies between a and b in both directions at once until both
@@ -48,14 +49,22 @@ func RelayProgress(aToB, bToA *atomic.Int64) RelayOption {
 // counts are sampled by a timer (about four times per d), never per
 // byte: the relay ends between d and 1.25d after its last byte. d <= 0
 // (the default) means no idle timeout.
+//
+// A direction that runs in userspace (an end without a descriptor, such
+// as a *tls.Conn or a net.Pipe) counts its bytes when the Write carrying
+// them returns, up to 32 KiB at a time: a peer that takes longer than d
+// to read that much (a slow link, a trickling reader) looks idle, and the
+// relay ends though bytes still reach it. Choose d well above the time
+// the slowest peer to be served takes to read 32 KiB. Directions on the
+// kernel path count what each splice(2) moves.
 func RelayIdleTimeout(d time.Duration) RelayOption {
 	return func(c *relayConfig) { c.idle = d }
 }
 
 // RelayHalfCloseTimeout bounds how long a relay waits, once one direction
-// has reached EOF, for the other to reach it too; when d passes first the
-// other direction is ended and the relay fails with an error wrapping
-// os.ErrDeadlineExceeded. d <= 0 (the default) waits forever.
+// has reached EOF, for the other to reach it too and for the CloseWrites
+// that pass the EOFs on; when d passes first the relay is ended and fails
+// with an error wrapping os.ErrDeadlineExceeded. d <= 0 (the default) waits forever.
 func RelayHalfCloseTimeout(d time.Duration) RelayOption {
 	return func(c *relayConfig) { c.halfClose = d }
 }
@@ -85,7 +94,9 @@ var relayDirNames = [2]string{"a->b", "b->a"}
 // on relaying the other direction (for at most RelayHalfCloseTimeout, if
 // given). A destination without CloseWrite is left as it is: its peer
 // sees no EOF until the caller closes it. A CloseWrite that fails ends
-// the relay with its error.
+// the relay with its error. A CloseWrite that waits (a *tls.Conn's
+// writes a close_notify, which waits for room when its peer does not
+// read) is woken as the copies are when the relay ends.
 //
 // When either direction fails (a reset peer, a closed end), ctx ends, the
 // Engine is closed, or a RelayOption's timeout passes, both directions
@@ -135,6 +146,7 @@ func (e *Engine) RelayWith(ctx context.Context, a, b io.ReadWriter, opts ...Rela
 	for dir := range r.meters {
 		r.meters[dir].engine = e.stats.bytes.stripe()
 		r.meters[dir].also = cfg.progress[dir]
+		r.meters[dir].live = true
 	}
 	r.ctx, r.cancel = context.WithCancelCause(ctx)
 	stopClose := context.AfterFunc(e.ctx, func() { r.cancel(ErrClosed) })
@@ -165,9 +177,10 @@ type relay struct {
 	meters [2]meter // bytes delivered by each direction, read by the idle timer
 
 	mu        sync.Mutex
-	err       error // the first error that ended the relay
-	eofs      int   // directions that ended with EOF
-	stopped   bool  // both directions returned: timers do nothing
+	err       error   // the first error that ended the relay
+	eofs      int     // directions that ended with EOF, passed on
+	done      [2]bool // which those are
+	stopped   bool    // both directions returned: timers do nothing
 	idleTimer *time.Timer
 	idleSeen  int64     // both meters' total at the last change seen
 	idleSince time.Time // when that change was seen
@@ -175,17 +188,11 @@ type relay struct {
 }
 
 // run copies one direction, src to dst, and passes its EOF on to dst.
+// Its meter counts live (see meter.live): src and dst are handed to the
+// engine as they are, so that a userspace copy sees their descriptors
+// and wakes waits on those in blocking mode as CopyContext does.
 func (r *relay) run(dir int, dst io.Writer, src io.Reader) int64 {
-	w, rd := dst, src
-	if !kernelPair(dst, src) {
-		// A userspace copy counts its bytes live only through a
-		// buffer loop of its own: io.Copy on a ReaderFrom or
-		// WriterTo (TCPConn's, whose generic fallbacks are buffer
-		// loops too) would count them only at the end, and the idle
-		// timer would take a busy relay for an idle one.
-		w, rd = relayWriter{dst}, relayReader{src}
-	}
-	n, err := r.e.copy(r.ctx, w, rd, &r.meters[dir])
+	n, err := r.e.copy(r.ctx, dst, src, &r.meters[dir])
 	err = r.e.closedErr(r.ctx, err)
 	if err == nil {
 		// The copy returned nil at EOF of src, and only once every byte
@@ -194,18 +201,59 @@ func (r *relay) run(dir int, dst io.Writer, src io.Reader) int64 {
 		// return at EOF with the pipe empty; the userspace path returns
 		// after its last Write. So CloseWrite never overtakes bytes
 		// still in flight: dst's peer reads EOF after all of them.
+		r.reachedEOF(dir)
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			if cerr := cw.CloseWrite(); cerr != nil {
-				err = fmt.Errorf("passing EOF on with CloseWrite: %w", cerr)
-			}
+			err = r.closeWrite(dst, cw)
 		}
 	}
 	r.finish(dir, err)
 	return n
 }
 
-// finish records how direction dir ended: an error ends the relay; the
-// first EOF starts the half-close timer.
+// closeWrite passes EOF on with dst's CloseWrite. That may wait (a
+// *tls.Conn writes its close_notify, which waits for room when dst's
+// peer does not read): the wait is woken, like the copies', by a
+// deadline in the past on dst when the relay ends.
+func (r *relay) closeWrite(dst io.Writer, cw interface{ CloseWrite() error }) error {
+	stop := fd.OnDone(r.ctx, dst, nil)
+	err := cw.CloseWrite()
+	stop()
+	if err == nil {
+		return nil
+	}
+	if r.ctx.Err() != nil {
+		err = r.e.closedErr(r.ctx, ctxerr.Wrap("pipes", r.ctx, err))
+	}
+	return fmt.Errorf("passing EOF on with CloseWrite: %w", err)
+}
+
+// reachedEOF records that direction dir reached EOF: the first to does
+// starts the half-close timer, which bounds the wait for the other
+// direction and for both CloseWrites.
+func (r *relay) reachedEOF(dir int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.halfTimer != nil || r.err != nil || r.cfg.halfClose <= 0 {
+		return
+	}
+	d := r.cfg.halfClose
+	r.halfTimer = time.AfterFunc(d, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.stopped || r.eofs == 2 {
+			return
+		}
+		late := 1 - dir
+		if r.done[late] {
+			late = dir // the other is done: dir's own CloseWrite waits
+		}
+		r.failLocked(fmt.Errorf("pipes: relay %s: not done %v after %s reached EOF: %w",
+			relayDirNames[late], d, relayDirNames[dir], os.ErrDeadlineExceeded))
+	})
+}
+
+// finish records how direction dir ended: an error ends the relay; nil
+// is EOF passed on.
 func (r *relay) finish(dir int, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -214,18 +262,7 @@ func (r *relay) finish(dir int, err error) {
 		return
 	}
 	r.eofs++
-	if r.eofs == 1 && r.err == nil && r.cfg.halfClose > 0 {
-		d, other := r.cfg.halfClose, relayDirNames[1-dir]
-		r.halfTimer = time.AfterFunc(d, func() {
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			if r.stopped || r.eofs == 2 {
-				return
-			}
-			r.failLocked(fmt.Errorf("pipes: relay %s: not done %v after %s reached EOF: %w",
-				other, d, relayDirNames[dir], os.ErrDeadlineExceeded))
-		})
-	}
+	r.done[dir] = true
 }
 
 // failLocked records err if it is the first and ends both directions.
@@ -317,29 +354,4 @@ func sameValue(a, b any) (same bool) {
 		}
 	}()
 	return a == b
-}
-
-// relayReader shows a userspace copy only src's Read, and its read
-// deadline, which wakes a blocked Read when the relay ends.
-type relayReader struct{ r io.Reader }
-
-func (x relayReader) Read(p []byte) (int, error) { return x.r.Read(p) }
-
-func (x relayReader) SetReadDeadline(t time.Time) error {
-	if d, ok := x.r.(readDeadliner); ok {
-		return d.SetReadDeadline(t)
-	}
-	return nil
-}
-
-// relayWriter is relayReader for the destination.
-type relayWriter struct{ w io.Writer }
-
-func (x relayWriter) Write(p []byte) (int, error) { return x.w.Write(p) }
-
-func (x relayWriter) SetWriteDeadline(t time.Time) error {
-	if d, ok := x.w.(writeDeadliner); ok {
-		return d.SetWriteDeadline(t)
-	}
-	return nil
 }
