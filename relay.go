@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"reflect"
 	"sync"
@@ -213,11 +214,19 @@ func (r *relay) run(dir int, dst io.Writer, src io.Reader) int64 {
 // closeWrite passes EOF on with dst's CloseWrite. That may wait (a
 // *tls.Conn writes its close_notify, which waits for room when dst's
 // peer does not read): the wait is woken, like the copies', by a
-// deadline in the past on dst when the relay ends.
+// deadline in the past on dst when the relay ends. Go's TCP and unix
+// sockets shut down their write side (shutdown(2)), which never waits:
+// no wake is armed for those.
 func (r *relay) closeWrite(dst io.Writer, cw interface{ CloseWrite() error }) error {
-	stop := fd.OnDone(r.ctx, dst, nil)
-	err := cw.CloseWrite()
-	stop()
+	var err error
+	switch dst.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		err = cw.CloseWrite()
+	default:
+		stop := fd.OnDone(r.ctx, dst, nil)
+		err = cw.CloseWrite()
+		stop()
+	}
 	if err == nil {
 		return nil
 	}
