@@ -8,7 +8,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/pipes-go/pipes/internal/ctxerr"
 	"github.com/pipes-go/pipes/internal/fd"
@@ -407,9 +406,6 @@ func copyUserspace(ctx context.Context, life *lifetime, dst io.Writer, src io.Re
 	}
 	return n, err
 }
-
-type readDeadliner interface{ SetReadDeadline(time.Time) error }
-type writeDeadliner interface{ SetWriteDeadline(time.Time) error }
 
 // interruptOnDone makes a read of src or a write to dst blocked in the
 // Go netpoller return when ctx is done, by setting a deadline in the past

@@ -540,3 +540,7 @@ func TestFanOutColdFileWarmed(t *testing.T) {
 		})
 	}
 }
+
+// readDeadliner is the read deadline of a net.Conn, to embed in a test's
+// source that hides the conn's descriptor.
+type readDeadliner interface{ SetReadDeadline(time.Time) error }
