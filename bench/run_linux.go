@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"runtime"
@@ -154,6 +155,11 @@ func runAsChild(cfg *config, m *meter) error {
 		}
 		if s.engine != nil {
 			rm.Path = enginePath(before, s.engineStats())
+		}
+		if math.IsNaN(rm.TickerP99) {
+			// Not one tick (the rep ended within a millisecond): no
+			// figure JSON can carry.
+			return errors.New("the copies ended before the ticker ticked: raise -ticker-n or -ticker-size")
 		}
 		return json.NewEncoder(os.Stdout).Encode(rm)
 	}
