@@ -118,13 +118,7 @@ func TestAdv6BlockingEndUserspace(t *testing.T) {
 								last = n
 							}
 						}
-						switch how {
-						case "cancel":
-							cancel()
-						case "close":
-							go e.Close()
-						}
-						r, ok := recvBy(res, time.Now().Add(10*time.Second))
+						r, ok := endRelay(e, how, cancel, res)
 						if !ok {
 							a.peer.Close()
 							b.peer.Close()
@@ -222,13 +216,7 @@ func TestAdv6CloseWriteWaits(t *testing.T) {
 					}
 					// CloseWrite is under way, waiting for room.
 					time.Sleep(50 * time.Millisecond)
-					switch how {
-					case "cancel":
-						cancel()
-					case "close":
-						go e.Close()
-					}
-					r, ok := recvBy(res, time.Now().Add(10*time.Second))
+					r, ok := endRelay(e, how, cancel, res)
 					if !ok {
 						pa.Close()
 						b.peer.Close()
@@ -249,4 +237,18 @@ func TestAdv6CloseWriteWaits(t *testing.T) {
 			}
 		}
 	}
+}
+
+// endRelay ends the relay behind res as how says ("cancel": its
+// context; "close": Engine.Close; anything else: nothing, a timeout of
+// its own ends it) and waits up to 10 s for it; ok is false if it did
+// not end by then.
+func endRelay(e *Engine, how string, cancel func(), res <-chan relayResult) (r relayResult, ok bool) {
+	switch how {
+	case "cancel":
+		cancel()
+	case "close":
+		go e.Close()
+	}
+	return recvBy(res, time.Now().Add(10*time.Second))
 }
