@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/pipes-go/pipes/internal/fdtest"
-	"golang.org/x/sys/unix"
 )
 
 // Adversarial tests of the API of the original library: PipeReader and
@@ -51,10 +50,7 @@ func TestAdv7FifoReaderClosed(t *testing.T) {
 				name = op.name + "/closed while waiting"
 			}
 			t.Run(name, func(t *testing.T) {
-				p := filepath.Join(t.TempDir(), "fifo")
-				if err := unix.Mkfifo(p, 0o600); err != nil {
-					t.Fatal(err)
-				}
+				p := newFifo(t)
 				r, err := Open(p)
 				if err != nil {
 					t.Fatal(err)
@@ -138,25 +134,7 @@ func TestAdv7CopierNoWriterSourceEnds(t *testing.T) {
 				if tc.allLeft && !fan.readsOnlyForWriters {
 					t.Skip("a read(2) already waiting when the last writer leaves sees the end itself")
 				}
-				src, in := ptNewPipe(t)
-				var ws []*PipeWriter
-				if tc.allLeft {
-					gone := newCopierSinkT(t, 0) // its reader closes at once
-					<-gone.done
-					ws = append(ws, gone.w)
-				}
-				c, err := fan.start(context.Background(), src, ws...)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if tc.allLeft {
-					writeAll(t, in, []byte("x")) // the chunk that finds the writer gone
-					for deadline := time.Now().Add(time.Minute); c.Writers() != 0; time.Sleep(time.Millisecond) {
-						if time.Now().After(deadline) {
-							t.Fatal("the writer whose reader closed was not evicted")
-						}
-					}
-				}
+				c, src, in := startWriterless(t, fan.start, tc.allLeft)
 				tc.end(t, src, in)
 				if err := adv7Wait(t, c); !tc.wantErr(err) {
 					t.Errorf("Wait = %v", err)

@@ -35,6 +35,34 @@ var copierFans = []struct {
 	}, false},
 }
 
+// startWriterless starts a Copier with start that has no writer: none
+// added (allLeft false), or one that has left, evicted once its reader
+// closed (allLeft true). It returns the Copier, its source and the
+// source's write end.
+func startWriterless(t *testing.T, start func(context.Context, *PipeReader, ...*PipeWriter) (*Copier, error), allLeft bool) (*Copier, *PipeReader, *PipeWriter) {
+	t.Helper()
+	src, in := ptNewPipe(t)
+	var ws []*PipeWriter
+	if allLeft {
+		gone := newCopierSinkT(t, 0) // its reader closes at once
+		<-gone.done
+		ws = append(ws, gone.w)
+	}
+	c, err := start(context.Background(), src, ws...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if allLeft {
+		writeAll(t, in, []byte("x")) // the chunk that finds the writer gone
+		for deadline := time.Now().Add(time.Minute); c.Writers() != 0; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the writer whose reader closed was not evicted")
+			}
+		}
+	}
+	return c, src, in
+}
+
 func copierData(n int) []byte {
 	b := make([]byte, n)
 	rand.NewChaCha8([32]byte{byte(n), byte(n >> 8), byte(n >> 16), 'c'}).Read(b)
@@ -271,25 +299,7 @@ func TestCopierNoWriterReadsNothing(t *testing.T) {
 				if allLeft && !fan.readsOnlyForWriters {
 					t.Skip("a read(2) already waiting when the last writer leaves is not taken back")
 				}
-				src, in := ptNewPipe(t)
-				var ws []*PipeWriter
-				if allLeft {
-					gone := newCopierSinkT(t, 0) // its reader closes at once
-					<-gone.done
-					ws = append(ws, gone.w)
-				}
-				c, err := fan.start(context.Background(), src, ws...)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if allLeft {
-					writeAll(t, in, []byte("x")) // the chunk that finds the writer gone
-					for deadline := time.Now().Add(time.Minute); c.Writers() != 0; time.Sleep(time.Millisecond) {
-						if time.Now().After(deadline) {
-							t.Fatal("the writer whose reader closed was not evicted")
-						}
-					}
-				}
+				c, _, in := startWriterless(t, fan.start, allLeft)
 				if n := c.Writers(); n != 0 {
 					t.Fatalf("Writers() = %d, want 0", n)
 				}

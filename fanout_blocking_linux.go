@@ -35,10 +35,7 @@ import (
 func blockingSource(ctx context.Context, src io.Reader) (io.Reader, bool) {
 	ep, ok := readerEndpoint(src)
 	if !ok {
-		if rc, ok := blockingMessageSocket(src); ok {
-			return &blockingReader{ctx: ctx, r: src, conn: rc}, true
-		}
-		if rc, ok := blockingEventSource(src); ok {
+		if rc, ok := blockingConn(src, readsAfterPoll); ok {
 			return &blockingReader{ctx: ctx, r: src, conn: rc}, true
 		}
 		return src, false
@@ -93,22 +90,26 @@ func blockingConn(v any, is func(fd int, mode uint32, flags int) bool) (syscall.
 	return rc, ok
 }
 
-// blockingMessageSocket returns the RawConn of v, an end the kernel
-// path does not take, and true if it is a datagram or seqpacket socket
-// (UDP, unixgram, unixpacket) in blocking mode that is not listening,
-// as os.NewFile of such a descriptor gives: its reads and writes wait
-// in the kernel like a blocking stream socket's, and are wrapped the
-// same way.
-func blockingMessageSocket(v any) (syscall.RawConn, bool) {
-	return blockingConn(v, func(fd int, mode uint32, _ int) bool {
-		if mode != unix.S_IFSOCK {
-			return false
-		}
-		// A listening socket's read fails at once, where poll(2)
-		// waits for a connection.
-		l, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
-		return err == nil && l == 0
-	})
+// readsAfterPoll reports a blocking descriptor of a kind the kernel path
+// does not take that a userspace copy reads only once poll(2) reports
+// input: a message socket or an event source.
+func readsAfterPoll(fd int, mode uint32, flags int) bool {
+	return messageSocket(fd, mode, flags) || eventSource(fd, mode, flags)
+}
+
+// messageSocket reports a datagram or seqpacket socket (UDP, unixgram,
+// unixpacket) that is not listening, the kind of blocking descriptor of
+// os.NewFile that blockingConn finds where the kernel path found no
+// stream: its reads and writes wait in the kernel like a blocking
+// stream socket's, and are wrapped the same way.
+func messageSocket(fd int, mode uint32, _ int) bool {
+	if mode != unix.S_IFSOCK {
+		return false
+	}
+	// A listening socket's read fails at once, where poll(2) waits for
+	// a connection.
+	l, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+	return err == nil && l == 0
 }
 
 // eventSources are the names /proc/self/fd gives the anonymous-inode
@@ -121,26 +122,23 @@ var eventSources = [...]string{
 	"anon_inode:inotify",
 }
 
-// blockingEventSource returns the RawConn of v, an end the kernel path
-// does not take, and true if it is an eventfd, timerfd, signalfd or
-// inotify descriptor in blocking mode and open for reading (os.NewFile
-// of one made without O_NONBLOCK): its read waits in the kernel until
-// an event, like a blocking pipe's. fstat does not tell these from the
-// other anonymous-inode descriptors (no file type in st_mode), among
-// them epoll, pidfd and perf events, whose read fails or returns at
-// once while poll(2) may never report input: reading those only after
+// eventSource reports an eventfd, timerfd, signalfd or inotify
+// descriptor open for reading: in blocking mode (os.NewFile of one made
+// without O_NONBLOCK) its read waits in the kernel until an event, like
+// a blocking pipe's. fstat does not tell these from the other
+// anonymous-inode descriptors (no file type in st_mode), among them
+// epoll, pidfd and perf events, whose read fails or returns at once
+// while poll(2) may never report input: reading those only after
 // poll(2) would turn their answer into a hang. So the descriptor's link
-// in /proc/self/fd names it, one readlink(2) for a blocking anonymous
+// in /proc/self/fd names it, one readlink(2) for an anonymous
 // descriptor only; where /proc is not mounted it is read as it is.
-func blockingEventSource(v any) (syscall.RawConn, bool) {
-	return blockingConn(v, func(fd int, mode uint32, flags int) bool {
-		if mode != 0 || flags&unix.O_ACCMODE == unix.O_WRONLY {
-			return false
-		}
-		var buf [64]byte
-		n, err := unix.Readlink("/proc/self/fd/"+strconv.Itoa(fd), buf[:])
-		return err == nil && slices.Contains(eventSources[:], string(buf[:n]))
-	})
+func eventSource(fd int, mode uint32, flags int) bool {
+	if mode != 0 || flags&unix.O_ACCMODE == unix.O_WRONLY {
+		return false
+	}
+	var buf [64]byte
+	n, err := unix.Readlink("/proc/self/fd/"+strconv.Itoa(fd), buf[:])
+	return err == nil && slices.Contains(eventSources[:], string(buf[:n]))
 }
 
 // blockingReader reads r, whose descriptor is in blocking mode, only once
@@ -178,7 +176,7 @@ func (b *blockingReader) Read(p []byte) (int, error) {
 func blockingDest(w io.Writer) io.Writer {
 	ep, ok := writerEndpoint(w)
 	if !ok {
-		if rc, ok := blockingMessageSocket(w); ok {
+		if rc, ok := blockingConn(w, messageSocket); ok {
 			return &blockingWriter{w: w, conn: rc, socket: true}
 		}
 		return w

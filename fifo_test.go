@@ -28,10 +28,7 @@ func fdFlags(t *testing.T, rc syscall.RawConn) int {
 // reads its bytes and EOF once it is gone.
 func TestOpenFifoReaderWaitsForWriter(t *testing.T) {
 	fdtest.Check(t)
-	p := filepath.Join(t.TempDir(), "fifo")
-	if err := unix.Mkfifo(p, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	p := newFifo(t)
 	r, err := Open(p)
 	if err != nil {
 		t.Fatal(err)

@@ -217,12 +217,19 @@ func unixPair(t testing.TB) (*net.UnixConn, *net.UnixConn) {
 	return fdtest.SocketPair(t, syscall.SOCK_STREAM)
 }
 
-// fifoPair opens both ends of a new fifo.
-func fifoPair(t testing.TB) (*os.File, *os.File) {
+// newFifo makes a fifo in a temporary directory and returns its path.
+func newFifo(t testing.TB) string {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "fifo")
 	if err := syscall.Mkfifo(path, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return path
+}
+
+// fifoPair opens both ends of a new fifo.
+func fifoPair(t testing.TB) (*os.File, *os.File) {
+	path := newFifo(t)
 	r, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		t.Fatal(err)

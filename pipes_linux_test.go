@@ -781,16 +781,7 @@ func TestCopyFileToFileInKernel(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			src, err := os.Open(srcPath)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer src.Close()
-			dst, err := os.Create(filepath.Join(t.TempDir(), "dst"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer dst.Close()
+			src, dst := openFileCopy(t, srcPath)
 			var r io.Reader = src
 			want := data
 			var lr *io.LimitedReader
@@ -858,16 +849,7 @@ func TestCopyFilesRounds(t *testing.T) {
 		{"not cancelled", 1 << 30, size},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			src, err := os.Open(srcPath)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer src.Close()
-			dst, err := os.Create(filepath.Join(t.TempDir(), "dst"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer dst.Close()
+			src, dst := openFileCopy(t, srcPath)
 			ctx := &errAfterRounds{Context: context.Background(), rounds: tc.rounds}
 			var m meter
 			n, err := copyFiles(ctx, dst, copySource{r: src, limit: -1}, &m)
@@ -879,4 +861,22 @@ func TestCopyFilesRounds(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openFileCopy opens srcPath for reading and a new empty file in a
+// temporary directory for writing: the ends of a file -> file copy,
+// closed at the end of the test.
+func openFileCopy(t *testing.T, srcPath string) (src, dst *os.File) {
+	t.Helper()
+	src, err := os.Open(srcPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	dst, err = os.Create(filepath.Join(t.TempDir(), "dst"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dst.Close() })
+	return src, dst
 }
