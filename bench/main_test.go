@@ -73,3 +73,28 @@ func TestParseFlagsModes(t *testing.T) {
 		}
 	}
 }
+
+// TestRepOrder checks that every rep runs each strategy once and that the
+// first strategy moves on by one each rep, so no strategy always follows
+// the same one.
+func TestRepOrder(t *testing.T) {
+	for _, n := range []int{1, 2, 5} {
+		firsts := map[int]bool{}
+		for rep := -1; rep < 2*n; rep++ {
+			seen := make([]bool, n)
+			for k := 0; k < n; k++ {
+				i := repOrder(k, rep, n)
+				if i < 0 || i >= n || seen[i] {
+					t.Fatalf("n=%d rep %d: strategy %d out of range or run twice", n, rep, i)
+				}
+				seen[i] = true
+			}
+			if rep >= 0 {
+				firsts[repOrder(0, rep, n)] = true
+			}
+		}
+		if len(firsts) != n {
+			t.Errorf("n=%d: %d strategies ran first over %d reps, want all %d", n, len(firsts), 2*n, n)
+		}
+	}
+}

@@ -295,7 +295,7 @@ func newHeader(cfg *config, m *meter, set *strategySet) header {
 		"vs io.Copy: MB/s over io.Copy's MB/s in the same case (latency: io.Copy's p50 over this p50); above 1 is better",
 		"path: which path the pipes engine took (Engine.Stats: ring, splice loop or userspace, with SQEs per io_uring_enter)",
 		"every rep counts the bytes received at the destination; a first untimed rep per cell also checks CRC-32C of the received bytes; any mismatch aborts the run",
-		"harness: sources fed by sendfile(2) from a data file, destinations drained by splice(2) to /dev/null; strategies interleaved rep by rep",
+		"harness: sources fed by sendfile(2) from a data file, destinations drained by splice(2) to /dev/null; strategies interleaved rep by rep, each rep starting one strategy later",
 	}
 	if cfg.isolate {
 		h.Method = append(h.Method, "each rep runs in a fresh child process (a new engine, the Go runtime's few threads), so one strategy's threads and pools do not carry into another's figures")

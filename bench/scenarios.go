@@ -81,7 +81,8 @@ func (r *runner) units() int64 {
 
 // run runs every case: an untimed verify rep per strategy, then the timed
 // reps interleaved across strategies (rep-major) so that drift in the
-// machine's load spreads over all of them.
+// machine's load spreads over all of them, each rep starting at the next
+// strategy (repOrder).
 func (r *runner) run() error {
 	for _, c := range r.cases {
 		strats := c.strategies
@@ -95,7 +96,9 @@ func (r *runner) run() error {
 			before[i] = s.engineStats()
 		}
 		for rep := -1; rep < r.cfg.reps; rep++ {
-			for i, s := range strats {
+			for k := range strats {
+				i := repOrder(k, rep, len(strats))
+				s := strats[i]
 				if s.skip != "" {
 					continue
 				}
@@ -129,6 +132,14 @@ func (r *runner) run() error {
 	}
 	return nil
 }
+
+// repOrder is the strategy that runs k-th in rep (rep -1 is the verify
+// rep): each rep starts one strategy later than the one before. A rep
+// pays for what the rep before it left (a file destination's writeback,
+// a busy page allocator), so a fixed order would charge it to the same
+// strategy every time; rotated, no strategy pays it in more than one of
+// every n reps, and the median drops it.
+func repOrder(k, rep, n int) int { return (k + rep + 1) % n }
 
 // guard runs one rep under the -timeout watchdog: a copy that hangs makes
 // the run fail with the case named rather than hang.
