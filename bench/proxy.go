@@ -512,14 +512,28 @@ func (lg *loadGen) accept() {
 }
 
 // serve answers each request on c with the response until c's EOF (which
-// must fall between requests), then half-closes c.
+// must fall between requests), then closes c, which sends its FIN.
+//
+// c is closed plainly there, not by closeAll: the FIN is not always sent
+// at once, and a close with SO_LINGER 0 turns a FIN still queued into a
+// reset (the kernel's TCP_DISCONNECT_WITH_DATA), which the relay reads as
+// ECONNRESET instead of EOF. This end closes second, so it leaves no
+// TIME_WAIT. Only a failed exchange is aborted with a reset.
 func (lg *loadGen) serve(c *net.TCPConn) error {
-	defer closeAll([]io.Closer{c})
+	if err := lg.answer(c); err != nil {
+		closeAll([]io.Closer{c})
+		return err
+	}
+	return c.Close()
+}
+
+// answer answers each request on c with the response until c's EOF.
+func (lg *loadGen) answer(c *net.TCPConn) error {
 	buf := make([]byte, len(lg.request))
 	for {
 		_, err := io.ReadFull(c, buf)
 		if err == io.EOF {
-			return c.CloseWrite()
+			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("reading a request: %w", err)

@@ -88,6 +88,25 @@ func TestHarnessProxy(t *testing.T) {
 	}
 }
 
+// TestHarnessProxyBackendFIN runs verify reps of 1 MiB responses to 64
+// clients through every relay strategy: each relay must see its backend's
+// EOF, not a reset, though the backend closes the moment it has read the
+// relay's EOF (its FIN then is not always sent at once).
+func TestHarnessProxyBackendFIN(t *testing.T) {
+	if testing.Short() {
+		t.Skip("64 clients of 1 MiB responses")
+	}
+	r := newProxyRunner(t)
+	r.cfg.proxyTime = 200 * time.Millisecond
+	for _, s := range relayStrategies(t) {
+		for rep := range 4 {
+			if _, err := r.proxyRep(s, 1<<20, 64, true); err != nil {
+				t.Fatalf("%s, rep %d: %v", s.name, rep, err)
+			}
+		}
+	}
+}
+
 // TestHarnessProxyCatchesWrongRelays checks that a relay that adds or
 // corrupts bytes fails the rep.
 func TestHarnessProxyCatchesWrongRelays(t *testing.T) {
