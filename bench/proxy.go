@@ -113,14 +113,23 @@ type relayResult struct {
 
 // relay relays client <-> backend with s as examples/proxy does: when a
 // direction ends, its destination gets CloseWrite; when either fails, the
-// other is cancelled. Both connections are closed at the end.
-func relay(ctx context.Context, s *strategy, client, backend *net.TCPConn) relayResult {
-	defer closeAll([]io.Closer{client, backend})
+// other is cancelled. Both connections are closed at the end: after a
+// clean end the client's plainly, since the FIN its CloseWrite queued may
+// not be sent yet (see serve), and the backend's with SO_LINGER 0, since
+// this end sent its FIN first and would keep its TIME_WAIT.
+func relay(ctx context.Context, s *strategy, client, backend *net.TCPConn) (res relayResult) {
+	defer func() {
+		if res.err == nil {
+			client.Close()
+			closeAll([]io.Closer{backend})
+		} else {
+			closeAll([]io.Closer{client, backend})
+		}
+	}()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	up := s.startFlow(ctx, backend, client)
 	down := s.startFlow(ctx, client, backend)
-	var res relayResult
 	upDone, downDone := up.Done(), down.Done()
 	for upDone != nil || downDone != nil {
 		select {
