@@ -153,3 +153,18 @@ func pipeEndpoint(f *os.File) (endpoint, bool) { return knownEndpoint(f, fd.Nonb
 func (r *PipeReader) endpoint() (endpoint, bool) { return pipeEndpoint(r.f) }
 
 func (w *PipeWriter) endpoint() (endpoint, bool) { return pipeEndpoint(w.f) }
+
+// socketError reads and clears the error pending on v's socket
+// (fd.SocketError): nil when v has no descriptor, is not a socket, or
+// has no error pending.
+func socketError(v any) error {
+	sc, ok := v.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil || rc == nil {
+		return nil
+	}
+	return fd.SocketError(rc)
+}
