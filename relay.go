@@ -125,7 +125,15 @@ var relayDirNames = [2]string{"a->b", "b->a"}
 // had half-closed before it reset, and to a write after a read reported
 // the reset). A nil end, a typed nil (such as (*net.TCPConn)(nil)), or
 // the same value as both a and b fail at once with an error wrapping
-// os.ErrInvalid. A nil ctx means context.Background().
+// os.ErrInvalid, and on Linux so do two values of one socket, pipe or
+// regular file (the same device and inode) where both expose their
+// descriptor (syscall.Conn): a *net.TCPConn and the *os.File its File
+// method returns, or two net.FileConn of one socket's duplicates. Relayed
+// to itself, a socket or pipe would read its own output, and each
+// direction would clear the deadlines that wake the other. Values that
+// hide their descriptor (a wrapper, a *tls.Conn) are not compared, nor
+// are devices (terminals opened from /dev/ptmx share its inode). A nil
+// ctx means context.Background().
 func (e *Engine) RelayWith(ctx context.Context, a, b io.ReadWriter, opts ...RelayOption) (aToB, bToA int64, err error) {
 	var cfg relayConfig
 	for _, o := range opts {
@@ -373,6 +381,9 @@ func checkRelayEnds(a, b io.ReadWriter) error {
 		return fmt.Errorf("pipes: relay: b is nil (%T): %w", b, os.ErrInvalid)
 	case sameValue(a, b):
 		return fmt.Errorf("pipes: relay: a and b are the same %T: %w", a, os.ErrInvalid)
+	}
+	if kind, same := sameFile(a, b); same {
+		return fmt.Errorf("pipes: relay: a (%T) and b (%T) are the same %s: %w", a, b, kind, os.ErrInvalid)
 	}
 	return nil
 }
