@@ -9,10 +9,13 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
@@ -251,4 +254,194 @@ func endRelay(e *Engine, how string, cancel func(), res <-chan relayResult) (r r
 		go e.Close()
 	}
 	return recvBy(res, time.Now().Add(10*time.Second))
+}
+
+// TestAdv6ResetBeforeCloseWrite: b's peer goes away after the relay has
+// delivered its bytes to b, and only then does a's peer half-close, so
+// that the relay's CloseWrite on b comes after. b->a has ended before
+// (the caller shut b's reading down, or b's peer half-closed), so no
+// read of b reports the loss: the CloseWrite must. shutdown(2) answers
+// ENOTCONN on a TCP socket whose connection a reset has closed; the
+// relay reports the reset the socket holds (SO_ERROR), ECONNRESET, or
+// EPIPE where the peer had half-closed before it reset, and ENOTCONN
+// only for a socket that was never connected. A unix socket's shutdown
+// succeeds whatever its peer did: the relay ends without an error, and
+// leaves the reset pending for the caller.
+func TestAdv6ResetBeforeCloseWrite(t *testing.T) {
+	fdtest.Check(t)
+	hello := []byte("hello")
+	for _, ec := range engineCases(t) {
+		for _, c := range []struct {
+			name string
+			unix bool
+			// endBToA ends b->a: "shut-read" (b.CloseRead, before
+			// the relay) or "peer-half-close" (b's peer CloseWrite).
+			endBToA string
+			// gone: "reset" (SetLinger(0), Close), "close" (Close
+			// with the relay's bytes unread), or "" (no peer at all:
+			// b was never connected).
+			gone string
+			want error
+		}{
+			{"tcp/reset", false, "shut-read", "reset", syscall.ECONNRESET},
+			{"tcp/half-close-then-reset", false, "peer-half-close", "reset", syscall.EPIPE},
+			{"tcp/never-connected", false, "shut-read", "", syscall.ENOTCONN},
+			{"unix/half-close-then-close-unread", true, "peer-half-close", "close", nil},
+		} {
+			t.Run(ec.name+"/"+c.name, func(t *testing.T) {
+				e := newCaseEngine(t, ec)
+				var a, pa, pb closeWriteConn
+				var b closeReadConn
+				if c.unix {
+					a, pa = unixPair(t)
+					b, pb = unixPair(t)
+				} else {
+					a, pa = tcpPair(t)
+					if c.gone == "" {
+						b = unconnectedTCP(t)
+					} else {
+						b, pb = tcpPair(t)
+					}
+				}
+				closeAtEnd(t, a, pa, b)
+				if pb != nil {
+					closeAtEnd(t, pb)
+				}
+				if c.endBToA == "shut-read" {
+					b.CloseRead() // ENOTCONN where b was never connected, but done
+				}
+				res := startRelay(e, context.Background(), a, b)
+				wantAToB := int64(0)
+				if pb != nil {
+					// a->b delivers its bytes, which b's peer reads
+					// (TCP) or leaves queued (unix).
+					if _, err := pa.Write(hello); err != nil {
+						t.Fatal(err)
+					}
+					wantAToB = int64(len(hello))
+					if c.gone == "close" {
+						awaitQueued(t, pb, len(hello))
+					} else if _, err := io.ReadFull(pb, make([]byte, len(hello))); err != nil {
+						t.Fatal(err)
+					}
+					if c.endBToA == "peer-half-close" {
+						if err := pb.CloseWrite(); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				// b->a has passed its EOF on.
+				pa.SetReadDeadline(time.Now().Add(20 * time.Second))
+				if n, err := io.Copy(io.Discard, pa); n != 0 || err != nil {
+					t.Fatalf("a's peer read %d bytes, then %v; want EOF", n, err)
+				}
+				switch c.gone {
+				case "reset":
+					pb.(*net.TCPConn).SetLinger(0)
+					pb.Close()
+					awaitSocketError(t, b) // the reset has reached b
+				case "close":
+					pb.Close() // unix: b's error is set by the time Close returns
+				}
+				// Only now does a->b reach EOF, and CloseWrite b.
+				if err := pa.CloseWrite(); err != nil {
+					t.Fatal(err)
+				}
+				r := waitRelay(t, res)
+				t.Logf("Relay = (%d, %d, %v)", r.aToB, r.bToA, r.err)
+				if c.want == nil && r.err != nil || c.want != nil && !errors.Is(r.err, c.want) {
+					t.Errorf("Relay error = %v, want one matching %v", r.err, c.want)
+				}
+				if c.want != nil && c.want != syscall.ENOTCONN && errors.Is(r.err, syscall.ENOTCONN) {
+					t.Errorf("Relay error = %v, matches ENOTCONN", r.err)
+				}
+				if r.err != nil && !strings.Contains(r.err.Error(), "a->b") {
+					t.Errorf("Relay error = %v, does not say a->b met it", r.err)
+				}
+				if r.aToB != wantAToB || r.bToA != 0 {
+					t.Errorf("Relay = (%d, %d), want (%d, 0)", r.aToB, r.bToA, wantAToB)
+				}
+				if c.gone == "close" {
+					// The relay left b's pending error to the caller.
+					if _, err := b.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+						t.Errorf("reading b after the relay: %v, want ECONNRESET", err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// closeWriteConn is a *net.TCPConn or a *net.UnixConn.
+type closeWriteConn interface {
+	net.Conn
+	syscall.Conn
+	CloseWrite() error
+}
+
+// closeReadConn is a *net.TCPConn or a *net.UnixConn.
+type closeReadConn interface {
+	closeWriteConn
+	CloseRead() error
+}
+
+// unconnectedTCP is a *net.TCPConn of a TCP socket that never connected,
+// as net.FileConn makes of one.
+func unconnectedTCP(t *testing.T) *net.TCPConn {
+	s, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(s), "unconnected")
+	defer f.Close()
+	c, err := net.FileConn(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.(*net.TCPConn)
+}
+
+// awaitSocketError waits up to 20 s until c's socket has an error
+// pending (poll(2) reports POLLERR), without reading it.
+func awaitSocketError(t *testing.T, c syscall.Conn) {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var revents int16
+	rc.Control(func(s uintptr) {
+		p := []unix.PollFd{{Fd: int32(s)}}
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+			if _, err := unix.Poll(p, 100); err != unix.EINTR && p[0].Revents != 0 {
+				break
+			}
+		}
+		revents = p[0].Revents
+	})
+	if revents&unix.POLLERR == 0 {
+		t.Fatalf("poll(2) of b: revents %#x, want POLLERR", revents)
+	}
+}
+
+// awaitQueued waits up to 20 s until c has n bytes to read (recv(2)
+// with MSG_PEEK), leaving them unread.
+func awaitQueued(t *testing.T, c closeWriteConn, n int) {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	buf := make([]byte, n)
+	got := 0
+	var rerr error
+	err = rc.Read(func(s uintptr) bool {
+		got, _, rerr = unix.Recvfrom(int(s), buf, unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		return got >= n || rerr != nil && rerr != unix.EAGAIN
+	})
+	if got < n {
+		t.Fatalf("%d bytes queued (%v, %v), want %d", got, rerr, err, n)
+	}
 }

@@ -153,3 +153,109 @@ func pipeEndpoint(f *os.File) (endpoint, bool) { return knownEndpoint(f, fd.Nonb
 func (r *PipeReader) endpoint() (endpoint, bool) { return pipeEndpoint(r.f) }
 
 func (w *PipeWriter) endpoint() (endpoint, bool) { return pipeEndpoint(w.f) }
+
+// socketError reads and clears the error pending on v's socket
+// (fd.SocketError): nil when v has no descriptor, is not a socket, or
+// has no error pending.
+func socketError(v any) error {
+	sc, ok := v.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil || rc == nil {
+		return nil
+	}
+	return fd.SocketError(rc)
+}
+
+// sameFile reports whether a and b both have descriptors (syscall.Conn)
+// of one socket, pipe or regular file, fstat's device and inode telling,
+// and which of the three that is. Devices are not compared: distinct
+// terminals opened from /dev/ptmx share its inode. It costs an fstat(2)
+// per end, except for Go's own sockets that distinctGoSockets tells apart.
+func sameFile(a, b any) (kind string, same bool) {
+	if distinctGoSockets(a, b) {
+		return "", false
+	}
+	ia, ok := statOf(a)
+	if !ok {
+		return "", false
+	}
+	ib, ok := statOf(b)
+	if !ok || ia.Dev != ib.Dev || ia.Ino != ib.Ino || ia.Mode != ib.Mode {
+		return "", false
+	}
+	switch ia.Mode {
+	case syscall.S_IFSOCK:
+		return "socket", true
+	case syscall.S_IFIFO:
+		return "pipe", true
+	case syscall.S_IFREG:
+		return "file", true
+	}
+	return "", false
+}
+
+// distinctGoSockets reports, without a system call, that a and b are not
+// one socket: a TCP and a unix connection (Go makes a *net.TCPConn or a
+// *net.UnixConn from the socket's family), or two TCP connections whose
+// addresses differ (tcpConnsDiffer). False means they may be one.
+func distinctGoSockets(a, b any) bool {
+	switch x := a.(type) {
+	case *net.TCPConn:
+		switch y := b.(type) {
+		case *net.UnixConn:
+			return true
+		case *net.TCPConn:
+			return tcpConnsDiffer(x, y)
+		}
+	case *net.UnixConn:
+		_, tcp := b.(*net.TCPConn)
+		return tcp
+	}
+	return false
+}
+
+// tcpConnsDiffer reports whether x and y, both connected when they were
+// made, have different local or remote addresses. Go keeps both
+// addresses as the kernel gave them then, and a connected socket's do
+// not change; a value made before its socket connected has no remote
+// address, and a local one that may have changed since: it tells nothing.
+func tcpConnsDiffer(x, y *net.TCPConn) bool {
+	rx, ok := x.RemoteAddr().(*net.TCPAddr)
+	if !ok || rx == nil {
+		return false
+	}
+	ry, ok := y.RemoteAddr().(*net.TCPAddr)
+	if !ok || ry == nil {
+		return false
+	}
+	lx, ok := x.LocalAddr().(*net.TCPAddr)
+	if !ok || lx == nil {
+		return false
+	}
+	ly, ok := y.LocalAddr().(*net.TCPAddr)
+	if !ok || ly == nil {
+		return false
+	}
+	return !sameTCPAddr(rx, ry) || !sameTCPAddr(lx, ly)
+}
+
+func sameTCPAddr(a, b *net.TCPAddr) bool {
+	return a.Port == b.Port && a.IP.Equal(b.IP) && a.Zone == b.Zone
+}
+
+// statOf is what fstat says of v's descriptor, if v has one.
+func statOf(v any) (fd.Info, bool) {
+	sc, ok := v.(syscall.Conn)
+	if !ok {
+		return fd.Info{}, false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil || rc == nil {
+		return fd.Info{}, false
+	}
+	info, err := fd.Inspect(rc, 0)
+	return info, err == nil
+}

@@ -2,6 +2,7 @@ package pipes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/pipes-go/pipes/internal/ctxerr"
@@ -95,9 +97,11 @@ var relayDirNames = [2]string{"a->b", "b->a"}
 // on relaying the other direction (for at most RelayHalfCloseTimeout, if
 // given). A destination without CloseWrite is left as it is: its peer
 // sees no EOF until the caller closes it. A CloseWrite that fails ends
-// the relay with its error. A CloseWrite that waits (a *tls.Conn's
-// writes a close_notify, which waits for room when its peer does not
-// read) is woken as the copies are when the relay ends.
+// the relay with its error: where a TCP peer reset before it, the reset,
+// not the ENOTCONN that shutdown(2) answers then (a unix socket's
+// CloseWrite succeeds whatever its peer did). A CloseWrite that waits (a
+// *tls.Conn's writes a close_notify, which waits for room when its peer
+// does not read) is woken as the copies are when the relay ends.
 //
 // When either direction fails (a reset peer, a closed end), ctx ends, the
 // Engine is closed, or a RelayOption's timeout passes, both directions
@@ -116,9 +120,19 @@ var relayDirNames = [2]string{"a->b", "b->a"}
 // errors.Is(err, ctx.Err()) (and ctx's cause) when ctx ended, an error
 // wrapping ErrClosed when the Engine was closed, os.ErrDeadlineExceeded
 // for RelayIdleTimeout and RelayHalfCloseTimeout, the end's own error
-// otherwise (errors.Is(err, syscall.ECONNRESET) for a reset peer). A nil
-// end, a typed nil (such as (*net.TCPConn)(nil)), or the same value as
-// both a and b fail at once with an error wrapping os.ErrInvalid. A nil
+// otherwise (errors.Is(err, syscall.ECONNRESET) for a reset peer, or
+// syscall.EPIPE where the kernel reports the reset so: for a peer that
+// had half-closed before it reset, and to a write after a read reported
+// the reset). A nil end, a typed nil (such as (*net.TCPConn)(nil)), or
+// the same value as both a and b fail at once with an error wrapping
+// os.ErrInvalid, and on Linux so do two values of one socket, pipe or
+// regular file (the same device and inode) where both expose their
+// descriptor (syscall.Conn): a *net.TCPConn and the *os.File its File
+// method returns, or two net.FileConn of one socket's duplicates. Relayed
+// to itself, a socket or pipe would read its own output, and each
+// direction would clear the deadlines that wake the other. Values that
+// hide their descriptor (a wrapper, a *tls.Conn) are not compared, nor
+// are devices (terminals opened from /dev/ptmx share its inode). A nil
 // ctx means context.Background().
 func (e *Engine) RelayWith(ctx context.Context, a, b io.ReadWriter, opts ...RelayOption) (aToB, bToA int64, err error) {
 	var cfg relayConfig
@@ -230,10 +244,30 @@ func (r *relay) closeWrite(dst io.Writer, cw interface{ CloseWrite() error }) er
 	if err == nil {
 		return nil
 	}
+	if errors.Is(err, syscall.ENOTCONN) {
+		err = notConnectedErr(dst, err)
+	}
 	if r.ctx.Err() != nil {
 		err = r.e.closedErr(r.ctx, ctxerr.Wrap("pipes", r.ctx, err))
 	}
 	return fmt.Errorf("passing EOF on with CloseWrite: %w", err)
+}
+
+// notConnectedErr is the error of dst's CloseWrite that failed with err,
+// ENOTCONN. shutdown(2) of a TCP socket answers ENOTCONN once its
+// connection is gone, and the socket then holds why (SO_ERROR) until a
+// read or write reports it: ECONNRESET for a reset, EPIPE for a reset
+// after the peer had half-closed, ETIMEDOUT. That error is dst's, and
+// err, wrapping it instead of ENOTCONN, says so. Without one, dst was not
+// connected (or a read of it has reported its error already, and the
+// other direction of the relay has it): err stays as it is. A unix stream
+// socket's shutdown succeeds whatever its peer did, never reaching here.
+func notConnectedErr(dst io.Writer, err error) error {
+	serr := socketError(dst)
+	if serr == nil {
+		return err
+	}
+	return fmt.Errorf("%v; the socket's error: %w", err, serr)
 }
 
 // reachedEOF records that direction dir reached EOF: the first to does
@@ -347,6 +381,9 @@ func checkRelayEnds(a, b io.ReadWriter) error {
 		return fmt.Errorf("pipes: relay: b is nil (%T): %w", b, os.ErrInvalid)
 	case sameValue(a, b):
 		return fmt.Errorf("pipes: relay: a and b are the same %T: %w", a, os.ErrInvalid)
+	}
+	if kind, same := sameFile(a, b); same {
+		return fmt.Errorf("pipes: relay: a (%T) and b (%T) are the same %s: %w", a, b, kind, os.ErrInvalid)
 	}
 	return nil
 }

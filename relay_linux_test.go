@@ -514,9 +514,10 @@ func (eofRW) Write(p []byte) (int, error) { return len(p), nil }
 // incomparable is comparable as a type, but not with an eofRW inside.
 type incomparable struct{ io.ReadWriter }
 
-// TestRelayBadInput: nil ends, typed nils, the same end twice, a context
-// already done and a closed engine fail at once with a clear error;
-// values == cannot compare do not panic.
+// TestRelayBadInput: nil ends, typed nils, the same end twice (as one
+// value, or as two values of one socket or pipe), a context already done
+// and a closed engine fail at once with a clear error; values == cannot
+// compare do not panic, and a device opened twice is two ends.
 func TestRelayBadInput(t *testing.T) {
 	fdtest.Check(t)
 	e := newTestEngine(t)
@@ -531,6 +532,32 @@ func TestRelayBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	closed.Close()
+	// a's socket under other values: the *os.File of a duplicate
+	// (File), and two *net.TCPConn of two more duplicates (FileConn).
+	af, err := a.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeAtEnd(t, af)
+	var dups [2]net.Conn
+	for i := range dups {
+		if dups[i], err = net.FileConn(af); err != nil {
+			t.Fatal(err)
+		}
+		closeAtEnd(t, dups[i])
+	}
+	// One socket as a *net.TCPConn made before it connected (no remote
+	// address, local 0.0.0.0:0) and one made after.
+	early, late := connectedLate(t)
+	// One fifo opened twice: two open files of one pipe.
+	fifo := newFifo(t)
+	var fifos [2]*os.File
+	for i := range fifos {
+		if fifos[i], err = os.OpenFile(fifo, os.O_RDWR, 0); err != nil {
+			t.Fatal(err)
+		}
+		closeAtEnd(t, fifos[i])
+	}
 	for _, c := range []struct {
 		name string
 		e    *Engine
@@ -546,6 +573,11 @@ func TestRelayBadInput(t *testing.T) {
 		{"typed-nil-file", e, nil, a, (*os.File)(nil), []error{os.ErrInvalid}},
 		{"same", e, nil, a, a, []error{os.ErrInvalid}},
 		{"same-wrapped", e, nil, struct{ net.Conn }{a}, struct{ net.Conn }{a}, []error{os.ErrInvalid}},
+		{"same-socket-conn-file", e, nil, a, af, []error{os.ErrInvalid}},
+		{"same-socket-file-conn", e, nil, af, a, []error{os.ErrInvalid}},
+		{"same-socket-fileconns", e, nil, dups[0], dups[1], []error{os.ErrInvalid}},
+		{"same-socket-fileconns-connected-between", e, nil, early, late, []error{os.ErrInvalid}},
+		{"same-fifo", e, nil, fifos[0], fifos[1], []error{os.ErrInvalid}},
 		{"ctx-done", e, done, a, b, []error{context.Canceled, cause}},
 		{"closed-engine", closed, nil, a, b, []error{ErrClosed}},
 	} {
@@ -561,13 +593,24 @@ func TestRelayBadInput(t *testing.T) {
 			}
 		})
 	}
-	// Values that == would panic on: no panic, an ordinary relay.
+	// Two opens of one device, which are not compared (distinct
+	// terminals opened from /dev/ptmx share its inode).
+	var nulls [2]*os.File
+	for i := range nulls {
+		if nulls[i], err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
+			t.Fatal(err)
+		}
+		closeAtEnd(t, nulls[i])
+	}
+	// Values that == would panic on, and the device: no panic, an
+	// ordinary relay.
 	for _, c := range []struct {
 		name string
 		a, b io.ReadWriter
 	}{
 		{"incomparable-type", eofRW{[]byte("x")}, eofRW{[]byte("x")}},
 		{"incomparable-dynamic-value", incomparable{eofRW{}}, incomparable{eofRW{}}},
+		{"device-opened-twice", nulls[0], nulls[1]},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if r := waitRelay(t, startRelay(e, nil, c.a, c.b)); r.err != nil {
@@ -578,6 +621,46 @@ func TestRelayBadInput(t *testing.T) {
 	// The ends were left untouched.
 	checkUsable(t, a, pa)
 	checkUsable(t, b, pb)
+}
+
+// connectedLate returns two *net.TCPConn of one TCP socket: early, made
+// by net.FileConn before the socket connected, and late, made once it
+// had; both are closed when t ends, and so is the socket's peer.
+func connectedLate(t *testing.T) (early, late *net.TCPConn) {
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	s, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(s), "tcp")
+	defer f.Close()
+	fileConn := func() *net.TCPConn {
+		c, err := net.FileConn(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		closeAtEnd(t, c)
+		return c.(*net.TCPConn)
+	}
+	early = fileConn() // makes the socket non-blocking
+	to := &syscall.SockaddrInet4{Port: ln.Addr().(*net.TCPAddr).Port, Addr: [4]byte{127, 0, 0, 1}}
+	if err := syscall.Connect(s, to); err != nil && err != syscall.EINPROGRESS {
+		t.Fatal(err)
+	}
+	peer, err := ln.Accept() // the handshake is done
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeAtEnd(t, peer)
+	late = fileConn()
+	if early.RemoteAddr() != nil || late.RemoteAddr() == nil {
+		t.Fatalf("remote addresses %v and %v, want none and one", early.RemoteAddr(), late.RemoteAddr())
+	}
+	return early, late
 }
 
 // TestCopyContext: CopyContext copies between every kind of source and

@@ -37,6 +37,8 @@ type Info struct {
 	Mode  uint32 // st_mode & S_IFMT
 	Flags int    // fcntl(F_GETFL): O_NONBLOCK, O_APPEND, ...; 0 where not read
 	Size  int64  // st_size
+	Dev   uint64 // st_dev and st_ino: which file it is; 0 in the known Infos
+	Ino   uint64
 	Kind  Kind
 }
 
@@ -92,6 +94,7 @@ func inspect(fd int, need Need) (info Info, err error) {
 		return info, os.NewSyscallError("fstat", err)
 	}
 	info.Mode, info.Size = st.Mode&unix.S_IFMT, st.Size
+	info.Dev, info.Ino = st.Dev, st.Ino
 	switch info.Mode {
 	case unix.S_IFREG:
 		info.Kind = KindFile
