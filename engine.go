@@ -527,29 +527,33 @@ const fileChunk = 64 << 20
 // copy_file_range(2) inside dst's ReadFrom (which may share extents), in
 // rounds of at most fileChunk bytes with ctx checked between them:
 // neither file waits, so nothing else would end a long copy. It updates
-// s.lr as io.Copy would.
+// s.lr as io.Copy would: by the bytes read from the source, which a
+// failed write leaves more than the bytes written where io.Copy falls
+// back to its buffer loop (copy_file_range(2) across file systems).
 func copyFiles(ctx context.Context, dst io.Writer, s copySource, m *meter) (int64, error) {
-	var n int64
+	var n, read int64
 	var err error
-	for s.limit < 0 || n < s.limit {
+	for s.limit < 0 || read < s.limit {
 		if ctx.Err() != nil {
 			err = ctxerr.Wrap("pipes", ctx, nil)
 			break
 		}
 		round := io.LimitedReader{R: s.r, N: fileChunk}
 		if s.limit >= 0 {
-			round.N = min(round.N, s.limit-n)
+			round.N = min(round.N, s.limit-read)
 		}
+		start := round.N
 		var k int64
 		k, err = io.Copy(dst, &round)
 		n += k
+		read += start - round.N
 		m.Add(k)
 		if err != nil || round.N > 0 {
 			break // an error, or EOF
 		}
 	}
 	if s.lr != nil {
-		s.lr.N -= n
+		s.lr.N -= read
 	}
 	return n, err
 }
