@@ -66,11 +66,11 @@ func DefaultEngine() *Engine {
 // descriptor (regular files, pipes, fifos, TCP and unix stream sockets,
 // *PipeReader, *PipeWriter, and anything implementing syscall.Conn), and
 // copies through a userspace buffer otherwise. A *io.LimitedReader src is
-// honoured: at most N bytes are copied and N is decreased by the number
-// taken from src, the number copied (between two *os.File whose copy goes
-// through io.Copy's buffer, a failed write leaves it decreased by the
-// bytes read, as io.Copy leaves it). A src or dst that is nil or holds a nil pointer (a nil
-// *net.TCPConn, say, on which io.Copy panics) fails with an error
+// honoured: at most N bytes are copied and N is decreased by the bytes
+// taken from src, which are the bytes copied but where a write failed
+// after a read (between two *os.File on different file systems, as
+// io.Copy leaves it). A src or dst that is nil or holds a nil pointer (a
+// nil *net.TCPConn, say, on which io.Copy panics) fails with an error
 // wrapping os.ErrInvalid, as io.Copy fails on a nil *os.File, with
 // nothing copied. Copy uses DefaultEngine.
 //
