@@ -452,8 +452,10 @@ func TestAdv8Beyond4GiB(t *testing.T) {
 	for _, s := range srcs {
 		cases = append(cases, pair{s, nil})
 	}
-	if !testing.Short() {
-		// 4 GiB of holes and then some: seconds, not minutes.
+	if !testing.Short() && !raceEnabled {
+		// 4 GiB of holes and then some: seconds, not minutes (but half
+		// a minute under the race detector, which adds nothing to a copy
+		// made by the kernel).
 		cases = append(cases, pair{adv8Src{"file@0/N=4GiB+5", sparseSrc(0, g4+5, false)}, []string{"dev-null"}})
 	}
 	for _, ec := range engineCases(t) {
@@ -845,8 +847,7 @@ func TestAdv8CancelOffsets(t *testing.T) {
 					if n != int64(len(got)) {
 						t.Errorf("(%d, %v), destination got %d bytes", n, err, len(got))
 					}
-					want := append(bytes.Clone(data[start:]), make([]byte, 512<<20)...)
-					if !bytes.Equal(got, want[:min(len(got), len(want))]) {
+					if !sourceFrom(got, data[start:]) {
 						t.Errorf("destination's %d bytes not the source's from %d", len(got), start)
 					}
 					if pos := fileOff(src); pos != start+n {
@@ -863,3 +864,22 @@ func TestAdv8CancelOffsets(t *testing.T) {
 		}
 	}
 }
+
+// sourceFrom reports whether got is a prefix of head followed by zeros
+// (the holes of a sparse source), without building that source.
+func sourceFrom(got, head []byte) bool {
+	k := min(len(got), len(head))
+	if !bytes.Equal(got[:k], head[:k]) {
+		return false
+	}
+	for rest := got[k:]; len(rest) > 0; {
+		n := min(len(rest), len(zeroPage))
+		if !bytes.Equal(rest[:n], zeroPage[:n]) {
+			return false
+		}
+		rest = rest[n:]
+	}
+	return true
+}
+
+var zeroPage = make([]byte, 1<<20)
