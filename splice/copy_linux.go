@@ -130,7 +130,11 @@ const blockingPoll = fd.PollSlice
 // splice this pair (EINVAL, ENOSYS, EOPNOTSUPP, an O_APPEND dst, a
 // directory, a nil Conn), or should not (a terminal dst in blocking
 // mode: no poll(2) tells how much it takes, and a splice into it could
-// block holding a pipe's lock): the caller should copy in userspace.
+// block holding a pipe's lock): the caller should copy in userspace. A
+// pair the kernel refuses only after bytes moved, or once bytes it
+// refuses to take are in the intermediate pipe and cannot be put back
+// into src (an O_DIRECT file dst and a socket's pages), is finished by
+// Copy itself with read(2) and write(2) through a userspace buffer.
 // Otherwise err is nil when src reached EOF (or limit bytes were
 // copied), and else the first error: the descriptor's, from Conn
 // (closed by another goroutine: net.ErrClosed from a net.Conn's; from
@@ -454,6 +458,11 @@ type copier struct {
 	buf      *[]byte // from pool.buffer, for rounds splice cannot make
 	budget   int     // bytes the src's Pacer granted and the copy has not read
 
+	// unspliced: the kernel refused a splice of this pair after bytes
+	// had moved (dst opened O_DIRECT, say, and pages it cannot take):
+	// every later round is a buffer round (unsplicedRound).
+	unspliced bool
+
 	waker fd.Waker // wakeOnDone's
 
 	// What the last RawConn callback found: the step the copy takes
@@ -663,9 +672,11 @@ func (c *copier) stop(err error) step {
 }
 
 // fail ends the copy with the error a splice (or peek) returned: when it
-// is the kernel refusing the pair (fd.Refused) and nothing was moved yet,
-// stepRefused; an errno is wrapped in an *os.SyscallError; any other
-// error (from a RawConn, or the context's) ends the copy as it is.
+// is the kernel refusing the pair (fd.Refused), stepRefused if nothing
+// was moved yet, else the copy goes on in buffer rounds (unspliced: a
+// refused splice moves nothing, so the bytes are still in src); an
+// errno is wrapped in an *os.SyscallError; any other error (from a
+// RawConn, or the context's) ends the copy as it is.
 func (c *copier) fail(err error) step {
 	errno, ok := err.(syscall.Errno)
 	switch {
@@ -673,6 +684,10 @@ func (c *copier) fail(err error) step {
 		return c.stop(err)
 	case c.written == 0 && fd.Refused(errno):
 		return stepRefused
+	case fd.Refused(errno):
+		c.unspliced = true
+		c.dropPipe(nil) // viaPipe's, empty: a refused fill moved nothing
+		return stepRound
 	}
 	return c.stop(os.NewSyscallError("splice", errno))
 }
@@ -690,14 +705,31 @@ func (c *copier) bufferStep() step {
 	return stepRound
 }
 
+// unsplicedRound is a round of a copy the kernel refused to splice after
+// bytes had moved: it checks the limit and the context, then makes a
+// buffer round (bufferStep), as io.Copy would.
+func (c *copier) unsplicedRound() step {
+	if !c.more() {
+		return stepDone
+	}
+	if c.ctx.Err() != nil {
+		return c.stop(ctxError(c.ctx, nil))
+	}
+	return c.bufferStep()
+}
+
 // run drives a copy loop, the state of which is one step: starting at
-// stepRound, it replaces the step by what next returns for it until the
-// copy ends (stepDone, stepRefused, stepFail), and returns Copy's
-// outcome.
+// stepRound, it replaces the step by what next returns for it (by
+// unsplicedRound's, once the copy is unspliced) until the copy ends
+// (stepDone, stepRefused, stepFail), and returns Copy's outcome.
 func (c *copier) run(next func(step) step) (handled bool, err error) {
 	st := stepRound
 	for st < stepDone {
-		st = next(st)
+		if c.unspliced {
+			st = c.unsplicedRound()
+		} else {
+			st = next(st)
+		}
 	}
 	switch st {
 	case stepDone:

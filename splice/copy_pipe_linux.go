@@ -5,6 +5,7 @@ package splice
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"syscall"
 
@@ -167,26 +168,81 @@ func (c *copier) srcEmpty(fd int) bool {
 // drainFilled drains the pipe a fill left bytes in. It returns
 // stepWaitDst when dst had no room at some point (the next round waits
 // for room before it reads more), else stepRound. When dst refuses the
-// splice before anything moved and src is a regular file, the bytes are
-// put back by seeking src back (stepRefused: the caller copies in
-// userspace). When the copy's context ended, what dst takes without
-// waiting is still delivered.
+// splice (fd.Refused: a refused splice moves nothing, so the bytes are
+// still in the pipe), they are put back if they can be, by seeking a
+// regular-file src back when nothing reached dst yet (stepRefused: the
+// caller copies in userspace); otherwise drainRefused writes them and
+// the copy goes on in buffer rounds. When the copy's context ended, what
+// dst takes without waiting is still delivered.
 func (c *copier) drainFilled() step {
 	err := c.drain(c.p)
 	if err == nil {
 		return c.next
 	}
 	if errno, ok := err.(syscall.Errno); ok {
-		if c.written == 0 && fd.Refused(errno) && c.src.mode == unix.S_IFREG && c.seekBack(c.p.data) == nil {
+		if !fd.Refused(errno) {
+			return c.stop(os.NewSyscallError("splice", errno))
+		}
+		if c.written == 0 && c.src.mode == unix.S_IFREG && c.seekBack(c.p.data) == nil {
 			c.p.data, c.p.dirty = 0, true
 			return stepRefused // the file offset is back where it was
 		}
-		return c.stop(os.NewSyscallError("splice", errno))
+		return c.drainRefused()
 	}
 	if c.ctx.Err() != nil {
 		c.flush(c.p)
 	}
 	return c.stop(err)
+}
+
+// drainRefused moves the bytes in the pipe, which dst refused to take by
+// splice, with read(2) from the pipe and write(2) to dst through the
+// copy's buffer (bufferRound's), gives the emptied pipe back, and makes
+// every later round of the copy a buffer round (unspliced): bytes that
+// left src are delivered, as io.Copy delivers them, or fail on dst's own
+// write error. Bytes not delivered then (the rest of the buffer and of
+// the pipe, the last ones read from src) are un-read or reported
+// (unread).
+func (c *copier) drainRefused() step {
+	c.unspliced = true
+	if c.buf == nil {
+		c.buf = c.pool.buffer()
+	}
+	p := c.p
+	for p.data > 0 {
+		n, err := readPipe(p, (*c.buf)[:min(len(*c.buf), p.data)])
+		if err != nil {
+			return c.stop(err) // p.data bytes left: dropPipe accounts for them
+		}
+		p.data -= n
+		if left, err := c.writeAll((*c.buf)[:n]); err != nil {
+			if c.ctx.Err() != nil {
+				err = ctxError(c.ctx, err)
+			}
+			left += p.data
+			p.data, p.dirty = 0, true
+			return c.stop(c.unread(left, err))
+		}
+	}
+	c.dropPipe(nil) // empty: nothing to account for
+	return stepRound
+}
+
+// readPipe reads from the copy's pipe p, which holds bytes (p.data > 0),
+// into b.
+func readPipe(p *Pipe, b []byte) (int, error) {
+	for {
+		n, err := unix.Read(p.rfd, b)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case n > 0:
+			return n, nil
+		case err == nil:
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, fmt.Errorf("splice: reading the pipe, which holds %d bytes: %w", p.data, os.NewSyscallError("read", err))
+	}
 }
 
 // dropPipe gives back the pipe the copy holds when it ends: bytes still

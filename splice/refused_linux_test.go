@@ -1,0 +1,192 @@
+//go:build linux
+
+package splice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pipes-go/pipes/internal/fdtest"
+)
+
+// directDst opens a new file O_DIRECT, at offset off, or skips where
+// the file system refuses O_DIRECT.
+func directDst(t *testing.T, off int64) *os.File {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(t.TempDir(), "direct"), os.O_RDWR|os.O_CREATE|syscall.O_DIRECT, 0o600)
+	if err != nil {
+		t.Skipf("O_DIRECT: %v", err)
+	}
+	t.Cleanup(func() { f.Close() })
+	if off > 0 {
+		if err := f.Truncate(off); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Seek(off, io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f
+}
+
+// spliceFromConn splices n bytes from the socket c into the pipe w: the
+// pipe then holds the socket's pages, as the socket's buffers cut them,
+// which an O_DIRECT file may refuse to take by splice (EINVAL).
+func spliceFromConn(t *testing.T, c net.Conn, w *os.File, n int) {
+	t.Helper()
+	rc, err := c.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n > 0 {
+		var m int
+		var e error
+		rerr := rc.Read(func(fd uintptr) bool {
+			m, e = Splice(int(fd), nil, int(w.Fd()), nil, n, FlagMove|FlagNonblock)
+			return e != unix.EAGAIN
+		})
+		if rerr != nil || e != nil || m == 0 {
+			t.Fatalf("splice socket -> pipe: %d, %v, %v", m, rerr, e)
+		}
+		n -= m
+	}
+}
+
+// gauge is a Meter that closes reached once n bytes have arrived.
+type gauge struct {
+	n, at   int64
+	reached chan struct{}
+}
+
+func (g *gauge) Add(d int64) int64 {
+	g.at += d
+	if g.at >= g.n && g.reached != nil {
+		close(g.reached)
+		g.reached = nil
+	}
+	return g.at
+}
+
+// TestCopyRefusedMidway copies into an O_DIRECT file bytes the kernel
+// refuses to splice into it (a socket's pages, EINVAL) after they have
+// left the source: through the intermediate pipe (socket -> pipe ->
+// file), and directly from a pipe once earlier bytes went by splice.
+// No byte may be lost: Copy writes them with write(2) and goes on in
+// userspace, as io.Copy does; where write(2) fails too (an unaligned
+// offset), the error says how many bytes left the source undelivered.
+func TestCopyRefusedMidway(t *testing.T) {
+	fdtest.Check(t)
+	const size = 64<<10 + 4096
+	for _, tc := range []struct {
+		name string
+		off  int64 // dst's offset
+		pool bool
+		fail bool // write(2) refuses it too
+	}{
+		{"socket/nil-pool", 0, false, false},
+		{"socket/pool", 4096, true, false},
+		{"socket/unaligned", 100, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := fdtest.Random(size)
+			f := directDst(t, tc.off)
+			a, b := connPair(t, "unix")
+			go func() {
+				b.Write(data)
+				b.(*net.UnixConn).CloseWrite()
+			}()
+			var pool *Pool
+			if tc.pool {
+				pool = NewPool(0, 2)
+				defer pool.Close()
+			}
+			n, handled, err := Copy(context.Background(), endOf(t, f, false), endOf(t, a.(syscall.Conn), true), -1, pool)
+			if !handled {
+				t.Fatalf("Copy = %d, not handled, %v", n, err)
+			}
+			if !tc.fail {
+				if n != size || err != nil {
+					t.Fatalf("Copy = %d, %v; want %d, nil", n, err, size)
+				}
+				got, rerr := os.ReadFile(f.Name())
+				if rerr != nil {
+					t.Fatal(rerr)
+				}
+				if !bytesEqual(got[tc.off:], data) || offset(t, f) != tc.off+size {
+					t.Errorf("file holds %d bytes, offset %d; want %d, %d", len(got), offset(t, f), tc.off+size, tc.off+size)
+				}
+				return
+			}
+			rest, _ := io.ReadAll(a)
+			taken := size - len(rest)
+			if n != 0 || !errors.Is(err, syscall.EINVAL) || !strings.Contains(err.Error(), fmt.Sprintf(" %d bytes read from the source were not delivered", taken)) {
+				t.Errorf("Copy = %d, %v; want 0, EINVAL, %d bytes not delivered", n, err, taken)
+			}
+		})
+	}
+	t.Run("pipe", func(t *testing.T) {
+		// The pipe's first page goes by splice; the socket's pages after
+		// it are refused.
+		f := directDst(t, 0)
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		defer w.Close()
+		a, b := connPair(t, "unix")
+		data := fdtest.Random(3 * 4096)
+		if _, err := w.Write(data[:4096]); err != nil {
+			t.Fatal(err)
+		}
+		g := &gauge{n: 4096, reached: make(chan struct{})}
+		reached := g.reached
+		d := endOf(t, f, false)
+		d.Meter = g
+		type result struct {
+			n       int64
+			handled bool
+			err     error
+		}
+		done := make(chan result, 1)
+		go func() {
+			n, handled, err := Copy(context.Background(), d, endOf(t, r, true), -1, nil)
+			done <- result{n, handled, err}
+		}()
+		select {
+		case <-reached:
+		case res := <-done:
+			t.Fatalf("Copy returned before its first page: %+v", res)
+		}
+		// Two messages, two buffers of the socket: pages of lengths
+		// an O_DIRECT file does not take (not multiples of its block).
+		for _, m := range [][]byte{data[4096:5096], data[5096:]} {
+			if _, err := b.Write(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		spliceFromConn(t, a, w, len(data)-4096)
+		w.Close()
+		res := <-done
+		if res.n != int64(len(data)) || !res.handled || res.err != nil {
+			t.Fatalf("Copy = %d, %v, %v; want %d, true, nil", res.n, res.handled, res.err, len(data))
+		}
+		got, err := os.ReadFile(f.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytesEqual(got, data) {
+			t.Errorf("file holds %d bytes, not the %d copied", len(got), len(data))
+		}
+	})
+}
