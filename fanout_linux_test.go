@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
@@ -544,3 +546,78 @@ func TestFanOutColdFileWarmed(t *testing.T) {
 // readDeadliner is the read deadline of a net.Conn, to embed in a test's
 // source that hides the conn's descriptor.
 type readDeadliner interface{ SetReadDeadline(time.Time) error }
+
+// TestFanOutRefusedMidway fans a pipe out into a file opened O_DIRECT:
+// the first page, written whole into the pipe, is spliced in; the next
+// one comes from a socket in two segments, spliced into the pipe as the
+// socket's buffers cut it, which the kernel refuses to splice into the
+// file (EINVAL) after bytes have moved. The destination must get that page by
+// write(2), as io.Copy delivers it, not be evicted with EINVAL.
+func TestFanOutRefusedMidway(t *testing.T) {
+	fdtest.Check(t)
+	path := t.TempDir() + "/direct"
+	dst, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_DIRECT, 0o600)
+	if err != nil {
+		t.Skipf("O_DIRECT: %v", err)
+	}
+	defer dst.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	data := fdtest.Random(2 * 4096)
+	done := make(chan []Result, 1)
+	go func() { done <- newTestEngine(t).FanOut(context.Background(), r, []io.Writer{dst}) }()
+	if _, err := w.Write(data[:4096]); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if fi, err := os.Stat(path); err == nil && fi.Size() == 4096 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first page did not reach the O_DIRECT file")
+		}
+	}
+	c, peer := tcpPair(t)
+	defer c.Close()
+	defer peer.Close()
+	// Two segments: the pipe gets buffers of 100 and 3996 bytes, which
+	// a block-aligned write cannot take as they are.
+	for _, b := range [][]byte{data[4096:4196], data[4196:]} {
+		if _, err := peer.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		spliceConnToPipe(t, c, w, len(b))
+	}
+	w.Close()
+	res := <-done
+	if res[0].Err != nil || res[0].Written != int64(len(data)) {
+		t.Fatalf("FanOut = (%d, %v), want (%d, nil)", res[0].Written, res[0].Err, len(data))
+	}
+	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the file holds %d bytes (%v), not the source's %d", len(got), err, len(data))
+	}
+}
+
+// spliceConnToPipe splices n bytes from the socket c into the pipe w.
+func spliceConnToPipe(t *testing.T, c syscall.Conn, w *os.File, n int) {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n > 0 {
+		var m int64
+		var e error
+		if err := rc.Read(func(fd uintptr) bool {
+			m, e = unix.Splice(int(fd), nil, int(w.Fd()), nil, n, unix.SPLICE_F_NONBLOCK)
+			return e != unix.EAGAIN
+		}); err != nil || e != nil || m == 0 {
+			t.Fatalf("splice socket -> pipe: %d, %v, %v", m, err, e)
+		}
+		n -= int(m)
+	}
+}

@@ -130,8 +130,12 @@ func (k *Kernel) deliver(d *kdest) {
 		var err error
 		if d.splice {
 			err = k.spliceOut(d, int(avail))
-			if err != nil && d.written.Load() == 0 && fd.Refused(err) {
-				d.splice = false // the kernel refuses this destination: Write it
+			if err != nil && fd.Refused(err) {
+				// The kernel refuses this destination, at once or for
+				// pages it cannot take (an O_DIRECT file's, unaligned):
+				// a refused splice moves nothing, so the bytes are still
+				// in the private pipe. Write them, and the rest.
+				d.splice = false
 				continue
 			}
 		} else {
