@@ -108,6 +108,23 @@ func fdContents(t *testing.T, f *os.File) []byte {
 	return b
 }
 
+// fileAt is f read from off (not moved where off is 0), under an
+// *io.LimitedReader of limit where limit >= 0, with what tells its offset
+// and N (-1 for no limit) after a copy.
+func fileAt(t *testing.T, f *os.File, off, limit int64) (io.Reader, func() (int64, int64)) {
+	t.Helper()
+	if off > 0 {
+		if _, err := f.Seek(off, io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if limit < 0 {
+		return f, func() (int64, int64) { return fileOff(f), -1 }
+	}
+	lr := &io.LimitedReader{R: f, N: limit}
+	return lr, func() (int64, int64) { return fileOff(f), lr.N }
+}
+
 // adv8Sources are sources with an offset or a limit. The socket kinds
 // are unix stream sockets: the engine takes the same paths as for TCP
 // (sendfile, the splice loop), and hundreds of copies leave no
@@ -121,14 +138,7 @@ func adv8Sources() []adv8Src {
 			} else {
 				f = fdtest.TempFile(t, data)
 			}
-			if _, err := f.Seek(off, io.SeekStart); err != nil {
-				t.Fatal(err)
-			}
-			if limit < 0 {
-				return f, func() (int64, int64) { return fileOff(f), -1 }
-			}
-			lr := &io.LimitedReader{R: f, N: limit}
-			return lr, func() (int64, int64) { return fileOff(f), lr.N }
+			return fileAt(t, f, off, limit)
 		}
 	}
 	conn := func(kind string) func(t *testing.T, data []byte) (io.Reader, func() (int64, int64)) {
@@ -165,17 +175,7 @@ func adv8Sources() []adv8Src {
 	}
 	dev := func(path string, off, limit int64) func(t *testing.T, data []byte) (io.Reader, func() (int64, int64)) {
 		return func(t *testing.T, data []byte) (io.Reader, func() (int64, int64)) {
-			f := openPath(t, path, os.O_RDONLY)
-			if off > 0 {
-				if _, err := f.Seek(off, io.SeekStart); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if limit < 0 {
-				return f, func() (int64, int64) { return fileOff(f), -1 }
-			}
-			lr := &io.LimitedReader{R: f, N: limit}
-			return lr, func() (int64, int64) { return fileOff(f), lr.N }
+			return fileAt(t, openPath(t, path, os.O_RDONLY), off, limit)
 		}
 	}
 	srcs = append(srcs,
