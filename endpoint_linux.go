@@ -223,23 +223,22 @@ func distinctGoSockets(a, b any) bool {
 // not change; a value made before its socket connected has no remote
 // address, and a local one that may have changed since: it tells nothing.
 func tcpConnsDiffer(x, y *net.TCPConn) bool {
-	rx, ok := x.RemoteAddr().(*net.TCPAddr)
-	if !ok || rx == nil {
+	lx, rx, ok := tcpAddrs(x)
+	if !ok {
 		return false
 	}
-	ry, ok := y.RemoteAddr().(*net.TCPAddr)
-	if !ok || ry == nil {
-		return false
-	}
-	lx, ok := x.LocalAddr().(*net.TCPAddr)
-	if !ok || lx == nil {
-		return false
-	}
-	ly, ok := y.LocalAddr().(*net.TCPAddr)
-	if !ok || ly == nil {
+	ly, ry, ok := tcpAddrs(y)
+	if !ok {
 		return false
 	}
 	return !sameTCPAddr(rx, ry) || !sameTCPAddr(lx, ly)
+}
+
+// tcpAddrs is c's local and remote address, if Go knows both.
+func tcpAddrs(c *net.TCPConn) (local, remote *net.TCPAddr, ok bool) {
+	local, _ = c.LocalAddr().(*net.TCPAddr)
+	remote, _ = c.RemoteAddr().(*net.TCPAddr)
+	return local, remote, local != nil && remote != nil
 }
 
 func sameTCPAddr(a, b *net.TCPAddr) bool {
