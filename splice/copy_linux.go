@@ -448,6 +448,19 @@ func (c *copier) noInput(fd int) bool {
 	return c.src.readBlocks() && !pollFd(fd, unix.POLLIN, 0)
 }
 
+// readWaits reports a source a read(2) of which waits in the kernel for
+// input: one that readBlocks, or a pipe in blocking mode, which a splice
+// does not wait on (SPLICE_F_NONBLOCK) but read(2) does.
+func (s *side) readWaits() bool {
+	return s.readBlocks() || (s.mode == unix.S_IFIFO && !s.nonblock && !s.writeOnly)
+}
+
+// noReadInput is noInput for a read(2) of src (bufferRound): a source
+// that readWaits with no input now.
+func (c *copier) noReadInput(fd int) bool {
+	return c.src.readWaits() && !pollFd(fd, unix.POLLIN, 0)
+}
+
 // copier is one Copy (or Drain) in progress.
 type copier struct {
 	ctx      context.Context
@@ -778,11 +791,17 @@ func pollFd(d int, events int16, timeout time.Duration) bool { return fd.Poll(d,
 // cannot: one for which no pipe is free, and one at TCP's urgent mark,
 // where splice returns 0 as if at EOF while read(2) steps over the urgent
 // byte (not inline: SO_OOBINLINE unset) and goes on, as io.Copy's does.
+// A source a read(2) of which would wait in the kernel (readWaits: a
+// pipe in blocking mode, a copy that went on in buffer rounds once the
+// kernel refused its splices) is read only once poll(2) reports input.
 // eof reports that read returned 0, again that src had no input. Bytes
 // read and not delivered are un-read or reported (unread).
 func (c *copier) bufferRound() (eof, again bool, err error) {
 	if c.buf == nil {
 		c.buf = c.pool.buffer()
+	}
+	if err := c.src.inspectMode(); err != nil {
+		return false, false, err // a pipe src is not inspected up front
 	}
 	if err := c.pace(); err != nil {
 		return false, false, err
@@ -790,7 +809,7 @@ func (c *copier) bufferRound() (eof, again bool, err error) {
 	buf := (*c.buf)[:c.chunk(len(*c.buf))]
 	n := 0
 	rerr := c.src.Conn.Read(func(fd uintptr) bool {
-		if c.noInput(int(fd)) {
+		if c.noReadInput(int(fd)) {
 			again = true
 			return true
 		}

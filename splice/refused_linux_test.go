@@ -11,8 +11,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -101,10 +103,13 @@ func TestCopyRefusedMidway(t *testing.T) {
 			data := fdtest.Random(size)
 			f := directDst(t, tc.off)
 			a, b := connPair(t, "unix")
-			go func() {
-				b.Write(data)
-				b.(*net.UnixConn).CloseWrite()
-			}()
+			// All of it is in the socket before the copy starts: a fill
+			// that found only part of it (a length no O_DIRECT write
+			// takes) would make the outcome depend on timing.
+			if _, err := b.Write(data); err != nil {
+				t.Fatal(err)
+			}
+			b.(*net.UnixConn).CloseWrite()
 			var pool *Pool
 			if tc.pool {
 				pool = NewPool(0, 2)
@@ -189,4 +194,94 @@ func TestCopyRefusedMidway(t *testing.T) {
 			t.Errorf("file holds %d bytes, not the %d copied", len(got), len(data))
 		}
 	})
+}
+
+// TestCopyRefusedMidwayBlockingPipe is the pipe case of
+// TestCopyRefusedMidway with a source pipe in blocking mode (as a
+// process's standard input may be), whose writer stays open: once the
+// copy goes on in buffer rounds, it must still wait for input in poll(2)
+// slices, so that the end of its context ends it. A read(2) of the empty
+// pipe would block in the kernel until the writer wrote or closed.
+func TestCopyRefusedMidwayBlockingPipe(t *testing.T) {
+	fdtest.Check(t)
+	f := directDst(t, 0)
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	r, w := os.NewFile(uintptr(p[0]), "r"), os.NewFile(uintptr(p[1]), "w")
+	defer r.Close()
+	defer w.Close()
+	a, b := connPair(t, "unix")
+	data := fdtest.Random(3 * 4096)
+	if _, err := w.Write(data[:4096]); err != nil {
+		t.Fatal(err)
+	}
+	g := &ticker{tick: make(chan struct{}, 1)}
+	d := endOf(t, f, false)
+	d.Meter = g
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan result, 1)
+	go func() {
+		n, handled, err := Copy(ctx, d, endOf(t, r, true), -1, nil)
+		done <- result{n, handled, err}
+	}()
+	if res, ok := g.await(4096, done); !ok {
+		t.Fatalf("Copy returned before its first page: %+v", res)
+	}
+	for _, m := range [][]byte{data[4096:5096], data[5096:]} {
+		if _, err := b.Write(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spliceFromConn(t, a, w, len(data)-4096)
+	if res, ok := g.await(int64(len(data)), done); !ok {
+		t.Fatalf("Copy returned before the refused pages: %+v", res)
+	}
+	cancel() // the writer stays open, with nothing more to write
+	select {
+	case res := <-done:
+		if res.n != int64(len(data)) || !res.handled || !errors.Is(res.err, context.Canceled) {
+			t.Errorf("Copy = %d, %v, %v; want %d, true, context.Canceled", res.n, res.handled, res.err, len(data))
+		}
+	case <-time.After(10 * time.Second): // a hang guard, not a timing
+		w.Close()
+		<-done
+		t.Fatal("Copy did not return once its context ended: blocked in read(2) of the source pipe")
+	}
+}
+
+// result is what a Copy run in another goroutine returned.
+type result struct {
+	n       int64
+	handled bool
+	err     error
+}
+
+// ticker is a Meter that signals tick at every Add.
+type ticker struct {
+	at   atomic.Int64
+	tick chan struct{}
+}
+
+func (g *ticker) Add(d int64) int64 {
+	n := g.at.Add(d)
+	select {
+	case g.tick <- struct{}{}:
+	default:
+	}
+	return n
+}
+
+// await waits until n bytes have arrived (ok) or the copy returned.
+func (g *ticker) await(n int64, done <-chan result) (res result, ok bool) {
+	for g.at.Load() < n {
+		select {
+		case <-g.tick:
+		case res = <-done:
+			return res, false
+		}
+	}
+	return res, true
 }
