@@ -471,11 +471,6 @@ type copier struct {
 	buf      *[]byte // from pool.buffer, for rounds splice cannot make
 	budget   int     // bytes the src's Pacer granted and the copy has not read
 
-	// unspliced: the kernel refused a splice of this pair after bytes
-	// had moved (dst opened O_DIRECT, say, and pages it cannot take):
-	// every later round is a buffer round (unsplicedRound).
-	unspliced bool
-
 	waker fd.Waker // wakeOnDone's
 
 	// What the last RawConn callback found: the step the copy takes
@@ -583,6 +578,11 @@ const (
 	// stepBlocked: a direct splice answered EAGAIN and both sides are
 	// on the netpoller: awaitBlocked finds which one is not ready.
 	stepBlocked
+	// stepUnspliced: the kernel refused a splice of the pair after
+	// bytes had moved (dst opened O_DIRECT, say, and pages it cannot
+	// take): this and every later round go through a userspace buffer
+	// (unsplicedRound), whatever loop the copy started in.
+	stepUnspliced
 	// stepDone: src reached EOF, or limit bytes were copied.
 	stepDone
 	// stepRefused: the kernel refuses to splice the pair and nothing
@@ -686,8 +686,8 @@ func (c *copier) stop(err error) step {
 
 // fail ends the copy with the error a splice (or peek) returned: when it
 // is the kernel refusing the pair (fd.Refused), stepRefused if nothing
-// was moved yet, else the copy goes on in buffer rounds (unspliced: a
-// refused splice moves nothing, so the bytes are still in src); an
+// was moved yet, else the copy goes on in buffer rounds (stepUnspliced:
+// a refused splice moves nothing, so the bytes are still in src); an
 // errno is wrapped in an *os.SyscallError; any other error (from a
 // RawConn, or the context's) ends the copy as it is.
 func (c *copier) fail(err error) step {
@@ -698,9 +698,8 @@ func (c *copier) fail(err error) step {
 	case c.written == 0 && fd.Refused(errno):
 		return stepRefused
 	case fd.Refused(errno):
-		c.unspliced = true
 		c.dropPipe(nil) // viaPipe's, empty: a refused fill moved nothing
-		return stepRound
+		return stepUnspliced
 	}
 	return c.stop(os.NewSyscallError("splice", errno))
 }
@@ -718,9 +717,10 @@ func (c *copier) bufferStep() step {
 	return stepRound
 }
 
-// unsplicedRound is a round of a copy the kernel refused to splice after
-// bytes had moved: it checks the limit and the context, then makes a
-// buffer round (bufferStep), as io.Copy would.
+// unsplicedRound takes stepUnspliced, a round of a copy the kernel
+// refused to splice after bytes had moved: it checks the limit and the
+// context, then makes a buffer round (bufferStep), as io.Copy would, and
+// stays in stepUnspliced until the copy ends.
 func (c *copier) unsplicedRound() step {
 	if !c.more() {
 		return stepDone
@@ -728,17 +728,21 @@ func (c *copier) unsplicedRound() step {
 	if c.ctx.Err() != nil {
 		return c.stop(ctxError(c.ctx, nil))
 	}
-	return c.bufferStep()
+	if st := c.bufferStep(); st != stepRound {
+		return st
+	}
+	return stepUnspliced
 }
 
 // run drives a copy loop, the state of which is one step: starting at
 // stepRound, it replaces the step by what next returns for it (by
-// unsplicedRound's, once the copy is unspliced) until the copy ends
-// (stepDone, stepRefused, stepFail), and returns Copy's outcome.
+// unsplicedRound's for stepUnspliced, the same in every loop) until the
+// copy ends (stepDone, stepRefused, stepFail), and returns Copy's
+// outcome.
 func (c *copier) run(next func(step) step) (handled bool, err error) {
 	st := stepRound
 	for st < stepDone {
-		if c.unspliced {
+		if st == stepUnspliced {
 			st = c.unsplicedRound()
 		} else {
 			st = next(st)

@@ -198,13 +198,12 @@ func (c *copier) drainFilled() step {
 // drainRefused moves the bytes in the pipe, which dst refused to take by
 // splice, with read(2) from the pipe and write(2) to dst through the
 // copy's buffer (bufferRound's), gives the emptied pipe back, and makes
-// every later round of the copy a buffer round (unspliced): bytes that
+// every later round of the copy a buffer round (stepUnspliced): bytes that
 // left src are delivered, as io.Copy delivers them, or fail on dst's own
 // write error. Bytes not delivered then (the rest of the buffer and of
 // the pipe, the last ones read from src) are un-read or reported
 // (unread).
 func (c *copier) drainRefused() step {
-	c.unspliced = true
 	if c.buf == nil {
 		c.buf = c.pool.buffer()
 	}
@@ -225,7 +224,7 @@ func (c *copier) drainRefused() step {
 		}
 	}
 	c.dropPipe(nil) // empty: nothing to account for
-	return stepRound
+	return stepUnspliced
 }
 
 // readPipe reads from the copy's pipe p, which holds bytes (p.data > 0),
