@@ -96,7 +96,9 @@ var relayDirNames = [2]string{"a->b", "b->a"}
 // unix connections do), so its peer reads EOF after every byte, and goes
 // on relaying the other direction (for at most RelayHalfCloseTimeout, if
 // given). A destination without CloseWrite is left as it is: its peer
-// sees no EOF until the caller closes it. A CloseWrite that fails ends
+// sees no EOF until the caller closes it, and no EOF is passed on once
+// the relay has failed (a peer must not take a relay that failed for a
+// clean end). A CloseWrite that fails ends
 // the relay with its error: where a TCP peer reset before it, the reset,
 // not the ENOTCONN that shutdown(2) answers then (a unix socket's
 // CloseWrite succeeds whatever its peer did). A CloseWrite that waits (a
@@ -217,12 +219,20 @@ func (r *relay) run(dir int, dst io.Writer, src io.Reader) int64 {
 		// after its last Write. So CloseWrite never overtakes bytes
 		// still in flight: dst's peer reads EOF after all of them.
 		r.reachedEOF(dir)
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			err = r.closeWrite(dst, cw)
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok && !r.failed() {
+			err = r.closeWrite(dir, dst, cw)
 		}
 	}
 	r.finish(dir, err)
 	return n
+}
+
+// failed reports whether the relay has failed: an EOF read then is not
+// passed on (see resetErr).
+func (r *relay) failed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err != nil
 }
 
 // closeWrite passes EOF on with dst's CloseWrite. That may wait (a
@@ -231,7 +241,7 @@ func (r *relay) run(dir int, dst io.Writer, src io.Reader) int64 {
 // deadline in the past on dst when the relay ends. Go's TCP and unix
 // sockets shut down their write side (shutdown(2)), which never waits:
 // no wake is armed for those.
-func (r *relay) closeWrite(dst io.Writer, cw interface{ CloseWrite() error }) error {
+func (r *relay) closeWrite(dir int, dst io.Writer, cw interface{ CloseWrite() error }) error {
 	var err error
 	switch dst.(type) {
 	case *net.TCPConn, *net.UnixConn:
@@ -245,7 +255,9 @@ func (r *relay) closeWrite(dst io.Writer, cw interface{ CloseWrite() error }) er
 		return nil
 	}
 	if errors.Is(err, syscall.ENOTCONN) {
-		err = notConnectedErr(dst, err)
+		if rerr := r.resetErr(dir, dst, err); rerr != nil {
+			return rerr
+		}
 	}
 	if r.ctx.Err() != nil {
 		err = r.e.closedErr(r.ctx, ctxerr.Wrap("pipes", r.ctx, err))
@@ -253,21 +265,29 @@ func (r *relay) closeWrite(dst io.Writer, cw interface{ CloseWrite() error }) er
 	return fmt.Errorf("passing EOF on with CloseWrite: %w", err)
 }
 
-// notConnectedErr is the error of dst's CloseWrite that failed with err,
-// ENOTCONN. shutdown(2) of a TCP socket answers ENOTCONN once its
-// connection is gone, and the socket then holds why (SO_ERROR) until a
-// read or write reports it: ECONNRESET for a reset, EPIPE for a reset
-// after the peer had half-closed, ETIMEDOUT. That error is dst's, and
-// err, wrapping it instead of ENOTCONN, says so. Without one, dst was not
-// connected (or a read of it has reported its error already, and the
-// other direction of the relay has it): err stays as it is. A unix stream
-// socket's shutdown succeeds whatever its peer did, never reaching here.
-func notConnectedErr(dst io.Writer, err error) error {
+// resetErr is the error of direction dir's CloseWrite of dst that
+// failed with err, ENOTCONN, where dst's connection was reset. shutdown(2)
+// of a TCP socket answers ENOTCONN once its connection is gone, and the
+// socket then holds why (SO_ERROR) until a read or write reports it:
+// ECONNRESET for a reset, EPIPE for a reset after the peer had
+// half-closed, ETIMEDOUT. resetErr reads it and, if there is one, ends
+// the relay with it, in one critical section: the read clears it, so the
+// other direction, reading dst, then reads EOF instead, and checks
+// (failed) before it passes that EOF on, so that a reset never reaches
+// the other peer as a clean end. nil means no error was pending: dst was
+// not connected, or a read of it has reported the error already (the
+// other direction has it). A unix stream socket's shutdown succeeds
+// whatever its peer did, never reaching here.
+func (r *relay) resetErr(dir int, dst io.Writer, err error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	serr := socketError(dst)
 	if serr == nil {
-		return err
+		return nil
 	}
-	return fmt.Errorf("%v; the socket's error: %w", err, serr)
+	err = fmt.Errorf("passing EOF on with CloseWrite: %v; the socket's error: %w", err, serr)
+	r.failLocked(dirErr(dir, err))
+	return err
 }
 
 // reachedEOF records that direction dir reached EOF: the first to does
@@ -301,11 +321,16 @@ func (r *relay) finish(dir int, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil {
-		r.failLocked(fmt.Errorf("pipes: relay %s: %w", relayDirNames[dir], err))
+		r.failLocked(dirErr(dir, err))
 		return
 	}
 	r.eofs++
 	r.done[dir] = true
+}
+
+// dirErr is err, met by direction dir.
+func dirErr(dir int, err error) error {
+	return fmt.Errorf("pipes: relay %s: %w", relayDirNames[dir], err)
 }
 
 // failLocked records err if it is the first and ends both directions.
