@@ -158,22 +158,31 @@ func (w *PipeWriter) endpoint() (endpoint, bool) { return pipeEndpoint(w.f) }
 // (fd.SocketError): nil when v has no descriptor, is not a socket, or
 // has no error pending.
 func socketError(v any) error {
-	sc, ok := v.(syscall.Conn)
+	rc, ok := rawConnOf(v)
 	if !ok {
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil || rc == nil {
 		return nil
 	}
 	return fd.SocketError(rc)
 }
 
+// rawConnOf is v's RawConn, if v has a descriptor.
+func rawConnOf(v any) (syscall.RawConn, bool) {
+	sc, ok := v.(syscall.Conn)
+	if !ok {
+		return nil, false
+	}
+	rc, err := sc.SyscallConn()
+	return rc, err == nil && rc != nil
+}
+
 // sameFile reports whether a and b both have descriptors (syscall.Conn)
 // of one socket, pipe or regular file, fstat's device and inode telling,
 // and which of the three that is. Devices are not compared: distinct
-// terminals opened from /dev/ptmx share its inode. It costs an fstat(2)
-// per end, except for Go's own sockets that distinctGoSockets tells apart.
+// terminals opened from /dev/ptmx share its inode. Two sockets of one
+// inode number are compared by their SO_COOKIE too: the kernel numbers
+// sockets and pipes from a 32-bit counter, which wraps in a process that
+// runs long enough. It costs an fstat(2) per end, except for Go's own
+// sockets that distinctGoSockets tells apart.
 func sameFile(a, b any) (kind string, same bool) {
 	if distinctGoSockets(a, b) {
 		return "", false
@@ -188,6 +197,11 @@ func sameFile(a, b any) (kind string, same bool) {
 	}
 	switch ia.Mode {
 	case syscall.S_IFSOCK:
+		if ca, ok := cookieOf(a); ok {
+			if cb, ok := cookieOf(b); ok && ca != cb {
+				return "", false // a number the counter gave twice
+			}
+		}
 		return "socket", true
 	case syscall.S_IFIFO:
 		return "pipe", true
@@ -247,14 +261,19 @@ func sameTCPAddr(a, b *net.TCPAddr) bool {
 
 // statOf is what fstat says of v's descriptor, if v has one.
 func statOf(v any) (fd.Info, bool) {
-	sc, ok := v.(syscall.Conn)
+	rc, ok := rawConnOf(v)
 	if !ok {
-		return fd.Info{}, false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil || rc == nil {
 		return fd.Info{}, false
 	}
 	info, err := fd.Inspect(rc, 0)
 	return info, err == nil
+}
+
+// cookieOf is the SO_COOKIE of v's socket, if the kernel gives it.
+func cookieOf(v any) (uint64, bool) {
+	rc, ok := rawConnOf(v)
+	if !ok {
+		return 0, false
+	}
+	return fd.SocketCookie(rc)
 }

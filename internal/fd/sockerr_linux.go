@@ -20,3 +20,17 @@ func SocketError(c syscall.RawConn) error {
 	}
 	return syscall.Errno(v)
 }
+
+// SocketCookie is the socket's SO_COOKIE: a 64-bit number the kernel
+// gives each socket once, which never wraps, unlike its inode number.
+// ok is false where c is not a socket or the kernel has none (before
+// Linux 4.12).
+func SocketCookie(c syscall.RawConn) (cookie uint64, ok bool) {
+	var err error
+	if cerr := c.Control(func(s uintptr) {
+		cookie, err = unix.GetsockoptUint64(int(s), unix.SOL_SOCKET, unix.SO_COOKIE)
+	}); cerr != nil || err != nil {
+		return 0, false
+	}
+	return cookie, true
+}
