@@ -1086,3 +1086,63 @@ func TestFaultsUnprivileged(t *testing.T) {
 	skipUnlessRerunner(t, "the fault tests")
 	runUnprivileged(t, "^TestFault(PoolExhaustion|BlockingFD|UrgentData|ClosedFile)$")
 }
+
+// TestFaultUrgentIntoStalledBlockingPipe: a TCP source with urgent data
+// copied into a pipe in blocking mode whose reader has stopped. The
+// urgent mark sends a round through the userspace buffer, and its
+// write(2) of up to a buffer's worth into the nearly full pipe waited in
+// the kernel, where neither the context nor Close reach: the copy must
+// end when its context does, having delivered what the pipe took.
+func TestFaultUrgentIntoStalledBlockingPipe(t *testing.T) {
+	fdtest.Check(t)
+	for _, ec := range engineCases(t) {
+		t.Run(ec.name, func(t *testing.T) {
+			e := newTestEngine(t, ec.opts...)
+			a, b := tcpPair(t)
+			defer a.Close()
+			defer b.Close()
+			r, w := blockingPipe(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			fut := e.CopyAsync(ctx, w, a)
+			// 15 segments, each spliced alone into a slot of its own: the
+			// pipe (16 slots) has room for one page more.
+			for range 15 {
+				if _, err := b.Write(bytes.Repeat([]byte("x"), 100)); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			rc, err := b.SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var serr error
+			if err := rc.Control(func(fd uintptr) { serr = unix.Send(int(fd), []byte{'!'}, unix.MSG_OOB) }); err != nil || serr != nil {
+				t.Fatalf("send MSG_OOB: %v, %v", err, serr)
+			}
+			time.Sleep(20 * time.Millisecond)
+			if _, err := b.Write(bytes.Repeat([]byte("y"), 128<<10)); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond) // the copy meets the full pipe
+			cancel()
+			select {
+			case <-fut.Done():
+			case <-time.After(10 * time.Second):
+				r.Close() // the blocked write(2) fails (EPIPE): the copy returns
+				<-fut.Done()
+				t.Fatal("the copy did not end with its context: blocked in write(2)")
+			}
+			n, err := fut.Wait()
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("Wait = (%d, %v), want context.Canceled", n, err)
+			}
+			w.Close()
+			got, rerr := io.ReadAll(r)
+			if rerr != nil || int64(len(got)) != n {
+				t.Errorf("the pipe holds %d bytes (%v), the copy reports %d", len(got), rerr, n)
+			}
+		})
+	}
+}

@@ -420,6 +420,16 @@ func (s *side) pollable() bool { return s.nonblock && !s.neverWaits() }
 // fails at once (EBADF), as io.Copy's does.
 func (s *side) readBlocks() bool { return s.mode == unix.S_IFCHR && !s.nonblock && !s.writeOnly }
 
+// writeWaits reports a destination a write(2) of which waits in the
+// kernel for room, where neither the context nor Close reach it: a pipe
+// in blocking mode. writeAll writes one only once poll(2) reports room,
+// and at most pipeBuf bytes a call, which a pipe with room takes whole.
+func (s *side) writeWaits() bool { return s.mode == unix.S_IFIFO && !s.nonblock }
+
+// pipeBuf is PIPE_BUF on Linux: a write(2) of at most this many bytes
+// into a pipe that poll(2) reports writable (a free slot) does not wait.
+const pipeBuf = 4096
+
 // blockingTTY reports a terminal in blocking mode (a pty master after
 // f.Fd() or term.MakeRaw, a serial port). A write to one, by write(2)
 // or splice(2), waits in the kernel until all of it fits, whatever
@@ -871,7 +881,18 @@ func (c *copier) writeAll(b []byte) (left int, err error) {
 	for len(b) > 0 {
 		werr := c.dst.Conn.Write(func(fd uintptr) bool {
 			for len(b) > 0 {
-				m, e := unix.Write(int(fd), b)
+				n := len(b)
+				if c.dst.writeWaits() {
+					if !pollFd(int(fd), unix.POLLOUT, blockingPoll) {
+						if c.ctx.Err() != nil {
+							err = ctxError(c.ctx, nil)
+							return true
+						}
+						continue // no room yet: another poll(2) slice
+					}
+					n = min(n, pipeBuf)
+				}
+				m, e := unix.Write(int(fd), b[:n])
 				if m > 0 {
 					b = b[m:]
 					c.delivered(m)
