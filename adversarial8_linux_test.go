@@ -125,6 +125,19 @@ func fileAt(t *testing.T, f *os.File, off, limit int64) (io.Reader, func() (int6
 	return lr, func() (int64, int64) { return fileOff(f), lr.N }
 }
 
+// fedPipe is the read end of a pipe that data is fed into (feedQuietly),
+// closed when the test ends.
+func fedPipe(t *testing.T, data []byte) *os.File {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	feedQuietly(t, w, data)
+	return r
+}
+
 // adv8Sources are sources with an offset or a limit. The socket kinds
 // are unix stream sockets: the engine takes the same paths as for TCP
 // (sendfile, the splice loop), and hundreds of copies leave no
@@ -148,13 +161,7 @@ func adv8Sources() []adv8Src {
 	}
 	srcs := []adv8Src{
 		{"pipe", func(t *testing.T, data []byte) (io.Reader, func() (int64, int64)) {
-			r, w, err := os.Pipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { r.Close() })
-			feedQuietly(t, w, data)
-			return r, func() (int64, int64) { return -1, -1 }
+			return fedPipe(t, data), func() (int64, int64) { return -1, -1 }
 		}},
 		{"unix", conn("unix")},
 		{"section", func(t *testing.T, data []byte) (io.Reader, func() (int64, int64)) {
@@ -163,13 +170,7 @@ func adv8Sources() []adv8Src {
 			return io.NewSectionReader(f, 4095, int64(len(data))/2), func() (int64, int64) { return fileOff(f), -1 }
 		}},
 		{"pipe-limited", func(t *testing.T, data []byte) (io.Reader, func() (int64, int64)) {
-			r, w, err := os.Pipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { r.Close() })
-			feedQuietly(t, w, data)
-			lr := &io.LimitedReader{R: r, N: 70001}
+			lr := &io.LimitedReader{R: fedPipe(t, data), N: 70001}
 			return lr, func() (int64, int64) { return -1, lr.N }
 		}},
 	}
