@@ -98,12 +98,12 @@ var relayDirNames = [2]string{"a->b", "b->a"}
 // given). A destination without CloseWrite is left as it is: its peer
 // sees no EOF until the caller closes it, and no EOF is passed on once
 // the relay has failed (a peer must not take a relay that failed for a
-// clean end). A CloseWrite that fails ends
-// the relay with its error: where a TCP peer reset before it, the reset,
-// not the ENOTCONN that shutdown(2) answers then (a unix socket's
-// CloseWrite succeeds whatever its peer did). A CloseWrite that waits (a
-// *tls.Conn's writes a close_notify, which waits for room when its peer
-// does not read) is woken as the copies are when the relay ends.
+// clean end). A CloseWrite that fails ends the relay with its error:
+// where a TCP peer reset before it, the reset, not the ENOTCONN that
+// shutdown(2) answers then (a unix socket's CloseWrite succeeds whatever
+// its peer did). A CloseWrite that waits (a *tls.Conn's writes a
+// close_notify, which waits for room when its peer does not read) is
+// woken as the copies are when the relay ends.
 //
 // When either direction fails (a reset peer, a closed end), ctx ends, the
 // Engine is closed, or a RelayOption's timeout passes, both directions
