@@ -158,11 +158,6 @@ func TestCopyRefusedMidway(t *testing.T) {
 		reached := g.reached
 		d := endOf(t, f, false)
 		d.Meter = g
-		type result struct {
-			n       int64
-			handled bool
-			err     error
-		}
 		done := make(chan result, 1)
 		go func() {
 			n, handled, err := Copy(context.Background(), d, endOf(t, r, true), -1, nil)
