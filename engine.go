@@ -570,7 +570,12 @@ type Stats struct {
 	Copies   uint64 // copies started
 	InFlight int64  // copies running now
 	Bytes    uint64 // bytes delivered, counted as they move (see Future.Written); FanOut's, and a userspace copy's through a ReaderFrom or WriterTo, when it ends
-	Splice   uint64 // copies run by the splice(2) loop
+	// Splice counts the copies run by the splice(2) loop, also those
+	// it moved in part through its userspace buffer: rounds with no
+	// pool pipe free (PoolExhausted), at TCP's urgent mark, and every
+	// round after the kernel refused a splice midway (docs/design.md,
+	// "A destination that refuses some pages").
+	Splice   uint64
 	Sendfile uint64 // file -> socket copies sent with sendfile(2) (warmed by the ring or not: see Warmed)
 	Ring     uint64 // copies from files to pipes or files whose reads went through io_uring
 
