@@ -67,8 +67,19 @@ func newRing(cfg *config, st *counters, pool *splice.Pool) (*uring.Driver, error
 		Closed:         ErrClosed,
 		Files:          registeredFiles(),
 		WarmChunk:      uring.DefaultWarmChunk,
-		CachedSenders:  runtime.GOMAXPROCS(0),
+		CachedSenders:  sendTurns(cfg.sendTurns),
 	}, &st.ringOps)
+}
+
+// sendTurns is the ring's CachedSenders for WithSendTurns(n).
+func sendTurns(n int) int {
+	switch {
+	case n == 0:
+		return runtime.GOMAXPROCS(0)
+	case n < 0:
+		return 0 // no turns
+	}
+	return n
 }
 
 // registeredFiles is the size of the ring's registered-file table: a

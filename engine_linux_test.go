@@ -484,14 +484,25 @@ func stalledSink(t *testing.T) sink {
 
 // TestCachedSendsTakeTurns: concurrent copies of files in the page cache
 // to sockets send their chunks under the engine's turns on the io_uring
-// engine (Stats.CachedSendTurns), and with none on the splice engine,
-// which has no Warmer; every byte arrives either way.
+// engine (Stats.CachedSendTurns), with one turn as with the default
+// GOMAXPROCS, and with none where WithSendTurns says so or on the splice
+// engine, which has no Warmer; every byte arrives either way.
 func TestCachedSendsTakeTurns(t *testing.T) {
-	for _, backend := range []Backend{BackendIOUring, BackendSplice} {
-		t.Run(string(backend), func(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		backend Backend
+		opts    []Option
+		turns   bool
+	}{
+		{"io_uring", BackendIOUring, nil, true},
+		{"io_uring/one-turn", BackendIOUring, []Option{WithSendTurns(1)}, true},
+		{"io_uring/no-turns", BackendIOUring, []Option{WithSendTurns(-1)}, false},
+		{"splice", BackendSplice, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			fdtest.Check(t)
-			e := newTestEngine(t, WithBackend(backend), WithRingMinConcurrency(0))
-			if e.Backend() != backend {
+			e := newTestEngine(t, append([]Option{WithBackend(tc.backend), WithRingMinConcurrency(0)}, tc.opts...)...)
+			if e.Backend() != tc.backend {
 				t.Skipf("backend is %s", e.Backend())
 			}
 			const copies, size = 4, 8 << 20
@@ -514,7 +525,7 @@ func TestCachedSendsTakeTurns(t *testing.T) {
 				}
 			}
 			turns := e.Stats().CachedSendTurns
-			if backend == BackendIOUring && turns < copies || backend == BackendSplice && turns != 0 {
+			if tc.turns && turns < copies || !tc.turns && turns != 0 {
 				t.Errorf("%d sends took turns (%d copies of %d MiB in the page cache)", turns, copies, size>>20)
 			}
 		})

@@ -49,6 +49,7 @@ type config struct {
 	maxPipes           int
 	iowqMaxWorkers     uint32
 	ringMinConcurrency int
+	sendTurns          int // 0: GOMAXPROCS; < 0: none
 	sqPoll             bool
 	setupHook          func() error // test seam: runs before io_uring setup
 }
@@ -138,6 +139,20 @@ func WithIOWQMaxWorkers(n uint32) Option {
 // a negative value never does.
 func WithRingMinConcurrency(n int) Option {
 	return func(c *config) { c.ringMinConcurrency = n }
+}
+
+// WithSendTurns bounds how many sendfile(2) calls of an io_uring
+// engine's copies from files in the page cache to sockets run at once
+// (docs/design.md, "Sharing the CPUs"). Such a call waits for nothing
+// and holds its CPU in the kernel for as long as the socket takes pages;
+// calls beyond the bound wait for a turn. The default, 0, is GOMAXPROCS
+// when the engine is made. A bound below GOMAXPROCS leaves CPUs to the
+// process's other goroutines, whose wake-ups then wait less (the latency
+// of a server on few CPUs that sends large cached files), at some
+// throughput where nothing else wants those CPUs; a negative n takes no
+// turns. The splice backend takes none.
+func WithSendTurns(n int) Option {
+	return func(c *config) { c.sendTurns = n }
 }
 
 // WithSQPoll makes the ring poll its submission queue from a kernel thread

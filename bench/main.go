@@ -55,6 +55,7 @@ type config struct {
 	iowqWorkers  int // the pipes engines' io-wq cap; 0: the default
 	maxPipes     int // the pipes engines' pool bound; 0: the default
 	ringMin      int // the pipes engines' RingMinConcurrency; < -1: the default
+	sendTurns    int // the pipes engines' WithSendTurns; 0: the default
 	timeout      time.Duration
 	isolate      bool
 
@@ -109,6 +110,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&cfg.iowqWorkers, "iowq-workers", 0, "io-wq worker cap of the pipes engines (pipes.WithIOWQMaxWorkers; 0: the default)")
 	fs.IntVar(&cfg.maxPipes, "max-pipes", 0, "pipe pool bound of the pipes engines (pipes.WithMaxPipes; 0: the default)")
 	fs.IntVar(&cfg.ringMin, "ring-min", -2, "concurrent file copies above which the pipes engines use the ring (pipes.WithRingMinConcurrency; -1: never; below -1: the default)")
+	fs.IntVar(&cfg.sendTurns, "send-turns", 0, "cached sendfile calls the pipes engines run at once (pipes.WithSendTurns; 0: the default, GOMAXPROCS; -1: no bound)")
 	tickerBytes := fs.String("ticker-size", "", "bytes per copy during the ticker measurement (default: quick 4M, full 16M)")
 	fs.DurationVar(&cfg.timeout, "timeout", 3*time.Minute, "abort when one rep takes longer")
 	fs.BoolVar(&cfg.isolate, "isolate", true, "run each rep in a fresh child process, so that threads, engines and runtime state of one strategy do not carry into the next")

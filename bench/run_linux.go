@@ -277,6 +277,9 @@ func newHeader(cfg *config, m *meter, set *strategySet) header {
 	if cfg.maxPipes > 0 {
 		parts = append(parts, fmt.Sprintf("engines: max pipes %d", cfg.maxPipes))
 	}
+	if cfg.sendTurns != 0 {
+		parts = append(parts, fmt.Sprintf("engines: send turns %d", cfg.sendTurns))
+	}
 	h.Backend = strings.Join(parts, "; ")
 	if m.sc != nil {
 		h.Syscalls = "perf_event_open on tracepoint raw_syscalls:sys_enter, one inheriting counter per startup thread (exact, whole process)"

@@ -275,5 +275,8 @@ func (cfg *config) engineOptions() []pipes.Option {
 	if cfg.ringMin >= -1 {
 		opts = append(opts, pipes.WithRingMinConcurrency(cfg.ringMin))
 	}
+	if cfg.sendTurns != 0 {
+		opts = append(opts, pipes.WithSendTurns(cfg.sendTurns))
+	}
 	return opts
 }
