@@ -564,17 +564,18 @@ func copyFiles(ctx context.Context, dst io.Writer, s copySource, m *meter) (int6
 //
 //	expvar.Publish("pipes", expvar.Func(func() any { return e.Stats() }))
 //
-// serves it as JSON on /debug/vars. Stats is cheap: atomic loads, no
-// allocation.
+// serves it as JSON on /debug/vars. Stats is cheap: atomic loads and
+// the pipe pool's lock, no allocation.
 type Stats struct {
-	Copies   uint64 // copies started
+	Copies   uint64 // copies started: a FanOut is one, a relay one per direction
 	InFlight int64  // copies running now
 	Bytes    uint64 // bytes delivered, counted as they move (see Future.Written); FanOut's, and a userspace copy's through a ReaderFrom or WriterTo, when it ends
 	// Splice counts the copies run by the splice(2) loop, also those
 	// it moved in part through its userspace buffer: rounds with no
 	// pool pipe free (PoolExhausted), at TCP's urgent mark, and every
 	// round after the kernel refused a splice midway (docs/design.md,
-	// "A destination that refuses some pages").
+	// "A destination that refuses some pages"); and the FanOuts run in
+	// the kernel (splice(2) and tee(2)).
 	Splice   uint64
 	Sendfile uint64 // file -> socket copies sent with sendfile(2) (warmed by the ring or not: see Warmed)
 	Ring     uint64 // copies from files to pipes or files whose reads went through io_uring

@@ -15,8 +15,9 @@ import (
 )
 
 // FanOut sends one file to many connections, reading it once. Here three
-// in-process connections receive the same bytes; on Linux they move from
-// the file's page cache to each socket without entering the process.
+// in-process connections receive the same bytes (net.Pipe has no
+// descriptor: they go through a userspace buffer); to sockets, on Linux,
+// they move from the file's page cache without entering the process.
 // FanOutEvictAfter drops a reader that stops reading instead of letting it
 // hold the others up.
 func ExampleFanOut() {

@@ -128,8 +128,8 @@ var relayDirNames = [2]string{"a->b", "b->a"}
 // the reset). A nil end, a typed nil (such as (*net.TCPConn)(nil)), or
 // the same value as both a and b fail at once with an error wrapping
 // os.ErrInvalid, and on Linux so do two values of one socket, pipe or
-// regular file (the same device and inode) where both expose their
-// descriptor (syscall.Conn): a *net.TCPConn and the *os.File its File
+// regular file (the same device and inode, and for sockets the same
+// SO_COOKIE) where both expose their descriptor (syscall.Conn): a *net.TCPConn and the *os.File its File
 // method returns, or two net.FileConn of one socket's duplicates. Relayed
 // to itself, a socket or pipe would read its own output, and each
 // direction would clear the deadlines that wake the other. Values that

@@ -577,3 +577,33 @@ func TestReadAndFilesUpdate(t *testing.T) {
 		t.Fatalf("READ from an emptied slot: res %d, want -EBADF", c.Res)
 	}
 }
+
+// TestFadvise: FADVISE passes its advice, range and descriptor to
+// posix_fadvise(2): WILLNEED on a file succeeds, an advice the kernel
+// does not know is refused (EINVAL), and a pipe is refused (ESPIPE).
+func TestFadvise(t *testing.T) {
+	fdtest.Check(t)
+	r := newRing(t, 4, nil)
+	f := tempFile(t, randomBytes(t, 3*os.Getpagesize()))
+	pr, _ := pipe(t, 0)
+	for _, tc := range []struct {
+		name   string
+		fd     int
+		advice uint32
+		want   int32
+	}{
+		{"file, WILLNEED", int(f.Fd()), unix.FADV_WILLNEED, 0},
+		{"file, unknown advice", int(f.Fd()), 100, -int32(unix.EINVAL)},
+		{"pipe, WILLNEED", pr, unix.FADV_WILLNEED, -int32(unix.ESPIPE)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := getSQE(t, r)
+			s.PrepFadvise(int32(tc.fd), uint64(os.Getpagesize()), uint32(os.Getpagesize()), tc.advice)
+			s.UserData = 1
+			submit(t, r, 1)
+			if c := reap(t, r, 1)[0]; c.Res != tc.want {
+				t.Fatalf("FADVISE res %d, want %d", c.Res, tc.want)
+			}
+		})
+	}
+}

@@ -12,7 +12,9 @@
 //   - Copy: a copy loop between any two descriptors the kernel can splice,
 //     run inside syscall.RawConn callbacks so that every system call holds
 //     Go's reference to the descriptor and waits for readiness on the Go
-//     netpoller.
+//     netpoller; beside it Sendfile, a regular file to a stream socket
+//     with sendfile(2), and Drain, which empties into a descriptor a pipe
+//     the caller filled.
 //
 // splice(2) needs a pipe on at least one side: a copy between two
 // non-pipes (file -> socket, socket -> socket) goes through an

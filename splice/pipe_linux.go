@@ -123,7 +123,7 @@ type PoolStats struct {
 	Max       int    // bound on pipes alive at once
 	Alive     int    // pipes that exist now: idle + in use
 	Idle      int    // pipes waiting in the pool
-	InUse     int    // pipes handed out by Get and not yet returned
+	InUse     int    // pipes handed out by Get or TryGet and not yet returned
 	Created   uint64 // pipes created over the pool's life
 	Discarded uint64 // pipes closed on Put because they held bytes
 	Waits     uint64 // Get calls that had to wait for a pipe

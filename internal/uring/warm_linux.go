@@ -378,9 +378,9 @@ func (d *Driver) closeWarm() {
 // all of whose pages are in the page cache, by one cachestat(2) (Linux
 // 6.5) over the whole file, which needs no offset. A copy of it has
 // nothing to warm, so it costs one system call where the Warmer's first
-// chunk would cost four (lseek, then PageCached's cachestat and a probe
-// at both ends). false where the kernel cannot tell: the Warmer then
-// probes chunk by chunk.
+// chunk would cost three (lseek, then residency's cachestat and a probe
+// of the chunk's last byte). false where the kernel cannot tell: the
+// Warmer then probes chunk by chunk.
 func smallCached(src File) bool {
 	if src.Size <= 0 || src.Size > cachedChunk {
 		return false
