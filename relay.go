@@ -129,8 +129,9 @@ var relayDirNames = [2]string{"a->b", "b->a"}
 // the same value as both a and b fail at once with an error wrapping
 // os.ErrInvalid, and on Linux so do two values of one socket, pipe or
 // regular file (the same device and inode, and for sockets the same
-// SO_COOKIE) where both expose their descriptor (syscall.Conn): a *net.TCPConn and the *os.File its File
-// method returns, or two net.FileConn of one socket's duplicates. Relayed
+// SO_COOKIE) where both expose their descriptor (syscall.Conn): a
+// *net.TCPConn and the *os.File its File method returns, or two
+// net.FileConn of one socket's duplicates. Relayed
 // to itself, a socket or pipe would read its own output, and each
 // direction would clear the deadlines that wake the other. Values that
 // hide their descriptor (a wrapper, a *tls.Conn) are not compared, nor
