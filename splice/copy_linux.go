@@ -875,8 +875,10 @@ func (c *copier) throughBuffer() (eof bool, err error) {
 }
 
 // writeAll writes b to dst, waiting for room on the netpoller (or in
-// poll(2) slices for a blocking dst), and returns how many bytes of b it
-// could not write when it fails. The written count grows as bytes go.
+// poll(2) slices for a blocking dst, each outside dst's Conn.Write, so
+// that a Close of dst meanwhile ends the copy), and returns how many
+// bytes of b it could not write when it fails. The written count grows
+// as bytes go.
 func (c *copier) writeAll(b []byte) (left int, err error) {
 	for len(b) > 0 {
 		werr := c.dst.Conn.Write(func(fd uintptr) bool {
@@ -888,7 +890,9 @@ func (c *copier) writeAll(b []byte) (left int, err error) {
 							err = ctxError(c.ctx, nil)
 							return true
 						}
-						continue // no room yet: another poll(2) slice
+						// No room yet: leave the callback, so that the
+						// next Conn.Write sees a Close, and poll again.
+						return true
 					}
 					n = min(n, pipeBuf)
 				}
