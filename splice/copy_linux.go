@@ -814,8 +814,13 @@ func (c *copier) bufferRound() (eof, again bool, err error) {
 	if c.buf == nil {
 		c.buf = c.pool.buffer()
 	}
+	// A pipe side is not inspected up front; writeAll must know whether
+	// dst is a pipe in blocking mode (writeWaits) before it writes.
 	if err := c.src.inspectMode(); err != nil {
-		return false, false, err // a pipe src is not inspected up front
+		return false, false, err
+	}
+	if err := c.dst.inspectMode(); err != nil {
+		return false, false, err
 	}
 	if err := c.pace(); err != nil {
 		return false, false, err
@@ -878,7 +883,7 @@ func (c *copier) throughBuffer() (eof bool, err error) {
 // poll(2) slices for a blocking dst, each outside dst's Conn.Write, so
 // that a Close of dst meanwhile ends the copy), and returns how many
 // bytes of b it could not write when it fails. The written count grows
-// as bytes go.
+// as bytes go. dst has been inspected (bufferRound, or Copy up front).
 func (c *copier) writeAll(b []byte) (left int, err error) {
 	for len(b) > 0 {
 		werr := c.dst.Conn.Write(func(fd uintptr) bool {
