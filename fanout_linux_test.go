@@ -584,14 +584,24 @@ func TestFanOutRefusedMidway(t *testing.T) {
 	c, peer := tcpPair(t)
 	defer c.Close()
 	defer peer.Close()
-	// Two segments: the pipe gets buffers of 100 and 3996 bytes, which
-	// a block-aligned write cannot take as they are.
+	// Two segments: a pipe gets buffers of 100 and 3996 bytes, which a
+	// block-aligned write cannot take as they are. They are spliced into
+	// another pipe first, then moved into the source pipe in one splice
+	// (which keeps the buffers as they are): a fan-out that read the
+	// first alone would write 100 bytes, which no O_DIRECT write takes.
+	sr, sw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sr.Close()
+	defer sw.Close()
 	for _, b := range [][]byte{data[4096:4196], data[4196:]} {
 		if _, err := peer.Write(b); err != nil {
 			t.Fatal(err)
 		}
-		spliceConnToPipe(t, c, w, len(b))
+		spliceConnToPipe(t, c, sw, len(b))
 	}
+	spliceConnToPipe(t, sr, w, len(data)-4096)
 	w.Close()
 	res := <-done
 	if res[0].Err != nil || res[0].Written != int64(len(data)) {
@@ -602,7 +612,8 @@ func TestFanOutRefusedMidway(t *testing.T) {
 	}
 }
 
-// spliceConnToPipe splices n bytes from the socket c into the pipe w.
+// spliceConnToPipe splices n bytes from the socket (or pipe) c into
+// the pipe w.
 func spliceConnToPipe(t *testing.T, c syscall.Conn, w *os.File, n int) {
 	t.Helper()
 	rc, err := c.SyscallConn()

@@ -1098,34 +1098,9 @@ func TestFaultUrgentIntoStalledBlockingPipe(t *testing.T) {
 	for _, ec := range engineCases(t) {
 		t.Run(ec.name, func(t *testing.T) {
 			e := newTestEngine(t, ec.opts...)
-			a, b := tcpPair(t)
-			defer a.Close()
-			defer b.Close()
-			r, w := blockingPipe(t)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			fut := e.CopyAsync(ctx, w, a)
-			// 15 segments, each spliced alone into a slot of its own: the
-			// pipe (16 slots) has room for one page more.
-			for range 15 {
-				if _, err := b.Write(bytes.Repeat([]byte("x"), 100)); err != nil {
-					t.Fatal(err)
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-			rc, err := b.SyscallConn()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var serr error
-			if err := rc.Control(func(fd uintptr) { serr = unix.Send(int(fd), []byte{'!'}, unix.MSG_OOB) }); err != nil || serr != nil {
-				t.Fatalf("send MSG_OOB: %v, %v", err, serr)
-			}
-			time.Sleep(20 * time.Millisecond)
-			if _, err := b.Write(bytes.Repeat([]byte("y"), 128<<10)); err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(100 * time.Millisecond) // the copy meets the full pipe
+			fut, r, w := urgentIntoStalledPipe(t, e, ctx)
 			cancel()
 			select {
 			case <-fut.Done():
@@ -1145,4 +1120,38 @@ func TestFaultUrgentIntoStalledBlockingPipe(t *testing.T) {
 			}
 		})
 	}
+}
+
+// urgentIntoStalledPipe starts a copy on ctx from a TCP connection into
+// the write end w of a pipe in blocking mode whose reader r reads
+// nothing, and returns once the copy, past the connection's urgent mark,
+// waits for room in the pipe in a round through the userspace buffer.
+func urgentIntoStalledPipe(t *testing.T, e *Engine, ctx context.Context) (fut *Future, r, w *os.File) {
+	t.Helper()
+	a, b := tcpPair(t)
+	t.Cleanup(func() { a.Close(); b.Close() })
+	r, w = blockingPipe(t)
+	fut = e.CopyAsync(ctx, w, a)
+	// 15 segments, each spliced alone into a slot of its own: the pipe
+	// (16 slots) has room for one page more.
+	for range 15 {
+		if _, err := b.Write(bytes.Repeat([]byte("x"), 100)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	rc, err := b.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.Send(int(fd), []byte{'!'}, unix.MSG_OOB) }); err != nil || serr != nil {
+		t.Fatalf("send MSG_OOB: %v, %v", err, serr)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if _, err := b.Write(bytes.Repeat([]byte("y"), 128<<10)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the copy meets the full pipe
+	return fut, r, w
 }

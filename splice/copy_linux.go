@@ -814,8 +814,13 @@ func (c *copier) bufferRound() (eof, again bool, err error) {
 	if c.buf == nil {
 		c.buf = c.pool.buffer()
 	}
+	// A pipe side is not inspected up front; writeAll must know whether
+	// dst is a pipe in blocking mode (writeWaits) before it writes.
 	if err := c.src.inspectMode(); err != nil {
-		return false, false, err // a pipe src is not inspected up front
+		return false, false, err
+	}
+	if err := c.dst.inspectMode(); err != nil {
+		return false, false, err
 	}
 	if err := c.pace(); err != nil {
 		return false, false, err
@@ -875,8 +880,10 @@ func (c *copier) throughBuffer() (eof bool, err error) {
 }
 
 // writeAll writes b to dst, waiting for room on the netpoller (or in
-// poll(2) slices for a blocking dst), and returns how many bytes of b it
-// could not write when it fails. The written count grows as bytes go.
+// poll(2) slices for a blocking dst, each outside dst's Conn.Write, so
+// that a Close of dst meanwhile ends the copy), and returns how many
+// bytes of b it could not write when it fails. The written count grows
+// as bytes go. dst has been inspected (bufferRound, or Copy up front).
 func (c *copier) writeAll(b []byte) (left int, err error) {
 	for len(b) > 0 {
 		werr := c.dst.Conn.Write(func(fd uintptr) bool {
@@ -888,7 +895,9 @@ func (c *copier) writeAll(b []byte) (left int, err error) {
 							err = ctxError(c.ctx, nil)
 							return true
 						}
-						continue // no room yet: another poll(2) slice
+						// No room yet: leave the callback, so that the
+						// next Conn.Write sees a Close, and poll again.
+						return true
 					}
 					n = min(n, pipeBuf)
 				}
