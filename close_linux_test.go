@@ -10,30 +10,22 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"regexp"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pipes-go/pipes/internal/fdtest"
+	"github.com/pipes-go/pipes/splice"
 )
 
-// lostRE finds the count of bytes a copy read and could not deliver in
-// its error (splice's unread).
-var lostRE = regexp.MustCompile(`(\d+) bytes read from the source were not delivered`)
-
-// reportedLost returns the bytes err says were read and not delivered.
+// reportedLost returns the bytes err says were read and not delivered
+// (splice.UndeliveredError).
 func reportedLost(err error) int {
-	if err == nil {
-		return 0
+	var u *splice.UndeliveredError
+	if errors.As(err, &u) {
+		return int(u.N)
 	}
-	m := lostRE.FindStringSubmatch(err.Error())
-	if m == nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(m[1])
-	return n
+	return 0
 }
 
 // closeRaceCase is one kind of sync Copy the engine's Close races.

@@ -259,7 +259,7 @@ func (e *Engine) copy(ctx context.Context, dst io.Writer, src io.Reader, m *mete
 	n, why, err := e.sys.copyFD(ctx, &e.life, dst, s.r, s.limit, m, s.pacer)
 	if why == inKernel {
 		if s.lr != nil {
-			s.lr.N -= n
+			s.lr.N -= n + undelivered(err) // what was read, as io.Copy's
 		}
 		if err != nil && ctx.Err() != nil {
 			err = ctxerr.Wrap("pipes", ctx, err)

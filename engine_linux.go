@@ -336,3 +336,14 @@ func isOSFile(v any) bool {
 	_, ok := v.(*os.File)
 	return ok
 }
+
+// undelivered returns the bytes a failed kernel copy read from its
+// source and could not deliver nor put back, which err reports
+// (splice.UndeliveredError): 0 where it reports none.
+func undelivered(err error) int64 {
+	var u *splice.UndeliveredError
+	if errors.As(err, &u) {
+		return u.N
+	}
+	return 0
+}

@@ -156,8 +156,9 @@ const blockingPoll = fd.PollSlice
 // are then delivered if dst takes them without waiting; they are never
 // counted as written unless they reached dst. Those that did not are put
 // back by seeking a regular-file src back (unless another reader of the
-// file has moved its offset since), or reported in the error. A
-// pipe that still holds bytes is closed, never pooled.
+// file has moved its offset since), or reported in the error (an
+// *UndeliveredError within it). A pipe that still holds bytes is closed,
+// never pooled.
 //
 // A pooled pipe is held only while bytes move through it: a copy waiting
 // for input holds none, so a bounded pool serves any number of mostly
@@ -957,11 +958,25 @@ func (c *copier) unread(left int, err error) error {
 	if c.src.mode == unix.S_IFREG && c.seekBack(left) == nil {
 		return err
 	}
-	lost := fmt.Errorf("splice: %d bytes read from the source were not delivered", left)
+	lost := &UndeliveredError{N: int64(left)}
 	if err == nil {
 		return lost
 	}
 	return fmt.Errorf("%w (%w)", err, lost)
+}
+
+// UndeliveredError is part of a failed or cancelled copy's error where N
+// bytes it read from the source did not reach the destination and could
+// not be put back (a source other than a regular file, or a file whose
+// offset another reader has moved since): the copy
+// consumed N + written bytes of the source, as io.Copy consumes what it
+// read and could not write. errors.As finds it in the error.
+type UndeliveredError struct {
+	N int64
+}
+
+func (e *UndeliveredError) Error() string {
+	return fmt.Sprintf("splice: %d bytes read from the source were not delivered", e.N)
 }
 
 // seekBack moves a regular-file src's offset back over the n bytes the
