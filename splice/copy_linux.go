@@ -665,7 +665,8 @@ func (c *copier) chunkUnpaced(max int) int {
 	return max
 }
 
-// spent records n bytes read from a paced source.
+// spent records n bytes read from a paced source; spent(-n), n bytes
+// put back into it (seekBack), whose grant refund then gives back.
 func (c *copier) spent(n int) {
 	if c.src.Pacer != nil {
 		c.budget -= n
@@ -981,7 +982,8 @@ func (e *UndeliveredError) Error() string {
 
 // seekBack moves a regular-file src's offset back over the n bytes the
 // copy read last, where no other reader of the file has moved it since
-// (fd.Unread, srcOff).
+// (fd.Unread, srcOff); a paced copy's grant for them is refunded with
+// the rest of its budget.
 func (c *copier) seekBack(n int) error {
 	end := c.srcOff
 	if err := fd.Unread(c.src.Conn, end, int64(n)); err != nil {
@@ -990,6 +992,7 @@ func (c *copier) seekBack(n int) error {
 	if end >= 0 {
 		c.srcOff = end - int64(n)
 	}
+	c.spent(-n) // not read after all
 	return nil
 }
 
