@@ -34,9 +34,10 @@ func New() (*PipeReader, *PipeWriter, error) {
 // move with splice(2) and never enter the process; otherwise ReadFrom
 // copies through a userspace buffer. An *io.LimitedReader is honoured: at
 // most N bytes are copied and N is decreased by the bytes copied. A
-// regular-file src is read from its current offset, which advances.
-// Errors wrap the errno (errors.Is(err, syscall.EPIPE) once the read end
-// is closed).
+// regular-file src is read from its current offset, which advances. A
+// read-only fifo src (a *PipeReader from Open or OpenFifo) that has had
+// no writer yet is waited for, as its Read waits. Errors wrap the errno
+// (errors.Is(err, syscall.EPIPE) once the read end is closed).
 func (w *PipeWriter) ReadFrom(src io.Reader) (int64, error) {
 	limit := int64(-1)
 	inner := src
@@ -46,6 +47,13 @@ func (w *PipeWriter) ReadFrom(src io.Reader) (int64, error) {
 			return 0, nil
 		}
 		limit, inner = lr.N, lr.R
+	}
+	if pr, ok := inner.(*PipeReader); ok && pr != nil {
+		// A read-only fifo that has had no writer yet reads as EOF
+		// to splice(2): wait for its first writer, as its Read does.
+		if err := pr.awaitFirstWriter(); err != nil {
+			return 0, err
+		}
 	}
 	if srcEnd, ok := spliceEnd(inner, false); ok {
 		dst, _ := w.endpoint()
