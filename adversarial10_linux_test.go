@@ -9,8 +9,11 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
@@ -421,5 +424,85 @@ func TestAdv10ReadFromFifoWaitsForWriter(t *testing.T) {
 				t.Fatalf("pipe holds %q, %v; want %q", got, err, hello)
 			}
 		})
+	}
+}
+
+// TestAdv10ReadFromLimitedUndelivered: PipeWriter.ReadFrom from an
+// *io.LimitedReader of a TCP connection, whose round through the
+// userspace buffer past the urgent mark fails with bytes read and not
+// delivered (the pipe's reader closed), lowers N by every byte it took
+// from the connection, as io.Copy does, not by the bytes written only.
+func TestAdv10ReadFromLimitedUndelivered(t *testing.T) {
+	fdtest.Check(t)
+	a, b := tcpPair(t)
+	defer a.Close()
+	defer b.Close()
+	pr, pw, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pw.Close()
+	const limit = 1 << 30
+	lr := &io.LimitedReader{R: a, N: limit}
+	type res struct {
+		n   int64
+		err error
+	}
+	done := make(chan res, 1)
+	go func() {
+		n, err := pw.ReadFrom(lr)
+		done <- res{n, err}
+	}()
+	// 15 segments, each spliced into a slot of its own, then the
+	// urgent mark, where a round through the userspace buffer reads
+	// more than the pipe's last slot takes.
+	sent := 0
+	for range 15 {
+		if _, err := b.Write(bytes.Repeat([]byte("x"), 100)); err != nil {
+			t.Fatal(err)
+		}
+		sent += 100
+		time.Sleep(5 * time.Millisecond)
+	}
+	sendOOB(t, b)
+	time.Sleep(20 * time.Millisecond)
+	if _, err := b.Write(bytes.Repeat([]byte("y"), 128<<10)); err != nil {
+		t.Fatal(err)
+	}
+	sent += 128 << 10
+	b.CloseWrite()
+	time.Sleep(100 * time.Millisecond) // the copy meets the full pipe
+	pr.Close()
+	var r res
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second):
+		a.Close()
+		<-done
+		t.Fatal("ReadFrom did not end once the pipe's reader closed")
+	}
+	rest, err := io.ReadAll(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	consumed := int64(sent - len(rest))
+	if !errors.Is(r.err, syscall.EPIPE) || reportedLost(r.err) == 0 {
+		t.Fatalf("ReadFrom = (%d, %v); want EPIPE with bytes not delivered", r.n, r.err)
+	}
+	if limit-lr.N != consumed {
+		t.Errorf("ReadFrom = (%d, %v): the connection lost %d bytes, N lowered by %d", r.n, r.err, consumed, limit-lr.N)
+	}
+}
+
+// sendOOB sends "!" on c as TCP urgent data (MSG_OOB).
+func sendOOB(t *testing.T, c *net.TCPConn) {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.Send(int(fd), []byte{'!'}, unix.MSG_OOB) }); err != nil || serr != nil {
+		t.Fatalf("send MSG_OOB: %v, %v", err, serr)
 	}
 }

@@ -33,7 +33,9 @@ func New() (*PipeReader, *PipeWriter, error) {
 // unix stream socket, device; also inside an *io.LimitedReader) the bytes
 // move with splice(2) and never enter the process; otherwise ReadFrom
 // copies through a userspace buffer. An *io.LimitedReader is honoured: at
-// most N bytes are copied and N is decreased by the bytes copied. A
+// most N bytes are copied and N is decreased by the bytes taken from src
+// (those copied, and those read and not delivered when the copy fails:
+// see splice.UndeliveredError), as io.Copy decreases it. A
 // regular-file src is read from its current offset, which advances. A
 // read-only fifo src (a *PipeReader from Open or OpenFifo) that has had
 // no writer yet is waited for, as its Read waits. Errors wrap the errno
@@ -60,7 +62,7 @@ func (w *PipeWriter) ReadFrom(src io.Reader) (int64, error) {
 		n, handled, err := splice.Copy(context.Background(), &dst.End, &srcEnd, limit, nil)
 		if handled {
 			if limited {
-				lr.N -= n
+				lr.N -= n + undelivered(err) // what was read, as io.Copy's
 			}
 			return n, err
 		}
