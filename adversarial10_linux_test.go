@@ -506,3 +506,68 @@ func sendOOB(t *testing.T, c *net.TCPConn) {
 		t.Fatalf("send MSG_OOB: %v, %v", err, serr)
 	}
 }
+
+// TestAdv10CopierClosedEnds: NewCopier and Add refuse a reader or writer
+// closed already, with an error matching os.ErrClosed as the file's own
+// Read or Write returns (and io.Copy), as they refuse one with no usable
+// descriptor, instead of taking a writer that can receive nothing or
+// failing with internal/poll's "use of closed file".
+func TestAdv10CopierClosedEnds(t *testing.T) {
+	fdtest.Check(t)
+	cases := []struct {
+		name string
+		run  func(t *testing.T, start func(context.Context, *PipeReader, ...*PipeWriter) (*Copier, error)) error
+	}{
+		{"NewCopier/reader", func(t *testing.T, start func(context.Context, *PipeReader, ...*PipeWriter) (*Copier, error)) error {
+			r, _ := ptNewPipe(t)
+			w := newCopierSinkT(t, -1)
+			defer w.finish()
+			r.Close()
+			c, err := NewCopier(context.Background(), r, w.w)
+			if c != nil {
+				c.Wait()
+			}
+			return err
+		}},
+		{"start/writer", func(t *testing.T, start func(context.Context, *PipeReader, ...*PipeWriter) (*Copier, error)) error {
+			r, in := ptNewPipe(t)
+			w := newCopierSinkT(t, -1)
+			defer w.finish()
+			w.w.Close()
+			c, err := start(context.Background(), r, w.w)
+			if c != nil {
+				in.Close()
+				c.Wait()
+			}
+			return err
+		}},
+		{"Add/writer", func(t *testing.T, start func(context.Context, *PipeReader, ...*PipeWriter) (*Copier, error)) error {
+			r, in := ptNewPipe(t)
+			c, err := start(context.Background(), r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { in.Close(); c.Wait() }()
+			w := newCopierSinkT(t, -1)
+			defer w.finish()
+			w.w.Close()
+			err = c.Add(w.w)
+			if n := c.Writers(); n != 0 {
+				t.Errorf("Writers = %d after adding a closed writer", n)
+			}
+			return err
+		}},
+	}
+	for _, fan := range copierFans {
+		for _, tc := range cases {
+			if tc.name == "NewCopier/reader" && fan.name != "NewCopier" {
+				continue // runs no fan of the table's
+			}
+			t.Run(fan.name+"/"+tc.name, func(t *testing.T) {
+				if err := tc.run(t, fan.start); !errors.Is(err, os.ErrClosed) {
+					t.Errorf("err = %v; want one matching os.ErrClosed", err)
+				}
+			})
+		}
+	}
+}

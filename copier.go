@@ -3,6 +3,7 @@ package pipes
 import (
 	"context"
 	"errors"
+	"os"
 	"slices"
 	"sync"
 
@@ -66,14 +67,18 @@ type copierFan interface {
 
 // NewCopier starts copying from r to writers (none is fine: see Add) until
 // r reaches EOF or ctx ends. A nil ctx means context.Background(). It
-// fails if r or a writer is nil or has no usable descriptor, or, on Linux,
-// if r is not a pipe or the private pipes or /dev/null cannot be opened.
+// fails if r or a writer is nil or has no usable descriptor (one closed
+// already: an error matching os.ErrClosed), or, on Linux, if r is not a
+// pipe or the private pipes or /dev/null cannot be opened.
 func NewCopier(ctx context.Context, r *PipeReader, writers ...*PipeWriter) (*Copier, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	if r == nil {
 		return nil, errors.New("pipes: NewCopier: nil reader")
+	}
+	if err := usable(r.f, "read"); err != nil {
+		return nil, err
 	}
 	fan, err := newCopierFan(ctx, r)
 	if err != nil {
@@ -96,8 +101,9 @@ func startCopier(ctx context.Context, r *PipeReader, fan copierFan, writers []*P
 }
 
 // Add adds a writer. It receives the bytes the copier reads from now on.
-// It fails with ErrCopierStopped once the copier has stopped, and if w is
-// nil or, on Linux, its private pipe cannot be opened.
+// It fails with ErrCopierStopped once the copier has stopped, if w is nil
+// or closed (an error matching os.ErrClosed), and, on Linux, if its
+// private pipe cannot be opened.
 func (c *Copier) Add(w *PipeWriter) error {
 	c.mu.Lock()
 	stopped := c.stopped
@@ -112,7 +118,7 @@ func (c *Copier) join(w *PipeWriter) error {
 	if w == nil {
 		return errors.New("pipes: Copier: nil writer")
 	}
-	if _, err := w.SyscallConn(); err != nil {
+	if err := usable(w.f, "write"); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -129,6 +135,20 @@ func (c *Copier) join(w *PipeWriter) error {
 	defer c.mu.Unlock()
 	if !c.stopped {
 		c.writers = append(c.prune(), d)
+	}
+	return nil
+}
+
+// usable fails for the file of a Copier's reader or writer that has no
+// descriptor: none at all, or one closed already (an error matching
+// os.ErrClosed, as the file's own Read or Write returns). op names the
+// file's use in the error: "read" or "write".
+func usable(f *os.File, op string) error {
+	if _, err := f.SyscallConn(); err != nil {
+		return err // a nil file: os.ErrInvalid
+	}
+	if fileClosed(f) {
+		return &os.PathError{Op: op, Path: f.Name(), Err: os.ErrClosed}
 	}
 	return nil
 }
