@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -566,6 +567,56 @@ func TestAdv10CopierClosedEnds(t *testing.T) {
 			t.Run(fan.name+"/"+tc.name, func(t *testing.T) {
 				if err := tc.run(t, fan.start); !errors.Is(err, os.ErrClosed) {
 					t.Errorf("err = %v; want one matching os.ErrClosed", err)
+				}
+			})
+		}
+	}
+}
+
+// TestAdv10FanOutHugeBuffer: FanOutBuffer accepts any positive size,
+// and the largest must not break a fan-out: the userspace one made each
+// destination's queue with room for Buffer/Chunk chunks at once, which
+// for math.MaxInt panicked (makechan: size out of range) in the
+// caller's goroutine, and for 1 TiB allocated 384 MiB per destination.
+func TestAdv10FanOutHugeBuffer(t *testing.T) {
+	fdtest.Check(t)
+	// Not closed after a panic, which leaves its FanOut counted in
+	// flight: Close would wait for it forever.
+	e, err := NewEngine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	panicked := false
+	defer func() {
+		if !panicked {
+			e.Close()
+		}
+	}()
+	data := fdtest.Random(1<<20 + 3)
+	for _, sk := range adv10Sources() {
+		for _, size := range []int{1 << 40, math.MaxInt} {
+			t.Run(fmt.Sprintf("%s/%d", sk.name, size), func(t *testing.T) {
+				src, _ := sk.make(t, data)
+				var ws []io.Writer
+				var fins []func() []byte
+				for _, k := range []string{"pipe", "tcp"} {
+					w, fin := captureSink(t, k)
+					ws, fins = append(ws, w), append(fins, fin)
+				}
+				res := func() (res []Result) {
+					defer func() {
+						if p := recover(); p != nil {
+							panicked = true
+							t.Fatalf("FanOut panicked: %v", p)
+						}
+					}()
+					return e.FanOut(context.Background(), src, ws, FanOutBuffer(size))
+				}()
+				for i, r := range res {
+					got := fins[i]()
+					if r.Err != nil || r.Written != int64(len(data)) || !bytes.Equal(got, data) {
+						t.Errorf("destination %d: %+v, received %d bytes; want all %d", i, r, len(got), len(data))
+					}
 				}
 			})
 		}

@@ -37,18 +37,24 @@ func FanOutEvictAfter(d time.Duration) FanOutOption {
 // FanOutBuffer sets how many bytes each destination may fall behind the
 // fastest one: the size of its private pipe (rounded up by the kernel to a
 // power-of-two number of pages, capped by /proc/sys/fs/pipe-max-size and
-// the per-user pipe quota), or of its queue of chunks off Linux. The
-// default spends at most 32 MiB of pipe quota on one call: 1 MiB per
+// the per-user pipe quota), or of its queue of chunks where the fan-out
+// goes through userspace (off Linux, or a source without a descriptor).
+// The default spends at most 32 MiB of pipe quota on one call: 1 MiB per
 // destination up to 31 destinations, less beyond, and never less than
-// 64 KiB. n <= 0 keeps the default.
+// 64 KiB. n <= 0 keeps the default; n above 1 GiB counts as 1 GiB.
 func FanOutBuffer(n int) FanOutOption {
-	return func(c *fanOutConfig) { c.buffer = max(n, 0) }
+	return func(c *fanOutConfig) { c.buffer = min(max(n, 0), fanOutBufferCap) }
 }
 
 const (
 	fanOutBudget    = 32 << 20
 	fanOutMaxBuffer = 1 << 20
 	fanOutMinBuffer = 64 << 10
+	// fanOutBufferCap bounds FanOutBuffer: a userspace queue is made
+	// with room for all its chunks at once, and F_SETPIPE_SZ takes the
+	// size as a 32-bit unsigned int (the kernel makes no pipe above
+	// 2 GiB), so that a larger request would be cut to its low bits.
+	fanOutBufferCap = 1 << 30
 )
 
 // policy returns the fan-out policy for n destinations. The default
