@@ -622,3 +622,83 @@ func TestAdv10FanOutHugeBuffer(t *testing.T) {
 		}
 	}
 }
+
+// TestAdv10FanOutClosedEnds: a kernel fan-out whose destination
+// (*PipeWriter, *os.File pipe, TCP connection) is closed, or whose source
+// (*PipeReader, *os.File pipe) is closed while it waits for input,
+// reports for it an error matching os.ErrClosed (net.ErrClosed for a
+// net.Conn), as io.Copy and the userspace fan-out do, not internal/poll's
+// "use of closed file"; the other destinations receive every byte.
+func TestAdv10FanOutClosedEnds(t *testing.T) {
+	fdtest.Check(t)
+	e := newTestEngine(t)
+	data := fdtest.Random(1<<20 + 3)
+	closed := func(err error) bool { return errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) }
+	t.Run("destinations", func(t *testing.T) {
+		for _, sk := range adv10Sources() {
+			t.Run(sk.name, func(t *testing.T) {
+				src, _ := sk.make(t, data)
+				_, pw := ptNewPipe(t)
+				pw.Close()
+				r, w, err := os.Pipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer r.Close()
+				w.Close()
+				c, d := tcpPair(t)
+				defer d.Close()
+				c.Close()
+				live, finish := captureSink(t, "pipe")
+				res := e.FanOut(context.Background(), src, []io.Writer{pw, w, c, live})
+				got := finish()
+				for i, r := range res[:3] {
+					if r.Written != 0 || !closed(r.Err) {
+						t.Errorf("closed destination %d: %+v; want an error matching os.ErrClosed", i, r)
+					}
+				}
+				if r := res[3]; r.Err != nil || !bytes.Equal(got, data) {
+					t.Errorf("open destination: %+v, received %d bytes; want all %d", r, len(got), len(data))
+				}
+			})
+		}
+	})
+	for _, sk := range []string{"PipeReader", "os.Pipe"} {
+		t.Run("source/"+sk, func(t *testing.T) {
+			var src io.ReadCloser
+			if sk == "PipeReader" {
+				r, _ := ptNewPipe(t)
+				src = r
+			} else {
+				r, w, err := os.Pipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer w.Close()
+				src = r
+			}
+			var ws []io.Writer
+			var fins []func() []byte
+			for _, k := range []string{"pipe", "tcp"} {
+				w, fin := captureSink(t, k)
+				ws, fins = append(ws, w), append(fins, fin)
+			}
+			done := make(chan []Result, 1)
+			go func() { done <- e.FanOut(context.Background(), src, ws) }()
+			time.Sleep(50 * time.Millisecond) // the fan-out waits for input
+			src.Close()
+			var res []Result
+			select {
+			case res = <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("FanOut did not end when its source was closed")
+			}
+			for i, r := range res {
+				fins[i]()
+				if !errors.Is(r.Err, os.ErrClosed) {
+					t.Errorf("destination %d: %+v; want an error matching os.ErrClosed", i, r)
+				}
+			}
+		})
+	}
+}

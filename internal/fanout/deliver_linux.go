@@ -175,7 +175,7 @@ func (k *Kernel) spliceOut(d *kdest, n int) error {
 		return true
 	})
 	if werr != nil {
-		return werr
+		return closedErr(werr, d.out.Conn)
 	}
 	return serr
 }
