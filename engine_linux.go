@@ -341,7 +341,10 @@ func isOSFile(v any) bool {
 // source and could not deliver nor put back, which err reports
 // (splice.UndeliveredError): 0 where it reports none.
 func undelivered(err error) int64 {
-	var u *splice.UndeliveredError
+	if err == nil {
+		return 0
+	}
+	var u *splice.UndeliveredError // after the nil check: &u escapes, an allocation
 	if errors.As(err, &u) {
 		return u.N
 	}
