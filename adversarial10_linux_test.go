@@ -702,3 +702,63 @@ func TestAdv10FanOutClosedEnds(t *testing.T) {
 		})
 	}
 }
+
+// TestAdv10SharedFileLimitedUnreadAfterPeer is
+// TestAdvSharedFileUnreadAfterPeer with the cancelled copy's source an
+// *io.LimitedReader: the bytes that copy read and could not put back
+// (another copy of the file had read past them) are lost to it, and N
+// must be lowered by them too, as io.Copy lowers it by every byte it
+// read. The ring copy reported only the offset that had moved, so N
+// stayed higher than what the copy took from the file.
+func TestAdv10SharedFileLimitedUnreadAfterPeer(t *testing.T) {
+	fdtest.Check(t)
+	e, err := NewEngine(WithRingMinConcurrency(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if e.Backend() != BackendIOUring {
+		t.Skip("no io_uring: no ring reads")
+	}
+	data := fdtest.Random(8 << 20)
+	f := fdtest.TempFile(t, data)
+	const limit = 1 << 40
+	lr := &io.LimitedReader{R: f, N: limit}
+	wa, _, finishA := gatedSink(t, "pipe", nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first := e.CopyAsync(ctx, wa, lr)
+	for first.Written() == 0 && !isDone(first) {
+		time.Sleep(time.Millisecond)
+	}
+	pr, wb, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	gate := make(chan struct{})
+	gotB := make(chan []byte, 1)
+	go func() {
+		<-gate
+		b, _ := io.ReadAll(pr)
+		gotB <- b
+	}()
+	second := e.CopyAsync(context.Background(), wb, f)
+	for second.Written() == 0 && !isDone(second) {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	n1, err1 := first.Wait()
+	close(gate)
+	n2, err2 := second.Wait()
+	wb.Close()
+	got := <-gotB
+	finishA()
+	if err2 != nil || n2 != int64(len(got)) || !bytes.Equal(got, data[len(data)-len(got):]) {
+		t.Fatalf("second copy = (%d, %v): its %d bytes are not the file's last", n2, err2, len(got))
+	}
+	taken := int64(len(data) - len(got)) // the first copy's, delivered or not
+	if !errors.Is(err1, context.Canceled) || limit-lr.N != taken {
+		t.Errorf("cancelled copy = (%d, %v): it took %d bytes of the file, N lowered by %d", n1, err1, taken, limit-lr.N)
+	}
+}

@@ -186,15 +186,18 @@ func (r *readsCopy) fillLocked(sysfd uintptr) bool {
 
 // unread moves the file's offset back over the n bytes read and not
 // delivered, the last the copy read (fd.Unread): not where another
-// reader of the file has moved it since (fd.ErrOffsetMoved). A file the
-// caller has closed meanwhile has no offset left to move: that is not an
-// error here.
+// reader of the file has moved it since (fd.ErrOffsetMoved). Bytes it
+// cannot put back are lost, as io.Copy loses bytes it read and could
+// not write, and the error says how many (a splice.UndeliveredError
+// within it), as splice.Copy's does: the caller counts them as taken
+// from the source. A file the caller has closed meanwhile has no offset
+// left to move: that is not an error here.
 func (r *readsCopy) unread(n int64) error {
 	if n == 0 {
 		return nil
 	}
 	if err := fd.Unread(r.src.Conn, r.end, n); err != nil && !errors.Is(err, os.ErrClosed) {
-		return err
+		return fmt.Errorf("%w: %w", &splice.UndeliveredError{N: n}, err)
 	}
 	return nil
 }
