@@ -244,56 +244,73 @@ func TestAdvSharedFileReadDuringCopy(t *testing.T) {
 // another copy of the file has read past them. Moving the offset back
 // then would hand the other copy bytes it had already delivered, and
 // leave the cancelled copy's bytes to nobody: the other copy's output
-// must stay one run of the file's bytes, to its end.
+// must stay one run of the file's bytes, to its end. Where the cancelled
+// copy's source is an *io.LimitedReader, N must be lowered by every byte
+// that copy took from the file, delivered or not, as io.Copy lowers it
+// by every byte it read (the ring copy once reported only the offset
+// that had moved, and N stayed higher).
 func TestAdvSharedFileUnreadAfterPeer(t *testing.T) {
-	fdtest.Check(t)
-	e, err := NewEngine(WithRingMinConcurrency(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	if e.Backend() != BackendIOUring {
-		t.Skip("no io_uring: no ring reads")
-	}
-	data := fdtest.Random(8 << 20)
-	f := fdtest.TempFile(t, data)
-	wa, _, finishA := gatedSink(t, "pipe", nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	first := e.CopyAsync(ctx, wa, f)
-	for first.Written() == 0 && !isDone(first) {
-		time.Sleep(time.Millisecond)
-	}
-	pr, wb, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pr.Close()
-	gate := make(chan struct{})
-	gotB := make(chan []byte, 1)
-	go func() {
-		<-gate
-		b, _ := io.ReadAll(pr)
-		gotB <- b
-	}()
-	second := e.CopyAsync(context.Background(), wb, f)
-	for second.Written() == 0 && !isDone(second) {
-		time.Sleep(time.Millisecond)
-	}
-	cancel()
-	n1, err1 := first.Wait()
-	close(gate)
-	n2, err2 := second.Wait()
-	wb.Close()
-	got := <-gotB
-	got1, _ := finishA()
-	if !errors.Is(err1, context.Canceled) || n1 != got1 {
-		t.Errorf("cancelled copy = (%d, %v), destination got %d bytes", n1, err1, got1)
-	}
-	if err2 != nil || n2 != int64(len(got)) {
-		t.Errorf("second copy = (%d, %v), destination got %d bytes", n2, err2, len(got))
-	}
-	if len(got) > len(data) || !bytes.Equal(got, data[len(data)-len(got):]) {
-		t.Errorf("the second copy's %d bytes are not the file's last %d: bytes delivered twice", len(got), len(got))
+	for _, limited := range []bool{false, true} {
+		t.Run(fmt.Sprintf("limited=%v", limited), func(t *testing.T) {
+			fdtest.Check(t)
+			e, err := NewEngine(WithRingMinConcurrency(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			if e.Backend() != BackendIOUring {
+				t.Skip("no io_uring: no ring reads")
+			}
+			data := fdtest.Random(8 << 20)
+			f := fdtest.TempFile(t, data)
+			const limit = 1 << 40
+			lr := &io.LimitedReader{R: f, N: limit}
+			var src io.Reader = f
+			if limited {
+				src = lr
+			}
+			wa, _, finishA := gatedSink(t, "pipe", nil)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			first := e.CopyAsync(ctx, wa, src)
+			for first.Written() == 0 && !isDone(first) {
+				time.Sleep(time.Millisecond)
+			}
+			pr, wb, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pr.Close()
+			gate := make(chan struct{})
+			gotB := make(chan []byte, 1)
+			go func() {
+				<-gate
+				b, _ := io.ReadAll(pr)
+				gotB <- b
+			}()
+			second := e.CopyAsync(context.Background(), wb, f)
+			for second.Written() == 0 && !isDone(second) {
+				time.Sleep(time.Millisecond)
+			}
+			cancel()
+			n1, err1 := first.Wait()
+			close(gate)
+			n2, err2 := second.Wait()
+			wb.Close()
+			got := <-gotB
+			got1, _ := finishA()
+			if !errors.Is(err1, context.Canceled) || n1 != got1 {
+				t.Errorf("cancelled copy = (%d, %v), destination got %d bytes", n1, err1, got1)
+			}
+			if err2 != nil || n2 != int64(len(got)) {
+				t.Errorf("second copy = (%d, %v), destination got %d bytes", n2, err2, len(got))
+			}
+			if len(got) > len(data) || !bytes.Equal(got, data[len(data)-len(got):]) {
+				t.Errorf("the second copy's %d bytes are not the file's last %d: bytes delivered twice", len(got), len(got))
+			}
+			if taken := int64(len(data) - len(got)); limited && limit-lr.N != taken {
+				t.Errorf("the cancelled copy took %d bytes of the file, N lowered by %d", taken, limit-lr.N)
+			}
+		})
 	}
 }
