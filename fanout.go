@@ -138,6 +138,11 @@ func FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, opts ...FanOut
 // with an error of its own and does not disturb the others (both errors
 // wrap os.ErrInvalid); no destinations means nothing is read and an
 // empty result. FanOut never closes src or dsts.
+//
+// If src's Read or a destination's Write panics, FanOut stops every
+// destination, waits for the goroutines it started, and panics with the
+// same value in the calling goroutine, as io.Copy would; the engine is
+// left as if the fan-out had returned.
 func (e *Engine) FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, opts ...FanOutOption) []Result {
 	res := make([]Result, len(dsts))
 	if len(dsts) == 0 {
@@ -167,6 +172,7 @@ func (e *Engine) FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, op
 	if err := e.begin(); err != nil {
 		return failAll(err)
 	}
+	defer e.end()
 	ds := make([]*fanout.Dest, 0, len(dsts))
 	for i, w := range dsts {
 		if isNil(w) {
@@ -176,19 +182,19 @@ func (e *Engine) FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, op
 		ds = append(ds, fanout.NewDest(i, blockingDest(w)))
 	}
 	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	stop := context.AfterFunc(e.ctx, func() { cancel(ErrClosed) })
+	defer stop()
 	if len(ds) > 0 {
 		e.fanOut(cctx, src, ds, cfg.policy(len(ds)))
 	}
-	stop()
+	stop() // a Close from now on changes no destination's error
 	var total int64
 	for _, d := range ds {
 		res[d.Index()] = Result{Written: d.Written(), Err: e.closedErr(cctx, d.Err())}
 		total += d.Written()
 	}
-	cancel(nil)
 	e.stats.bytes.Add(uint64(total))
-	e.end()
 	return res
 }
 

@@ -137,6 +137,10 @@ var relayDirNames = [2]string{"a->b", "b->a"}
 // hide their descriptor (a wrapper, a *tls.Conn) are not compared, nor
 // are devices (terminals opened from /dev/ptmx share its inode). A nil
 // ctx means context.Background().
+//
+// A panic of a's or b's Read, Write or CloseWrite ends the relay, both
+// directions, and once both have returned RelayWith panics with the same
+// value in the calling goroutine, the engine left as if it had returned.
 func (e *Engine) RelayWith(ctx context.Context, a, b io.ReadWriter, opts ...RelayOption) (aToB, bToA int64, err error) {
 	var cfg relayConfig
 	for _, o := range opts {
@@ -171,19 +175,39 @@ func (e *Engine) RelayWith(ctx context.Context, a, b io.ReadWriter, opts ...Rela
 	r.startIdleTimer()
 
 	done := make(chan struct{})
+	var panicAToB any
 	go func() {
 		defer close(done)
 		defer e.end()
-		aToB = r.run(dirAToB, b, a)
+		aToB, panicAToB = r.guard(dirAToB, b, a)
 	}()
-	bToA = r.run(dirBToA, a, b)
+	bToA, panicBToA := r.guard(dirBToA, a, b)
 	e.end()
 	<-done
 
 	stopClose()
 	err = r.stop()
 	r.cancel(nil)
+	if panicBToA != nil {
+		panic(panicBToA)
+	}
+	if panicAToB != nil {
+		panic(panicAToB)
+	}
 	return aToB, bToA, err
+}
+
+// guard runs direction dir (run). If a Read, Write or CloseWrite of the
+// ends panics, it ends the relay, both directions, and returns the value,
+// which RelayWith raises again in the caller's goroutine once both
+// directions have returned, as io.Copy's Read or Write would panic there.
+func (r *relay) guard(dir int, dst io.Writer, src io.Reader) (n int64, p any) {
+	defer func() {
+		if p = recover(); p != nil {
+			r.finish(dir, fmt.Errorf("panicked: %v", p))
+		}
+	}()
+	return r.run(dir, dst, src), nil
 }
 
 // relay is the state two directions of one RelayWith share.

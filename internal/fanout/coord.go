@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -55,6 +56,38 @@ func awaitAll(ctx context.Context, ds []*Dest, progress chan struct{}, p Policy)
 		}
 	}
 	return true
+}
+
+// errPanicked is the reason the destinations of a fan-out are stopped
+// with when its source's Read or a destination's Write panicked. No
+// caller sees it: the fan-out then panics.
+var errPanicked = errors.New("pipes: fan-out: a Read or Write panicked")
+
+// anyPanicked reports whether a destination's Write panicked.
+func anyPanicked[M member](ms []M) bool {
+	return slices.ContainsFunc(ms, func(m M) bool { return m.base().panicked() != nil })
+}
+
+// settle is deferred by a coordinator: if the coordinator itself panics
+// (the source's Read), or a destination's Write panicked, it stops every
+// destination, waits for their goroutines and panics with that value in
+// the caller's goroutine, as io.Copy's Read or Write would. Destinations
+// that joined and were never admitted are abandoned first (abandon).
+func settle[M member](ms *[]M, abandon func()) {
+	p := recover()
+	if p == nil {
+		for _, m := range *ms {
+			if p = m.base().panicked(); p != nil {
+				break
+			}
+		}
+	}
+	if p == nil {
+		return
+	}
+	abandon()
+	stopAll(bases(*ms), errPanicked)
+	panic(p)
 }
 
 // Watch is how a fan-out with joins watches its source while it has no
@@ -202,13 +235,13 @@ func live[M member](ms []M) int {
 	return n
 }
 
-// pruneExited drops the members of ms whose goroutine has returned,
-// calling release for each, so that a long-lived fan-out does not
+// pruneExited drops the members of ms whose goroutine has returned, but
+// for one whose Write panicked, calling release for each, so that a long-lived fan-out does not
 // accumulate destinations that left.
 func pruneExited[M member](ms []M, release func(M)) []M {
 	return slices.DeleteFunc(ms, func(m M) bool {
-		if m.base().state() != exited {
-			return false
+		if m.base().state() != exited || m.base().panicked() != nil {
+			return false // a panicked one is kept for settle
 		}
 		if release != nil {
 			release(m)

@@ -70,6 +70,7 @@ type Dest struct {
 	w       io.Writer
 	written atomic.Int64  // bytes that reached w
 	err     error         // set by the destination's goroutine before done closes
+	panic   any           // what its Write panicked with; set before done closes
 	done    chan struct{} // closed when the destination's goroutine returns
 	// life ends when the destination is stopped; its cause is why.
 	life context.Context
@@ -136,6 +137,27 @@ func (d *Dest) exit(progress chan struct{}) {
 	d.wake.Stop()
 	close(d.done)
 	kick(progress)
+}
+
+// catch, deferred by the destination's goroutine before exit, recovers
+// a panic of its Write: the destination ends, and the coordinator stops
+// the fan-out and panics with the same value in the caller's goroutine
+// (repanic), as a Write in the caller's own goroutine would have.
+func (d *Dest) catch() {
+	if p := recover(); p != nil {
+		d.panic = p
+		d.err = fmt.Errorf("pipes: fan-out to destination %d: Write panicked: %v", d.idx, p)
+	}
+}
+
+// panicked returns what the destination's Write panicked with, or nil.
+// Only a destination that has exited is looked at: its goroutine set
+// panic before closing done.
+func (d *Dest) panicked() any {
+	if d.state() != exited {
+		return nil
+	}
+	return d.panic
 }
 
 // abandon ends a destination that was added to a fan-out but never

@@ -247,7 +247,11 @@ func (k *Kernel) start() {
 // destination was left), the source's error, or an error wrapping
 // ctx.Err() when ctx ended first. The caller interrupts a read of the
 // source blocked when ctx ends.
+//
+// A panic of a destination's Write stops every destination and is raised
+// again in Run's goroutine (settle).
 func (k *Kernel) Run() (handled bool, err error) {
+	defer settle(&k.ds, k.abandonJoins)
 	if !k.readAll() {
 		return false, nil
 	}
@@ -272,7 +276,7 @@ func (k *Kernel) Run() (handled bool, err error) {
 // the source.
 func (k *Kernel) readAll() bool {
 	defer k.refund()
-	for k.ctx.Err() == nil && (k.src.Limit < 0 || k.read < k.src.Limit) {
+	for k.ctx.Err() == nil && !anyPanicked(k.ds) && (k.src.Limit < 0 || k.read < k.src.Limit) {
 		k.admit()
 		if live(k.ds) == 0 {
 			more, err := k.joins.await(k.ctx)

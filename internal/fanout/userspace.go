@@ -91,8 +91,12 @@ func (u *Userspace) admit() {
 // the fan-out's outcome: nil when src reached EOF (or no destination was
 // left), the read error of src, or an error wrapping ctx.Err() when ctx
 // ended first. The caller interrupts a read of src blocked when ctx ends.
+//
+// A panic of src's Read or of a destination's Write stops every
+// destination and is raised again in Run's goroutine (settle).
 func (u *Userspace) Run(src io.Reader) error {
-	for u.ctx.Err() == nil {
+	defer settle(&u.ds, u.Abort)
+	for u.ctx.Err() == nil && !anyPanicked(u.ds) {
 		u.admit()
 		if live(u.ds) == 0 {
 			more, err := u.joins.await(u.ctx)
@@ -137,6 +141,7 @@ func (u *Userspace) Run(src io.Reader) error {
 func (u *Userspace) deliver(d *udest) {
 	d.begin()
 	defer d.exit(u.progress)
+	defer d.catch()
 	for {
 		select {
 		case b, ok := <-d.q:

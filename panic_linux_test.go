@@ -1,0 +1,127 @@
+package pipes
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/pipes-go/pipes/internal/fdtest"
+)
+
+// panicEnd is a Reader and Writer without a descriptor that panics with
+// val: Read after yielding readOK bytes (readOK < 0: Read returns EOF at
+// once), Write once writeOK bytes were accepted (writeOK < 0: never).
+type panicEnd struct {
+	val             any
+	readOK, writeOK int
+	read, written   int
+}
+
+func (p *panicEnd) Read(b []byte) (int, error) {
+	if p.readOK < 0 {
+		return 0, io.EOF
+	}
+	if p.read >= p.readOK {
+		panic(p.val)
+	}
+	n := min(len(b), p.readOK-p.read)
+	p.read += n
+	return n, nil
+}
+
+func (p *panicEnd) Write(b []byte) (int, error) {
+	if p.writeOK >= 0 && p.written+len(b) > p.writeOK {
+		panic(p.val)
+	}
+	p.written += len(b)
+	return len(b), nil
+}
+
+// TestPanicsReachTheCaller: a panic of a Read or Write that FanOut or
+// RelayWith runs, in the caller's goroutine or in one of their own,
+// reaches the caller with its value, as io.Copy's would, and leaves the
+// engine as if the call had returned: Close returns, no goroutine or
+// descriptor is left. Before, a panic of a FanOut source's Read left the
+// fan-out counted in flight, its destinations' goroutines waiting, and
+// Close hanging; a destination's Write, or a relay's a -> b direction,
+// panicked in a goroutine of the package's and took the process down.
+func TestPanicsReachTheCaller(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(4<<20 + 5)
+	type sentinel struct{ name string }
+	pipeSink := func(t *testing.T) io.Writer {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		go io.Copy(io.Discard, r)
+		t.Cleanup(func() { w.Close(); r.Close() })
+		return w
+	}
+	// tcpEnd returns one end of a TCP connection; the other end is fed
+	// data and drained until the test ends.
+	tcpEnd := func(t *testing.T) net.Conn {
+		a, b := tcpPair(t)
+		go func() { b.Write(data) }()
+		go io.Copy(io.Discard, b)
+		t.Cleanup(func() { a.Close(); b.Close() })
+		return a
+	}
+	cases := []struct {
+		name string
+		run  func(t *testing.T, e *Engine, val any)
+	}{
+		{"fanout/userspace/source Read", func(t *testing.T, e *Engine, val any) {
+			src := &panicEnd{val: val, readOK: 300 << 10, writeOK: -1}
+			e.FanOut(context.Background(), src, []io.Writer{pipeSink(t), io.Discard})
+		}},
+		{"fanout/userspace/destination Write", func(t *testing.T, e *Engine, val any) {
+			w := &panicEnd{val: val, readOK: -1, writeOK: 200 << 10}
+			e.FanOut(context.Background(), bytes.NewReader(data), []io.Writer{pipeSink(t), w})
+		}},
+		{"fanout/kernel/destination Write", func(t *testing.T, e *Engine, val any) {
+			w := &panicEnd{val: val, readOK: -1, writeOK: 200 << 10}
+			e.FanOut(context.Background(), fdtest.TempFile(t, data), []io.Writer{w, pipeSink(t)})
+		}},
+		{"relay/a Read (own goroutine)", func(t *testing.T, e *Engine, val any) {
+			e.Relay(context.Background(), &panicEnd{val: val, readOK: 100 << 10, writeOK: -1}, tcpEnd(t))
+		}},
+		{"relay/b Read (caller's goroutine)", func(t *testing.T, e *Engine, val any) {
+			e.Relay(context.Background(), tcpEnd(t), &panicEnd{val: val, readOK: 100 << 10, writeOK: -1})
+		}},
+		{"relay/a Write", func(t *testing.T, e *Engine, val any) {
+			e.Relay(context.Background(), &panicEnd{val: val, readOK: -1, writeOK: 100 << 10}, tcpEnd(t))
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e, err := NewEngine()
+			if err != nil {
+				t.Fatal(err)
+			}
+			val := &sentinel{c.name}
+			got := func() (p any) {
+				defer func() { p = recover() }()
+				c.run(t, e, val)
+				return nil
+			}()
+			if got != val {
+				t.Errorf("recovered %v; want the value the Read or Write panicked with", got)
+			}
+			closed := make(chan error, 1)
+			go func() { closed <- e.Close() }()
+			select {
+			case err := <-closed:
+				if err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Close still waiting 10s after the panic: the call is still counted in flight")
+			}
+		})
+	}
+}
