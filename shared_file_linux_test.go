@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pipes-go/pipes/internal/fdtest"
+	"github.com/pipes-go/pipes/splice"
 )
 
 // TestAdvSharedSourceFile runs two copies of one *os.File at once. As
@@ -312,5 +313,61 @@ func TestAdvSharedFileUnreadAfterPeer(t *testing.T) {
 				t.Errorf("the cancelled copy took %d bytes of the file, N lowered by %d", taken, limit-lr.N)
 			}
 		})
+	}
+}
+
+// TestRingCopySourceClosedMidway: a ring copy whose caller closes the
+// source file while the copy waits for its destination, and which is
+// then cancelled, cannot put the bytes left in its pipe back into the
+// file: they are lost, and the copy reports them (an UndeliveredError),
+// as the splice loop does, and lowers an *io.LimitedReader's N by them:
+// the file's offset, which a duplicate of the descriptor still shares,
+// stays after them.
+func TestRingCopySourceClosedMidway(t *testing.T) {
+	fdtest.Check(t)
+	e, err := NewEngine(WithRingMinConcurrency(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if e.Backend() != BackendIOUring {
+		t.Skip("no io_uring: no ring reads")
+	}
+	data := fdtest.Random(8 << 20)
+	f := fdtest.TempFile(t, data)
+	// A second descriptor of the same open file: its offset is the one
+	// the copy moves, and it stays readable once f is closed.
+	dupfd, err := unix.Dup(int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(dupfd)
+	const limit = 1 << 40
+	lr := &io.LimitedReader{R: f, N: limit}
+	w, _, finish := gatedSink(t, "pipe", nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fut := e.CopyAsync(ctx, w, lr)
+	for fut.Written() == 0 && !isDone(fut) {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(10 * time.Millisecond) // the copy waits for room in w
+	f.Close()
+	cancel()
+	n, err := fut.Wait()
+	got, _ := finish()
+	off, serr := unix.Seek(dupfd, 0, io.SeekCurrent)
+	if serr != nil {
+		t.Fatal(serr)
+	}
+	var lost *splice.UndeliveredError
+	if !errors.Is(err, context.Canceled) || n != got || !errors.As(err, &lost) {
+		t.Fatalf("copy = (%d, %v), destination got %d bytes; want the cancel and the bytes not delivered", n, err, got)
+	}
+	if n+lost.N != off {
+		t.Errorf("written %d + undelivered %d = %d; the copy moved the file's offset to %d", n, lost.N, n+lost.N, off)
+	}
+	if taken := limit - lr.N; taken != off {
+		t.Errorf("LimitedReader.N lowered by %d; the copy took %d bytes of the file", taken, off)
 	}
 }

@@ -190,13 +190,14 @@ func (r *readsCopy) fillLocked(sysfd uintptr) bool {
 // cannot put back are lost, as io.Copy loses bytes it read and could
 // not write, and the error says how many (a splice.UndeliveredError
 // within it), as splice.Copy's does: the caller counts them as taken
-// from the source. A file the caller has closed meanwhile has no offset
-// left to move: that is not an error here.
+// from the source. So are bytes of a file the caller has closed
+// meanwhile: its offset, shared by any duplicate of the descriptor,
+// stays after them.
 func (r *readsCopy) unread(n int64) error {
 	if n == 0 {
 		return nil
 	}
-	if err := fd.Unread(r.src.Conn, r.end, n); err != nil && !errors.Is(err, os.ErrClosed) {
+	if err := fd.Unread(r.src.Conn, r.end, n); err != nil {
 		return fmt.Errorf("%w: %w", &splice.UndeliveredError{N: n}, err)
 	}
 	return nil
