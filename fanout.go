@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"reflect"
 	"time"
 
 	"github.com/pipes-go/pipes/internal/ctxerr"
@@ -136,7 +138,10 @@ func FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, opts ...FanOut
 // A nil src (or one holding a nil pointer, also inside an
 // *io.LimitedReader) fails every destination; a nil destination fails
 // with an error of its own and does not disturb the others (both errors
-// wrap os.ErrInvalid); no destinations means nothing is read and an
+// wrap os.ErrInvalid), and so does a pointer that is in dsts before
+// (each destination is written by a goroutine of its own: one writer
+// twice would see concurrent Writes, and every byte twice in no useful
+// order); no destinations means nothing is read and an
 // empty result. FanOut never closes src or dsts.
 //
 // If src's Read or a destination's Write panics, FanOut stops every
@@ -174,10 +179,21 @@ func (e *Engine) FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, op
 	}
 	defer e.end()
 	ds := make([]*fanout.Dest, 0, len(dsts))
+	var seen map[io.Writer]int // pointer destinations: where each was first
 	for i, w := range dsts {
 		if isNil(w) {
 			res[i].Err = fmt.Errorf("pipes: fan-out to destination %d: %w", i, errNilDestination)
 			continue
+		}
+		if reflect.TypeOf(w).Kind() == reflect.Pointer {
+			if first, dup := seen[w]; dup {
+				res[i].Err = fmt.Errorf("pipes: fan-out to destination %d: the same %T as destination %d: %w", i, w, first, os.ErrInvalid)
+				continue
+			}
+			if seen == nil {
+				seen = make(map[io.Writer]int, len(dsts))
+			}
+			seen[w] = i
 		}
 		ds = append(ds, fanout.NewDest(i, blockingDest(w)))
 	}

@@ -488,6 +488,15 @@ func TestFanOutBadInput(t *testing.T) {
 	if res[0].Err == nil || res[1].Err != nil || buf.String() != "hello" {
 		t.Errorf("nil destination: %v, other got %q", res, buf.String())
 	}
+	// One writer twice: written by two goroutines at once (a data race
+	// on a bytes.Buffer under -race), each byte twice. The second is
+	// refused; the first receives everything once.
+	data := fdtest.Random(1 << 20)
+	buf.Reset()
+	res = e.FanOut(context.Background(), bytes.NewReader(data), []io.Writer{&buf, io.Discard, &buf})
+	if res[0].Err != nil || res[1].Err != nil || !errors.Is(res[2].Err, os.ErrInvalid) || !bytes.Equal(buf.Bytes(), data) {
+		t.Errorf("one writer twice: %v, it got %d bytes of %d", res, buf.Len(), len(data))
+	}
 	// All destinations gone: the source is read no further.
 	src := fileSource(t, fdtest.Random(4<<20))
 	defer src.close()
