@@ -118,7 +118,9 @@ var relayDirNames = [2]string{"a->b", "b->a"}
 //
 // The counts are the bytes each destination received, also when err is
 // not nil. err is nil when both directions ended with EOF; otherwise it is
-// the first error that ended the relay, saying which direction met it:
+// the first error that ended the relay (but for an ENOTCONN of a
+// CloseWrite, which yields to a reset the other direction met), saying
+// which direction met it:
 // errors.Is(err, ctx.Err()) (and ctx's cause) when ctx ended, an error
 // wrapping ErrClosed when the Engine was closed, os.ErrDeadlineExceeded
 // for RelayIdleTimeout and RelayHalfCloseTimeout, the end's own error
@@ -358,12 +360,26 @@ func dirErr(dir int, err error) error {
 	return fmt.Errorf("pipes: relay %s: %w", relayDirNames[dir], err)
 }
 
-// failLocked records err if it is the first and ends both directions.
+// failLocked records err if it is the first, or a reset that explains
+// the ENOTCONN recorded first, and ends both directions. shutdown(2)
+// answers ENOTCONN on a TCP connection that was reset, and the socket
+// holds the reset only until a read reports it: where the other
+// direction's read took it and has not recorded it yet when CloseWrite
+// fails (resetErr finds nothing pending), the reset comes second.
 func (r *relay) failLocked(err error) {
-	if r.err == nil {
+	switch {
+	case r.err == nil:
+		r.err = err
+	case errors.Is(r.err, syscall.ENOTCONN) && !isReset(r.err) && isReset(err):
 		r.err = err
 	}
 	r.cancel(err)
+}
+
+// isReset reports whether err says the peer reset the connection:
+// ECONNRESET, or EPIPE where the kernel reports the reset so.
+func isReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // startIdleTimer arms RelayIdleTimeout's timer, if the relay has one.

@@ -788,3 +788,64 @@ func TestRelayDefaultEngine(t *testing.T) {
 		t.Fatalf("CopyContext = (%d, %v), %q", n, err, sb.String())
 	}
 }
+
+// resetHolder is a TCP connection, its descriptor hidden, whose Read
+// holds a reset it read until CloseWrite has returned: it opens the
+// window in which one direction of a relay has taken the peer's reset
+// from the socket and not yet recorded it, while the other direction's
+// CloseWrite meets the reset connection.
+type resetHolder struct {
+	c    *net.TCPConn
+	held chan struct{} // closed when Read has read the reset
+	shut chan struct{} // closed when CloseWrite has returned
+}
+
+func (h *resetHolder) Read(p []byte) (int, error) {
+	n, err := h.c.Read(p)
+	if errors.Is(err, syscall.ECONNRESET) {
+		close(h.held)
+		select {
+		case <-h.shut:
+		case <-time.After(20 * time.Second): // the relay never called it
+		}
+	}
+	return n, err
+}
+
+func (h *resetHolder) Write(p []byte) (int, error) { return h.c.Write(p) }
+
+func (h *resetHolder) CloseWrite() error {
+	defer close(h.shut)
+	return h.c.CloseWrite()
+}
+
+// TestRelayResetTakenByOtherDirection: a peer resets while the relay's
+// other direction reaches EOF. The direction reading the reset peer
+// takes the reset from its socket (a read reports it once); the other
+// direction's CloseWrite of that socket then fails with ENOTCONN, and
+// finds no error pending on it. The relay must still report the reset
+// (errors.Is(err, syscall.ECONNRESET)), as RelayWith's doc promises,
+// not the ENOTCONN that came first by microseconds.
+func TestRelayResetTakenByOtherDirection(t *testing.T) {
+	fdtest.Check(t)
+	for _, ec := range engineCases(t) {
+		t.Run(ec.name, func(t *testing.T) {
+			e := newCaseEngine(t, ec)
+			a, pa := tcpPair(t)
+			bc, pb := tcpPair(t)
+			closeAtEnd(t, a, pa, bc, pb)
+			b := &resetHolder{c: bc, held: make(chan struct{}), shut: make(chan struct{})}
+			res := startRelay(e, context.Background(), a, b)
+			pb.SetLinger(0)
+			pb.Close()
+			<-b.held
+			if err := pa.CloseWrite(); err != nil { // a -> b reaches EOF
+				t.Fatal(err)
+			}
+			r := waitRelay(t, res)
+			if !errors.Is(r.err, syscall.ECONNRESET) {
+				t.Errorf("relay error %v; want the reset (ECONNRESET)", r.err)
+			}
+		})
+	}
+}
