@@ -633,7 +633,8 @@ func spliceConnToPipe(t *testing.T, c syscall.Conn, w *os.File, n int) {
 		var m int64
 		var e error
 		if err := rc.Read(func(fd uintptr) bool {
-			m, e = unix.Splice(int(fd), nil, int(w.Fd()), nil, n, unix.SPLICE_F_NONBLOCK)
+			k, err := unix.Splice(int(fd), nil, int(w.Fd()), nil, n, unix.SPLICE_F_NONBLOCK)
+			m, e = int64(k), err // k: int64, or int on 32-bit systems
 			return e != unix.EAGAIN
 		}); err != nil || e != nil || m == 0 {
 			t.Fatalf("splice socket -> pipe: %d, %v, %v", m, err, e)

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -193,9 +194,9 @@ func origAlgorithmReadFrom(w *PipeWriter, f *os.File, _ int64) (int64, error) {
 	err = wc.Write(func(wfd uintptr) bool {
 		readErr = rc.Read(func(rfd uintptr) bool {
 			for {
-				n, e := unix.Splice(int(rfd), nil, int(wfd), nil, 1<<62, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MORE)
+				n, e := unix.Splice(int(rfd), nil, int(wfd), nil, math.MaxInt32, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MORE)
 				if n > 0 {
-					copied += n
+					copied += int64(n) // int64, or int on 32-bit systems
 				}
 				spliceErr = e
 				if e == unix.EINTR {

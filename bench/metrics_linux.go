@@ -239,7 +239,7 @@ func (m *meter) usage() (usage, error) {
 	u := usage{
 		wall: time.Now(),
 		cpu:  time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
-		csw:  ru.Nvcsw + ru.Nivcsw,
+		csw:  int64(ru.Nvcsw) + int64(ru.Nivcsw), // int32 on 32-bit systems
 	}
 	if m.sc != nil {
 		n, err := m.sc.read()

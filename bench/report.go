@@ -411,3 +411,11 @@ func (r *report) writeJSON(w io.Writer) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
 }
+
+// repOrder is the strategy that runs k-th in rep (rep -1 is the verify
+// rep): each rep starts one strategy later than the one before. A rep
+// pays for what the rep before it left (a file destination's writeback,
+// a busy page allocator), so a fixed order would charge it to the same
+// strategy every time; rotated, no strategy pays it in more than one of
+// every n reps, and the median drops it.
+func repOrder(k, rep, n int) int { return (k + rep + 1) % n }

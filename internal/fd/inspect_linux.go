@@ -94,7 +94,7 @@ func inspect(fd int, need Need) (info Info, err error) {
 		return info, os.NewSyscallError("fstat", err)
 	}
 	info.Mode, info.Size = st.Mode&unix.S_IFMT, st.Size
-	info.Dev, info.Ino = st.Dev, st.Ino
+	info.Dev, info.Ino = uint64(st.Dev), st.Ino // Dev is 32 bits wide on some 32-bit systems
 	switch info.Mode {
 	case unix.S_IFREG:
 		info.Kind = KindFile
