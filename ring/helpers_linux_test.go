@@ -32,6 +32,20 @@ func newRing(tb testing.TB, entries uint32, p *ring.Params) *ring.Ring {
 	return r
 }
 
+// needKernelRing skips the test where the kernel refuses io_uring
+// (ENOSYS, EPERM: no io_uring, io_uring_disabled, a seccomp filter such
+// as a container's), for tests that call Setup themselves.
+func needKernelRing(tb testing.TB) {
+	tb.Helper()
+	r, err := ring.Setup(1, nil)
+	if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
+		tb.Skipf("kernel refuses io_uring: %v", err)
+	}
+	if err == nil {
+		r.Close()
+	}
+}
+
 // registeredEventfd registers a new non-blocking eventfd with r and
 // returns it as an *os.File, read through the Go netpoller, closed at the
 // end of the test.

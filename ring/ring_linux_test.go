@@ -58,6 +58,7 @@ func TestSetupFailure(t *testing.T) {
 		{"unknown flag", 8, 1 << 30, unix.EINVAL},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			needKernelRing(t)
 			p := &ring.Params{Flags: tc.flags}
 			r, err := ring.Setup(tc.entries, p)
 			if r != nil || !errors.Is(err, tc.want) {
@@ -81,6 +82,7 @@ func TestSetupFailure(t *testing.T) {
 	// nothing mapped and the ring fd closed.
 	for _, failAt := range []int{1, 2} {
 		t.Run(fmt.Sprintf("mmap %d fails", failAt), func(t *testing.T) {
+			needKernelRing(t)
 			calls := 0
 			defer ring.SetMmap(func(fd int, off int64, n, prot, flags int) ([]byte, error) {
 				calls++
@@ -113,6 +115,7 @@ func TestSetupFailure(t *testing.T) {
 
 func TestCloseTwice(t *testing.T) {
 	fdtest.Check(t)
+	needKernelRing(t)
 	maps := ringMappings(t)
 	r, err := ring.Setup(4, nil)
 	if err != nil {
