@@ -125,3 +125,34 @@ func TestPanicsReachTheCaller(t *testing.T) {
 		})
 	}
 }
+
+// panicCloseWrite is a TCP connection whose CloseWrite panics.
+type panicCloseWrite struct{ *net.TCPConn }
+
+func (panicCloseWrite) CloseWrite() error { panic("CloseWrite") }
+
+// TestRelayCloseWritePanicClearsDeadline: a CloseWrite that panics
+// reaches the caller, and leaves no deadline behind on its end: the
+// wake armed around the call is disarmed on the way out, so that the
+// relay's end does not set a write deadline in the past on a connection
+// the caller goes on using.
+func TestRelayCloseWritePanicClearsDeadline(t *testing.T) {
+	fdtest.Check(t)
+	e := newTestEngine(t)
+	a, pa := tcpPair(t)
+	bc, pb := tcpPair(t)
+	closeAtEnd(t, a, pa, bc, pb)
+	pa.CloseWrite() // a -> b reaches EOF at once, and calls b's CloseWrite
+	got := func() (p any) {
+		defer func() { p = recover() }()
+		e.Relay(context.Background(), a, panicCloseWrite{bc})
+		return nil
+	}()
+	if got != "CloseWrite" {
+		t.Fatalf("recovered %v; want CloseWrite's panic", got)
+	}
+	go io.Copy(io.Discard, pb)
+	if _, err := bc.Write([]byte("after")); err != nil {
+		t.Errorf("write after the relay: %v; want no deadline left", err)
+	}
+}

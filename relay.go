@@ -274,9 +274,10 @@ func (r *relay) closeWrite(dir int, dst io.Writer, cw interface{ CloseWrite() er
 	case *net.TCPConn, *net.UnixConn:
 		err = cw.CloseWrite()
 	default:
-		stop := fd.OnDone(r.ctx, dst, nil)
-		err = cw.CloseWrite()
-		stop()
+		err = func() error {
+			defer fd.OnDone(r.ctx, dst, nil)() // also if CloseWrite panics
+			return cw.CloseWrite()
+		}()
 	}
 	if err == nil {
 		return nil
