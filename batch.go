@@ -2,6 +2,7 @@ package pipes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 )
@@ -36,8 +37,19 @@ func CopyBatch(ctx context.Context, pairs []Pair) []Result {
 // Close). A pair with a nil Dst or Src fails with an error of its own
 // without disturbing the others. CopyBatch never closes a Dst or Src; two
 // pairs must not share a Src or a Dst unless it is safe for concurrent
-// use.
+// use. If a pair's Read or Write panics, CopyBatch stops the other
+// copies, waits for them, and panics with that value in the calling
+// goroutine, as io.Copy would (the copies run in goroutines of their
+// own).
 func (e *Engine) CopyBatch(ctx context.Context, pairs []Pair) []Result {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	// A panic in one copy ends the others: the batch raises it, and
+	// their results would be lost anyway.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	caught := func() { cancel(errBatchPanicked) }
 	res := make([]Result, len(pairs))
 	futures := make([]*Future, len(pairs))
 	for i, p := range pairs {
@@ -47,13 +59,24 @@ func (e *Engine) CopyBatch(ctx context.Context, pairs []Pair) []Result {
 		case isNil(p.Src):
 			res[i].Err = fmt.Errorf("pipes: batch pair %d: %w", i, errNilSource)
 		default:
-			futures[i] = e.CopyAsync(ctx, p.Dst, p.Src)
+			futures[i] = e.copyAsync(ctx, p.Dst, p.Src, caught)
 		}
 	}
+	var panicked any
 	for i, f := range futures {
 		if f != nil {
 			res[i].Written, res[i].Err = f.Wait()
+			if panicked == nil {
+				panicked = f.panic
+			}
 		}
+	}
+	if panicked != nil {
+		panic(panicked)
 	}
 	return res
 }
+
+// errBatchPanicked is the cause the copies of a CopyBatch are stopped
+// with when one of them panicked. No caller sees it: the batch panics.
+var errBatchPanicked = errors.New("pipes: batch: a copy's Read or Write panicked")

@@ -175,7 +175,19 @@ func (e *Engine) Copy(dst io.Writer, src io.Reader) (written int64, err error) {
 // at once; see the package-level CopyAsync. A nil ctx means
 // context.Background(). If ctx is already done, or the engine is closed,
 // the Future is resolved at once with that error and nothing is copied.
+// A panic of src's Read or dst's Write in that goroutine ends the
+// process, as in `go io.Copy(dst, src)`: no caller is known to wait for
+// the Future (CopyBatch, which waits, raises it in its caller).
 func (e *Engine) CopyAsync(ctx context.Context, dst io.Writer, src io.Reader) *Future {
+	return e.copyAsync(ctx, dst, src, nil)
+}
+
+// copyAsync is CopyAsync. With a non-nil caught, a panic of src's Read or
+// dst's Write is recovered: caught is called, and the Future is resolved
+// with an error and holds the value, for a caller that waits for it to
+// raise it again (CopyBatch). Without, the panic ends the process, as in
+// `go io.Copy(dst, src)`: no caller is known to wait.
+func (e *Engine) copyAsync(ctx context.Context, dst io.Writer, src io.Reader, caught func()) *Future {
 	f := newFuture()
 	if ctx == nil {
 		ctx = context.Background()
@@ -188,21 +200,35 @@ func (e *Engine) CopyAsync(ctx context.Context, dst io.Writer, src io.Reader) *F
 		f.resolve(0, err)
 		return f
 	}
-	go func() {
-		cctx, cancel := context.WithCancelCause(ctx)
-		stop := context.AfterFunc(e.ctx, func() { cancel(ErrClosed) })
-		f.meter.engine = e.stats.bytes.stripe()
-		n, err := e.copy(cctx, dst, src, &f.meter)
-		err = e.closedErr(cctx, err)
-		stop()
-		cancel(nil)
+	go e.runAsync(ctx, f, dst, src, caught)
+	return f
+}
+
+// runAsync is the goroutine of copyAsync: it copies and resolves f.
+func (e *Engine) runAsync(ctx context.Context, f *Future, dst io.Writer, src io.Reader, caught func()) {
+	var n int64
+	var err error
+	defer func() {
+		if caught != nil {
+			if p := recover(); p != nil {
+				f.panic = p
+				err = fmt.Errorf("pipes: copy: a Read or Write panicked: %v", p)
+				caught()
+			}
+		}
 		// Out of Stats.InFlight before Wait returns, and resolved
 		// before Close can return: once it has, every Future is done.
 		e.stats.inFlight.Add(-1)
 		f.resolve(n, err)
 		e.inFlight.Done()
 	}()
-	return f
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(e.ctx, func() { cancel(ErrClosed) })
+	defer stop()
+	f.meter.engine = e.stats.bytes.stripe()
+	n, err = e.copy(cctx, dst, src, &f.meter)
+	err = e.closedErr(cctx, err)
 }
 
 // CopyContext copies from src to dst in the calling goroutine until EOF

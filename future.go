@@ -8,6 +8,7 @@ type Future struct {
 	meter   meter // bytes delivered so far
 	written int64
 	err     error
+	panic   any // what the copy's Read or Write panicked with (copyAsync's catch)
 }
 
 func newFuture() *Future {

@@ -41,14 +41,15 @@ func (p *panicEnd) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// TestPanicsReachTheCaller: a panic of a Read or Write that FanOut or
-// RelayWith runs, in the caller's goroutine or in one of their own,
+// TestPanicsReachTheCaller: a panic of a Read or Write that FanOut,
+// CopyBatch or RelayWith runs, in the caller's goroutine or in one of their own,
 // reaches the caller with its value, as io.Copy's would, and leaves the
 // engine as if the call had returned: Close returns, no goroutine or
 // descriptor is left. Before, a panic of a FanOut source's Read left the
 // fan-out counted in flight, its destinations' goroutines waiting, and
-// Close hanging; a destination's Write, or a relay's a -> b direction,
-// panicked in a goroutine of the package's and took the process down.
+// Close hanging; a destination's Write, a batch's copy, or a relay's
+// a -> b direction panicked in a goroutine of the package's and took the
+// process down.
 func TestPanicsReachTheCaller(t *testing.T) {
 	fdtest.Check(t)
 	data := fdtest.Random(4<<20 + 5)
@@ -86,6 +87,22 @@ func TestPanicsReachTheCaller(t *testing.T) {
 		{"fanout/kernel/destination Write", func(t *testing.T, e *Engine, val any) {
 			w := &panicEnd{val: val, readOK: -1, writeOK: 200 << 10}
 			e.FanOut(context.Background(), fdtest.TempFile(t, data), []io.Writer{w, pipeSink(t)})
+		}},
+		{"batch/Read, beside a copy that waits", func(t *testing.T, e *Engine, val any) {
+			// The second pair's source never ends: the panic must end
+			// its copy, not wait for it.
+			idle, peer := tcpPair(t)
+			closeAtEnd(t, idle, peer)
+			e.CopyBatch(context.Background(), []Pair{
+				{Dst: pipeSink(t), Src: &panicEnd{val: val, readOK: 300 << 10, writeOK: -1}},
+				{Dst: pipeSink(t), Src: idle},
+			})
+		}},
+		{"batch/Write", func(t *testing.T, e *Engine, val any) {
+			e.CopyBatch(context.Background(), []Pair{
+				{Dst: io.Discard, Src: bytes.NewReader(data)},
+				{Dst: &panicEnd{val: val, readOK: -1, writeOK: 200 << 10}, Src: bytes.NewReader(data)},
+			})
 		}},
 		{"relay/a Read (own goroutine)", func(t *testing.T, e *Engine, val any) {
 			e.Relay(context.Background(), &panicEnd{val: val, readOK: 100 << 10, writeOK: -1}, tcpEnd(t))
