@@ -642,3 +642,41 @@ func spliceConnToPipe(t *testing.T, c syscall.Conn, w *os.File, n int) {
 		n -= int(m)
 	}
 }
+
+// badCountWriter is a Writer that returns a count of its own for every
+// Write: len(p) + extra, with no error.
+type badCountWriter struct{ extra int }
+
+func (w badCountWriter) Write(p []byte) (int, error) { return len(p) + w.extra, nil }
+
+// TestFanOutInvalidWriteCount: a destination whose Write returns a
+// count below 0 or above what it was given fails as io.Copy fails with
+// it ("invalid write result"), counting none of that Write, on both
+// fan-out paths; before, its Written took the count as it came (more
+// bytes than the source had, or fewer than 0) and the fan-out went on.
+func TestFanOutInvalidWriteCount(t *testing.T) {
+	fdtest.Check(t)
+	e := newTestEngine(t)
+	data := fdtest.Random(1 << 20)
+	for _, src := range []struct {
+		name string
+		make func(t *testing.T) io.Reader
+	}{
+		{"userspace", func(*testing.T) io.Reader { return bytes.NewReader(data) }},
+		{"kernel", func(t *testing.T) io.Reader { return fdtest.TempFile(t, data) }},
+	} {
+		for _, extra := range []int{1, -(1 << 20) - 1} {
+			t.Run(fmt.Sprintf("%s/%+d", src.name, extra), func(t *testing.T) {
+				_, ioErr := io.Copy(badCountWriter{extra}, struct{ io.Reader }{bytes.NewReader(data)})
+				var good bytes.Buffer
+				res := e.FanOut(context.Background(), src.make(t), []io.Writer{badCountWriter{extra}, &good})
+				if res[0].Err == nil || res[0].Err.Error()[strings.LastIndex(res[0].Err.Error(), ": ")+2:] != ioErr.Error() || res[0].Written != 0 {
+					t.Errorf("bad writer: %+v; want Written 0 and io.Copy's error (%v)", res[0], ioErr)
+				}
+				if res[1].Err != nil || !bytes.Equal(good.Bytes(), data) {
+					t.Errorf("other destination: %+v, %d bytes", res[1], good.Len())
+				}
+			})
+		}
+	}
+}

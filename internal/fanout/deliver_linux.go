@@ -202,10 +202,8 @@ func (k *Kernel) writeOut(d *kdest, n int, buf []byte) ([]byte, error) {
 		return buf, os.NewSyscallError("read", err)
 	}
 	w, err := d.w.Write(buf[:m])
+	w, err = wrote(w, m, err)
 	d.written.Add(int64(w))
 	kick(k.progress)
-	if err == nil && w < m {
-		err = io.ErrShortWrite
-	}
 	return buf, err
 }

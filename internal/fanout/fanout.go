@@ -186,6 +186,26 @@ func ctxError(ctx context.Context) error {
 	return ctxerr.Wrap("pipes: fan-out", ctx, nil)
 }
 
+// errInvalidWrite is the error of a Write that returned a count out of
+// range, io.Copy's own ("invalid write result").
+var errInvalidWrite = errors.New("invalid write result")
+
+// wrote checks what a destination's Write of m bytes returned, as
+// io.Copy checks it: a count below 0 or above m counts as none, with
+// errInvalidWrite; a short count without an error is io.ErrShortWrite.
+func wrote(n, m int, err error) (int, error) {
+	switch {
+	case n < 0 || n > m:
+		if err == nil {
+			err = errInvalidWrite
+		}
+		return 0, err
+	case n < m && err == nil:
+		return n, io.ErrShortWrite
+	}
+	return n, err
+}
+
 // kick wakes the receiver of a capacity-1 channel without blocking.
 func kick(c chan struct{}) {
 	select {

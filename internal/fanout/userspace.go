@@ -150,11 +150,9 @@ func (u *Userspace) deliver(d *udest) {
 				return
 			}
 			n, err := d.w.Write(b)
+			n, err = wrote(n, len(b), err)
 			d.written.Add(int64(n))
 			kick(u.progress)
-			if err == nil && n < len(b) {
-				err = io.ErrShortWrite
-			}
 			if err != nil {
 				d.err = d.failed(err)
 				return
