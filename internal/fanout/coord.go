@@ -235,13 +235,14 @@ func live[M member](ms []M) int {
 	return n
 }
 
-// pruneExited drops the members of ms whose goroutine has returned, but
-// for one whose Write panicked, calling release for each, so that a long-lived fan-out does not
-// accumulate destinations that left.
+// pruneExited drops the members of ms whose goroutine has returned (but
+// one whose Write panicked, kept for settle), calling release for each,
+// so that a long-lived fan-out does not accumulate destinations that
+// left.
 func pruneExited[M member](ms []M, release func(M)) []M {
 	return slices.DeleteFunc(ms, func(m M) bool {
 		if m.base().state() != exited || m.base().panicked() != nil {
-			return false // a panicked one is kept for settle
+			return false
 		}
 		if release != nil {
 			release(m)

@@ -142,7 +142,7 @@ func (d *Dest) exit(progress chan struct{}) {
 // catch, deferred by the destination's goroutine before exit, recovers
 // a panic of its Write: the destination ends, and the coordinator stops
 // the fan-out and panics with the same value in the caller's goroutine
-// (repanic), as a Write in the caller's own goroutine would have.
+// (settle), as a Write in the caller's own goroutine would have.
 func (d *Dest) catch() {
 	if p := recover(); p != nil {
 		d.panic = p
