@@ -3,6 +3,7 @@ package pipes
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"sync"
@@ -14,6 +15,11 @@ import (
 // ErrCopierStopped is returned by Copier.Add once the copier has stopped:
 // its source reached EOF or failed, or its context ended.
 var ErrCopierStopped = errors.New("pipes: copier stopped")
+
+// errCopierWriterTwice is the error of adding a writer a Copier already
+// writes to: two private pipes spliced into one pipe would interleave
+// their chunks.
+var errCopierWriterTwice = fmt.Errorf("pipes: Copier: writer added twice: %w", os.ErrInvalid)
 
 // Copier copies everything written to one pipe to many, reading the pipe
 // once: a fan-out (see FanOut) whose writers can join with Add and leave
@@ -42,6 +48,7 @@ type Copier struct {
 	fan  copierFan
 	done chan struct{}
 
+	joinMu  sync.Mutex // held by a join from its check to its admission
 	mu      sync.Mutex
 	writers []*fanout.Dest // added and not known to have left; nil once stopped
 	added   int            // writers ever added: the index of the next one
@@ -68,8 +75,9 @@ type copierFan interface {
 // NewCopier starts copying from r to writers (none is fine: see Add) until
 // r reaches EOF or ctx ends. A nil ctx means context.Background(). It
 // fails if r or a writer is nil or has no usable descriptor (one closed
-// already: an error matching os.ErrClosed), or, on Linux, if r is not a
-// pipe or the private pipes or /dev/null cannot be opened.
+// already: an error matching os.ErrClosed), if a writer is given twice
+// (os.ErrInvalid), or, on Linux, if r is not a pipe or the private pipes
+// or /dev/null cannot be opened.
 func NewCopier(ctx context.Context, r *PipeReader, writers ...*PipeWriter) (*Copier, error) {
 	if ctx == nil {
 		ctx = context.Background()
@@ -102,8 +110,10 @@ func startCopier(ctx context.Context, r *PipeReader, fan copierFan, writers []*P
 
 // Add adds a writer. It receives the bytes the copier reads from now on.
 // It fails with ErrCopierStopped once the copier has stopped, if w is nil
-// or closed (an error matching os.ErrClosed), and, on Linux, if its
-// private pipe cannot be opened.
+// or closed (an error matching os.ErrClosed), if the copier writes to w
+// already (an error matching os.ErrInvalid: two streams into one pipe
+// would interleave), and, on Linux, if its private pipe cannot be
+// opened.
 func (c *Copier) Add(w *PipeWriter) error {
 	c.mu.Lock()
 	stopped := c.stopped
@@ -121,7 +131,16 @@ func (c *Copier) join(w *PipeWriter) error {
 	if err := usable(w.f, "write"); err != nil {
 		return err
 	}
+	// One join at a time: a writer is checked against those added
+	// before it, and is one of them before the next is checked.
+	c.joinMu.Lock()
+	defer c.joinMu.Unlock()
 	c.mu.Lock()
+	c.writers = c.prune()
+	if slices.ContainsFunc(c.writers, func(d *fanout.Dest) bool { return d.Writer() == w }) {
+		c.mu.Unlock()
+		return errCopierWriterTwice
+	}
 	d := fanout.NewDest(c.added, w)
 	c.added++
 	c.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"sync"
 	"testing"
@@ -498,5 +499,55 @@ func TestCopierBadInput(t *testing.T) {
 				t.Error("Wait = nil for a closed source")
 			}
 		})
+	}
+}
+
+// TestCopierWriterTwice: a writer the copier already writes to is
+// refused, at the start or by Add, with an error matching os.ErrInvalid;
+// the writer receives the stream once. Accepted, it got two private
+// pipes spliced into it, and the bytes of each chunk twice, in an order
+// that depended on the scheduler.
+func TestCopierWriterTwice(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(256 << 10)
+	for _, fan := range copierFans {
+		for _, how := range []string{"start", "Add"} {
+			t.Run(fan.name+"/"+how, func(t *testing.T) {
+				r, in := ptNewPipe(t)
+				w := newCopierSinkT(t, -1)
+				var c *Copier
+				var err error
+				if how == "start" {
+					if _, err = fan.start(context.Background(), r, w.w, w.w); !errors.Is(err, os.ErrInvalid) {
+						t.Errorf("start with one writer twice: %v; want os.ErrInvalid", err)
+					}
+					c, err = fan.start(context.Background(), r, w.w)
+				} else {
+					c, err = fan.start(context.Background(), r, w.w)
+					if err == nil {
+						if err := c.Add(w.w); !errors.Is(err, os.ErrInvalid) {
+							t.Errorf("Add of a writer the copier has: %v; want os.ErrInvalid", err)
+						}
+						if n := c.Writers(); n != 1 {
+							t.Errorf("Writers = %d; want 1", n)
+						}
+					}
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := in.Write(data); err != nil {
+					t.Fatal(err)
+				}
+				in.Close()
+				if err := c.Wait(); err != nil {
+					t.Fatal(err)
+				}
+				w.w.Close()
+				if got := w.finish(); !bytes.Equal(got, data) {
+					t.Errorf("the writer received %d bytes; want the %d written, once", len(got), len(data))
+				}
+			})
+		}
 	}
 }
