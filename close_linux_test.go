@@ -141,16 +141,7 @@ func TestCloseRacesSyncCopies(t *testing.T) {
 			}()
 		}
 		time.Sleep(time.Duration(rand.IntN(30)) * time.Millisecond)
-		closed := make(chan error, 1)
-		go func() { closed <- e.Close() }()
-		select {
-		case err := <-closed:
-			if err != nil {
-				t.Errorf("Close: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("Close did not return")
-		}
+		closeWithin(t, e, 30*time.Second)
 		for _, r := range runs {
 			select {
 			case <-r.copyDone:

@@ -129,16 +129,7 @@ func TestPanicsReachTheCaller(t *testing.T) {
 			if got != val {
 				t.Errorf("recovered %v; want the value the Read or Write panicked with", got)
 			}
-			closed := make(chan error, 1)
-			go func() { closed <- e.Close() }()
-			select {
-			case err := <-closed:
-				if err != nil {
-					t.Errorf("Close: %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("Close still waiting 10s after the panic: the call is still counted in flight")
-			}
+			closeWithin(t, e, 10*time.Second)
 		})
 	}
 }

@@ -58,6 +58,23 @@ func newTestEngine(t testing.TB, opts ...Option) *Engine {
 	return e
 }
 
+// closeWithin closes e and fails the test if Close has not returned
+// within d (it waits for every copy in flight: one still counted would
+// hang it).
+func closeWithin(t *testing.T, e *Engine, d time.Duration) {
+	t.Helper()
+	closed := make(chan error, 1)
+	go func() { closed <- e.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	case <-time.After(d):
+		t.Fatalf("Close still waiting after %v: a call is still counted in flight", d)
+	}
+}
+
 // runCopy copies with e.Copy, or with e.CopyAsync and Wait (twice: the
 // second Wait must give the same result).
 func runCopy(e *Engine, async bool, dst io.Writer, src io.Reader) (int64, error) {

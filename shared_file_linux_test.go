@@ -254,14 +254,7 @@ func TestAdvSharedFileUnreadAfterPeer(t *testing.T) {
 	for _, limited := range []bool{false, true} {
 		t.Run(fmt.Sprintf("limited=%v", limited), func(t *testing.T) {
 			fdtest.Check(t)
-			e, err := NewEngine(WithRingMinConcurrency(0))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer e.Close()
-			if e.Backend() != BackendIOUring {
-				t.Skip("no io_uring: no ring reads")
-			}
+			e := ringReadsEngine(t)
 			data := fdtest.Random(8 << 20)
 			f := fdtest.TempFile(t, data)
 			const limit = 1 << 40
@@ -325,14 +318,7 @@ func TestAdvSharedFileUnreadAfterPeer(t *testing.T) {
 // stays after them.
 func TestRingCopySourceClosedMidway(t *testing.T) {
 	fdtest.Check(t)
-	e, err := NewEngine(WithRingMinConcurrency(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	if e.Backend() != BackendIOUring {
-		t.Skip("no io_uring: no ring reads")
-	}
+	e := ringReadsEngine(t)
 	data := fdtest.Random(8 << 20)
 	f := fdtest.TempFile(t, data)
 	// A second descriptor of the same open file: its offset is the one
@@ -370,4 +356,16 @@ func TestRingCopySourceClosedMidway(t *testing.T) {
 	if taken := limit - lr.N; taken != off {
 		t.Errorf("LimitedReader.N lowered by %d; the copy took %d bytes of the file", taken, off)
 	}
+}
+
+// ringReadsEngine returns an engine, closed at the end of the test, that
+// sends every copy from a regular file through the ring's reads
+// (RingMinConcurrency 0); it skips the test where the engine has no ring.
+func ringReadsEngine(t *testing.T) *Engine {
+	t.Helper()
+	e := newTestEngine(t, WithRingMinConcurrency(0))
+	if e.Backend() != BackendIOUring {
+		t.Skip("no io_uring: no ring reads")
+	}
+	return e
 }
