@@ -88,7 +88,12 @@ func (l *Limiter) Take(ctx context.Context, max int) (int, error) {
 		l.mu.Lock()
 		l.refill(time.Now())
 		if l.tokens >= float64(want) {
-			n := min(max, int(l.tokens))
+			// int(l.tokens) only below max: a bucket of up to
+			// math.MaxInt bytes holds more than an int converts.
+			n := max
+			if l.tokens < float64(max) {
+				n = int(l.tokens)
+			}
 			l.tokens -= float64(n)
 			l.mu.Unlock()
 			return n, nil
