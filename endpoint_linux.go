@@ -150,9 +150,9 @@ func classify(rc syscall.RawConn, write bool) (endpoint, bool) {
 // AsyncOpenFifo is made non-blocking by os.OpenFile).
 func pipeEndpoint(f *os.File) (endpoint, bool) { return knownEndpoint(f, fd.NonblockPipe) }
 
-func (r *PipeReader) endpoint() (endpoint, bool) { return pipeEndpoint(r.f) }
+func (r *PipeReader) endpoint() (endpoint, bool) { return pipeEndpoint(r.file()) }
 
-func (w *PipeWriter) endpoint() (endpoint, bool) { return pipeEndpoint(w.f) }
+func (w *PipeWriter) endpoint() (endpoint, bool) { return pipeEndpoint(w.file()) }
 
 // socketError reads and clears the error pending on v's socket
 // (fd.SocketError): nil when v has no descriptor, is not a socket, or

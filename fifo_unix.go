@@ -237,7 +237,7 @@ func (r *PipeReader) readFifo(p []byte) (int, error) {
 // awaitFirstWriter waits, for WriteTo, until a read-only fifo has had a
 // writer: bytes to read, or every writer gone again.
 func (r *PipeReader) awaitFirstWriter() error {
-	if !r.awaitWriter.Load() {
+	if r == nil || !r.awaitWriter.Load() {
 		return nil
 	}
 	rc, err := r.f.SyscallConn()

@@ -41,6 +41,9 @@ func New() (*PipeReader, *PipeWriter, error) {
 // no writer yet is waited for, as its Read waits. Errors wrap the errno
 // (errors.Is(err, syscall.EPIPE) once the read end is closed).
 func (w *PipeWriter) ReadFrom(src io.Reader) (int64, error) {
+	if w == nil {
+		return 0, os.ErrInvalid // as a nil *os.File's, before reading src
+	}
 	limit := int64(-1)
 	inner := src
 	lr, limited := src.(*io.LimitedReader)
@@ -78,6 +81,9 @@ func (w *PipeWriter) ReadFrom(src io.Reader) (int64, error) {
 // otherwise WriteTo copies through a userspace buffer. Errors wrap the
 // errno (errors.Is(err, syscall.EPIPE), syscall.ECONNRESET).
 func (r *PipeReader) WriteTo(dst io.Writer) (int64, error) {
+	if r == nil {
+		return 0, os.ErrInvalid
+	}
 	if err := r.awaitFirstWriter(); err != nil {
 		return 0, err
 	}

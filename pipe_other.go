@@ -21,11 +21,17 @@ func New() (*PipeReader, *PipeWriter, error) {
 // io.ReaderFrom. Off Linux there is no splice(2): it copies through a
 // userspace buffer. An *io.LimitedReader is honoured.
 func (w *PipeWriter) ReadFrom(src io.Reader) (int64, error) {
+	if w == nil {
+		return 0, os.ErrInvalid // as a nil *os.File's, before reading src
+	}
 	return io.Copy(struct{ io.Writer }{w}, src)
 }
 
 // WriteTo copies from the pipe into dst until EOF or an error, as
 // io.WriterTo. Off Linux it copies through a userspace buffer.
 func (r *PipeReader) WriteTo(dst io.Writer) (int64, error) {
+	if r == nil {
+		return 0, os.ErrInvalid
+	}
 	return io.Copy(dst, struct{ io.Reader }{r})
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -54,4 +55,49 @@ func TestPipeDeadlines(t *testing.T) {
 		t.Fatalf("Write past the deadline: %v", err)
 	}
 	w.SetWriteDeadline(time.Time{})
+}
+
+// TestNilPipeEnds: every method of a nil *PipeReader or *PipeWriter
+// fails with os.ErrInvalid, as a nil *os.File's does, instead of a nil
+// dereference; ReadFrom fails before it reads anything of its source.
+func TestNilPipeEnds(t *testing.T) {
+	var r *PipeReader
+	var w *PipeWriter
+	src := strings.NewReader("unread")
+	cases := []struct {
+		name string
+		call func() error
+	}{
+		{"PipeReader.Read", func() error { _, err := r.Read(make([]byte, 1)); return err }},
+		{"PipeReader.WriteTo", func() error { _, err := r.WriteTo(io.Discard); return err }},
+		{"PipeReader.Close", r.Close},
+		{"PipeReader.SyscallConn", func() error { _, err := r.SyscallConn(); return err }},
+		{"PipeReader.SetReadDeadline", func() error { return r.SetReadDeadline(time.Now()) }},
+		{"PipeReader.SetDeadline", func() error { return r.SetDeadline(time.Now()) }},
+		{"PipeWriter.Write", func() error { _, err := w.Write([]byte("x")); return err }},
+		{"PipeWriter.ReadFrom", func() error { _, err := w.ReadFrom(src); return err }},
+		{"PipeWriter.Close", w.Close},
+		{"PipeWriter.SyscallConn", func() error { _, err := w.SyscallConn(); return err }},
+		{"PipeWriter.SetWriteDeadline", func() error { return w.SetWriteDeadline(time.Now()) }},
+		{"PipeWriter.SetDeadline", func() error { return w.SetDeadline(time.Now()) }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var err error
+			func() {
+				defer func() {
+					if p := recover(); p != nil {
+						t.Fatalf("panicked: %v", p)
+					}
+				}()
+				err = c.call()
+			}()
+			if !errors.Is(err, os.ErrInvalid) {
+				t.Errorf("err = %v; want os.ErrInvalid", err)
+			}
+		})
+	}
+	if src.Len() != len("unread") {
+		t.Errorf("ReadFrom read %d bytes of its source", len("unread")-src.Len())
+	}
 }
