@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sync"
 	"time"
 
@@ -98,7 +99,7 @@ func (l *Limiter) Take(ctx context.Context, max int) (int, error) {
 			l.mu.Unlock()
 			return n, nil
 		}
-		wait := time.Duration((float64(want) - l.tokens) / l.rate * float64(time.Second))
+		wait := refillWait(float64(want)-l.tokens, l.rate)
 		l.mu.Unlock()
 		if timer == nil {
 			timer = time.NewTimer(wait)
@@ -111,6 +112,19 @@ func (l *Limiter) Take(ctx context.Context, max int) (int, error) {
 			return 0, ctxerr.Wrap("pipes: rate limit", ctx, nil)
 		}
 	}
+}
+
+// refillWait is how long a bucket filling at rate bytes a second takes
+// to gain need more bytes. A wait beyond time.Duration's range (centuries:
+// a huge burst at a tiny rate) is capped at its largest value, which a
+// float conversion would otherwise turn negative, and a timer of it fire
+// at once: Take would spin instead of waiting.
+func refillWait(need, rate float64) time.Duration {
+	w := need / rate * float64(time.Second)
+	if w >= math.MaxInt64 { // float64(math.MaxInt64) is 2^63, out of range
+		return math.MaxInt64
+	}
+	return time.Duration(w)
 }
 
 // Refund puts back n bytes that Take granted and the copy did not move.

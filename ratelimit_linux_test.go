@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -152,5 +153,26 @@ func TestLimiterTakeCause(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRefillWait: the wait for a refill is never negative. Beyond
+// time.Duration's range (2^40 bytes at 1 byte a second: 35,000 years)
+// the float conversion gave math.MinInt64, a timer of it fired at once,
+// and Take spun on the CPU until its context ended.
+func TestRefillWait(t *testing.T) {
+	for _, c := range []struct {
+		need, rate float64
+		want       time.Duration
+	}{
+		{1, 1, time.Second},
+		{1 << 20, 1 << 20, time.Second},
+		{3, 1e9, 3 * time.Nanosecond},
+		{1 << 40, 1, math.MaxInt64},
+		{math.MaxInt64, 1e-3, math.MaxInt64},
+	} {
+		if got := refillWait(c.need, c.rate); got != c.want {
+			t.Errorf("refillWait(%g, %g) = %v; want %v", c.need, c.rate, got, c.want)
+		}
 	}
 }
