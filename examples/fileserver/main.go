@@ -37,6 +37,7 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
 	root := flag.String("root", ".", "directory to serve")
 	impl := flag.String("impl", "pipes", "pipes, or nethttp for net/http's FileServer")
+	turns := flag.Int("send-turns", 0, "pipes.WithSendTurns: concurrent sendfile calls of cached chunks (0: GOMAXPROCS, < 0: no bound)")
 	flag.Parse()
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -46,7 +47,13 @@ func main() {
 	if *impl == "nethttp" {
 		log.Fatal(http.Serve(ln, http.FileServer(http.Dir(*root))))
 	}
-	s, err := NewServer(*root, nil)
+	var engine *pipes.Engine // nil: DefaultEngine
+	if *turns != 0 {
+		if engine, err = pipes.NewEngine(pipes.WithSendTurns(*turns)); err != nil {
+			log.Fatal(err)
+		}
+	}
+	s, err := NewServer(*root, engine)
 	if err != nil {
 		log.Fatal(err)
 	}
