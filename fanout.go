@@ -181,6 +181,14 @@ func (e *Engine) FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, op
 	}
 	defer e.end()
 	ds := make([]*fanout.Dest, 0, len(dsts))
+	defer func() {
+		// Counted also when the fan-out panics: the bytes did move.
+		var total int64
+		for _, d := range ds {
+			total += d.Written()
+		}
+		e.stats.bytes.Add(uint64(total))
+	}()
 	var seen map[io.Writer]int // pointer destinations: where each was first
 	for i, w := range dsts {
 		if isNil(w) {
@@ -211,12 +219,9 @@ func (e *Engine) FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, op
 		e.fanOut(cctx, src, ds, p)
 	}
 	stop() // a Close from now on changes no destination's error
-	var total int64
 	for _, d := range ds {
 		res[d.Index()] = Result{Written: d.Written(), Err: e.closedErr(cctx, d.Err())}
-		total += d.Written()
 	}
-	e.stats.bytes.Add(uint64(total))
 	return res
 }
 

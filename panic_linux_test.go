@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -222,5 +223,37 @@ func TestFanOutWritePanicWhileSourceWaits(t *testing.T) {
 				t.Errorf("Stats.Userspace = %d; the fan-out was not on the %s path", us, c.name)
 			}
 		})
+	}
+}
+
+// countingWriter counts the bytes written to it.
+type countingWriter struct{ n atomic.Int64 }
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.n.Add(int64(len(p)))
+	return len(p), nil
+}
+
+// TestFanOutPanicCountsBytes: the bytes a fan-out delivered before a
+// destination's Write panicked are in Stats.Bytes, as those of a
+// fan-out that returned are: they moved. Before, FanOut added its
+// destinations' counts only on return, and a panic skipped it.
+func TestFanOutPanicCountsBytes(t *testing.T) {
+	fdtest.Check(t)
+	e := newTestEngine(t)
+	data := fdtest.Random(1 << 20)
+	var other countingWriter
+	w := &panicEnd{val: "Write", readOK: -1, writeOK: 200 << 10}
+	got := func() (p any) {
+		defer func() { p = recover() }()
+		e.FanOut(context.Background(), bytes.NewReader(data), []io.Writer{&other, w})
+		return nil
+	}()
+	if got != "Write" {
+		t.Fatalf("recovered %v; want the Write's panic", got)
+	}
+	moved := uint64(other.n.Load()) + uint64(w.written)
+	if w.written == 0 || e.Stats().Bytes != moved {
+		t.Errorf("Stats.Bytes = %d; the destinations received %d (%d + %d)", e.Stats().Bytes, moved, other.n.Load(), w.written)
 	}
 }
