@@ -222,6 +222,13 @@ func TestFanOutWritePanicWhileSourceWaits(t *testing.T) {
 			if us, want := e.Stats().Userspace, c.name == "userspace"; (us > 0) != want {
 				t.Errorf("Stats.Userspace = %d; the fan-out was not on the %s path", us, c.name)
 			}
+			// The interruption of the source is undone: no deadline left.
+			if _, err := w.Write([]byte("after")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.Read(make([]byte, 2000)); err != nil {
+				t.Errorf("read of the source after the fan-out: %v; want no deadline left", err)
+			}
 		})
 	}
 }
