@@ -2,6 +2,7 @@ package pipes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -145,7 +146,8 @@ func FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, opts ...FanOut
 // empty result. FanOut never closes src or dsts.
 //
 // If src's Read or a destination's Write panics, FanOut stops every
-// destination, waits for the goroutines it started, and panics with the
+// destination (and interrupts a read of src waiting for input, as a
+// cancel does), waits for the goroutines it started, and panics with the
 // same value in the calling goroutine, as io.Copy would; the engine is
 // left as if the fan-out had returned.
 func (e *Engine) FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, opts ...FanOutOption) []Result {
@@ -179,6 +181,14 @@ func (e *Engine) FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, op
 	}
 	defer e.end()
 	ds := make([]*fanout.Dest, 0, len(dsts))
+	defer func() {
+		// Counted also when the fan-out panics: the bytes did move.
+		var total int64
+		for _, d := range ds {
+			total += d.Written()
+		}
+		e.stats.bytes.Add(uint64(total))
+	}()
 	var seen map[io.Writer]int // pointer destinations: where each was first
 	for i, w := range dsts {
 		if isNil(w) {
@@ -202,17 +212,23 @@ func (e *Engine) FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, op
 	stop := context.AfterFunc(e.ctx, func() { cancel(ErrClosed) })
 	defer stop()
 	if len(ds) > 0 {
-		e.fanOut(cctx, src, ds, cfg.policy(len(ds)))
+		p := cfg.policy(len(ds))
+		// A destination's Write that panicked ends the fan-out at once,
+		// a read of src waiting for input included.
+		p.OnPanic = func() { cancel(errFanOutPanicked) }
+		e.fanOut(cctx, src, ds, p)
 	}
 	stop() // a Close from now on changes no destination's error
-	var total int64
 	for _, d := range ds {
 		res[d.Index()] = Result{Written: d.Written(), Err: e.closedErr(cctx, d.Err())}
-		total += d.Written()
 	}
-	e.stats.bytes.Add(uint64(total))
 	return res
 }
+
+// errFanOutPanicked is the cause the context of a fan-out ends with
+// when a destination's Write panicked. No caller sees it: FanOut then
+// panics.
+var errFanOutPanicked = errors.New("pipes: fan-out: a destination's Write panicked")
 
 // fanOut runs a fan-out of src to ds on the fastest path: the kernel's
 // where it applies, else userspace. It honours an *io.LimitedReader and

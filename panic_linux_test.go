@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -162,5 +163,104 @@ func TestRelayCloseWritePanicClearsDeadline(t *testing.T) {
 	go io.Copy(io.Discard, pb)
 	if _, err := bc.Write([]byte("after")); err != nil {
 		t.Errorf("write after the relay: %v; want no deadline left", err)
+	}
+}
+
+// TestFanOutWritePanicWhileSourceWaits: a destination's Write that
+// panics while the fan-out's source has no input reaches the caller
+// then, on both fan-out paths: the source's read, which is waiting, is
+// interrupted as a cancel interrupts it. Before, the coordinator went on
+// waiting for the source, and the panic reached the caller only once
+// the source had more input or ended: with a source that stays open and
+// idle, never.
+func TestFanOutWritePanicWhileSourceWaits(t *testing.T) {
+	fdtest.Check(t)
+	for _, c := range []struct {
+		name  string
+		other func(t *testing.T) io.Writer
+	}{
+		{"userspace", func(*testing.T) io.Writer { return io.Discard }},
+		{"kernel", func(t *testing.T) io.Writer {
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			go io.Copy(io.Discard, r)
+			t.Cleanup(func() { w.Close(); r.Close() })
+			return w
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newTestEngine(t)
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			defer w.Close()
+			if _, err := w.Write(make([]byte, 1000)); err != nil {
+				t.Fatal(err)
+			}
+			// w stays open and writes nothing more: the source waits.
+			// Should the fan-out wait for it, ending the source lets it
+			// return, and the test fail, rather than hang.
+			const patience = 20 * time.Second
+			waited := time.AfterFunc(patience, func() { w.Close() })
+			defer waited.Stop()
+			val := "Write"
+			got := func() (p any) {
+				defer func() { p = recover() }()
+				e.FanOut(context.Background(), r, []io.Writer{&panicEnd{val: val, readOK: -1, writeOK: 0}, c.other(t)})
+				return nil
+			}()
+			if got != val {
+				t.Fatalf("recovered %v; want the Write's panic", got)
+			}
+			if !waited.Stop() {
+				t.Fatalf("the panic reached the caller only when the source ended, %v later", patience)
+			}
+			if us, want := e.Stats().Userspace, c.name == "userspace"; (us > 0) != want {
+				t.Errorf("Stats.Userspace = %d; the fan-out was not on the %s path", us, c.name)
+			}
+			// The interruption of the source is undone: no deadline left.
+			if _, err := w.Write([]byte("after")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.Read(make([]byte, 2000)); err != nil {
+				t.Errorf("read of the source after the fan-out: %v; want no deadline left", err)
+			}
+		})
+	}
+}
+
+// countingWriter counts the bytes written to it.
+type countingWriter struct{ n atomic.Int64 }
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.n.Add(int64(len(p)))
+	return len(p), nil
+}
+
+// TestFanOutPanicCountsBytes: the bytes a fan-out delivered before a
+// destination's Write panicked are in Stats.Bytes, as those of a
+// fan-out that returned are: they moved. Before, FanOut added its
+// destinations' counts only on return, and a panic skipped it.
+func TestFanOutPanicCountsBytes(t *testing.T) {
+	fdtest.Check(t)
+	e := newTestEngine(t)
+	data := fdtest.Random(1 << 20)
+	var other countingWriter
+	w := &panicEnd{val: "Write", readOK: -1, writeOK: 200 << 10}
+	got := func() (p any) {
+		defer func() { p = recover() }()
+		e.FanOut(context.Background(), bytes.NewReader(data), []io.Writer{&other, w})
+		return nil
+	}()
+	if got != "Write" {
+		t.Fatalf("recovered %v; want the Write's panic", got)
+	}
+	moved := uint64(other.n.Load()) + uint64(w.written)
+	if w.written == 0 || e.Stats().Bytes != moved {
+		t.Errorf("Stats.Bytes = %d; the destinations received %d (%d + %d)", e.Stats().Bytes, moved, other.n.Load(), w.written)
 	}
 }

@@ -108,7 +108,7 @@ func (k *Kernel) discard(n int) error {
 func (k *Kernel) deliver(d *kdest) {
 	d.begin()
 	defer d.exit(k.progress)
-	defer d.catch()
+	defer d.catch(k.p.OnPanic)
 	var buf []byte
 	for {
 		if d.stopped() {

@@ -51,6 +51,13 @@ type Policy struct {
 	// fastest: the size of its private pipe (Kernel), or of its queue of
 	// Chunks (Userspace, at least one).
 	Buffer int
+	// OnPanic, if not nil, is called by a destination's goroutine whose
+	// Write panicked, before it returns: the caller ends the fan-out's
+	// context with it, so that a read of the source waiting for input
+	// then is interrupted (the caller's to interrupt) and the
+	// coordinator raises the panic at once (settle), not once the source
+	// has more input or ends.
+	OnPanic func()
 }
 
 // state is where a destination is in its life.
@@ -140,13 +147,17 @@ func (d *Dest) exit(progress chan struct{}) {
 }
 
 // catch, deferred by the destination's goroutine before exit, recovers
-// a panic of its Write: the destination ends, and the coordinator stops
-// the fan-out and panics with the same value in the caller's goroutine
-// (settle), as a Write in the caller's own goroutine would have.
-func (d *Dest) catch() {
+// a panic of its Write: the destination ends, onPanic (Policy.OnPanic)
+// is called, and the coordinator stops the fan-out and panics with the
+// same value in the caller's goroutine (settle), as a Write in the
+// caller's own goroutine would have.
+func (d *Dest) catch(onPanic func()) {
 	if p := recover(); p != nil {
 		d.panic = p
 		d.err = fmt.Errorf("pipes: fan-out to destination %d: Write panicked: %v", d.idx, p)
+		if onPanic != nil {
+			onPanic()
+		}
 	}
 }
 

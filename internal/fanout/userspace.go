@@ -141,7 +141,7 @@ func (u *Userspace) Run(src io.Reader) error {
 func (u *Userspace) deliver(d *udest) {
 	d.begin()
 	defer d.exit(u.progress)
-	defer d.catch()
+	defer d.catch(u.p.OnPanic)
 	for {
 		select {
 		case b, ok := <-d.q:
