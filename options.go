@@ -87,7 +87,8 @@ func WithBackend(b Backend) Option {
 
 // WithRingEntries sets the io_uring submission queue size (rounded up to a
 // power of two by the kernel, clamped to 32768). The completion queue is
-// twice as large. 0 keeps DefaultRingEntries.
+// twice as large. 0 changes nothing (DefaultRingEntries, or an earlier
+// option's value).
 func WithRingEntries(n uint32) Option {
 	return func(c *config) {
 		if n > 0 {
@@ -98,7 +99,8 @@ func WithRingEntries(n uint32) Option {
 
 // WithPipeSize sets the size of the engine's intermediate pipes in bytes.
 // Where the kernel refuses the size (per-user pipe quota), pipes keep the
-// size the kernel gives. n <= 0 keeps DefaultPipeSize.
+// size the kernel gives. n <= 0 changes nothing (DefaultPipeSize, or an
+// earlier option's value).
 func WithPipeSize(n int) Option {
 	return func(c *config) {
 		if n > 0 {
@@ -111,7 +113,8 @@ func WithPipeSize(n int) Option {
 // once. A copy that finds all of them in use does not wait for one: that
 // round goes through a 64 KiB userspace buffer instead
 // (Stats.PoolExhausted counts such rounds). Copies whose source or
-// destination is itself a pipe need none. n <= 0 keeps DefaultMaxPipes.
+// destination is itself a pipe need none. n <= 0 changes nothing
+// (DefaultMaxPipes, or an earlier option's value).
 func WithMaxPipes(n int) Option {
 	return func(c *config) {
 		if n > 0 {
