@@ -302,3 +302,37 @@ func TestJoinEnded(t *testing.T) {
 		})
 	}
 }
+
+// panicPacer is a source Pacer whose Take panics.
+type panicPacer struct{}
+
+func (panicPacer) Take(context.Context, int) (int, error) { panic("Take") }
+func (panicPacer) Refund(int)                             {}
+
+// TestKernelCoordinatorPanicBeforeStart: a panic in the coordinator
+// before it started the destinations' goroutines (here the source's
+// Pacer, at the first read) reaches Run's caller. settle waited for the
+// goroutines of every destination, and these never ran: Run hung.
+func TestKernelCoordinatorPanicBeforeStart(t *testing.T) {
+	fdtest.Check(t)
+	src := fileWith(t, fdtest.Random(64<<10))
+	k := NewKernel(context.Background(), Source{Conn: rawConn(t, src), Kind: fd.KindFile, Limit: -1, Pacer: panicPacer{}}, Policy{})
+	defer k.Close()
+	k.Add(NewDest(0, io.Discard), Out{})
+	if err := k.Open(); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan any, 1)
+	go func() {
+		defer func() { got <- recover() }()
+		k.Run()
+	}()
+	select {
+	case p := <-got:
+		if p != "Take" {
+			t.Errorf("Run panicked with %v; want the Pacer's panic", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run still running 10s after its coordinator panicked")
+	}
+}

@@ -203,6 +203,20 @@ func (k *Kernel) abandonJoins() {
 	}
 }
 
+// abandonUnstarted is settle's abandon for a Kernel: it abandons the
+// destinations that joined and were never admitted, and, where the
+// coordinator panics before it started the destinations' goroutines,
+// the destinations too, so that settle does not wait for goroutines that
+// never ran.
+func (k *Kernel) abandonUnstarted() {
+	k.abandonJoins()
+	if !k.started {
+		for _, d := range k.ds {
+			d.abandon()
+		}
+	}
+}
+
 // Close releases the pipes and /dev/null once Run has returned, or in
 // place of running it.
 func (k *Kernel) Close() {
@@ -251,7 +265,7 @@ func (k *Kernel) start() {
 // A panic of a destination's Write stops every destination and is raised
 // again in Run's goroutine (settle).
 func (k *Kernel) Run() (handled bool, err error) {
-	defer settle(&k.ds, k.abandonJoins)
+	defer settle(&k.ds, k.abandonUnstarted)
 	if !k.readAll() {
 		return false, nil
 	}
