@@ -42,6 +42,18 @@ func (p *panicEnd) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+// drainedPipe returns the write end of a pipe whose read end is drained
+// until the test ends.
+func drainedPipe(t *testing.T) io.Writer {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, r)
+	t.Cleanup(func() { w.Close(); r.Close() })
+	return w
+}
+
 // TestPanicsReachTheCaller: a panic of a Read or Write that FanOut,
 // CopyBatch or RelayWith runs, in the caller's goroutine or in one of their own,
 // reaches the caller with its value, as io.Copy's would, and leaves the
@@ -55,15 +67,7 @@ func TestPanicsReachTheCaller(t *testing.T) {
 	fdtest.Check(t)
 	data := fdtest.Random(4<<20 + 5)
 	type sentinel struct{ name string }
-	pipeSink := func(t *testing.T) io.Writer {
-		r, w, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		go io.Copy(io.Discard, r)
-		t.Cleanup(func() { w.Close(); r.Close() })
-		return w
-	}
+	pipeSink := drainedPipe
 	// tcpEnd returns one end of a TCP connection; the other end is fed
 	// data and drained until the test ends.
 	tcpEnd := func(t *testing.T) net.Conn {
@@ -180,15 +184,7 @@ func TestFanOutWritePanicWhileSourceWaits(t *testing.T) {
 		other func(t *testing.T) io.Writer
 	}{
 		{"userspace", func(*testing.T) io.Writer { return io.Discard }},
-		{"kernel", func(t *testing.T) io.Writer {
-			r, w, err := os.Pipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			go io.Copy(io.Discard, r)
-			t.Cleanup(func() { w.Close(); r.Close() })
-			return w
-		}},
+		{"kernel", drainedPipe},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e := newTestEngine(t)
