@@ -315,7 +315,8 @@ func TestAdvSharedFileUnreadAfterPeer(t *testing.T) {
 // file: they are lost, and the copy reports them (an UndeliveredError),
 // as the splice loop does, and lowers an *io.LimitedReader's N by them:
 // the file's offset, which a duplicate of the descriptor still shares,
-// stays after them.
+// stays after them. Why they could not be put back matches os.ErrClosed
+// (it read internal/poll's "use of closed file").
 func TestRingCopySourceClosedMidway(t *testing.T) {
 	fdtest.Check(t)
 	e := ringReadsEngine(t)
@@ -349,6 +350,9 @@ func TestRingCopySourceClosedMidway(t *testing.T) {
 	var lost *splice.UndeliveredError
 	if !errors.Is(err, context.Canceled) || n != got || !errors.As(err, &lost) {
 		t.Fatalf("copy = (%d, %v), destination got %d bytes; want the cancel and the bytes not delivered", n, err, got)
+	}
+	if !errors.Is(err, os.ErrClosed) {
+		t.Errorf("copy error %v; want it to say the source was closed (os.ErrClosed), as the file's own Read would", err)
 	}
 	if n+lost.N != off {
 		t.Errorf("written %d + undelivered %d = %d; the copy moved the file's offset to %d", n, lost.N, n+lost.N, off)

@@ -4,10 +4,8 @@ package splice
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"sync"
 	"syscall"
@@ -196,12 +194,12 @@ func (c *copier) copy(pool *Pool) (handled bool, err error) {
 	// be known, so that a blocking socket is bounded (boundBlocking).
 	if !c.src.pipe() {
 		if err := c.src.inspect(); err != nil {
-			return true, closedErr(err, c.src.Conn, nil)
+			return true, fd.ClosedErr(err, c.src.Conn, nil)
 		}
 	}
 	if !c.dst.pipe() {
 		if err := c.dst.inspect(); err != nil {
-			return true, closedErr(err, c.dst.Conn, nil)
+			return true, fd.ClosedErr(err, c.dst.Conn, nil)
 		}
 	}
 	if (c.src.known && !c.src.spliceable()) || (c.dst.known && (!c.dst.spliceable() || c.dst.appendOnly)) || c.dst.blockingTTY() {
@@ -211,7 +209,7 @@ func (c *copier) copy(pool *Pool) (handled bool, err error) {
 		return true, ctxError(c.ctx, nil)
 	}
 	handled, err = c.moveBytes(pool)
-	err = closedErr(err, c.src.Conn, c.dst.Conn)
+	err = fd.ClosedErr(err, c.src.Conn, c.dst.Conn)
 	if err != nil && c.ctx.Err() != nil {
 		err = ctxError(c.ctx, err)
 	}
@@ -270,29 +268,6 @@ func (e *endWakers) Reset() {
 	if e.dst.Reset != nil {
 		e.dst.Reset()
 	}
-}
-
-// closedErr makes err, met by a copy an end of which (a or b, either
-// may be nil) was closed meanwhile, match os.ErrClosed, as Copy's doc
-// says: the RawConn of an *os.File reports internal/poll's "use of
-// closed file", which only os.File's own methods translate (a
-// net.Conn's reports net.ErrClosed already). An end is closed where its
-// Conn refuses a Control. Errors of the kernel (*os.SyscallError) and
-// those that match already are kept as they are.
-func closedErr(err error, a, b syscall.RawConn) error {
-	if err == nil {
-		return nil
-	}
-	var serr *os.SyscallError // after the nil check: &serr escapes, an allocation
-	if errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) || errors.As(err, &serr) {
-		return err
-	}
-	for _, c := range [2]syscall.RawConn{a, b} {
-		if c != nil && c.Control(func(uintptr) {}) != nil {
-			return fmt.Errorf("%w (%w)", os.ErrClosed, err)
-		}
-	}
-	return err
 }
 
 // ctxError returns the error of a copy ended by its context: it wraps

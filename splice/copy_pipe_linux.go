@@ -317,14 +317,14 @@ func Drain(ctx context.Context, dst *End, p *Pipe, n int) (written int64, err er
 	c.dst.apply(dst.Info)
 	if !c.dst.known {
 		if err := c.dst.inspect(); err != nil {
-			return 0, closedErr(err, dst.Conn, nil)
+			return 0, fd.ClosedErr(err, dst.Conn, nil)
 		}
 	}
 	err = c.drain(p)
 	if errno, ok := err.(syscall.Errno); ok {
 		err = os.NewSyscallError("splice", errno)
 	}
-	err = closedErr(err, dst.Conn, nil)
+	err = fd.ClosedErr(err, dst.Conn, nil)
 	if err != nil && ctx.Err() != nil {
 		err = ctxError(ctx, err) // a wait woken by Wake's deadline
 	}

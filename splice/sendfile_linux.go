@@ -45,7 +45,7 @@ func (c *copier) sendfileCopy() (handled bool, err error) {
 	c.src.apply(c.src.Info)
 	c.dst.apply(c.dst.Info)
 	if err := c.dst.inspect(); err != nil {
-		return true, closedErr(err, c.dst.Conn, nil)
+		return true, fd.ClosedErr(err, c.dst.Conn, nil)
 	}
 	if err := c.ctx.Err(); err != nil {
 		return true, ctxError(c.ctx, nil)
@@ -58,7 +58,7 @@ func (c *copier) sendfileCopy() (handled bool, err error) {
 		}
 		err = os.NewSyscallError("sendfile", errno)
 	}
-	err = closedErr(err, c.src.Conn, c.dst.Conn)
+	err = fd.ClosedErr(err, c.src.Conn, c.dst.Conn)
 	if err != nil && c.ctx.Err() != nil {
 		err = ctxError(c.ctx, err)
 	}

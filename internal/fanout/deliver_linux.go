@@ -176,7 +176,7 @@ func (k *Kernel) spliceOut(d *kdest, n int) error {
 		return true
 	})
 	if werr != nil {
-		return closedErr(werr, d.out.Conn)
+		return fd.ClosedErr(werr, d.out.Conn, nil)
 	}
 	return serr
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"sync/atomic"
 	"syscall"
@@ -361,29 +360,12 @@ func (k *Kernel) fill() (n int, eof, idle bool, err error) {
 		return !wait
 	})
 	if rerr != nil && err == nil {
-		err = closedErr(rerr, k.src.Conn)
+		err = fd.ClosedErr(rerr, k.src.Conn, nil)
 	}
 	if k.src.Pacer != nil {
 		k.grant -= n
 	}
 	return n, eof, idle, err
-}
-
-// closedErr makes err, the error of a RawConn call on c, match
-// os.ErrClosed where c's descriptor was closed meanwhile, as the error of
-// the file's own Read or Write (and io.Copy's) does: the RawConn of an
-// *os.File (or a *PipeReader's, a *PipeWriter's) reports internal/poll's
-// "use of closed file", which only os.File's own methods translate. A
-// net.Conn's reports net.ErrClosed already. c is closed where it refuses
-// a Control.
-func closedErr(err error, c syscall.RawConn) error {
-	if errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) {
-		return err
-	}
-	if c.Control(func(uintptr) {}) != nil {
-		return fmt.Errorf("%w (%w)", os.ErrClosed, err)
-	}
-	return err
 }
 
 // pacerGrant is how much a fan-out asks its source's Pacer for at once:

@@ -198,7 +198,7 @@ func (r *readsCopy) unread(n int64) error {
 		return nil
 	}
 	if err := fd.Unread(r.src.Conn, r.end, n); err != nil {
-		return fmt.Errorf("%w: %w", &splice.UndeliveredError{N: n}, err)
+		return fmt.Errorf("%w: %w", &splice.UndeliveredError{N: n}, fd.ClosedErr(err, r.src.Conn, nil))
 	}
 	return nil
 }
