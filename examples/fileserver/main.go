@@ -20,6 +20,7 @@ import (
 	"io"
 	"io/fs"
 	"log"
+	"math"
 	"mime"
 	"net"
 	"net/http"
@@ -151,27 +152,48 @@ func (s *Server) Close() error {
 // idleTimeout bounds the wait for the next request on a connection.
 const idleTimeout = 2 * time.Minute
 
+// maxHeaderBytes bounds the request line and headers of one request, as
+// net/http's Server.MaxHeaderBytes does (http.ReadRequest itself reads
+// them whole, however long): a longer request gets 431 and the
+// connection is closed.
+const maxHeaderBytes = 1 << 20
+
+// maxDrainBytes bounds the request body read and discarded to reach the
+// next request (GET and HEAD use none); with more, the response closes
+// the connection and the rest is never read.
+const maxDrainBytes = 1 << 20
+
 // ServeConn serves the requests of one connection until the client closes
 // it, asks for Connection: close, or a response fails. It closes c.
 func (s *Server) ServeConn(c net.Conn) {
 	defer c.Close()
-	br := bufio.NewReaderSize(c, 4<<10)
+	lr := &io.LimitedReader{R: c} // bounds each request's headers
+	br := bufio.NewReaderSize(lr, 4<<10)
 	bw := bufio.NewWriterSize(c, 4<<10)
 	for {
 		c.SetReadDeadline(time.Now().Add(idleTimeout))
+		lr.N = maxHeaderBytes
 		req, err := http.ReadRequest(br)
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded) {
-				writeError(bw, http.StatusBadRequest, true)
+			switch {
+			case lr.N <= 0:
+				writeError(bw, http.StatusRequestHeaderFieldsTooLarge, true, true)
+			case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded):
+				writeError(bw, http.StatusBadRequest, true, true)
 			}
 			return
 		}
+		lr.N = math.MaxInt64
 		c.SetReadDeadline(time.Time{})
 		keep := !req.Close
 		if req.Body != nil {
-			// GET and HEAD carry no body; drain any so the next request parses.
-			io.Copy(io.Discard, io.LimitReader(req.Body, 1<<20))
-			req.Body.Close()
+			// GET and HEAD carry no body; drain any so the next request
+			// parses, or give up on the connection.
+			// Not req.Body.Close: it reads the rest, however long.
+			n, err := io.Copy(io.Discard, io.LimitReader(req.Body, maxDrainBytes+1))
+			if err != nil || n > maxDrainBytes {
+				keep = false
+			}
 		}
 		if !s.respond(c, bw, req, keep) || !keep {
 			return
@@ -183,8 +205,9 @@ func (s *Server) ServeConn(c net.Conn) {
 // is still usable.
 func (s *Server) respond(c net.Conn, bw *bufio.Writer, req *http.Request, keep bool) bool {
 	if req.Method != http.MethodGet && req.Method != http.MethodHead {
-		return writeError(bw, http.StatusMethodNotAllowed, !keep)
+		return writeError(bw, http.StatusMethodNotAllowed, !keep, true)
 	}
+	body := req.Method != http.MethodHead
 	name := strings.TrimPrefix(path.Clean("/"+req.URL.Path), "/")
 	if name == "" {
 		name = "."
@@ -195,12 +218,12 @@ func (s *Server) respond(c net.Conn, bw *bufio.Writer, req *http.Request, keep b
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) || strings.Contains(err.Error(), "escapes") {
 			code = http.StatusNotFound
 		}
-		return writeError(bw, code, !keep)
+		return writeError(bw, code, !keep, body)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil || !st.Mode().IsRegular() {
-		return writeError(bw, http.StatusNotFound, !keep)
+		return writeError(bw, http.StatusNotFound, !keep, body)
 	}
 	size := st.Size()
 	start, length, partial, ok := parseRange(req.Header.Get("Range"), size)
@@ -233,7 +256,7 @@ func (s *Server) respond(c net.Conn, bw *bufio.Writer, req *http.Request, keep b
 	if err := bw.Flush(); err != nil {
 		return false
 	}
-	if !ok || req.Method == http.MethodHead || length == 0 {
+	if !ok || !body || length == 0 {
 		return true
 	}
 	if _, err := f.Seek(start, io.SeekStart); err != nil {
@@ -257,19 +280,22 @@ func (h header) add(k, v string) {
 	h.bw.WriteString("\r\n")
 }
 
-// writeError writes a short error response; it reports whether the
-// connection is still usable.
-func writeError(bw *bufio.Writer, code int, closing bool) bool {
-	body := http.StatusText(code) + "\n"
+// writeError writes a short error response, with its body unless it
+// answers a HEAD request (body false: the Content-Length is still the
+// body's); it reports whether the connection is still usable.
+func writeError(bw *bufio.Writer, code int, closing, body bool) bool {
+	text := http.StatusText(code) + "\n"
 	h := header{bw: bw}
 	h.status(code)
 	h.add("Content-Type", "text/plain; charset=utf-8")
-	h.add("Content-Length", strconv.Itoa(len(body)))
+	h.add("Content-Length", strconv.Itoa(len(text)))
 	if closing {
 		h.add("Connection", "close")
 	}
 	bw.WriteString("\r\n")
-	bw.WriteString(body)
+	if body {
+		bw.WriteString(text)
+	}
 	return bw.Flush() == nil && !closing
 }
 

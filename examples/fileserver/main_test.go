@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/pipes-go/pipes"
@@ -200,4 +201,96 @@ func TestParseRange(t *testing.T) {
 			t.Errorf("parseRange(%q, 10) = %d, %d, %v, %v; want %d, %d, %v, %v", c.v, s, l, p, ok, c.start, c.length, c.partial, c.satisfied)
 		}
 	}
+}
+
+// TestFileServerRawConn sends raw requests on one connection and reads
+// the responses in turn (a HEAD response has no body): the statuses must
+// be want's, and the last must close the connection where closes says so.
+func TestFileServerRawConn(t *testing.T) {
+	base, _ := startServer(t, map[string][]byte{"a": []byte("a")})
+	const get = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+	// More than the socket buffers hold: the write fails if the server
+	// stops reading.
+	filler := strings.Repeat("x", 64<<20)
+	for _, c := range []struct {
+		name    string
+		req     string
+		methods []string // of the requests answered, in order
+		want    []int
+		closes  bool // the last response closes the connection, unread
+	}{
+		{"HEAD of a missing file, then GET",
+			"HEAD /missing HTTP/1.1\r\nHost: x\r\n\r\n" + get,
+			[]string{"HEAD", "GET"}, []int{404, 200}, false},
+		{"HEAD of a directory, then GET",
+			"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n" + get,
+			[]string{"HEAD", "GET"}, []int{404, 200}, false},
+		{"body drained, then GET",
+			fmt.Sprintf("GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz%s", get),
+			[]string{"GET", "GET"}, []int{200, 200}, false},
+		// A body longer than the server drains ends the connection.
+		{"body too long to drain",
+			fmt.Sprintf("GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s%s", len(filler)+len(get), filler, get),
+			[]string{"GET"}, []int{200}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			wrote := make(chan error, 1)
+			go func() { _, err := io.WriteString(conn, c.req); wrote <- err }()
+			br := bufio.NewReader(conn)
+			var last *http.Response
+			for i, want := range c.want {
+				req := &http.Request{Method: c.methods[i]}
+				resp, err := http.ReadResponse(br, req)
+				if err != nil {
+					t.Fatalf("response %d: %v", i, err)
+				}
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != want {
+					t.Fatalf("response %d: %s (body: %v), want %d", i, resp.Status, err, want)
+				}
+				last = resp
+			}
+			if last.Close != c.closes {
+				t.Fatalf("last response: Close %v, want %v", last.Close, c.closes)
+			}
+			if c.closes {
+				if resp, err := http.ReadResponse(br, nil); err == nil {
+					t.Fatalf("a response (%s) after the last, want the connection closed", resp.Status)
+				}
+			}
+			conn.Close()
+			if err := <-wrote; c.closes && err == nil {
+				t.Errorf("the server read all %d bytes of the request", len(c.req))
+			}
+		})
+	}
+}
+
+// TestFileServerLongHeader sends a request whose headers are longer than
+// maxHeaderBytes: it must get 431 (or the connection closed, if the
+// reset overtakes the response), never be served.
+func TestFileServerLongHeader(t *testing.T) {
+	base, _ := startServer(t, map[string][]byte{"a": []byte("a")})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := io.WriteString(conn, "GET /a HTTP/1.1\r\nHost: x\r\nX-Long: "+strings.Repeat("x", 2*maxHeaderBytes)+"\r\n\r\n")
+		wrote <- err
+	}()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err == nil && resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("%d bytes of headers: %s, want 431", 2*maxHeaderBytes, resp.Status)
+	}
+	conn.Close()
+	<-wrote
 }
