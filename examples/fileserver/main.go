@@ -177,9 +177,9 @@ func (s *Server) ServeConn(c net.Conn) {
 		if err != nil {
 			switch {
 			case lr.N <= 0:
-				writeError(bw, http.StatusRequestHeaderFieldsTooLarge, true, true)
+				writeError(bw, http.StatusRequestHeaderFieldsTooLarge, "close", true)
 			case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded):
-				writeError(bw, http.StatusBadRequest, true, true)
+				writeError(bw, http.StatusBadRequest, "close", true)
 			}
 			return
 		}
@@ -204,8 +204,9 @@ func (s *Server) ServeConn(c net.Conn) {
 // respond writes the response to req; it reports whether the connection
 // is still usable.
 func (s *Server) respond(c net.Conn, bw *bufio.Writer, req *http.Request, keep bool) bool {
+	conn := connection(req, keep)
 	if req.Method != http.MethodGet && req.Method != http.MethodHead {
-		return writeError(bw, http.StatusMethodNotAllowed, !keep, true)
+		return writeError(bw, http.StatusMethodNotAllowed, conn, true)
 	}
 	body := req.Method != http.MethodHead
 	name := strings.TrimPrefix(path.Clean("/"+req.URL.Path), "/")
@@ -218,12 +219,12 @@ func (s *Server) respond(c net.Conn, bw *bufio.Writer, req *http.Request, keep b
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) || strings.Contains(err.Error(), "escapes") {
 			code = http.StatusNotFound
 		}
-		return writeError(bw, code, !keep, body)
+		return writeError(bw, code, conn, body)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil || !st.Mode().IsRegular() {
-		return writeError(bw, http.StatusNotFound, !keep, body)
+		return writeError(bw, http.StatusNotFound, conn, body)
 	}
 	size := st.Size()
 	start, length, partial, ok := parseRange(req.Header.Get("Range"), size)
@@ -249,8 +250,8 @@ func (s *Server) respond(c net.Conn, bw *bufio.Writer, req *http.Request, keep b
 	h.add("Accept-Ranges", "bytes")
 	h.add("Last-Modified", st.ModTime().UTC().Format(http.TimeFormat))
 	h.add("Date", time.Now().UTC().Format(http.TimeFormat))
-	if !keep {
-		h.add("Connection", "close")
+	if conn != "" {
+		h.add("Connection", conn)
 	}
 	bw.WriteString("\r\n")
 	if err := bw.Flush(); err != nil {
@@ -280,23 +281,38 @@ func (h header) add(k, v string) {
 	h.bw.WriteString("\r\n")
 }
 
+// connection is the Connection header of the response to req: "close"
+// if the connection closes after it (keep false), "keep-alive" if it
+// stays open for an HTTP/1.0 client, which would otherwise take the
+// response for the last (RFC 9112, Appendix C.2.2), as net/http does.
+func connection(req *http.Request, keep bool) string {
+	switch {
+	case !keep:
+		return "close"
+	case !req.ProtoAtLeast(1, 1):
+		return "keep-alive"
+	}
+	return ""
+}
+
 // writeError writes a short error response, with its body unless it
 // answers a HEAD request (body false: the Content-Length is still the
-// body's); it reports whether the connection is still usable.
-func writeError(bw *bufio.Writer, code int, closing, body bool) bool {
+// body's), and conn, if not empty, as its Connection header; it reports
+// whether the connection is still usable.
+func writeError(bw *bufio.Writer, code int, conn string, body bool) bool {
 	text := http.StatusText(code) + "\n"
 	h := header{bw: bw}
 	h.status(code)
 	h.add("Content-Type", "text/plain; charset=utf-8")
 	h.add("Content-Length", strconv.Itoa(len(text)))
-	if closing {
-		h.add("Connection", "close")
+	if conn != "" {
+		h.add("Connection", conn)
 	}
 	bw.WriteString("\r\n")
 	if body {
 		bw.WriteString(text)
 	}
-	return bw.Flush() == nil && !closing
+	return bw.Flush() == nil && conn != "close"
 }
 
 // parseRange parses a Range header of one byte range ("bytes=a-b",

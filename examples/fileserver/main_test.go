@@ -294,3 +294,44 @@ func TestFileServerLongHeader(t *testing.T) {
 	conn.Close()
 	<-wrote
 }
+
+// TestFileServerHTTP10 checks the Connection header of responses to
+// HTTP/1.0 requests: an HTTP/1.0 client takes a response without
+// "keep-alive" for the last on its connection, so a server that keeps
+// the connection must say so.
+func TestFileServerHTTP10(t *testing.T) {
+	base, _ := startServer(t, map[string][]byte{"a": []byte("a")})
+	for _, c := range []struct {
+		method, path, conn string // of the request
+		code               int
+		want               string // the response's Connection
+	}{
+		{"GET", "/a", "keep-alive", 200, "keep-alive"},
+		{"HEAD", "/a", "keep-alive", 200, "keep-alive"},
+		{"GET", "/missing", "keep-alive", 404, "keep-alive"},
+		{"HEAD", "/missing", "keep-alive", 404, "keep-alive"},
+		{"POST", "/a", "keep-alive", 405, "keep-alive"},
+		{"GET", "/a", "", 200, "close"},
+	} {
+		t.Run(c.method+" "+c.path+" "+c.conn, func(t *testing.T) {
+			conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			fmt.Fprintf(conn, "%s %s HTTP/1.0\r\nConnection: %s\r\n\r\n", c.method, c.path, c.conn)
+			resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: c.method})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			got := resp.Header.Get("Connection")
+			if resp.Close {
+				got = "close" // ReadResponse takes it out of the header
+			}
+			if resp.StatusCode != c.code || got != c.want {
+				t.Errorf("%s, Connection %q; want %d, %q", resp.Status, got, c.code, c.want)
+			}
+		})
+	}
+}
