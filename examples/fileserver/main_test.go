@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pipes-go/pipes"
 	"github.com/pipes-go/pipes/internal/fdtest"
@@ -333,5 +334,51 @@ func TestFileServerHTTP10(t *testing.T) {
 				t.Errorf("%s, Connection %q; want %d, %q", resp.Status, got, c.code, c.want)
 			}
 		})
+	}
+}
+
+// TestFileServerIfRange resumes a download: Range applies only where
+// If-Range names the file's Last-Modified; otherwise the whole file is
+// sent, never a part of a version the client does not have.
+func TestFileServerIfRange(t *testing.T) {
+	body := []byte("0123456789")
+	base, _ := startServer(t, map[string][]byte{"f": body})
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	resp, err := client.Get(base + "/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	mod := resp.Header.Get("Last-Modified")
+	modTime, err := http.ParseTime(mod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		ifRange string
+		code    int
+		want    string
+	}{
+		{"", 206, "56789"},
+		{mod, 206, "56789"},
+		{modTime.Add(-time.Hour).Format(http.TimeFormat), 200, string(body)},
+		{`"some-etag"`, 200, string(body)},
+		{`W/"weak"`, 200, string(body)},
+		{"not a date", 200, string(body)},
+	} {
+		req, err := http.NewRequest("GET", base+"/f", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Range", "bytes=5-")
+		if c.ifRange != "" {
+			req.Header.Set("If-Range", c.ifRange)
+		}
+		resp, b := get(t, client, req)
+		if resp.StatusCode != c.code || string(b) != c.want {
+			t.Errorf("If-Range %q: %s %q; want %d %q", c.ifRange, resp.Status, b, c.code, c.want)
+		}
 	}
 }
