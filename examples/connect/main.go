@@ -142,9 +142,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer p.wg.Done()
 
-	// The request's context stays valid after Hijack until ServeHTTP
-	// returns; Close ends the tunnel too.
-	ctx, cancel := context.WithCancel(r.Context())
+	// Not r.Context()'s cancellation: net/http cancels it when its
+	// read behind the request meets EOF, which a client that half-closes
+	// right after its request (CONNECT, its bytes, then shutdown(2))
+	// sends before the hijack; that EOF is the tunnel's, to be passed
+	// on. Close ends the tunnel; DialTimeout bounds the dial.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
 	defer context.AfterFunc(p.ctx, cancel)()
 

@@ -355,3 +355,37 @@ func TestConnectErrors(t *testing.T) {
 		c.Close()
 	})
 }
+
+// TestConnectHalfCloseEarly: a client sends its CONNECT and its bytes
+// and half-closes at once, before the proxy has answered. net/http reads
+// that EOF behind the request before the hijack; it must reach the
+// target as the end of the tunnel's bytes, not end the tunnel (nor the
+// dial, which would answer 502). Repeated: whether net/http's read meets
+// the EOF before the hijack is a race.
+func TestConnectHalfCloseEarly(t *testing.T) {
+	p, _, addr := startProxy(t)
+	echo := echoServer(t)
+	target := echo.Addr().String()
+	for i := range 50 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := fmt.Sprintf("request %d", i)
+		if _, err := io.WriteString(c, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\n"+msg); err != nil {
+			t.Fatal(err)
+		}
+		c.(*net.TCPConn).CloseWrite()
+		br := bufio.NewReader(c)
+		res, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(br)
+		c.Close()
+		if res.StatusCode != http.StatusOK || string(b) != msg || err != nil {
+			t.Fatalf("%d: %s, then %q, %v; want 200, then %q", i, res.Status, b, err, msg)
+		}
+	}
+	waitIdle(t, p)
+}
