@@ -131,6 +131,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "CONNECT over HTTP/1.1 only", http.StatusHTTPVersionNotSupported)
 		return
 	}
+	// A CONNECT that fails ends the connection: the bytes a client sent
+	// behind it were meant for the tunnel, not requests to the proxy.
+	// (Hijacked, a tunnel's connection never sends this header.)
+	w.Header().Set("Connection", "close")
 	target := r.Host // the authority form: host:port
 	if host, port, err := net.SplitHostPort(target); err != nil || host == "" || port == "" {
 		http.Error(w, "CONNECT needs host:port", http.StatusBadRequest)

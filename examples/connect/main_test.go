@@ -313,6 +313,17 @@ func TestConnectErrors(t *testing.T) {
 			t.Fatalf("CONNECT to a refused target: %s, want 502", res.Status)
 		}
 	})
+	t.Run("refused/early", func(t *testing.T) {
+		// The client's bytes behind a failed CONNECT are not a request.
+		_, br, res := rawConnect(t, addr, refused, []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+		io.Copy(io.Discard, res.Body)
+		if res.StatusCode != http.StatusBadGateway || !res.Close {
+			t.Fatalf("CONNECT to a refused target: %s, Close %v; want 502, true", res.Status, res.Close)
+		}
+		if rest, err := io.ReadAll(br); len(rest) != 0 {
+			t.Fatalf("after the 502: %q, %v; want the connection closed", rest, err)
+		}
+	})
 	t.Run("not-connect", func(t *testing.T) {
 		res, err := http.Get("http://" + addr + "/")
 		if err != nil {
