@@ -5,7 +5,8 @@
 // When one side half-closes (EOF on its direction), Relay passes the
 // close on (CloseWrite to the other side) and keeps relaying the other
 // direction; when both directions are done, or either fails (a reset),
-// Relay returns and the proxy closes both connections. With -impl=iocopy
+// Relay returns and the proxy closes both connections, after a failure
+// with a reset (SO_LINGER 0), never a FIN. With -impl=iocopy
 // it relays with io.Copy instead, for side-by-side benchmarks.
 //
 //	go run ./examples/proxy -addr 127.0.0.1:9090 -backend 127.0.0.1:8080
@@ -124,18 +125,34 @@ func (p *Proxy) Relay(client net.Conn) {
 	}
 	defer backend.Close()
 	if p.ioCopy {
-		ioRelay(p.ctx, client, backend)
-		return
+		err = ioRelay(p.ctx, client, backend)
+	} else {
+		// Half-closes are passed on, a reset or p.Close ends both
+		// directions; the connections are left for the defers to close.
+		_, _, err = pipes.Relay(p.ctx, client, backend)
 	}
-	// Half-closes are passed on, a reset or p.Close ends both
-	// directions; the connections are left for the defers to close.
-	pipes.Relay(p.ctx, client, backend)
+	if err != nil {
+		// A relay that failed must not look like a clean end to either
+		// peer, as a FIN would after a truncated stream: the defers
+		// close both with a reset.
+		abort(client)
+		abort(backend)
+	}
+}
+
+// abort has c's Close reset the connection (SO_LINGER 0) instead of
+// ending it with a FIN.
+func abort(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
 }
 
 // ioRelay is pipes.Relay on io.Copy, the baseline: a goroutine per
 // direction, CloseWrite on EOF, and on an error or the end of ctx a
 // deadline in the past on both connections to end the other direction.
-func ioRelay(ctx context.Context, a, b net.Conn) {
+// It returns the first error, or nil if both directions reached EOF.
+func ioRelay(ctx context.Context, a, b net.Conn) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() {
@@ -145,17 +162,27 @@ func ioRelay(ctx context.Context, a, b net.Conn) {
 	defer stop()
 	var wg sync.WaitGroup
 	wg.Add(2)
+	errs := make(chan error, 2)
 	pass := func(dst, src net.Conn) {
 		defer wg.Done()
-		if _, err := io.Copy(dst, src); err != nil {
-			cancel()
-			return
+		_, err := io.Copy(dst, src)
+		if err == nil {
+			if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+				err = cw.CloseWrite() // the peer reads EOF
+			}
 		}
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite() // the peer reads EOF
+		if err != nil {
+			errs <- err
+			cancel()
 		}
 	}
 	go pass(b, a)
 	pass(a, b)
 	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return ctx.Err()
+	}
 }

@@ -195,3 +195,61 @@ func TestProxyTeardown(t *testing.T) {
 		})
 	}
 }
+
+// TestProxyResetPassedOn: when one peer resets, the relay fails, and the
+// other peer must see a reset too, not a FIN: a FIN would pass a
+// truncated stream off as complete.
+func TestProxyResetPassedOn(t *testing.T) {
+	for _, impl := range []string{"pipes", "iocopy"} {
+		for _, resets := range []string{"client", "backend"} {
+			t.Run(impl+"/"+resets, func(t *testing.T) {
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer ln.Close()
+				backendErr := make(chan error, 1)
+				go func() {
+					c, err := ln.Accept()
+					if err != nil {
+						backendErr <- err
+						return
+					}
+					defer c.Close()
+					if resets == "backend" {
+						io.CopyN(io.Discard, c, 1)
+						c.(*net.TCPConn).SetLinger(0)
+						backendErr <- nil
+						return
+					}
+					_, err = io.Copy(io.Discard, c)
+					backendErr <- err
+				}()
+				p, addr := startProxy(t, ln.Addr().String(), impl == "iocopy")
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				if _, err := c.Write([]byte("x")); err != nil {
+					t.Fatal(err)
+				}
+				if resets == "client" {
+					c.(*net.TCPConn).SetLinger(0)
+					c.Close()
+					if err := <-backendErr; err == nil {
+						t.Error("the backend read EOF after the client reset, want an error")
+					}
+				} else {
+					if err := <-backendErr; err != nil {
+						t.Fatal(err)
+					}
+					if _, err := io.ReadAll(c); err == nil {
+						t.Error("the client read EOF after the backend reset, want an error")
+					}
+				}
+				waitIdle(t, p)
+			})
+		}
+	}
+}
