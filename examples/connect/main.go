@@ -9,7 +9,8 @@
 // that fails, 504 on a timeout), hijacks the client's connection, writes
 // the 200, forwards any bytes the client sent after its request that
 // net/http had already buffered, then relays both directions until both
-// are done, and closes both connections.
+// are done, and closes both connections (with a reset if the tunnel
+// failed).
 //
 // It tunnels to any host:port it can reach, loopback included: in front
 // of anything but a test, check the target against an allow-list first.
@@ -204,7 +205,22 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Both directions at once; EOF on one is passed on with CloseWrite
 	// while the other goes on. The defers close both connections.
-	if _, _, err := p.engine.Relay(ctx, clientConn, targetConn); err != nil && p.ctx.Err() == nil {
-		p.logf("connect: tunnel to %s: %v", target, err)
+	if _, _, err := p.engine.Relay(ctx, clientConn, targetConn); err != nil {
+		if p.ctx.Err() == nil {
+			p.logf("connect: tunnel to %s: %v", target, err)
+		}
+		// A tunnel that failed must not look like a clean end to either
+		// peer, as a FIN would after a cut stream: the defers close both
+		// with a reset.
+		abort(clientConn)
+		abort(targetConn)
+	}
+}
+
+// abort has c's Close reset the connection (SO_LINGER 0) instead of
+// ending it with a FIN.
+func abort(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -16,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -356,8 +358,9 @@ func TestConnectErrors(t *testing.T) {
 		if p.Active() != 0 {
 			t.Fatalf("%d tunnels after Close", p.Active())
 		}
-		if _, err := br.ReadByte(); err != io.EOF {
-			t.Fatalf("client read after Close: %v, want EOF", err)
+		// Cut short, the tunnel is reset, not ended with a FIN.
+		if _, err := br.ReadByte(); !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("client read after Close: %v, want ECONNRESET", err)
 		}
 		_, _, res = rawConnect(t, addr, echo.Addr().String(), nil)
 		if res.StatusCode != http.StatusServiceUnavailable {
@@ -399,4 +402,56 @@ func TestConnectHalfCloseEarly(t *testing.T) {
 		}
 	}
 	waitIdle(t, p)
+}
+
+// TestConnectResetPassedOn: when one end of a tunnel resets, the other
+// must see a reset too, not a FIN: a FIN would pass a stream cut short
+// off as complete.
+func TestConnectResetPassedOn(t *testing.T) {
+	for _, resets := range []string{"client", "target"} {
+		t.Run(resets, func(t *testing.T) {
+			p, _, addr := startProxy(t)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			targetErr := make(chan error, 1)
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					targetErr <- err
+					return
+				}
+				defer c.Close()
+				if resets == "target" {
+					io.CopyN(io.Discard, c, 1)
+					c.(*net.TCPConn).SetLinger(0)
+					targetErr <- nil
+					return
+				}
+				_, err = io.Copy(io.Discard, c)
+				targetErr <- err
+			}()
+			c, br, res := rawConnect(t, addr, ln.Addr().String(), []byte("x"))
+			if res.StatusCode != http.StatusOK {
+				t.Fatalf("CONNECT: %s", res.Status)
+			}
+			if resets == "client" {
+				c.(*net.TCPConn).SetLinger(0)
+				c.Close()
+				if err := <-targetErr; err == nil {
+					t.Error("the target read EOF after the client reset, want an error")
+				}
+			} else {
+				if err := <-targetErr; err != nil {
+					t.Fatal(err)
+				}
+				if _, err := io.ReadAll(br); err == nil {
+					t.Error("the client read EOF after the target reset, want an error")
+				}
+			}
+			waitIdle(t, p)
+		})
+	}
 }
