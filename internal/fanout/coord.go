@@ -63,11 +63,6 @@ func awaitAll(ctx context.Context, ds []*Dest, progress chan struct{}, p Policy)
 // caller sees it: the fan-out then panics.
 var errPanicked = errors.New("pipes: fan-out: a Read or Write panicked")
 
-// anyPanicked reports whether a destination's Write panicked.
-func anyPanicked[M member](ms []M) bool {
-	return slices.ContainsFunc(ms, func(m M) bool { return m.base().panicked() != nil })
-}
-
 // settle is deferred by a coordinator: if the coordinator itself panics
 // (the source's Read), or a destination's Write panicked, it stops every
 // destination, waits for their goroutines and panics with that value in

@@ -55,8 +55,9 @@ type Policy struct {
 	// Write panicked, before it returns: the caller ends the fan-out's
 	// context with it, so that a read of the source waiting for input
 	// then is interrupted (the caller's to interrupt) and the
-	// coordinator raises the panic at once (settle), not once the source
-	// has more input or ends.
+	// coordinator raises the panic at once (settle). Without it, the
+	// fan-out goes on with the other destinations and raises the panic
+	// when it ends.
 	OnPanic func()
 }
 

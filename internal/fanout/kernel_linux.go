@@ -289,7 +289,7 @@ func (k *Kernel) Run() (handled bool, err error) {
 // the source.
 func (k *Kernel) readAll() bool {
 	defer k.refund()
-	for k.ctx.Err() == nil && !anyPanicked(k.ds) && (k.src.Limit < 0 || k.read < k.src.Limit) {
+	for k.ctx.Err() == nil && (k.src.Limit < 0 || k.read < k.src.Limit) {
 		k.admit()
 		if live(k.ds) == 0 {
 			more, err := k.joins.await(k.ctx)

@@ -96,7 +96,7 @@ func (u *Userspace) admit() {
 // destination and is raised again in Run's goroutine (settle).
 func (u *Userspace) Run(src io.Reader) error {
 	defer settle(&u.ds, u.Abort)
-	for u.ctx.Err() == nil && !anyPanicked(u.ds) {
+	for u.ctx.Err() == nil {
 		u.admit()
 		if live(u.ds) == 0 {
 			more, err := u.joins.await(u.ctx)
