@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/pipes-go/pipes/internal/ctxerr"
+	"github.com/pipes-go/pipes/internal/fanout"
 	"github.com/pipes-go/pipes/internal/fd"
 	"github.com/pipes-go/pipes/internal/uring"
 )
@@ -176,8 +177,9 @@ func (e *Engine) Copy(dst io.Writer, src io.Reader) (written int64, err error) {
 // context.Background(). If ctx is already done, or the engine is closed,
 // the Future is resolved at once with that error and nothing is copied.
 // A panic of src's Read or dst's Write in that goroutine ends the
-// process, as in `go io.Copy(dst, src)`: no caller is known to wait for
-// the Future (CopyBatch, which waits, raises it in its caller).
+// process, as in `go io.Copy(dst, src)`, with the Future unresolved: no
+// caller is known to wait for it (CopyBatch, which waits, raises it in
+// its caller).
 func (e *Engine) CopyAsync(ctx context.Context, dst io.Writer, src io.Reader) *Future {
 	return e.copyAsync(ctx, dst, src, nil)
 }
@@ -208,13 +210,21 @@ func (e *Engine) copyAsync(ctx context.Context, dst io.Writer, src io.Reader, ca
 func (e *Engine) runAsync(ctx context.Context, f *Future, dst io.Writer, src io.Reader, caught func()) {
 	var n int64
 	var err error
+	returned := false
 	defer func() {
-		if caught != nil {
-			if p := recover(); p != nil {
-				f.panic = p
-				err = fmt.Errorf("pipes: copy: a Read or Write panicked: %v", p)
-				caught()
+		if p := recover(); p == nil && !returned {
+			// runtime.Goexit in a Read or Write (t.FailNow in a test's).
+			n, err = f.meter.n.Load(), errGoexit
+		} else if p != nil {
+			if caught == nil {
+				// Ends the process with f unresolved: a Wait never
+				// sees the copy as done. The panic's own frames are
+				// still on the stack, so the trace shows them.
+				panic(p)
 			}
+			f.panic = p
+			err = fmt.Errorf("pipes: copy: a Read or Write panicked: %v", p)
+			caught()
 		}
 		// Out of Stats.InFlight before Wait returns, and resolved
 		// before Close can return: once it has, every Future is done.
@@ -229,7 +239,12 @@ func (e *Engine) runAsync(ctx context.Context, f *Future, dst io.Writer, src io.
 	f.meter.engine = e.stats.bytes.stripe()
 	n, err = e.copy(cctx, dst, src, &f.meter)
 	err = e.closedErr(cctx, err)
+	returned = true
 }
+
+// errGoexit resolves the Future of a copy whose Read or Write called
+// runtime.Goexit.
+var errGoexit = fanout.ErrGoexit
 
 // CopyContext copies from src to dst in the calling goroutine until EOF
 // on src, an error, or the end of ctx; see the package-level CopyContext.

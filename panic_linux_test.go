@@ -3,13 +3,18 @@ package pipes
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
+	"os/exec"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pipes-go/pipes/internal/fanout"
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
@@ -258,5 +263,159 @@ func TestFanOutPanicCountsBytes(t *testing.T) {
 	moved := uint64(other.n.Load()) + uint64(w.written)
 	if w.written == 0 || e.Stats().Bytes != moved {
 		t.Errorf("Stats.Bytes = %d; the destinations received %d (%d + %d)", e.Stats().Bytes, moved, other.n.Load(), w.written)
+	}
+}
+
+// waitedPanic is a panic value whose Error, which the runtime calls to
+// print it before the process ends, waits until resolved is closed or a
+// second has passed: time for a goroutine waiting on the Future to see
+// a resolution that should not happen.
+type waitedPanic struct{ resolved chan struct{} }
+
+func (p waitedPanic) Error() string {
+	select {
+	case <-p.resolved:
+	case <-time.After(time.Second):
+	}
+	return "waited panic"
+}
+
+// TestCopyAsyncPanicLeavesFutureUnresolved: a panic in a CopyAsync
+// copy ends the process, as `go io.Copy(...)` does, without resolving
+// the Future first. Before, the Future was resolved with (0, nil) as the
+// panic went by, and a waiter could act on a copy that looked complete.
+// The panic runs in a child copy of this test binary.
+func TestCopyAsyncPanicLeavesFutureUnresolved(t *testing.T) {
+	if os.Getenv("PIPES_TEST_ASYNC_PANIC") != "" {
+		p := waitedPanic{resolved: make(chan struct{})}
+		f := CopyAsync(context.Background(), &panicEnd{val: p, writeOK: 0}, bytes.NewReader([]byte("x")))
+		n, err := f.Wait()
+		fmt.Printf("RESOLVED (%d, %v)\n", n, err)
+		close(p.resolved)
+		time.Sleep(time.Second)
+		os.Exit(3)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, "-test.run=^TestCopyAsyncPanicLeavesFutureUnresolved$")
+	cmd.Env = append(os.Environ(), "PIPES_TEST_ASYNC_PANIC=1")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+		t.Fatalf("child: %v, want a panic's exit status 2\n%s", err, tail(out, 2000))
+	}
+	if bytes.Contains(out, []byte("RESOLVED")) || !bytes.Contains(out, []byte("waited panic")) {
+		t.Fatalf("child output:\n%s", tail(out, 2000))
+	}
+	if !bytes.Contains(out, []byte("panicEnd).Write")) {
+		t.Errorf("the trace does not show the panicking Write:\n%s", tail(out, 2000))
+	}
+}
+
+// goexitEnd's Write calls runtime.Goexit, as t.FailNow would in a test's.
+type goexitEnd struct{}
+
+func (goexitEnd) Write([]byte) (int, error) { runtime.Goexit(); return 0, nil }
+
+// goexitReader's Read calls runtime.Goexit.
+type goexitReader struct{}
+
+func (goexitReader) Read([]byte) (int, error) { runtime.Goexit(); return 0, nil }
+
+// goexitConn is c, whose Write calls runtime.Goexit; without a c, its
+// Read returns EOF.
+type goexitConn struct{ net.Conn }
+
+func (c goexitConn) Read(b []byte) (int, error) {
+	if c.Conn == nil {
+		return 0, io.EOF
+	}
+	return c.Conn.Read(b)
+}
+
+func (goexitConn) Write([]byte) (int, error) { runtime.Goexit(); return 0, nil }
+
+// readWriter reads r and discards what it is given.
+type readWriter struct{ r io.Reader }
+
+func (w readWriter) Read(b []byte) (int, error)  { return w.r.Read(b) }
+func (w readWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+// TestGoexitInReadOrWrite: a Read or Write that calls runtime.Goexit
+// (t.FailNow in a test's fake end) fails its copy with an error matching
+// fanout.ErrGoexit where the copy runs in a goroutine of the package,
+// and, where it runs in the caller's, ends that goroutine as it would
+// under io.Copy and leaves nothing running (Close returns). Before, a
+// CopyAsync, CopyBatch copy, FanOut destination or relay direction that
+// did this reported success with the bytes undelivered, and a FanOut
+// source's or relay caller's left the other goroutines running.
+func TestGoexitInReadOrWrite(t *testing.T) {
+	src := func() io.Reader { return bytes.NewReader(make([]byte, 1<<20)) }
+	for _, tc := range []struct {
+		name string
+		run  func(t *testing.T, e *Engine) error // in a goroutine of its own
+	}{
+		{"CopyAsync", func(t *testing.T, e *Engine) error {
+			_, err := e.CopyAsync(context.Background(), goexitEnd{}, src()).Wait()
+			return err
+		}},
+		{"CopyBatch", func(t *testing.T, e *Engine) error {
+			return e.CopyBatch(context.Background(), []Pair{{goexitEnd{}, src()}})[0].Err
+		}},
+		{"FanOut/destination", func(t *testing.T, e *Engine) error {
+			rs := e.FanOut(context.Background(), src(), []io.Writer{io.Discard, goexitEnd{}})
+			if rs[0].Err != nil || rs[0].Written != 1<<20 {
+				t.Errorf("the other destination: %+v", rs[0])
+			}
+			return rs[1].Err
+		}},
+		{"FanOut/destination/kernel", func(t *testing.T, e *Engine) error {
+			f := fdtest.TempFile(t, make([]byte, 1<<20))
+			rs := e.FanOut(context.Background(), f, []io.Writer{drainedPipe(t), goexitEnd{}})
+			if rs[0].Err != nil || rs[0].Written != 1<<20 {
+				t.Errorf("the other destination: %+v", rs[0])
+			}
+			return rs[1].Err
+		}},
+		{"FanOut/source", func(t *testing.T, e *Engine) error {
+			e.FanOut(context.Background(), goexitReader{}, []io.Writer{drainedPipe(t), io.Discard})
+			return nil
+		}},
+		{"Relay/other direction", func(t *testing.T, e *Engine) error {
+			_, _, err := e.Relay(context.Background(), readWriter{src()}, goexitConn{})
+			return err
+		}},
+		{"Relay/caller's direction", func(t *testing.T, e *Engine) error {
+			c, peer := tcpPair(t)
+			defer c.Close()
+			defer peer.Close()
+			e.Relay(context.Background(), goexitConn{c}, readWriter{src()}) // c idle: only the Goexit ends the relay
+			return nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := NewEngine()
+			if err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan struct{})
+			var err2 error
+			returned := false
+			go func() {
+				defer close(exited)
+				err2 = tc.run(t, e)
+				returned = true
+			}()
+			<-exited
+			closeWithin(t, e, 10*time.Second)
+			if !returned {
+				return // the caller's goroutine ended, and nothing is left running
+			}
+			if !errors.Is(err2, fanout.ErrGoexit) {
+				t.Fatalf("err = %v, want fanout.ErrGoexit", err2)
+			}
+		})
 	}
 }

@@ -177,39 +177,51 @@ func (e *Engine) RelayWith(ctx context.Context, a, b io.ReadWriter, opts ...Rela
 	r.startIdleTimer()
 
 	done := make(chan struct{})
-	var panicAToB any
+	var nAToB int64
+	var panicAToB, panicBToA any
 	go func() {
 		defer close(done)
 		defer e.end()
-		aToB, panicAToB = r.guard(dirAToB, b, a)
+		nAToB, panicAToB = r.guard(dirAToB, b, a)
 	}()
-	bToA, panicBToA := r.guard(dirBToA, a, b)
-	e.end()
-	<-done
-
-	stopClose()
-	err = r.stop()
-	r.cancel(nil)
-	if panicBToA != nil {
-		panic(panicBToA)
-	}
-	if panicAToB != nil {
-		panic(panicAToB)
-	}
-	return aToB, bToA, err
+	// Deferred, so that it also runs when the caller's direction calls
+	// runtime.Goexit (guard has ended the relay then).
+	defer func() {
+		e.end()
+		<-done
+		stopClose()
+		aToB, err = nAToB, r.stop()
+		r.cancel(nil)
+		if panicBToA != nil {
+			panic(panicBToA)
+		}
+		if panicAToB != nil {
+			panic(panicAToB)
+		}
+	}()
+	bToA, panicBToA = r.guard(dirBToA, a, b)
+	return 0, bToA, nil // aToB and err: the deferred join's
 }
 
 // guard runs direction dir (run). If a Read, Write or CloseWrite of the
 // ends panics, it ends the relay, both directions, and returns the value,
 // which RelayWith raises again in the caller's goroutine once both
 // directions have returned, as io.Copy's Read or Write would panic there.
+// If one calls runtime.Goexit, the relay ends with an error
+// (errGoexit), and the Goexit goes on.
 func (r *relay) guard(dir int, dst io.Writer, src io.Reader) (n int64, p any) {
+	returned := false
 	defer func() {
-		if p = recover(); p != nil {
+		switch p = recover(); {
+		case p != nil:
 			r.finish(dir, fmt.Errorf("panicked: %v", p))
+		case !returned:
+			r.finish(dir, errGoexit)
 		}
 	}()
-	return r.run(dir, dst, src), nil
+	n = r.run(dir, dst, src)
+	returned = true
+	return n, nil
 }
 
 // relay is the state two directions of one RelayWith share.

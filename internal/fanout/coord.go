@@ -63,13 +63,20 @@ func awaitAll(ctx context.Context, ds []*Dest, progress chan struct{}, p Policy)
 // caller sees it: the fan-out then panics.
 var errPanicked = errors.New("pipes: fan-out: a Read or Write panicked")
 
-// settle is deferred by a coordinator: if the coordinator itself panics
+// ErrGoexit is the error of a destination whose Write called
+// runtime.Goexit (t.FailNow in a test's Write, say), and the reason the
+// other destinations are stopped with when the source's Read did.
+var ErrGoexit = errors.New("pipes: a Read or Write called runtime.Goexit")
+
+// settle is deferred by a coordinator, with what the coordinator's
+// recover returned and whether it returned: if the coordinator panicked
 // (the source's Read), or a destination's Write panicked, it stops every
 // destination, waits for their goroutines and panics with that value in
-// the caller's goroutine, as io.Copy's Read or Write would. Destinations
-// that joined and were never admitted are abandoned first (abandon).
-func settle[M member](ms *[]M, abandon func()) {
-	p := recover()
+// the caller's goroutine, as io.Copy's Read or Write would. If the
+// source's Read called runtime.Goexit, it stops and waits for them the
+// same way, and the Goexit goes on. Destinations that joined and were
+// never admitted are abandoned first (abandon).
+func settle[M member](ms *[]M, abandon func(), p any, returned bool) {
 	if p == nil {
 		for _, m := range *ms {
 			if p = m.base().panicked(); p != nil {
@@ -77,10 +84,14 @@ func settle[M member](ms *[]M, abandon func()) {
 			}
 		}
 	}
-	if p == nil {
+	if p == nil && returned {
 		return
 	}
 	abandon()
+	if p == nil {
+		stopAll(bases(*ms), ErrGoexit)
+		return
+	}
 	stopAll(bases(*ms), errPanicked)
 	panic(p)
 }

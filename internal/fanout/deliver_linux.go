@@ -108,7 +108,11 @@ func (k *Kernel) discard(n int) error {
 func (k *Kernel) deliver(d *kdest) {
 	d.begin()
 	defer d.exit(k.progress)
-	defer d.catch(k.p.OnPanic)
+	d.run(k.p.OnPanic, func() { k.deliverLoop(d) })
+}
+
+// deliverLoop is deliver's work, run by Dest.run.
+func (k *Kernel) deliverLoop(d *kdest) {
 	var buf []byte
 	for {
 		if d.stopped() {

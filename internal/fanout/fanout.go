@@ -147,19 +147,29 @@ func (d *Dest) exit(progress chan struct{}) {
 	kick(progress)
 }
 
-// catch, deferred by the destination's goroutine before exit, recovers
-// a panic of its Write: the destination ends, onPanic (Policy.OnPanic)
-// is called, and the coordinator stops the fan-out and panics with the
-// same value in the caller's goroutine (settle), as a Write in the
-// caller's own goroutine would have.
-func (d *Dest) catch(onPanic func()) {
-	if p := recover(); p != nil {
-		d.panic = p
-		d.err = fmt.Errorf("pipes: fan-out to destination %d: Write panicked: %v", d.idx, p)
-		if onPanic != nil {
-			onPanic()
+// run runs body, the work of the destination's goroutine, and catches
+// what ends it other than a return. A panic of its Write ends the
+// destination, onPanic (Policy.OnPanic) is called, and the coordinator
+// stops the fan-out and panics with the same value in the caller's
+// goroutine (settle), as a Write in the caller's own goroutine would
+// have. A Write that called runtime.Goexit fails the destination
+// (ErrGoexit): its bytes went no further.
+func (d *Dest) run(onPanic func(), body func()) {
+	returned := false
+	defer func() {
+		switch p := recover(); {
+		case p != nil:
+			d.panic = p
+			d.err = fmt.Errorf("pipes: fan-out to destination %d: Write panicked: %v", d.idx, p)
+			if onPanic != nil {
+				onPanic()
+			}
+		case !returned:
+			d.err = fmt.Errorf("pipes: fan-out to destination %d: %w", d.idx, ErrGoexit)
 		}
-	}
+	}()
+	body()
+	returned = true
 }
 
 // panicked returns what the destination's Write panicked with, or nil.

@@ -264,7 +264,15 @@ func (k *Kernel) start() {
 // A panic of a destination's Write stops every destination and is raised
 // again in Run's goroutine (settle).
 func (k *Kernel) Run() (handled bool, err error) {
-	defer settle(&k.ds, k.abandonUnstarted)
+	returned := false
+	defer func() { settle(&k.ds, k.abandonUnstarted, recover(), returned) }()
+	handled, err = k.run()
+	returned = true
+	return handled, err
+}
+
+// run is Run's work, under settle.
+func (k *Kernel) run() (handled bool, err error) {
 	if !k.readAll() {
 		return false, nil
 	}

@@ -94,8 +94,16 @@ func (u *Userspace) admit() {
 //
 // A panic of src's Read or of a destination's Write stops every
 // destination and is raised again in Run's goroutine (settle).
-func (u *Userspace) Run(src io.Reader) error {
-	defer settle(&u.ds, u.Abort)
+func (u *Userspace) Run(src io.Reader) (err error) {
+	returned := false
+	defer func() { settle(&u.ds, u.Abort, recover(), returned) }()
+	err = u.run(src)
+	returned = true
+	return err
+}
+
+// run is Run's work, under settle.
+func (u *Userspace) run(src io.Reader) error {
 	for u.ctx.Err() == nil {
 		u.admit()
 		if live(u.ds) == 0 {
@@ -141,7 +149,11 @@ func (u *Userspace) Run(src io.Reader) error {
 func (u *Userspace) deliver(d *udest) {
 	d.begin()
 	defer d.exit(u.progress)
-	defer d.catch(u.p.OnPanic)
+	d.run(u.p.OnPanic, func() { u.deliverLoop(d) })
+}
+
+// deliverLoop is deliver's work, run by Dest.run.
+func (u *Userspace) deliverLoop(d *udest) {
 	for {
 		select {
 		case b, ok := <-d.q:
