@@ -29,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pipes-go/pipes"
@@ -213,19 +214,11 @@ func (s *Server) respond(c net.Conn, bw *bufio.Writer, req *http.Request, keep b
 	if name == "" {
 		name = "."
 	}
-	f, err := s.root.Open(name)
-	if err != nil {
-		code := http.StatusInternalServerError
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) || strings.Contains(err.Error(), "escapes") {
-			code = http.StatusNotFound
-		}
+	f, st, code := s.open(name)
+	if f == nil {
 		return writeError(bw, code, conn, body)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil || !st.Mode().IsRegular() {
-		return writeError(bw, http.StatusNotFound, conn, body)
-	}
 	size := st.Size()
 	rng := req.Header.Get("Range")
 	if !ifRange(req.Header.Get("If-Range"), st.ModTime()) {
@@ -270,6 +263,65 @@ func (s *Server) respond(c net.Conn, bw *bufio.Writer, req *http.Request, keep b
 	// The body: file -> pipe -> socket, inside the kernel.
 	n, err := s.engine.Copy(c, &io.LimitedReader{R: f, N: length})
 	return err == nil && n == length
+}
+
+// testHookStatted, if not nil, is called by open between its stat and
+// its open of name.
+var testHookStatted func(name string)
+
+// open opens the regular file name under the root for reading, or returns
+// the status of the response that refuses it: 404 for a file that does
+// not exist, cannot be read, is outside the root, or is not a regular
+// file. A directory is not served (no listings); neither is a fifo, a
+// socket or a device, which net/http's FileServer does not refuse: it
+// opens them with os.Open, which waits in open(2) for a fifo's writer,
+// and a client could hold a connection, and Close, that way. They get
+// 404, not 403, as files the server may not read do: a client cannot
+// tell what is there from what is not.
+//
+// The stat before the open spares the open(2) of a device, which may act
+// (a tape drive rewinds); the open is non-blocking all the same, for the
+// name may have become a fifo since, and the opened file is checked
+// again.
+func (s *Server) open(name string) (*os.File, fs.FileInfo, int) {
+	st, err := s.root.Stat(name)
+	if err != nil {
+		return nil, nil, openStatus(err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, nil, http.StatusNotFound
+	}
+	if testHookStatted != nil {
+		testHookStatted(name)
+	}
+	f, err := openNonblock(s.root, name)
+	if err != nil {
+		return nil, nil, openStatus(err)
+	}
+	if st, err = f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		return nil, nil, http.StatusNotFound
+	}
+	// read(2) of a regular file ignores O_NONBLOCK, but pipes takes it
+	// for a descriptor on Go's netpoller, which this one is not: leave
+	// it as os.Open does.
+	if err := setBlocking(f); err != nil {
+		f.Close()
+		return nil, nil, http.StatusInternalServerError
+	}
+	return f, st, 0
+}
+
+// openStatus is the status of a response to a request for a path whose
+// stat or open failed with err.
+func openStatus(err error) int {
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission),
+		strings.Contains(err.Error(), "escapes"),
+		errors.Is(err, syscall.ENXIO): // a socket (or a device without its driver), swapped in after the stat
+		return http.StatusNotFound
+	}
+	return http.StatusInternalServerError
 }
 
 type header struct{ bw *bufio.Writer }

@@ -40,6 +40,12 @@ func startServer(t *testing.T, files map[string][]byte) (base string, s *Server)
 			t.Fatal(err)
 		}
 	}
+	return serveDir(t, dir)
+}
+
+// serveDir serves dir on 127.0.0.1, port 0, until the test ends.
+func serveDir(t *testing.T, dir string) (base string, s *Server) {
+	t.Helper()
 	s, err := NewServer(dir, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -381,4 +387,28 @@ func TestFileServerIfRange(t *testing.T) {
 			t.Errorf("If-Range %q: %s %q; want %d %q", c.ifRange, resp.Status, b, c.code, c.want)
 		}
 	}
+}
+
+// rawResponse sends req on a new connection to base and reads the
+// response to a request of method. A watchdog, not a measure: where the
+// server never answers, the test fails after a minute instead of
+// hanging.
+func rawResponse(t *testing.T, base, method, req string) *http.Response {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(time.Minute))
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: method})
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
 }
