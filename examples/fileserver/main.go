@@ -24,6 +24,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path"
 	"strconv"
@@ -219,6 +220,11 @@ func (s *Server) respond(c net.Conn, bw *bufio.Writer, req *http.Request, keep b
 		return writeError(bw, code, conn, body)
 	}
 	defer f.Close()
+	if strings.HasSuffix(req.URL.Path, "/") {
+		// A file named as a directory: net/http's FileServer redirects
+		// to its name.
+		return redirect(bw, fileLocation(req.URL, name), conn)
+	}
 	size := st.Size()
 	rng := req.Header.Get("Range")
 	if !ifRange(req.Header.Get("If-Range"), st.ModTime()) {
@@ -324,6 +330,21 @@ func openStatus(err error) int {
 	return http.StatusInternalServerError
 }
 
+// fileLocation is the Location of the redirect of a request for the
+// regular file name whose path u.Path ends in a slash. Where u.Path is
+// "/name/", it is "../base", relative as net/http's FileServer makes it
+// (localRedirect: it serves under a prefix too); otherwise a relative
+// reference may miss (from "/a//", "../a" is "/a/a"), and it is the clean
+// path, as net/http's ServeMux redirects an unclean path. The query is
+// kept; the path is escaped (it may hold any byte, CR and LF too).
+func fileLocation(u *url.URL, name string) string {
+	p := "/" + name
+	if u.Path == p+"/" {
+		p = "../" + path.Base(name)
+	}
+	return (&url.URL{Path: p, RawQuery: u.RawQuery}).String()
+}
+
 type header struct{ bw *bufio.Writer }
 
 func (h header) status(code int) {
@@ -368,6 +389,21 @@ func writeError(bw *bufio.Writer, code int, conn string, body bool) bool {
 	if body {
 		bw.WriteString(text)
 	}
+	return bw.Flush() == nil && conn != "close"
+}
+
+// redirect writes a 301 response to loc, without a body, and conn, if
+// not empty, as its Connection header; it reports whether the
+// connection is still usable.
+func redirect(bw *bufio.Writer, loc, conn string) bool {
+	h := header{bw: bw}
+	h.status(http.StatusMovedPermanently)
+	h.add("Location", loc)
+	h.add("Content-Length", "0")
+	if conn != "" {
+		h.add("Connection", conn)
+	}
+	bw.WriteString("\r\n")
 	return bw.Flush() == nil && conn != "close"
 }
 

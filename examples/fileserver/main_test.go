@@ -412,3 +412,63 @@ func rawResponse(t *testing.T, base, method, req string) *http.Response {
 	resp.Body.Close()
 	return resp
 }
+
+// TestFileServerFileSlash asks for regular files with a trailing slash:
+// as net/http's FileServer, the server redirects (301) to the path
+// without it, relative to the request's path (../name, the query kept),
+// and never serves the file under the slashed name. A path that is not
+// clean otherwise is sent to its clean form, which a relative reference
+// would miss ("../a" from "/a//" is "/a/a"). Directories are not served
+// (404), with or without the slash.
+func TestFileServerFileSlash(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "d/f", "a b"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("file"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base, _ := serveDir(t, dir)
+	for _, c := range []struct {
+		target string // the request-target
+		code   int
+		loc    string // the Location of a redirect
+	}{
+		{"/a/", 301, "../a"},
+		{"/d/f/", 301, "../f"},
+		{"/a/?x=1&y", 301, "../a?x=1&y"},
+		{"/a%20b/", 301, "../a%20b"},
+		{"/a//", 301, "/a"},
+		{"/d/../a/", 301, "/a"},
+		{"/a", 200, ""},
+		{"/d/f", 200, ""},
+		{"/d/", 404, ""},
+		{"/d", 404, ""},
+		{"/", 404, ""},
+	} {
+		for _, method := range []string{"GET", "HEAD"} {
+			resp := rawResponse(t, base, method, method+" "+c.target+" HTTP/1.1\r\nHost: x\r\n\r\n")
+			if resp.StatusCode != c.code || resp.Header.Get("Location") != c.loc {
+				t.Errorf("%s %s: %s, Location %q; want %d, %q", method, c.target, resp.Status, resp.Header.Get("Location"), c.code, c.loc)
+			}
+		}
+	}
+	// Go's client follows the redirect to the file.
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, b := get(t, &http.Client{Transport: tr}, mustRequest(t, "GET", base+"/d/f/?q"))
+	if resp.StatusCode != 200 || string(b) != "file" || resp.Request.URL.Path != "/d/f" || resp.Request.URL.RawQuery != "q" {
+		t.Errorf("GET /d/f/?q, redirects followed: %s %q at %s", resp.Status, b, resp.Request.URL)
+	}
+}
+
+func mustRequest(t *testing.T, method, url string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
