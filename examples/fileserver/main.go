@@ -73,6 +73,7 @@ type Server struct {
 	lns    map[net.Listener]struct{}
 	conns  map[net.Conn]struct{}
 	closed bool
+	done   chan struct{} // closed by Close: ends the lingering waits
 	wg     sync.WaitGroup
 }
 
@@ -86,7 +87,13 @@ func NewServer(dir string, engine *pipes.Engine) (*Server, error) {
 	if engine == nil {
 		engine = pipes.DefaultEngine()
 	}
-	return &Server{root: root, engine: engine, lns: map[net.Listener]struct{}{}, conns: map[net.Conn]struct{}{}}, nil
+	return &Server{
+		root:   root,
+		engine: engine,
+		lns:    map[net.Listener]struct{}{},
+		conns:  map[net.Conn]struct{}{},
+		done:   make(chan struct{}),
+	}, nil
 }
 
 // Serve accepts connections on ln and serves each in its own goroutine
@@ -139,6 +146,9 @@ func (s *Server) untrack(c net.Conn) {
 // goroutines, and closes the root directory.
 func (s *Server) Close() error {
 	s.mu.Lock()
+	if !s.closed {
+		close(s.done)
+	}
 	s.closed = true
 	for ln := range s.lns {
 		ln.Close()
@@ -162,8 +172,15 @@ const maxHeaderBytes = 1 << 20
 
 // maxDrainBytes bounds the request body read and discarded to reach the
 // next request (GET and HEAD use none); with more, the response closes
-// the connection and the rest is never read.
+// the connection (lingering: see closeWriteAndWait).
 const maxDrainBytes = 1 << 20
+
+// lingerTimeout bounds the wait of closeWriteAndWait (net/http's
+// rstAvoidanceDelay); a variable for the tests.
+var lingerTimeout = 500 * time.Millisecond
+
+// lingerBytes bounds what closeWriteAndWait reads and discards.
+const lingerBytes = 256 << 10
 
 // ServeConn serves the requests of one connection until the client closes
 // it, asks for Connection: close, or a response fails. It closes c.
@@ -177,29 +194,71 @@ func (s *Server) ServeConn(c net.Conn) {
 		lr.N = maxHeaderBytes
 		req, err := http.ReadRequest(br)
 		if err != nil {
+			code := 0
 			switch {
 			case lr.N <= 0:
-				writeError(bw, http.StatusRequestHeaderFieldsTooLarge, "close", true)
+				code = http.StatusRequestHeaderFieldsTooLarge
 			case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded):
-				writeError(bw, http.StatusBadRequest, "close", true)
+				code = http.StatusBadRequest
+			}
+			if code != 0 {
+				// The rest of the request may still be on its way.
+				writeError(bw, code, "close", true)
+				s.closeWriteAndWait(c)
 			}
 			return
 		}
 		lr.N = math.MaxInt64
 		c.SetReadDeadline(time.Time{})
-		keep := !req.Close
+		keep, drained := !req.Close, true
 		if req.Body != nil {
 			// GET and HEAD carry no body; drain any so the next request
 			// parses, or give up on the connection.
 			// Not req.Body.Close: it reads the rest, however long.
 			n, err := io.Copy(io.Discard, io.LimitReader(req.Body, maxDrainBytes+1))
 			if err != nil || n > maxDrainBytes {
-				keep = false
+				keep, drained = false, false
 			}
 		}
-		if !s.respond(c, bw, req, keep) || !keep {
+		if !s.respond(c, bw, req, keep) {
 			return
 		}
+		if !drained {
+			s.closeWriteAndWait(c)
+		}
+		if !keep {
+			return
+		}
+	}
+}
+
+// closeWriteAndWait ends a connection whose client may still be sending
+// (the rest of a request the server answered without reading it whole),
+// before the caller closes c. A close with received bytes unread makes
+// the kernel send a reset, not a FIN, and drop what it has not yet sent
+// of the response; some clients' kernels drop what they had received
+// too, once a write fails on the reset. net/http's closeWriteAndWait
+// half-closes and sleeps lingerTimeout; this one half-closes c (its FIN
+// follows the response), then reads and discards until the client's
+// EOF or reset, lingerTimeout, or lingerBytes, so that a client that
+// closes ends the wait. Past lingerBytes it stops reading (the client's
+// writes then wait on TCP's flow control) and waits out lingerTimeout,
+// for the client to read the response. Close ends the wait: it closes c
+// and s.done.
+func (s *Server) closeWriteAndWait(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	deadline := time.Now().Add(lingerTimeout)
+	c.SetReadDeadline(deadline)
+	if _, err := io.CopyN(io.Discard, c, lingerBytes); err != nil {
+		return // EOF, a reset, the deadline, or Close
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.done:
 	}
 }
 
