@@ -383,7 +383,8 @@ func openStatus(err error) int {
 	switch {
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission),
 		strings.Contains(err.Error(), "escapes"),
-		errors.Is(err, syscall.ENXIO): // a socket (or a device without its driver), swapped in after the stat
+		errors.Is(err, syscall.ENOTDIR), // a path through a file: /a/x
+		errors.Is(err, syscall.ENXIO):   // a socket (or a device without its driver), swapped in after the stat
 		return http.StatusNotFound
 	}
 	return http.StatusInternalServerError

@@ -131,7 +131,7 @@ func TestFileServer(t *testing.T) {
 	if resp.StatusCode != 200 || resp.ContentLength != int64(len(big)) || len(b) != 0 {
 		t.Errorf("HEAD: %s, length %d, body %d", resp.Status, resp.ContentLength, len(b))
 	}
-	for _, p := range []string{"/missing", "/", "/../../etc/passwd"} {
+	for _, p := range []string{"/missing", "/", "/../../etc/passwd", "/small.txt/x"} {
 		if resp, _ := get(t, c, newReq("GET", p)); resp.StatusCode != 404 {
 			t.Errorf("GET %s: %s, want 404", p, resp.Status)
 		}
