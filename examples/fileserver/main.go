@@ -24,11 +24,13 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pipes-go/pipes"
@@ -71,6 +73,7 @@ type Server struct {
 	lns    map[net.Listener]struct{}
 	conns  map[net.Conn]struct{}
 	closed bool
+	done   chan struct{} // closed by Close: ends the lingering waits
 	wg     sync.WaitGroup
 }
 
@@ -84,7 +87,13 @@ func NewServer(dir string, engine *pipes.Engine) (*Server, error) {
 	if engine == nil {
 		engine = pipes.DefaultEngine()
 	}
-	return &Server{root: root, engine: engine, lns: map[net.Listener]struct{}{}, conns: map[net.Conn]struct{}{}}, nil
+	return &Server{
+		root:   root,
+		engine: engine,
+		lns:    map[net.Listener]struct{}{},
+		conns:  map[net.Conn]struct{}{},
+		done:   make(chan struct{}),
+	}, nil
 }
 
 // Serve accepts connections on ln and serves each in its own goroutine
@@ -137,6 +146,9 @@ func (s *Server) untrack(c net.Conn) {
 // goroutines, and closes the root directory.
 func (s *Server) Close() error {
 	s.mu.Lock()
+	if !s.closed {
+		close(s.done)
+	}
 	s.closed = true
 	for ln := range s.lns {
 		ln.Close()
@@ -160,8 +172,15 @@ const maxHeaderBytes = 1 << 20
 
 // maxDrainBytes bounds the request body read and discarded to reach the
 // next request (GET and HEAD use none); with more, the response closes
-// the connection and the rest is never read.
+// the connection (lingering: see closeWriteAndWait).
 const maxDrainBytes = 1 << 20
+
+// lingerTimeout bounds the wait of closeWriteAndWait (net/http's
+// rstAvoidanceDelay); a variable for the tests.
+var lingerTimeout = 500 * time.Millisecond
+
+// lingerBytes bounds what closeWriteAndWait reads and discards.
+const lingerBytes = 256 << 10
 
 // ServeConn serves the requests of one connection until the client closes
 // it, asks for Connection: close, or a response fails. It closes c.
@@ -175,29 +194,71 @@ func (s *Server) ServeConn(c net.Conn) {
 		lr.N = maxHeaderBytes
 		req, err := http.ReadRequest(br)
 		if err != nil {
+			code := 0
 			switch {
 			case lr.N <= 0:
-				writeError(bw, http.StatusRequestHeaderFieldsTooLarge, "close", true)
+				code = http.StatusRequestHeaderFieldsTooLarge
 			case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded):
-				writeError(bw, http.StatusBadRequest, "close", true)
+				code = http.StatusBadRequest
+			}
+			if code != 0 {
+				// The rest of the request may still be on its way.
+				writeError(bw, code, "close", true)
+				s.closeWriteAndWait(c)
 			}
 			return
 		}
 		lr.N = math.MaxInt64
 		c.SetReadDeadline(time.Time{})
-		keep := !req.Close
+		keep, drained := !req.Close, true
 		if req.Body != nil {
 			// GET and HEAD carry no body; drain any so the next request
 			// parses, or give up on the connection.
 			// Not req.Body.Close: it reads the rest, however long.
 			n, err := io.Copy(io.Discard, io.LimitReader(req.Body, maxDrainBytes+1))
 			if err != nil || n > maxDrainBytes {
-				keep = false
+				keep, drained = false, false
 			}
 		}
-		if !s.respond(c, bw, req, keep) || !keep {
+		if !s.respond(c, bw, req, keep) {
 			return
 		}
+		if !drained {
+			s.closeWriteAndWait(c)
+		}
+		if !keep {
+			return
+		}
+	}
+}
+
+// closeWriteAndWait ends a connection whose client may still be sending
+// (the rest of a request the server answered without reading it whole),
+// before the caller closes c. A close with received bytes unread makes
+// the kernel send a reset, not a FIN, and drop what it has not yet sent
+// of the response; some clients' kernels drop what they had received
+// too, once a write fails on the reset. net/http's closeWriteAndWait
+// half-closes and sleeps lingerTimeout; this one half-closes c (its FIN
+// follows the response), then reads and discards until the client's
+// EOF or reset, lingerTimeout, or lingerBytes, so that a client that
+// closes ends the wait. Past lingerBytes it stops reading (the client's
+// writes then wait on TCP's flow control) and waits out lingerTimeout,
+// for the client to read the response. Close ends the wait: it closes c
+// and s.done.
+func (s *Server) closeWriteAndWait(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	deadline := time.Now().Add(lingerTimeout)
+	c.SetReadDeadline(deadline)
+	if _, err := io.CopyN(io.Discard, c, lingerBytes); err != nil {
+		return // EOF, a reset, the deadline, or Close
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.done:
 	}
 }
 
@@ -213,18 +274,15 @@ func (s *Server) respond(c net.Conn, bw *bufio.Writer, req *http.Request, keep b
 	if name == "" {
 		name = "."
 	}
-	f, err := s.root.Open(name)
-	if err != nil {
-		code := http.StatusInternalServerError
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) || strings.Contains(err.Error(), "escapes") {
-			code = http.StatusNotFound
-		}
+	f, st, code := s.open(name)
+	if f == nil {
 		return writeError(bw, code, conn, body)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil || !st.Mode().IsRegular() {
-		return writeError(bw, http.StatusNotFound, conn, body)
+	if strings.HasSuffix(req.URL.Path, "/") {
+		// A file named as a directory: net/http's FileServer redirects
+		// to its name.
+		return redirect(bw, fileLocation(req.URL, name), conn)
 	}
 	size := st.Size()
 	rng := req.Header.Get("Range")
@@ -272,6 +330,81 @@ func (s *Server) respond(c net.Conn, bw *bufio.Writer, req *http.Request, keep b
 	return err == nil && n == length
 }
 
+// testHookStatted, if not nil, is called by open between its stat and
+// its open of name.
+var testHookStatted func(name string)
+
+// open opens the regular file name under the root for reading, or returns
+// the status of the response that refuses it: 404 for a file that does
+// not exist, cannot be read, is outside the root, or is not a regular
+// file. A directory is not served (no listings); neither is a fifo, a
+// socket or a device, which net/http's FileServer does not refuse: it
+// opens them with os.Open, which waits in open(2) for a fifo's writer,
+// and a client could hold a connection, and Close, that way. They get
+// 404, not 403, as files the server may not read do: a client cannot
+// tell what is there from what is not.
+//
+// The stat before the open spares the open(2) of a device, which may act
+// (a tape drive rewinds); the open is non-blocking all the same, for the
+// name may have become a fifo since, and the opened file is checked
+// again.
+func (s *Server) open(name string) (*os.File, fs.FileInfo, int) {
+	st, err := s.root.Stat(name)
+	if err != nil {
+		return nil, nil, openStatus(err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, nil, http.StatusNotFound
+	}
+	if testHookStatted != nil {
+		testHookStatted(name)
+	}
+	f, err := openNonblock(s.root, name)
+	if err != nil {
+		return nil, nil, openStatus(err)
+	}
+	if st, err = f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		return nil, nil, http.StatusNotFound
+	}
+	// read(2) of a regular file ignores O_NONBLOCK, but pipes takes it
+	// for a descriptor on Go's netpoller, which this one is not: leave
+	// it as os.Open does.
+	if err := setBlocking(f); err != nil {
+		f.Close()
+		return nil, nil, http.StatusInternalServerError
+	}
+	return f, st, 0
+}
+
+// openStatus is the status of a response to a request for a path whose
+// stat or open failed with err.
+func openStatus(err error) int {
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission),
+		strings.Contains(err.Error(), "escapes"),
+		errors.Is(err, syscall.ENOTDIR), // a path through a file: /a/x
+		errors.Is(err, syscall.ENXIO):   // a socket (or a device without its driver), swapped in after the stat
+		return http.StatusNotFound
+	}
+	return http.StatusInternalServerError
+}
+
+// fileLocation is the Location of the redirect of a request for the
+// regular file name whose path u.Path ends in a slash. Where u.Path is
+// "/name/", it is "../base", relative as net/http's FileServer makes it
+// (localRedirect: it serves under a prefix too); otherwise a relative
+// reference may miss (from "/a//", "../a" is "/a/a"), and it is the clean
+// path, as net/http's ServeMux redirects an unclean path. The query is
+// kept; the path is escaped (it may hold any byte, CR and LF too).
+func fileLocation(u *url.URL, name string) string {
+	p := "/" + name
+	if u.Path == p+"/" {
+		p = "../" + path.Base(name)
+	}
+	return (&url.URL{Path: p, RawQuery: u.RawQuery}).String()
+}
+
 type header struct{ bw *bufio.Writer }
 
 func (h header) status(code int) {
@@ -316,6 +449,21 @@ func writeError(bw *bufio.Writer, code int, conn string, body bool) bool {
 	if body {
 		bw.WriteString(text)
 	}
+	return bw.Flush() == nil && conn != "close"
+}
+
+// redirect writes a 301 response to loc, without a body, and conn, if
+// not empty, as its Connection header; it reports whether the
+// connection is still usable.
+func redirect(bw *bufio.Writer, loc, conn string) bool {
+	h := header{bw: bw}
+	h.status(http.StatusMovedPermanently)
+	h.add("Location", loc)
+	h.add("Content-Length", "0")
+	if conn != "" {
+		h.add("Connection", conn)
+	}
+	bw.WriteString("\r\n")
 	return bw.Flush() == nil && conn != "close"
 }
 

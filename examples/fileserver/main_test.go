@@ -40,6 +40,12 @@ func startServer(t *testing.T, files map[string][]byte) (base string, s *Server)
 			t.Fatal(err)
 		}
 	}
+	return serveDir(t, dir)
+}
+
+// serveDir serves dir on 127.0.0.1, port 0, until the test ends.
+func serveDir(t *testing.T, dir string) (base string, s *Server) {
+	t.Helper()
 	s, err := NewServer(dir, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +131,7 @@ func TestFileServer(t *testing.T) {
 	if resp.StatusCode != 200 || resp.ContentLength != int64(len(big)) || len(b) != 0 {
 		t.Errorf("HEAD: %s, length %d, body %d", resp.Status, resp.ContentLength, len(b))
 	}
-	for _, p := range []string{"/missing", "/", "/../../etc/passwd"} {
+	for _, p := range []string{"/missing", "/", "/../../etc/passwd", "/small.txt/x"} {
 		if resp, _ := get(t, c, newReq("GET", p)); resp.StatusCode != 404 {
 			t.Errorf("GET %s: %s, want 404", p, resp.Status)
 		}
@@ -274,8 +280,7 @@ func TestFileServerRawConn(t *testing.T) {
 }
 
 // TestFileServerLongHeader sends a request whose headers are longer than
-// maxHeaderBytes: it must get 431 (or the connection closed, if the
-// reset overtakes the response), never be served.
+// maxHeaderBytes: it must get 431, never be served.
 func TestFileServerLongHeader(t *testing.T) {
 	base, _ := startServer(t, map[string][]byte{"a": []byte("a")})
 	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
@@ -289,8 +294,8 @@ func TestFileServerLongHeader(t *testing.T) {
 		wrote <- err
 	}()
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err == nil && resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
-		t.Errorf("%d bytes of headers: %s, want 431", 2*maxHeaderBytes, resp.Status)
+	if err != nil || resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("%d bytes of headers: %v, %v; want 431", 2*maxHeaderBytes, resp, err)
 	}
 	conn.Close()
 	<-wrote
@@ -380,5 +385,196 @@ func TestFileServerIfRange(t *testing.T) {
 		if resp.StatusCode != c.code || string(b) != c.want {
 			t.Errorf("If-Range %q: %s %q; want %d %q", c.ifRange, resp.Status, b, c.code, c.want)
 		}
+	}
+}
+
+// rawResponse sends req on a new connection to base and reads the
+// response to a request of method. A watchdog, not a measure: where the
+// server never answers, the test fails after a minute instead of
+// hanging.
+func rawResponse(t *testing.T, base, method, req string) *http.Response {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(time.Minute))
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: method})
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+// TestFileServerFileSlash asks for regular files with a trailing slash:
+// as net/http's FileServer, the server redirects (301) to the path
+// without it, relative to the request's path (../name, the query kept),
+// and never serves the file under the slashed name. A path that is not
+// clean otherwise is sent to its clean form, which a relative reference
+// would miss ("../a" from "/a//" is "/a/a"). Directories are not served
+// (404), with or without the slash.
+func TestFileServerFileSlash(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "d/f", "a b"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("file"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base, _ := serveDir(t, dir)
+	for _, c := range []struct {
+		target string // the request-target
+		code   int
+		loc    string // the Location of a redirect
+	}{
+		{"/a/", 301, "../a"},
+		{"/d/f/", 301, "../f"},
+		{"/a/?x=1&y", 301, "../a?x=1&y"},
+		{"/a%20b/", 301, "../a%20b"},
+		{"/a//", 301, "/a"},
+		{"/d/../a/", 301, "/a"},
+		{"/a", 200, ""},
+		{"/d/f", 200, ""},
+		{"/d/", 404, ""},
+		{"/d", 404, ""},
+		{"/", 404, ""},
+	} {
+		for _, method := range []string{"GET", "HEAD"} {
+			resp := rawResponse(t, base, method, method+" "+c.target+" HTTP/1.1\r\nHost: x\r\n\r\n")
+			if resp.StatusCode != c.code || resp.Header.Get("Location") != c.loc {
+				t.Errorf("%s %s: %s, Location %q; want %d, %q", method, c.target, resp.Status, resp.Header.Get("Location"), c.code, c.loc)
+			}
+		}
+	}
+	// Go's client follows the redirect to the file.
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, b := get(t, &http.Client{Transport: tr}, mustRequest(t, "GET", base+"/d/f/?q"))
+	if resp.StatusCode != 200 || string(b) != "file" || resp.Request.URL.Path != "/d/f" || resp.Request.URL.RawQuery != "q" {
+		t.Errorf("GET /d/f/?q, redirects followed: %s %q at %s", resp.Status, b, resp.Request.URL)
+	}
+}
+
+func mustRequest(t *testing.T, method, url string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+// setLinger sets lingerTimeout until the test ends; call it before the
+// server starts.
+func setLinger(t *testing.T, d time.Duration) {
+	old := lingerTimeout
+	lingerTimeout = d
+	t.Cleanup(func() { lingerTimeout = old })
+}
+
+// TestFileServerLingeringClose ends connections whose request the server
+// does not read to the end (431, 400, a body too long to drain) while the
+// client is still sending, behind a response larger than the client's
+// receive window: closing with the client's bytes unread sends a reset,
+// which throws away the part of the response still in the server's send
+// queue. The server half-closes instead and waits: the client must read
+// every response whole, then the server's FIN. The wait here is longer
+// than the test (only the client's close or Server.Close ends it, which
+// the cleanup checks), and what the server discards is bounded: where
+// the client sends more, the server does not read it all.
+func TestFileServerLingeringClose(t *testing.T) {
+	setLinger(t, time.Hour)
+	big := randomBytes(8 << 20)
+	base, _ := startServer(t, map[string][]byte{"big": big, "a": []byte("a")})
+	const getBig = "GET /big HTTP/1.1\r\nHost: x\r\n\r\n"
+	filler := strings.Repeat("x", 64<<20)
+	for _, c := range []struct {
+		name    string
+		req     string
+		want    []int // the statuses, in order; 200 is big
+		readAll bool  // the server reads the whole request
+	}{
+		{"431", getBig + "GET /a HTTP/1.1\r\nHost: x\r\nX-Long: " + filler + "\r\n\r\n",
+			[]int{200, 431}, false},
+		{"431, the rest read to the client's close",
+			getBig + "GET /a HTTP/1.1\r\nHost: x\r\nX-Long: " + filler[:maxHeaderBytes+lingerBytes/2] + "\r\n\r\n",
+			[]int{200, 431}, true},
+		{"400", getBig + "BAD\r\n\r\n" + filler, []int{200, 400}, false},
+		{"body too long to drain",
+			fmt.Sprintf("GET /big HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(filler), filler),
+			[]int{200}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			// A small window: most of big is still in the server's send
+			// queue when it has sent it.
+			if err := conn.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {
+				t.Fatal(err)
+			}
+			wrote := make(chan error, 1)
+			go func() { _, err := io.WriteString(conn, c.req); wrote <- err }()
+			br := bufio.NewReader(conn)
+			for i, want := range c.want {
+				resp, err := http.ReadResponse(br, &http.Request{Method: "GET"})
+				if err != nil {
+					t.Fatalf("response %d: %v", i, err)
+				}
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != want || (want == 200 && !bytes.Equal(b, big)) {
+					t.Fatalf("response %d: %s, %d bytes (%v); want %d", i, resp.Status, len(b), err, want)
+				}
+			}
+			if _, err := br.ReadByte(); err != io.EOF {
+				t.Errorf("after the last response: %v, want EOF", err)
+			}
+			if c.readAll {
+				if err := <-wrote; err != nil {
+					t.Errorf("writing the request: %v", err)
+				}
+				return
+			}
+			conn.Close()
+			if err := <-wrote; err == nil {
+				t.Errorf("the server read all %d bytes of the request", len(c.req))
+			}
+		})
+	}
+}
+
+// TestFileServerLingerEnds: a client that goes on sending after a 431
+// and never closes is cut off once lingerTimeout has passed (the write
+// fails), Close or no Close.
+func TestFileServerLingerEnds(t *testing.T) {
+	setLinger(t, time.Millisecond)
+	base, _ := startServer(t, map[string][]byte{"a": []byte("a")})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := io.WriteString(conn, "GET /a HTTP/1.1\r\nHost: x\r\nX-Long: "+strings.Repeat("x", 64<<20))
+		wrote <- err
+	}()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil || resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("%v, %v; want 431", resp, err)
+	}
+	if err := <-wrote; err == nil {
+		t.Errorf("the server read all of the request")
 	}
 }
