@@ -322,8 +322,10 @@ func (s *Server) respond(c net.Conn, bw *bufio.Writer, req *http.Request, keep b
 	if !ok || !body || length == 0 {
 		return true
 	}
-	if _, err := f.Seek(start, io.SeekStart); err != nil {
-		return false
+	if start > 0 { // the file was just opened: its offset is 0
+		if _, err := f.Seek(start, io.SeekStart); err != nil {
+			return false
+		}
 	}
 	// The body: file -> pipe -> socket, inside the kernel.
 	n, err := s.engine.Copy(c, &io.LimitedReader{R: f, N: length})
@@ -367,9 +369,12 @@ func (s *Server) open(name string) (*os.File, fs.FileInfo, int) {
 		f.Close()
 		return nil, nil, http.StatusNotFound
 	}
-	// read(2) of a regular file ignores O_NONBLOCK, but pipes takes it
-	// for a descriptor on Go's netpoller, which this one is not: leave
-	// it as os.Open does.
+	// read(2) of a regular file ignores O_NONBLOCK; io_uring did not
+	// always: kernels from before 2022 or so answer a ring read of a page
+	// not in the page cache with EAGAIN instead of handing it to one of
+	// the ring's workers, and the engine's ring path for cold files
+	// (docs/design.md) would then read on this goroutine's thread
+	// (Linux 6.18 on ext4 reads it all the same). Leave it as os.Open does.
 	if err := setBlocking(f); err != nil {
 		f.Close()
 		return nil, nil, http.StatusInternalServerError
