@@ -370,11 +370,11 @@ func (s *Server) open(name string) (*os.File, fs.FileInfo, int) {
 		return nil, nil, http.StatusNotFound
 	}
 	// read(2) of a regular file ignores O_NONBLOCK; io_uring did not
-	// always: kernels from before 2022 or so answer a ring read of a page
-	// not in the page cache with EAGAIN instead of handing it to one of
-	// the ring's workers, and the engine's ring path for cold files
-	// (docs/design.md) would then read on this goroutine's thread
-	// (Linux 6.18 on ext4 reads it all the same). Leave it as os.Open does.
+	// always: older kernels answer a ring read of a page not in the page
+	// cache with EAGAIN instead of handing it to one of the ring's
+	// workers, and the engine's ring path for cold files (docs/design.md)
+	// would then read on this goroutine's thread (Linux 6.18 on ext4
+	// reads it all the same). Leave it as os.Open does.
 	if err := setBlocking(f); err != nil {
 		f.Close()
 		return nil, nil, http.StatusInternalServerError
