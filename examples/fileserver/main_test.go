@@ -283,16 +283,7 @@ func TestFileServerRawConn(t *testing.T) {
 // maxHeaderBytes: it must get 431, never be served.
 func TestFileServerLongHeader(t *testing.T) {
 	base, _ := startServer(t, map[string][]byte{"a": []byte("a")})
-	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	wrote := make(chan error, 1)
-	go func() {
-		_, err := io.WriteString(conn, "GET /a HTTP/1.1\r\nHost: x\r\nX-Long: "+strings.Repeat("x", 2*maxHeaderBytes)+"\r\n\r\n")
-		wrote <- err
-	}()
+	conn, wrote := dialSending(t, base, "GET /a HTTP/1.1\r\nHost: x\r\nX-Long: "+strings.Repeat("x", 2*maxHeaderBytes)+"\r\n\r\n")
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil || resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("%d bytes of headers: %v, %v; want 431", 2*maxHeaderBytes, resp, err)
@@ -560,16 +551,7 @@ func TestFileServerLingeringClose(t *testing.T) {
 func TestFileServerLingerEnds(t *testing.T) {
 	setLinger(t, time.Millisecond)
 	base, _ := startServer(t, map[string][]byte{"a": []byte("a")})
-	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	wrote := make(chan error, 1)
-	go func() {
-		_, err := io.WriteString(conn, "GET /a HTTP/1.1\r\nHost: x\r\nX-Long: "+strings.Repeat("x", 64<<20))
-		wrote <- err
-	}()
+	conn, wrote := dialSending(t, base, "GET /a HTTP/1.1\r\nHost: x\r\nX-Long: "+strings.Repeat("x", 64<<20))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil || resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Fatalf("%v, %v; want 431", resp, err)
@@ -577,4 +559,22 @@ func TestFileServerLingerEnds(t *testing.T) {
 	if err := <-wrote; err == nil {
 		t.Errorf("the server read all of the request")
 	}
+}
+
+// dialSending connects to the server at base and sends req from a
+// goroutine of its own, which reports the write's error on the channel.
+// The connection is closed when the test ends.
+func dialSending(t *testing.T, base, req string) (net.Conn, <-chan error) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := io.WriteString(conn, req)
+		wrote <- err
+	}()
+	return conn, wrote
 }
