@@ -161,8 +161,9 @@ func (s *Server) Close() error {
 	return s.root.Close()
 }
 
-// idleTimeout bounds the wait for the next request on a connection.
-const idleTimeout = 2 * time.Minute
+// idleTimeout bounds the wait for the next request on a connection, and
+// then for the rest of its body, if it has one; a variable for the tests.
+var idleTimeout = 2 * time.Minute
 
 // maxHeaderBytes bounds the request line and headers of one request, as
 // net/http's Server.MaxHeaderBytes does (http.ReadRequest itself reads
@@ -209,17 +210,19 @@ func (s *Server) ServeConn(c net.Conn) {
 			return
 		}
 		lr.N = math.MaxInt64
-		c.SetReadDeadline(time.Time{})
 		keep, drained := !req.Close, true
 		if req.Body != nil {
 			// GET and HEAD carry no body; drain any so the next request
-			// parses, or give up on the connection.
+			// parses, or give up on the connection: a body that does not
+			// come (a Content-Length never sent) within the idle timeout
+			// does not hold the connection.
 			// Not req.Body.Close: it reads the rest, however long.
 			n, err := io.Copy(io.Discard, io.LimitReader(req.Body, maxDrainBytes+1))
 			if err != nil || n > maxDrainBytes {
 				keep, drained = false, false
 			}
 		}
+		c.SetReadDeadline(time.Time{})
 		if !s.respond(c, bw, req, keep) {
 			return
 		}

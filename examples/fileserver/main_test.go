@@ -578,3 +578,31 @@ func dialSending(t *testing.T, base, req string) (net.Conn, <-chan error) {
 	}()
 	return conn, wrote
 }
+
+// TestFileServerBodyStall: a request whose body never comes (a
+// Content-Length, then nothing) is answered, and its connection closed,
+// once the idle timeout has passed. Before, the drain of the body waited
+// without a deadline and the connection was held for as long as the
+// client kept it open.
+func TestFileServerBodyStall(t *testing.T) {
+	old := idleTimeout
+	idleTimeout = 50 * time.Millisecond
+	t.Cleanup(func() { idleTimeout = old })
+	base, _ := startServer(t, map[string][]byte{"a": []byte("hello")})
+	conn, wrote := dialSending(t, base, "GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(time.Minute)) // a hang fails, not waits
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no response: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || string(body) != "hello" {
+		t.Fatalf("body %q, %v", body, err)
+	}
+	if _, err := conn.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("after the response: %v, want EOF (the connection closed)", err)
+	}
+}
