@@ -108,7 +108,9 @@ func FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, opts ...FanOut
 // deadline. A destination whose write fails (EPIPE or ECONNRESET once its
 // peer is gone, or any other error) is dropped at once with that error,
 // wrapped so that errors.Is(err, syscall.EPIPE) holds; the others go on.
-// Once no destination is left, src is read no further.
+// Once no destination is left, src is read no further, and FanOut
+// returns without waiting for src's next input (a read of src waiting
+// for it is interrupted as a cancel interrupts it).
 //
 // A regular-file src is read from its current offset, which is left after
 // the bytes read, as io.Copy leaves it. An *io.LimitedReader src is
@@ -214,8 +216,10 @@ func (e *Engine) FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, op
 	if len(ds) > 0 {
 		p := cfg.policy(len(ds))
 		// A destination's Write that panicked ends the fan-out at once,
-		// a read of src waiting for input included.
+		// a read of src waiting for input included; so does the failure
+		// of the last destination left, which nothing would read for.
 		p.OnPanic = func() { cancel(errFanOutPanicked) }
+		p.OnNoneLeft = func() { cancel(errFanOutNoneLeft) }
 		e.fanOut(cctx, src, ds, p)
 	}
 	stop() // a Close from now on changes no destination's error
@@ -229,6 +233,11 @@ func (e *Engine) FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, op
 // when a destination's Write panicked. No caller sees it: FanOut then
 // panics.
 var errFanOutPanicked = errors.New("pipes: fan-out: a destination's Write panicked")
+
+// errFanOutNoneLeft is the cause the context of a fan-out ends with once
+// every destination has returned. No destination's error wraps it: none
+// is left to stop.
+var errFanOutNoneLeft = errors.New("pipes: fan-out: no destination left")
 
 // fanOut runs a fan-out of src to ds on the fastest path: the kernel's
 // where it applies, else userspace. It honours an *io.LimitedReader and

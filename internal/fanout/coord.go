@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -239,6 +240,26 @@ func live[M member](ms []M) int {
 		}
 	}
 	return n
+}
+
+// leaving counts the destinations of a fan-out whose goroutines have
+// not returned, and calls Policy.OnNoneLeft when the last one has.
+type leaving struct {
+	left     atomic.Int32
+	noneLeft func() // Policy.OnNoneLeft; nil in a fan-out with joins
+}
+
+// expect counts n destinations whose goroutines are about to start. It
+// is called before any of them starts, so that the count reaches 0 only
+// once every one has returned.
+func (l *leaving) expect(n int) { l.left.Add(int32(n)) }
+
+// leave is deferred by a destination's goroutine, first, so that it
+// runs once the destination has exited.
+func (l *leaving) leave() {
+	if l.left.Add(-1) == 0 && l.noneLeft != nil {
+		l.noneLeft()
+	}
 }
 
 // pruneExited drops the members of ms whose goroutine has returned (but

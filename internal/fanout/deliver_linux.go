@@ -107,6 +107,7 @@ func (k *Kernel) discard(n int) error {
 // the pipe is empty, the destination fails, or it is stopped.
 func (k *Kernel) deliver(d *kdest) {
 	d.begin()
+	defer k.leaving.leave()
 	defer d.exit(k.progress)
 	d.run(k.p.OnPanic, func() { k.deliverLoop(d) })
 }

@@ -59,6 +59,14 @@ type Policy struct {
 	// fan-out goes on with the other destinations and raises the panic
 	// when it ends.
 	OnPanic func()
+	// OnNoneLeft, if not nil, is called in a fan-out without joins by
+	// the goroutine of the last destination to return, once it has: the
+	// caller ends the fan-out's context with it, so that a read of the
+	// source waiting for input then is interrupted (the caller's to
+	// interrupt) and the fan-out returns, reading no further. Without
+	// it, a fan-out whose destinations have all failed returns only once
+	// the source has more input (read for none of them) or ends.
+	OnNoneLeft func()
 }
 
 // state is where a destination is in its life.

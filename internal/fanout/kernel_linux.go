@@ -50,6 +50,7 @@ type Kernel struct {
 	size     int            // private pipe size asked for a joining destination
 	started  bool           // the destinations' goroutines have been started
 	progress chan struct{}  // cap 1: a destination delivered bytes or returned
+	leaving  leaving        // the destinations' goroutines not returned yet
 	final    chan struct{}  // closed once the last chunk is teed
 	finalErr error          // the source's error; set before final closes
 }
@@ -97,10 +98,12 @@ func newKdest(d *Dest, out Out) *kdest {
 // NewKernel returns a fan-out from src with no destination and no pipe
 // yet: see Add and Open, or OpenJoinable. Close releases what it holds.
 func NewKernel(ctx context.Context, src Source, p Policy) *Kernel {
-	return &Kernel{
+	k := &Kernel{
 		ctx: ctx, p: p, src: src,
 		null: -1, progress: make(chan struct{}, 1), final: make(chan struct{}),
 	}
+	k.leaving.noneLeft = p.OnNoneLeft
+	return k
 }
 
 // Add adds d, written through out, to a fan-out that Open has not yet
@@ -142,6 +145,7 @@ func (k *Kernel) Open() error {
 func (k *Kernel) OpenJoinable(size int, w Watch) error {
 	k.size = size
 	k.joins = newJoins[*kdest](w)
+	k.leaving.noneLeft = nil // destinations may still join
 	return k.openStage(size)
 }
 
@@ -237,6 +241,7 @@ func (k *Kernel) admit() {
 	for _, d := range k.joins.take() {
 		k.ds = append(k.ds, d)
 		if k.started {
+			k.leaving.expect(1)
 			go k.deliver(d)
 		}
 	}
@@ -246,6 +251,7 @@ func (k *Kernel) admit() {
 func (k *Kernel) start() {
 	if !k.started {
 		k.started = true
+		k.leaving.expect(len(k.ds))
 		for _, d := range k.ds {
 			go k.deliver(d)
 		}

@@ -18,6 +18,7 @@ type Userspace struct {
 	ds       []*udest       // admitted; the coordinator's
 	joins    *joins[*udest] // nil: no destination joins after the start
 	progress chan struct{}  // cap 1: a destination wrote or returned
+	leaving  leaving        // the destinations' goroutines not returned yet
 	srcErr   error          // read by the destinations after their queue closes
 }
 
@@ -29,7 +30,9 @@ type udest struct {
 
 func newUserspace(ctx context.Context, p Policy) *Userspace {
 	depth := max(1, p.Buffer/Chunk)
-	return &Userspace{ctx: ctx, p: p, depth: depth, progress: make(chan struct{}, 1)}
+	u := &Userspace{ctx: ctx, p: p, depth: depth, progress: make(chan struct{}, 1)}
+	u.leaving.noneLeft = p.OnNoneLeft
+	return u
 }
 
 // RunUserspace fans src out to the destinations ds through userspace
@@ -37,6 +40,7 @@ func newUserspace(ctx context.Context, p Policy) *Userspace {
 // destination is done (see Run).
 func RunUserspace(ctx context.Context, src io.Reader, ds []*Dest, p Policy) error {
 	u := newUserspace(ctx, p)
+	u.leaving.expect(len(ds))
 	for _, d := range ds {
 		u.start(&udest{Dest: d})
 	}
@@ -72,7 +76,7 @@ func (u *Userspace) Abort() {
 }
 
 // start admits d: it gets a queue and a goroutine that writes what is
-// queued to it.
+// queued to it. The caller has counted it in leaving (expect).
 func (u *Userspace) start(d *udest) {
 	d.q = make(chan []byte, u.depth)
 	u.ds = append(u.ds, d)
@@ -83,6 +87,7 @@ func (u *Userspace) start(d *udest) {
 func (u *Userspace) admit() {
 	u.ds = pruneExited(u.ds, nil)
 	for _, d := range u.joins.take() {
+		u.leaving.expect(1)
 		u.start(d)
 	}
 }
@@ -148,6 +153,7 @@ func (u *Userspace) run(src io.Reader) error {
 // until its queue closes, a write fails, or it is stopped.
 func (u *Userspace) deliver(d *udest) {
 	d.begin()
+	defer u.leaving.leave()
 	defer d.exit(u.progress)
 	d.run(u.p.OnPanic, func() { u.deliverLoop(d) })
 }
