@@ -166,3 +166,29 @@ func adv13Pipe(t *testing.T, blocking bool) (r, w *os.File) {
 	}
 	return os.NewFile(uintptr(p[0]), "|0"), os.NewFile(uintptr(p[1]), "|1")
 }
+
+// TestFanOutKeepsSourceDeadline: a FanOut that ends normally (here at
+// its source's limit, every destination served) leaves the caller's read
+// deadline on its socket source as it was: the wake that ends a fan-out
+// whose destinations all failed is not armed once the source has ended.
+// The source's next Read must then fail at that deadline, not wait.
+func TestFanOutKeepsSourceDeadline(t *testing.T) {
+	src, feed := tcpPair(t)
+	defer src.Close()
+	defer feed.Close()
+	if _, err := feed.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	src.SetReadDeadline(time.Now().Add(2 * time.Second))
+	var a, b bytes.Buffer
+	for i, r := range FanOut(context.Background(), &io.LimitedReader{R: src, N: 5}, []io.Writer{&a, drainedPipe(t), &b}) {
+		if r.Err != nil || r.Written != 5 {
+			t.Fatalf("destination %d: %+v", i, r)
+		}
+	}
+	guard := time.AfterFunc(time.Minute, func() { src.Close() }) // a lost deadline fails, not waits
+	defer guard.Stop()
+	if _, err := src.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read after FanOut: %v, want the caller's deadline", err)
+	}
+}

@@ -243,11 +243,18 @@ func live[M member](ms []M) int {
 }
 
 // leaving counts the destinations of a fan-out whose goroutines have
-// not returned, and calls Policy.OnNoneLeft when the last one has.
+// not returned, and calls Policy.OnNoneLeft when the last one has while
+// the source is still read: not once it has ended, when every
+// destination returns in the end and waking the source's read would
+// only clear the caller's deadlines on it.
 type leaving struct {
 	left     atomic.Int32
-	noneLeft func() // Policy.OnNoneLeft; nil in a fan-out with joins
+	ended    atomic.Bool // the coordinator reads the source no more
+	noneLeft func()      // Policy.OnNoneLeft; nil in a fan-out with joins
 }
+
+// sourceEnded records that the coordinator reads the source no more.
+func (l *leaving) sourceEnded() { l.ended.Store(true) }
 
 // expect counts n destinations whose goroutines are about to start. It
 // is called before any of them starts, so that the count reaches 0 only
@@ -257,7 +264,7 @@ func (l *leaving) expect(n int) { l.left.Add(int32(n)) }
 // leave is deferred by a destination's goroutine, first, so that it
 // runs once the destination has exited.
 func (l *leaving) leave() {
-	if l.left.Add(-1) == 0 && l.noneLeft != nil {
+	if l.left.Add(-1) == 0 && l.noneLeft != nil && !l.ended.Load() {
 		l.noneLeft()
 	}
 }

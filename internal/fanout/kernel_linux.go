@@ -279,7 +279,9 @@ func (k *Kernel) Run() (handled bool, err error) {
 
 // run is Run's work, under settle.
 func (k *Kernel) run() (handled bool, err error) {
-	if !k.readAll() {
+	handled = k.readAll()
+	k.leaving.sourceEnded()
+	if !handled {
 		return false, nil
 	}
 	k.abandonJoins()

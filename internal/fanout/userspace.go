@@ -134,6 +134,7 @@ func (u *Userspace) run(src io.Reader) error {
 			break
 		}
 	}
+	u.leaving.sourceEnded()
 	u.Abort()
 	ds := bases(u.ds)
 	if u.ctx.Err() != nil {
