@@ -330,9 +330,37 @@ func (s *Server) respond(c net.Conn, bw *bufio.Writer, req *http.Request, keep b
 			return false
 		}
 	}
-	// The body: file -> pipe -> socket, inside the kernel.
-	n, err := s.engine.Copy(c, &io.LimitedReader{R: f, N: length})
-	return err == nil && n == length
+	return s.send(c, f, length)
+}
+
+// sendTimeout bounds how long the client may take to read sendChunk
+// bytes of a response body, as nginx's send_timeout bounds the time
+// between two writes: a client that stops reading is cut off, where it
+// would hold its connection, its goroutine and the open file for as
+// long as it stayed connected. A variable for the tests.
+var sendTimeout = time.Minute
+
+// sendChunk is how much of a body one sendTimeout covers: a client
+// slower than sendChunk per sendTimeout (17 KiB/s) is cut off.
+const sendChunk = 1 << 20
+
+// send copies length bytes of f, at its offset, to c: file -> socket
+// inside the kernel, a sendChunk at a time, each within sendTimeout
+// (a write deadline on c, cleared after). It reports whether all of
+// them were sent.
+func (s *Server) send(c net.Conn, f *os.File, length int64) bool {
+	defer c.SetWriteDeadline(time.Time{})
+	lr := &io.LimitedReader{R: f}
+	for sent := int64(0); sent < length; {
+		c.SetWriteDeadline(time.Now().Add(sendTimeout))
+		lr.N = min(length-sent, sendChunk)
+		n, err := s.engine.Copy(c, lr)
+		sent += n
+		if err != nil || lr.N > 0 { // an error, or the file got shorter
+			return false
+		}
+	}
+	return true
 }
 
 // testHookStatted, if not nil, is called by open between its stat and

@@ -606,3 +606,35 @@ func TestFileServerBodyStall(t *testing.T) {
 		t.Fatalf("after the response: %v, want EOF (the connection closed)", err)
 	}
 }
+
+// TestFileServerSendTimeout: a client that asks for a large file and
+// never reads it is cut off once sendTimeout passes without it taking
+// sendChunk bytes: its connection is closed. Before, the response's
+// copy waited for room for as long as the client stayed connected,
+// holding the connection, its goroutine and the file.
+func TestFileServerSendTimeout(t *testing.T) {
+	old := sendTimeout
+	sendTimeout = 100 * time.Millisecond
+	t.Cleanup(func() { sendTimeout = old })
+	base, s := startServer(t, map[string][]byte{"big": make([]byte, 16<<20)})
+	conn, wrote := dialSending(t, base, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	// The client reads nothing; the server must give up on it.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		s.mu.Lock()
+		open := len(s.conns)
+		s.mu.Unlock()
+		if open == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the connection of a client that reads nothing is still served")
+		}
+	}
+	n, err := io.Copy(io.Discard, conn)
+	if n >= 16<<20 {
+		t.Fatalf("the client got the whole body (%d bytes, %v)", n, err)
+	}
+}
