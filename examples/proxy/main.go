@@ -30,6 +30,7 @@ func main() {
 	backend := flag.String("backend", "127.0.0.1:8080", "address to relay to")
 	impl := flag.String("impl", "pipes", "pipes (pipes.Relay), or iocopy (io.Copy)")
 	stats := flag.Duration("stats", 0, "log the engine's Stats at this interval (0: never)")
+	idle := flag.Duration("idle", 0, "end a relay after this long without a byte either way, as HAProxy's timeout client/server (0: never; pipes only)")
 	flag.Parse()
 	if *stats > 0 {
 		go func() {
@@ -44,11 +45,20 @@ func main() {
 	}
 	log.Printf("relaying %s -> %s (%s)", ln.Addr(), *backend, *impl)
 	p := NewProxy(*backend, *impl == "iocopy")
+	p.IdleTimeout = *idle
 	log.Fatal(p.Serve(ln))
 }
 
 // Proxy relays each accepted connection to Backend.
 type Proxy struct {
+	// IdleTimeout, if positive, ends a relay that has moved no byte
+	// either way for that long (pipes.RelayIdleTimeout), as HAProxy's
+	// timeout client and timeout server do, so that peers that went
+	// silent, or vanished without a FIN or a reset, do not hold their
+	// connections forever. The io.Copy baseline ignores it. Set it
+	// before Serve.
+	IdleTimeout time.Duration
+
 	backend string
 	ioCopy  bool
 
@@ -129,7 +139,11 @@ func (p *Proxy) Relay(client net.Conn) {
 	} else {
 		// Half-closes are passed on, a reset or p.Close ends both
 		// directions; the connections are left for the defers to close.
-		_, _, err = pipes.Relay(p.ctx, client, backend)
+		var opts []pipes.RelayOption
+		if p.IdleTimeout > 0 {
+			opts = append(opts, pipes.RelayIdleTimeout(p.IdleTimeout))
+		}
+		_, _, err = pipes.DefaultEngine().RelayWith(p.ctx, client, backend, opts...)
 	}
 	if err != nil {
 		// A relay that failed must not look like a clean end to either

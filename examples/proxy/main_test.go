@@ -2,10 +2,12 @@ package main
 
 import (
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -252,4 +254,33 @@ func TestProxyResetPassedOn(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestProxyIdleTimeout: with IdleTimeout set, a relay whose peers both
+// stay silent is ended, and the client's connection closed (with a
+// reset: the relay failed), where it would be held as long as the peers
+// stayed connected.
+func TestProxyIdleTimeout(t *testing.T) {
+	be := startBackend(t, nil, false) // reads until EOF: silent meanwhile
+	p := NewProxy(be.ln.Addr().String(), false)
+	p.IdleTimeout = 50 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); p.Serve(ln) }()
+	t.Cleanup(func() { p.Close(); <-done })
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("hello, then silence"))
+	c.SetReadDeadline(time.Now().Add(time.Minute)) // a relay kept fails, not waits
+	n, err := io.Copy(io.Discard, c)
+	if n != 0 || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("client read (%d, %v), want the connection ended", n, err)
+	}
+	waitIdle(t, p)
 }
