@@ -1,0 +1,50 @@
+package uring
+
+import (
+	"context"
+	"testing"
+
+	"github.com/pipes-go/pipes/internal/fdtest"
+)
+
+// TestCancelledWarmAsksBounded cancels Warmers' reads of cold files
+// while they wait for the disk. A buffered READ waiting for its pages is
+// where no IORING_OP_ASYNC_CANCEL finds it (-ENOENT) and completes on its
+// own; the loop asked again at once after each -ENOENT, one
+// io_uring_enter after another, for as long as the disk took: a busy
+// loop on the ring's thread for every cancelled cold read. Each op now
+// gets at most cancelAsks asks, so a cancelled chain of two READs costs
+// at most 2*cancelAsks cancel SQEs besides its own.
+func TestCancelledWarmAsksBounded(t *testing.T) {
+	d, st := newTestDriverWith(t, 2, 0, 1<<20) // no table: pins are duplicates, no FILES_UPDATE
+	const size = 4 << 20
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var sqes, cancelled uint64
+	for range 8 {
+		f := testFile(t, fdtest.Random(size))
+		if n := fdtest.CachedPages(t, f, size); n > 0 {
+			t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
+		}
+		p, err := d.pin(rawConn(t, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := st.SQEs.Load()
+		// Read in the whole guard, then the chunk's last page: the
+		// ctx is done before the loop submits them.
+		_, err = d.warm(ctx, p, 0, 1<<20, 2<<20)
+		d.unpin(p)
+		if err == nil {
+			continue // the chain was done before the select saw ctx
+		}
+		cancelled++
+		sqes += st.SQEs.Load() - before
+	}
+	if cancelled == 0 {
+		t.Skip("no chain was cancelled")
+	}
+	if most := cancelled * (2 + 2*cancelAsks); sqes > most {
+		t.Errorf("%d cancelled chains of 2 READs took %d SQEs; want at most %d", cancelled, sqes, most)
+	}
+}
