@@ -3,8 +3,12 @@ package uring
 import (
 	"context"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pipes-go/pipes/internal/fdtest"
+	"github.com/pipes-go/pipes/splice"
 )
 
 // TestCancelledWarmAsksBounded cancels Warmers' reads of cold files
@@ -46,5 +50,42 @@ func TestCancelledWarmAsksBounded(t *testing.T) {
 	}
 	if most := cancelled * (2 + 2*cancelAsks); sqes > most {
 		t.Errorf("%d cancelled chains of 2 READs took %d SQEs; want at most %d", cancelled, sqes, most)
+	}
+}
+
+// TestChainInOneSubmission runs a hardlinked chain of two ops on a ring
+// asked for one SQE: POLL_ADD on an empty pipe, then SPLICE from it. The
+// kernel ends a link at the end of a submission, so a chain split over
+// two would run its SPLICE at once (-EAGAIN from the empty pipe), not
+// after the poll: the driver's SQ must hold its longest chain.
+func TestChainInOneSubmission(t *testing.T) {
+	fdtest.Check(t)
+	pool := splice.NewPool(64<<10, 1)
+	defer pool.Close()
+	st := new(Counters)
+	d, err := New(Config{Entries: 1, Pool: pool, Closed: errTestClosed}, st)
+	if err != nil {
+		t.Skipf("io_uring refused: %v", err)
+	}
+	defer d.Close()
+	r, w := testPipe(t)
+	_, w2 := testPipe(t)
+	var c chain
+	c.reset(2)
+	c.hardlink = true
+	c.ops[0].prepPoll(plain(int(r.Fd())), unix.POLLIN)
+	c.ops[1].prepSplice(plain(int(r.Fd())), -1, plain(int(w2.Fd())), 64)
+	if err := d.submitChain(&c); err != nil {
+		t.Fatal(err)
+	}
+	for st.SQEs.Load() < 2 { // both in the kernel before the bytes
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := w.Write([]byte("linked")); err != nil {
+		t.Fatal(err)
+	}
+	<-c.done
+	if c.ops[0].res < 0 || c.ops[1].res != int32(len("linked")) {
+		t.Errorf("POLL_ADD, SPLICE = %d, %d; want the SPLICE to move %d bytes after the poll", c.ops[0].res, c.ops[1].res, len("linked"))
 	}
 }

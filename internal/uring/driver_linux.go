@@ -16,7 +16,7 @@ import (
 
 // Config is what a Driver needs from the engine that owns it.
 type Config struct {
-	Entries        uint32 // SQ size (IORING_SETUP_CLAMP applies)
+	Entries        uint32 // SQ size (IORING_SETUP_CLAMP applies; at least maxChain)
 	SQPoll         bool   // IORING_SETUP_SQPOLL
 	IOWQMaxWorkers uint32 // io-wq worker cap; 0: the kernel's default
 	// Pool lends the copies their intermediate pipes: the engine's pool,
@@ -175,6 +175,10 @@ func (c *chain) finish() {
 	c.done <- struct{}{}
 }
 
+// maxChain is the most ops a chain has (a Warmer's two READs), and the
+// least SQ size: a chain must fit in one submission (prepChain).
+const maxChain = 2
+
 // cancelTag marks the user_data of ASYNC_CANCEL SQEs.
 const cancelTag = 1 << 63
 
@@ -219,7 +223,7 @@ func setupRing(cfg Config) (*ring.Ring, error) {
 			p.SQThreadIdle = 50 // ms
 		}
 		var r *ring.Ring
-		r, err = ring.Setup(cfg.Entries, p)
+		r, err = ring.Setup(max(cfg.Entries, maxChain), p)
 		if err == nil {
 			return r, nil
 		}
