@@ -3,11 +3,14 @@ package pipes
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
@@ -56,6 +59,63 @@ func TestAdv13bDirectSourceNotWarmed(t *testing.T) {
 			}
 			if st := e.Stats(); st.Warmed != 0 {
 				t.Errorf("Stats.Warmed = %d for a file whose reads bypass the page cache; want 0", st.Warmed)
+			}
+		})
+	}
+}
+
+// TestAdv13bReadWriteFifoEnds opens a fifo for reading and writing and
+// closes one of the two ends: the other sees it as that of a pipe does,
+// EOF (POLLHUP) once the writer is closed, EPIPE once the reader is.
+// Both ends were O_RDWR descriptors, each a reader and a writer of the
+// fifo: the reader never saw EOF, and writes went on into a fifo no one
+// would read, then waited for room for ever.
+func TestAdv13bReadWriteFifoEnds(t *testing.T) {
+	fdtest.Check(t)
+	opens := map[string]func(path string) (*PipeReader, *PipeWriter, error){
+		"Create": Create,
+		"OpenFifo": func(path string) (*PipeReader, *PipeWriter, error) {
+			return OpenFifo(path, os.O_RDWR|os.O_CREATE, 0o600)
+		},
+		"AsyncOpenFifo": func(path string) (*PipeReader, *PipeWriter, error) {
+			ch, err := AsyncOpenFifo(path, os.O_RDWR|os.O_CREATE, 0o600)
+			if err != nil {
+				return nil, nil, err
+			}
+			res := <-ch
+			return res.R, res.W, res.Err
+		},
+	}
+	for name, open := range opens {
+		t.Run(name+"/writer closed", func(t *testing.T) {
+			r, w, err := open(filepath.Join(t.TempDir(), "fifo"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if _, err := w.Write([]byte("abc")); err != nil {
+				t.Fatal(err)
+			}
+			w.Close()
+			var ev int16
+			rc, _ := r.SyscallConn()
+			rc.Control(func(fd uintptr) { ev = fifoEvents(int(fd)) })
+			if ev&unix.POLLHUP == 0 {
+				t.Fatalf("reader's events %#x once the writer is closed; want POLLHUP", ev)
+			}
+			if b, err := io.ReadAll(r); string(b) != "abc" || err != nil {
+				t.Errorf("ReadAll = %q, %v; want \"abc\", nil", b, err)
+			}
+		})
+		t.Run(name+"/reader closed", func(t *testing.T) {
+			r, w, err := open(filepath.Join(t.TempDir(), "fifo"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			r.Close()
+			if _, err := w.Write([]byte("x")); !errors.Is(err, syscall.EPIPE) {
+				t.Errorf("Write once the reader is closed: %v; want EPIPE", err)
 			}
 		})
 	}
