@@ -22,7 +22,8 @@ func Open(path string) (*PipeReader, error) {
 // Create opens the fifo at path for reading and writing, creating it with
 // mode 0666 (before umask) if it does not exist: OpenFifo(path,
 // os.O_RDWR|os.O_CREATE, 0666). It never blocks. The reader sees no EOF
-// while the returned writer is open.
+// while the returned writer is open, and EOF once it and any other writer
+// are closed.
 func Create(path string) (*PipeReader, *PipeWriter, error) {
 	return OpenFifo(path, os.O_RDWR|os.O_CREATE, 0o666)
 }

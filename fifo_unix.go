@@ -26,8 +26,11 @@ import (
 //     kernel's ENXIO for a non-blocking open), the open still succeeds;
 //     writes fail with EPIPE until a reader connects. Use AsyncOpenFifo
 //     to wait for a reader instead.
-//   - os.O_RDWR returns both, each with its own descriptor, so each can be
-//     closed on its own. The reader sees no EOF while the writer is open.
+//   - os.O_RDWR returns both: a read-only and a write-only descriptor of
+//     the fifo, so each can be closed on its own. The reader sees no EOF
+//     while the writer is open, and EOF once it and any other writer are
+//     closed; the writer's writes fail with EPIPE once the reader and any
+//     other reader are closed, as a pipe's do.
 //
 // With os.O_CREATE the fifo is created with mode's permission bits (before
 // umask) if it does not exist; with os.O_EXCL too, an existing path is an
@@ -71,19 +74,27 @@ func OpenFifo(path string, flag int, mode os.FileMode) (*PipeReader, *PipeWriter
 		}
 		return nil, &PipeWriter{f: f}, nil
 	case os.O_RDWR:
-		f, err := open(os.O_RDWR)
+		// A read-only and a write-only descriptor, not two O_RDWR ones,
+		// each of which would be a reader and a writer of the fifo:
+		// closing the writer must give the reader EOF, and closing the
+		// reader the writer EPIPE, as for a pipe. The reader, opened
+		// first, is there for the writer's open.
+		rf, err := open(os.O_RDONLY)
 		if err != nil {
 			return nil, nil, err
 		}
-		if err := checkFifo(f); err != nil {
+		if err := checkFifo(rf); err != nil {
 			return nil, nil, err
 		}
-		wf, err := dupFile(f, path)
+		wf, err := open(os.O_WRONLY)
+		if err == nil {
+			err = checkFifo(wf)
+		}
 		if err != nil {
-			f.Close()
+			rf.Close()
 			return nil, nil, err
 		}
-		return &PipeReader{f: f}, &PipeWriter{f: wf}, nil
+		return &PipeReader{f: rf}, &PipeWriter{f: wf}, nil
 	}
 	return nil, nil, &fs.PathError{Op: "open", Path: path, Err: syscall.EINVAL}
 }
@@ -166,25 +177,6 @@ func checkFifo(f *os.File) error {
 		f.Close()
 	}
 	return err
-}
-
-// dupFile returns a second *os.File for f's open file (F_DUPFD_CLOEXEC).
-func dupFile(f *os.File, name string) (*os.File, error) {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	var fd int
-	var derr error
-	if cerr := rc.Control(func(s uintptr) {
-		fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
-	}); cerr != nil {
-		return nil, cerr
-	}
-	if derr != nil {
-		return nil, &fs.PathError{Op: "dup", Path: name, Err: derr}
-	}
-	return os.NewFile(uintptr(fd), name), nil
 }
 
 // readFifo reads from a read-only fifo that may not have had a writer

@@ -16,7 +16,7 @@ import (
 
 // Config is what a Driver needs from the engine that owns it.
 type Config struct {
-	Entries        uint32 // SQ size (IORING_SETUP_CLAMP applies)
+	Entries        uint32 // SQ size (IORING_SETUP_CLAMP applies; at least maxChain)
 	SQPoll         bool   // IORING_SETUP_SQPOLL
 	IOWQMaxWorkers uint32 // io-wq worker cap; 0: the kernel's default
 	// Pool lends the copies their intermediate pipes: the engine's pool,
@@ -123,6 +123,8 @@ type op struct {
 	// new link of the chain, issued at once).
 	unlinked bool
 	chain    *chain
+	// asks: the ASYNC_CANCELs sent for this op (the loop's).
+	asks uint8
 
 	// Set by the loop; read by the copy once the chain is done.
 	res      int32
@@ -173,6 +175,10 @@ func (c *chain) finish() {
 	c.done <- struct{}{}
 }
 
+// maxChain is the most ops a chain has (a Warmer's two READs), and the
+// least SQ size: a chain must fit in one submission (prepChain).
+const maxChain = 2
+
 // cancelTag marks the user_data of ASYNC_CANCEL SQEs.
 const cancelTag = 1 << 63
 
@@ -217,7 +223,7 @@ func setupRing(cfg Config) (*ring.Ring, error) {
 			p.SQThreadIdle = 50 // ms
 		}
 		var r *ring.Ring
-		r, err = ring.Setup(cfg.Entries, p)
+		r, err = ring.Setup(max(cfg.Entries, maxChain), p)
 		if err == nil {
 			return r, nil
 		}
@@ -423,6 +429,7 @@ func (d *Driver) cancelAborting(l *loopState) {
 			delete(l.aborting, c)
 		case cancelWanted:
 			o := c.first()
+			o.asks++
 			sqe := d.getSQE(l)
 			sqe.PrepCancel64(o.id, 0)
 			sqe.UserData = cancelTag | o.id
@@ -531,17 +538,24 @@ func (d *Driver) reap(l *loopState) {
 	}
 }
 
+// cancelAsks bounds the ASYNC_CANCELs sent for one op.
+const cancelAsks = 3
+
 // reapCancel takes the answer to an ASYNC_CANCEL. -ENOENT: the op was not
-// armed yet (its link was being issued) or has completed; the chain goes
-// back to cancelWanted, and the next pass asks again if the op is still
-// pending (retry reports that one is needed). 0 or -EALREADY: the op
+// armed yet (its link was being issued), has completed, or is armed
+// where no cancel finds it (a buffered READ waiting for its pages, which
+// completes on its own); the chain goes back to cancelWanted, and the
+// next pass asks again if the op is still pending (retry reports that
+// one is needed), up to cancelAsks asks: past them the op is taken for
+// one of the last kind, and asking on would busy the loop until the
+// disk answers. 0, -EALREADY, or -ENOENT past cancelAsks: the op
 // completes soon; the chain stays cancelling until its CQE.
 func (d *Driver) reapCancel(l *loopState, cqe ring.CQE) (retry bool) {
 	o := l.inFlight[cqe.UserData&^cancelTag]
 	if o == nil {
 		return false // the op has completed: reapOp moved its chain on
 	}
-	if cqe.Res == -int32(unix.ENOENT) {
+	if cqe.Res == -int32(unix.ENOENT) && o.asks < cancelAsks {
 		o.chain.state = cancelWanted
 		return true
 	}

@@ -110,7 +110,9 @@ const (
 // NewWarmer returns a Warmer for a copy from the file src, which starts
 // at the file's offset; nil, with no error, where the driver has no
 // Warmers (Config.WarmChunk 0) or the copy has nothing to warm: a small
-// file wholly in the page cache (smallCached).
+// file wholly in the page cache (smallCached), or a file opened
+// O_DIRECT, whose reads bypass the page cache (what the ring read in
+// would be read again from the disk).
 func (d *Driver) NewWarmer(src File) (*Warmer, error) {
 	if d.guard == nil {
 		return nil, nil
@@ -119,8 +121,8 @@ func (d *Driver) NewWarmer(src File) (*Warmer, error) {
 		d.st.CachedReads.Add(1) // its one chunk, found in the page cache
 		return nil, nil
 	}
-	off, err := fileOffset(src.Conn)
-	if err != nil {
+	off, direct, err := fileOffset(src.Conn)
+	if err != nil || direct {
 		return nil, err
 	}
 	return &Warmer{d: d, src: src.Conn, off: off, size: src.Size}, nil
@@ -208,18 +210,25 @@ func (w *Warmer) readIn(n int64) bool {
 	return in
 }
 
-// fileOffset reads the offset of the caller's file behind c.
-func fileOffset(c syscall.RawConn) (off int64, err error) {
+// fileOffset reads the offset of the caller's file behind c, and
+// whether it was opened O_DIRECT.
+func fileOffset(c syscall.RawConn) (off int64, direct bool, err error) {
 	cerr := c.Control(func(sysfd uintptr) {
+		var fl int
+		if fl, err = unix.FcntlInt(sysfd, unix.F_GETFL, 0); err != nil {
+			err = &os.SyscallError{Syscall: "fcntl", Err: err}
+			return
+		}
+		direct = fl&unix.O_DIRECT != 0
 		off, err = unix.Seek(int(sysfd), 0, io.SeekCurrent)
 		if err != nil {
 			err = &os.SyscallError{Syscall: "lseek", Err: err}
 		}
 	})
 	if cerr != nil {
-		return 0, cerr
+		return 0, false, cerr
 	}
-	return off, err
+	return off, direct, err
 }
 
 // Close releases what the Warmer holds (its pin of the file). The copy
@@ -378,8 +387,8 @@ func (d *Driver) closeWarm() {
 // all of whose pages are in the page cache, by one cachestat(2) (Linux
 // 6.5) over the whole file, which needs no offset. A copy of it has
 // nothing to warm, so it costs one system call where the Warmer's first
-// chunk would cost three (lseek, then residency's cachestat and a probe
-// of the chunk's last byte). false where the kernel cannot tell: the
+// chunk would cost four (fcntl and lseek, then residency's cachestat and
+// a probe of the chunk's last byte). false where the kernel cannot tell: the
 // Warmer then probes chunk by chunk.
 func smallCached(src File) bool {
 	if src.Size <= 0 || src.Size > cachedChunk {
