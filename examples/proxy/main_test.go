@@ -70,6 +70,12 @@ func startBackend(t *testing.T, reply []byte, reset bool) *backend {
 
 func startProxy(t *testing.T, backendAddr string, ioCopy bool) (*Proxy, string) {
 	p := NewProxy(backendAddr, ioCopy)
+	return p, serveProxy(t, p)
+}
+
+// serveProxy serves p on 127.0.0.1, port 0, until the test ends, and
+// returns its address.
+func serveProxy(t *testing.T, p *Proxy) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +83,7 @@ func startProxy(t *testing.T, backendAddr string, ioCopy bool) (*Proxy, string) 
 	done := make(chan struct{})
 	go func() { defer close(done); p.Serve(ln) }()
 	t.Cleanup(func() { p.Close(); <-done })
-	return p, ln.Addr().String()
+	return ln.Addr().String()
 }
 
 // waitIdle fails t unless every relay has ended within 5 s.
@@ -264,14 +270,7 @@ func TestProxyIdleTimeout(t *testing.T) {
 	be := startBackend(t, nil, false) // reads until EOF: silent meanwhile
 	p := NewProxy(be.ln.Addr().String(), false)
 	p.IdleTimeout = 50 * time.Millisecond
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); p.Serve(ln) }()
-	t.Cleanup(func() { p.Close(); <-done })
-	c, err := net.Dial("tcp", ln.Addr().String())
+	c, err := net.Dial("tcp", serveProxy(t, p))
 	if err != nil {
 		t.Fatal(err)
 	}

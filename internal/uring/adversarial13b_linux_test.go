@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/pipes-go/pipes/internal/fdtest"
 	"github.com/pipes-go/pipes/splice"
 )
@@ -69,13 +67,8 @@ func TestChainInOneSubmission(t *testing.T) {
 	}
 	defer d.Close()
 	r, w := testPipe(t)
-	_, w2 := testPipe(t)
-	var c chain
-	c.reset(2)
-	c.hardlink = true
-	c.ops[0].prepPoll(plain(int(r.Fd())), unix.POLLIN)
-	c.ops[1].prepSplice(plain(int(r.Fd())), -1, plain(int(w2.Fd())), 64)
-	if err := d.submitChain(&c); err != nil {
+	c := pollThenSplice(t, r)
+	if err := d.submitChain(c); err != nil {
 		t.Fatal(err)
 	}
 	for st.SQEs.Load() < 2 { // both in the kernel before the bytes

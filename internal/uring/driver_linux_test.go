@@ -97,13 +97,8 @@ func TestChainCompletes(t *testing.T) {
 func TestChainCancel(t *testing.T) {
 	d, _ := newTestDriver(t)
 	r, _ := testPipe(t)
-	_, w2 := testPipe(t)
-	var c chain
-	c.reset(2)
-	c.hardlink = true
-	c.ops[0].prepPoll(plain(int(r.Fd())), unix.POLLIN)
-	c.ops[1].prepSplice(plain(int(r.Fd())), -1, plain(int(w2.Fd())), 64)
-	if err := d.submitChain(&c); err != nil {
+	c := pollThenSplice(t, r)
+	if err := d.submitChain(c); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -111,7 +106,7 @@ func TestChainCancel(t *testing.T) {
 		t.Fatal("chain done before any byte arrived")
 	case <-time.After(20 * time.Millisecond):
 	}
-	d.cancelChain(&c)
+	d.cancelChain(c)
 	select {
 	case <-c.done:
 	case <-time.After(5 * time.Second):
@@ -249,4 +244,17 @@ func TestCopyReadsCancel(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pollThenSplice returns a hardlinked chain of two ops: a POLL_ADD for
+// input on r, then a SPLICE of up to 64 bytes from r into a pipe of its
+// own.
+func pollThenSplice(t *testing.T, r *os.File) *chain {
+	_, w := testPipe(t)
+	c := new(chain)
+	c.reset(2)
+	c.hardlink = true
+	c.ops[0].prepPoll(plain(int(r.Fd())), unix.POLLIN)
+	c.ops[1].prepSplice(plain(int(r.Fd())), -1, plain(int(w.Fd())), 64)
+	return c
 }
