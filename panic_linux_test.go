@@ -324,16 +324,14 @@ type goexitReader struct{}
 
 func (goexitReader) Read([]byte) (int, error) { runtime.Goexit(); return 0, nil }
 
-// goexitConn is c, whose Write calls runtime.Goexit; without a c, its
-// Read returns EOF.
+// goexitConn is a connection whose Write calls runtime.Goexit.
 type goexitConn struct{ net.Conn }
 
-func (c goexitConn) Read(b []byte) (int, error) {
-	if c.Conn == nil {
-		return 0, io.EOF
-	}
-	return c.Conn.Read(b)
-}
+// goexitEOF reads as empty and calls runtime.Goexit in Write. It has no
+// deadlines for a relay to set.
+type goexitEOF struct{ goexitEnd }
+
+func (goexitEOF) Read([]byte) (int, error) { return 0, io.EOF }
 
 func (goexitConn) Write([]byte) (int, error) { runtime.Goexit(); return 0, nil }
 
@@ -384,7 +382,7 @@ func TestGoexitInReadOrWrite(t *testing.T) {
 			return nil
 		}},
 		{"Relay/other direction", func(t *testing.T, e *Engine) error {
-			_, _, err := e.Relay(context.Background(), readWriter{src()}, goexitConn{})
+			_, _, err := e.Relay(context.Background(), readWriter{src()}, goexitEOF{})
 			return err
 		}},
 		{"Relay/caller's direction", func(t *testing.T, e *Engine) error {
