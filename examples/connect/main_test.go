@@ -416,41 +416,12 @@ func TestConnectResetPassedOn(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer ln.Close()
-			targetErr := make(chan error, 1)
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					targetErr <- err
-					return
-				}
-				defer c.Close()
-				if resets == "target" {
-					io.CopyN(io.Discard, c, 1)
-					c.(*net.TCPConn).SetLinger(0)
-					targetErr <- nil
-					return
-				}
-				_, err = io.Copy(io.Discard, c)
-				targetErr <- err
-			}()
+			targetErr := fdtest.AcceptPeer(ln, resets == "target")
 			c, br, res := rawConnect(t, addr, ln.Addr().String(), []byte("x"))
 			if res.StatusCode != http.StatusOK {
 				t.Fatalf("CONNECT: %s", res.Status)
 			}
-			if resets == "client" {
-				c.(*net.TCPConn).SetLinger(0)
-				c.Close()
-				if err := <-targetErr; err == nil {
-					t.Error("the target read EOF after the client reset, want an error")
-				}
-			} else {
-				if err := <-targetErr; err != nil {
-					t.Fatal(err)
-				}
-				if _, err := io.ReadAll(br); err == nil {
-					t.Error("the client read EOF after the target reset, want an error")
-				}
-			}
+			fdtest.ExpectResetPassed(t, c, br, targetErr, resets == "client")
 			waitIdle(t, p)
 		})
 	}

@@ -216,23 +216,7 @@ func TestProxyResetPassedOn(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer ln.Close()
-				backendErr := make(chan error, 1)
-				go func() {
-					c, err := ln.Accept()
-					if err != nil {
-						backendErr <- err
-						return
-					}
-					defer c.Close()
-					if resets == "backend" {
-						io.CopyN(io.Discard, c, 1)
-						c.(*net.TCPConn).SetLinger(0)
-						backendErr <- nil
-						return
-					}
-					_, err = io.Copy(io.Discard, c)
-					backendErr <- err
-				}()
+				backendErr := fdtest.AcceptPeer(ln, resets == "backend")
 				p, addr := startProxy(t, ln.Addr().String(), impl == "iocopy")
 				c, err := net.Dial("tcp", addr)
 				if err != nil {
@@ -242,20 +226,7 @@ func TestProxyResetPassedOn(t *testing.T) {
 				if _, err := c.Write([]byte("x")); err != nil {
 					t.Fatal(err)
 				}
-				if resets == "client" {
-					c.(*net.TCPConn).SetLinger(0)
-					c.Close()
-					if err := <-backendErr; err == nil {
-						t.Error("the backend read EOF after the client reset, want an error")
-					}
-				} else {
-					if err := <-backendErr; err != nil {
-						t.Fatal(err)
-					}
-					if _, err := io.ReadAll(c); err == nil {
-						t.Error("the client read EOF after the backend reset, want an error")
-					}
-				}
+				fdtest.ExpectResetPassed(t, c, c, backendErr, resets == "client")
 				waitIdle(t, p)
 			})
 		}
