@@ -616,12 +616,37 @@ func TestFileServerSendTimeout(t *testing.T) {
 	old := sendTimeout
 	sendTimeout = 100 * time.Millisecond
 	t.Cleanup(func() { sendTimeout = old })
-	base, s := startServer(t, map[string][]byte{"big": make([]byte, 16<<20)})
-	conn, wrote := dialSending(t, base, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
-	if err := <-wrote; err != nil {
+	// Far more than the kernel can buffer between the two sockets: a
+	// sparse file of 1 GiB.
+	const size = 1 << 30
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "big"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// The client reads nothing; the server must give up on it.
+	if err := os.Truncate(filepath.Join(dir, "big"), size); err != nil {
+		t.Fatal(err)
+	}
+	base, s := serveDir(t, dir)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// A small receive buffer, fixed before any byte comes, so that the
+	// kernel's autotuning does not grow it (tcp_rmem allows 32 MiB).
+	if err := conn.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(conn, "GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// The client reads the response's headers (the server serves it now:
+	// the connection is tracked) and nothing more; the server must give
+	// up on it.
+	br := bufio.NewReader(conn)
+	if _, err := http.ReadResponse(br, nil); err != nil {
+		t.Fatal(err)
+	}
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
 		s.mu.Lock()
 		open := len(s.conns)
@@ -633,8 +658,8 @@ func TestFileServerSendTimeout(t *testing.T) {
 			t.Fatalf("the connection of a client that reads nothing is still served")
 		}
 	}
-	n, err := io.Copy(io.Discard, conn)
-	if n >= 16<<20 {
+	n, err := io.Copy(io.Discard, br)
+	if n >= size {
 		t.Fatalf("the client got the whole body (%d bytes, %v)", n, err)
 	}
 }
