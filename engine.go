@@ -609,7 +609,7 @@ func copyFiles(ctx context.Context, dst io.Writer, s copySource, m *meter) (int6
 // the pipe pool's lock, no allocation.
 type Stats struct {
 	Copies   uint64 // copies started: a FanOut is one, a relay one per direction
-	InFlight int64  // copies running now
+	InFlight int64  // copies running now: never more than Copies in one snapshot
 	Bytes    uint64 // bytes delivered, counted as they move (see Future.Written); FanOut's, and a userspace copy's through a ReaderFrom or WriterTo, when it ends
 	// Splice counts the copies run by the splice(2) loop, also those
 	// it moved in part through its userspace buffer: rounds with no
@@ -745,9 +745,13 @@ func (b *byteCount) Load() uint64 {
 // copies share few io_uring_enter calls" (SQEs / Enters), see why copies
 // went to userspace, and why the engine is not on io_uring (RingSetup).
 func (e *Engine) Stats() Stats {
+	// InFlight is loaded before Copies: begin counts a copy in Copies
+	// before InFlight, so every copy in the snapshot's InFlight is in its
+	// Copies too (InFlight <= Copies).
+	inFlight := e.stats.inFlight.Load()
 	s := Stats{
 		Copies:              e.stats.copies.Load(),
-		InFlight:            e.stats.inFlight.Load(),
+		InFlight:            inFlight,
 		Bytes:               e.stats.bytes.Load(),
 		Splice:              e.stats.spliceLoop.Load(),
 		Sendfile:            e.stats.sendfile.Load(),

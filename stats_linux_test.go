@@ -253,3 +253,53 @@ func TestStatsAllocs(t *testing.T) {
 	}
 	_ = st
 }
+
+// TestStatsInFlightWithinCopies snapshots Stats while copies start: a
+// copy counted in InFlight is counted in Copies, in every snapshot. The
+// copies wait until the snapshots are done, so every copy started is in
+// flight and a snapshot that counted one in InFlight but not in Copies
+// would show InFlight > Copies.
+func TestStatsInFlightWithinCopies(t *testing.T) {
+	copies := 20000
+	if raceEnabled {
+		copies = 4000 // the race detector's limit is 8128 goroutines
+	}
+	e := newTestEngine(t)
+	release := make(chan struct{})
+	src := readerFunc(func(p []byte) (int, error) {
+		<-release
+		return 0, io.EOF
+	})
+	started := make(chan []*Future)
+	go func() {
+		fs := make([]*Future, 0, copies)
+		for range copies {
+			fs = append(fs, e.CopyAsync(context.Background(), io.Discard, src))
+		}
+		started <- fs
+	}()
+	var bad Stats
+	for fs := []*Future(nil); fs == nil; {
+		select {
+		case fs = <-started:
+			close(release)
+			for _, f := range fs {
+				if _, err := f.Wait(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		default:
+			if st := e.Stats(); uint64(st.InFlight) > st.Copies {
+				bad = st
+			}
+		}
+	}
+	if bad.InFlight != 0 {
+		t.Fatalf("a snapshot has InFlight %d > Copies %d", bad.InFlight, bad.Copies)
+	}
+}
+
+// readerFunc is an io.Reader made of a function.
+type readerFunc func(p []byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
