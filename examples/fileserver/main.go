@@ -204,6 +204,7 @@ func (s *Server) ServeConn(c net.Conn) {
 			}
 			if code != 0 {
 				// The rest of the request may still be on its way.
+				c.SetWriteDeadline(time.Now().Add(sendTimeout))
 				writeError(bw, code, "close", true)
 				s.closeWriteAndWait(c)
 			}
@@ -223,6 +224,10 @@ func (s *Server) ServeConn(c net.Conn) {
 			}
 		}
 		c.SetReadDeadline(time.Time{})
+		// The headers too are sent within sendTimeout: a client that
+		// pipelines requests and reads no response is cut off even if
+		// their bodies are empty (send sets its own deadlines).
+		c.SetWriteDeadline(time.Now().Add(sendTimeout))
 		if !s.respond(c, bw, req, keep) {
 			return
 		}
@@ -334,8 +339,8 @@ func (s *Server) respond(c net.Conn, bw *bufio.Writer, req *http.Request, keep b
 }
 
 // sendTimeout bounds how long the client may take to read sendChunk
-// bytes of a response body, as nginx's send_timeout bounds the time
-// between two writes: a client that stops reading is cut off, where it
+// bytes of a response body, or a response's headers (and a body written
+// with them), as nginx's send_timeout bounds the time between two writes: a client that stops reading is cut off, where it
 // would hold its connection, its goroutine and the open file for as
 // long as it stayed connected. A variable for the tests.
 var sendTimeout = time.Minute
