@@ -98,16 +98,29 @@ func NewServer(dir string, engine *pipes.Engine) (*Server, error) {
 
 // Serve accepts connections on ln and serves each in its own goroutine
 // until ln is closed or Close is called; it then returns net.ErrClosed.
+// An Accept that fails for want of descriptors or memory (EMFILE, which
+// clients holding many connections cause) is retried after a pause, as
+// net/http's Server.Serve does: it does not end Serve.
 func (s *Server) Serve(ln net.Listener) error {
 	if !s.track(ln, nil) {
 		ln.Close()
 		return net.ErrClosed
 	}
+	var pause time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			return err
+			if !acceptRetry(err) {
+				return err
+			}
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			select {
+			case <-time.After(pause):
+			case <-s.done:
+			}
+			continue // Close closed ln: Accept fails for good
 		}
+		pause = 0
 		if !s.track(nil, c) {
 			c.Close()
 			return net.ErrClosed
@@ -118,6 +131,14 @@ func (s *Server) Serve(ln net.Listener) error {
 			s.ServeConn(c)
 		}()
 	}
+}
+
+// acceptRetry reports whether an Accept that failed with err may succeed
+// later: the process or system ran out of descriptors or memory, for now.
+func acceptRetry(err error) bool {
+	var errno syscall.Errno
+	return errors.As(err, &errno) &&
+		(errno.Temporary() || errno == syscall.ENOBUFS || errno == syscall.ENOMEM)
 }
 
 func (s *Server) track(ln net.Listener, c net.Conn) bool {
