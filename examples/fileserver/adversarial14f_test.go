@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,6 +69,51 @@ func TestFileServerHeaderStall(t *testing.T) {
 			}
 			conn.Close()
 			<-wrote
+		})
+	}
+}
+
+// TestFileServerExpectContinue: a client that sends Expect:
+// 100-continue waits for a 100 (Continue) before it sends the body; the
+// server, which reads the body before it responds, must send one (RFC
+// 9110, section 10.1.1). Before, each waited for the other: the client
+// for its own timeout (curl waits 1 s, some clients for ever), the
+// server for the idle timeout.
+func TestFileServerExpectContinue(t *testing.T) {
+	base, _ := startServer(t, map[string][]byte{"a": []byte("hello")})
+	for _, c := range []struct {
+		name, req string
+		want      string // status of the final response
+	}{
+		{"GET", "GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n", "200 OK"},
+		{"PUT", "PUT /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-Continue\r\n\r\n", "405 Method Not Allowed"},
+		{"chunked", "GET /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n", "200 OK"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := io.WriteString(conn, c.req); err != nil {
+				t.Fatal(err)
+			}
+			conn.SetReadDeadline(time.Now().Add(time.Minute)) // a hang fails, not waits
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode != http.StatusContinue {
+				t.Fatalf("before the body: %v, %v; want 100 Continue", resp, err)
+			}
+			body := "abc"
+			if strings.Contains(c.req, "chunked") {
+				body = "3\r\nabc\r\n0\r\n\r\n"
+			}
+			if _, err := io.WriteString(conn, body); err != nil {
+				t.Fatal(err)
+			}
+			if resp, err = http.ReadResponse(br, nil); err != nil || resp.Status != c.want {
+				t.Fatalf("after the body: %v, %v; want %s", resp, err, c.want)
+			}
 		})
 	}
 }

@@ -239,6 +239,16 @@ func (s *Server) ServeConn(c net.Conn) {
 			// come (a Content-Length never sent) within the idle timeout
 			// does not hold the connection.
 			// Not req.Body.Close: it reads the rest, however long.
+			// A client that expects 100 (Continue) sends the body only
+			// once it has one (RFC 9110, section 10.1.1).
+			if req.ContentLength != 0 && req.ProtoAtLeast(1, 1) &&
+				strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
+				c.SetWriteDeadline(time.Now().Add(sendTimeout))
+				bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+				if bw.Flush() != nil {
+					return
+				}
+			}
 			n, err := io.Copy(io.Discard, io.LimitReader(req.Body, maxDrainBytes+1))
 			if err != nil || n > maxDrainBytes {
 				keep, drained = false, false
