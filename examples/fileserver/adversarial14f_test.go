@@ -117,3 +117,19 @@ func TestFileServerExpectContinue(t *testing.T) {
 		})
 	}
 }
+
+// TestParseRangeEmpty: no range of an empty file is satisfiable, a
+// suffix range included. Before, "bytes=-n" got a 206 whose
+// Content-Range, "bytes 0--1/0", is no valid one.
+func TestParseRangeEmpty(t *testing.T) {
+	for _, v := range []string{"bytes=-1", "bytes=-5", "bytes=-0", "bytes=0-", "bytes=0-0"} {
+		if s, l, p, ok := parseRange(v, 0); ok || p || s != 0 || l != 0 {
+			t.Errorf("parseRange(%q, 0) = %d, %d, %v, %v; want 0, 0, false, false", v, s, l, p, ok)
+		}
+	}
+	for _, v := range []string{"", "items=0-1", "bytes=0-1,2-3"} {
+		if s, l, p, ok := parseRange(v, 0); !ok || p || s != 0 || l != 0 {
+			t.Errorf("parseRange(%q, 0) = %d, %d, %v, %v; want 0, 0, false, true (the whole file)", v, s, l, p, ok)
+		}
+	}
+}

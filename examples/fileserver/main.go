@@ -572,7 +572,7 @@ func parseRange(v string, size int64) (start, length int64, partial, ok bool) {
 		if err != nil || n < 0 {
 			return 0, size, false, true
 		}
-		if n == 0 {
+		if n == 0 || size == 0 { // no last byte to count back from
 			return 0, 0, false, false
 		}
 		n = min(n, size)
