@@ -371,9 +371,10 @@ func (s *Server) respond(c net.Conn, bw *bufio.Writer, req *http.Request, keep b
 
 // sendTimeout bounds how long the client may take to read sendChunk
 // bytes of a response body, or a response's headers (and a body written
-// with them), as nginx's send_timeout bounds the time between two writes: a client that stops reading is cut off, where it
-// would hold its connection, its goroutine and the open file for as
-// long as it stayed connected. A variable for the tests.
+// with them), as nginx's send_timeout bounds the time between two
+// writes: a client that stops reading is cut off, where it would hold
+// its connection, its goroutine and the open file for as long as it
+// stayed connected. A variable for the tests.
 var sendTimeout = time.Minute
 
 // sendChunk is how much of a body one sendTimeout covers: a client
