@@ -30,7 +30,8 @@ import (
 //     the fifo, so each can be closed on its own. The reader sees no EOF
 //     while the writer is open, and EOF once it and any other writer are
 //     closed; the writer's writes fail with EPIPE once the reader and any
-//     other reader are closed, as a pipe's do.
+//     other reader are closed, as a pipe's do. Both are ends of one fifo:
+//     if path names another fifo by the second open, OpenFifo fails.
 //
 // With os.O_CREATE the fifo is created with mode's permission bits (before
 // umask) if it does not exist; with os.O_EXCL too, an existing path is an
@@ -86,9 +87,15 @@ func OpenFifo(path string, flag int, mode os.FileMode) (*PipeReader, *PipeWriter
 		if err := checkFifo(rf); err != nil {
 			return nil, nil, err
 		}
+		if testHookFifoReaderOpened != nil {
+			testHookFifoReaderOpened()
+		}
 		wf, err := open(os.O_WRONLY)
 		if err == nil {
 			err = checkFifo(wf)
+		}
+		if err == nil {
+			err = sameFifo(path, rf, wf)
 		}
 		if err != nil {
 			rf.Close()
@@ -138,6 +145,26 @@ func AsyncOpenFifo(path string, flag int, mode os.FileMode) (<-chan OpenFifoResu
 		ch <- res
 	}()
 	return ch, nil
+}
+
+// testHookFifoReaderOpened, if not nil, is called by an O_RDWR OpenFifo
+// between its opens of the reader and of the writer.
+var testHookFifoReaderOpened func()
+
+// sameFifo closes w and fails unless r and w are ends of one fifo: path
+// may name another since r was opened by it (the fifo was removed and
+// made again), and a reader and a writer of two fifos are not a pipe.
+func sameFifo(path string, r, w *os.File) error {
+	rs, rerr := r.Stat()
+	ws, werr := w.Stat()
+	err := errors.Join(rerr, werr)
+	if err == nil && !os.SameFile(rs, ws) {
+		err = &fs.PathError{Op: "open", Path: path, Err: errors.New("fifo replaced while opening")}
+	}
+	if err != nil {
+		w.Close()
+	}
+	return err
 }
 
 // flagsKept drops the flags OpenFifo handles itself.

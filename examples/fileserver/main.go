@@ -98,16 +98,29 @@ func NewServer(dir string, engine *pipes.Engine) (*Server, error) {
 
 // Serve accepts connections on ln and serves each in its own goroutine
 // until ln is closed or Close is called; it then returns net.ErrClosed.
+// An Accept that fails for want of descriptors or memory (EMFILE, which
+// clients holding many connections cause) is retried after a pause, as
+// net/http's Server.Serve does: it does not end Serve.
 func (s *Server) Serve(ln net.Listener) error {
 	if !s.track(ln, nil) {
 		ln.Close()
 		return net.ErrClosed
 	}
+	var pause time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			return err
+			if !acceptRetry(err) {
+				return err
+			}
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			select {
+			case <-time.After(pause):
+			case <-s.done:
+			}
+			continue // Close closed ln: Accept fails for good
 		}
+		pause = 0
 		if !s.track(nil, c) {
 			c.Close()
 			return net.ErrClosed
@@ -118,6 +131,14 @@ func (s *Server) Serve(ln net.Listener) error {
 			s.ServeConn(c)
 		}()
 	}
+}
+
+// acceptRetry reports whether an Accept that failed with err may succeed
+// later: the process or system ran out of descriptors or memory, for now.
+func acceptRetry(err error) bool {
+	var errno syscall.Errno
+	return errors.As(err, &errno) &&
+		(errno.Temporary() || errno == syscall.ENOBUFS || errno == syscall.ENOMEM)
 }
 
 func (s *Server) track(ln net.Listener, c net.Conn) bool {
@@ -204,6 +225,7 @@ func (s *Server) ServeConn(c net.Conn) {
 			}
 			if code != 0 {
 				// The rest of the request may still be on its way.
+				c.SetWriteDeadline(time.Now().Add(sendTimeout))
 				writeError(bw, code, "close", true)
 				s.closeWriteAndWait(c)
 			}
@@ -217,12 +239,26 @@ func (s *Server) ServeConn(c net.Conn) {
 			// come (a Content-Length never sent) within the idle timeout
 			// does not hold the connection.
 			// Not req.Body.Close: it reads the rest, however long.
+			// A client that expects 100 (Continue) sends the body only
+			// once it has one (RFC 9110, section 10.1.1).
+			if req.ContentLength != 0 && req.ProtoAtLeast(1, 1) &&
+				strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
+				c.SetWriteDeadline(time.Now().Add(sendTimeout))
+				bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+				if bw.Flush() != nil {
+					return
+				}
+			}
 			n, err := io.Copy(io.Discard, io.LimitReader(req.Body, maxDrainBytes+1))
 			if err != nil || n > maxDrainBytes {
 				keep, drained = false, false
 			}
 		}
 		c.SetReadDeadline(time.Time{})
+		// The headers too are sent within sendTimeout: a client that
+		// pipelines requests and reads no response is cut off even if
+		// their bodies are empty (send sets its own deadlines).
+		c.SetWriteDeadline(time.Now().Add(sendTimeout))
 		if !s.respond(c, bw, req, keep) {
 			return
 		}
@@ -334,10 +370,11 @@ func (s *Server) respond(c net.Conn, bw *bufio.Writer, req *http.Request, keep b
 }
 
 // sendTimeout bounds how long the client may take to read sendChunk
-// bytes of a response body, as nginx's send_timeout bounds the time
-// between two writes: a client that stops reading is cut off, where it
-// would hold its connection, its goroutine and the open file for as
-// long as it stayed connected. A variable for the tests.
+// bytes of a response body, or a response's headers (and a body written
+// with them), as nginx's send_timeout bounds the time between two
+// writes: a client that stops reading is cut off, where it would hold
+// its connection, its goroutine and the open file for as long as it
+// stayed connected. A variable for the tests.
 var sendTimeout = time.Minute
 
 // sendChunk is how much of a body one sendTimeout covers: a client
@@ -536,7 +573,7 @@ func parseRange(v string, size int64) (start, length int64, partial, ok bool) {
 		if err != nil || n < 0 {
 			return 0, size, false, true
 		}
-		if n == 0 {
+		if n == 0 || size == 0 { // no last byte to count back from
 			return 0, 0, false, false
 		}
 		n = min(n, size)

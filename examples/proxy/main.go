@@ -14,12 +14,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"io"
 	"log"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/pipes-go/pipes"
@@ -78,6 +80,9 @@ func NewProxy(backend string, ioCopy bool) *Proxy {
 }
 
 // Serve accepts connections on ln until it is closed or Close is called.
+// An Accept that fails for want of descriptors or memory (EMFILE, which
+// clients holding many connections cause) is retried after a pause, as
+// net/http's Server.Serve does: it does not end Serve.
 func (p *Proxy) Serve(ln net.Listener) error {
 	p.mu.Lock()
 	if p.ctx.Err() != nil {
@@ -87,11 +92,21 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	}
 	p.lns = append(p.lns, ln)
 	p.mu.Unlock()
+	var pause time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			return err
+			if !acceptRetry(err) {
+				return err
+			}
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			select {
+			case <-time.After(pause):
+			case <-p.ctx.Done():
+			}
+			continue // Close closed ln: Accept fails for good
 		}
+		pause = 0
 		p.mu.Lock()
 		if p.ctx.Err() != nil {
 			p.mu.Unlock()
@@ -107,6 +122,14 @@ func (p *Proxy) Serve(ln net.Listener) error {
 			p.Relay(c)
 		}()
 	}
+}
+
+// acceptRetry reports whether an Accept that failed with err may succeed
+// later: the process or system ran out of descriptors or memory, for now.
+func acceptRetry(err error) bool {
+	var errno syscall.Errno
+	return errors.As(err, &errno) &&
+		(errno.Temporary() || errno == syscall.ENOBUFS || errno == syscall.ENOMEM)
 }
 
 // Active returns the number of connections being relayed.

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"testing"
+)
+
+// failingListener fails its first fail Accepts with err, as accept(2)
+// fails once the process is out of descriptors (EMFILE) or the system
+// is (ENFILE), then accepts from the listener it wraps.
+type failingListener struct {
+	net.Listener
+	fail atomic.Int32
+	err  syscall.Errno
+}
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	if l.fail.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: os.NewSyscallError("accept4", l.err)}
+	}
+	return l.Listener.Accept()
+}
+
+// TestFileServerAcceptFails: an Accept that fails for want of
+// descriptors, which clients that hold many connections open can cause,
+// does not end Serve: the connections after it are served. Before, Serve
+// returned the error (and the command exited) at the first such failure.
+func TestFileServerAcceptFails(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a"), []byte("hello"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS} {
+		t.Run(errno.Error(), func(t *testing.T) {
+			s, err := NewServer(dir, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			inner, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln := &failingListener{Listener: inner, err: errno}
+			ln.fail.Store(3)
+			served := make(chan error, 1)
+			go func() { served <- s.Serve(ln) }()
+			t.Cleanup(func() { s.Close(); <-served })
+			c, err := net.Dial("tcp", inner.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			got := make(chan string, 1)
+			go func() {
+				io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err != nil {
+					got <- err.Error()
+					return
+				}
+				b, _ := io.ReadAll(resp.Body)
+				got <- resp.Status + " " + string(b)
+			}()
+			select {
+			case err := <-served:
+				served <- err // for the cleanup
+				t.Fatalf("Serve returned %v after a failed Accept; want it to go on", err)
+			case r := <-got:
+				if r != "200 OK hello" {
+					t.Fatalf("response %q; want \"200 OK hello\"", r)
+				}
+			}
+		})
+	}
+}

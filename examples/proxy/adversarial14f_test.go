@@ -1,0 +1,71 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"testing"
+)
+
+// failingListener fails its first fail Accepts with err, as accept(2)
+// fails once the process is out of descriptors (EMFILE) or the system
+// is (ENFILE), then accepts from the listener it wraps.
+type failingListener struct {
+	net.Listener
+	fail atomic.Int32
+	err  syscall.Errno
+}
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	if l.fail.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: os.NewSyscallError("accept4", l.err)}
+	}
+	return l.Listener.Accept()
+}
+
+// TestProxyAcceptFails: an Accept that fails for want of descriptors,
+// which clients that hold many connections open can cause, does not end
+// Serve: the connections after it are relayed. Before, Serve returned
+// the error (and the command exited) at the first such failure.
+func TestProxyAcceptFails(t *testing.T) {
+	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS} {
+		t.Run(errno.Error(), func(t *testing.T) {
+			reply := randomBytes(1<<20, 3)
+			be := startBackend(t, reply, false)
+			p := NewProxy(be.ln.Addr().String(), false)
+			inner, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln := &failingListener{Listener: inner, err: errno}
+			ln.fail.Store(3)
+			served := make(chan error, 1)
+			go func() { served <- p.Serve(ln) }()
+			t.Cleanup(func() { p.Close(); <-served })
+			c, err := net.Dial("tcp", inner.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			got := make(chan []byte, 1)
+			go func() {
+				c.Write([]byte("request"))
+				c.(*net.TCPConn).CloseWrite()
+				b, _ := io.ReadAll(c)
+				got <- b
+			}()
+			select {
+			case err := <-served:
+				served <- err // for the cleanup
+				t.Fatalf("Serve returned %v after a failed Accept; want it to go on", err)
+			case b := <-got:
+				if !bytes.Equal(b, reply) {
+					t.Fatalf("reply of %d bytes; want %d", len(b), len(reply))
+				}
+			}
+		})
+	}
+}
