@@ -7,26 +7,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"syscall"
 	"testing"
+
+	"github.com/pipes-go/pipes/examples/internal/accept"
 )
-
-// failingListener fails its first fail Accepts with err, as accept(2)
-// fails once the process is out of descriptors (EMFILE) or the system
-// is (ENFILE), then accepts from the listener it wraps.
-type failingListener struct {
-	net.Listener
-	fail atomic.Int32
-	err  syscall.Errno
-}
-
-func (l *failingListener) Accept() (net.Conn, error) {
-	if l.fail.Add(-1) >= 0 {
-		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: os.NewSyscallError("accept4", l.err)}
-	}
-	return l.Listener.Accept()
-}
 
 // TestFileServerAcceptFails: an Accept that fails for want of
 // descriptors, which clients that hold many connections open can cause,
@@ -47,8 +32,8 @@ func TestFileServerAcceptFails(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ln := &failingListener{Listener: inner, err: errno}
-			ln.fail.Store(3)
+			ln := &accept.FailingListener{Listener: inner, Err: errno}
+			ln.Fail.Store(3)
 			served := make(chan error, 1)
 			go func() { served <- s.Serve(ln) }()
 			t.Cleanup(func() { s.Close(); <-served })

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/pipes-go/pipes"
+	"github.com/pipes-go/pipes/examples/internal/accept"
 )
 
 func main() {
@@ -106,21 +107,16 @@ func (s *Server) Serve(ln net.Listener) error {
 		ln.Close()
 		return net.ErrClosed
 	}
-	var pause time.Duration
+	var backoff accept.Backoff
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			if !acceptRetry(err) {
+			if !backoff.Retry(err, s.done) {
 				return err
 			}
-			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
-			select {
-			case <-time.After(pause):
-			case <-s.done:
-			}
-			continue // Close closed ln: Accept fails for good
+			continue // after Close, Accept fails for good
 		}
-		pause = 0
+		backoff.Reset()
 		if !s.track(nil, c) {
 			c.Close()
 			return net.ErrClosed
@@ -131,14 +127,6 @@ func (s *Server) Serve(ln net.Listener) error {
 			s.ServeConn(c)
 		}()
 	}
-}
-
-// acceptRetry reports whether an Accept that failed with err may succeed
-// later: the process or system ran out of descriptors or memory, for now.
-func acceptRetry(err error) bool {
-	var errno syscall.Errno
-	return errors.As(err, &errno) &&
-		(errno.Temporary() || errno == syscall.ENOBUFS || errno == syscall.ENOMEM)
 }
 
 func (s *Server) track(ln net.Listener, c net.Conn) bool {

@@ -4,27 +4,11 @@ import (
 	"bytes"
 	"io"
 	"net"
-	"os"
-	"sync/atomic"
 	"syscall"
 	"testing"
+
+	"github.com/pipes-go/pipes/examples/internal/accept"
 )
-
-// failingListener fails its first fail Accepts with err, as accept(2)
-// fails once the process is out of descriptors (EMFILE) or the system
-// is (ENFILE), then accepts from the listener it wraps.
-type failingListener struct {
-	net.Listener
-	fail atomic.Int32
-	err  syscall.Errno
-}
-
-func (l *failingListener) Accept() (net.Conn, error) {
-	if l.fail.Add(-1) >= 0 {
-		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: os.NewSyscallError("accept4", l.err)}
-	}
-	return l.Listener.Accept()
-}
 
 // TestProxyAcceptFails: an Accept that fails for want of descriptors,
 // which clients that hold many connections open can cause, does not end
@@ -40,8 +24,8 @@ func TestProxyAcceptFails(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ln := &failingListener{Listener: inner, err: errno}
-			ln.fail.Store(3)
+			ln := &accept.FailingListener{Listener: inner, Err: errno}
+			ln.Fail.Store(3)
 			served := make(chan error, 1)
 			go func() { served <- p.Serve(ln) }()
 			t.Cleanup(func() { p.Close(); <-served })

@@ -14,17 +14,16 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"io"
 	"log"
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/pipes-go/pipes"
+	"github.com/pipes-go/pipes/examples/internal/accept"
 )
 
 func main() {
@@ -92,21 +91,16 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	}
 	p.lns = append(p.lns, ln)
 	p.mu.Unlock()
-	var pause time.Duration
+	var backoff accept.Backoff
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			if !acceptRetry(err) {
+			if !backoff.Retry(err, p.ctx.Done()) {
 				return err
 			}
-			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
-			select {
-			case <-time.After(pause):
-			case <-p.ctx.Done():
-			}
-			continue // Close closed ln: Accept fails for good
+			continue // after Close, Accept fails for good
 		}
-		pause = 0
+		backoff.Reset()
 		p.mu.Lock()
 		if p.ctx.Err() != nil {
 			p.mu.Unlock()
@@ -122,14 +116,6 @@ func (p *Proxy) Serve(ln net.Listener) error {
 			p.Relay(c)
 		}()
 	}
-}
-
-// acceptRetry reports whether an Accept that failed with err may succeed
-// later: the process or system ran out of descriptors or memory, for now.
-func acceptRetry(err error) bool {
-	var errno syscall.Errno
-	return errors.As(err, &errno) &&
-		(errno.Temporary() || errno == syscall.ENOBUFS || errno == syscall.ENOMEM)
 }
 
 // Active returns the number of connections being relayed.
