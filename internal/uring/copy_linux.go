@@ -136,11 +136,13 @@ func (r *readsCopy) run() error {
 // pipe (fillLocked), under the caller's read lock, held for the round's
 // read alone (another copy of the file waits for one read at most, never
 // for this copy's destination). It returns the bytes read (0 at EOF),
-// and errRefused for a first read the kernel refuses.
+// and errRefused for a first read the kernel refuses. A file the caller
+// has closed fails matching os.ErrClosed (fd.ClosedErr), as its own Read
+// does, whatever value holds it.
 func (r *readsCopy) fillRound(n int) (int32, error) {
 	r.fill.n = n
 	if err := r.src.Conn.Read(r.fillFn); err != nil {
-		return 0, err // the caller closed the file
+		return 0, fd.ClosedErr(err, r.src.Conn, nil)
 	}
 	return r.fill.res, r.fill.err
 }
