@@ -58,7 +58,10 @@ func TestReview15RelayGoexitCounts(t *testing.T) {
 	}{
 		{"Write", func() (io.ReadWriter, io.ReadWriter, func() int64) {
 			took := new(atomic.Int64)
-			return readWriter{bytes.NewReader(make([]byte, 1<<20))}, goexitLater{limit: 1, took: took}, took.Load
+			return struct {
+				io.Reader
+				io.Writer
+			}{bytes.NewReader(make([]byte, 1<<20)), io.Discard}, goexitLater{limit: 1, took: took}, took.Load
 		}},
 		{"Read", func() (io.ReadWriter, io.ReadWriter, func() int64) {
 			took := new(atomic.Int64)
