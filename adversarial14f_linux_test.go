@@ -21,13 +21,13 @@ func TestAdv14fReadWriteFifoReplaced(t *testing.T) {
 	fdtest.Check(t)
 	for _, c := range []struct {
 		name string
-		open func(path string) (*PipeReader, *PipeWriter, error)
+		open func(path string, readerOpened func()) (*PipeReader, *PipeWriter, error)
 	}{
-		{"OpenFifo", func(path string) (*PipeReader, *PipeWriter, error) {
-			return OpenFifo(path, os.O_RDWR, 0)
+		{"OpenFifo", func(path string, readerOpened func()) (*PipeReader, *PipeWriter, error) {
+			return openFifo(path, os.O_RDWR, 0, readerOpened)
 		}},
-		{"AsyncOpenFifo", func(path string) (*PipeReader, *PipeWriter, error) {
-			ch, err := AsyncOpenFifo(path, os.O_RDWR, 0)
+		{"AsyncOpenFifo", func(path string, readerOpened func()) (*PipeReader, *PipeWriter, error) {
+			ch, err := asyncOpenFifo(path, os.O_RDWR, 0, readerOpened)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -42,8 +42,9 @@ func TestAdv14fReadWriteFifoReplaced(t *testing.T) {
 				t.Fatal(err)
 			}
 			var other *os.File // a reader of the fifo swapped in
-			testHookFifoReaderOpened = func() {
-				testHookFifoReaderOpened = nil
+			replaced := false
+			replace := func() {
+				replaced = true
 				if err := os.Rename(path, filepath.Join(dir, "old")); err != nil {
 					t.Error(err)
 					return
@@ -58,13 +59,12 @@ func TestAdv14fReadWriteFifoReplaced(t *testing.T) {
 				}
 			}
 			t.Cleanup(func() {
-				testHookFifoReaderOpened = nil
 				if other != nil {
 					other.Close()
 				}
 			})
-			r, w, err := c.open(path)
-			if testHookFifoReaderOpened != nil {
+			r, w, err := c.open(path, replace)
+			if !replaced {
 				t.Fatal("the fifo was not replaced between the opens")
 			}
 			if err != nil {

@@ -250,11 +250,14 @@ func (e *Engine) fanOut(ctx context.Context, src io.Reader, ds []*fanout.Dest, p
 		return
 	}
 	defer interruptOnDone(ctx, nil, s.r)()
-	read, why := e.fanOutKernel(ctx, s.r, s.limit, s.pacer, ds, p)
+	var read int64 // by the kernel path, which reads nothing where it falls back
+	if s.lr != nil {
+		// Also when a destination's Write panics: N counts the bytes
+		// read, as after a recovered io.Copy.
+		defer func() { s.lr.N -= read }()
+	}
+	why := e.fanOutKernel(ctx, s.r, s.limit, s.pacer, ds, p, &read)
 	if why == inKernel {
-		if s.lr != nil {
-			s.lr.N -= read
-		}
 		return
 	}
 	e.stats.userspace[why].Add(1)

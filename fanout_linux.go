@@ -14,18 +14,19 @@ import (
 // blocking pipe or socket, a device) or no destination can be spliced
 // into (fallbackNoFD); pipes cannot be had, or the kernel refuses the
 // source (fallbackRefused). The caller then fans out through userspace.
-// A non-nil pacer grants the reads of src (RateLimit).
-func (e *Engine) fanOutKernel(ctx context.Context, src io.Reader, limit int64, pacer *Limiter, ds []*fanout.Dest, p fanout.Policy) (read int64, why fallback) {
+// A non-nil pacer grants the reads of src (RateLimit). *read is set to
+// the bytes read from src, also when a destination's Write panics.
+func (e *Engine) fanOutKernel(ctx context.Context, src io.Reader, limit int64, pacer *Limiter, ds []*fanout.Dest, p fanout.Policy, read *int64) (why fallback) {
 	se, ok := readerEndpoint(src)
 	if !ok {
-		return 0, fallbackNoFD
+		return fallbackNoFD
 	}
 	nonblock := se.Info.Flags&unix.O_NONBLOCK != 0
 	switch {
 	case se.kind == kindFile:
 	case (se.kind == kindPipe || se.kind == kindSocket) && nonblock:
 	default:
-		return 0, fallbackNoFD
+		return fallbackNoFD
 	}
 	outs := make([]fanout.Out, len(ds))
 	anySplice := false
@@ -34,7 +35,7 @@ func (e *Engine) fanOutKernel(ctx context.Context, src io.Reader, limit int64, p
 		anySplice = anySplice || outs[i].Conn != nil
 	}
 	if !anySplice {
-		return 0, fallbackNoFD
+		return fallbackNoFD
 	}
 	source := fanout.Source{Conn: se.Conn, Kind: se.kind, Limit: limit}
 	if pacer != nil {
@@ -52,7 +53,7 @@ func (e *Engine) fanOutKernel(ctx context.Context, src io.Reader, limit int64, p
 		k.Add(d, outs[i])
 	}
 	if err := k.Open(); err != nil {
-		return 0, fallbackRefused
+		return fallbackRefused
 	}
 	if pr, ok := src.(*PipeReader); ok {
 		// A read-only fifo that has had no writer yet reads as EOF:
@@ -60,11 +61,12 @@ func (e *Engine) fanOutKernel(ctx context.Context, src io.Reader, limit int64, p
 		// recurs at the first read.
 		pr.awaitFirstWriter()
 	}
+	defer func() { *read = k.Read() }() // also when Run panics
 	if handled, _ := k.Run(); !handled {
-		return k.Read(), fallbackRefused
+		return fallbackRefused
 	}
 	e.stats.spliceLoop.Add(1)
-	return k.Read(), inKernel
+	return inKernel
 }
 
 // fanOutTarget returns how the kernel fan-out writes to w: spliced into,

@@ -11,8 +11,8 @@ import (
 
 // fanOutKernel has no kernel path off Linux (no tee(2)): FanOut always
 // copies through userspace buffers there.
-func (e *Engine) fanOutKernel(context.Context, io.Reader, int64, *Limiter, []*fanout.Dest, fanout.Policy) (int64, fallback) {
-	return 0, fallbackNoFD
+func (e *Engine) fanOutKernel(context.Context, io.Reader, int64, *Limiter, []*fanout.Dest, fanout.Policy, *int64) fallback {
+	return fallbackNoFD
 }
 
 // blockingSource returns src and false: off Linux, a source in blocking

@@ -38,6 +38,12 @@ import (
 // error (fs.ErrExist). A path that exists and is not a fifo is an error.
 // O_NONBLOCK in flag is accepted and implied. Errors are *fs.PathError.
 func OpenFifo(path string, flag int, mode os.FileMode) (*PipeReader, *PipeWriter, error) {
+	return openFifo(path, flag, mode, nil)
+}
+
+// openFifo is OpenFifo. readerOpened, if not nil, is called by an
+// os.O_RDWR open between its opens of the reader and of the writer.
+func openFifo(path string, flag int, mode os.FileMode, readerOpened func()) (*PipeReader, *PipeWriter, error) {
 	if err := mkfifo(path, flag, mode); err != nil {
 		return nil, nil, err
 	}
@@ -87,8 +93,8 @@ func OpenFifo(path string, flag int, mode os.FileMode) (*PipeReader, *PipeWriter
 		if err := checkFifo(rf); err != nil {
 			return nil, nil, err
 		}
-		if testHookFifoReaderOpened != nil {
-			testHookFifoReaderOpened()
+		if readerOpened != nil {
+			readerOpened()
 		}
 		wf, err := open(os.O_WRONLY)
 		if err == nil {
@@ -115,6 +121,11 @@ func OpenFifo(path string, flag int, mode os.FileMode) (*PipeReader, *PipeWriter
 // returned directly. The open cannot be cancelled: the goroutine (and an
 // OS thread, blocked in open(2)) lives until a peer opens the fifo.
 func AsyncOpenFifo(path string, flag int, mode os.FileMode) (<-chan OpenFifoResult, error) {
+	return asyncOpenFifo(path, flag, mode, nil)
+}
+
+// asyncOpenFifo is AsyncOpenFifo; readerOpened is openFifo's.
+func asyncOpenFifo(path string, flag int, mode os.FileMode, readerOpened func()) (<-chan OpenFifoResult, error) {
 	if err := mkfifo(path, flag, mode); err != nil {
 		return nil, err
 	}
@@ -124,7 +135,7 @@ func AsyncOpenFifo(path string, flag int, mode os.FileMode) (<-chan OpenFifoResu
 		var res OpenFifoResult
 		acc := flag & (os.O_RDONLY | os.O_WRONLY | os.O_RDWR)
 		if acc == os.O_RDWR {
-			res.R, res.W, res.Err = OpenFifo(path, flag, mode)
+			res.R, res.W, res.Err = openFifo(path, flag, mode, readerOpened)
 			ch <- res
 			return
 		}
@@ -146,10 +157,6 @@ func AsyncOpenFifo(path string, flag int, mode os.FileMode) (<-chan OpenFifoResu
 	}()
 	return ch, nil
 }
-
-// testHookFifoReaderOpened, if not nil, is called by an O_RDWR OpenFifo
-// between its opens of the reader and of the writer.
-var testHookFifoReaderOpened func()
 
 // sameFifo closes w and fails unless r and w are ends of one fifo: path
 // may name another since r was opened by it (the fifo was removed and

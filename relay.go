@@ -182,7 +182,7 @@ func (e *Engine) RelayWith(ctx context.Context, a, b io.ReadWriter, opts ...Rela
 	go func() {
 		defer close(done)
 		defer e.end()
-		nAToB, panicAToB = r.guard(dirAToB, b, a)
+		panicAToB = r.guard(dirAToB, b, a, &nAToB)
 	}()
 	// Deferred, so that it also runs when the caller's direction calls
 	// runtime.Goexit (guard has ended the relay then).
@@ -199,29 +199,32 @@ func (e *Engine) RelayWith(ctx context.Context, a, b io.ReadWriter, opts ...Rela
 			panic(panicAToB)
 		}
 	}()
-	bToA, panicBToA = r.guard(dirBToA, a, b)
+	panicBToA = r.guard(dirBToA, a, b, &bToA)
 	return 0, bToA, nil // aToB and err: the deferred join's
 }
 
-// guard runs direction dir (run). If a Read, Write or CloseWrite of the
-// ends panics, it ends the relay, both directions, and returns the value,
-// which RelayWith raises again in the caller's goroutine once both
-// directions have returned, as io.Copy's Read or Write would panic there.
-// If one calls runtime.Goexit, the relay ends with an error
-// (errGoexit), and the Goexit goes on.
-func (r *relay) guard(dir int, dst io.Writer, src io.Reader) (n int64, p any) {
+// guard runs direction dir (run) and stores in *n the bytes it
+// delivered. If a Read, Write or CloseWrite of the ends panics, it ends
+// the relay, both directions, and returns the value, which RelayWith
+// raises again in the caller's goroutine once both directions have
+// returned, as io.Copy's Read or Write would panic there. If one calls
+// runtime.Goexit, the relay ends with an error (errGoexit), *n is what
+// reached dst before (the direction's meter), and the Goexit goes on:
+// it ends the goroutine before any result of guard is assigned.
+func (r *relay) guard(dir int, dst io.Writer, src io.Reader, n *int64) (p any) {
 	returned := false
 	defer func() {
 		switch p = recover(); {
 		case p != nil:
 			r.finish(dir, fmt.Errorf("panicked: %v", p))
 		case !returned:
+			*n = r.meters[dir].n.Load()
 			r.finish(dir, errGoexit)
 		}
 	}()
-	n = r.run(dir, dst, src)
+	*n = r.run(dir, dst, src)
 	returned = true
-	return n, nil
+	return nil
 }
 
 // relay is the state two directions of one RelayWith share.

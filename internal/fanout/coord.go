@@ -244,9 +244,11 @@ func live[M member](ms []M) int {
 
 // leaving counts the destinations of a fan-out whose goroutines have
 // not returned, and calls Policy.OnNoneLeft when the last one has while
-// the source is still read: not once it has ended, when every
-// destination returns in the end and waking the source's read would
-// only clear the caller's deadlines on it.
+// the source is still read: not once the coordinator has recorded its
+// end (sourceEnded), when every destination returns in the end and
+// waking the source's read would only clear the caller's deadlines on
+// it. The last destination can return between the source's end and
+// that record: OnNoneLeft is called then all the same.
 type leaving struct {
 	left     atomic.Int32
 	ended    atomic.Bool // the coordinator reads the source no more

@@ -263,9 +263,10 @@ func (k *Kernel) start() {
 // in a fan-out without joins: one with joins reports that as the source's
 // error). Else it returns when every destination is done, with the
 // fan-out's outcome: nil when the source reached EOF or the limit (or no
-// destination was left), the source's error, or an error wrapping
-// ctx.Err() when ctx ended first. The caller interrupts a read of the
-// source blocked when ctx ends.
+// destination was left, unless Policy.OnNoneLeft ended ctx for that
+// first), the source's error, or an error wrapping ctx.Err() when ctx
+// ended first. The caller interrupts a read of the source blocked when
+// ctx ends.
 //
 // A panic of a destination's Write stops every destination and is raised
 // again in Run's goroutine (settle).

@@ -94,8 +94,9 @@ func (u *Userspace) admit() {
 
 // Run is the coordinator. It returns when every destination is done, with
 // the fan-out's outcome: nil when src reached EOF (or no destination was
-// left), the read error of src, or an error wrapping ctx.Err() when ctx
-// ended first. The caller interrupts a read of src blocked when ctx ends.
+// left, unless Policy.OnNoneLeft ended ctx for that first), the read
+// error of src, or an error wrapping ctx.Err() when ctx ended first. The
+// caller interrupts a read of src blocked when ctx ends.
 //
 // A panic of src's Read or of a destination's Write stops every
 // destination and is raised again in Run's goroutine (settle).

@@ -119,10 +119,7 @@ type op struct {
 	events uint32   // POLL_ADD: the events
 	buf    []byte   // READ: where the bytes land
 	update [1]int32 // FILES_UPDATE: the descriptor for slot offIn (-1: empty it)
-	// unlinked: the next op does not wait for this one (it starts a
-	// new link of the chain, issued at once).
-	unlinked bool
-	chain    *chain
+	chain  *chain
 	// asks: the ASYNC_CANCELs sent for this op (the loop's).
 	asks uint8
 
@@ -132,7 +129,7 @@ type op struct {
 }
 
 // chain is a sequence of ops submitted together, each linked to the
-// next unless marked unlinked: with IOSQE_IO_HARDLINK an op starts when the one before it has
+// next: with IOSQE_IO_HARDLINK an op starts when the one before it has
 // completed, whatever its result; with IOSQE_IO_LINK only when it succeeded
 // in full (a failure or a short SPLICE completes the rest with
 // -ECANCELED). A chain of one op is a plain request. The copy that owns it
@@ -405,7 +402,7 @@ func (d *Driver) prepChain(l *loopState, c *chain) {
 			sqe.Flags |= ring.IOSQE_FIXED_FILE
 		}
 		switch {
-		case i == len(c.ops)-1, o.unlinked:
+		case i == len(c.ops)-1:
 		case c.hardlink:
 			sqe.Flags |= ring.IOSQE_IO_HARDLINK
 		default:
