@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"io"
+	"os"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -86,6 +87,69 @@ func TestLimiterSharedNoStarvation(t *testing.T) {
 			}
 			if sharerMoved >= bound {
 				t.Errorf("the copy of %d MiB waited until its sharer of the Limiter had moved %d MiB and stopped", size>>20, sharerMoved>>20)
+			}
+		})
+	}
+}
+
+// TestPacedCopyWaitsHoldingNoPipe: a paced copy that has moved its grant
+// and sleeps until its Limiter grants more holds no pool pipe, as the
+// Limiter's doc and the pipe loop's invariant (a pooled pipe is held only
+// while bytes move through it) say: it used to keep its empty pipe
+// through the sleep, so that with WithMaxPipes(1) every other copy went
+// through a userspace buffer for as long as the paced copy ran. The
+// Limiter here grants its first burst and then nothing for hours.
+func TestPacedCopyWaitsHoldingNoPipe(t *testing.T) {
+	const burst = 64 << 10
+	for _, tc := range []struct {
+		name string
+		ends func(t *testing.T) (dst io.Writer, src io.Reader)
+	}{
+		{"tcp->tcp", func(t *testing.T) (io.Writer, io.Reader) {
+			srcPeer, src := tcpPair(t)
+			dst, dstPeer := tcpPair(t)
+			t.Cleanup(func() { srcPeer.Close(); src.Close(); dst.Close(); dstPeer.Close() })
+			go srcPeer.Write(make([]byte, 4*burst))
+			go io.Copy(io.Discard, dstPeer)
+			return dst, src
+		}},
+		{"unix->file", func(t *testing.T) (io.Writer, io.Reader) {
+			srcPeer, src := unixPair(t)
+			t.Cleanup(func() { srcPeer.Close(); src.Close() })
+			go srcPeer.Write(make([]byte, 4*burst))
+			return fdtest.TempFile(t, nil), src
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEngine(t, WithMaxPipes(1))
+			pool := e.sys.pool
+			l := NewLimiter(1, burst) // full at first, then 1 B/s
+			dst, src := tc.ends(t)
+			if f, ok := dst.(*os.File); ok {
+				// Writable, for the copy into it.
+				g, err := os.OpenFile(f.Name(), os.O_WRONLY, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { g.Close() })
+				dst = g
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			f := e.CopyAsync(ctx, dst, RateLimit(src, l))
+			defer func() { cancel(); f.Wait() }()
+			// The copy has moved its first grant and waits for the
+			// next: it holds the Limiter's turn, in Take.
+			for f.Written() < burst || len(l.turn) == 0 {
+				select {
+				case <-f.Done():
+					n, err := f.Wait()
+					t.Fatalf("the paced copy ended: (%d, %v)", n, err)
+				default:
+				}
+				runtime.Gosched()
+			}
+			if st := pool.Stats(); st.InUse != 0 {
+				t.Errorf("a copy waiting for its Limiter holds %d pool pipes (WithMaxPipes(1))", st.InUse)
 			}
 		})
 	}
