@@ -32,10 +32,20 @@ var errBadLimiter = errors.New("pipes: rate limit: Limiter not made by NewLimite
 // more CPU per byte: docs/benchmarks.md, "Rate limits"), and the last
 // quarter absorbs a late timer, which would otherwise overflow the bucket
 // and lose the bytes it earned meanwhile.
+//
+// Copies sharing a Limiter are granted bytes in the order they asked:
+// one waiting for a large grant is not passed over by sharers asking for
+// less (a paced Read with a small buffer, a copy of a short range), which
+// would otherwise take the bucket's bytes as soon as it held their
+// little, never letting it fill to the large grant.
 type Limiter struct {
 	rate    float64 // bytes per second
 	burst   float64
 	quantum int // the bytes a wait is for: 3/4 of burst
+
+	// turn is held by the one Take that may take from the bucket, and
+	// waits for it to fill; the other Takes queue for it in order.
+	turn chan struct{}
 
 	mu     sync.Mutex
 	tokens float64
@@ -59,6 +69,7 @@ func NewLimiter(bytesPerSecond int64, burst int) *Limiter {
 		rate:    float64(bytesPerSecond),
 		burst:   float64(burst),
 		quantum: max(burst-burst/4, 1),
+		turn:    make(chan struct{}, 1),
 		tokens:  float64(burst),
 		last:    time.Now(),
 	}
@@ -68,15 +79,23 @@ func NewLimiter(bytesPerSecond int64, burst int) *Limiter {
 // bucket: it waits until the bucket holds three-quarters of its burst,
 // or max if that is less, and grants up to max of what it holds. It
 // fails with an error wrapping ctx.Err() (and the context's cause) if ctx
-// ends first, and then takes nothing. Bytes granted and not moved go back
-// with Refund. A Limiter that NewLimiter did not make (nil, or the zero
-// Limiter) grants nothing and fails at once.
+// ends first, and then takes nothing. Concurrent Takes are served one at
+// a time, in the order they began waiting. Bytes granted and not moved
+// go back with Refund. A Limiter that NewLimiter did not make (nil, or
+// the zero Limiter) grants nothing and fails at once.
 func (l *Limiter) Take(ctx context.Context, max int) (int, error) {
 	if !l.valid() {
 		return 0, errBadLimiter
 	}
 	if max <= 0 {
 		return 0, nil
+	}
+	// Go's channels queue blocked senders in order.
+	select {
+	case l.turn <- struct{}{}:
+		defer func() { <-l.turn }()
+	case <-ctx.Done():
+		return 0, ctxerr.Wrap("pipes: rate limit", ctx, nil)
 	}
 	want := min(max, l.quantum)
 	var timer *time.Timer

@@ -57,6 +57,13 @@ func (c *copier) pipeRound(st step) step {
 	if !c.more() {
 		return stepDone
 	}
+	if c.p != nil && c.pool != nil && c.src.Pacer != nil && c.budget == 0 {
+		// A wait for the Pacer's grant holds no pipe: the pipe is
+		// empty between rounds, and another copy may move bytes
+		// through it meanwhile.
+		c.pool.putClean(c.p)
+		c.p = nil
+	}
 	if err := c.beginRound(); err != nil {
 		return c.stop(err)
 	}
