@@ -144,8 +144,11 @@ func FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, opts ...FanOut
 // wrap os.ErrInvalid), and so does a pointer that is in dsts before
 // (each destination is written by a goroutine of its own: one writer
 // twice would see concurrent Writes, and every byte twice in no useful
-// order); no destinations means nothing is read and an
-// empty result. FanOut never closes src or dsts.
+// order). One descriptor under two values (a *net.TCPConn and its File,
+// or a wrapper of it) is not refused, unlike Relay's ends: its peer gets
+// the stream twice, interleaved, so callers pass each one once. No
+// destinations means nothing is read and an empty result. FanOut never
+// closes src or dsts.
 //
 // If src's Read or a destination's Write panics, FanOut stops every
 // destination (and interrupts a read of src waiting for input, as a
