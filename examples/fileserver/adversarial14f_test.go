@@ -34,39 +34,16 @@ func TestFileServerHeaderStall(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			base, s := serveDir(t, dir)
-			conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			// A small receive buffer, fixed before any byte comes (see
-			// TestFileServerSendTimeout).
-			if err := conn.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {
-				t.Fatal(err)
-			}
+			conn := dialSmallWindow(t, base)
 			// The server serves the connection (the check below is not
 			// of one not yet accepted).
-			for s.mu.Lock(); len(s.conns) == 0; s.mu.Lock() {
-				s.mu.Unlock()
-				time.Sleep(time.Millisecond)
-			}
-			s.mu.Unlock()
+			waitServed(t, s, 1, "the connection is not served")
 			// Responses to far more than the kernel can buffer between
 			// the two sockets; the client reads none of them.
 			reqs := strings.Repeat(c.req, (64<<20)/len(c.req))
 			wrote := make(chan error, 1)
 			go func() { _, err := io.WriteString(conn, reqs); wrote <- err }()
-			for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
-				s.mu.Lock()
-				open := len(s.conns)
-				s.mu.Unlock()
-				if open == 0 {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("the connection of a client that reads nothing is still served")
-				}
-			}
+			waitServed(t, s, 0, "the connection of a client that reads nothing is still served")
 			conn.Close()
 			<-wrote
 		})

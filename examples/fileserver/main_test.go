@@ -627,16 +627,7 @@ func TestFileServerSendTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	base, s := serveDir(t, dir)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	// A small receive buffer, fixed before any byte comes, so that the
-	// kernel's autotuning does not grow it (tcp_rmem allows 32 MiB).
-	if err := conn.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {
-		t.Fatal(err)
-	}
+	conn := dialSmallWindow(t, base)
 	if _, err := io.WriteString(conn, "GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -647,19 +638,45 @@ func TestFileServerSendTimeout(t *testing.T) {
 	if _, err := http.ReadResponse(br, nil); err != nil {
 		t.Fatal(err)
 	}
+	waitServed(t, s, 0, "the connection of a client that reads nothing is still served")
+	n, err := io.Copy(io.Discard, br)
+	if n >= size {
+		t.Fatalf("the client got the whole body (%d bytes, %v)", n, err)
+	}
+}
+
+// dialSmallWindow connects to the server at base with a small receive
+// buffer, fixed before any byte comes, so that the kernel's autotuning
+// does not grow it (tcp_rmem allows 32 MiB): a client that reads nothing
+// stalls the server's writes soon. It is closed when the test ends.
+func dialSmallWindow(t *testing.T, base string) *net.TCPConn {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	conn := c.(*net.TCPConn)
+	if err := conn.SetReadBuffer(64 << 10); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// waitServed waits, for a minute at most, until s serves want
+// connections (0: none, or at least one), and fails with why if it does
+// not.
+func waitServed(t *testing.T, s *Server, want int, why string) {
+	t.Helper()
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
 		s.mu.Lock()
 		open := len(s.conns)
 		s.mu.Unlock()
-		if open == 0 {
-			break
+		if (want == 0) == (open == 0) {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the connection of a client that reads nothing is still served")
+			t.Fatal(why)
 		}
-	}
-	n, err := io.Copy(io.Discard, br)
-	if n >= size {
-		t.Fatalf("the client got the whole body (%d bytes, %v)", n, err)
 	}
 }
