@@ -14,15 +14,12 @@ import (
 
 // TestFileServerHeaderStall: a client that pipelines requests whose
 // responses have no body, or a body the server writes with the headers
-// (HEAD, 404, 405), and never reads them is cut off once sendTimeout
+// (HEAD, 404, 405), and never reads them is cut off once SendTimeout
 // passes without it taking any: its connection is closed. Before, only
 // the bodies sent by send had a write deadline; the flush of the headers
 // waited for room for as long as the client stayed connected, holding
 // the connection, its goroutine and (for HEAD) the open file.
 func TestFileServerHeaderStall(t *testing.T) {
-	old := sendTimeout
-	sendTimeout = 100 * time.Millisecond
-	t.Cleanup(func() { sendTimeout = old })
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "a"), []byte("hello"), 0o644); err != nil {
 		t.Fatal(err)
@@ -33,7 +30,7 @@ func TestFileServerHeaderStall(t *testing.T) {
 		{"405", "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			base, s := serveDir(t, dir)
+			base, s := serveDir(t, dir, func(s *Server) { s.SendTimeout = 100 * time.Millisecond })
 			conn := dialSmallWindow(t, base)
 			// The server serves the connection (the check below is not
 			// of one not yet accepted).

@@ -14,6 +14,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -42,6 +43,8 @@ func main() {
 	root := flag.String("root", ".", "directory to serve")
 	impl := flag.String("impl", "pipes", "pipes, or nethttp for net/http's FileServer")
 	turns := flag.Int("send-turns", 0, "pipes.WithSendTurns: concurrent sendfile calls of cached chunks (0: GOMAXPROCS, < 0: no bound)")
+	idle := flag.Duration("idle", DefaultIdleTimeout, "Server.IdleTimeout: the wait for a request, then for its body")
+	send := flag.Duration("send-timeout", DefaultSendTimeout, "Server.SendTimeout: the time a client has to take each MiB of a response")
 	flag.Parse()
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -61,14 +64,33 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	s.IdleTimeout, s.SendTimeout = *idle, *send
 	log.Fatal(s.Serve(ln))
 }
 
 // Server serves the files under one directory. Its zero value is not
 // usable: build it with NewServer.
 type Server struct {
+	// IdleTimeout bounds the wait for the next request on a connection,
+	// and then for the rest of its body, if it has one; 0 means
+	// DefaultIdleTimeout. Set it before Serve.
+	IdleTimeout time.Duration
+	// SendTimeout bounds how long a client may take to read sendChunk
+	// bytes of a response body, or a response's headers (and a body
+	// written with them), as nginx's send_timeout bounds the time between
+	// two writes: a client that stops reading is cut off, where it would
+	// hold its connection, its goroutine and the open file for as long as
+	// it stayed connected. 0 means DefaultSendTimeout. Set it before
+	// Serve.
+	SendTimeout time.Duration
+
 	root   *os.Root
 	engine *pipes.Engine
+	// statted, if not nil, is called by open between its stat and its
+	// open of name (the tests swap the file there).
+	statted func(name string)
+	// linger, if not 0, replaces lingerTimeout (for the tests).
+	linger time.Duration
 
 	mu     sync.Mutex
 	lns    map[net.Listener]struct{}
@@ -170,9 +192,20 @@ func (s *Server) Close() error {
 	return s.root.Close()
 }
 
-// idleTimeout bounds the wait for the next request on a connection, and
-// then for the rest of its body, if it has one; a variable for the tests.
-var idleTimeout = 2 * time.Minute
+// DefaultIdleTimeout and DefaultSendTimeout are the timeouts of a Server
+// whose IdleTimeout or SendTimeout is 0.
+const (
+	DefaultIdleTimeout = 2 * time.Minute
+	DefaultSendTimeout = time.Minute
+)
+
+func (s *Server) idleTimeout() time.Duration {
+	return cmp.Or(s.IdleTimeout, DefaultIdleTimeout)
+}
+
+func (s *Server) sendTimeout() time.Duration {
+	return cmp.Or(s.SendTimeout, DefaultSendTimeout)
+}
 
 // maxHeaderBytes bounds the request line and headers of one request, as
 // net/http's Server.MaxHeaderBytes does (http.ReadRequest itself reads
@@ -186,8 +219,8 @@ const maxHeaderBytes = 1 << 20
 const maxDrainBytes = 1 << 20
 
 // lingerTimeout bounds the wait of closeWriteAndWait (net/http's
-// rstAvoidanceDelay); a variable for the tests.
-var lingerTimeout = 500 * time.Millisecond
+// rstAvoidanceDelay), where Server.linger is 0.
+const lingerTimeout = 500 * time.Millisecond
 
 // lingerBytes bounds what closeWriteAndWait reads and discards.
 const lingerBytes = 256 << 10
@@ -200,7 +233,7 @@ func (s *Server) ServeConn(c net.Conn) {
 	br := bufio.NewReaderSize(lr, 4<<10)
 	bw := bufio.NewWriterSize(c, 4<<10)
 	for {
-		c.SetReadDeadline(time.Now().Add(idleTimeout))
+		c.SetReadDeadline(time.Now().Add(s.idleTimeout()))
 		lr.N = maxHeaderBytes
 		req, err := http.ReadRequest(br)
 		if err != nil {
@@ -213,7 +246,7 @@ func (s *Server) ServeConn(c net.Conn) {
 			}
 			if code != 0 {
 				// The rest of the request may still be on its way.
-				c.SetWriteDeadline(time.Now().Add(sendTimeout))
+				c.SetWriteDeadline(time.Now().Add(s.sendTimeout()))
 				writeError(bw, code, "close", true)
 				s.closeWriteAndWait(c)
 			}
@@ -231,7 +264,7 @@ func (s *Server) ServeConn(c net.Conn) {
 			// once it has one (RFC 9110, section 10.1.1).
 			if req.ContentLength != 0 && req.ProtoAtLeast(1, 1) &&
 				strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
-				c.SetWriteDeadline(time.Now().Add(sendTimeout))
+				c.SetWriteDeadline(time.Now().Add(s.sendTimeout()))
 				bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 				if bw.Flush() != nil {
 					return
@@ -243,10 +276,10 @@ func (s *Server) ServeConn(c net.Conn) {
 			}
 		}
 		c.SetReadDeadline(time.Time{})
-		// The headers too are sent within sendTimeout: a client that
+		// The headers too are sent within SendTimeout: a client that
 		// pipelines requests and reads no response is cut off even if
 		// their bodies are empty (send sets its own deadlines).
-		c.SetWriteDeadline(time.Now().Add(sendTimeout))
+		c.SetWriteDeadline(time.Now().Add(s.sendTimeout()))
 		if !s.respond(c, bw, req, keep) {
 			return
 		}
@@ -276,7 +309,7 @@ func (s *Server) closeWriteAndWait(c net.Conn) {
 	if cw, ok := c.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
 	}
-	deadline := time.Now().Add(lingerTimeout)
+	deadline := time.Now().Add(cmp.Or(s.linger, lingerTimeout))
 	c.SetReadDeadline(deadline)
 	if _, err := io.CopyN(io.Discard, c, lingerBytes); err != nil {
 		return // EOF, a reset, the deadline, or Close
@@ -357,27 +390,19 @@ func (s *Server) respond(c net.Conn, bw *bufio.Writer, req *http.Request, keep b
 	return s.send(c, f, length)
 }
 
-// sendTimeout bounds how long the client may take to read sendChunk
-// bytes of a response body, or a response's headers (and a body written
-// with them), as nginx's send_timeout bounds the time between two
-// writes: a client that stops reading is cut off, where it would hold
-// its connection, its goroutine and the open file for as long as it
-// stayed connected. A variable for the tests.
-var sendTimeout = time.Minute
-
-// sendChunk is how much of a body one sendTimeout covers: a client
-// slower than sendChunk per sendTimeout (17 KiB/s) is cut off.
+// sendChunk is how much of a body one SendTimeout covers: a client
+// slower than sendChunk per SendTimeout (17 KiB/s by default) is cut off.
 const sendChunk = 1 << 20
 
 // send copies length bytes of f, at its offset, to c: file -> socket
-// inside the kernel, a sendChunk at a time, each within sendTimeout
+// inside the kernel, a sendChunk at a time, each within SendTimeout
 // (a write deadline on c, cleared after). It reports whether all of
 // them were sent.
 func (s *Server) send(c net.Conn, f *os.File, length int64) bool {
 	defer c.SetWriteDeadline(time.Time{})
 	lr := &io.LimitedReader{R: f}
 	for sent := int64(0); sent < length; {
-		c.SetWriteDeadline(time.Now().Add(sendTimeout))
+		c.SetWriteDeadline(time.Now().Add(s.sendTimeout()))
 		lr.N = min(length-sent, sendChunk)
 		n, err := s.engine.Copy(c, lr)
 		sent += n
@@ -387,10 +412,6 @@ func (s *Server) send(c net.Conn, f *os.File, length int64) bool {
 	}
 	return true
 }
-
-// testHookStatted, if not nil, is called by open between its stat and
-// its open of name.
-var testHookStatted func(name string)
 
 // open opens the regular file name under the root for reading, or returns
 // the status of the response that refuses it: 404 for a file that does
@@ -414,8 +435,8 @@ func (s *Server) open(name string) (*os.File, fs.FileInfo, int) {
 	if !st.Mode().IsRegular() {
 		return nil, nil, http.StatusNotFound
 	}
-	if testHookStatted != nil {
-		testHookStatted(name)
+	if s.statted != nil {
+		s.statted(name)
 	}
 	f, err := openNonblock(s.root, name)
 	if err != nil {

@@ -42,13 +42,13 @@ func TestFileServerSpecialFiles(t *testing.T) {
 		device = false // /dev/null's numbers; mknod(2) needs CAP_MKNOD
 	}
 	swaps := map[string]string{"swap-fifo": "fifo2", "swap-sock": "sock2"} // name: what replaces it
-	testHookStatted = func(name string) {
-		if by, ok := swaps[name]; ok {
-			os.Rename(at(by), at(name))
+	base, _ := serveDir(t, dir, func(s *Server) {
+		s.statted = func(name string) {
+			if by, ok := swaps[name]; ok {
+				os.Rename(at(by), at(name))
+			}
 		}
-	}
-	t.Cleanup(func() { testHookStatted = nil })
-	base, _ := serveDir(t, dir)
+	})
 	// A server blocked in open(2) of a fifo (a failure) waits for a
 	// writer: give it one before Close, a cleanup of serveDir's that
 	// runs after this one.

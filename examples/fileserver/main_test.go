@@ -32,7 +32,7 @@ func randomBytes(n int) []byte {
 }
 
 // startServer serves a temporary tree on 127.0.0.1, port 0.
-func startServer(t *testing.T, files map[string][]byte) (base string, s *Server) {
+func startServer(t *testing.T, files map[string][]byte, set ...func(*Server)) (base string, s *Server) {
 	t.Helper()
 	dir := t.TempDir()
 	for name, b := range files {
@@ -40,15 +40,19 @@ func startServer(t *testing.T, files map[string][]byte) (base string, s *Server)
 			t.Fatal(err)
 		}
 	}
-	return serveDir(t, dir)
+	return serveDir(t, dir, set...)
 }
 
-// serveDir serves dir on 127.0.0.1, port 0, until the test ends.
-func serveDir(t *testing.T, dir string) (base string, s *Server) {
+// serveDir serves dir on 127.0.0.1, port 0, until the test ends, with
+// the server's fields set by set first.
+func serveDir(t *testing.T, dir string, set ...func(*Server)) (base string, s *Server) {
 	t.Helper()
 	s, err := NewServer(dir, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range set {
+		f(s)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -463,14 +467,6 @@ func mustRequest(t *testing.T, method, url string) *http.Request {
 	return req
 }
 
-// setLinger sets lingerTimeout until the test ends; call it before the
-// server starts.
-func setLinger(t *testing.T, d time.Duration) {
-	old := lingerTimeout
-	lingerTimeout = d
-	t.Cleanup(func() { lingerTimeout = old })
-}
-
 // TestFileServerLingeringClose ends connections whose request the server
 // does not read to the end (431, 400, a body too long to drain) while the
 // client is still sending, behind a response larger than the client's
@@ -482,9 +478,8 @@ func setLinger(t *testing.T, d time.Duration) {
 // the cleanup checks), and what the server discards is bounded: where
 // the client sends more, the server does not read it all.
 func TestFileServerLingeringClose(t *testing.T) {
-	setLinger(t, time.Hour)
 	big := randomBytes(8 << 20)
-	base, _ := startServer(t, map[string][]byte{"big": big, "a": []byte("a")})
+	base, _ := startServer(t, map[string][]byte{"big": big, "a": []byte("a")}, func(s *Server) { s.linger = time.Hour })
 	const getBig = "GET /big HTTP/1.1\r\nHost: x\r\n\r\n"
 	filler := strings.Repeat("x", 64<<20)
 	for _, c := range []struct {
@@ -549,8 +544,7 @@ func TestFileServerLingeringClose(t *testing.T) {
 // and never closes is cut off once lingerTimeout has passed (the write
 // fails), Close or no Close.
 func TestFileServerLingerEnds(t *testing.T) {
-	setLinger(t, time.Millisecond)
-	base, _ := startServer(t, map[string][]byte{"a": []byte("a")})
+	base, _ := startServer(t, map[string][]byte{"a": []byte("a")}, func(s *Server) { s.linger = time.Millisecond })
 	conn, wrote := dialSending(t, base, "GET /a HTTP/1.1\r\nHost: x\r\nX-Long: "+strings.Repeat("x", 64<<20))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil || resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
@@ -585,10 +579,7 @@ func dialSending(t *testing.T, base, req string) (net.Conn, <-chan error) {
 // without a deadline and the connection was held for as long as the
 // client kept it open.
 func TestFileServerBodyStall(t *testing.T) {
-	old := idleTimeout
-	idleTimeout = 50 * time.Millisecond
-	t.Cleanup(func() { idleTimeout = old })
-	base, _ := startServer(t, map[string][]byte{"a": []byte("hello")})
+	base, _ := startServer(t, map[string][]byte{"a": []byte("hello")}, func(s *Server) { s.IdleTimeout = 50 * time.Millisecond })
 	conn, wrote := dialSending(t, base, "GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
 	if err := <-wrote; err != nil {
 		t.Fatal(err)
@@ -608,14 +599,11 @@ func TestFileServerBodyStall(t *testing.T) {
 }
 
 // TestFileServerSendTimeout: a client that asks for a large file and
-// never reads it is cut off once sendTimeout passes without it taking
+// never reads it is cut off once SendTimeout passes without it taking
 // sendChunk bytes: its connection is closed. Before, the response's
 // copy waited for room for as long as the client stayed connected,
 // holding the connection, its goroutine and the file.
 func TestFileServerSendTimeout(t *testing.T) {
-	old := sendTimeout
-	sendTimeout = 100 * time.Millisecond
-	t.Cleanup(func() { sendTimeout = old })
 	// Far more than the kernel can buffer between the two sockets: a
 	// sparse file of 1 GiB.
 	const size = 1 << 30
@@ -626,7 +614,7 @@ func TestFileServerSendTimeout(t *testing.T) {
 	if err := os.Truncate(filepath.Join(dir, "big"), size); err != nil {
 		t.Fatal(err)
 	}
-	base, s := serveDir(t, dir)
+	base, s := serveDir(t, dir, func(s *Server) { s.SendTimeout = 100 * time.Millisecond })
 	conn := dialSmallWindow(t, base)
 	if _, err := io.WriteString(conn, "GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); err != nil {
 		t.Fatal(err)
