@@ -306,60 +306,80 @@ func TestWarmerGate(t *testing.T) {
 		{"unbounded", 4<<20 + 100, true, 0, []bool{false, false}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			d, _ := newTestDriverWith(t, 2, 1, 1<<20)
-			if c.senders > 0 {
-				d.senders = make(chan struct{}, c.senders)
-			}
-			f := testFile(t, make([]byte, c.size))
-			if c.warm {
-				io.Copy(io.Discard, f)
-				f.Seek(0, io.SeekStart)
-			} else if n := fdtest.CachedPages(t, f, int64(c.size)); n > 0 {
-				t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
-			}
-			w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: int64(c.size)})
-			if err != nil || w == nil {
-				t.Fatalf("NewWarmer = %v, %v", w, err)
-			}
-			defer w.Close()
-			enter := func() bool {
-				entered, err := w.Enter(context.Background())
-				if err != nil {
-					t.Fatal(err)
+			for attempt := 1; ; attempt++ {
+				got, warmed := warmerGate(t, c.size, c.warm, c.senders)
+				if c.warm && warmed && attempt < 3 {
+					// A page of the file read whole just before was
+					// not in the page cache when probed (reclaim or
+					// migration held it, under load): not the case
+					// tested. A Warmer that misses cached pages
+					// misses them every time.
+					t.Logf("attempt %d: a cached chunk was read in again", attempt)
+					continue
 				}
-				if entered {
-					// Every turn taken: another call waits until its
-					// context ends.
-					ctx, cancel := context.WithCancel(context.Background())
-					cancel()
-					if again, err := w.Enter(ctx); again || !errors.Is(err, context.Canceled) {
-						t.Errorf("Enter with every turn taken = (%v, %v), want context.Canceled", again, err)
-					}
-					w.Leave()
+				if (c.want == nil && slices.Contains(got, true)) || (c.want != nil && !slices.Equal(got, c.want)) {
+					t.Errorf("turns taken chunk by chunk: %v, want %v", got, c.want)
 				}
-				return entered
-			}
-			var got []bool
-			for left := c.size; left > 0; {
-				n, err := w.Take(context.Background(), left)
-				if err != nil {
-					t.Fatal(err)
-				}
-				left -= n
-				got = append(got, enter())
-			}
-			if (c.want == nil && slices.Contains(got, true)) || (c.want != nil && !slices.Equal(got, c.want)) {
-				t.Errorf("turns taken chunk by chunk: %v, want %v", got, c.want)
-			}
-			if _, err := w.Take(context.Background(), 4<<20); err != nil {
-				t.Fatal(err)
-			}
-			if enter() {
-				t.Error("the grant past the end of the file took a turn")
-			}
-			if len(d.senders) != 0 {
-				t.Errorf("%d turns not given back", len(d.senders))
+				return
 			}
 		})
 	}
+}
+
+// warmerGate runs TestWarmerGate's case: a file of size bytes, read
+// whole first if warm, granted chunk by chunk to the end by a Warmer of a
+// driver with senders turns (0: no bound). It returns whether each grant
+// took a turn, and whether the ring read any chunk in.
+func warmerGate(t *testing.T, size int, warm bool, senders int) (got []bool, warmed bool) {
+	d, st := newTestDriverWith(t, 2, 1, 1<<20)
+	if senders > 0 {
+		d.senders = make(chan struct{}, senders)
+	}
+	f := testFile(t, make([]byte, size))
+	if warm {
+		io.Copy(io.Discard, f)
+		f.Seek(0, io.SeekStart)
+	} else if n := fdtest.CachedPages(t, f, int64(size)); n > 0 {
+		t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
+	}
+	w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: int64(size)})
+	if err != nil || w == nil {
+		t.Fatalf("NewWarmer = %v, %v", w, err)
+	}
+	defer w.Close()
+	enter := func() bool {
+		entered, err := w.Enter(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if entered {
+			// Every turn taken: another call waits until its
+			// context ends.
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			if again, err := w.Enter(ctx); again || !errors.Is(err, context.Canceled) {
+				t.Errorf("Enter with every turn taken = (%v, %v), want context.Canceled", again, err)
+			}
+			w.Leave()
+		}
+		return entered
+	}
+	for left := size; left > 0; {
+		n, err := w.Take(context.Background(), left)
+		if err != nil {
+			t.Fatal(err)
+		}
+		left -= n
+		got = append(got, enter())
+	}
+	if _, err := w.Take(context.Background(), 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	if enter() {
+		t.Error("the grant past the end of the file took a turn")
+	}
+	if len(d.senders) != 0 {
+		t.Errorf("%d turns not given back", len(d.senders))
+	}
+	return got, st.Warms.Load() > 0
 }
