@@ -522,7 +522,10 @@ func (in *interruption) stop() {
 	}
 }
 
-// meteredWriter counts the bytes its Writes deliver.
+// meteredWriter counts the bytes its Writes deliver. A Write returning a
+// count below 0 or above len(p) counts none: io.Copy fails with it
+// ("invalid write result") and counts none of it either, so the meter
+// never differs from what the copy returns.
 type meteredWriter struct {
 	w io.Writer
 	m *meter
@@ -530,7 +533,9 @@ type meteredWriter struct {
 
 func (w *meteredWriter) Write(p []byte) (int, error) {
 	n, err := w.w.Write(p)
-	w.m.Add(int64(n))
+	if n >= 0 && n <= len(p) {
+		w.m.Add(int64(n))
+	}
 	return n, err
 }
 

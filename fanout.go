@@ -130,7 +130,8 @@ func FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, opts ...FanOut
 // terminal as os.NewFile of a descriptor without O_NONBLOCK, f.Fd() or
 // term.MakeRaw leave it) is read only once poll(2) reports input, and
 // waited for in poll(2) slices, so that a cancel reaches it too. A
-// destination pipe or socket in blocking mode is written with calls that
+// destination pipe or socket in blocking mode (an *os.File: another
+// type's Write is called, as io.Copy calls it) is written with calls that
 // do not wait (send(2) with MSG_DONTWAIT, pwritev2(2) with RWF_NOWAIT),
 // waiting for room in poll(2) slices, so that an eviction or a cancel
 // reaches it; a terminal in blocking mode is not: a write to one waits in

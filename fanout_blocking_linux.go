@@ -170,10 +170,18 @@ func (b *blockingReader) Read(p []byte) (int, error) {
 
 // blockingDest returns w, a fan-out's destination, wrapped so that a
 // write waiting for room can be interrupted by a write deadline, if it is
-// a pipe or socket in blocking mode; else w itself. A terminal in
-// blocking mode is left as it is: a write to one waits in the kernel
-// until all of it fits, and nothing tells beforehand how much fits.
+// an *os.File of a pipe or socket in blocking mode; else w itself. A
+// terminal in blocking mode is left as it is: a write to one waits in the
+// kernel until all of it fits, and nothing tells beforehand how much
+// fits. The wrapper writes to the descriptor itself, in place of w's
+// Write, so only an *os.File is wrapped, whose Write is that write: any
+// other type giving its descriptor (syscall.Conn) may have a Write of its
+// own (one that transforms or counts the bytes), which a userspace copy
+// calls as io.Copy does.
 func blockingDest(w io.Writer) io.Writer {
+	if _, ok := w.(*os.File); !ok {
+		return w
+	}
 	ep, ok := writerEndpoint(w)
 	if !ok {
 		if rc, ok := blockingConn(w, messageSocket); ok {
