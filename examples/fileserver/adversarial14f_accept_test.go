@@ -5,8 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"syscall"
 	"testing"
 
@@ -18,10 +16,7 @@ import (
 // does not end Serve: the connections after it are served. Before, Serve
 // returned the error (and the command exited) at the first such failure.
 func TestFileServerAcceptFails(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "a"), []byte("hello"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := dirOf(t, map[string][]byte{"a": []byte("hello")})
 	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS} {
 		t.Run(errno.Error(), func(t *testing.T) {
 			s, err := NewServer(dir, nil)

@@ -5,8 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,10 +18,7 @@ import (
 // waited for room for as long as the client stayed connected, holding
 // the connection, its goroutine and (for HEAD) the open file.
 func TestFileServerHeaderStall(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "a"), []byte("hello"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := dirOf(t, map[string][]byte{"a": []byte("hello")})
 	for _, c := range []struct{ name, req string }{
 		{"HEAD", "HEAD /a HTTP/1.1\r\nHost: x\r\n\r\n"},
 		{"404", "GET /missing HTTP/1.1\r\nHost: x\r\n\r\n"},

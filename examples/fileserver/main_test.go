@@ -34,13 +34,20 @@ func randomBytes(n int) []byte {
 // startServer serves a temporary tree on 127.0.0.1, port 0.
 func startServer(t *testing.T, files map[string][]byte, set ...func(*Server)) (base string, s *Server) {
 	t.Helper()
+	return serveDir(t, dirOf(t, files), set...)
+}
+
+// dirOf returns a new directory holding files, removed when the test
+// ends.
+func dirOf(t *testing.T, files map[string][]byte) string {
+	t.Helper()
 	dir := t.TempDir()
 	for name, b := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return serveDir(t, dir, set...)
+	return dir
 }
 
 // serveDir serves dir on 127.0.0.1, port 0, until the test ends, with
