@@ -23,16 +23,14 @@ func TestFileServerAcceptFails(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			inner, err := net.Listen("tcp", "127.0.0.1:0")
+			ln, err := accept.ListenFailing(errno, 3)
 			if err != nil {
 				t.Fatal(err)
 			}
-			ln := &accept.FailingListener{Listener: inner, Err: errno}
-			ln.Fail.Store(3)
 			served := make(chan error, 1)
 			go func() { served <- s.Serve(ln) }()
 			t.Cleanup(func() { s.Close(); <-served })
-			c, err := net.Dial("tcp", inner.Addr().String())
+			c, err := net.Dial("tcp", ln.Addr().String())
 			if err != nil {
 				t.Fatal(err)
 			}

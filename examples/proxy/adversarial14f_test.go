@@ -20,16 +20,14 @@ func TestProxyAcceptFails(t *testing.T) {
 			reply := randomBytes(1<<20, 3)
 			be := startBackend(t, reply, false)
 			p := NewProxy(be.ln.Addr().String(), false)
-			inner, err := net.Listen("tcp", "127.0.0.1:0")
+			ln, err := accept.ListenFailing(errno, 3)
 			if err != nil {
 				t.Fatal(err)
 			}
-			ln := &accept.FailingListener{Listener: inner, Err: errno}
-			ln.Fail.Store(3)
 			served := make(chan error, 1)
 			go func() { served <- p.Serve(ln) }()
 			t.Cleanup(func() { p.Close(); <-served })
-			c, err := net.Dial("tcp", inner.Addr().String())
+			c, err := net.Dial("tcp", ln.Addr().String())
 			if err != nil {
 				t.Fatal(err)
 			}

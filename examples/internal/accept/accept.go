@@ -54,6 +54,18 @@ type FailingListener struct {
 	Err  syscall.Errno
 }
 
+// ListenFailing listens on a loopback TCP port and returns a listener
+// whose first n Accepts fail with err (for the servers' tests).
+func ListenFailing(err syscall.Errno, n int32) (*FailingListener, error) {
+	inner, lerr := net.Listen("tcp", "127.0.0.1:0")
+	if lerr != nil {
+		return nil, lerr
+	}
+	l := &FailingListener{Listener: inner, Err: err}
+	l.Fail.Store(n)
+	return l, nil
+}
+
 // Accept fails with Err while Fail is above zero, lowering it, and
 // accepts from the wrapped Listener after.
 func (l *FailingListener) Accept() (net.Conn, error) {
