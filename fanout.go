@@ -70,7 +70,8 @@ func (c *fanOutConfig) policy(n int) fanout.Policy {
 		return p
 	}
 	p.Buffer = fanOutMaxBuffer
-	for p.Buffer > fanOutMinBuffer && p.Buffer*(n+1) > fanOutBudget {
+	// In int64: on 32-bit systems 1 MiB times 2048 destinations wraps.
+	for p.Buffer > fanOutMinBuffer && int64(p.Buffer)*int64(n+1) > fanOutBudget {
 		p.Buffer /= 2
 	}
 	return p
