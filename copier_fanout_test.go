@@ -551,3 +551,41 @@ func TestCopierWriterTwice(t *testing.T) {
 		}
 	}
 }
+
+// TestFanOutDefaultBuffer holds the default of FanOutBuffer to its doc
+// comment: 1 MiB per destination up to 31 destinations, halved beyond
+// so that the private pipes and the staging pipe (half a private one)
+// take at most 32 MiB, and never under 64 KiB, which passes 32 MiB from
+// 512 destinations on. On 32-bit systems the product of the buffer and
+// the destinations wrapped from 2047 destinations on, which kept 1 MiB
+// per destination (GOARCH=386 shows it).
+func TestFanOutDefaultBuffer(t *testing.T) {
+	for _, tc := range []struct {
+		dests, want int
+		within      bool // the pipes take at most 32 MiB
+	}{
+		{1, 1 << 20, true},
+		{31, 1 << 20, true},
+		{32, 512 << 10, true},
+		{63, 512 << 10, true},
+		{64, 256 << 10, true},
+		{511, 64 << 10, true},
+		{512, 64 << 10, false},
+		{2047, 64 << 10, false},
+		{4096, 64 << 10, false}, // 1 MiB times 4097 wraps a 32-bit int
+	} {
+		var c fanOutConfig
+		got := c.policy(tc.dests).Buffer
+		if got != tc.want {
+			t.Errorf("%d destinations: buffer %d, want %d", tc.dests, got, tc.want)
+		}
+		if spent := int64(tc.dests)*int64(got) + int64(got/2); (spent <= 32<<20) != tc.within {
+			t.Errorf("%d destinations: %d bytes of pipes, within 32 MiB: %v, want %v", tc.dests, spent, spent <= 32<<20, tc.within)
+		}
+	}
+	var c fanOutConfig
+	FanOutBuffer(1<<31 - 1)(&c)
+	if got := c.policy(1).Buffer; got != 1<<30 {
+		t.Errorf("FanOutBuffer(2 GiB - 1): buffer %d, want 1 GiB", got)
+	}
+}

@@ -655,8 +655,9 @@ type Stats struct {
 	Cached uint64 // chunks of ring-routed copies, warmed sendfile copies and file fan-outs found in the page cache
 	Warmed uint64 // chunks of sendfile copies and file fan-outs not in the page cache, read in by the ring first
 	// CachedSendTurns counts the sendfile(2) calls of chunks found in
-	// the page cache that took one of the io_uring engine's GOMAXPROCS
-	// turns (docs/design.md, "Sharing the CPUs").
+	// the page cache that took one of the io_uring engine's turns
+	// (GOMAXPROCS, or WithSendTurns; docs/design.md, "Sharing the
+	// CPUs").
 	CachedSendTurns uint64
 	SQEs            uint64 // SQEs submitted to the ring
 	Enters          uint64 // io_uring_enter calls made to submit them

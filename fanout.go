@@ -42,9 +42,11 @@ func FanOutEvictAfter(d time.Duration) FanOutOption {
 // power-of-two number of pages, capped by /proc/sys/fs/pipe-max-size and
 // the per-user pipe quota), or of its queue of chunks where the fan-out
 // goes through userspace (off Linux, or a source without a descriptor).
-// The default spends at most 32 MiB of pipe quota on one call: 1 MiB per
-// destination up to 31 destinations, less beyond, and never less than
-// 64 KiB. n <= 0 keeps the default; n above 1 GiB counts as 1 GiB.
+// The default spends at most 32 MiB of pipe quota on one call of up to
+// 511 destinations: 1 MiB per destination up to 31 destinations, less
+// beyond, and never less than 64 KiB (so more than 32 MiB from 512
+// destinations on). n <= 0 keeps the default; n above 1 GiB counts as
+// 1 GiB.
 func FanOutBuffer(n int) FanOutOption {
 	return func(c *fanOutConfig) { c.buffer = min(max(n, 0), fanOutBufferCap) }
 }
@@ -68,7 +70,8 @@ func (c *fanOutConfig) policy(n int) fanout.Policy {
 		return p
 	}
 	p.Buffer = fanOutMaxBuffer
-	for p.Buffer > fanOutMinBuffer && p.Buffer*(n+1) > fanOutBudget {
+	// In int64: on 32-bit systems 1 MiB times 2048 destinations wraps.
+	for p.Buffer > fanOutMinBuffer && int64(p.Buffer)*int64(n+1) > fanOutBudget {
 		p.Buffer /= 2
 	}
 	return p

@@ -951,6 +951,7 @@ type UndeliveredError struct {
 	N int64
 }
 
+// Error says how many bytes read from the source were not delivered.
 func (e *UndeliveredError) Error() string {
 	return fmt.Sprintf("splice: %d bytes read from the source were not delivered", e.N)
 }
