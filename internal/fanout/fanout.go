@@ -149,29 +149,30 @@ func (d *Dest) reason() error { return context.Cause(d.life) }
 // a stop interrupts its writes (fd.Interrupt on its life).
 func (d *Dest) begin() { d.wake.Arm(d.life) }
 
-// exit is the last thing the destination's goroutine does: it clears the
-// deadline a stop set, closes done, then wakes the coordinator, which
-// checks done when woken.
+// exit is the last thing the destination's goroutine does, after run
+// has cleared the deadline a stop set: it closes done, then wakes the
+// coordinator, which checks done when woken.
 func (d *Dest) exit(progress chan struct{}) {
-	d.wake.Stop()
 	close(d.done)
 	kick(progress)
 }
 
-// run runs body, the work of the destination's goroutine, and catches
-// what ends it other than a return. A panic of its Write ends the
-// destination, onPanic (Policy.OnPanic) is called, and the coordinator
-// stops the fan-out and panics with the same value in the caller's
-// goroutine (settle), as a Write in the caller's own goroutine would
-// have. A Write that called runtime.Goexit fails the destination
-// (ErrGoexit): its bytes went no further.
+// run runs body, the work of the destination's goroutine, then clears
+// the deadline a stop set (d.wake), and catches what ends it other than
+// a return. A panic of its Write, or of its SetWriteDeadline (the
+// destination's code too: when a stop called it, the panic is raised
+// here, see fd.Waker), ends the destination, onPanic (Policy.OnPanic) is
+// called, and the coordinator stops the fan-out and panics with the same
+// value in the caller's goroutine (settle), as a Write in the caller's
+// own goroutine would have. A Write that called runtime.Goexit fails the
+// destination (ErrGoexit): its bytes went no further.
 func (d *Dest) run(onPanic func(), body func()) {
 	returned := false
 	defer func() {
 		switch p := recover(); {
 		case p != nil:
 			d.panic = p
-			d.err = fmt.Errorf("pipes: fan-out to destination %d: Write panicked: %v", d.idx, p)
+			d.err = fmt.Errorf("pipes: fan-out to destination %d: panicked: %v", d.idx, p)
 			if onPanic != nil {
 				onPanic()
 			}
@@ -179,6 +180,7 @@ func (d *Dest) run(onPanic func(), body func()) {
 			d.err = fmt.Errorf("pipes: fan-out to destination %d: %w", d.idx, ErrGoexit)
 		}
 	}()
+	defer d.wake.Stop()
 	body()
 	returned = true
 }
