@@ -60,15 +60,16 @@ type Policy struct {
 	// when it ends.
 	OnPanic func()
 	// OnNoneLeft, if not nil, is called in a fan-out without joins by
-	// the goroutine of the last destination to return, once it has,
-	// unless the coordinator has already seen the source end: the
-	// caller ends the fan-out's context with it, so that a read of the
-	// source waiting for input then is interrupted (the caller's to
-	// interrupt) and the fan-out returns, reading no further. A
-	// destination that returns while the coordinator meets the source's
-	// end may still call it. Without it, a fan-out whose destinations
-	// have all failed returns only once the source has more input (read
-	// for none of them) or ends.
+	// the goroutine of the last destination to return, once it has, if
+	// the coordinator is reading the source then: the caller ends the
+	// fan-out's context with it, so that the read, which may be waiting
+	// for input, is interrupted (the caller's to interrupt) and the
+	// fan-out returns, reading no further. Where the coordinator is not
+	// reading, it is not called: the coordinator reads no more and
+	// returns, and the caller's deadlines on the source are left as
+	// they were. Without it, a fan-out whose destinations have all
+	// failed returns only once the source has more input (read for none
+	// of them) or ends.
 	OnNoneLeft func()
 }
 
