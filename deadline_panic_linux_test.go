@@ -120,6 +120,18 @@ func TestDeadlineSetterPanicReachesCaller(t *testing.T) {
 				return <-got
 			}
 		}},
+		{"CopyBatch/source (its own goroutine)", func(t *testing.T, e *Engine, c, peer *net.TCPConn) func() any {
+			ctx, cancel := context.WithCancel(context.Background())
+			end := newPanicDeadlines(c, val, true, false)
+			got := inCaller(func() { e.CopyBatch(ctx, []Pair{{Dst: io.Discard, Src: end}}) })
+			return func() any {
+				waitInFlight(t, e, 1)
+				cancel()
+				<-end.woke
+				peer.Close()
+				return <-got
+			}
+		}},
 		{"FanOut/destination/kernel", func(t *testing.T, e *Engine, c, peer *net.TCPConn) func() any {
 			ctx, cancel := context.WithCancel(context.Background())
 			end := newPanicDeadlines(c, val, false, true)
