@@ -112,8 +112,9 @@ func FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, opts ...FanOut
 // peer is gone, or any other error) is dropped at once with that error,
 // wrapped so that errors.Is(err, syscall.EPIPE) holds; the others go on.
 // Once no destination is left, src is read no further, and FanOut
-// returns without waiting for src's next input (a read of src waiting
-// for it is interrupted as a cancel interrupts it).
+// returns without waiting for src's next input: a read of src under way
+// then is interrupted as a cancel interrupts it (its deadline cleared
+// after); where none is, src and its deadlines are left as they are.
 //
 // A regular-file src is read from its current offset, which is left after
 // the bytes read, as io.Copy leaves it. An *io.LimitedReader src is

@@ -30,7 +30,9 @@ type End struct {
 	Pipe bool
 	// Wake, if non-nil, makes a wait blocked on Conn return (for example
 	// by setting a deadline in the past). Copy calls it, from another
-	// goroutine, when its context ends.
+	// goroutine, when its context ends. If it panics, Copy panics with
+	// the same value in its caller's goroutine once the copy is over
+	// (after Reset), as a panic of the caller's code there would.
 	Wake func()
 	// Reset, if non-nil, undoes Wake (for example clears the deadline).
 	// Copy calls it before returning if it called Wake.

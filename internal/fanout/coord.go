@@ -5,7 +5,6 @@ import (
 	"errors"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -244,29 +243,59 @@ func live[M member](ms []M) int {
 
 // leaving counts the destinations of a fan-out whose goroutines have
 // not returned, and calls Policy.OnNoneLeft when the last one has while
-// the source is still read: not once the coordinator has recorded its
-// end (sourceEnded), when every destination returns in the end and
-// waking the source's read would only clear the caller's deadlines on
-// it. The last destination can return between the source's end and
-// that record: OnNoneLeft is called then all the same.
+// the coordinator reads the source (between beginRead and endRead): only
+// a read waiting for input then needs waking, and waking the source
+// clears the caller's deadline on it. Where the coordinator is not
+// reading (it waits for a destination's room, or has met the source's
+// end), it sees for itself that none is left (beginRead) and returns
+// without touching the source.
 type leaving struct {
-	left     atomic.Int32
-	ended    atomic.Bool // the coordinator reads the source no more
-	noneLeft func()      // Policy.OnNoneLeft; nil in a fan-out with joins
+	mu       sync.Mutex
+	left     int32  // destinations whose goroutines have not returned
+	reading  bool   // the coordinator is between beginRead and endRead
+	noneLeft func() // Policy.OnNoneLeft; nil in a fan-out with joins
 }
-
-// sourceEnded records that the coordinator reads the source no more.
-func (l *leaving) sourceEnded() { l.ended.Store(true) }
 
 // expect counts n destinations whose goroutines are about to start. It
 // is called before any of them starts, so that the count reaches 0 only
 // once every one has returned.
-func (l *leaving) expect(n int) { l.left.Add(int32(n)) }
+func (l *leaving) expect(n int) {
+	l.mu.Lock()
+	l.left += int32(n)
+	l.mu.Unlock()
+}
+
+// beginRead is called by the coordinator of a fan-out whose
+// destinations have started before each read of the source. It reports
+// false, and the source must not be read, when no destination is left
+// in a fan-out without joins; else a destination that leaves as the
+// last one wakes the read (OnNoneLeft) until endRead.
+func (l *leaving) beginRead() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.noneLeft != nil && l.left == 0 {
+		return false
+	}
+	l.reading = true
+	return true
+}
+
+// endRead is called by the coordinator once a read of the source has
+// returned.
+func (l *leaving) endRead() {
+	l.mu.Lock()
+	l.reading = false
+	l.mu.Unlock()
+}
 
 // leave is deferred by a destination's goroutine, first, so that it
 // runs once the destination has exited.
 func (l *leaving) leave() {
-	if l.left.Add(-1) == 0 && l.noneLeft != nil && !l.ended.Load() {
+	l.mu.Lock()
+	l.left--
+	wake := l.left == 0 && l.reading && l.noneLeft != nil
+	l.mu.Unlock()
+	if wake {
 		l.noneLeft()
 	}
 }

@@ -60,15 +60,16 @@ type Policy struct {
 	// when it ends.
 	OnPanic func()
 	// OnNoneLeft, if not nil, is called in a fan-out without joins by
-	// the goroutine of the last destination to return, once it has,
-	// unless the coordinator has already seen the source end: the
-	// caller ends the fan-out's context with it, so that a read of the
-	// source waiting for input then is interrupted (the caller's to
-	// interrupt) and the fan-out returns, reading no further. A
-	// destination that returns while the coordinator meets the source's
-	// end may still call it. Without it, a fan-out whose destinations
-	// have all failed returns only once the source has more input (read
-	// for none of them) or ends.
+	// the goroutine of the last destination to return, once it has, if
+	// the coordinator is reading the source then: the caller ends the
+	// fan-out's context with it, so that the read, which may be waiting
+	// for input, is interrupted (the caller's to interrupt) and the
+	// fan-out returns, reading no further. Where the coordinator is not
+	// reading, it is not called: the coordinator reads no more and
+	// returns, and the caller's deadlines on the source are left as
+	// they were. Without it, a fan-out whose destinations have all
+	// failed returns only once the source has more input (read for none
+	// of them) or ends.
 	OnNoneLeft func()
 }
 
@@ -149,29 +150,30 @@ func (d *Dest) reason() error { return context.Cause(d.life) }
 // a stop interrupts its writes (fd.Interrupt on its life).
 func (d *Dest) begin() { d.wake.Arm(d.life) }
 
-// exit is the last thing the destination's goroutine does: it clears the
-// deadline a stop set, closes done, then wakes the coordinator, which
-// checks done when woken.
+// exit is the last thing the destination's goroutine does, after run
+// has cleared the deadline a stop set: it closes done, then wakes the
+// coordinator, which checks done when woken.
 func (d *Dest) exit(progress chan struct{}) {
-	d.wake.Stop()
 	close(d.done)
 	kick(progress)
 }
 
-// run runs body, the work of the destination's goroutine, and catches
-// what ends it other than a return. A panic of its Write ends the
-// destination, onPanic (Policy.OnPanic) is called, and the coordinator
-// stops the fan-out and panics with the same value in the caller's
-// goroutine (settle), as a Write in the caller's own goroutine would
-// have. A Write that called runtime.Goexit fails the destination
-// (ErrGoexit): its bytes went no further.
+// run runs body, the work of the destination's goroutine, then clears
+// the deadline a stop set (d.wake), and catches what ends it other than
+// a return. A panic of its Write, or of its SetWriteDeadline (the
+// destination's code too: when a stop called it, the panic is raised
+// here, see fd.Waker), ends the destination, onPanic (Policy.OnPanic) is
+// called, and the coordinator stops the fan-out and panics with the same
+// value in the caller's goroutine (settle), as a Write in the caller's
+// own goroutine would have. A Write that called runtime.Goexit fails the
+// destination (ErrGoexit): its bytes went no further.
 func (d *Dest) run(onPanic func(), body func()) {
 	returned := false
 	defer func() {
 		switch p := recover(); {
 		case p != nil:
 			d.panic = p
-			d.err = fmt.Errorf("pipes: fan-out to destination %d: Write panicked: %v", d.idx, p)
+			d.err = fmt.Errorf("pipes: fan-out to destination %d: panicked: %v", d.idx, p)
 			if onPanic != nil {
 				onPanic()
 			}
@@ -179,6 +181,7 @@ func (d *Dest) run(onPanic func(), body func()) {
 			d.err = fmt.Errorf("pipes: fan-out to destination %d: %w", d.idx, ErrGoexit)
 		}
 	}()
+	defer d.wake.Stop()
 	body()
 	returned = true
 }

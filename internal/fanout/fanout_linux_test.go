@@ -226,9 +226,11 @@ func TestStopState(t *testing.T) {
 	go func() {
 		d.begin()
 		defer d.exit(progress)
-		_, err := a.Write(make([]byte, 64<<20)) // more than the socket holds
-		d.err = d.failed(err)
-		wrote <- err
+		d.run(nil, func() {
+			_, err := a.Write(make([]byte, 64<<20)) // more than the socket holds
+			d.err = d.failed(err)
+			wrote <- err
+		})
 	}()
 	reason := errors.New("stop reason")
 	d.stop(reason)

@@ -281,7 +281,6 @@ func (k *Kernel) Run() (handled bool, err error) {
 // run is Run's work, under settle.
 func (k *Kernel) run() (handled bool, err error) {
 	handled = k.readAll()
-	k.leaving.sourceEnded()
 	if !handled {
 		return false, nil
 	}
@@ -318,7 +317,13 @@ func (k *Kernel) readAll() bool {
 			}
 			continue
 		}
+		if k.started && !k.leaving.beginRead() {
+			break // the last destination left while none was read
+		}
 		n, eof, idle, err := k.fill()
+		if k.started {
+			k.leaving.endRead()
+		}
 		if idle {
 			continue
 		}

@@ -122,8 +122,12 @@ func (u *Userspace) run(src io.Reader) error {
 			}
 			continue
 		}
+		if !u.leaving.beginRead() {
+			break // the last destination left while none was read
+		}
 		b := make([]byte, Chunk)
 		n, err := src.Read(b)
+		u.leaving.endRead()
 		if n > 0 {
 			u.admit() // those added while the read waited get this chunk
 			u.distribute(b[:n])
@@ -135,7 +139,6 @@ func (u *Userspace) run(src io.Reader) error {
 			break
 		}
 	}
-	u.leaving.sourceEnded()
 	u.Abort()
 	ds := bases(u.ds)
 	if u.ctx.Err() != nil {

@@ -35,24 +35,50 @@ func Of(dst, src any) Deadlines {
 func (d Deadlines) None() bool { return d.r == nil && d.w == nil }
 
 // Wake sets the deadlines in the past: a wait on them returns
-// os.ErrDeadlineExceeded.
-func (d Deadlines) Wake() {
+// os.ErrDeadlineExceeded. The deadline setters are the caller's code: if
+// one panics, the other is still called, and the first panic goes on
+// once both have returned.
+func (d Deadlines) Wake() { d.set(aLongTimeAgo) }
+
+// Reset clears the deadlines; a setter's panic goes on as in Wake.
+func (d Deadlines) Reset() { d.set(time.Time{}) }
+
+func (d Deadlines) set(t time.Time) {
+	var p any
 	if d.r != nil {
-		d.r.SetReadDeadline(aLongTimeAgo)
+		p = setRead(d.r, t)
 	}
 	if d.w != nil {
-		d.w.SetWriteDeadline(aLongTimeAgo)
+		if q := setWrite(d.w, t); p == nil {
+			p = q
+		}
+	}
+	if p != nil {
+		panic(p)
 	}
 }
 
-// Reset clears the deadlines.
-func (d Deadlines) Reset() {
-	if d.r != nil {
-		d.r.SetReadDeadline(time.Time{})
-	}
-	if d.w != nil {
-		d.w.SetWriteDeadline(time.Time{})
-	}
+// setRead calls r.SetReadDeadline(t) and returns what it panicked with,
+// or nil.
+func setRead(r readDeadliner, t time.Time) (p any) {
+	defer func() { p = recover() }()
+	r.SetReadDeadline(t)
+	return nil
+}
+
+// setWrite calls w.SetWriteDeadline(t) and returns what it panicked
+// with, or nil.
+func setWrite(w writeDeadliner, t time.Time) (p any) {
+	defer func() { p = recover() }()
+	w.SetWriteDeadline(t)
+	return nil
+}
+
+// wake calls t.Wake and returns what it panicked with, or nil.
+func wake(t Target) (p any) {
+	defer func() { p = recover() }()
+	t.Wake()
+	return nil
 }
 
 // Target is what a Waker wakes: Deadlines, or ends that say themselves
@@ -67,10 +93,16 @@ type Target interface {
 // ran. It is meant to be a field of a per-copy value, so that arming it
 // allocates only what context.AfterFunc does, and the callback it
 // hands it (a method value).
+//
+// Wake and Reset run the caller's deadline setters. A panic of Wake,
+// which runs in a goroutine of its own where nothing could recover it,
+// is recovered there and raised again by Stop, in the goroutine of the
+// copy it guards, as a panic of the copy's own Read or Write would be.
 type Waker struct {
-	t    Target
-	stop func() bool    // context.AfterFunc's; nil: not armed
-	woke sync.WaitGroup // done once t.Wake has returned
+	t     Target
+	stop  func() bool    // context.AfterFunc's; nil: not armed
+	woke  sync.WaitGroup // done once t.Wake has returned
+	panic any            // what t.Wake panicked with; read after woke
 }
 
 // Arm arranges for t.Wake to be called when ctx ends. It does nothing
@@ -86,17 +118,23 @@ func (w *Waker) Arm(ctx context.Context, t Target) {
 
 func (w *Waker) fire() {
 	defer w.woke.Done()
-	w.t.Wake()
+	w.panic = wake(w.t)
 }
 
 // Stop undoes Arm once the guarded waits are over: it cancels the wake
 // or, if it ran, waits for it to return and calls the Target's Reset.
+// If Wake panicked, Stop panics with the same value once Reset has
+// returned.
 func (w *Waker) Stop() {
 	if w.stop == nil || w.stop() {
 		return
 	}
 	w.woke.Wait()
+	p := w.panic
 	w.t.Reset()
+	if p != nil {
+		panic(p)
+	}
 }
 
 // Interrupt is a Waker of Deadlines: the root's interruption of a copy's
@@ -137,7 +175,10 @@ func OnDone(ctx context.Context, dst, src any) (stop func()) {
 // as a context's is by its AfterFuncs); a member is woken at most once,
 // and its deadlines are cleared when it leaves if it was. Close sets the
 // members' deadlines under that lock: a deadline setter that blocks
-// delays every Join and Leave until it returns.
+// delays every Join and Leave until it returns. A setter that panics in
+// Close does not keep Close from waking the other members: the panic is
+// the member's, raised again by its Leave, in the goroutine of the copy
+// whose value it is.
 // The zero Group is open and empty.
 type Group struct {
 	mu     sync.Mutex
@@ -150,6 +191,7 @@ type Group struct {
 type Member struct {
 	D          Deadlines
 	woke       bool // D.Wake ran (under the Group's lock)
+	panic      any  // what D.Wake panicked with in Close (under the lock)
 	prev, next *Member
 }
 
@@ -174,7 +216,8 @@ func (g *Group) Join(m *Member) {
 }
 
 // Leave removes m from g once its waits are over, and clears the
-// deadlines that Close (or Join on a closed g) set.
+// deadlines that Close (or Join on a closed g) set. If m's Wake panicked
+// in Close, Leave panics with the same value once they are cleared.
 func (g *Group) Leave(m *Member) {
 	if m.D.None() {
 		return
@@ -189,10 +232,13 @@ func (g *Group) Leave(m *Member) {
 		m.next.prev = m.prev
 	}
 	m.prev, m.next = nil, nil
-	woke := m.woke
+	woke, p := m.woke, m.panic
 	g.mu.Unlock()
 	if woke {
 		m.D.Reset()
+	}
+	if p != nil {
+		panic(p)
 	}
 }
 
@@ -202,7 +248,7 @@ func (g *Group) Close() {
 	defer g.mu.Unlock()
 	g.closed = true
 	for m := g.head; m != nil; m = m.next {
-		m.D.Wake()
+		m.panic = wake(m.D)
 		m.woke = true
 	}
 }
