@@ -659,7 +659,7 @@ type Stats struct {
 	// turns (docs/design.md, "Sharing the CPUs").
 	CachedSendTurns uint64
 	SQEs            uint64 // SQEs submitted to the ring
-	Enters          uint64 // io_uring_enter calls made to submit them
+	Enters          uint64 // io_uring_enter calls made to submit them (WithSQPoll: hand-offs of new SQEs to the kernel's SQ thread, and waits for room in the SQ)
 	CQEs            uint64 // completions reaped
 	Pipes           int    // intermediate pipes alive now (pooled or in use)
 
