@@ -45,11 +45,14 @@ type Engine struct {
 // splice otherwise; "io_uring" requires io_uring and makes NewEngine fail
 // with an error wrapping errors.ErrUnsupported (and the kernel's errno)
 // where it is unavailable; "splice" never uses io_uring. On operating
-// systems without splice(2) every engine copies in userspace.
+// systems without splice(2) every engine copies in userspace. A nil
+// Option is ignored.
 func NewEngine(opts ...Option) (*Engine, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
-		o(&cfg)
+		if o != nil {
+			o(&cfg)
+		}
 	}
 	if !cfg.backendByOption {
 		// PIPES_BACKEND is read, and a bad value refused, only where
@@ -660,7 +663,7 @@ type Stats struct {
 	// CPUs").
 	CachedSendTurns uint64
 	SQEs            uint64 // SQEs submitted to the ring
-	Enters          uint64 // io_uring_enter calls made to submit them
+	Enters          uint64 // io_uring_enter calls made to submit them (WithSQPoll: hand-offs of new SQEs to the kernel's SQ thread, and waits for room in the SQ)
 	CQEs            uint64 // completions reaped
 	Pipes           int    // intermediate pipes alive now (pooled or in use)
 

@@ -356,6 +356,47 @@ func TestCopyAfterClose(t *testing.T) {
 	}
 }
 
+// TestNewEngineNilOption: a nil Option is ignored, as a nil FanOutOption
+// or RelayOption is (an option chosen by a condition, left nil where it
+// does not apply), and never panics NewEngine: the options around it
+// still apply.
+func TestNewEngineNilOption(t *testing.T) {
+	fdtest.Check(t)
+	for _, tc := range []struct {
+		name string
+		opts []Option
+	}{
+		{"nil", []Option{nil}},
+		{"nil first", []Option{nil, WithMaxPipes(3)}},
+		{"nil last", []Option{WithMaxPipes(3), nil}},
+		{"nils around", []Option{nil, WithPipeSize(64 << 10), nil, WithMaxPipes(3), nil}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var e *Engine
+			var err error
+			func() {
+				defer func() {
+					if p := recover(); p != nil {
+						t.Fatalf("NewEngine panicked: %v", p)
+					}
+				}()
+				e, err = NewEngine(tc.opts...)
+			}()
+			if err != nil {
+				t.Fatalf("NewEngine: %v", err)
+			}
+			defer e.Close()
+			if len(tc.opts) > 1 && e.cfg.maxPipes != 3 {
+				t.Errorf("WithMaxPipes(3) beside a nil Option: maxPipes %d", e.cfg.maxPipes)
+			}
+			var dst bytes.Buffer
+			if n, err := e.Copy(&dst, strings.NewReader("abc")); n != 3 || err != nil || dst.String() != "abc" {
+				t.Errorf("Copy = (%d, %v), %q delivered; want (3, nil), \"abc\"", n, err, dst.String())
+			}
+		})
+	}
+}
+
 // TestByteCount: Stats.Bytes is the sum of every stripe the copies added
 // to, however many copies picked each one.
 func TestByteCount(t *testing.T) {

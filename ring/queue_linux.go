@@ -48,20 +48,25 @@ func (r *Ring) SQSpaceLeft() uint32 {
 }
 
 // flushSQ publishes the SQEs handed out since the last flush by storing the
-// SQ tail and returns how many SQEs the kernel has yet to consume.
-func (r *Ring) flushSQ() uint32 {
+// SQ tail. It returns how many it published, and how many SQEs the kernel
+// has yet to consume (those, and with SQPOLL any published before that
+// the SQ thread has not picked up yet).
+func (r *Ring) flushSQ() (published, pending uint32) {
 	sq := &r.sq
 	if sq.sqeHead != sq.sqeTail {
+		published = sq.sqeTail - sq.sqeHead
 		sq.sqeHead = sq.sqeTail
 		atomic.StoreUint32(sq.tail, sq.sqeTail)
 	}
-	return sq.sqeTail - atomic.LoadUint32(sq.head)
+	return published, sq.sqeTail - atomic.LoadUint32(sq.head)
 }
 
 // Submit publishes the prepared SQEs and submits them with
 // io_uring_enter(toSubmit, 0, flags). It returns the number of SQEs the
-// kernel consumed (with IORING_SETUP_SQPOLL: the number published; it enters
-// only to wake a sleeping SQ thread). A request that fails is still consumed
+// kernel consumed (with IORING_SETUP_SQPOLL: the number this call
+// published, which the SQ thread consumes in its own time, so that each
+// SQE is counted by one call; it enters only to wake a sleeping SQ
+// thread). A request that fails is still consumed
 // and reports its error in its CQE; the count is short only when the kernel
 // stopped early (an SQE it could not even prepare, without
 // IORING_SETUP_SUBMIT_ALL). Submission side.
@@ -86,7 +91,7 @@ func (r *Ring) SubmitAndWait(waitNr uint32) (int, error) {
 }
 
 func (r *Ring) submit(waitNr uint32) (int, error) {
-	toSubmit := r.flushSQ()
+	published, toSubmit := r.flushSQ()
 	var flags uint32
 	enter := waitNr > 0
 	if r.params.Flags&IORING_SETUP_SQPOLL != 0 {
@@ -104,15 +109,19 @@ func (r *Ring) submit(waitNr uint32) (int, error) {
 		flags |= IORING_ENTER_GETEVENTS
 		enter = true
 	}
+	sqPoll := r.params.Flags&IORING_SETUP_SQPOLL != 0
 	if !enter {
+		if sqPoll {
+			return int(published), nil
+		}
 		return int(toSubmit), nil
 	}
 	n, err := r.Enter(toSubmit, waitNr, flags)
 	if err != nil {
 		return n, err
 	}
-	if r.params.Flags&IORING_SETUP_SQPOLL != 0 {
-		return int(toSubmit), nil
+	if sqPoll {
+		return int(published), nil
 	}
 	return n, nil
 }

@@ -376,11 +376,9 @@ func (d *Driver) queue(l *loopState) (finished bool) {
 // prepChain puts the SQEs of the queued chain c in the SQ: queued ->
 // inFlight.
 func (d *Driver) prepChain(l *loopState, c *chain) {
-	if d.r.SQSpaceLeft() < uint32(len(c.ops)) {
-		// A chain must not straddle two submissions: the kernel ends a
-		// link at the end of each one.
-		d.submit(l)
-	}
+	// A chain must not straddle two submissions: the kernel ends a
+	// link at the end of each one.
+	d.room(l, uint32(len(c.ops)))
 	for i := range c.ops {
 		o := &c.ops[i]
 		sqe := d.getSQE(l)
@@ -441,17 +439,42 @@ func (d *Driver) getSQE(l *loopState) *ring.SQE {
 		if sqe := d.r.GetSQE(); sqe != nil {
 			return sqe
 		}
+		d.room(l, 1)
+	}
+}
+
+// room submits what is queued until the SQ has room for n SQEs. With
+// SQPOLL the SQ thread frees the room in its own time, after submit has
+// returned: the loop then reaps (a kernel that holds completions back
+// may wait for room in the CQ before it submits more) and waits for the
+// SQ thread in io_uring_enter (IORING_ENTER_SQ_WAIT, Linux 5.10) rather
+// than spin on the SQ, and yields where the kernel lacks it.
+func (d *Driver) room(l *loopState, n uint32) {
+	for d.r.SQSpaceLeft() < n {
 		d.submit(l)
+		if !d.sqPoll || d.r.SQSpaceLeft() >= n {
+			continue
+		}
+		d.reap(l)
+		d.st.Enters.Add(1)
+		_, err := d.r.Enter(0, 0, ring.IORING_ENTER_SQ_WAKEUP|ring.IORING_ENTER_SQ_WAIT)
+		if err != nil {
+			runtime.Gosched()
+		}
 	}
 }
 
 // submit hands every queued SQE to the kernel. EBUSY (the CQ is full and
 // the kernel holds overflowed CQEs) and EAGAIN are answered by reaping
-// and trying again.
+// and trying again. With SQPOLL it publishes the SQEs queued since the
+// last call (counted as one Enter: a hand-off to the SQ thread, which
+// enters the kernel only to wake it) and returns.
 func (d *Driver) submit(l *loopState) {
 	for d.r.SQReady() > 0 {
 		n, err := d.r.Submit()
-		d.st.Enters.Add(1)
+		if n > 0 || !d.sqPoll || err != nil {
+			d.st.Enters.Add(1)
+		}
 		if n > 0 {
 			d.st.SQEs.Add(uint64(n))
 		}

@@ -20,7 +20,7 @@ import "sync/atomic"
 // them (and reads them for its Stats); the driver only adds.
 type Counters struct {
 	SQEs        atomic.Uint64 // SQEs submitted
-	Enters      atomic.Uint64 // io_uring_enter calls made to submit them
+	Enters      atomic.Uint64 // io_uring_enter calls made to submit them; with SQPOLL, hand-offs to the SQ thread and waits for room
 	CQEs        atomic.Uint64 // completions reaped
 	CachedReads atomic.Uint64 // chunks of ring copies and Warmers found in the page cache
 	Warms       atomic.Uint64 // chunks Warmers had the ring read into the page cache
