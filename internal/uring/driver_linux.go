@@ -332,6 +332,7 @@ type loopState struct {
 	inFlight map[uint64]*op
 	aborting map[*chain]struct{} // chains in cancelWanted or cancelling
 	cqes     []ring.CQE
+	broken   error // Driver.broken, which only the loop sets
 }
 
 func newLoopState() *loopState {
@@ -378,7 +379,10 @@ func (d *Driver) queue(l *loopState) (finished bool) {
 func (d *Driver) prepChain(l *loopState, c *chain) {
 	// A chain must not straddle two submissions: the kernel ends a
 	// link at the end of each one.
-	d.room(l, uint32(len(c.ops)))
+	if !d.room(l, uint32(len(c.ops))) {
+		d.failChain(c, l.broken)
+		return
+	}
 	for i := range c.ops {
 		o := &c.ops[i]
 		sqe := d.getSQE(l)
@@ -423,9 +427,12 @@ func (d *Driver) cancelAborting(l *loopState) {
 		case done:
 			delete(l.aborting, c)
 		case cancelWanted:
+			sqe := d.getSQE(l)
+			if sqe == nil {
+				return // the ring broke: fail failed every chain
+			}
 			o := c.first()
 			o.asks++
-			sqe := d.getSQE(l)
 			sqe.PrepCancel64(o.id, 0)
 			sqe.UserData = cancelTag | o.id
 			c.state = cancelling
@@ -433,13 +440,16 @@ func (d *Driver) cancelAborting(l *loopState) {
 	}
 }
 
-// getSQE returns a free SQE, submitting what is queued when the SQ is full.
+// getSQE returns a free SQE, submitting what is queued when the SQ is
+// full; nil once the ring has broken (room).
 func (d *Driver) getSQE(l *loopState) *ring.SQE {
 	for {
 		if sqe := d.r.GetSQE(); sqe != nil {
 			return sqe
 		}
-		d.room(l, 1)
+		if !d.room(l, 1) {
+			return nil
+		}
 	}
 }
 
@@ -449,9 +459,15 @@ func (d *Driver) getSQE(l *loopState) *ring.SQE {
 // may wait for room in the CQ before it submits more) and waits for the
 // SQ thread in io_uring_enter (IORING_ENTER_SQ_WAIT, Linux 5.10) rather
 // than spin on the SQ, and yields where the kernel lacks it.
-func (d *Driver) room(l *loopState, n uint32) {
+//
+// It reports false where the ring has broken (fail): the SQEs in the SQ
+// then stay there for good, and no room comes.
+func (d *Driver) room(l *loopState, n uint32) bool {
 	for d.r.SQSpaceLeft() < n {
 		d.submit(l)
+		if l.broken != nil {
+			return false
+		}
 		if !d.sqPoll || d.r.SQSpaceLeft() >= n {
 			continue
 		}
@@ -462,6 +478,7 @@ func (d *Driver) room(l *loopState, n uint32) {
 			runtime.Gosched()
 		}
 	}
+	return true
 }
 
 // submit hands every queued SQE to the kernel. EBUSY (the CQ is full and
@@ -501,6 +518,7 @@ func (d *Driver) submit(l *loopState) {
 // fail completes every op in flight with err's errno and makes later
 // submissions fail the same way.
 func (d *Driver) fail(l *loopState, err error) {
+	l.broken = err
 	d.mu.Lock()
 	d.broken = err
 	d.mu.Unlock()

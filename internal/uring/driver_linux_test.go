@@ -258,3 +258,65 @@ func pollThenSplice(t *testing.T, r *os.File) *chain {
 	c.ops[1].prepSplice(plain(int(r.Fd())), -1, plain(int(w.Fd())), 64)
 	return c
 }
+
+// TestBrokenRingFullSQ breaks the ring under the driver while a pass of
+// its loop has more chains to submit than the SQ holds (two SQEs): the
+// ring's descriptor is replaced by /dev/null's, so io_uring_enter fails
+// with an error it does not return in use. Every chain must fail with
+// that error, and the driver must close, rather than the loop wait for
+// room in an SQ that will never empty.
+func TestBrokenRingFullSQ(t *testing.T) {
+	fdtest.Check(t)
+	pool := splice.NewPool(64<<10, 2)
+	defer pool.Close()
+	d, err := New(Config{Entries: 2, Pool: pool, Closed: errTestClosed}, new(Counters))
+	if err != nil {
+		t.Skipf("io_uring refused: %v", err)
+	}
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	if err := unix.Dup3(int(null.Fd()), d.r.Fd(), unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := testPipe(t) // never written: a POLL_ADD on it stays in flight
+	chains := make([]*chain, 3)
+	for i := range chains {
+		c := new(chain)
+		c.reset(2)
+		c.ops[0].prepPoll(plain(int(r.Fd())), unix.POLLIN)
+		c.ops[1].prepPoll(plain(int(r.Fd())), unix.POLLIN)
+		chains[i] = c
+	}
+	// One pass of the loop takes them all: queued as submitChain
+	// queues one, under one hold of the lock.
+	d.mu.Lock()
+	for _, c := range chains {
+		for i := range c.ops {
+			d.nextID++
+			c.ops[i].id = d.nextID
+		}
+		c.state = queued
+		d.pending = append(d.pending, c)
+	}
+	d.mu.Unlock()
+	d.poke()
+	for i, c := range chains {
+		select {
+		case <-c.done:
+		case <-time.After(time.Minute): // a hang guard, not a timing check
+			t.Fatalf("chain %d not done a minute after the ring broke", i)
+		}
+		if res := c.ops[0].res; res >= 0 {
+			t.Errorf("chain %d: first op's result %d, want an errno", i, res)
+		}
+	}
+	if err := d.submitChain(new(chain)); err == nil {
+		t.Error("a chain submitted after the ring broke was taken")
+	}
+	if err := d.Close(); err != nil {
+		t.Logf("Close: %v", err)
+	}
+}
