@@ -64,7 +64,7 @@ func NewEngine(opts ...Option) (*Engine, error) {
 		cfg.backend = env
 	}
 	switch cfg.backend {
-	case backendAuto, BackendIOUring, BackendSplice:
+	case backendAuto, BackendIOUring, BackendSplice, BackendUserspace:
 	default:
 		return nil, fmt.Errorf("pipes: unknown backend %q", cfg.backend)
 	}

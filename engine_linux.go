@@ -36,6 +36,9 @@ type sysEngine struct {
 // io_uring (nil when it is, or when splice was asked for): the setup
 // error, explained by ringSetupErr.
 func newSysEngine(cfg *config, st *counters) (s *sysEngine, b Backend, noRing, err error) {
+	if cfg.backend == BackendUserspace {
+		return nil, "", nil, fmt.Errorf("pipes: userspace backend on Linux (io.Copy is that): %w", errors.ErrUnsupported)
+	}
 	s = &sysEngine{cfg: cfg, st: st, pool: splice.NewPool(cfg.pipeSize, cfg.maxPipes)}
 	if cfg.backend == BackendSplice {
 		return s, BackendSplice, nil, nil

@@ -81,6 +81,10 @@ func backendFromEnv() (Backend, error) {
 // BackendSplice) instead of choosing one, overriding PIPES_BACKEND. With
 // BackendIOUring, NewEngine fails with an error wrapping
 // errors.ErrUnsupported where io_uring or IORING_OP_SPLICE is unavailable.
+// BackendUserspace is accepted only off Linux, where it is what every
+// engine runs; on Linux NewEngine fails with an error wrapping
+// errors.ErrUnsupported (a userspace copy is io.Copy). Any other value
+// fails as an unknown backend.
 func WithBackend(b Backend) Option {
 	return func(c *config) { c.backend, c.backendByOption = b, true }
 }

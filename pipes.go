@@ -25,7 +25,8 @@ const (
 	// readiness on the Go netpoller.
 	BackendSplice Backend = "splice"
 	// BackendUserspace copies through a userspace buffer (io.Copy): the
-	// only backend on operating systems without splice(2).
+	// only backend on operating systems without splice(2), and the only
+	// one WithBackend takes there.
 	BackendUserspace Backend = "userspace"
 )
 

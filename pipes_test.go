@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -394,6 +395,31 @@ func TestNewEngineNilOption(t *testing.T) {
 				t.Errorf("Copy = (%d, %v), %q delivered; want (3, nil), \"abc\"", n, err, dst.String())
 			}
 		})
+	}
+}
+
+// TestWithBackendUserspace: BackendUserspace is accepted where it is
+// what every engine runs (off Linux), and refused on Linux with an error
+// wrapping errors.ErrUnsupported, not as an unknown backend; a value
+// that names no backend is refused.
+func TestWithBackendUserspace(t *testing.T) {
+	fdtest.Check(t)
+	e, err := NewEngine(WithBackend(BackendUserspace))
+	if runtime.GOOS == "linux" {
+		if !errors.Is(err, errors.ErrUnsupported) {
+			t.Errorf("WithBackend(BackendUserspace) on Linux: %v, want errors.ErrUnsupported", err)
+		}
+	} else if err != nil || e.Backend() != BackendUserspace {
+		t.Errorf("WithBackend(BackendUserspace) on %s: %v", runtime.GOOS, err)
+	}
+	if e != nil {
+		e.Close()
+	}
+	if e, err := NewEngine(WithBackend("uring")); err == nil || errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("WithBackend(\"uring\"): %v, want an unknown backend", err)
+		if e != nil {
+			e.Close()
+		}
 	}
 }
 
