@@ -345,7 +345,16 @@ type copySrc struct {
 // where a duplicate cannot be had (EMFILE with the registered-file table
 // full), and meet for themselves what else stopped the pin (a file the
 // caller closed). The copy calls end once its last chain is done.
+//
+// Nor does it take a file on a file system whose reads wait for a peer
+// (remoteFS): the ring's workers are capped and shared by every copy,
+// and a read that a silent server never answers would hold one for as
+// long, until the other copies' reads wait behind such reads. The
+// caller's own path reads it on the copy's thread, as io.Copy does.
 func (d *Driver) begin(src File) (cs copySrc, ok bool) {
+	if onRemoteFS(src.Conn) {
+		return cs, false
+	}
 	cs.p = d.pool.TryGet()
 	if cs.p == nil {
 		return cs, false
@@ -363,4 +372,33 @@ func (d *Driver) begin(src File) (cs copySrc, ok bool) {
 func (d *Driver) end(cs copySrc) {
 	d.unpin(cs.f)
 	d.pool.Put(cs.p)
+}
+
+// onRemoteFS reports whether the file behind c is on a file system whose
+// reads may wait for a server rather than a local disk (remoteFS), or
+// one fstatfs(2) cannot name: a file the ring must not read.
+func onRemoteFS(c syscall.RawConn) bool {
+	remote := true
+	c.Control(func(sysfd uintptr) { remote = remoteFS(int(sysfd)) })
+	return remote
+}
+
+// remoteFS reports whether the file fd is on a file system whose reads
+// wait for a server, local or across the network, that may never answer:
+// FUSE (sshfs, s3fs, virtiofs), NFS, SMB, 9p, Ceph, AFS, Coda; or one
+// fstatfs(2) fails for (a FUSE server that does not answer it). Such a
+// read, on an io-wq worker, holds the worker until the server answers.
+func remoteFS(fd int) bool {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil {
+		return true
+	}
+	switch uint32(st.Type) {
+	case unix.FUSE_SUPER_MAGIC, unix.NFS_SUPER_MAGIC, unix.SMB_SUPER_MAGIC,
+		unix.SMB2_SUPER_MAGIC, unix.CIFS_SUPER_MAGIC, unix.V9FS_MAGIC,
+		unix.CEPH_SUPER_MAGIC, unix.AFS_SUPER_MAGIC, unix.AFS_FS_MAGIC,
+		unix.CODA_SUPER_MAGIC:
+		return true
+	}
+	return false
 }

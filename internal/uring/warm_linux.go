@@ -110,15 +110,20 @@ const (
 // NewWarmer returns a Warmer for a copy from the file src, which starts
 // at the file's offset; nil, with no error, where the driver has no
 // Warmers (Config.WarmChunk 0) or the copy has nothing to warm: a small
-// file wholly in the page cache (smallCached), or a file opened
+// file wholly in the page cache (smallCached), a file opened
 // O_DIRECT, whose reads bypass the page cache (what the ring read in
-// would be read again from the disk).
+// would be read again from the disk), or a file on a file system whose
+// reads wait for a server (remoteFS: a read the server never answers
+// would hold one of the ring's workers, which every copy shares).
 func (d *Driver) NewWarmer(src File) (*Warmer, error) {
 	if d.guard == nil {
 		return nil, nil
 	}
 	if smallCached(src) {
 		d.st.CachedReads.Add(1) // its one chunk, found in the page cache
+		return nil, nil
+	}
+	if onRemoteFS(src.Conn) {
 		return nil, nil
 	}
 	off, direct, err := fileOffset(src.Conn)
