@@ -99,7 +99,7 @@ func newStallFS(t *testing.T, size int64) *stallFS {
 		// once where the FUSE control file system lets the test abort
 		// it, else once the last file open on it is closed.
 		unix.Unmount(dir, unix.MNT_DETACH)
-		abort := "/sys/fs/fuse/connections/" + strconv.FormatUint(st.Dev, 10) + "/abort"
+		abort := "/sys/fs/fuse/connections/" + strconv.FormatUint(uint64(st.Dev), 10) + "/abort"
 		os.WriteFile(abort, []byte("1"), 0)
 		fs.wg.Wait()
 		unix.Close(fd)
