@@ -25,7 +25,7 @@ func TestIsolationStalledFileSystem(t *testing.T) {
 		for _, dst := range []string{"pipe", "tcp"} {
 			t.Run(cfg.name+"/"+dst, func(t *testing.T) {
 				fdtest.Check(t)
-				fs := newStallFS(t, isoBig)
+				fs := newStallFS(t, 64<<20) // a 4 MiB section for each copy
 				e, err := NewEngine(cfg.opts...)
 				if err != nil {
 					t.Fatal(err)

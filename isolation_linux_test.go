@@ -103,12 +103,20 @@ type isoHostile struct {
 // isoEnv is what one isolation case shares: its data files and the
 // Limiter to pace sources by (nil: none).
 type isoEnv struct {
-	big  string // path of a file of isoBig bytes
+	big  string // path of a file of isoBig() bytes
 	data []byte // its bytes
 	lim  *Limiter
 }
 
-const isoBig = 64 << 20
+// isoBig is the size of the healthy copies' large case: 64 MiB, 8 MiB
+// under the race detector, which slows every byte a userspace copy
+// moves.
+func isoBig() int {
+	if raceEnabled {
+		return 8 << 20
+	}
+	return 64 << 20
+}
 
 func (env *isoEnv) pace(r io.Reader) io.Reader {
 	if env.lim == nil {
@@ -443,7 +451,7 @@ func TestIsolation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("64 MiB copies")
 	}
-	data := fdtest.Random(isoBig)
+	data := fdtest.Random(isoBig())
 	big := filepath.Join(t.TempDir(), "big")
 	if err := os.WriteFile(big, data, 0o600); err != nil {
 		t.Fatal(err)
@@ -490,7 +498,7 @@ func runIsolation(t *testing.T, cfg isoConfig, h isoHostile, env *isoEnv) {
 	}
 	var runs []healthy
 	for _, b := range isoHealthies {
-		for _, n := range []int{4 << 10, isoBig} {
+		for _, n := range []int{4 << 10, len(env.data)} {
 			dst, src, check := b.ends(t, env, n)
 			runs = append(runs, healthy{b.name, e.CopyAsync(context.Background(), dst, env.pace(src)), n, check})
 		}
