@@ -58,6 +58,16 @@ type completionQueue struct {
 	cqes                        []CQE
 }
 
+// supportedSetupFlags are the IORING_SETUP_* flags Setup passes to the
+// kernel. Any other bit is refused before the system call: SQE128, CQE32,
+// NO_MMAP and REGISTERED_FD_ONLY change the ring's layout or mapping in
+// ways this package does not handle, and so may flags of later kernels
+// (6.18's IORING_SETUP_CQE_MIXED puts 32-byte CQEs in the CQ ring).
+const supportedSetupFlags = IORING_SETUP_IOPOLL | IORING_SETUP_SQPOLL | IORING_SETUP_SQ_AFF |
+	IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | IORING_SETUP_ATTACH_WQ | IORING_SETUP_R_DISABLED |
+	IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
+	IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_NO_SQARRAY
+
 // Setup creates a ring with io_uring_setup(2) and maps it.
 //
 // entries is the SQ size, rounded up by the kernel to a power of two; the CQ
@@ -70,16 +80,16 @@ type completionQueue struct {
 // EPERM (kernel.io_uring_disabled, or seccomp), EINVAL (entries 0 or above
 // 32768 without IORING_SETUP_CLAMP, or flags this kernel does not know),
 // ENOMEM/EMFILE (limits). Flags this package does not support (SQE128,
-// CQE32, NO_MMAP, REGISTERED_FD_ONLY) give EINVAL without a system call. On
-// failure nothing stays open or mapped. Linux 5.1.
+// CQE32, NO_MMAP, REGISTERED_FD_ONLY, and any bit it has no constant for,
+// such as 6.18's CQE_MIXED) give EINVAL without a system call. On failure
+// nothing stays open or mapped. Linux 5.1.
 func Setup(entries uint32, p *Params) (*Ring, error) {
 	var params Params
 	if p != nil {
 		params = *p
 	}
-	const unsupported = IORING_SETUP_SQE128 | IORING_SETUP_CQE32 | IORING_SETUP_NO_MMAP | IORING_SETUP_REGISTERED_FD_ONLY
-	if params.Flags&unsupported != 0 {
-		return nil, fmt.Errorf("io_uring_setup: flags %#x not supported by package ring: %w", params.Flags&unsupported, unix.EINVAL)
+	if params.Flags&^supportedSetupFlags != 0 {
+		return nil, fmt.Errorf("io_uring_setup: flags %#x not supported by package ring: %w", params.Flags&^supportedSetupFlags, unix.EINVAL)
 	}
 	fd, errno := setupSyscall(entries, &params)
 	if errno != 0 {
