@@ -12,22 +12,30 @@ import (
 )
 
 // register is io_uring_register(2) on this ring, retried on EINTR (some
-// registrations wait for the ring to quiesce and are interruptible).
+// registrations wait for the ring to quiesce and are interruptible). On
+// error the count is 0. After Close it fails, matching os.ErrClosed,
+// without a system call.
 func (r *Ring) register(name string, opcode uint32, arg unsafe.Pointer, nrArgs uint32) (int, error) {
+	if r.closed() {
+		return 0, errClosed("io_uring_register(" + name + ")")
+	}
 	for {
 		n, errno := registerFunc(r.fd, opcode, arg, nrArgs)
 		if errno == 0 {
 			return n, nil
 		}
 		if errno != unix.EINTR {
-			return n, fmt.Errorf("io_uring_register(%s): %w", name, errno)
+			return 0, fmt.Errorf("io_uring_register(%s): %w", name, errno)
 		}
 	}
 }
 
 // Register is raw io_uring_register(2) for opcodes without a method here.
 // arg must point to memory that does not move (heap, or mapped); nrArgs is
-// opcode-specific. EINTR is retried; errors wrap the syscall.Errno.
+// opcode-specific. It returns the system call's result, 0 on error.
+// EINTR is retried; errors wrap the syscall.Errno. After Close every
+// Register method, Probe included, fails with an error matching
+// os.ErrClosed.
 func (r *Ring) Register(opcode uint32, arg unsafe.Pointer, nrArgs uint32) (int, error) {
 	return r.register(fmt.Sprint(opcode), opcode, arg, nrArgs)
 }
@@ -124,8 +132,11 @@ func (r *Ring) RegisterFilesSparse(n uint32) error {
 // its fds afterwards. -1 clears a slot (requests in flight keep their file
 // until they complete); IORING_REGISTER_FILES_SKIP leaves it. Errors: ENXIO
 // (no table), EINVAL (off+len beyond the table), EBADF (a bad fd; slots
-// before it are updated).
+// before it are updated). The count is 0 on error.
 func (r *Ring) RegisterFilesUpdate(off uint32, fds []int32) (int, error) {
+	if r.closed() {
+		return 0, errClosed("io_uring_register(IORING_REGISTER_FILES_UPDATE)")
+	}
 	if len(fds) == 0 {
 		return 0, nil
 	}

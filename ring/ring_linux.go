@@ -4,6 +4,7 @@ package ring
 
 import (
 	"fmt"
+	"os"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -25,7 +26,15 @@ var (
 // CQAdvance, WaitCQE, CQOverflowPending, FlushOverflow); the two sides may
 // be used by two different goroutines at once. Enter, Probe and the Register
 // methods may be called from either side. Close must not run concurrently
-// with anything else, and no method but Close may be called after it.
+// with anything else.
+//
+// After Close, and on a Ring not made by Setup (the zero value), every
+// method is harmless: those that return an error return one for which
+// errors.Is(err, os.ErrClosed) holds (as an *os.File's methods do after
+// Close; it wraps unix.EBADF too), GetSQE returns nil (as when the SQ is
+// full), the counts (SQReady, SQSpaceLeft, CQReady, PeekBatchCQE,
+// SQFlags, CQOverflowCount, SQDropped) are 0, CQOverflowPending is false,
+// CQAdvance and SetCQEventfdDisabled do nothing, and Fd returns -1.
 type Ring struct {
 	fd     int
 	params Params
@@ -219,12 +228,25 @@ func (r *Ring) unmap() error {
 	return first
 }
 
+// closed reports whether r is closed, or was not made by Setup: its
+// rings are not mapped. It is the one check every method makes before
+// touching the rings or the fd (a load and a compare).
+func (r *Ring) closed() bool { return r.sq.head == nil }
+
+// errClosed is the error of a method called after Close (or on a Ring not
+// made by Setup) that would have made the system call call: it matches
+// os.ErrClosed and, as the kernel would answer for a closed fd, EBADF.
+func errClosed(call string) error {
+	return fmt.Errorf("%s: %w (%w)", call, os.ErrClosed, unix.EBADF)
+}
+
 // Close unmaps the rings and closes the ring fd. Requests still in flight
 // are cancelled by the kernel when the last reference to the ring goes
 // (their CQEs are lost). Close is safe to call more than once; later calls
-// return nil.
+// return nil, as does Close of a Ring not made by Setup (which closes
+// nothing).
 func (r *Ring) Close() error {
-	if r.fd < 0 {
+	if r.closed() {
 		return nil
 	}
 	err := r.unmap()
@@ -236,7 +258,12 @@ func (r *Ring) Close() error {
 }
 
 // Fd returns the ring's file descriptor (-1 after Close).
-func (r *Ring) Fd() int { return r.fd }
+func (r *Ring) Fd() int {
+	if r.closed() {
+		return -1
+	}
+	return r.fd
+}
 
 // Params returns a copy of the parameters the kernel filled in at Setup:
 // SQEntries, CQEntries, Flags, Features (IORING_FEAT_*), the ring offsets.
