@@ -89,6 +89,16 @@ func (r *Ring) Submit() (int, error) {
 // so callers must not assume waitNr CQEs are ready: check CQReady. With
 // IORING_SETUP_DEFER_TASKRUN this is what posts completions. Submission
 // side; it also flushes CQ overflow. Errors are those of Submit.
+//
+// There is no timeout: as io_uring_enter(2) does, it waits until waitNr
+// CQEs are ready however few requests are in flight, so a waitNr larger
+// than the requests in flight (those submitted now and before, whose
+// CQEs have not been reaped) waits until others are submitted, from
+// another goroutine, and complete: with nothing else submitting, forever.
+// Reaped CQEs do not count: waitNr counts those in the CQ ring, unreaped,
+// when it returns. A TIMEOUT submitted with the requests (PrepTimeout)
+// bounds the wait: when it fires the wait ends, with fewer than waitNr
+// CQEs ready (its own -ETIME among them).
 func (r *Ring) SubmitAndWait(waitNr uint32) (int, error) {
 	return r.submit(waitNr)
 }
@@ -136,7 +146,7 @@ func (r *Ring) submit(waitNr uint32) (int, error) {
 // EINVAL, EOPNOTSUPP (not a ring fd); after Close, one matching
 // os.ErrClosed, without a system call. Either side; it blocks the calling
 // OS thread while it waits (the Go scheduler runs other goroutines
-// meanwhile).
+// meanwhile), with no timeout: see SubmitAndWait.
 func (r *Ring) Enter(toSubmit, minComplete, flags uint32) (int, error) {
 	if r.closed() {
 		return 0, errClosed("io_uring_enter")
@@ -217,7 +227,9 @@ func (r *Ring) CQAdvance(n uint32) {
 // WaitCQE blocks until a CQE is ready, then returns a copy of it and
 // advances past it. It submits nothing (SQEs not yet submitted stay
 // unsubmitted). Errors are those of Enter (EINTR is retried; after Close,
-// one matching os.ErrClosed). Completion side; with
+// one matching os.ErrClosed). Like SubmitAndWait it has no timeout: with
+// no request in flight and no CQE ready it waits until one is submitted
+// from another goroutine and completes. Completion side; with
 // IORING_SETUP_DEFER_TASKRUN it must run on the submitter's locked OS
 // thread.
 func (r *Ring) WaitCQE() (CQE, error) {

@@ -130,9 +130,12 @@ func (r *Ring) RegisterFilesSparse(n uint32) error {
 // off+1, ... (IORING_REGISTER_FILES_UPDATE, 5.5) and returns the number of
 // slots updated. The kernel takes its own reference: the caller may close
 // its fds afterwards. -1 clears a slot (requests in flight keep their file
-// until they complete); IORING_REGISTER_FILES_SKIP leaves it. Errors: ENXIO
-// (no table), EINVAL (off+len beyond the table), EBADF (a bad fd; slots
-// before it are updated). The count is 0 on error.
+// until they complete); IORING_REGISTER_FILES_SKIP leaves it. A bad fd
+// stops the update there: the slots before it are updated, and the count,
+// short of len(fds), says how many, with a nil error; only when the first
+// fd is bad does it fail, with EBADF. Other errors: ENXIO (no table),
+// EINVAL (off+len beyond the table: no slot is updated), EOVERFLOW
+// (off+len beyond 2^32); the count is 0 on error.
 func (r *Ring) RegisterFilesUpdate(off uint32, fds []int32) (int, error) {
 	if r.closed() {
 		return 0, errClosed("io_uring_register(IORING_REGISTER_FILES_UPDATE)")
