@@ -73,6 +73,14 @@ type Gate interface {
 // with an error wrapping ctx.Err() when ctx ends first. Refund gives back
 // bytes granted and not read. Copy calls them from the copying goroutine,
 // outside any RawConn callback, so a wait holds no descriptor.
+//
+// What Copy and Sendfile do with other answers: a grant above max is
+// kept, read over the next rounds before Take is asked again, and what
+// is left of it refunded when the copy returns; a grant below 1 with a
+// nil error ends the copy with an error wrapping io.ErrNoProgress
+// (nothing would ever be read); any other error of Take ends it with
+// that error wrapped ("splice: pacer: ..."), or, once ctx has ended,
+// with one for which errors.Is(err, ctx.Err()) holds too.
 type Pacer interface {
 	Take(ctx context.Context, max int) (int, error)
 	Refund(n int)
@@ -624,9 +632,15 @@ func (c *copier) pace() error {
 	if c.src.Pacer == nil || c.budget > 0 {
 		return nil
 	}
-	n, err := c.src.Pacer.Take(c.ctx, c.chunkUnpaced(maxChunk))
-	if err != nil {
+	want := c.chunkUnpaced(maxChunk)
+	n, err := c.src.Pacer.Take(c.ctx, want)
+	switch {
+	case err != nil && c.ctx.Err() != nil:
 		return ctxError(c.ctx, err)
+	case err != nil:
+		return fmt.Errorf("splice: pacer: %w", err)
+	case n < 1:
+		return fmt.Errorf("splice: Pacer.Take(%d) granted %d bytes: %w", want, n, io.ErrNoProgress)
 	}
 	c.budget = n
 	return nil
