@@ -98,8 +98,12 @@ type Info struct {
 }
 
 // Inspect returns the Info of the descriptor behind c (fstat and
-// fcntl F_GETFL, under Go's reference to it).
+// fcntl F_GETFL, under Go's reference to it). A nil c gives an error
+// wrapping os.ErrInvalid.
 func Inspect(c syscall.RawConn) (Info, error) {
+	if c == nil {
+		return Info{}, fmt.Errorf("splice: Inspect of a nil RawConn: %w", os.ErrInvalid)
+	}
 	info, err := fd.Inspect(c, fd.Flags)
 	return Info{Mode: info.Mode, Flags: info.Flags}, err
 }
@@ -134,7 +138,7 @@ const blockingPoll = fd.PollSlice
 //
 // handled == false means nothing was moved because the kernel cannot
 // splice this pair (EINVAL, ENOSYS, EOPNOTSUPP, an O_APPEND dst, a
-// directory, a nil Conn), or should not (a terminal dst in blocking
+// directory, a nil End or Conn), or should not (a terminal dst in blocking
 // mode: no poll(2) tells how much it takes, and a splice into it could
 // block holding a pipe's lock): the caller should copy in userspace. A
 // pair the kernel refuses only after bytes moved, or once bytes it
@@ -178,7 +182,7 @@ func Copy(ctx context.Context, dst, src *End, limit int64, pool *Pool) (written 
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if dst.Conn == nil || src.Conn == nil {
+	if dst == nil || src == nil || dst.Conn == nil || src.Conn == nil {
 		return 0, false, nil
 	}
 	if limit == 0 {
