@@ -37,7 +37,9 @@ type Pipe struct {
 // pipe quota /proc/sys/fs/pipe-user-pages-soft is used up; EINVAL, ENOMEM),
 // the pipe keeps the size it was given, which may be as small as two
 // pages once the quota is exhausted. Size reports the actual size. size <=
-// 0 keeps the kernel's default (64 KiB). NewPipe fails only if pipe2(2)
+// 0 keeps the kernel's default (64 KiB), and so does a size above 2 GiB,
+// which the kernel refuses (F_SETPIPE_SZ takes an unsigned int: passed on,
+// 4 GiB + 4 KiB would ask for 4 KiB). NewPipe fails only if pipe2(2)
 // does (EMFILE, ENFILE, ENOMEM), with an *os.SyscallError.
 func NewPipe(size int) (*Pipe, error) {
 	var fds [2]int
@@ -45,7 +47,7 @@ func NewPipe(size int) (*Pipe, error) {
 		return nil, os.NewSyscallError("pipe2", err)
 	}
 	p := &Pipe{rfd: fds[0], wfd: fds[1], open: true}
-	if size > 0 {
+	if size > 0 && int64(size) <= maxPipeSize {
 		if n, err := unix.FcntlInt(uintptr(p.wfd), unix.F_SETPIPE_SZ, size); err == nil {
 			p.size = n
 		}
@@ -123,6 +125,10 @@ func (p *Pipe) inKernel() int {
 	}
 	return n
 }
+
+// maxPipeSize is the largest size F_SETPIPE_SZ takes (the kernel's
+// round_pipe_size refuses larger ones).
+const maxPipeSize = 1 << 31
 
 // DefaultPipeSize is the pipe size NewPool uses when asked for <= 0: the
 // default /proc/sys/fs/pipe-max-size, and the size Go's own splice path
