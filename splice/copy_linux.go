@@ -62,7 +62,9 @@ type End struct {
 // one (a Gate may let a call through without a turn), to be given back
 // by Leave once the call returns. Sendfile calls them from the copying
 // goroutine inside the descriptors' RawConn callbacks: a Close of either
-// end waits for a wait for a turn to end.
+// end waits for a wait for a turn to end. Another error of Enter ends
+// the copy with that error wrapped ("splice: gate: ..."), or, once ctx
+// has ended, with one for which errors.Is(err, ctx.Err()) holds too.
 type Gate interface {
 	Enter(ctx context.Context) (bool, error)
 	Leave()

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -104,5 +105,31 @@ func TestCopyPacerAnswers(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// failGate fails every Enter with err.
+type failGate struct{ err error }
+
+func (g failGate) Enter(context.Context) (bool, error) { return false, g.err }
+func (failGate) Leave()                                {}
+
+// TestSendfileGateError: a Gate whose Enter fails with an error of its
+// own (the context still live) ends Sendfile with that error, wrapped in
+// a readable message, and nothing sent.
+func TestSendfileGateError(t *testing.T) {
+	boom := errors.New("gate boom")
+	f := tempFile(t, make([]byte, 1000))
+	a, b := connPair(t, "tcp")
+	d := drainConn(a, b)
+	src := endOf(t, f, true)
+	src.Gate = failGate{boom}
+	n, handled, err := Sendfile(context.Background(), endOf(t, a.(syscall.Conn), false), src, -1)
+	got := d.finish()
+	if n != 0 || !handled || !errors.Is(err, boom) || len(got) != 0 {
+		t.Fatalf("Sendfile = %d, %v, %v (%d bytes arrived); want 0, true, an error wrapping %v", n, handled, err, len(got), boom)
+	}
+	if strings.Contains(err.Error(), "%!") {
+		t.Errorf("garbled error message: %q", err)
 	}
 }

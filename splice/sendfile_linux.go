@@ -4,6 +4,7 @@ package splice
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"syscall"
 
@@ -154,7 +155,10 @@ func (c *copier) sendOne(dfd uintptr) bool {
 	if c.takeTurns {
 		entered, err := c.src.Gate.Enter(c.ctx)
 		if err != nil {
-			c.next, c.err = stepFail, ctxError(c.ctx, err)
+			c.next, c.err = stepFail, fmt.Errorf("splice: gate: %w", err)
+			if c.ctx.Err() != nil {
+				c.err = ctxError(c.ctx, err)
+			}
 			return true
 		}
 		if entered {
