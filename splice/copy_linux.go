@@ -90,7 +90,9 @@ type Pacer interface {
 
 // Meter counts bytes as a copy delivers them: *atomic.Int64 is one.
 // Add is called from the copying goroutine, once per system call that
-// moved bytes.
+// moved bytes. A panic in Add goes up to the caller of Copy, Sendfile
+// or Drain, once the copy has given back what it held (its pipe, closed
+// or pooled, the socket timeouts it lowered, its wake-up on ctx).
 type Meter interface{ Add(delta int64) int64 }
 
 // Info describes a descriptor: its file type and status flags.
