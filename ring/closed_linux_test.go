@@ -111,3 +111,18 @@ func TestZeroRingCloseKeepsFd0(t *testing.T) {
 		t.Fatalf("descriptor 0 closed by the Close of a zero Ring: %v", err)
 	}
 }
+
+// TestNilProbe: the nil Probe a failed Probe returns (here, after Close)
+// supports nothing, instead of panicking in a caller that checks an
+// opcode before the error.
+func TestNilProbe(t *testing.T) {
+	r := newRing(t, 2, nil)
+	r.Close()
+	p, err := r.Probe()
+	if p != nil || err == nil {
+		t.Fatalf("Probe after Close = %v, %v; want nil and an error", p, err)
+	}
+	if p.Supported(ring.IORING_OP_NOP) || p.LastOp() != 0 || p.Ops() != nil {
+		t.Errorf("nil Probe: Supported(NOP) %v, LastOp %d, Ops %v; want false, 0, nil", p.Supported(ring.IORING_OP_NOP), p.LastOp(), p.Ops())
+	}
+}

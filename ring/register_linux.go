@@ -76,16 +76,30 @@ func ProbeKernel() (*Probe, error) {
 }
 
 // Supported reports whether the kernel supports opcode op (IORING_OP_*).
+// A nil Probe (that of a failed probe) supports nothing.
 func (p *Probe) Supported(op uint8) bool {
+	if p == nil {
+		return false
+	}
 	return op <= p.hdr.LastOp && p.ops[op].Flags&IO_URING_OP_SUPPORTED != 0
 }
 
-// LastOp returns the highest opcode the kernel knows.
-func (p *Probe) LastOp() uint8 { return p.hdr.LastOp }
+// LastOp returns the highest opcode the kernel knows; 0 for a nil Probe.
+func (p *Probe) LastOp() uint8 {
+	if p == nil {
+		return 0
+	}
+	return p.hdr.LastOp
+}
 
 // Ops returns the per-opcode entries the kernel filled in, indexed by
-// opcode.
-func (p *Probe) Ops() []ProbeOp { return p.ops[:min(int(p.hdr.OpsLen), probeOps)] }
+// opcode; nil for a nil Probe.
+func (p *Probe) Ops() []ProbeOp {
+	if p == nil {
+		return nil
+	}
+	return p.ops[:min(int(p.hdr.OpsLen), probeOps)]
+}
 
 // RegisterEventfd registers an eventfd that the kernel signals (adds 1 to)
 // whenever it posts CQEs (IORING_REGISTER_EVENTFD, 5.2). Open it with
