@@ -100,6 +100,7 @@ func TestClosedRing(t *testing.T) {
 // TestZeroRingCloseKeepsFd0: a Ring not made by Setup holds no
 // descriptor, and its Close must not close descriptor 0 (the zero fd).
 func TestZeroRingCloseKeepsFd0(t *testing.T) {
+	fdtest.Check(t)
 	if _, err := unix.FcntlInt(0, unix.F_GETFD, 0); err != nil {
 		t.Skipf("descriptor 0 is not open: %v", err)
 	}
@@ -116,6 +117,7 @@ func TestZeroRingCloseKeepsFd0(t *testing.T) {
 // supports nothing, instead of panicking in a caller that checks an
 // opcode before the error.
 func TestNilProbe(t *testing.T) {
+	fdtest.Check(t)
 	r := newRing(t, 2, nil)
 	r.Close()
 	p, err := r.Probe()

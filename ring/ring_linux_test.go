@@ -396,6 +396,7 @@ func TestTwoSides(t *testing.T) {
 // call, as SQE128 and CQE32 are: the package reads the rings as 64-byte
 // SQEs and 16-byte CQEs.
 func TestSetupRefusesUnknownFlags(t *testing.T) {
+	fdtest.Check(t)
 	for _, flags := range []uint32{1 << 17, 1 << 18, 1 << 19, 1 << 31, ring.IORING_SETUP_CQE32} {
 		called := false
 		restore := ring.SetSetupSyscall(func(uint32, *ring.Params) (int, syscall.Errno) {
