@@ -5,8 +5,10 @@ package ring_test
 import (
 	"encoding/binary"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -195,5 +197,64 @@ func TestWaitCQE(t *testing.T) {
 				t.Errorf("%d CQEs ready after WaitCQE, want 0 (not advanced)", n)
 			}
 		})
+	}
+}
+
+// TestSubmitAndWaitBoundedByTimeout: SubmitAndWait with waitNr above the
+// requests in flight waits as io_uring_enter(2) does, with no timeout of
+// its own; a TIMEOUT submitted with the requests ends that wait when it
+// fires, with fewer than waitNr CQEs ready, as its doc comment says.
+func TestSubmitAndWaitBoundedByTimeout(t *testing.T) {
+	fdtest.Check(t)
+	r := newRing(t, 4, nil)
+	nop := getSQE(t, r)
+	nop.PrepNop()
+	nop.UserData = 1
+	ts := ring.NsecToKernelTimespec(int64(time.Millisecond))
+	tm := getSQE(t, r)
+	tm.PrepTimeout(&ts, 0, 0)
+	tm.UserData = 2
+	n, err := r.SubmitAndWait(3)
+	runtime.KeepAlive(&ts)
+	if n != 2 || err != nil {
+		t.Fatalf("SubmitAndWait(3) = %d, %v; want 2, nil", n, err)
+	}
+	cqes := byUserData(t, reap(t, r, 2))
+	if c := cqes[2]; c.Res != -int32(unix.ETIME) {
+		t.Errorf("timeout CQE %+v, want res -ETIME", c)
+	}
+	if got := r.CQReady(); got != 0 {
+		t.Errorf("CQReady = %d after reaping both, want 0", got)
+	}
+}
+
+// TestRegisterFilesUpdateBadFd: a bad descriptor stops
+// RegisterFilesUpdate where it is: the slots before it are updated and
+// counted, with no error; a bad first descriptor fails with EBADF, and
+// slots beyond the table with EINVAL.
+func TestRegisterFilesUpdateBadFd(t *testing.T) {
+	fdtest.Check(t)
+	r := newRing(t, 4, nil)
+	if err := r.RegisterFilesSparse(4); err != nil {
+		t.Fatal(err)
+	}
+	rd, wr := pipe(t, 0)
+	bad := int32(1 << 20) // above any RLIMIT_NOFILE here: never open
+	for _, tc := range []struct {
+		name    string
+		off     uint32
+		fds     []int32
+		want    int
+		wantErr error
+	}{
+		{"bad third", 0, []int32{int32(rd), int32(wr), bad, int32(rd)}, 2, nil},
+		{"bad first", 0, []int32{bad, int32(rd)}, 0, unix.EBADF},
+		{"beyond the table", 3, []int32{-1, -1}, 0, unix.EINVAL},
+		{"offset wraps", ^uint32(0), []int32{-1}, 0, unix.EOVERFLOW},
+	} {
+		n, err := r.RegisterFilesUpdate(tc.off, tc.fds)
+		if n != tc.want || !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
+			t.Errorf("%s: RegisterFilesUpdate = %d, %v; want %d, %v", tc.name, n, err, tc.want, tc.wantErr)
+		}
 	}
 }

@@ -25,6 +25,11 @@
 // serialize within a side. Enter, Probe and the Register methods may be
 // called from either side; Close from neither while the other runs.
 //
+// After Close (and on a Ring not made by Setup) no method panics or
+// touches memory or a descriptor: the methods with an error fail with one
+// for which errors.Is(err, os.ErrClosed) holds, GetSQE returns nil, the
+// counts are 0, and Close returns nil.
+//
 // With IORING_SETUP_SINGLE_ISSUER (6.0) every submission, and with
 // IORING_SETUP_DEFER_TASKRUN (6.1) every io_uring_enter that waits or reaps,
 // must come from the same OS thread (otherwise EEXIST): do them all from

@@ -132,7 +132,9 @@ func (sqe *SQE) PrepTimeout(ts *KernelTimespec, count, flags uint32) {
 // PrepRead prepares IORING_OP_READ (5.6), pread(2) of up to len(buf)
 // bytes of fd at off into buf (off -1: at the file position, which the
 // read advances). buf must stay reachable, and its length unchanged,
-// until the CQE, whose res is the byte count (0 at EOF) or -errno. A
+// until the CQE, whose res is the byte count (0 at EOF) or -errno. An
+// empty buf (nil or not) reads nothing and completes with res 0, as
+// read(2) of 0 bytes does: that 0 is not EOF. A
 // buffered read of a regular file on a file system with asynchronous
 // buffered reads (ext4, xfs, btrfs; 5.9) that misses the page cache
 // does not take an io-wq worker: the kernel starts the disk reads, and

@@ -21,9 +21,13 @@ import (
 // Submit or SubmitAndWait publishes it; it points into memory shared with
 // the kernel and must not be used after that. Prepare it before that
 // Submit: Submit publishes every SQE handed out, prepared or not (a zeroed
-// SQE is a NOP with user_data 0). Submission side.
+// SQE is a NOP with user_data 0). Submission side. After Close it returns
+// nil.
 func (r *Ring) GetSQE() *SQE {
 	sq := &r.sq
+	if sq.head == nil {
+		return nil
+	}
 	head := atomic.LoadUint32(sq.head)
 	if sq.sqeTail-head >= sq.entries {
 		return nil
@@ -36,13 +40,16 @@ func (r *Ring) GetSQE() *SQE {
 
 // SQReady returns the number of SQEs handed out by GetSQE that the kernel
 // has not consumed yet (not yet submitted, or with SQPOLL not yet picked up
-// by the SQ thread). Submission side.
+// by the SQ thread). Submission side. 0 after Close.
 func (r *Ring) SQReady() uint32 {
+	if r.closed() {
+		return 0
+	}
 	return r.sq.sqeTail - atomic.LoadUint32(r.sq.head)
 }
 
 // SQSpaceLeft returns how many more SQEs GetSQE can hand out before the SQ
-// is full. Submission side.
+// is full. Submission side. 0 after Close.
 func (r *Ring) SQSpaceLeft() uint32 {
 	return r.sq.entries - r.SQReady()
 }
@@ -75,7 +82,8 @@ func (r *Ring) flushSQ() (published, pending uint32) {
 // for requests right now: reap and retry), EBUSY (the CQ overflow list is
 // full, or IORING_FEAT_NODROP is missing and the CQ is full: reap CQEs,
 // then retry), EEXIST (IORING_SETUP_SINGLE_ISSUER ring entered from another
-// thread), EBADR (CQEs were dropped).
+// thread), EBADR (CQEs were dropped); after Close, one matching
+// os.ErrClosed.
 func (r *Ring) Submit() (int, error) {
 	return r.submit(0)
 }
@@ -85,12 +93,25 @@ func (r *Ring) Submit() (int, error) {
 // ends early on a signal (EINTR is retried only when nothing was submitted),
 // so callers must not assume waitNr CQEs are ready: check CQReady. With
 // IORING_SETUP_DEFER_TASKRUN this is what posts completions. Submission
-// side; it also flushes CQ overflow.
+// side; it also flushes CQ overflow. Errors are those of Submit.
+//
+// There is no timeout: as io_uring_enter(2) does, it waits until waitNr
+// CQEs are ready however few requests are in flight, so a waitNr larger
+// than the requests in flight (those submitted now and before, whose
+// CQEs have not been reaped) waits until others are submitted, from
+// another goroutine, and complete: with nothing else submitting, forever.
+// Reaped CQEs do not count: waitNr counts those in the CQ ring, unreaped,
+// when it returns. A TIMEOUT submitted with the requests (PrepTimeout)
+// bounds the wait: when it fires the wait ends, with fewer than waitNr
+// CQEs ready (its own -ETIME among them).
 func (r *Ring) SubmitAndWait(waitNr uint32) (int, error) {
 	return r.submit(waitNr)
 }
 
 func (r *Ring) submit(waitNr uint32) (int, error) {
+	if r.closed() {
+		return 0, errClosed("io_uring_enter")
+	}
 	published, toSubmit := r.flushSQ()
 	var flags uint32
 	enter := waitNr > 0
@@ -131,9 +152,14 @@ func (r *Ring) submit(waitNr uint32) (int, error) {
 // CQEs are ready. It returns the number of SQEs consumed. EINTR is retried;
 // other errors wrap the syscall.Errno: EAGAIN, EBUSY (CQ overflowing: reap,
 // then retry), EEXIST (SINGLE_ISSUER from another thread), EBADF/EBADFD,
-// EINVAL, EOPNOTSUPP (not a ring fd). Either side; it blocks the calling OS
-// thread while it waits (the Go scheduler runs other goroutines meanwhile).
+// EINVAL, EOPNOTSUPP (not a ring fd); after Close, one matching
+// os.ErrClosed, without a system call. Either side; it blocks the calling
+// OS thread while it waits (the Go scheduler runs other goroutines
+// meanwhile), with no timeout: see SubmitAndWait.
 func (r *Ring) Enter(toSubmit, minComplete, flags uint32) (int, error) {
+	if r.closed() {
+		return 0, errClosed("io_uring_enter")
+	}
 	for {
 		n, errno := ioUringEnter(r.fd, toSubmit, minComplete, flags, nil, 0)
 		if errno == 0 {
@@ -149,11 +175,18 @@ func (r *Ring) Enter(toSubmit, minComplete, flags uint32) (int, error) {
 // overflow list (IORING_SQ_CQ_OVERFLOW) or as task work to run
 // (IORING_SQ_TASKRUN, with IORING_SETUP_TASKRUN_FLAG).
 func (r *Ring) cqNeedsFlush() bool {
+	if r.closed() {
+		return false
+	}
 	return atomic.LoadUint32(r.sq.flags)&(IORING_SQ_CQ_OVERFLOW|IORING_SQ_TASKRUN) != 0
 }
 
 // CQReady returns the number of CQEs ready to be read. Completion side.
+// 0 after Close.
 func (r *Ring) CQReady() uint32 {
+	if r.closed() {
+		return 0
+	}
 	return atomic.LoadUint32(r.cq.tail) - atomic.LoadUint32(r.cq.head)
 }
 
@@ -164,7 +197,8 @@ func (r *Ring) CQReady() uint32 {
 // the kernel once to flush them. It never blocks. With
 // IORING_SETUP_DEFER_TASKRUN but without IORING_SETUP_TASKRUN_FLAG it cannot
 // tell that completions are pending: they are posted only by SubmitAndWait,
-// WaitCQE or FlushOverflow on the issuer thread. Completion side.
+// WaitCQE or FlushOverflow on the issuer thread. Completion side. 0 after
+// Close.
 func (r *Ring) PeekBatchCQE(cqes []CQE) int {
 	n := r.peek(cqes)
 	if n == 0 && len(cqes) > 0 && r.cqNeedsFlush() {
@@ -178,6 +212,9 @@ func (r *Ring) PeekBatchCQE(cqes []CQE) int {
 
 func (r *Ring) peek(cqes []CQE) int {
 	cq := &r.cq
+	if cq.tail == nil {
+		return 0
+	}
 	tail := atomic.LoadUint32(cq.tail)
 	head := atomic.LoadUint32(cq.head)
 	n := min(tail-head, uint32(len(cqes)))
@@ -188,18 +225,22 @@ func (r *Ring) peek(cqes []CQE) int {
 }
 
 // CQAdvance marks the n oldest ready CQEs as seen, handing their slots
-// back to the kernel. n must not exceed CQReady. Completion side.
+// back to the kernel. n must not exceed CQReady. Completion side. It does
+// nothing after Close.
 func (r *Ring) CQAdvance(n uint32) {
-	if n > 0 {
+	if n > 0 && !r.closed() {
 		atomic.StoreUint32(r.cq.head, atomic.LoadUint32(r.cq.head)+n)
 	}
 }
 
 // WaitCQE blocks until a CQE is ready, then returns a copy of it and
 // advances past it. It submits nothing (SQEs not yet submitted stay
-// unsubmitted). Errors are those of Enter (EINTR is retried). Completion
-// side; with IORING_SETUP_DEFER_TASKRUN it must run on the submitter's
-// locked OS thread.
+// unsubmitted). Errors are those of Enter (EINTR is retried; after Close,
+// one matching os.ErrClosed). Like SubmitAndWait it has no timeout: with
+// no request in flight and no CQE ready it waits until one is submitted
+// from another goroutine and completes. Completion side; with
+// IORING_SETUP_DEFER_TASKRUN it must run on the submitter's locked OS
+// thread.
 func (r *Ring) WaitCQE() (CQE, error) {
 	var one [1]CQE
 	for {
@@ -216,8 +257,12 @@ func (r *Ring) WaitCQE() (CQE, error) {
 // CQOverflowPending reports whether IORING_SQ_CQ_OVERFLOW is set: the CQ
 // was full and the kernel keeps further CQEs in its overflow list
 // (IORING_FEAT_NODROP, 5.5). Reap, then FlushOverflow (PeekBatchCQE and
-// WaitCQE also flush when the CQ is empty). Completion side.
+// WaitCQE also flush when the CQ is empty). Completion side. false after
+// Close.
 func (r *Ring) CQOverflowPending() bool {
+	if r.closed() {
+		return false
+	}
 	return atomic.LoadUint32(r.sq.flags)&IORING_SQ_CQ_OVERFLOW != 0
 }
 
@@ -231,20 +276,38 @@ func (r *Ring) FlushOverflow() error {
 }
 
 // SQFlags returns the SQ ring flags the kernel sets: IORING_SQ_NEED_WAKEUP,
-// IORING_SQ_CQ_OVERFLOW, IORING_SQ_TASKRUN. Either side.
-func (r *Ring) SQFlags() uint32 { return atomic.LoadUint32(r.sq.flags) }
+// IORING_SQ_CQ_OVERFLOW, IORING_SQ_TASKRUN. Either side. 0 after Close.
+func (r *Ring) SQFlags() uint32 {
+	if r.closed() {
+		return 0
+	}
+	return atomic.LoadUint32(r.sq.flags)
+}
 
 // CQOverflowCount returns the kernel's count of CQEs dropped because the CQ
 // was full (the word at CQRingOffsets.Overflow). It stays 0 with
 // IORING_FEAT_NODROP unless the kernel could not allocate overflow entries.
-func (r *Ring) CQOverflowCount() uint32 { return atomic.LoadUint32(r.cq.overflow) }
+// 0 after Close.
+func (r *Ring) CQOverflowCount() uint32 {
+	if r.closed() {
+		return 0
+	}
+	return atomic.LoadUint32(r.cq.overflow)
+}
 
 // SQDropped returns the kernel's count of invalid SQEs it skipped (an index
-// in the SQ array beyond the ring).
-func (r *Ring) SQDropped() uint32 { return atomic.LoadUint32(r.sq.dropped) }
+// in the SQ array beyond the ring). 0 after Close.
+func (r *Ring) SQDropped() uint32 {
+	if r.closed() {
+		return 0
+	}
+	return atomic.LoadUint32(r.sq.dropped)
+}
 
 // SetCQEventfdDisabled sets or clears IORING_CQ_EVENTFD_DISABLED (5.8): while
-// set, a registered eventfd is not signalled. Completion side.
+// set, a registered eventfd is not signalled. Completion side. It does
+// nothing after Close, or where the kernel has no CQ ring flags (before
+// 5.8).
 func (r *Ring) SetCQEventfdDisabled(disabled bool) {
 	if r.cq.flags == nil {
 		return

@@ -12,22 +12,30 @@ import (
 )
 
 // register is io_uring_register(2) on this ring, retried on EINTR (some
-// registrations wait for the ring to quiesce and are interruptible).
+// registrations wait for the ring to quiesce and are interruptible). On
+// error the count is 0. After Close it fails, matching os.ErrClosed,
+// without a system call.
 func (r *Ring) register(name string, opcode uint32, arg unsafe.Pointer, nrArgs uint32) (int, error) {
+	if r.closed() {
+		return 0, errClosed("io_uring_register(" + name + ")")
+	}
 	for {
 		n, errno := registerFunc(r.fd, opcode, arg, nrArgs)
 		if errno == 0 {
 			return n, nil
 		}
 		if errno != unix.EINTR {
-			return n, fmt.Errorf("io_uring_register(%s): %w", name, errno)
+			return 0, fmt.Errorf("io_uring_register(%s): %w", name, errno)
 		}
 	}
 }
 
 // Register is raw io_uring_register(2) for opcodes without a method here.
 // arg must point to memory that does not move (heap, or mapped); nrArgs is
-// opcode-specific. EINTR is retried; errors wrap the syscall.Errno.
+// opcode-specific. It returns the system call's result, 0 on error.
+// EINTR is retried; errors wrap the syscall.Errno. After Close every
+// Register method, Probe included, fails with an error matching
+// os.ErrClosed.
 func (r *Ring) Register(opcode uint32, arg unsafe.Pointer, nrArgs uint32) (int, error) {
 	return r.register(fmt.Sprint(opcode), opcode, arg, nrArgs)
 }
@@ -68,16 +76,30 @@ func ProbeKernel() (*Probe, error) {
 }
 
 // Supported reports whether the kernel supports opcode op (IORING_OP_*).
+// A nil Probe (that of a failed probe) supports nothing.
 func (p *Probe) Supported(op uint8) bool {
+	if p == nil {
+		return false
+	}
 	return op <= p.hdr.LastOp && p.ops[op].Flags&IO_URING_OP_SUPPORTED != 0
 }
 
-// LastOp returns the highest opcode the kernel knows.
-func (p *Probe) LastOp() uint8 { return p.hdr.LastOp }
+// LastOp returns the highest opcode the kernel knows; 0 for a nil Probe.
+func (p *Probe) LastOp() uint8 {
+	if p == nil {
+		return 0
+	}
+	return p.hdr.LastOp
+}
 
 // Ops returns the per-opcode entries the kernel filled in, indexed by
-// opcode.
-func (p *Probe) Ops() []ProbeOp { return p.ops[:min(int(p.hdr.OpsLen), probeOps)] }
+// opcode; nil for a nil Probe.
+func (p *Probe) Ops() []ProbeOp {
+	if p == nil {
+		return nil
+	}
+	return p.ops[:min(int(p.hdr.OpsLen), probeOps)]
+}
 
 // RegisterEventfd registers an eventfd that the kernel signals (adds 1 to)
 // whenever it posts CQEs (IORING_REGISTER_EVENTFD, 5.2). Open it with
@@ -122,10 +144,16 @@ func (r *Ring) RegisterFilesSparse(n uint32) error {
 // off+1, ... (IORING_REGISTER_FILES_UPDATE, 5.5) and returns the number of
 // slots updated. The kernel takes its own reference: the caller may close
 // its fds afterwards. -1 clears a slot (requests in flight keep their file
-// until they complete); IORING_REGISTER_FILES_SKIP leaves it. Errors: ENXIO
-// (no table), EINVAL (off+len beyond the table), EBADF (a bad fd; slots
-// before it are updated).
+// until they complete); IORING_REGISTER_FILES_SKIP leaves it. A bad fd
+// stops the update there: the slots before it are updated, and the count,
+// short of len(fds), says how many, with a nil error; only when the first
+// fd is bad does it fail, with EBADF. Other errors: ENXIO (no table),
+// EINVAL (off+len beyond the table: no slot is updated), EOVERFLOW
+// (off+len beyond 2^32); the count is 0 on error.
 func (r *Ring) RegisterFilesUpdate(off uint32, fds []int32) (int, error) {
+	if r.closed() {
+		return 0, errClosed("io_uring_register(IORING_REGISTER_FILES_UPDATE)")
+	}
 	if len(fds) == 0 {
 		return 0, nil
 	}

@@ -4,6 +4,7 @@ package ring
 
 import (
 	"fmt"
+	"os"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -25,7 +26,15 @@ var (
 // CQAdvance, WaitCQE, CQOverflowPending, FlushOverflow); the two sides may
 // be used by two different goroutines at once. Enter, Probe and the Register
 // methods may be called from either side. Close must not run concurrently
-// with anything else, and no method but Close may be called after it.
+// with anything else.
+//
+// After Close, and on a Ring not made by Setup (the zero value), every
+// method is harmless: those that return an error return one for which
+// errors.Is(err, os.ErrClosed) holds (as an *os.File's methods do after
+// Close; it wraps unix.EBADF too), GetSQE returns nil (as when the SQ is
+// full), the counts (SQReady, SQSpaceLeft, CQReady, PeekBatchCQE,
+// SQFlags, CQOverflowCount, SQDropped) are 0, CQOverflowPending is false,
+// CQAdvance and SetCQEventfdDisabled do nothing, and Fd returns -1.
 type Ring struct {
 	fd     int
 	params Params
@@ -58,6 +67,16 @@ type completionQueue struct {
 	cqes                        []CQE
 }
 
+// supportedSetupFlags are the IORING_SETUP_* flags Setup passes to the
+// kernel. Any other bit is refused before the system call: SQE128, CQE32,
+// NO_MMAP and REGISTERED_FD_ONLY change the ring's layout or mapping in
+// ways this package does not handle, and so may flags of later kernels
+// (6.18's IORING_SETUP_CQE_MIXED puts 32-byte CQEs in the CQ ring).
+const supportedSetupFlags = IORING_SETUP_IOPOLL | IORING_SETUP_SQPOLL | IORING_SETUP_SQ_AFF |
+	IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | IORING_SETUP_ATTACH_WQ | IORING_SETUP_R_DISABLED |
+	IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
+	IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_NO_SQARRAY
+
 // Setup creates a ring with io_uring_setup(2) and maps it.
 //
 // entries is the SQ size, rounded up by the kernel to a power of two; the CQ
@@ -70,16 +89,16 @@ type completionQueue struct {
 // EPERM (kernel.io_uring_disabled, or seccomp), EINVAL (entries 0 or above
 // 32768 without IORING_SETUP_CLAMP, or flags this kernel does not know),
 // ENOMEM/EMFILE (limits). Flags this package does not support (SQE128,
-// CQE32, NO_MMAP, REGISTERED_FD_ONLY) give EINVAL without a system call. On
-// failure nothing stays open or mapped. Linux 5.1.
+// CQE32, NO_MMAP, REGISTERED_FD_ONLY, and any bit it has no constant for,
+// such as 6.18's CQE_MIXED) give EINVAL without a system call. On failure
+// nothing stays open or mapped. Linux 5.1.
 func Setup(entries uint32, p *Params) (*Ring, error) {
 	var params Params
 	if p != nil {
 		params = *p
 	}
-	const unsupported = IORING_SETUP_SQE128 | IORING_SETUP_CQE32 | IORING_SETUP_NO_MMAP | IORING_SETUP_REGISTERED_FD_ONLY
-	if params.Flags&unsupported != 0 {
-		return nil, fmt.Errorf("io_uring_setup: flags %#x not supported by package ring: %w", params.Flags&unsupported, unix.EINVAL)
+	if params.Flags&^supportedSetupFlags != 0 {
+		return nil, fmt.Errorf("io_uring_setup: flags %#x not supported by package ring: %w", params.Flags&^supportedSetupFlags, unix.EINVAL)
 	}
 	fd, errno := setupSyscall(entries, &params)
 	if errno != 0 {
@@ -209,12 +228,25 @@ func (r *Ring) unmap() error {
 	return first
 }
 
+// closed reports whether r is closed, or was not made by Setup: its
+// rings are not mapped. It is the one check every method makes before
+// touching the rings or the fd (a load and a compare).
+func (r *Ring) closed() bool { return r.sq.head == nil }
+
+// errClosed is the error of a method called after Close (or on a Ring not
+// made by Setup) that would have made the system call call: it matches
+// os.ErrClosed and, as the kernel would answer for a closed fd, EBADF.
+func errClosed(call string) error {
+	return fmt.Errorf("%s: %w (%w)", call, os.ErrClosed, unix.EBADF)
+}
+
 // Close unmaps the rings and closes the ring fd. Requests still in flight
 // are cancelled by the kernel when the last reference to the ring goes
 // (their CQEs are lost). Close is safe to call more than once; later calls
-// return nil.
+// return nil, as does Close of a Ring not made by Setup (which closes
+// nothing).
 func (r *Ring) Close() error {
-	if r.fd < 0 {
+	if r.closed() {
 		return nil
 	}
 	err := r.unmap()
@@ -226,7 +258,12 @@ func (r *Ring) Close() error {
 }
 
 // Fd returns the ring's file descriptor (-1 after Close).
-func (r *Ring) Fd() int { return r.fd }
+func (r *Ring) Fd() int {
+	if r.closed() {
+		return -1
+	}
+	return r.fd
+}
 
 // Params returns a copy of the parameters the kernel filled in at Setup:
 // SQEntries, CQEntries, Flags, Features (IORING_FEAT_*), the ring offsets.

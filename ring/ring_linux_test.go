@@ -389,3 +389,24 @@ func TestTwoSides(t *testing.T) {
 		<-done
 	}
 }
+
+// TestSetupRefusesUnknownFlags: a setup flag this package has no constant
+// for (6.13's HYBRID_IOPOLL, 6.18's CQE_MIXED, which puts 32-byte CQEs in
+// the CQ ring, and later ones) is refused with EINVAL before the system
+// call, as SQE128 and CQE32 are: the package reads the rings as 64-byte
+// SQEs and 16-byte CQEs.
+func TestSetupRefusesUnknownFlags(t *testing.T) {
+	fdtest.Check(t)
+	for _, flags := range []uint32{1 << 17, 1 << 18, 1 << 19, 1 << 31, ring.IORING_SETUP_CQE32} {
+		called := false
+		restore := ring.SetSetupSyscall(func(uint32, *ring.Params) (int, syscall.Errno) {
+			called = true
+			return -1, unix.ENOSYS
+		})
+		r, err := ring.Setup(4, &ring.Params{Flags: flags})
+		restore()
+		if r != nil || !errors.Is(err, unix.EINVAL) || called {
+			t.Errorf("Setup(flags %#x) = %v, %v (system call made: %v); want nil, EINVAL, no system call", flags, r, err, called)
+		}
+	}
+}

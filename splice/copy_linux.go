@@ -64,7 +64,9 @@ type End struct {
 // one (a Gate may let a call through without a turn), to be given back
 // by Leave once the call returns. Sendfile calls them from the copying
 // goroutine inside the descriptors' RawConn callbacks: a Close of either
-// end waits for a wait for a turn to end.
+// end waits for a wait for a turn to end. Another error of Enter ends
+// the copy with that error wrapped ("splice: gate: ..."), or, once ctx
+// has ended, with one for which errors.Is(err, ctx.Err()) holds too.
 type Gate interface {
 	Enter(ctx context.Context) (bool, error)
 	Leave()
@@ -75,6 +77,14 @@ type Gate interface {
 // with an error wrapping ctx.Err() when ctx ends first. Refund gives back
 // bytes granted and not read. Copy calls them from the copying goroutine,
 // outside any RawConn callback, so a wait holds no descriptor.
+//
+// What Copy and Sendfile do with other answers: a grant above max is
+// kept, read over the next rounds before Take is asked again, and what
+// is left of it refunded when the copy returns; a grant below 1 with a
+// nil error ends the copy with an error wrapping io.ErrNoProgress
+// (nothing would ever be read); any other error of Take ends it with
+// that error wrapped ("splice: pacer: ..."), or, once ctx has ended,
+// with one for which errors.Is(err, ctx.Err()) holds too.
 type Pacer interface {
 	Take(ctx context.Context, max int) (int, error)
 	Refund(n int)
@@ -82,7 +92,9 @@ type Pacer interface {
 
 // Meter counts bytes as a copy delivers them: *atomic.Int64 is one.
 // Add is called from the copying goroutine, once per system call that
-// moved bytes.
+// moved bytes. A panic in Add goes up to the caller of Copy, Sendfile
+// or Drain, once the copy has given back what it held (its pipe, closed
+// or pooled, the socket timeouts it lowered, its wake-up on ctx).
 type Meter interface{ Add(delta int64) int64 }
 
 // Info describes a descriptor: its file type and status flags.
@@ -92,8 +104,12 @@ type Info struct {
 }
 
 // Inspect returns the Info of the descriptor behind c (fstat and
-// fcntl F_GETFL, under Go's reference to it).
+// fcntl F_GETFL, under Go's reference to it). A nil c gives an error
+// wrapping os.ErrInvalid.
 func Inspect(c syscall.RawConn) (Info, error) {
+	if c == nil {
+		return Info{}, fmt.Errorf("splice: Inspect of a nil RawConn: %w", os.ErrInvalid)
+	}
 	info, err := fd.Inspect(c, fd.Flags)
 	return Info{Mode: info.Mode, Flags: info.Flags}, err
 }
@@ -128,7 +144,7 @@ const blockingPoll = fd.PollSlice
 //
 // handled == false means nothing was moved because the kernel cannot
 // splice this pair (EINVAL, ENOSYS, EOPNOTSUPP, an O_APPEND dst, a
-// directory, a nil Conn), or should not (a terminal dst in blocking
+// directory, a nil End or Conn), or should not (a terminal dst in blocking
 // mode: no poll(2) tells how much it takes, and a splice into it could
 // block holding a pipe's lock): the caller should copy in userspace. A
 // pair the kernel refuses only after bytes moved, or once bytes it
@@ -172,7 +188,7 @@ func Copy(ctx context.Context, dst, src *End, limit int64, pool *Pool) (written 
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if dst.Conn == nil || src.Conn == nil {
+	if dst == nil || src == nil || dst.Conn == nil || src.Conn == nil {
 		return 0, false, nil
 	}
 	if limit == 0 {
@@ -626,9 +642,15 @@ func (c *copier) pace() error {
 	if c.src.Pacer == nil || c.budget > 0 {
 		return nil
 	}
-	n, err := c.src.Pacer.Take(c.ctx, c.chunkUnpaced(maxChunk))
-	if err != nil {
+	want := c.chunkUnpaced(maxChunk)
+	n, err := c.src.Pacer.Take(c.ctx, want)
+	switch {
+	case err != nil && c.ctx.Err() != nil:
 		return ctxError(c.ctx, err)
+	case err != nil:
+		return fmt.Errorf("splice: pacer: %w", err)
+	case n < 1:
+		return fmt.Errorf("splice: Pacer.Take(%d) granted %d bytes: %w", want, n, io.ErrNoProgress)
 	}
 	c.budget = n
 	return nil

@@ -313,10 +313,28 @@ func takePipe(pool *Pool) *Pipe {
 // from Conn (closed: net.ErrClosed, or os.ErrClosed for an *os.File),
 // an *os.SyscallError wrapping the errno (EPIPE, or EINVAL when
 // dst refuses splice, before anything moved), or, when ctx ended, one
-// for which errors.Is(err, ctx.Err()) holds.
+// for which errors.Is(err, ctx.Err()) holds. A p found empty while
+// bytes of the n are still to come (it held fewer than n) ends Drain
+// with an error wrapping io.ErrUnexpectedEOF instead of a wait for bytes
+// that are not there.
+//
+// A call Drain cannot make fails at once, touching nothing (not even
+// p's count): a nil p, or a nil dst or dst.Conn, or n < 0, with an error
+// wrapping os.ErrInvalid; a closed p (or the zero Pipe), with one
+// wrapping os.ErrClosed.
 func Drain(ctx context.Context, dst *End, p *Pipe, n int) (written int64, err error) {
 	if ctx == nil {
 		ctx = context.Background()
+	}
+	switch {
+	case p == nil:
+		return 0, fmt.Errorf("splice: Drain from a nil pipe: %w", os.ErrInvalid)
+	case !p.open:
+		return 0, fmt.Errorf("splice: Drain from a closed pipe: %w", os.ErrClosed)
+	case dst == nil || dst.Conn == nil:
+		return 0, fmt.Errorf("splice: Drain into a nil Conn: %w", os.ErrInvalid)
+	case n < 0:
+		return 0, fmt.Errorf("splice: Drain of %d bytes: %w", n, os.ErrInvalid)
 	}
 	p.data = n
 	c := newCopier(ctx, -1, dst, &End{})
@@ -374,6 +392,12 @@ func (c *copier) drainPipe(fd uintptr) bool {
 			continue
 		}
 		switch {
+		case e == unix.EAGAIN && p.inKernel() == 0:
+			// p is empty (a splice out of an empty pipe with writers
+			// answers EAGAIN): it held fewer bytes than counted, which
+			// only Drain's caller can get wrong. Waiting for dst would
+			// spin, as dst has room.
+			c.err = fmt.Errorf("splice: the pipe is empty with %d bytes still counted in it: %w", p.data, io.ErrUnexpectedEOF)
 		case e == unix.EAGAIN:
 			// p holds bytes, so dst has no room.
 			c.next = stepWaitDst

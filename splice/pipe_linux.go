@@ -17,14 +17,17 @@ import (
 
 // Pipe is a kernel pipe used as a splice buffer. Both ends are
 // O_NONBLOCK|O_CLOEXEC. A Pipe is not safe for concurrent use: one copy
-// owns it at a time.
+// owns it at a time. Make one with NewPipe or take one from a Pool: the
+// zero Pipe has no descriptors and behaves as a closed one (its ReadFd
+// and WriteFd are -1, Close does nothing, Drain fails).
 type Pipe struct {
 	rfd, wfd int
 	size     int
 	data     int   // bytes the copy loop put in and has not taken out
 	dirty    bool  // bytes were abandoned in the pipe: never pool it
 	pool     *Pool // non-nil while the pipe counts against a pool
-	closed   bool
+	open     bool  // made by NewPipe and not closed
+	idle     bool  // in pool's idle list (guarded by pool.mu)
 }
 
 // NewPipe creates a pipe and asks the kernel for size bytes of buffer
@@ -34,15 +37,17 @@ type Pipe struct {
 // pipe quota /proc/sys/fs/pipe-user-pages-soft is used up; EINVAL, ENOMEM),
 // the pipe keeps the size it was given, which may be as small as two
 // pages once the quota is exhausted. Size reports the actual size. size <=
-// 0 keeps the kernel's default (64 KiB). NewPipe fails only if pipe2(2)
+// 0 keeps the kernel's default (64 KiB), and so does a size above 2 GiB,
+// which the kernel refuses (F_SETPIPE_SZ takes an unsigned int: passed on,
+// 4 GiB + 4 KiB would ask for 4 KiB). NewPipe fails only if pipe2(2)
 // does (EMFILE, ENFILE, ENOMEM), with an *os.SyscallError.
 func NewPipe(size int) (*Pipe, error) {
 	var fds [2]int
 	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
 		return nil, os.NewSyscallError("pipe2", err)
 	}
-	p := &Pipe{rfd: fds[0], wfd: fds[1]}
-	if size > 0 {
+	p := &Pipe{rfd: fds[0], wfd: fds[1], open: true}
+	if size > 0 && int64(size) <= maxPipeSize {
 		if n, err := unix.FcntlInt(uintptr(p.wfd), unix.F_SETPIPE_SZ, size); err == nil {
 			p.size = n
 		}
@@ -58,11 +63,23 @@ func NewPipe(size int) (*Pipe, error) {
 	return p, nil
 }
 
-// ReadFd returns the read end's descriptor. It stays valid until Close.
-func (p *Pipe) ReadFd() int { return p.rfd }
+// ReadFd returns the read end's descriptor. It stays valid until Close;
+// -1 after Close, and for the zero Pipe.
+func (p *Pipe) ReadFd() int {
+	if !p.open {
+		return -1
+	}
+	return p.rfd
+}
 
-// WriteFd returns the write end's descriptor. It stays valid until Close.
-func (p *Pipe) WriteFd() int { return p.wfd }
+// WriteFd returns the write end's descriptor. It stays valid until Close;
+// -1 after Close, and for the zero Pipe.
+func (p *Pipe) WriteFd() int {
+	if !p.open {
+		return -1
+	}
+	return p.wfd
+}
 
 // Size returns the pipe's buffer size in bytes, as the kernel reports it.
 func (p *Pipe) Size() int { return p.size }
@@ -74,19 +91,22 @@ func (p *Pipe) Buffered() int { return p.data }
 
 // Close closes both ends. Bytes still in the pipe are lost. A pipe taken
 // from a Pool may be closed instead of put back: it then stops counting
-// against the pool's bound. Close is idempotent.
+// against the pool's bound. Close is idempotent, and does nothing on the
+// zero Pipe. Closing a pipe already put back into its Pool (which the
+// caller no longer owns) takes it out of the pool's idle pipes, so that
+// Get never hands out a closed pipe.
 func (p *Pipe) Close() error {
-	if p == nil || p.closed {
+	if p == nil || !p.open {
 		return nil
 	}
-	p.closed = true
+	if pool := p.pool; pool != nil {
+		p.pool = nil
+		pool.release(p)
+	}
+	p.open = false
 	err1 := unix.Close(p.rfd)
 	err2 := unix.Close(p.wfd)
 	p.rfd, p.wfd = -1, -1
-	if pool := p.pool; pool != nil {
-		p.pool = nil
-		pool.release()
-	}
 	if err1 != nil {
 		return os.NewSyscallError("close", err1)
 	}
@@ -105,6 +125,10 @@ func (p *Pipe) inKernel() int {
 	}
 	return n
 }
+
+// maxPipeSize is the largest size F_SETPIPE_SZ takes (the kernel's
+// round_pipe_size refuses larger ones).
+const maxPipeSize = 1 << 31
 
 // DefaultPipeSize is the pipe size NewPool uses when asked for <= 0: the
 // default /proc/sys/fs/pipe-max-size, and the size Go's own splice path
@@ -135,7 +159,8 @@ type PoolStats struct {
 // all are in use, Get waits until one is returned (or closed) or its
 // context ends. This bounds pipe memory (each pipe pins up to its size in
 // kernel pages) and descriptors however many copies run. A Pool is safe
-// for concurrent use.
+// for concurrent use. The zero Pool is ready to use, as NewPool(0, 0)
+// (DefaultPipeSize, DefaultMaxPipes).
 type Pool struct {
 	size, max int
 
@@ -174,6 +199,15 @@ func NewPool(pipeSize, maxPipes int) *Pool {
 	return &Pool{size: pipeSize, max: maxPipes}
 }
 
+// initLocked gives a zero Pool NewPool(0, 0)'s size and bound. Called
+// with p.mu held by every method that reads them.
+func (p *Pool) initLocked() {
+	if p.max == 0 {
+		q := NewPool(0, 0)
+		p.size, p.max = q.size, q.max
+	}
+}
+
 // pipeMaxSize reads /proc/sys/fs/pipe-max-size; 0 if unreadable.
 func pipeMaxSize() int {
 	b, err := os.ReadFile("/proc/sys/fs/pipe-max-size")
@@ -200,9 +234,11 @@ func (p *Pool) TryGet() *Pipe {
 		p.mu.Unlock()
 		return nil
 	}
+	p.initLocked()
 	if n := len(p.idle); n > 0 {
 		pp := p.idle[n-1]
 		p.idle = p.idle[:n-1]
+		pp.idle = false
 		p.inUse++
 		p.mu.Unlock()
 		return pp
@@ -274,9 +310,11 @@ func (p *Pool) Get(ctx context.Context) (*Pipe, error) {
 			p.mu.Unlock()
 			return nil, ErrPoolClosed
 		}
+		p.initLocked()
 		if n := len(p.idle); n > 0 {
 			pp := p.idle[n-1]
 			p.idle = p.idle[:n-1]
+			pp.idle = false
 			p.inUse++
 			p.mu.Unlock()
 			return pp, nil
@@ -329,11 +367,23 @@ func (p *Pool) dropWaiterLocked(ch chan struct{}) bool {
 	return false
 }
 
-// release accounts for a pool pipe being closed.
-func (p *Pool) release() {
+// release accounts for the pool pipe pp being closed: one in use, or an
+// idle one (closed by Close, or by a caller that put it back first),
+// which it takes out of the idle pipes.
+func (p *Pool) release(pp *Pipe) {
 	p.mu.Lock()
 	p.alive--
-	p.inUse--
+	if pp.idle {
+		pp.idle = false
+		for i, q := range p.idle {
+			if q == pp {
+				p.idle = append(p.idle[:i], p.idle[i+1:]...)
+				break
+			}
+		}
+	} else {
+		p.inUse--
+	}
 	p.signalLocked()
 	p.mu.Unlock()
 }
@@ -341,10 +391,17 @@ func (p *Pool) release() {
 // Put returns a pipe taken from Get. A pipe that may hold bytes
 // (Buffered() > 0, or the kernel's FIONREAD count is not zero or cannot be
 // read) is closed, never pooled: the next user would deliver them. Pipes
-// put after Close are closed. Put(nil) and putting a pipe that is not from
-// this pool (it is then closed) are harmless.
+// put after Close are closed. Put(nil), Put of a closed pipe, and putting
+// a pipe that is not from this pool (it is then closed) are harmless.
+//
+// Putting a pipe back twice is a programmer error, as unlocking an
+// unlocked sync.Mutex is: once the first Put has made it idle, a second
+// would let two Gets hand out the same pipe, and two copies mix their
+// bytes in it. Put panics when it finds the pipe idle in the pool (a
+// second Put after a Get has handed the pipe out again cannot be told
+// from that Get's own Put).
 func (p *Pool) Put(pp *Pipe) {
-	if pp == nil || pp.closed {
+	if pp == nil || !pp.open {
 		return
 	}
 	if pp.pool != p {
@@ -374,12 +431,17 @@ func (p *Pool) putClean(pp *Pipe) {
 // pool is closed) and wakes a waiting Get.
 func (p *Pool) reuse(pp *Pipe) {
 	p.mu.Lock()
+	if pp.idle {
+		p.mu.Unlock()
+		panic("splice: Pool.Put of a pipe already put back")
+	}
 	if p.closed {
 		p.mu.Unlock()
 		pp.Close()
 		return
 	}
 	p.inUse--
+	pp.idle = true
 	p.idle = append(p.idle, pp)
 	p.signalLocked()
 	p.mu.Unlock()
@@ -403,10 +465,8 @@ func (p *Pool) Close() error {
 	p.mu.Unlock()
 	var errs []error
 	for _, pp := range idle {
-		// Idle pipes are not in use: count them back in before release.
-		p.mu.Lock()
-		p.inUse++
-		p.mu.Unlock()
+		// Still marked idle, so release counts it out of alive and not
+		// of inUse.
 		errs = append(errs, pp.Close())
 	}
 	return errors.Join(errs...)
@@ -416,6 +476,7 @@ func (p *Pool) Close() error {
 func (p *Pool) Stats() PoolStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.initLocked()
 	return PoolStats{
 		Size:      p.size,
 		Max:       p.max,

@@ -4,6 +4,7 @@ package splice
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"syscall"
 
@@ -24,11 +25,15 @@ const sendfileChunk = 4 << 20
 // blocking dst, whose kernel waits are bounded as Copy bounds them), and
 // ends as Copy does when ctx ends or either end is closed. handled is
 // false, with nothing sent, where the file system has no sendfile
-// (EINVAL, ENOSYS, EOPNOTSUPP); errors are otherwise those of Copy.
-// Like Copy, it reads *dst and *src when it starts and keeps neither.
+// (EINVAL, ENOSYS, EOPNOTSUPP), or an End or its Conn is nil; errors are
+// otherwise those of Copy. Like Copy, it reads *dst and *src when it
+// starts and keeps neither.
 func Sendfile(ctx context.Context, dst, src *End, limit int64) (written int64, handled bool, err error) {
 	if ctx == nil {
 		ctx = context.Background()
+	}
+	if dst == nil || src == nil || dst.Conn == nil || src.Conn == nil {
+		return 0, false, nil
 	}
 	if limit == 0 {
 		return 0, true, nil
@@ -150,7 +155,10 @@ func (c *copier) sendOne(dfd uintptr) bool {
 	if c.takeTurns {
 		entered, err := c.src.Gate.Enter(c.ctx)
 		if err != nil {
-			c.next, c.err = stepFail, ctxError(c.ctx, err)
+			c.next, c.err = stepFail, fmt.Errorf("splice: gate: %w", err)
+			if c.ctx.Err() != nil {
+				c.err = ctxError(c.ctx, err)
+			}
 			return true
 		}
 		if entered {

@@ -23,20 +23,25 @@ const (
 
 // Splice calls splice(2): it moves up to n bytes from rfd to wfd, one of
 // which must be a pipe. roff and woff are the offsets for non-pipe
-// descriptors; nil means the descriptor's file offset, which then advances.
-// It retries EINTR. It returns 0, nil at end of input (the source pipe has
-// no writers, the socket peer shut down, or the file offset is at EOF).
-// Errors are the kernel's errno as a syscall.Errno, unwrapped: EAGAIN (a
-// non-blocking side is not ready), EINVAL (the pair cannot be spliced, an
-// O_APPEND destination, neither side a pipe), EPIPE, ECONNRESET, EBADF, ...
+// descriptors; nil means the descriptor's file offset, which then
+// advances. It retries EINTR. It returns 0, nil at end of input (the
+// source pipe has no writers, the socket peer shut down, or the file
+// offset is at EOF). Errors, with a count of 0, are the kernel's errno as
+// a syscall.Errno, unwrapped: EAGAIN (a non-blocking side is not ready),
+// EINVAL (the pair cannot be spliced, an O_APPEND destination, neither
+// side a pipe; and n < 0, without a system call: the kernel would read it
+// as a size_t, as large as it allows), EPIPE, ECONNRESET, EBADF, ...
 func Splice(rfd int, roff *int64, wfd int, woff *int64, n int, flags int) (int, error) {
+	if n < 0 {
+		return 0, unix.EINVAL
+	}
 	for {
 		m, err := unix.Splice(rfd, roff, wfd, woff, n, flags)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return int(m), errno(err)
+			return 0, errno(err)
 		}
 		return int(m), nil
 	}
@@ -45,16 +50,20 @@ func Splice(rfd int, roff *int64, wfd int, woff *int64, n int, flags int) (int, 
 // Tee calls tee(2): it duplicates up to n bytes from the pipe rfd into the
 // pipe wfd without consuming them from rfd. It always starts at the head
 // of rfd, so a short result cannot be resumed by a second Tee. It retries
-// EINTR. It returns 0, nil when rfd is empty and has no writers. Errors are
-// the errno as a syscall.Errno: EAGAIN, EINVAL (not two different pipes).
+// EINTR. It returns 0, nil when rfd is empty and has no writers. Errors,
+// with a count of 0, are the errno as a syscall.Errno: EAGAIN, EINVAL (not
+// two different pipes; and n < 0, without a system call).
 func Tee(rfd, wfd int, n int, flags int) (int, error) {
+	if n < 0 {
+		return 0, unix.EINVAL
+	}
 	for {
 		m, err := unix.Tee(rfd, wfd, n, flags)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return int(m), errno(err)
+			return 0, errno(err)
 		}
 		return int(m), nil
 	}
@@ -75,8 +84,13 @@ func errno(err error) error {
 // reads up to n bytes (at most 64 KiB) from fd and writes them into the
 // pipe wfd, which must have room for them (it is empty and n is at most
 // its size). It returns the bytes moved: 0, nil at a real EOF; EAGAIN
-// (a syscall.Errno) when fd has no input now.
+// (a syscall.Errno) when fd has no input now. n must be above 0: n 0
+// reads nothing and returns 0, nil as at EOF (read(2) of 0 bytes), and
+// n < 0 returns EINVAL.
 func ReadMark(fd, wfd int, n int) (int, error) {
+	if n < 0 {
+		return 0, unix.EINVAL
+	}
 	buf := make([]byte, min(n, bufferSize))
 	for {
 		m, err := unix.Read(fd, buf)
