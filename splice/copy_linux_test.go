@@ -524,19 +524,26 @@ func TestCopyBlockingFds(t *testing.T) {
 	})
 }
 
+// twoPipes returns two pipes of the default size, closed when the test
+// ends.
+func twoPipes(t *testing.T) (a, b *Pipe) {
+	t.Helper()
+	var err error
+	if a, err = NewPipe(0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	if b, err = NewPipe(0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return a, b
+}
+
 // TestSpliceTeeWrappers checks the raw wrappers and their errno results.
 func TestSpliceTeeWrappers(t *testing.T) {
 	fdtest.Check(t)
-	a, err := NewPipe(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := NewPipe(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b := twoPipes(t)
 	if _, err := unix.Write(a.WriteFd(), []byte("hello")); err != nil {
 		t.Fatal(err)
 	}

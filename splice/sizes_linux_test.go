@@ -47,16 +47,7 @@ func TestNewPipeHugeSize(t *testing.T) {
 // count that comes with an error is 0.
 func TestNegativeCounts(t *testing.T) {
 	fdtest.Check(t)
-	a, err := NewPipe(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := NewPipe(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b := twoPipes(t)
 	if _, err := unix.Write(a.WriteFd(), []byte("abc")); err != nil {
 		t.Fatal(err)
 	}

@@ -636,15 +636,21 @@ func (d *Driver) submitChain(c *chain) error {
 		d.mu.Unlock()
 		return err
 	}
+	d.queueLocked(c)
+	d.mu.Unlock()
+	d.poke()
+	return nil
+}
+
+// queueLocked hands c to the loop: idle -> queued, its ops named by ids
+// the loop has not seen. d.mu is held.
+func (d *Driver) queueLocked(c *chain) {
 	for i := range c.ops {
 		d.nextID++
 		c.ops[i].id = d.nextID
 	}
 	c.state = queued
 	d.pending = append(d.pending, c)
-	d.mu.Unlock()
-	d.poke()
-	return nil
 }
 
 // cancelChain asks the loop to cancel what of c is still pending. The copy

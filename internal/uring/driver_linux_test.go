@@ -290,16 +290,11 @@ func TestBrokenRingFullSQ(t *testing.T) {
 		c.ops[1].prepPoll(plain(int(r.Fd())), unix.POLLIN)
 		chains[i] = c
 	}
-	// One pass of the loop takes them all: queued as submitChain
-	// queues one, under one hold of the lock.
+	// One pass of the loop takes them all: queued under one hold of
+	// the lock.
 	d.mu.Lock()
 	for _, c := range chains {
-		for i := range c.ops {
-			d.nextID++
-			c.ops[i].id = d.nextID
-		}
-		c.state = queued
-		d.pending = append(d.pending, c)
+		d.queueLocked(c)
 	}
 	d.mu.Unlock()
 	d.poke()
