@@ -117,7 +117,11 @@ func (e *Engine) Backend() Backend {
 // Close fail with ErrClosed. Close is safe to call more than once, also
 // from many goroutines at once: later calls wait until the first has
 // returned, and return nil. A copy's own reader or writer must not call
-// Close, which would wait for that copy.
+// Close, which would wait for that copy. Nor can Close end a call the
+// engine has no way to interrupt: a Read or Write of a value with no
+// descriptor and no deadlines that never returns, or a read waiting in a
+// file system for its server (FUSE, NFS); Close waits for such a call to
+// return, as the copy does.
 func (e *Engine) Close() error {
 	e.mu.Lock()
 	if e.closed {
