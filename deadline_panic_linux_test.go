@@ -70,6 +70,23 @@ func (p panicDeadlines) SetDeadline(t time.Time) error {
 // for a destination that waits for room, drains it).
 func TestDeadlineSetterPanicReachesCaller(t *testing.T) {
 	const val = "SetDeadline"
+	// fanOut is a case of a FanOut from src into the end that panics
+	// (a destination waiting for room in c) and others.
+	fanOut := func(src func(*testing.T) io.Reader, others ...io.Writer) func(t *testing.T, e *Engine, c, peer *net.TCPConn) func() any {
+		return func(t *testing.T, e *Engine, c, peer *net.TCPConn) func() any {
+			ctx, cancel := context.WithCancel(context.Background())
+			end := newPanicDeadlines(c, val, false, true)
+			dsts := append([]io.Writer{end}, others...)
+			got := inCaller(func() { e.FanOut(ctx, src(t), dsts) })
+			return func() any {
+				waitSent(t, c)
+				cancel()
+				<-end.woke
+				go io.Copy(io.Discard, peer)
+				return <-got
+			}
+		}
+	}
 	cases := []struct {
 		name string
 		// run starts the call on e with the end that panics (made from
@@ -132,32 +149,12 @@ func TestDeadlineSetterPanicReachesCaller(t *testing.T) {
 				return <-got
 			}
 		}},
-		{"FanOut/destination/kernel", func(t *testing.T, e *Engine, c, peer *net.TCPConn) func() any {
-			ctx, cancel := context.WithCancel(context.Background())
-			end := newPanicDeadlines(c, val, false, true)
-			src := fdtest.TempFile(t, make([]byte, 64<<20)) // more than c takes unread
-			got := inCaller(func() { e.FanOut(ctx, src, []io.Writer{end}) })
-			return func() any {
-				waitSent(t, c)
-				cancel()
-				<-end.woke
-				go io.Copy(io.Discard, peer)
-				return <-got
-			}
-		}},
-		{"FanOut/destination/userspace", func(t *testing.T, e *Engine, c, peer *net.TCPConn) func() any {
-			ctx, cancel := context.WithCancel(context.Background())
-			end := newPanicDeadlines(c, val, false, true)
-			src := bytes.NewReader(make([]byte, 64<<20))
-			got := inCaller(func() { e.FanOut(ctx, src, []io.Writer{end, io.Discard}) })
-			return func() any {
-				waitSent(t, c)
-				cancel()
-				<-end.woke
-				go io.Copy(io.Discard, peer)
-				return <-got
-			}
-		}},
+		{"FanOut/destination/kernel", fanOut(func(t *testing.T) io.Reader {
+			return fdtest.TempFile(t, make([]byte, 64<<20)) // more than c takes unread
+		})},
+		{"FanOut/destination/userspace", fanOut(func(*testing.T) io.Reader {
+			return bytes.NewReader(make([]byte, 64<<20))
+		}, io.Discard)},
 		{"Relay/a's read (the other goroutine)", func(t *testing.T, e *Engine, c, peer *net.TCPConn) func() any {
 			ctx, cancel := context.WithCancel(context.Background())
 			b, pb := tcpPair(t)

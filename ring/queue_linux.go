@@ -24,10 +24,10 @@ import (
 // SQE is a NOP with user_data 0). Submission side. After Close it returns
 // nil.
 func (r *Ring) GetSQE() *SQE {
-	sq := &r.sq
-	if sq.head == nil {
+	if r.closed() {
 		return nil
 	}
+	sq := &r.sq
 	head := atomic.LoadUint32(sq.head)
 	if sq.sqeTail-head >= sq.entries {
 		return nil
@@ -113,9 +113,10 @@ func (r *Ring) submit(waitNr uint32) (int, error) {
 		return 0, errClosed("io_uring_enter")
 	}
 	published, toSubmit := r.flushSQ()
+	sqPoll := r.params.Flags&IORING_SETUP_SQPOLL != 0
 	var flags uint32
 	enter := waitNr > 0
-	if r.params.Flags&IORING_SETUP_SQPOLL != 0 {
+	if sqPoll {
 		// The store of the tail above is sequentially consistent with this
 		// load: the SQ thread either sees the new tail or has set
 		// NEED_WAKEUP before sleeping.
@@ -130,16 +131,12 @@ func (r *Ring) submit(waitNr uint32) (int, error) {
 		flags |= IORING_ENTER_GETEVENTS
 		enter = true
 	}
-	sqPoll := r.params.Flags&IORING_SETUP_SQPOLL != 0
-	if !enter {
-		if sqPoll {
-			return int(published), nil
+	n := 0 // without SQPOLL, toSubmit is 0 where there is no enter
+	if enter {
+		var err error
+		if n, err = r.Enter(toSubmit, waitNr, flags); err != nil {
+			return n, err
 		}
-		return int(toSubmit), nil
-	}
-	n, err := r.Enter(toSubmit, waitNr, flags)
-	if err != nil {
-		return n, err
 	}
 	if sqPoll {
 		return int(published), nil
@@ -211,10 +208,10 @@ func (r *Ring) PeekBatchCQE(cqes []CQE) int {
 }
 
 func (r *Ring) peek(cqes []CQE) int {
-	cq := &r.cq
-	if cq.tail == nil {
+	if r.closed() {
 		return 0
 	}
+	cq := &r.cq
 	tail := atomic.LoadUint32(cq.tail)
 	head := atomic.LoadUint32(cq.head)
 	n := min(tail-head, uint32(len(cqes)))

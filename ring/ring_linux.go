@@ -234,7 +234,7 @@ func (r *Ring) unmap() error {
 func (r *Ring) closed() bool { return r.sq.head == nil }
 
 // errClosed is the error of a method called after Close (or on a Ring not
-// made by Setup) that would have made the system call call: it matches
+// made by Setup) that would have made the system call: it matches
 // os.ErrClosed and, as the kernel would answer for a closed fd, EBADF.
 func errClosed(call string) error {
 	return fmt.Errorf("%s: %w (%w)", call, os.ErrClosed, unix.EBADF)
