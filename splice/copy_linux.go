@@ -827,7 +827,25 @@ func (c *copier) bufferRound() (eof, again bool, err error) {
 		return false, false, err
 	}
 	buf := (*c.buf)[:c.chunk(len(*c.buf))]
-	n := 0
+	n, eof, again, err := c.readBuffer(buf)
+	if n == 0 {
+		return eof, again, err
+	}
+	left, err := c.writeAll(buf[:n])
+	if err != nil {
+		if c.ctx.Err() != nil {
+			err = ctxError(c.ctx, err)
+		}
+		return false, false, c.unread(left, err)
+	}
+	return false, false, nil
+}
+
+// readBuffer makes one read(2) from src into b, bufferRound's: n bytes
+// were read, or none and eof reports src's end, again that src had no
+// input (a src whose read would wait in the kernel is read only once
+// poll(2) reports input), or err the failure.
+func (c *copier) readBuffer(b []byte) (n int, eof, again bool, err error) {
 	rerr := c.src.Conn.Read(func(fd uintptr) bool {
 		if c.noReadInput(int(fd)) {
 			again = true
@@ -835,7 +853,7 @@ func (c *copier) bufferRound() (eof, again bool, err error) {
 		}
 		c.noteOffset(int(fd))
 		for {
-			m, e := unix.Read(int(fd), buf)
+			m, e := unix.Read(int(fd), b)
 			switch {
 			case e == unix.EINTR:
 				continue
@@ -853,20 +871,10 @@ func (c *copier) bufferRound() (eof, again bool, err error) {
 		}
 	})
 	if rerr != nil {
-		return false, false, rerr
-	}
-	if n == 0 {
-		return eof, again, err
+		return 0, false, false, rerr
 	}
 	c.spent(n)
-	left, err := c.writeAll(buf[:n])
-	if err != nil {
-		if c.ctx.Err() != nil {
-			err = ctxError(c.ctx, err)
-		}
-		return false, false, c.unread(left, err)
-	}
-	return false, false, nil
+	return n, eof, again, err
 }
 
 // throughBuffer makes a buffer round where splice cannot (see

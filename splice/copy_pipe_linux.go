@@ -210,18 +210,33 @@ func (c *copier) drainFilled() step {
 // write error. Bytes not delivered then (the rest of the buffer and of
 // the pipe, the last ones read from src) are un-read or reported
 // (unread).
+//
+// The pipe's last bytes are topped up by one read from src (topUp)
+// before they are written: a pipe holds what the source's pages held, a
+// length a buffer loop's read would not have returned (one page of a
+// one-page pipe, a socket's fragment), and dst may refuse it (an
+// O_DIRECT file takes only aligned lengths) where it takes the full
+// buffer io.Copy would write.
 func (c *copier) drainRefused() step {
 	if c.buf == nil {
 		c.buf = c.pool.buffer()
 	}
 	p := c.p
+	buf := *c.buf
 	for p.data > 0 {
-		n, err := readPipe(p, (*c.buf)[:min(len(*c.buf), p.data)])
+		n, err := readPipe(p, buf[:min(len(buf), p.data)])
 		if err != nil {
 			return c.stop(err) // p.data bytes left: dropPipe accounts for them
 		}
 		p.data -= n
-		if left, err := c.writeAll((*c.buf)[:n]); err != nil {
+		var eof bool
+		var rerr error
+		if p.data == 0 {
+			m := 0
+			m, eof, rerr = c.topUp(buf[n:], n)
+			n += m
+		}
+		if left, err := c.writeAll(buf[:n]); err != nil {
 			if c.ctx.Err() != nil {
 				err = ctxError(c.ctx, err)
 			}
@@ -229,9 +244,35 @@ func (c *copier) drainRefused() step {
 			p.data, p.dirty = 0, true
 			return c.stop(c.unread(left, err))
 		}
+		switch {
+		case rerr != nil:
+			return c.stop(rerr) // the pipe is empty
+		case eof:
+			c.dropPipe(nil)
+			return stepDone
+		}
 	}
 	c.dropPipe(nil) // empty: nothing to account for
 	return stepUnspliced
+}
+
+// topUp reads from src into b, behind pending bytes read from src and
+// not yet written, once, without waiting: as much as the limit and the
+// Pacer's grant leave, none where src has no input or the copy's
+// context ended (it only delivers what it holds). eof reports src's
+// end, which may be told only once (a terminal's), and err a failure of
+// the read, which a socket reports only once: both must be acted on
+// after the pending bytes are written.
+func (c *copier) topUp(b []byte, pending int) (n int, eof bool, err error) {
+	max := c.chunkUnpaced(len(b)+pending) - pending
+	if c.src.Pacer != nil {
+		max = min(max, c.budget)
+	}
+	if max <= 0 || c.ctx.Err() != nil {
+		return 0, false, nil
+	}
+	n, eof, _, err = c.readBuffer(b[:max])
+	return n, eof, err
 }
 
 // readPipe reads from the copy's pipe p, which holds bytes (p.data > 0),
