@@ -98,11 +98,13 @@ func (r *PipeReader) WriteTo(dst io.Writer) (int64, error) {
 }
 
 // spliceEnd returns the splice.End of the other side of ReadFrom or
-// WriteTo. The pipe is one side, so splice.Copy splices directly and the
-// kernel refuses what cannot be spliced before moving anything (EINVAL,
-// also for O_APPEND files): an *os.File is passed without fstat(2) or
-// fcntl(2), which splice.Copy makes only if it has to wait. Other values
-// are classified as for the engine. No Wake: nothing cancels ReadFrom or
+// WriteTo. The pipe is one side, so splice.Copy splices directly, and
+// refuses before moving anything what it cannot splice (an O_APPEND
+// file, a directory, a blocking terminal as dst) or what the kernel
+// refuses (EINVAL): an *os.File is passed unclassified, with no Info,
+// and splice.Copy inspects it itself (fstat(2), fcntl(2)), as it does
+// every side it is not told is a pipe. Other values are classified as
+// for the engine. No Wake: nothing cancels ReadFrom or
 // WriteTo but a Close, which needs none.
 func spliceEnd(v any, write bool) (splice.End, bool) {
 	if f, ok := v.(*os.File); ok {

@@ -52,9 +52,10 @@ const (
 	// a regular file or block device, which never answer EAGAIN and
 	// whose O_APPEND the caller does not need.
 	FlagsIfWaits
-	// Stream checks that a socket is a connected stream socket
-	// (getsockopt SO_TYPE, SO_ACCEPTCONN); other sockets are KindNone,
-	// with no error. With Stream, no flags are read for KindNone.
+	// Stream checks that a socket is a stream socket that is not
+	// listening (getsockopt SO_TYPE, SO_ACCEPTCONN); other sockets are
+	// KindNone, with no error. It does not check that the socket is
+	// connected: one that is not yet fails the copy's first splice. With Stream, no flags are read for KindNone.
 	Stream
 )
 
@@ -122,10 +123,14 @@ func inspect(fd int, need Need) (info Info, err error) {
 	return info, nil
 }
 
-// streamSocket reports a connected stream socket. A listening socket
-// never becomes readable or writable for splice: the copy would wait
-// forever. In userspace it fails at once, as io.Copy does (read:
-// ENOTCONN; write, once there is something to write: EPIPE).
+// streamSocket reports a stream socket that is not listening. A
+// listening socket never becomes readable or writable for splice: the
+// copy would wait forever. In userspace it fails at once, as io.Copy
+// does (read: ENOTCONN; write, once there is something to write: EPIPE).
+// A socket not connected (yet) is a stream socket here: splice from it
+// fails at once (TCP: ENOTCONN; unix: EINVAL, which the copy takes for
+// a refusal, and read(2) then fails with it), and so does splice into
+// it (TCP: EPIPE; unix: ENOTCONN).
 func streamSocket(fd int) bool {
 	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
 	if err != nil || typ != unix.SOCK_STREAM {
