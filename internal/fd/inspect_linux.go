@@ -55,7 +55,8 @@ const (
 	// Stream checks that a socket is a stream socket that is not
 	// listening (getsockopt SO_TYPE, SO_ACCEPTCONN); other sockets are
 	// KindNone, with no error. It does not check that the socket is
-	// connected: one that is not yet fails the copy's first splice. With Stream, no flags are read for KindNone.
+	// connected: one that is not yet fails the copy's first splice.
+	// With Stream, no flags are read for KindNone.
 	Stream
 )
 
