@@ -165,6 +165,14 @@ func socketError(v any) error {
 	return fd.SocketError(rc)
 }
 
+// tcpAborted reports whether v is a TCP socket closed by a reset or a
+// timeout, not shut down for writing (fd.TCPAborted): false when v has
+// no descriptor or is not a TCP socket.
+func tcpAborted(v any) bool {
+	rc, ok := rawConnOf(v)
+	return ok && fd.TCPAborted(rc)
+}
+
 // rawConnOf is v's RawConn, if v has a descriptor.
 func rawConnOf(v any) (syscall.RawConn, bool) {
 	sc, ok := v.(syscall.Conn)

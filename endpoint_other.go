@@ -8,5 +8,8 @@ package pipes
 // socketError is the error pending on v's socket; unknown here.
 func socketError(any) error { return nil }
 
+// tcpAborted reports whether v's TCP connection was reset; unknown here.
+func tcpAborted(any) bool { return false }
+
 // sameFile reports whether a and b are one file; unknown here.
 func sameFile(a, b any) (kind string, same bool) { return "", false }

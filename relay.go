@@ -37,6 +37,9 @@ type relayConfig struct {
 	idle      time.Duration // > 0: end the relay after this long without a byte
 	halfClose time.Duration // > 0: bound the wait for the second direction
 	progress  [2]*atomic.Int64
+	// beforeFinish, a test's, is called by each direction with how it
+	// ended, before it records that (finish).
+	beforeFinish func(dir int, err error)
 }
 
 // RelayProgress has the relay add the bytes each direction delivers to
@@ -119,7 +122,10 @@ var relayDirNames = [2]string{"a->b", "b->a"}
 // The counts are the bytes each destination received, also when err is
 // not nil. err is nil when both directions ended with EOF; otherwise it is
 // the first error that ended the relay (but for an ENOTCONN of a
-// CloseWrite, which yields to a reset the other direction met), saying
+// CloseWrite, and for a TCP connection's EOF read after the other
+// direction's write took its reset, which is not passed on and fails
+// the relay matching ECONNRESET: both yield to the reset the other
+// direction met), saying
 // which direction met it:
 // errors.Is(err, ctx.Err()) (and ctx's cause) when ctx ended, an error
 // wrapping ErrClosed when the Engine was closed, os.ErrDeadlineExceeded
@@ -239,6 +245,7 @@ type relay struct {
 	err       error   // the first error that ended the relay
 	eofs      int     // directions that ended with EOF, passed on
 	done      [2]bool // which those are
+	eof       [2]bool // directions that reached EOF, before their CloseWrite
 	stopped   bool    // both directions returned: timers do nothing
 	idleTimer *time.Timer
 	idleSeen  int64     // both meters' total at the last change seen
@@ -260,10 +267,13 @@ func (r *relay) run(dir int, dst io.Writer, src io.Reader) int64 {
 		// return at EOF with the pipe empty; the userspace path returns
 		// after its last Write. So CloseWrite never overtakes bytes
 		// still in flight: dst's peer reads EOF after all of them.
-		r.reachedEOF(dir)
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok && !r.failed() {
+		err = r.reachedEOF(dir, src)
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok && err == nil && !r.failed() {
 			err = r.closeWrite(dir, dst, cw)
 		}
+	}
+	if r.cfg.beforeFinish != nil {
+		r.cfg.beforeFinish(dir, err)
 	}
 	r.finish(dir, err)
 	return n
@@ -333,14 +343,25 @@ func (r *relay) resetErr(dir int, dst io.Writer, err error) error {
 	return err
 }
 
-// reachedEOF records that direction dir reached EOF: the first to does
-// starts the half-close timer, which bounds the wait for the other
-// direction and for both CloseWrites.
-func (r *relay) reachedEOF(dir int) {
+// reachedEOF records that direction dir reached EOF of src: the first to
+// does starts the half-close timer, which bounds the wait for the other
+// direction and for both CloseWrites. It returns errAborted, and the
+// EOF must not be passed on, where src is a TCP socket that a reset or
+// a timeout closed while the other direction still writes to it (it
+// has not reached EOF, so it has not shut src down for writing): that
+// direction's write took the socket's error, and left this read EOF.
+// The check is made under the lock that the other direction's EOF is
+// recorded under before its CloseWrite, so that a clean close after
+// that CloseWrite (which ends in the same state) is never taken for one.
+func (r *relay) reachedEOF(dir int, src io.Reader) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.eof[dir] = true
+	if !r.eof[1-dir] && tcpAborted(src) {
+		return errAborted
+	}
 	if r.halfTimer != nil || r.err != nil || r.cfg.halfClose <= 0 {
-		return
+		return nil
 	}
 	d := r.cfg.halfClose
 	r.halfTimer = time.AfterFunc(d, func() {
@@ -356,7 +377,15 @@ func (r *relay) reachedEOF(dir int) {
 		r.failLocked(fmt.Errorf("pipes: relay %s: not done %v after %s reached EOF: %w",
 			relayDirNames[late], d, relayDirNames[dir], os.ErrDeadlineExceeded))
 	})
+	return nil
 }
+
+// errAborted is the error of a relay direction that read EOF from a TCP
+// connection a reset or a timeout had closed, which the other
+// direction's write reported first (see reachedEOF). It matches
+// ECONNRESET; the other direction's own error replaces it when that
+// direction records it (failLocked).
+var errAborted = fmt.Errorf("EOF from a connection that was reset: %w", syscall.ECONNRESET)
 
 // finish records how direction dir ended: an error ends the relay; nil
 // is EOF passed on.
@@ -386,10 +415,17 @@ func (r *relay) failLocked(err error) {
 	switch {
 	case r.err == nil:
 		r.err = err
-	case errors.Is(r.err, syscall.ENOTCONN) && !isReset(r.err) && isReset(err):
+	case yields(r.err) && !yields(err) && (isReset(err) || errors.Is(err, syscall.ETIMEDOUT)):
 		r.err = err
 	}
 	r.cancel(err)
+}
+
+// yields reports whether err, recorded first, gives way to the reset (or
+// timeout) the other direction met: a CloseWrite's ENOTCONN, and the
+// EOF of an aborted connection (errAborted).
+func yields(err error) bool {
+	return errors.Is(err, errAborted) || errors.Is(err, syscall.ENOTCONN) && !isReset(err)
 }
 
 // isReset reports whether err says the peer reset the connection:

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
@@ -848,4 +850,90 @@ func TestRelayResetTakenByOtherDirection(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRelayEOFAfterResetTakenByWrite: a peer resets while both
+// directions run. The direction writing to it takes the reset from the
+// socket (a write reports it once), and the direction reading it then
+// reads EOF after the bytes queued before the reset. That EOF must not
+// reach the other peer as a clean end (a FIN by CloseWrite) while the
+// relay fails with the reset. The writing direction is held, by the
+// relay's test hook, before it records its error until the reading one
+// has decided, so the window in which the relay has not failed yet stays
+// open for as long as the reading direction needs.
+func TestRelayEOFAfterResetTakenByWrite(t *testing.T) {
+	fdtest.Check(t)
+	for _, ec := range engineCases(t) {
+		t.Run(ec.name, func(t *testing.T) {
+			e := newCaseEngine(t, ec)
+			a, client := tcpPair(t)
+			b, backend := tcpPair(t)
+			closeAtEnd(t, a, client, b, backend)
+			writeErr, readDone := make(chan struct{}), make(chan struct{})
+			hold := RelayOption(func(c *relayConfig) {
+				c.beforeFinish = func(dir int, err error) {
+					switch {
+					case dir == dirBToA:
+						close(readDone)
+					case err != nil:
+						close(writeErr)
+						select {
+						case <-readDone:
+						case <-time.After(20 * time.Second):
+						}
+					}
+				}
+			})
+			res := startRelay(e, context.Background(), a, b, hold)
+			// The backend sends until every buffer on the way is full:
+			// b -> a then waits for room in a, and reads b no more.
+			chunk := make([]byte, 64<<10)
+			for {
+				backend.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+				if _, err := backend.Write(chunk); err != nil {
+					if !errors.Is(err, os.ErrDeadlineExceeded) {
+						t.Fatal(err)
+					}
+					break
+				}
+			}
+			backend.SetLinger(0)
+			backend.Close()
+			if _, err := client.Write([]byte("request")); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-writeErr: // a -> b took the reset
+			case <-time.After(20 * time.Second):
+				t.Fatal("a -> b did not fail writing to the reset connection")
+			}
+			go io.Copy(io.Discard, client) // b -> a goes on, to b's EOF
+			r := waitRelay(t, res)
+			if !errors.Is(r.err, syscall.ECONNRESET) && !errors.Is(r.err, syscall.EPIPE) {
+				t.Errorf("relay error %v; want the reset", r.err)
+			}
+			// A CloseWrite of a would have left it in FIN_WAIT1 or 2.
+			if st := tcpState(t, a); st != tcpEstablished {
+				t.Errorf("a's TCP state %d, not ESTABLISHED: the relay, which failed with %v, passed an EOF on to the client", st, r.err)
+			}
+		})
+	}
+}
+
+// tcpEstablished is TCP_ESTABLISHED, a TCP_INFO state.
+const tcpEstablished = 1
+
+// tcpState is c's TCP_INFO state.
+func tcpState(t *testing.T, c *net.TCPConn) uint8 {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info *unix.TCPInfo
+	rc.Control(func(s uintptr) { info, err = unix.GetsockoptTCPInfo(int(s), unix.IPPROTO_TCP, unix.TCP_INFO) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State
 }

@@ -34,3 +34,27 @@ func SocketCookie(c syscall.RawConn) (cookie uint64, ok bool) {
 	}
 	return cookie, true
 }
+
+// TCPAborted reports whether the TCP socket behind c was connected and
+// is closed without having been shut down for writing, as a reset or a
+// timeout leaves it (TCP_INFO's state is TCP_CLOSE, and it received
+// segments: a socket never connected is in TCP_CLOSE too). A read of
+// such a socket answers EOF once a write took the error that closed it;
+// a socket whose peer only half-closed is in CLOSE_WAIT. It is false
+// when c is not a TCP socket or getsockopt fails (and before Linux 4.2,
+// which counts no segments); the caller knows that it has not shut the
+// socket down for writing (after a shutdown, a clean close ends in
+// TCP_CLOSE too).
+func TCPAborted(c syscall.RawConn) bool {
+	var info *unix.TCPInfo
+	var err error
+	if cerr := c.Control(func(s uintptr) {
+		info, err = unix.GetsockoptTCPInfo(int(s), unix.IPPROTO_TCP, unix.TCP_INFO)
+	}); cerr != nil || err != nil {
+		return false
+	}
+	return info.State == tcpClose && info.Segs_in > 0
+}
+
+// tcpClose is TCP_CLOSE of include/net/tcp_states.h, a TCP_INFO state.
+const tcpClose = 7
