@@ -368,9 +368,18 @@ func (d *Driver) begin(src File) (cs copySrc, ok bool) {
 }
 
 // end releases what begin took. The pipe is closed, not pooled, if
-// bytes are left in it.
+// bytes are left in it, and once the ring has broken (fail): the chains
+// in flight then were completed without their CQEs, and an op of one
+// may still run on an io-wq worker and write into the pipe after it.
 func (d *Driver) end(cs copySrc) {
 	d.unpin(cs.f)
+	d.mu.Lock()
+	broken := d.broken != nil
+	d.mu.Unlock()
+	if broken {
+		cs.p.Close()
+		return
+	}
 	d.pool.Put(cs.p)
 }
 

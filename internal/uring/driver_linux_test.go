@@ -311,6 +311,16 @@ func TestBrokenRingFullSQ(t *testing.T) {
 	if err := d.submitChain(new(chain)); err == nil {
 		t.Error("a chain submitted after the ring broke was taken")
 	}
+	// A copy's pipe is not pooled once the ring has broken: an op of a
+	// chain failed without its CQE may still write into it.
+	cs, ok := d.begin(File{Conn: rawConn(t, r)})
+	if !ok {
+		t.Fatal("begin refused a pipe")
+	}
+	d.end(cs)
+	if st := pool.Stats(); st.Idle != 0 {
+		t.Errorf("the pipe went back to the pool after the ring broke: %+v", st)
+	}
 	if err := d.Close(); err != nil {
 		t.Logf("Close: %v", err)
 	}
