@@ -9,7 +9,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -27,7 +26,7 @@ var copierFans = []struct {
 	// userspace fan-out cannot take back a read(2) that is waiting.
 	readsOnlyForWriters bool
 }{
-	{"NewCopier", NewCopier, runtime.GOOS == "linux"},
+	{"NewCopier", NewCopier, kernelBuild},
 	{"userspace", func(ctx context.Context, r *PipeReader, ws ...*PipeWriter) (*Copier, error) {
 		if ctx == nil {
 			ctx = context.Background()
