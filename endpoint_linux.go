@@ -38,119 +38,138 @@ type endpoint struct {
 	size       int64 // kindFile: the size fstat reported
 }
 
-// newEndpoint is the endpoint of the descriptor behind rc that
-// internal/fd found to be info.
-func newEndpoint(rc syscall.RawConn, info fd.Info) endpoint {
-	return endpoint{
-		End:  splice.End{Conn: rc, Pipe: info.Kind == kindPipe, Info: splice.Info{Mode: info.Mode, Flags: info.Flags}},
-		kind: info.Kind,
-		size: info.Size,
-	}
+// set makes e the endpoint of the descriptor behind rc that internal/fd
+// found to be info. The endpoint functions fill the caller's endpoint
+// through a pointer rather than return one: an endpoint is over a
+// hundred bytes, and copying it up each level cost a short copy more
+// than its classification (docs/benchmarks.md, "Small messages and the
+// proxy").
+// Field by field: a composite literal assigned through the pointer is
+// built in a temporary and moved, write barriers and all.
+func (e *endpoint) set(rc syscall.RawConn, info fd.Info) {
+	e.Conn, e.Pipe = rc, info.Kind == kindPipe
+	e.Wake, e.Reset = nil, nil
+	e.Pacer, e.Meter, e.Gate = nil, nil, nil
+	e.Info = splice.Info{Mode: info.Mode, Flags: info.Flags}
+	e.kind, e.size = info.Kind, info.Size
 }
 
 // readerEndpoint reports whether the kernel can splice from r, and how:
 // r must expose its descriptor (*PipeReader, *os.File, *net.TCPConn,
 // *net.UnixConn, any syscall.Conn) and be a regular file, pipe, fifo,
 // stream socket or device. *io.LimitedReader is unwrapped by the caller.
-func readerEndpoint(r io.Reader) (endpoint, bool) { return fdEndpoint(r, false) }
+func readerEndpoint(r io.Reader) (e endpoint, ok bool) {
+	ok = fdEndpoint(r, false, &e)
+	return e, ok
+}
 
 // writerEndpoint is readerEndpoint for the destination side.
-func writerEndpoint(w io.Writer) (endpoint, bool) { return fdEndpoint(w, true) }
+func writerEndpoint(w io.Writer) (e endpoint, ok bool) {
+	ok = fdEndpoint(w, true, &e)
+	return e, ok
+}
 
-// fdEndpoint classifies v. The types whose kind Go fixes are classified
-// without a system call: *PipeReader and *PipeWriter (non-blocking pipes),
-// *net.TCPConn and stream *net.UnixConn (non-blocking stream sockets).
-// Others cost an fstat(2), plus fcntl(F_GETFL) where the status flags
-// matter (a destination's O_APPEND, a pipe's or socket's O_NONBLOCK).
-func fdEndpoint(v any, write bool) (endpoint, bool) {
+// fdEndpoint classifies v into e, and reports whether the kernel can
+// splice it (e is left unspecified where not). The types whose kind Go
+// fixes are classified without a system call: *PipeReader and
+// *PipeWriter (non-blocking pipes), *net.TCPConn and stream
+// *net.UnixConn (non-blocking stream sockets). Others cost an fstat(2),
+// plus fcntl(F_GETFL) where the status flags matter (a destination's
+// O_APPEND, a pipe's or socket's O_NONBLOCK).
+func fdEndpoint(v any, write bool, e *endpoint) bool {
 	var sc syscall.Conn
 	switch x := v.(type) {
 	case *PipeReader:
 		if x == nil || x.f == nil {
-			return endpoint{}, false
+			return false
 		}
-		return x.endpoint()
+		return knownEndpoint(x.file(), fd.NonblockPipe, e)
 	case *PipeWriter:
 		if x == nil || x.f == nil {
-			return endpoint{}, false
+			return false
 		}
-		return x.endpoint()
+		return knownEndpoint(x.file(), fd.NonblockPipe, e)
 	case *net.TCPConn, *net.UnixConn:
-		if e, ok := goStreamSocket(v); ok {
-			return e, true
+		if goStreamSocket(v, e) {
+			return true
 		}
 		if x, ok := v.(*net.UnixConn); ok && x != nil {
 			sc = x // a datagram or seqpacket socket: classify says
 		} else {
-			return endpoint{}, false
+			return false
 		}
 	case *os.File:
 		if x == nil {
-			return endpoint{}, false
+			return false
 		}
 		sc = x
 	case syscall.Conn:
 		sc = x
 	default:
-		return endpoint{}, false
+		return false
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil || rc == nil {
-		return endpoint{}, false
+		return false
 	}
-	return classify(rc, write)
+	return classify(rc, write, e)
 }
 
-// goStreamSocket is the endpoint of v if it is one of Go's stream
+// goStreamSocket makes e the endpoint of v if v is one of Go's stream
 // sockets, known without a system call: a non-nil *net.TCPConn, or a
 // *net.UnixConn of network "unix" (SOCK_STREAM).
-func goStreamSocket(v any) (endpoint, bool) {
+func goStreamSocket(v any, e *endpoint) bool {
 	switch x := v.(type) {
 	case *net.TCPConn:
 		if x != nil {
-			return knownEndpoint(x, fd.NonblockSocket)
+			return knownEndpoint(x, fd.NonblockSocket, e)
 		}
 	case *net.UnixConn:
 		if x == nil {
 			break
 		}
 		if a := x.LocalAddr(); a != nil && a.Network() == "unix" {
-			return knownEndpoint(x, fd.NonblockSocket)
+			return knownEndpoint(x, fd.NonblockSocket, e)
 		}
 	}
-	return endpoint{}, false
+	return false
 }
 
-// knownEndpoint is the endpoint of a Go descriptor whose Info Go fixes:
-// a stream socket or a pipe, O_NONBLOCK, on the netpoller.
-func knownEndpoint(sc syscall.Conn, info fd.Info) (endpoint, bool) {
+// knownEndpoint makes e the endpoint of a Go descriptor whose Info Go
+// fixes: a stream socket or a pipe, O_NONBLOCK, on the netpoller.
+func knownEndpoint(sc syscall.Conn, info fd.Info, e *endpoint) bool {
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return endpoint{}, false
+		return false
 	}
-	return newEndpoint(rc, info), true
+	e.set(rc, info)
+	return true
 }
 
-// classify asks internal/fd what the descriptor behind rc is. A source's
-// status flags matter only where it can wait; a destination's always
-// (O_APPEND). Datagram, seqpacket and listening sockets, directories and
-// symlinks are not spliceable as streams.
-func classify(rc syscall.RawConn, write bool) (endpoint, bool) {
+// classify asks internal/fd what the descriptor behind rc is, and makes
+// e its endpoint. A source's status flags matter only where it can wait;
+// a destination's always (O_APPEND). Datagram, seqpacket and listening
+// sockets, directories and symlinks are not spliceable as streams.
+func classify(rc syscall.RawConn, write bool, e *endpoint) bool {
 	need := fd.Stream | fd.FlagsIfWaits
 	if write {
 		need = fd.Stream | fd.Flags
 	}
 	info, err := fd.Inspect(rc, need)
 	if err != nil || info.Kind == fd.KindNone {
-		return endpoint{}, false
+		return false
 	}
-	return newEndpoint(rc, info), true
+	e.set(rc, info)
+	return true
 }
 
 // pipeEndpoint is the endpoint of a PipeReader or PipeWriter: a pipe or
 // fifo, O_NONBLOCK, known without asking the kernel (a fifo opened by
 // AsyncOpenFifo is made non-blocking by os.OpenFile).
-func pipeEndpoint(f *os.File) (endpoint, bool) { return knownEndpoint(f, fd.NonblockPipe) }
+func pipeEndpoint(f *os.File) (e endpoint, ok bool) {
+	ok = knownEndpoint(f, fd.NonblockPipe, &e)
+	return e, ok
+}
 
 func (r *PipeReader) endpoint() (endpoint, bool) { return pipeEndpoint(r.file()) }
 

@@ -174,9 +174,35 @@ func (e *Engine) Copy(dst io.Writer, src io.Reader) (written int64, err error) {
 		return 0, err
 	}
 	defer e.end()
-	m := meter{engine: e.stats.bytes.stripe()}
-	written, err = e.copy(e.ctx, dst, src, &m)
+	m := e.meter()
+	written, err = e.copy(e.ctx, dst, src, m)
+	e.putMeter(m)
 	return written, e.closedErr(e.ctx, err)
+}
+
+// meters recycles the meters of sync copies (Copy, CopyContext): a
+// meter escapes to the heap (the copy's splice.End holds it), an
+// allocation per copy otherwise.
+var meters = sync.Pool{New: func() any { return new(meter) }}
+
+// meter returns a meter for a sync copy, which gives it back with
+// putMeter once the copy has returned.
+func (e *Engine) meter() *meter {
+	m := meters.Get().(*meter)
+	m.engine = e.stats.bytes.stripe()
+	return m
+}
+
+// putMeter recycles m, unless the copy handed it to a wrapper of the
+// caller's values (the userspace path's meteredWriter), which a Read or
+// Write of theirs could still hold.
+func (e *Engine) putMeter(m *meter) {
+	if m.lent {
+		return
+	}
+	m.n.Store(0)
+	m.engine, m.also, m.live = nil, nil, false
+	meters.Put(m)
 }
 
 // CopyAsync starts a copy from src to dst in a new goroutine and returns
@@ -268,17 +294,18 @@ func (e *Engine) CopyContext(ctx context.Context, dst io.Writer, src io.Reader) 
 		return 0, err
 	}
 	defer e.end()
-	m := meter{engine: e.stats.bytes.stripe()}
+	m := e.meter()
+	defer e.putMeter(m)
 	if ctx.Done() == nil {
 		// Only Close can end the copy: no context of its own needed.
-		written, err = e.copy(e.ctx, dst, src, &m)
+		written, err = e.copy(e.ctx, dst, src, m)
 		return written, e.closedErr(e.ctx, err)
 	}
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stop := context.AfterFunc(e.ctx, func() { cancel(ErrClosed) })
 	defer stop()
-	written, err = e.copy(cctx, dst, src, &m)
+	written, err = e.copy(cctx, dst, src, m)
 	return written, e.closedErr(cctx, err)
 }
 
@@ -447,6 +474,7 @@ func copyUserspace(ctx context.Context, life *lifetime, dst io.Writer, src io.Re
 	} else {
 		// io.Copy's own buffer loop (or src's WriteTo into the counting
 		// writer): counting each Write costs nothing.
+		m.lent = true
 		n, err = io.Copy(&meteredWriter{w: dst, m: m}, src)
 	}
 	if err != nil && ctx.Err() != nil {

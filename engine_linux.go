@@ -207,7 +207,7 @@ func (s *sysEngine) sendfileFirst(ctx context.Context, life *lifetime, w io.Writ
 	if !ok || f == nil {
 		return 0, false, nil
 	}
-	if e.dst, ok = goStreamSocket(w); !ok {
+	if !goStreamSocket(w, &e.dst) {
 		return 0, false, nil
 	}
 	if s.ring != nil && pacer == nil {
@@ -244,9 +244,9 @@ func (s *sysEngine) sendfileFirst(ctx context.Context, life *lifetime, w io.Writ
 func (s *sysEngine) endpoints(ctx context.Context, w io.Writer, r io.Reader, m *meter, pacer *Limiter, e *ends) (why fallback, err error) {
 	var ok bool
 	if e.srcConn != nil {
-		e.src, ok = classify(e.srcConn, false) // r is the *os.File it came from
+		ok = classify(e.srcConn, false, &e.src) // r is the *os.File it came from
 	} else {
-		e.src, ok = readerEndpoint(r)
+		ok = fdEndpoint(r, false, &e.src)
 	}
 	if !ok {
 		return fallbackNoFD, nil
@@ -265,7 +265,7 @@ func (s *sysEngine) endpoints(ctx context.Context, w io.Writer, r io.Reader, m *
 		}
 	}
 	if e.dst.Conn == nil {
-		if e.dst, ok = writerEndpoint(w); !ok {
+		if !fdEndpoint(w, true, &e.dst) {
 			return fallbackNoFD, nil
 		}
 	}

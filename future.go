@@ -61,6 +61,9 @@ type meter struct {
 	// counted only when it ends (a relay, whose idle timer and
 	// RelayProgress read the count while it runs).
 	live bool
+	// lent: the copy handed the meter to a wrapper of the caller's
+	// values (meteredWriter), so it is not recycled (Engine.putMeter).
+	lent bool
 }
 
 // Add records delta more bytes delivered.

@@ -119,8 +119,8 @@ func spliceEnd(v any, write bool) (splice.End, bool) {
 		}
 		return splice.End{Conn: rc}, true
 	}
-	e, ok := fdEndpoint(v, write)
-	if !ok {
+	var e endpoint
+	if !fdEndpoint(v, write, &e) {
 		return splice.End{}, false
 	}
 	return e.End, true

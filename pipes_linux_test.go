@@ -606,11 +606,11 @@ func fifoNoWriter(t *testing.T) (*PipeReader, string) {
 }
 
 // TestCopyPerCopyAllocs checks what one synchronous Copy allocates on
-// each kernel path: its byte meter and the RawConn Go makes for each
-// side's SyscallConn (3); where the source is classified by fstat, the
-// callback that runs it (2 more); where the ring may take a file copy,
-// its page-cache probe (2 more). Copiers, their callbacks and the
-// engine's interruption records are recycled.
+// each kernel path: the RawConn Go makes for each side's SyscallConn
+// (2); where the source is classified by fstat, the callback that runs
+// it (2 more); where the ring may take a file copy, its page-cache probe
+// (2 more). Byte meters, copiers, their callbacks and the engine's
+// interruption records are recycled.
 func TestCopyPerCopyAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates, and drops recycled values at random")
@@ -641,9 +641,9 @@ func TestCopyPerCopyAllocs(t *testing.T) {
 			feed           func() error // before each copy: msg ready at src
 			most, ringMost int          // allocations; ringMost: the engine that rings every file copy
 		}{
-			{"file-unix (sendfile)", file, func() error { _, err := file.Seek(0, io.SeekStart); return err }, 3, 7},
-			{"pipe-unix (direct)", pr, func() error { _, err := pw.Write(msg); return err }, 5, 5},
-			{"unix-unix (through a pipe)", usrc, func() error { _, err := ufeed.Write(msg); return err }, 3, 3},
+			{"file-unix (sendfile)", file, func() error { _, err := file.Seek(0, io.SeekStart); return err }, 2, 6},
+			{"pipe-unix (direct)", pr, func() error { _, err := pw.Write(msg); return err }, 4, 4},
+			{"unix-unix (through a pipe)", usrc, func() error { _, err := ufeed.Write(msg); return err }, 2, 2},
 		} {
 			t.Run(ec.name+"/"+c.name, func(t *testing.T) {
 				dst, sink := unixPair(t)
