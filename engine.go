@@ -35,8 +35,9 @@ type Engine struct {
 	closing  chan struct{} // closed once the first Close has returned; nil for a broken engine
 	inFlight sync.WaitGroup
 
-	stats counters
-	sys   *sysEngine // the platform part: pipe pool, ring
+	stats  counters
+	meters sync.Pool  // of *meter: the meters of sync copies (Engine.meter)
+	sys    *sysEngine // the platform part: pipe pool, ring
 }
 
 // NewEngine builds an engine. Unless WithBackend says otherwise, the
@@ -180,15 +181,15 @@ func (e *Engine) Copy(dst io.Writer, src io.Reader) (written int64, err error) {
 	return written, e.closedErr(e.ctx, err)
 }
 
-// meters recycles the meters of sync copies (Copy, CopyContext): a
-// meter escapes to the heap (the copy's splice.End holds it), an
-// allocation per copy otherwise.
-var meters = sync.Pool{New: func() any { return new(meter) }}
-
-// meter returns a meter for a sync copy, which gives it back with
-// putMeter once the copy has returned.
+// meter returns a meter for a sync copy (Copy, CopyContext), which
+// gives it back with putMeter once the copy has returned: the engine
+// recycles them (Engine.meters), as a meter escapes to the heap (the
+// copy's splice.End holds it), an allocation per copy otherwise.
 func (e *Engine) meter() *meter {
-	m := meters.Get().(*meter)
+	m, _ := e.meters.Get().(*meter)
+	if m == nil {
+		m = new(meter)
+	}
 	m.engine = e.stats.bytes.stripe()
 	return m
 }
@@ -202,7 +203,7 @@ func (e *Engine) putMeter(m *meter) {
 	}
 	m.n.Store(0)
 	m.engine, m.also, m.live = nil, nil, false
-	meters.Put(m)
+	e.meters.Put(m)
 }
 
 // CopyAsync starts a copy from src to dst in a new goroutine and returns
