@@ -5,9 +5,11 @@ package pipes
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
@@ -96,6 +98,101 @@ func TestFuzzEmptySourceIntoReaderlessPipe(t *testing.T) {
 							return e.CopyContext(context.Background(), w, r)
 						})
 						if n != wantN || (err == nil) != (wantErr == nil) {
+							t.Errorf("got %d, %v; io.Copy gives %d, %v", n, err, wantN, wantErr)
+						}
+					})
+				}
+			}
+		}
+	}
+}
+
+// TestFuzzEmptySourcePastWriteDeadline: a copy of a source at EOF into a
+// socket or pipe whose write deadline has passed writes nothing, and
+// io.Copy returns 0, nil: it reads first. The kernel paths wait for the
+// destination before they read, so its deadline must not fail a copy
+// that has nothing to write. With bytes to write the deadline fails it,
+// as it fails io.Copy.
+func TestFuzzEmptySourcePastWriteDeadline(t *testing.T) {
+	fdtest.Check(t)
+	type deadliner interface {
+		io.Writer
+		SetWriteDeadline(time.Time) error
+	}
+	sinks := []struct {
+		name string
+		make func(t *testing.T) deadliner
+	}{
+		{"pipe", func(t *testing.T) deadliner {
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { r.Close(); w.Close() })
+			return w
+		}},
+		{"tcp", func(t *testing.T) deadliner {
+			a, b := tcpPair(t)
+			t.Cleanup(func() { a.Close(); b.Close() })
+			return a
+		}},
+		{"unix", func(t *testing.T) deadliner {
+			a, b := unixPair(t)
+			t.Cleanup(func() { a.Close(); b.Close() })
+			return a
+		}},
+	}
+	sources := []struct {
+		name string
+		make func(t *testing.T, data []byte) io.Reader
+	}{
+		{"file", func(t *testing.T, data []byte) io.Reader { return fdtest.TempFile(t, data) }},
+		{"pipe", func(t *testing.T, data []byte) io.Reader {
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { r.Close() })
+			go func() { w.Write(data); w.Close() }()
+			return r
+		}},
+		{"tcp", func(t *testing.T, data []byte) io.Reader {
+			a, b := tcpPair(t)
+			t.Cleanup(func() { a.Close(); b.Close() })
+			go func() { b.Write(data); b.CloseWrite() }()
+			return a
+		}},
+	}
+	engines := []struct {
+		name string
+		opts []Option
+	}{{"default", nil}, {"splice", []Option{WithBackend(BackendSplice)}}, {"pipesize1", []Option{WithPipeSize(1)}}}
+	for _, ec := range engineCases(t) {
+		engines = append(engines, struct {
+			name string
+			opts []Option
+		}{"case " + ec.name, ec.opts})
+	}
+	for _, ec := range engines {
+		e := newTestEngine(t, ec.opts...)
+		for _, sc := range sources {
+			for _, dc := range sinks {
+				for _, size := range []int{0, 1000} {
+					name := ec.name + "/" + sc.name + "/" + dc.name
+					if size > 0 {
+						name += "/with bytes"
+					}
+					t.Run(name, func(t *testing.T) {
+						run := func(copy func(io.Writer, io.Reader) (int64, error)) (int64, error) {
+							w := dc.make(t)
+							w.SetWriteDeadline(time.Now().Add(-time.Second))
+							return copy(w, sc.make(t, bytes.Repeat([]byte{'x'}, size)))
+						}
+						wantN, wantErr := run(func(w io.Writer, r io.Reader) (int64, error) {
+							return io.Copy(w, onlyReader{r}) // no pipe of Go's splice cache
+						})
+						n, err := run(e.Copy)
+						if n != wantN || (err == nil) != (wantErr == nil) || errors.Is(wantErr, os.ErrDeadlineExceeded) != errors.Is(err, os.ErrDeadlineExceeded) {
 							t.Errorf("got %d, %v; io.Copy gives %d, %v", n, err, wantN, wantErr)
 						}
 					})
