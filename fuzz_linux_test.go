@@ -515,8 +515,7 @@ type fzDst struct {
 	w    io.Writer
 	// finish ends the copy's end and returns the bytes delivered, for
 	// a file those past its start offset.
-	finish func() []byte
-	// expect maps the bytes delivered to what finish returns.
+	finish     func() []byte
 	file       *os.File
 	off        int64
 	stall      chan struct{} // the reader stops after stallAt bytes until closed
@@ -709,14 +708,13 @@ func fzIsAny(err error, targets ...error) bool {
 
 // fzEvents are what may happen during a copy.
 const (
-	evNone       = "none"
-	evCancel     = "cancel"
-	evClose      = "close"    // Engine.Close
-	evDstGone    = "dstgone"  // the destination's reader closes midway
-	evSrcStall   = "srcstall" // the source stalls past its read deadline
-	evDstStall   = "dststall" // the destination stalls past its write deadline
-	evSrcReset   = "srcreset" // the source's TCP peer resets midway
-	evEngineOpts = ""
+	evNone     = "none"
+	evCancel   = "cancel"
+	evClose    = "close"    // Engine.Close
+	evDstGone  = "dstgone"  // the destination's reader closes midway
+	evSrcStall = "srcstall" // the source stalls past its read deadline
+	evDstStall = "dststall" // the destination stalls past its write deadline
+	evSrcReset = "srcreset" // the source's TCP peer resets midway
 )
 
 // fzReadDeadliner is a source end with read deadlines.
@@ -1300,7 +1298,7 @@ func (s *fzSrc) forDest() *fzSrc {
 func fzPreStep(t *testing.T, rng *rand.Rand, engines []fzEngine) {
 	eng := engines[rng.IntN(len(engines))]
 	seed := rng.Uint64()
-	what := rng.IntN(3)
+	what := rng.IntN(5)
 	method := []string{"copy", "ctx", "async", "batch"}[rng.IntN(4)]
 	type outcome struct {
 		n    int64
@@ -1340,6 +1338,20 @@ func fzPreStep(t *testing.T, rng *rand.Rand, engines []fzEngine) {
 				return o, false
 			}
 			o.desc = src.desc + " -> " + dst.desc + " with its reader gone"
+		case 3:
+			dw, ok := fzUnwrapW(dst.w).(fzWriteDeadliner)
+			if !ok || !fzPollable(fzUnwrapW(dst.w)) {
+				return o, false
+			}
+			dw.SetWriteDeadline(time.Now().Add(-time.Second))
+			o.desc = src.desc + " -> " + dst.desc + " past its write deadline"
+		case 4:
+			sr, ok := fzUnwrapR(src.r).(fzReadDeadliner)
+			if !ok || !fzPollable(fzUnwrapR(src.r)) {
+				return o, false
+			}
+			sr.SetReadDeadline(time.Now().Add(-time.Second))
+			o.desc = src.desc + " past its read deadline -> " + dst.desc
 		}
 		o.desc += fmt.Sprintf(", %d bytes", len(src.want))
 		if useEngine {
@@ -1376,7 +1388,7 @@ func fzPreStep(t *testing.T, rng *rand.Rand, engines []fzEngine) {
 				o.n, o.err = r[0].Written, r[0].Err
 			}
 		}
-		if what == 0 {
+		if what != 1 && what != 2 {
 			o.got = dst.finish()
 		}
 		return o, true
