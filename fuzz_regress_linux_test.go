@@ -6,8 +6,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -197,6 +199,48 @@ func TestFuzzEmptySourcePastWriteDeadline(t *testing.T) {
 						}
 					})
 				}
+			}
+		}
+	}
+}
+
+// TestFuzzEmptySourceIntoReadOnlyFile: splice(2) from a pipe into a
+// file not open for writing fails with EBADF before it looks at the
+// pipe, so a copy of a pipe at EOF into such a file failed where io.Copy,
+// which reads first, returns 0, nil. With bytes to write, EBADF it is, as
+// io.Copy's.
+func TestFuzzEmptySourceIntoReadOnlyFile(t *testing.T) {
+	fdtest.Check(t)
+	engines := []struct {
+		name string
+		opts []Option
+	}{{"default", nil}, {"splice", []Option{WithBackend(BackendSplice)}}}
+	for _, ec := range engines {
+		e := newTestEngine(t, ec.opts...)
+		for _, src := range []string{"pipe", "fifo"} {
+			for _, size := range []int{0, 1000} {
+				t.Run(fmt.Sprintf("%s/%s/%d", ec.name, src, size), func(t *testing.T) {
+					run := func(copy func(io.Writer, io.Reader) (int64, error)) (int64, error) {
+						var r, w *os.File
+						if src == "pipe" {
+							var err error
+							if r, w, err = os.Pipe(); err != nil {
+								t.Fatal(err)
+							}
+						} else {
+							r, w = fifoPair(t)
+						}
+						defer r.Close()
+						go func() { w.Write(bytes.Repeat([]byte{'x'}, size)); w.Close() }()
+						dst := fdtest.TempFile(t, []byte("before")) // read-only
+						return copy(dst, r)
+					}
+					wantN, wantErr := run(io.Copy)
+					n, err := run(e.Copy)
+					if n != wantN || (err == nil) != (wantErr == nil) || errors.Is(wantErr, syscall.EBADF) != errors.Is(err, syscall.EBADF) {
+						t.Errorf("got %d, %v; io.Copy gives %d, %v", n, err, wantN, wantErr)
+					}
+				})
 			}
 		}
 	}

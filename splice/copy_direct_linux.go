@@ -125,11 +125,13 @@ func (c *copier) spliceFromSrc(rfd uintptr) bool {
 			c.next = stepBlocked // likely src: see awaitBlocked
 		case e == unix.EAGAIN:
 			c.next = c.blockedSide(int(rfd), c.wfd)
-		case e == unix.EPIPE && c.dst.pipe():
-			// A pipe without readers fails the splice before the
-			// kernel looks at src; io.Copy reads first, and src
-			// at EOF is a success there. A buffer round reads:
-			// EOF ends the copy, bytes meet the EPIPE in write(2).
+		case e == unix.EPIPE && c.dst.pipe(), e == unix.EBADF:
+			// A pipe without readers (EPIPE), or an end not open
+			// for reading or writing (EBADF), fails the splice
+			// before the kernel looks at src; io.Copy reads first,
+			// and src at EOF is a success there. A buffer round
+			// reads: EOF ends the copy, bytes meet the error in
+			// write(2), a src not open for reading in read(2).
 			c.next = stepBuffer
 		default:
 			c.next, c.err = stepFail, e
