@@ -1298,7 +1298,7 @@ func (s *fzSrc) forDest() *fzSrc {
 func fzPreStep(t *testing.T, rng *rand.Rand, engines []fzEngine) {
 	eng := engines[rng.IntN(len(engines))]
 	seed := rng.Uint64()
-	what := rng.IntN(5)
+	what := rng.IntN(7)
 	method := []string{"copy", "ctx", "async", "batch"}[rng.IntN(4)]
 	type outcome struct {
 		n    int64
@@ -1345,6 +1345,39 @@ func fzPreStep(t *testing.T, rng *rand.Rand, engines []fzEngine) {
 			}
 			dw.SetWriteDeadline(time.Now().Add(-time.Second))
 			o.desc = src.desc + " -> " + dst.desc + " past its write deadline"
+		case 5:
+			// A regular file not open for writing: EBADF.
+			path := filepath.Join(t.TempDir(), "readonly")
+			if err := os.WriteFile(path, []byte("before"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env.closeAll(f)
+			dst = &fzDst{desc: "read-only file", w: f, finish: func() []byte {
+				b, _ := os.ReadFile(path)
+				return b
+			}}
+			o.desc = src.desc + " -> " + dst.desc
+		case 6:
+			// A regular file not open for reading: EBADF.
+			path := filepath.Join(t.TempDir(), "writeonly")
+			if err := os.WriteFile(path, src.want, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env.closeAll(f)
+			src = &fzSrc{desc: "write-only file", r: f, want: src.want}
+			if env.rng.IntN(2) == 0 {
+				src.r = &io.LimitedReader{R: f, N: int64(len(src.want))}
+				src.desc += "+limit"
+			}
+			o.desc = src.desc + " -> " + dst.desc
 		case 4:
 			sr, ok := fzUnwrapR(src.r).(fzReadDeadliner)
 			if !ok || !fzPollable(fzUnwrapR(src.r)) {
