@@ -276,8 +276,6 @@ func fzConn(env *fzEnv, kind string) (r io.Reader, w io.Writer, closeR, closeW f
 	return nil, nil, nil, nil
 }
 
-var fzStreamKinds = []string{"pipe", "pipeblock", "pipenb", "fifo", "pipesnew", "tcp", "unix", "seqpacket"}
-
 // fzSrc is a copy's source.
 type fzSrc struct {
 	desc    string
