@@ -245,3 +245,44 @@ func TestFuzzEmptySourceIntoReadOnlyFile(t *testing.T) {
 		}
 	}
 }
+
+// TestFuzzPipeEmptyPastWriteDeadline: PipeReader.WriteTo of a pipe at
+// EOF into a destination whose write deadline has passed writes nothing
+// and returns 0, nil, as io.Copy from an *os.File pipe does; so does
+// PipeWriter.ReadFrom of a source at EOF with its own write deadline
+// passed. With bytes to write, the deadline fails them.
+func TestFuzzPipeEmptyPastWriteDeadline(t *testing.T) {
+	fdtest.Check(t)
+	for _, size := range []int{0, 1000} {
+		t.Run(fmt.Sprintf("WriteTo/%d", size), func(t *testing.T) {
+			r, w, err := New()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			go func() { w.Write(bytes.Repeat([]byte{'x'}, size)); w.Close() }()
+			a, b := unixPair(t)
+			defer a.Close()
+			defer b.Close()
+			a.SetWriteDeadline(time.Now().Add(-time.Second))
+			n, err := r.WriteTo(a)
+			if n != 0 || (size == 0) != (err == nil) || size > 0 && !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Errorf("WriteTo = %d, %v", n, err)
+			}
+		})
+		t.Run(fmt.Sprintf("ReadFrom/%d", size), func(t *testing.T) {
+			r, w, err := New()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			defer w.Close()
+			w.SetWriteDeadline(time.Now().Add(-time.Second))
+			src := fdtest.TempFile(t, bytes.Repeat([]byte{'x'}, size))
+			n, err := w.ReadFrom(src)
+			if n != 0 || (size == 0) != (err == nil) || size > 0 && !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Errorf("ReadFrom = %d, %v", n, err)
+			}
+		})
+	}
+}

@@ -3,7 +3,9 @@
 package splice
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -57,8 +59,16 @@ func (c *copier) directRound() step {
 		return c.stop(err)
 	}
 	c.next, c.err = stepRound, nil
+	before := c.written
 	if werr := c.dst.Conn.Write(c.dstFn); werr != nil && c.next != stepFail {
 		c.next, c.err = stepFail, werr
+		if errors.Is(werr, os.ErrDeadlineExceeded) && c.written == before && c.ctx.Err() == nil {
+			// dst's own deadline, met before src was read: io.Copy
+			// reads first, and src at EOF is a success there. A
+			// buffer round reads: EOF ends the copy, bytes meet
+			// the deadline.
+			c.next, c.err = stepBuffer, nil
+		}
 	}
 	switch c.next {
 	case stepFail:
