@@ -333,6 +333,14 @@ func (e *Engine) copy(ctx context.Context, dst io.Writer, src io.Reader, m *mete
 		return 0, errBadLimiter
 	}
 	n, why, err := e.sys.copyFD(ctx, &e.life, dst, s.r, s.limit, m, s.pacer)
+	if why == inKernel && n == 0 && err != nil && ctx.Err() == nil &&
+		errors.Is(err, os.ErrDeadlineExceeded) && undelivered(err) == 0 {
+		// A deadline that had passed before anything was read: the
+		// kernel path waits for dst before it reads src, io.Copy reads
+		// first, and a src at EOF is a success there. A userspace copy
+		// reads first too: EOF ends it, bytes meet the deadline.
+		return copyUserspace(ctx, &e.life, dst, src, s, m)
+	}
 	if why == inKernel {
 		if s.lr != nil {
 			s.lr.N -= n + undelivered(err) // what was read, as io.Copy's

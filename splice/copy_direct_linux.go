@@ -3,7 +3,9 @@
 package splice
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -57,8 +59,16 @@ func (c *copier) directRound() step {
 		return c.stop(err)
 	}
 	c.next, c.err = stepRound, nil
+	before := c.written
 	if werr := c.dst.Conn.Write(c.dstFn); werr != nil && c.next != stepFail {
 		c.next, c.err = stepFail, werr
+		if errors.Is(werr, os.ErrDeadlineExceeded) && c.written == before && c.ctx.Err() == nil {
+			// dst's own deadline, met before src was read: io.Copy
+			// reads first, and src at EOF is a success there. A
+			// buffer round reads: EOF ends the copy, bytes meet
+			// the deadline.
+			c.next, c.err = stepBuffer, nil
+		}
 	}
 	switch c.next {
 	case stepFail:
@@ -125,6 +135,14 @@ func (c *copier) spliceFromSrc(rfd uintptr) bool {
 			c.next = stepBlocked // likely src: see awaitBlocked
 		case e == unix.EAGAIN:
 			c.next = c.blockedSide(int(rfd), c.wfd)
+		case e == unix.EPIPE && c.dst.pipe(), e == unix.EBADF:
+			// A pipe without readers (EPIPE), or an end not open
+			// for reading or writing (EBADF), fails the splice
+			// before the kernel looks at src; io.Copy reads first,
+			// and src at EOF is a success there. A buffer round
+			// reads: EOF ends the copy, bytes meet the error in
+			// write(2), a src not open for reading in read(2).
+			c.next = stepBuffer
 		default:
 			c.next, c.err = stepFail, e
 		}
