@@ -1,4 +1,4 @@
-//go:build linux
+//go:build !pipes_portable
 
 package pipes
 

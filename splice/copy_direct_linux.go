@@ -59,14 +59,15 @@ func (c *copier) directRound() step {
 		return c.stop(err)
 	}
 	c.next, c.err = stepRound, nil
-	before := c.written
 	if werr := c.dst.Conn.Write(c.dstFn); werr != nil && c.next != stepFail {
 		c.next, c.err = stepFail, werr
-		if errors.Is(werr, os.ErrDeadlineExceeded) && c.written == before && c.ctx.Err() == nil {
+		if errors.Is(werr, os.ErrDeadlineExceeded) && c.written == 0 && c.ctx.Err() == nil {
 			// dst's own deadline, met before src was read: io.Copy
 			// reads first, and src at EOF is a success there. A
 			// buffer round reads: EOF ends the copy, bytes meet
-			// the deadline.
+			// the deadline (and are reported undelivered). Later
+			// in the copy a deadline ends it with the bytes left
+			// in src.
 			c.next, c.err = stepBuffer, nil
 		}
 	}
