@@ -8,6 +8,8 @@ import (
 	"os"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pipes-go/pipes/internal/fd"
 	"github.com/pipes-go/pipes/splice"
 )
@@ -192,6 +194,37 @@ func socketError(v any) error {
 func tcpAborted(v any) bool {
 	rc, ok := rawConnOf(v)
 	return ok && fd.TCPAborted(rc)
+}
+
+// fileAtEOF reports, where v is a regular file (file), whether its
+// offset is at or past its end, by a one-byte pread(2) there, which
+// moves no offset. file is false where v has no descriptor, is not a
+// regular file, or the pread fails (a file not open for reading).
+func fileAtEOF(v any) (eof, file bool) {
+	rc, ok := rawConnOf(v)
+	if !ok {
+		return false, false
+	}
+	rc.Control(func(s uintptr) {
+		var st unix.Stat_t
+		if unix.Fstat(int(s), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+			return
+		}
+		off, err := unix.Seek(int(s), 0, io.SeekCurrent)
+		if err != nil {
+			return
+		}
+		var b [1]byte
+		for {
+			n, err := unix.Pread(int(s), b[:], off)
+			if err == unix.EINTR {
+				continue
+			}
+			eof, file = n == 0, err == nil
+			return
+		}
+	})
+	return eof, file
 }
 
 // rawConnOf is v's RawConn, if v has a descriptor.

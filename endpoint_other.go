@@ -11,5 +11,8 @@ func socketError(any) error { return nil }
 // tcpAborted reports whether v's TCP connection was reset; unknown here.
 func tcpAborted(any) bool { return false }
 
+// fileAtEOF reports whether v is a regular file at its end; unknown here.
+func fileAtEOF(any) (eof, file bool) { return false, false }
+
 // sameFile reports whether a and b are one file; unknown here.
 func sameFile(a, b any) (kind string, same bool) { return "", false }

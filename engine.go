@@ -338,8 +338,17 @@ func (e *Engine) copy(ctx context.Context, dst io.Writer, src io.Reader, m *mete
 		// A deadline that had passed before anything was read: the
 		// kernel path waits for dst before it reads src, io.Copy reads
 		// first, and a src at EOF is a success there. A userspace copy
-		// reads first too: EOF ends it, bytes meet the deadline.
-		return copyUserspace(ctx, &e.life, dst, src, s, m)
+		// reads first too: EOF ends it, bytes meet the deadline. A
+		// regular file is only probed for its end: a userspace copy
+		// would take its first buffer off the offset the kernel path
+		// left where it was, and lose it in the failed write.
+		eof, file := fileAtEOF(s.r)
+		switch {
+		case !file:
+			return copyUserspace(ctx, &e.life, dst, src, s, m)
+		case eof:
+			return 0, nil
+		}
 	}
 	if why == inKernel {
 		if s.lr != nil {
