@@ -704,6 +704,20 @@ func fzIsAny(err error, targets ...error) bool {
 	return false
 }
 
+// fzSchedule starts, for evCancel and evClose, a goroutine that cancels
+// the step's context or closes its engine after delay; the step waits
+// for it (Wait) before it checks anything.
+func fzSchedule(ev string, delay time.Duration, cancel context.CancelFunc, eng fzEngine) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	switch ev {
+	case evCancel:
+		wg.Go(func() { time.Sleep(delay); cancel() })
+	case evClose:
+		wg.Go(func() { time.Sleep(delay); eng.e.Close() })
+	}
+	return &wg
+}
+
 // fzEvents are what may happen during a copy.
 const (
 	evNone     = "none"
@@ -831,15 +845,7 @@ func fzCopy(t *testing.T, rng *rand.Rand, engines []fzEngine, alone bool) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var evWG sync.WaitGroup
-	switch ev {
-	case evCancel:
-		evWG.Add(1)
-		go func() { defer evWG.Done(); time.Sleep(delay); cancel() }()
-	case evClose:
-		evWG.Add(1)
-		go func() { defer evWG.Done(); time.Sleep(delay); eng.e.Close() }()
-	}
+	evWG := fzSchedule(ev, delay, cancel, eng)
 	var n int64
 	var err error
 	switch method {
@@ -974,15 +980,7 @@ func fzBatchStep(t *testing.T, rng *rand.Rand, engines []fzEngine) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var evWG sync.WaitGroup
-	switch ev {
-	case evCancel:
-		evWG.Add(1)
-		go func() { defer evWG.Done(); time.Sleep(delay); cancel() }()
-	case evClose:
-		evWG.Add(1)
-		go func() { defer evWG.Done(); time.Sleep(delay); eng.e.Close() }()
-	}
+	evWG := fzSchedule(ev, delay, cancel, eng)
 	res := eng.e.CopyBatch(ctx, pairs)
 	evWG.Wait()
 	for i, r := range res {
@@ -1107,15 +1105,7 @@ func fzRelayStep(t *testing.T, rng *rand.Rand, engines []fzEngine) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var evWG sync.WaitGroup
-	switch ev {
-	case evCancel:
-		evWG.Add(1)
-		go func() { defer evWG.Done(); time.Sleep(delay); cancel() }()
-	case evClose:
-		evWG.Add(1)
-		go func() { defer evWG.Done(); time.Sleep(delay); eng.e.Close() }()
-	}
+	evWG := fzSchedule(ev, delay, cancel, eng)
 	aToB, bToA, err := eng.e.Relay(ctx, a.end, b.end)
 	evWG.Wait()
 	t.Logf("aToB=%d bToA=%d err=%v", aToB, bToA, err)
@@ -1231,15 +1221,7 @@ func fzFanOutStep(t *testing.T, rng *rand.Rand, engines []fzEngine) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var evWG sync.WaitGroup
-	switch ev {
-	case evCancel:
-		evWG.Add(1)
-		go func() { defer evWG.Done(); time.Sleep(delay); cancel() }()
-	case evClose:
-		evWG.Add(1)
-		go func() { defer evWG.Done(); time.Sleep(delay); eng.e.Close() }()
-	}
+	evWG := fzSchedule(ev, delay, cancel, eng)
 	res := eng.e.FanOut(ctx, src.r, dsts, opts...)
 	evWG.Wait()
 	anyDone := false

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -24,50 +25,9 @@ import (
 // bytes left in the source, EPIPE it is, as io.Copy's.
 func TestFuzzEmptySourceIntoReaderlessPipe(t *testing.T) {
 	fdtest.Check(t)
-	sources := []struct {
-		name string
-		make func(t *testing.T, data []byte) io.Reader
-	}{
-		{"file", func(t *testing.T, data []byte) io.Reader { return fdtest.TempFile(t, data) }},
-		{"file at its end", func(t *testing.T, data []byte) io.Reader {
-			f := fdtest.TempFile(t, append(fdtest.Random(100), data...))
-			if _, err := f.Seek(100, io.SeekStart); err != nil {
-				t.Fatal(err)
-			}
-			return f
-		}},
-		{"pipe", func(t *testing.T, data []byte) io.Reader {
-			r, w, err := os.Pipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { r.Close() })
-			go func() { w.Write(data); w.Close() }()
-			return r
-		}},
-		{"unix", func(t *testing.T, data []byte) io.Reader {
-			a, b := unixPair(t)
-			t.Cleanup(func() { a.Close(); b.Close() })
-			go func() { b.Write(data); b.CloseWrite() }()
-			return a
-		}},
-		{"tcp", func(t *testing.T, data []byte) io.Reader {
-			a, b := tcpPair(t)
-			t.Cleanup(func() { a.Close(); b.Close() })
-			go func() { b.Write(data); b.CloseWrite() }()
-			return a
-		}},
-	}
-	engines := []struct {
-		name string
-		opts []Option
-	}{{"default", nil}, {"splice", []Option{WithBackend(BackendSplice)}}, {"maxpipes1", []Option{WithMaxPipes(1)}}}
-	for _, ec := range engineCases(t) {
-		engines = append(engines, struct {
-			name string
-			opts []Option
-		}{"case " + ec.name, ec.opts})
-	}
+	sources := endingSources("file", "file at its end", "pipe", "unix", "tcp")
+	engines := append(engineCases(t), engineCase{"splice", []Option{WithBackend(BackendSplice)}},
+		engineCase{"maxpipes1", []Option{WithMaxPipes(1)}})
 	for _, ec := range engines {
 		e := newTestEngine(t, ec.opts...)
 		for _, sc := range sources {
@@ -144,37 +104,9 @@ func TestFuzzEmptySourcePastWriteDeadline(t *testing.T) {
 			return a
 		}},
 	}
-	sources := []struct {
-		name string
-		make func(t *testing.T, data []byte) io.Reader
-	}{
-		{"file", func(t *testing.T, data []byte) io.Reader { return fdtest.TempFile(t, data) }},
-		{"pipe", func(t *testing.T, data []byte) io.Reader {
-			r, w, err := os.Pipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { r.Close() })
-			go func() { w.Write(data); w.Close() }()
-			return r
-		}},
-		{"tcp", func(t *testing.T, data []byte) io.Reader {
-			a, b := tcpPair(t)
-			t.Cleanup(func() { a.Close(); b.Close() })
-			go func() { b.Write(data); b.CloseWrite() }()
-			return a
-		}},
-	}
-	engines := []struct {
-		name string
-		opts []Option
-	}{{"default", nil}, {"splice", []Option{WithBackend(BackendSplice)}}, {"pipesize1", []Option{WithPipeSize(1)}}}
-	for _, ec := range engineCases(t) {
-		engines = append(engines, struct {
-			name string
-			opts []Option
-		}{"case " + ec.name, ec.opts})
-	}
+	sources := endingSources("file", "pipe", "tcp")
+	engines := append(engineCases(t), engineCase{"splice", []Option{WithBackend(BackendSplice)}},
+		engineCase{"pipesize1", []Option{WithPipeSize(1)}})
 	for _, ec := range engines {
 		e := newTestEngine(t, ec.opts...)
 		for _, sc := range sources {
@@ -211,11 +143,7 @@ func TestFuzzEmptySourcePastWriteDeadline(t *testing.T) {
 // io.Copy's.
 func TestFuzzEmptySourceIntoReadOnlyFile(t *testing.T) {
 	fdtest.Check(t)
-	engines := []struct {
-		name string
-		opts []Option
-	}{{"default", nil}, {"splice", []Option{WithBackend(BackendSplice)}}}
-	for _, ec := range engines {
+	for _, ec := range []engineCase{{"default", nil}, {"splice", []Option{WithBackend(BackendSplice)}}} {
 		e := newTestEngine(t, ec.opts...)
 		for _, src := range []string{"pipe", "fifo"} {
 			for _, size := range []int{0, 1000} {
@@ -285,4 +213,49 @@ func TestFuzzPipeEmptyPastWriteDeadline(t *testing.T) {
 			}
 		})
 	}
+}
+
+// endingSource is a source of the empty-source tests: it holds data,
+// then ends (EOF).
+type endingSource struct {
+	name string
+	make func(t *testing.T, data []byte) io.Reader
+}
+
+// endingSources returns the sources of the named kinds: a file read from
+// its start, a file read from its 101st byte, a pipe, a unix and a TCP
+// socket whose peers write data and close (or half-close).
+func endingSources(names ...string) []endingSource {
+	all := []endingSource{
+		{"file", func(t *testing.T, data []byte) io.Reader { return fdtest.TempFile(t, data) }},
+		{"file at its end", func(t *testing.T, data []byte) io.Reader {
+			f := fdtest.TempFile(t, append(fdtest.Random(100), data...))
+			if _, err := f.Seek(100, io.SeekStart); err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}},
+		{"pipe", func(t *testing.T, data []byte) io.Reader {
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { r.Close() })
+			go func() { w.Write(data); w.Close() }()
+			return r
+		}},
+		{"unix", func(t *testing.T, data []byte) io.Reader {
+			a, b := unixPair(t)
+			t.Cleanup(func() { a.Close(); b.Close() })
+			go func() { b.Write(data); b.CloseWrite() }()
+			return a
+		}},
+		{"tcp", func(t *testing.T, data []byte) io.Reader {
+			a, b := tcpPair(t)
+			t.Cleanup(func() { a.Close(); b.Close() })
+			go func() { b.Write(data); b.CloseWrite() }()
+			return a
+		}},
+	}
+	return slices.DeleteFunc(all, func(s endingSource) bool { return !slices.Contains(names, s.name) })
 }

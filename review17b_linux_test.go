@@ -55,10 +55,7 @@ func TestDeadlineBeforeCopyKeepsFileOffset(t *testing.T) {
 			return w
 		}},
 	}
-	for _, ec := range []struct {
-		name string
-		opts []Option
-	}{{"default", nil}, {"splice", []Option{WithBackend(BackendSplice)}}} {
+	for _, ec := range []engineCase{{"default", nil}, {"splice", []Option{WithBackend(BackendSplice)}}} {
 		e := newTestEngine(t, ec.opts...)
 		for _, sc := range sinks {
 			t.Run(ec.name+"/"+sc.name, func(t *testing.T) {
