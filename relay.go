@@ -242,7 +242,8 @@ type relay struct {
 	meters [2]meter // bytes delivered by each direction, read by the idle timer
 
 	mu        sync.Mutex
-	err       error   // the first error that ended the relay
+	err       error   // the error the relay reports (see failLocked)
+	first     error   // the first error recorded: r.ctx's cause, unless ctx ended first
 	eofs      int     // directions that ended with EOF, passed on
 	done      [2]bool // which those are
 	eof       [2]bool // directions that reached EOF, before their CloseWrite
@@ -406,16 +407,21 @@ func dirErr(dir int, err error) error {
 }
 
 // failLocked records err if it is the first, or a reset that explains
-// the ENOTCONN recorded first, and ends both directions. shutdown(2)
-// answers ENOTCONN on a TCP connection that was reset, and the socket
-// holds the reset only until a read reports it: where the other
-// direction's read took it and has not recorded it yet when CloseWrite
-// fails (resetErr finds nothing pending), the reset comes second.
+// the ENOTCONN or the aborted EOF recorded first, and ends both
+// directions. shutdown(2) answers ENOTCONN on a TCP connection that was
+// reset, and the socket holds the reset only until a read reports it:
+// where the other direction's read took it and has not recorded it yet
+// when CloseWrite fails (resetErr finds nothing pending), the reset
+// comes second. Only what err met itself counts: an error that ended
+// because the relay did carries the relay's first error as its
+// context's cause, which must not make it yield, nor replace the error
+// it carries.
 func (r *relay) failLocked(err error) {
 	switch {
 	case r.err == nil:
-		r.err = err
-	case yields(r.err) && !yields(err) && (isReset(err) || errors.Is(err, syscall.ETIMEDOUT)):
+		r.err, r.first = err, err
+	case yields(r.err, nil) && !yields(err, r.first) &&
+		(isReset(err, r.first) || isOwn(err, r.first, syscall.ETIMEDOUT)):
 		r.err = err
 	}
 	r.cancel(err)
@@ -423,15 +429,47 @@ func (r *relay) failLocked(err error) {
 
 // yields reports whether err, recorded first, gives way to the reset (or
 // timeout) the other direction met: a CloseWrite's ENOTCONN, and the
-// EOF of an aborted connection (errAborted).
-func yields(err error) bool {
-	return errors.Is(err, errAborted) || errors.Is(err, syscall.ENOTCONN) && !isReset(err)
+// EOF of an aborted connection (errAborted). What err carries as skip
+// is not looked at (see isOwn).
+func yields(err, skip error) bool {
+	return isOwn(err, skip, errAborted) ||
+		isOwn(err, skip, syscall.ENOTCONN) && !isReset(err, skip)
 }
 
 // isReset reports whether err says the peer reset the connection:
-// ECONNRESET, or EPIPE where the kernel reports the reset so.
-func isReset(err error) bool {
-	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+// ECONNRESET, or EPIPE where the kernel reports the reset so. What err
+// carries as skip is not looked at (see isOwn).
+func isReset(err, skip error) bool {
+	return isOwn(err, skip, syscall.ECONNRESET) || isOwn(err, skip, syscall.EPIPE)
+}
+
+// isOwn is errors.Is(err, target), but for the errors err wraps under
+// skip, which it does not look into. skip is nil (look at every error)
+// or an error of the relay's failLocked, a pointer: comparing it with
+// any error never panics.
+func isOwn(err, skip, target error) bool {
+	for err != nil && err != skip {
+		if err == target {
+			return true
+		}
+		if x, ok := err.(interface{ Is(error) bool }); ok && x.Is(target) {
+			return true
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if isOwn(e, skip, target) {
+					return true
+				}
+			}
+			return false
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 // startIdleTimer arms RelayIdleTimeout's timer, if the relay has one.
