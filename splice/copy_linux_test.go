@@ -278,6 +278,75 @@ func TestCopyPeerGone(t *testing.T) {
 	}
 }
 
+// TestCopyResetAfterEmptySplice resets a TCP source between a splice
+// that found it empty (EAGAIN) and the probe (recv MSG_PEEK) that checks
+// that answer, as a peer that resets while the copy waits for input
+// does. recv reports the reset and clears it, so that a read after it
+// finds EOF: the copy must fail with the reset, not end as at the
+// peer's EOF. The source is also shut down for writing first, as a
+// relay's other direction leaves it once it has passed its EOF on.
+func TestCopyResetAfterEmptySplice(t *testing.T) {
+	fdtest.Check(t)
+	for _, tc := range []struct {
+		name     string
+		dst      string // the network of the destination
+		shutdown bool   // the source shut down for writing first
+	}{
+		{"to-unix", "unix", false},
+		{"to-tcp", "tcp", false},
+		{"to-unix-shutdown", "unix", true},
+		{"to-tcp-shutdown", "tcp", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, peer := connPair(t, "tcp")
+			if tc.shutdown {
+				if err := a.(*net.TCPConn).CloseWrite(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := peer.(*net.TCPConn).SetLinger(0); err != nil {
+				t.Fatal(err)
+			}
+			b, bpeer := connPair(t, tc.dst)
+			out := drainConn(b, bpeer)
+			hooked := 0
+			afterEmptySplice = func(fd int) {
+				if hooked++; hooked == 1 {
+					peer.Close() // SO_LINGER 0: a reset
+					waitSocketError(fd)
+				}
+			}
+			defer func() { afterEmptySplice = nil }()
+			dst, src := endOf(t, b.(syscall.Conn), false), endOf(t, a.(syscall.Conn), true)
+			var (
+				n   int64
+				err error
+			)
+			guard(t, 10*time.Second, func() {
+				n, _, err = Copy(context.Background(), dst, src, -1, nil)
+			})
+			got := out.finish()
+			if hooked == 0 {
+				t.Fatal("no splice from the source answered EAGAIN")
+			}
+			if !errors.Is(err, syscall.ECONNRESET) || n != 0 || len(got) != 0 {
+				t.Fatalf("Copy = %d, %v, the peer got %d bytes; want 0, ECONNRESET", n, err, len(got))
+			}
+		})
+	}
+}
+
+// waitSocketError waits until the socket fd has an error pending
+// (poll(2) reports POLLERR), which poll leaves pending.
+func waitSocketError(fd int) {
+	for {
+		p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		if _, err := unix.Poll(p, -1); err == nil && p[0].Revents&unix.POLLERR != 0 {
+			return
+		}
+	}
+}
+
 // meteredPair returns a connected pair of network ("unix", or "tcp"
 // with small buffers) and the End of a, its copy's destination, with a
 // Meter counting what reaches a.

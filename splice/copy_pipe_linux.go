@@ -95,7 +95,10 @@ func (c *copier) pipeRound(st step) step {
 // without a probe before it is checked with one; if input is there, the
 // mark is crossed by a buffer round (stepBuffer). While a probe keeps
 // finding input (a stream arriving in pieces), short fills go unprobed
-// (readStream).
+// (readStream). A probe that fails fails the copy with its error, also
+// one after a splice that answered EAGAIN: recv reports a socket's
+// pending error (a reset that came after the splice) and clears it, and
+// a read after it finds EOF where the reset was.
 func (c *copier) fillPipe(fd uintptr) bool {
 	if c.read == readProbe {
 		c.read = readSplice
@@ -138,8 +141,17 @@ func (c *copier) fillPipe(fd uintptr) bool {
 		c.next = stepDone
 	case e == unix.EAGAIN:
 		if c.src.socket() {
-			if n, e := peek(int(fd), &c.peekBuf); e == nil && n > 0 {
+			if afterEmptySplice != nil {
+				afterEmptySplice(int(fd))
+			}
+			switch n, e := peek(int(fd), &c.peekBuf); {
+			case e == nil && n > 0:
 				c.next = stepBuffer // input, yet EAGAIN: the urgent mark
+				return true
+			case e != nil && e != unix.EAGAIN:
+				// A reset after the splice, which the probe took:
+				// a read would find EOF now.
+				c.next, c.err = stepFail, e
 				return true
 			}
 			c.read = readSplice // messages: probe after the next one
@@ -150,6 +162,11 @@ func (c *copier) fillPipe(fd uintptr) bool {
 	}
 	return true
 }
+
+// afterEmptySplice, a test's, is called by fillPipe with a socket src's
+// descriptor after a splice from it answered EAGAIN, before the probe
+// that checks that answer.
+var afterEmptySplice func(fd int)
 
 // srcEmpty handles a src with no input: it gives the (empty) pipe back
 // to the pool, and returns false (park on the netpoller) for a

@@ -117,8 +117,10 @@ func ReadMark(fd, wfd int, n int) (int, error) {
 // peek calls recv(2) with MSG_PEEK|MSG_DONTWAIT for one byte of the
 // socket fd: 1 when input is there (after TCP's urgent mark too: recv
 // steps over an urgent byte that is not inline), 0 at EOF, EAGAIN when
-// there is none yet. It retries EINTR and allocates nothing (x/sys's
-// Recvfrom builds the peer's address, for a unix socket on the heap).
+// there is none yet, or the socket's pending error (a reset), which it
+// clears as a read does, so that a read after it finds EOF. It retries
+// EINTR and allocates nothing (x/sys's Recvfrom builds the peer's
+// address, for a unix socket on the heap).
 func peek(fd int, b *[1]byte) (int, error) {
 	for {
 		n, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), 1,
