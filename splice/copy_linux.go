@@ -56,6 +56,11 @@ type End struct {
 	// netpoller does not watch fails with "not pollable") or take the
 	// wrong path, so leave it zero unless it is certain.
 	Info Info
+
+	// afterEmptySplice, a test's, is called by the copy of a socket
+	// source with its descriptor after a splice from it answered EAGAIN,
+	// before the probe that checks that answer.
+	afterEmptySplice func(fd int)
 }
 
 // Gate bounds how many copies sharing it are inside a system call that

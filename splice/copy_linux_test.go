@@ -309,15 +309,14 @@ func TestCopyResetAfterEmptySplice(t *testing.T) {
 			}
 			b, bpeer := connPair(t, tc.dst)
 			out := drainConn(b, bpeer)
+			dst, src := endOf(t, b.(syscall.Conn), false), endOf(t, a.(syscall.Conn), true)
 			hooked := 0
-			afterEmptySplice = func(fd int) {
+			src.afterEmptySplice = func(fd int) {
 				if hooked++; hooked == 1 {
 					peer.Close() // SO_LINGER 0: a reset
 					waitSocketError(fd)
 				}
 			}
-			defer func() { afterEmptySplice = nil }()
-			dst, src := endOf(t, b.(syscall.Conn), false), endOf(t, a.(syscall.Conn), true)
 			var (
 				n   int64
 				err error

@@ -141,8 +141,8 @@ func (c *copier) fillPipe(fd uintptr) bool {
 		c.next = stepDone
 	case e == unix.EAGAIN:
 		if c.src.socket() {
-			if afterEmptySplice != nil {
-				afterEmptySplice(int(fd))
+			if c.src.afterEmptySplice != nil {
+				c.src.afterEmptySplice(int(fd))
 			}
 			switch n, e := peek(int(fd), &c.peekBuf); {
 			case e == nil && n > 0:
@@ -162,11 +162,6 @@ func (c *copier) fillPipe(fd uintptr) bool {
 	}
 	return true
 }
-
-// afterEmptySplice, a test's, is called by fillPipe with a socket src's
-// descriptor after a splice from it answered EAGAIN, before the probe
-// that checks that answer.
-var afterEmptySplice func(fd int)
 
 // srcEmpty handles a src with no input: it gives the (empty) pipe back
 // to the pool, and returns false (park on the netpoller) for a
