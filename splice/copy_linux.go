@@ -647,7 +647,29 @@ func (c *copier) pace() error {
 	if c.src.Pacer == nil || c.budget > 0 {
 		return nil
 	}
-	want := c.chunkUnpaced(maxChunk)
+	return c.take(c.chunkUnpaced(maxChunk))
+}
+
+// paceFor makes sure, when the copy is paced, that it may read want
+// bytes in one read: after pace, a budget short of want (what is left
+// of a grant, of any length) is topped up with a grant of the
+// difference. A buffer round reads a whole buffer, as io.Copy's paced
+// reads (RateLimitedReader) do, and not the tail of a grant: a
+// destination that refused to take bytes by splice (an O_DIRECT file)
+// may take only lengths such as the buffer's.
+func (c *copier) paceFor(want int) error {
+	if c.src.Pacer == nil || c.budget >= want {
+		return nil
+	}
+	if err := c.pace(); err != nil || c.budget >= want {
+		return err
+	}
+	return c.take(want - c.budget)
+}
+
+// take asks the Pacer for want more bytes, and adds its grant to the
+// budget.
+func (c *copier) take(want int) error {
 	n, err := c.src.Pacer.Take(c.ctx, want)
 	switch {
 	case err != nil && c.ctx.Err() != nil:
@@ -657,7 +679,7 @@ func (c *copier) pace() error {
 	case n < 1:
 		return fmt.Errorf("splice: Pacer.Take(%d) granted %d bytes: %w", want, n, io.ErrNoProgress)
 	}
-	c.budget = n
+	c.budget += n
 	return nil
 }
 
@@ -828,7 +850,7 @@ func (c *copier) bufferRound() (eof, again bool, err error) {
 	if err := c.dst.inspectMode(); err != nil {
 		return false, false, err
 	}
-	if err := c.pace(); err != nil {
+	if err := c.paceFor(c.chunkUnpaced(len(*c.buf))); err != nil {
 		return false, false, err
 	}
 	buf := (*c.buf)[:c.chunk(len(*c.buf))]

@@ -269,19 +269,25 @@ func (c *copier) drainRefused() step {
 }
 
 // topUp reads from src into b, behind pending bytes read from src and
-// not yet written, once, without waiting: as much as the limit and the
-// Pacer's grant leave, none where src has no input or the copy's
-// context ended (it only delivers what it holds). eof reports src's
-// end, which may be told only once (a terminal's), and err a failure of
-// the read, which a socket reports only once: both must be acted on
-// after the pending bytes are written.
+// not yet written, once, without waiting for input: as much as the limit
+// leaves, none where src has no input or the copy's context ended (it
+// only delivers what it holds). A paced copy waits for the Pacer to
+// grant that much first (paceFor), as io.Copy's paced read of a buffer
+// does: the tail of a grant is a length dst may refuse as it refused the
+// pipe's. eof reports src's end, which may be told only once (a
+// terminal's), and err a failure of the read, which a socket reports
+// only once, or of the wait for the Pacer: each must be acted on after
+// the pending bytes are written.
 func (c *copier) topUp(b []byte, pending int) (n int, eof bool, err error) {
 	max := c.chunkUnpaced(len(b)+pending) - pending
-	if c.src.Pacer != nil {
-		max = min(max, c.budget)
-	}
 	if max <= 0 || c.ctx.Err() != nil {
 		return 0, false, nil
+	}
+	if err := c.paceFor(max); err != nil {
+		return 0, false, err
+	}
+	if c.src.Pacer != nil {
+		max = min(max, c.budget)
 	}
 	n, eof, _, err = c.readBuffer(b[:max])
 	return n, eof, err
