@@ -479,6 +479,10 @@ type copier struct {
 	pool     *Pool
 	buf      *[]byte // from pool.buffer, for rounds splice cannot make
 	budget   int     // bytes the src's Pacer granted and the copy has not read
+	// unspliced: dst refused a splice after bytes had moved (an O_DIRECT
+	// file): the copy goes on as io.Copy, in reads and writes of its
+	// buffer's size (roundBuffer).
+	unspliced bool
 
 	waker fd.Waker // wakeOnDone's
 
@@ -737,6 +741,7 @@ func (c *copier) fail(err error) step {
 		return stepRefused
 	case fd.Refused(errno):
 		c.dropPipe(nil) // viaPipe's, empty: a refused fill moved nothing
+		c.unspliced = true
 		return stepUnspliced
 	}
 	return c.stop(os.NewSyscallError("splice", errno))
@@ -839,9 +844,7 @@ func pollFd(d int, events int16, timeout time.Duration) bool { return fd.Poll(d,
 // eof reports that read returned 0, again that src had no input. Bytes
 // read and not delivered are un-read or reported (unread).
 func (c *copier) bufferRound() (eof, again bool, err error) {
-	if c.buf == nil {
-		c.buf = c.pool.buffer()
-	}
+	full := c.roundBuffer()
 	// A pipe side is not inspected up front; writeAll must know whether
 	// dst is a pipe in blocking mode (writeWaits) before it writes.
 	if err := c.src.inspectMode(); err != nil {
@@ -850,10 +853,10 @@ func (c *copier) bufferRound() (eof, again bool, err error) {
 	if err := c.dst.inspectMode(); err != nil {
 		return false, false, err
 	}
-	if err := c.paceFor(c.chunkUnpaced(len(*c.buf))); err != nil {
+	if err := c.paceFor(c.chunkUnpaced(len(full))); err != nil {
 		return false, false, err
 	}
-	buf := (*c.buf)[:c.chunk(len(*c.buf))]
+	buf := full[:c.chunk(len(full))]
 	n, eof, again, err := c.readBuffer(buf)
 	if n == 0 {
 		return eof, again, err
@@ -866,6 +869,26 @@ func (c *copier) bufferRound() (eof, again bool, err error) {
 		return false, false, c.unread(left, err)
 	}
 	return false, false, nil
+}
+
+// copyBuffer is the size of io.Copy's buffer.
+const copyBuffer = 32 << 10
+
+// roundBuffer returns the buffer of a round through userspace, taken
+// from the pool on first use: all of it, or, once the copy is unspliced,
+// io.Copy's size of it. A destination that refuses splices may refuse
+// lengths too (an O_DIRECT file takes only aligned ones), and a copy
+// that goes on as io.Copy must then write what io.Copy writes, so that
+// it delivers the bytes io.Copy delivers before the same error.
+func (c *copier) roundBuffer() []byte {
+	if c.buf == nil {
+		c.buf = c.pool.buffer()
+	}
+	b := *c.buf
+	if c.unspliced {
+		b = b[:min(len(b), copyBuffer)]
+	}
+	return b
 }
 
 // readBuffer makes one read(2) from src into b, bufferRound's: n bytes

@@ -216,10 +216,10 @@ func (c *copier) drainFilled() step {
 
 // drainRefused moves the bytes in the pipe, which dst refused to take by
 // splice, with read(2) from the pipe and write(2) to dst through the
-// copy's buffer (bufferRound's), gives the emptied pipe back, and makes
-// every later round of the copy a buffer round (stepUnspliced): bytes that
-// left src are delivered, as io.Copy delivers them, or fail on dst's own
-// write error. Bytes not delivered then (the rest of the buffer and of
+// copy's buffer (roundBuffer: io.Copy's size of bufferRound's), gives
+// the emptied pipe back, and makes every later round of the copy a
+// buffer round (stepUnspliced): bytes that left src are delivered, as
+// io.Copy delivers them, or fail on dst's own write error. Bytes not delivered then (the rest of the buffer and of
 // the pipe, the last ones read from src) are un-read or reported
 // (unread).
 //
@@ -230,11 +230,9 @@ func (c *copier) drainFilled() step {
 // O_DIRECT file takes only aligned lengths) where it takes the full
 // buffer io.Copy would write.
 func (c *copier) drainRefused() step {
-	if c.buf == nil {
-		c.buf = c.pool.buffer()
-	}
+	c.unspliced = true
 	p := c.p
-	buf := *c.buf
+	buf := c.roundBuffer()
 	for p.data > 0 {
 		n, err := readPipe(p, buf[:min(len(buf), p.data)])
 		if err != nil {
