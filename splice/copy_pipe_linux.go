@@ -219,9 +219,9 @@ func (c *copier) drainFilled() step {
 // copy's buffer (roundBuffer: io.Copy's size of bufferRound's), gives
 // the emptied pipe back, and makes every later round of the copy a
 // buffer round (stepUnspliced): bytes that left src are delivered, as
-// io.Copy delivers them, or fail on dst's own write error. Bytes not delivered then (the rest of the buffer and of
-// the pipe, the last ones read from src) are un-read or reported
-// (unread).
+// io.Copy delivers them, or fail on dst's own write error. Bytes not
+// delivered then (the rest of the buffer and of the pipe, the last ones
+// read from src) are un-read or reported (unread).
 //
 // The pipe's last bytes are topped up by one read from src (topUp)
 // before they are written: a pipe holds what the source's pages held, a
