@@ -48,35 +48,48 @@ func TestAdv18PacedIntoDirectFile(t *testing.T) {
 			return queuedUnix(t, data[:160<<10])
 		}},
 	}
-	// io.Copy writes its buffers into the file: an *os.File's ReadFrom
-	// would splice a socket's pages into it, which it refuses.
-	ref := func(w io.Writer, r io.Reader) (int64, error) { return io.Copy(struct{ io.Writer }{w}, r) }
+	eachDirectDst(t, func(ec engineCase, e *Engine, dst adv8Dst, wrapped bool) {
+		for _, src := range srcs {
+			// The bucket starts full: each copy's first grant is
+			// the whole burst, at a rate that refills it in 20 ms.
+			paced := adv8Src{src.name, func(t *testing.T, data []byte) (io.Reader, func() (int64, int64)) {
+				r, state := src.make(t, data)
+				return RateLimit(r, NewLimiter(int64(src.burst)*50, src.burst)), state
+			}}
+			t.Run(fmt.Sprintf("%s/%s/burst=%d->%s", ec.name, src.name, src.burst, dst.name), func(t *testing.T) {
+				want := adv8Run(t, paced, dst, data, ioCopyBuffers)
+				if want.err != nil {
+					t.Fatalf("io.Copy: %v", want.err)
+				}
+				got := adv8Run(t, paced, dst, data, e.Copy)
+				if what := adv8Same(want, got); what != "" {
+					t.Errorf("%s differs:\n  pipes   %v\n  io.Copy %v", what, got, want)
+				}
+			})
+		}
+	})
+}
+
+// ioCopyBuffers is io.Copy writing its buffers into w: an *os.File's
+// ReadFrom would splice a socket's pages into an O_DIRECT file, which
+// refuses them.
+func ioCopyBuffers(w io.Writer, r io.Reader) (int64, error) {
+	return io.Copy(struct{ io.Writer }{w}, r)
+}
+
+// eachDirectDst calls f for each engine case, and an engine with
+// one-page pipes, with an O_DIRECT file destination, as an *os.File
+// and behind a wrapper (wrapped).
+func eachDirectDst(t *testing.T, f func(ec engineCase, e *Engine, dst adv8Dst, wrapped bool)) {
 	ecs := append(engineCases(t), engineCase{"pipe-size-1", []Option{WithPipeSize(1)}})
 	for _, ec := range ecs {
 		e := newTestEngine(t, ec.opts...)
-		for _, src := range srcs {
-			for _, conn := range []bool{false, true} {
-				dst := adv8Dst{"o-direct", directFile(0, conn)}
-				if conn {
-					dst.name += "-conn"
-				}
-				// The bucket starts full: each copy's first grant is
-				// the whole burst, at a rate that refills it in 20 ms.
-				paced := adv8Src{src.name, func(t *testing.T, data []byte) (io.Reader, func() (int64, int64)) {
-					r, state := src.make(t, data)
-					return RateLimit(r, NewLimiter(int64(src.burst)*50, src.burst)), state
-				}}
-				t.Run(fmt.Sprintf("%s/%s/burst=%d->%s", ec.name, src.name, src.burst, dst.name), func(t *testing.T) {
-					want := adv8Run(t, paced, dst, data, ref)
-					if want.err != nil {
-						t.Fatalf("io.Copy: %v", want.err)
-					}
-					got := adv8Run(t, paced, dst, data, e.Copy)
-					if what := adv8Same(want, got); what != "" {
-						t.Errorf("%s differs:\n  pipes   %v\n  io.Copy %v", what, got, want)
-					}
-				})
+		for _, conn := range []bool{false, true} {
+			dst := adv8Dst{"o-direct", directFile(0, conn)}
+			if conn {
+				dst.name += "-conn"
 			}
+			f(ec, e, dst, conn)
 		}
 	}
 }
@@ -111,33 +124,24 @@ func TestAdv18UnalignedIntoDirectFile(t *testing.T) {
 			return fileAt(t, fdtest.TempFile(t, data[:size]), 0, -1)
 		}})
 	}
-	ref := func(w io.Writer, r io.Reader) (int64, error) { return io.Copy(struct{ io.Writer }{w}, r) }
-	ecs := append(engineCases(t), engineCase{"pipe-size-1", []Option{WithPipeSize(1)}})
-	for _, ec := range ecs {
-		e := newTestEngine(t, ec.opts...)
+	eachDirectDst(t, func(ec engineCase, e *Engine, dst adv8Dst, wrapped bool) {
 		for _, s := range srcs {
-			for _, conn := range []bool{false, true} {
-				dst := adv8Dst{"o-direct", directFile(0, conn)}
-				if conn {
-					dst.name += "-conn"
+			t.Run(fmt.Sprintf("%s/%s->%s", ec.name, s.name, dst.name), func(t *testing.T) {
+				if strings.HasPrefix(s.name, "file") && (!wrapped || ec.name != "default") {
+					// Between two *os.File the copy is io.Copy's
+					// own; the ring and one-page pipes deliver
+					// the file in other pieces.
+					t.Skip("not the splice loop's pieces")
 				}
-				t.Run(fmt.Sprintf("%s/%s->%s", ec.name, s.name, dst.name), func(t *testing.T) {
-					if strings.HasPrefix(s.name, "file") && (!conn || ec.name != "default") {
-						// Between two *os.File the copy is io.Copy's
-						// own; the ring and one-page pipes deliver
-						// the file in other pieces.
-						t.Skip("not the splice loop's pieces")
-					}
-					want := adv8Run(t, adv8Src{s.name, s.make}, dst, data, ref)
-					if want.err == nil {
-						t.Fatalf("io.Copy took a length the file should refuse: %v", want)
-					}
-					got := adv8Run(t, adv8Src{s.name, s.make}, dst, data, e.Copy)
-					if what := adv8Same(want, got); what != "" {
-						t.Errorf("%s differs:\n  pipes   %v\n  io.Copy %v", what, got, want)
-					}
-				})
-			}
+				want := adv8Run(t, adv8Src{s.name, s.make}, dst, data, ioCopyBuffers)
+				if want.err == nil {
+					t.Fatalf("io.Copy took a length the file should refuse: %v", want)
+				}
+				got := adv8Run(t, adv8Src{s.name, s.make}, dst, data, e.Copy)
+				if what := adv8Same(want, got); what != "" {
+					t.Errorf("%s differs:\n  pipes   %v\n  io.Copy %v", what, got, want)
+				}
+			})
 		}
-	}
+	})
 }
