@@ -104,14 +104,10 @@ func eachDirectDst(t *testing.T, f func(ec engineCase, e *Engine, dst adv8Dst, w
 func TestAdv18UnalignedIntoDirectFile(t *testing.T) {
 	fdtest.Check(t)
 	data := fdtest.Random(2 << 20)
-	type src struct {
-		name string
-		make func(t *testing.T, data []byte) (io.Reader, func() (int64, int64))
-	}
-	var srcs []src
+	var srcs []adv8Src
 	for _, size := range []int{40000, 100000, 150000} {
 		// A socket's pages are refused at once.
-		srcs = append(srcs, src{fmt.Sprintf("unix/%d", size), func(t *testing.T, data []byte) (io.Reader, func() (int64, int64)) {
+		srcs = append(srcs, adv8Src{fmt.Sprintf("unix/%d", size), func(t *testing.T, data []byte) (io.Reader, func() (int64, int64)) {
 			return queuedUnix(t, data[:size])
 		}})
 	}
@@ -120,7 +116,7 @@ func TestAdv18UnalignedIntoDirectFile(t *testing.T) {
 		// a pipe of the tail's bytes (of the default size: a pipe of
 		// a page moves the file in pages, each taken, and delivers
 		// more than io.Copy's buffers before the tail).
-		srcs = append(srcs, src{fmt.Sprintf("file/%d", size), func(t *testing.T, data []byte) (io.Reader, func() (int64, int64)) {
+		srcs = append(srcs, adv8Src{fmt.Sprintf("file/%d", size), func(t *testing.T, data []byte) (io.Reader, func() (int64, int64)) {
 			return fileAt(t, fdtest.TempFile(t, data[:size]), 0, -1)
 		}})
 	}
@@ -133,11 +129,11 @@ func TestAdv18UnalignedIntoDirectFile(t *testing.T) {
 					// the file in other pieces.
 					t.Skip("not the splice loop's pieces")
 				}
-				want := adv8Run(t, adv8Src{s.name, s.make}, dst, data, ioCopyBuffers)
+				want := adv8Run(t, s, dst, data, ioCopyBuffers)
 				if want.err == nil {
 					t.Fatalf("io.Copy took a length the file should refuse: %v", want)
 				}
-				got := adv8Run(t, adv8Src{s.name, s.make}, dst, data, e.Copy)
+				got := adv8Run(t, s, dst, data, e.Copy)
 				if what := adv8Same(want, got); what != "" {
 					t.Errorf("%s differs:\n  pipes   %v\n  io.Copy %v", what, got, want)
 				}
