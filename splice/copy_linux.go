@@ -654,13 +654,14 @@ func (c *copier) pace() error {
 	return c.take(c.chunkUnpaced(maxChunk))
 }
 
-// paceFor makes sure, when the copy is paced, that it may read want
+// paceFor asks, when the copy is paced, for what it needs to read want
 // bytes in one read: after pace, a budget short of want (what is left
-// of a grant, of any length) is topped up with a grant of the
-// difference. A buffer round reads a whole buffer, as io.Copy's paced
-// reads (RateLimitedReader) do, and not the tail of a grant: a
-// destination that refused to take bytes by splice (an O_DIRECT file)
-// may take only lengths such as the buffer's.
+// of a grant, of any length) is topped up by one more grant, of the
+// difference, which the Pacer may cut (a smaller bucket: io.Copy's
+// paced read is as short then). A copy that goes on as io.Copy once dst
+// refused its splices (an O_DIRECT file) reads a whole buffer, as
+// io.Copy's paced reads (RateLimitedReader) do, and not the tail of a
+// grant: dst may take only lengths such as the buffer's.
 func (c *copier) paceFor(want int) error {
 	if c.src.Pacer == nil || c.budget >= want {
 		return nil
@@ -853,7 +854,7 @@ func (c *copier) bufferRound() (eof, again bool, err error) {
 	if err := c.dst.inspectMode(); err != nil {
 		return false, false, err
 	}
-	if err := c.paceFor(c.chunkUnpaced(len(full))); err != nil {
+	if err := c.paceRound(len(full)); err != nil {
 		return false, false, err
 	}
 	buf := full[:c.chunk(len(full))]
@@ -869,6 +870,19 @@ func (c *copier) bufferRound() (eof, again bool, err error) {
 		return false, false, c.unread(left, err)
 	}
 	return false, false, nil
+}
+
+// paceRound paces a buffer round that reads up to max bytes: with a
+// grant for all of them once the copy is unspliced (paceFor), else as
+// a splice round is (pace). A round that is not unspliced reads what
+// is left of its grant: most are the read that finds a socket's EOF,
+// which reads nothing, and must not wait for a grant it cannot use (a
+// wait for a grant may hold the copy's pipe).
+func (c *copier) paceRound(max int) error {
+	if c.unspliced {
+		return c.paceFor(c.chunkUnpaced(max))
+	}
+	return c.pace()
 }
 
 // copyBuffer is the size of io.Copy's buffer.

@@ -231,17 +231,19 @@ func (c *copier) drainFilled() step {
 // buffer io.Copy would write.
 func (c *copier) drainRefused() step {
 	c.unspliced = true
-	p := c.p
 	buf := c.roundBuffer()
-	for p.data > 0 {
+	for c.p != nil {
+		p := c.p
 		n, err := readPipe(p, buf[:min(len(buf), p.data)])
 		if err != nil {
 			return c.stop(err) // p.data bytes left: dropPipe accounts for them
 		}
-		p.data -= n
 		var eof bool
 		var rerr error
-		if p.data == 0 {
+		if p.data -= n; p.data == 0 {
+			// Empty: given back before topUp, which may wait for
+			// the Pacer (a wait for a grant holds no pipe).
+			c.dropPipe(nil)
 			m := 0
 			m, eof, rerr = c.topUp(buf[n:], n)
 			n += m
@@ -250,19 +252,19 @@ func (c *copier) drainRefused() step {
 			if c.ctx.Err() != nil {
 				err = ctxError(c.ctx, err)
 			}
-			left += p.data
-			p.data, p.dirty = 0, true
+			if p := c.p; p != nil {
+				left += p.data
+				p.data, p.dirty = 0, true
+			}
 			return c.stop(c.unread(left, err))
 		}
 		switch {
 		case rerr != nil:
-			return c.stop(rerr) // the pipe is empty
+			return c.stop(rerr) // the pipe is back: nothing in flight
 		case eof:
-			c.dropPipe(nil)
 			return stepDone
 		}
 	}
-	c.dropPipe(nil) // empty: nothing to account for
 	return stepUnspliced
 }
 
