@@ -243,7 +243,7 @@ type relay struct {
 
 	mu        sync.Mutex
 	err       error   // the error the relay reports (see failLocked)
-	first     error   // the first error recorded: r.ctx's cause, unless ctx ended first
+	first     error   // the first error recorded (r.ctx's cause, unless ctx or the engine ended first)
 	eofs      int     // directions that ended with EOF, passed on
 	done      [2]bool // which those are
 	eof       [2]bool // directions that reached EOF, before their CloseWrite
@@ -340,7 +340,7 @@ func (r *relay) resetErr(dir int, dst io.Writer, err error) error {
 		return nil
 	}
 	err = fmt.Errorf("passing EOF on with CloseWrite: %v; the socket's error: %w", err, serr)
-	r.failLocked(dirErr(dir, err))
+	r.failLocked(dir, err)
 	return err
 }
 
@@ -375,7 +375,7 @@ func (r *relay) reachedEOF(dir int, src io.Reader) error {
 		if r.done[late] {
 			late = dir // the other is done: dir's own CloseWrite waits
 		}
-		r.failLocked(fmt.Errorf("pipes: relay %s: not done %v after %s reached EOF: %w",
+		r.failLocked(noDir, fmt.Errorf("pipes: relay %s: not done %v after %s reached EOF: %w",
 			relayDirNames[late], d, relayDirNames[dir], os.ErrDeadlineExceeded))
 	})
 	return nil
@@ -394,7 +394,7 @@ func (r *relay) finish(dir int, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil {
-		r.failLocked(dirErr(dir, err))
+		r.failLocked(dir, err)
 		return
 	}
 	r.eofs++
@@ -406,25 +406,61 @@ func dirErr(dir int, err error) error {
 	return fmt.Errorf("pipes: relay %s: %w", relayDirNames[dir], err)
 }
 
-// failLocked records err if it is the first, or a reset that explains
-// the ENOTCONN or the aborted EOF recorded first, and ends both
-// directions. shutdown(2) answers ENOTCONN on a TCP connection that was
-// reset, and the socket holds the reset only until a read reports it:
-// where the other direction's read took it and has not recorded it yet
-// when CloseWrite fails (resetErr finds nothing pending), the reset
-// comes second. Only what err met itself counts: an error that ended
-// because the relay did carries the relay's first error as its
-// context's cause, which must not make it yield, nor replace the error
-// it carries.
-func (r *relay) failLocked(err error) {
+// failLocked records err, met by direction dir (noDir: by the relay as
+// a whole), if it is the first, or a reset that explains the ENOTCONN
+// or the aborted EOF recorded first, and ends both directions.
+// shutdown(2) answers ENOTCONN on a TCP connection that was reset, and
+// the socket holds the reset only until a read reports it: where the
+// other direction's read took it and has not recorded it yet when
+// CloseWrite fails (resetErr finds nothing pending), the reset comes
+// second. Only what err met itself counts: an error that ended because
+// the relay did carries the relay's first error as its context's cause
+// (and the cancellation), which must not make it yield, nor replace the
+// error it carries; the reset that replaces is recorded without them.
+func (r *relay) failLocked(dir int, err error) {
+	met := err
+	if dir != noDir {
+		err = dirErr(dir, err)
+	}
 	switch {
 	case r.err == nil:
 		r.err, r.first = err, err
-	case yields(r.err, nil) && !yields(err, r.first) &&
-		(isReset(err, r.first) || isOwn(err, r.first, syscall.ETIMEDOUT)):
-		r.err = err
+	case dir != noDir && yields(r.err, nil) && !yields(err, r.first):
+		for _, target := range []error{syscall.ECONNRESET, syscall.EPIPE, syscall.ETIMEDOUT} {
+			if own := ownPart(met, r.first, target); own != nil {
+				r.err = dirErr(dir, own)
+				break
+			}
+		}
 	}
 	r.cancel(err)
+}
+
+// noDir is failLocked's direction for an error of the relay as a whole.
+const noDir = -1
+
+// ownPart is the outermost error err wraps that matches target and
+// carries neither skip (see isOwn) nor a context's error: what an
+// operation met itself, without the cancellation that ended it after.
+// nil if there is none.
+func ownPart(err, skip, target error) error {
+	if !isOwn(err, skip, target) {
+		return nil
+	}
+	if !isOwn(err, nil, skip) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		return ownPart(u.Unwrap(), skip, target)
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if p := ownPart(e, skip, target); p != nil {
+				return p
+			}
+		}
+	}
+	return nil
 }
 
 // yields reports whether err, recorded first, gives way to the reset (or
@@ -502,7 +538,7 @@ func (r *relay) checkIdle() {
 	if total != r.idleSeen {
 		r.idleSeen, r.idleSince = total, now
 	} else if idle := now.Sub(r.idleSince); idle >= r.cfg.idle {
-		r.failLocked(fmt.Errorf("pipes: relay: no byte in either direction for %v: %w",
+		r.failLocked(noDir, fmt.Errorf("pipes: relay: no byte in either direction for %v: %w",
 			r.cfg.idle, os.ErrDeadlineExceeded))
 		return
 	} else {
