@@ -432,11 +432,17 @@ func (s *fzSrc) wrap(rng *rand.Rand, size int) *fzSrc {
 		s.r = onlyReader{s.r}
 		s.desc += "+hidden"
 	}
-	if s.conner != nil && rng.IntN(3) == 0 {
-		s.conner.SetDeadline(time.Now().Add(time.Hour))
-		s.desc += "+deadline"
-	}
+	fzFarDeadline(rng, s.conner, &s.desc)
 	return s
+}
+
+// fzFarDeadline gives c, if not nil, a deadline an hour away one time in
+// three (a deadline set but not met), and says so in desc.
+func fzFarDeadline(rng *rand.Rand, c net.Conn, desc *string) {
+	if c != nil && rng.IntN(3) == 0 {
+		c.SetDeadline(time.Now().Add(time.Hour))
+		*desc += "+deadline"
+	}
 }
 
 // check checks the source's state after a copy that moved n bytes and
@@ -652,10 +658,7 @@ func fzDestination(env *fzEnv, kinds []string) *fzDst {
 		d.w = onlyWriter{d.w}
 		d.desc += "+hidden"
 	}
-	if d.conner != nil && rng.IntN(3) == 0 {
-		d.conner.SetDeadline(time.Now().Add(time.Hour))
-		d.desc += "+deadline"
-	}
+	fzFarDeadline(rng, d.conner, &d.desc)
 	return d
 }
 

@@ -13,6 +13,12 @@ import (
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
+// writeDeadliner is a destination whose write deadline a test sets.
+type writeDeadliner interface {
+	io.Writer
+	SetWriteDeadline(time.Time) error
+}
+
 // TestDeadlineBeforeCopyKeepsFileOffset: a copy from a regular file into
 // a destination whose write deadline has passed fails with the deadline
 // and delivers nothing; the file's offset stays where it was, as the
@@ -22,31 +28,19 @@ func TestDeadlineBeforeCopyKeepsFileOffset(t *testing.T) {
 	fdtest.Check(t)
 	sinks := []struct {
 		name string
-		make func(t *testing.T) interface {
-			io.Writer
-			SetWriteDeadline(time.Time) error
-		}
+		make func(t *testing.T) writeDeadliner
 	}{
-		{"tcp", func(t *testing.T) interface {
-			io.Writer
-			SetWriteDeadline(time.Time) error
-		} {
+		{"tcp", func(t *testing.T) writeDeadliner {
 			a, b := tcpPair(t)
 			t.Cleanup(func() { a.Close(); b.Close() })
 			return a
 		}},
-		{"unix", func(t *testing.T) interface {
-			io.Writer
-			SetWriteDeadline(time.Time) error
-		} {
+		{"unix", func(t *testing.T) writeDeadliner {
 			a, b := unixPair(t)
 			t.Cleanup(func() { a.Close(); b.Close() })
 			return a
 		}},
-		{"pipe", func(t *testing.T) interface {
-			io.Writer
-			SetWriteDeadline(time.Time) error
-		} {
+		{"pipe", func(t *testing.T) writeDeadliner {
 			r, w, err := os.Pipe()
 			if err != nil {
 				t.Fatal(err)

@@ -136,13 +136,15 @@ func (c *copier) spliceFromSrc(rfd uintptr) bool {
 			c.next = stepBlocked // likely src: see awaitBlocked
 		case e == unix.EAGAIN:
 			c.next = c.blockedSide(int(rfd), c.wfd)
-		case e == unix.EPIPE && c.dst.pipe(), e == unix.EBADF:
+		case (e == unix.EPIPE && c.dst.pipe() || e == unix.EBADF) && c.written == 0:
 			// A pipe without readers (EPIPE), or an end not open
 			// for reading or writing (EBADF), fails the splice
 			// before the kernel looks at src; io.Copy reads first,
 			// and src at EOF is a success there. A buffer round
 			// reads: EOF ends the copy, bytes meet the error in
 			// write(2), a src not open for reading in read(2).
+			// Later in the copy the error ends it with the bytes
+			// left in src, as a deadline does.
 			c.next = stepBuffer
 		default:
 			c.next, c.err = stepFail, e
