@@ -3,6 +3,7 @@
 package splice
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -227,6 +228,46 @@ func TestCopyCloseMidCopy(t *testing.T) {
 				s.wait()
 			})
 		}
+	}
+}
+
+// TestCopyPipeReaderGoneMidway: a pipe destination whose reader goes
+// away after the copy delivered bytes fails the copy with EPIPE and
+// leaves every byte it did not deliver in the source socket, none read
+// and lost: only a copy that has delivered nothing reads first (as
+// io.Copy does, for a source at EOF to succeed).
+func TestCopyPipeReaderGoneMidway(t *testing.T) {
+	fdtest.Check(t)
+	const total = 256 << 10
+	data := fdtest.Random(total)
+	a, peer := connPair(t, "unix")
+	go func() {
+		peer.Write(data)
+		peer.(*net.UnixConn).CloseWrite()
+	}()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	go func() {
+		io.ReadFull(r, make([]byte, 16<<10)) // some bytes, then gone
+		r.Close()
+	}()
+	var n int64
+	guard(t, 10*time.Second, func() {
+		n, _, err = Copy(context.Background(), endOf(t, w, false), endOf(t, a.(syscall.Conn), true), -1, nil)
+	})
+	var lost *UndeliveredError
+	if !errors.Is(err, syscall.EPIPE) || errors.As(err, &lost) || n == 0 {
+		t.Fatalf("Copy = %d, %v; want EPIPE after some bytes, none undelivered", n, err)
+	}
+	rest, err := io.ReadAll(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(rest)) != total-n || !bytes.Equal(rest, data[n:]) {
+		t.Fatalf("the source holds %d bytes after a copy of %d; want the %d it did not deliver", len(rest), n, total-n)
 	}
 }
 
