@@ -15,7 +15,9 @@ import (
 // os.File's own methods translate (a net.Conn's reports net.ErrClosed
 // already). A descriptor is closed where its RawConn refuses a Control.
 // Errors of the kernel (*os.SyscallError) and those that match already
-// are kept as they are.
+// are kept as they are. A wait the RawConn refused because its
+// descriptor is not on the netpoller (notPolled) is made to match
+// syscall.EAGAIN, as the file's own Read or Write fails there.
 func ClosedErr(err error, a, b syscall.RawConn) error {
 	if err == nil {
 		return nil
@@ -29,5 +31,39 @@ func ClosedErr(err error, a, b syscall.RawConn) error {
 			return fmt.Errorf("%w (%w)", os.ErrClosed, err)
 		}
 	}
+	if notPolled(err) && !errors.Is(err, syscall.EAGAIN) {
+		return fmt.Errorf("%w (%w)", syscall.EAGAIN, err)
+	}
 	return err
+}
+
+// notPolledText is the text of the error internal/poll returns when a
+// RawConn callback asks to wait (returns false) on a descriptor its
+// netpoller does not watch: one in non-blocking mode that Go took for a
+// blocking one (os.NewFile of a blocking descriptor whose file
+// description was put in non-blocking mode later, by another descriptor
+// of it such as net.FileConn's, or by another process). The file's own
+// Read or Write returns EAGAIN there, and io.Copy with it.
+const notPolledText = "waiting for unsupported file type"
+
+// notPolled reports whether err is, or wraps, internal/poll's error for a
+// wait on a descriptor its netpoller does not watch (notPolledText).
+func notPolled(err error) bool {
+	if err == nil {
+		return false
+	}
+	if err.Error() == notPolledText {
+		return true
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		return notPolled(u.Unwrap())
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if notPolled(e) {
+				return true
+			}
+		}
+	}
+	return false
 }
