@@ -271,6 +271,37 @@ func fzConn(env *fzEnv, kind string) (r io.Reader, w io.Writer, closeR, closeW f
 		a, b := fdtest.SocketPair(t, syscall.SOCK_SEQPACKET)
 		env.closeAll(a, b)
 		return b, a, func() { b.Close() }, func() { a.CloseWrite() }
+	case "unixfile", "unixfileblock":
+		// A stream socket as an *os.File, as inherited descriptors
+		// (socket activation) are: on the netpoller or, in blocking
+		// mode, not.
+		flags := syscall.SOCK_STREAM | syscall.SOCK_CLOEXEC
+		if kind == "unixfile" {
+			flags |= syscall.SOCK_NONBLOCK
+		}
+		fds, err := syscall.Socketpair(syscall.AF_UNIX, flags, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b := os.NewFile(uintptr(fds[0]), "a"), os.NewFile(uintptr(fds[1]), "b")
+		env.closeAll(a, b)
+		return b, a, func() { b.Close() }, func() {
+			if rc, err := a.SyscallConn(); err == nil {
+				rc.Control(func(fd uintptr) { syscall.Shutdown(int(fd), syscall.SHUT_WR) })
+			}
+		}
+	case "unixgram":
+		// A datagram socket, which the engine leaves to io.Copy. Its
+		// shutdown reaches no peer, so the writer ends the stream with
+		// an empty datagram, which the reader takes for EOF, before it
+		// shuts down (later writes fail with EPIPE).
+		a, b := fdtest.SocketPair(t, syscall.SOCK_DGRAM)
+		env.closeAll(a, b)
+		return b, a, func() { b.Close() }, func() {
+			a.SetWriteDeadline(time.Time{}) // not the copy's past one
+			a.Write(nil)
+			a.CloseWrite()
+		}
 	}
 	t.Fatalf("unknown conn kind %q", kind)
 	return nil, nil, nil, nil
@@ -528,7 +559,9 @@ type fzDst struct {
 	conner     net.Conn
 	closeIt    func()
 	closeR     func() // closes a stream's read end
-	message    bool   // seqpacket
+	message    bool   // seqpacket or unixgram
+	datagram   bool   // unixgram: an empty read is the end
+	discard    bool   // /dev/null: what was written is not kept
 	fileBefore []byte
 	appendMode bool
 	// startReader starts the reader of a stream destination (nil for
@@ -584,6 +617,14 @@ func fzDestination(env *fzEnv, kinds []string) *fzDst {
 			}
 			return b
 		}
+	case "devnull":
+		f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.closeAll(f)
+		d.w, d.discard, d.closeIt = f, true, func() { f.Close() }
+		d.finish = func() []byte { return nil }
 	case "buffer":
 		var mu sync.Mutex
 		var buf bytes.Buffer
@@ -599,7 +640,9 @@ func fzDestination(env *fzEnv, kinds []string) *fzDst {
 		}
 	default:
 		r, w, closeR, closeW := fzConn(env, kind)
-		d.w, d.closeIt, d.closeR, d.message = w, closeW, closeR, kind == "seqpacket"
+		d.w, d.closeIt, d.closeR = w, closeW, closeR
+		d.message = kind == "seqpacket" || kind == "unixgram"
+		d.datagram = kind == "unixgram"
 		if c, ok := w.(net.Conn); ok {
 			d.conner = c
 		}
@@ -637,7 +680,7 @@ func fzDestination(env *fzEnv, kinds []string) *fzDst {
 					}
 					n, err := rr.Read(buf[:max(want, 1)])
 					all = append(all, buf[:n]...)
-					if err != nil {
+					if err != nil || n == 0 && d.datagram {
 						break
 					}
 					if goneAt >= 0 && len(all) >= goneAt {
@@ -676,9 +719,11 @@ func (d *fzDst) expectFile(delivered []byte) []byte {
 
 var (
 	fzSrcKinds = []string{"file", "filerw", "section", "bytesreader", "bytesbuffer",
-		"pipe", "pipeblock", "pipenb", "fifo", "pipesnew", "tcp", "unix", "seqpacket"}
+		"pipe", "pipeblock", "pipenb", "fifo", "pipesnew", "tcp", "unix", "seqpacket",
+		"unixfile", "unixfileblock"}
 	fzDstKinds = []string{"file", "fileappend", "filerw", "buffer",
-		"pipe", "pipeblock", "pipenb", "fifo", "pipesnew", "tcp", "unix", "seqpacket"}
+		"pipe", "pipeblock", "pipenb", "fifo", "pipesnew", "tcp", "unix", "seqpacket",
+		"unixgram", "unixfile", "unixfileblock", "devnull"}
 )
 
 // fzWatchdog ends the process with desc when a step hangs: a test that
@@ -903,6 +948,7 @@ func fzVerify(t *testing.T, desc string, src *fzSrc, dst *fzDst, ev string, n in
 		if off, serr := dst.file.Seek(0, io.SeekCurrent); serr == nil && off != wantOff {
 			t.Errorf("%s: destination offset %d after the copy, want %d+%d", desc, off, dst.off, n)
 		}
+	case dst.discard:
 	case ev == evDstGone:
 		if !bytes.Equal(got, src.want[:min(len(got), len(src.want))]) || int64(len(got)) > n {
 			t.Errorf("%s: the reader got %d bytes (first diff %d) of n=%d", desc, len(got), fzDiff(got, src.want), n)
@@ -924,7 +970,9 @@ func fzVerify(t *testing.T, desc string, src *fzSrc, dst *fzDst, ev string, n in
 		t.Errorf("%s: %v after %d of %d bytes", desc, err, n, len(src.want))
 	case ev == evCancel && !errors.Is(err, context.Canceled),
 		ev == evClose && !errors.Is(err, ErrClosed),
-		ev == evDstGone && !fzIsAny(err, syscall.EPIPE, syscall.ECONNRESET),
+		ev == evDstGone && !dst.datagram && !fzIsAny(err, syscall.EPIPE, syscall.ECONNRESET),
+		// A datagram to a peer gone is refused.
+		ev == evDstGone && dst.datagram && !errors.Is(err, syscall.ECONNREFUSED),
 		(ev == evSrcStall || ev == evDstStall) && !errors.Is(err, os.ErrDeadlineExceeded),
 		ev == evSrcReset && !errors.Is(err, syscall.ECONNRESET):
 		t.Errorf("%s: unexpected error %v", desc, err)
@@ -1180,7 +1228,8 @@ func fzFanOutStep(t *testing.T, rng *rand.Rand, engines []fzEngine) {
 		desc += " small buffer"
 	}
 	errFail := errors.New("fuzz: destination failed")
-	dstKinds := []string{"file", "fileappend", "filerw", "buffer", "pipe", "pipeblock", "pipenb", "fifo", "pipesnew", "tcp", "unix"}
+	dstKinds := []string{"file", "fileappend", "filerw", "buffer", "pipe", "pipeblock", "pipenb", "fifo", "pipesnew", "tcp", "unix",
+		"unixfile", "unixfileblock", "devnull"}
 	for i := range k {
 		o := &out{}
 		switch rng.IntN(6) {
