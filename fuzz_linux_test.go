@@ -382,6 +382,23 @@ func fzSource(env *fzEnv, size int, kinds []string) *fzSrc {
 	case "bytesbuffer":
 		s.bbuf = bytes.NewBuffer(bytes.Clone(data))
 		s.r = s.bbuf
+	case "devzero":
+		// A character device without end, always under a limit.
+		f, err := os.Open("/dev/zero")
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.closeAll(f)
+		zeros := make([]byte, size)
+		s.want, s.payload, s.closeIt = zeros, zeros, func() { f.Close() }
+		s.lr = &io.LimitedReader{R: f, N: int64(size)}
+		s.n0, s.r = int64(size), s.lr
+		s.desc += fmt.Sprintf("+limit%d", size)
+		if rng.IntN(5) == 0 {
+			s.r = onlyReader{s.r}
+			s.desc += "+hidden"
+		}
+		return s
 	default:
 		r, w, closeR, closeW := fzConn(env, kind)
 		s.r, s.conn, s.closeIt = r, true, closeR
@@ -720,7 +737,7 @@ func (d *fzDst) expectFile(delivered []byte) []byte {
 var (
 	fzSrcKinds = []string{"file", "filerw", "section", "bytesreader", "bytesbuffer",
 		"pipe", "pipeblock", "pipenb", "fifo", "pipesnew", "tcp", "unix", "seqpacket",
-		"unixfile", "unixfileblock"}
+		"unixfile", "unixfileblock", "devzero"}
 	fzDstKinds = []string{"file", "fileappend", "filerw", "buffer",
 		"pipe", "pipeblock", "pipenb", "fifo", "pipesnew", "tcp", "unix", "seqpacket",
 		"unixgram", "unixfile", "unixfileblock", "devnull"}
