@@ -172,9 +172,10 @@ func (c *chain) finish() {
 	c.done <- struct{}{}
 }
 
-// maxChain is the most ops a chain has (a Warmer's two READs), and the
-// least SQ size: a chain must fit in one submission (prepChain).
-const maxChain = 2
+// maxChain is the most ops a chain has (a Warmer's READs: Take bounds
+// a chunk so that warm makes at most this many), and the least SQ size:
+// a chain must fit in one submission (prepChain).
+const maxChain = 5
 
 // cancelTag marks the user_data of ASYNC_CANCEL SQEs.
 const cancelTag = 1 << 63

@@ -59,6 +59,9 @@ type Warmer struct {
 	off  int64 // offset of the next byte to grant
 	size int64 // past it the copy meets EOF: nothing to warm
 	mode warmMode
+	// misses counts the chunks found Missing: the first ones are read
+	// in smaller pieces (startChunk).
+	misses int
 	// cached: the chunk granted last holds at least gatedChunk bytes
 	// that a probe found readable from the page cache (Cached), so a
 	// call sending it into a non-blocking socket, made right after,
@@ -105,7 +108,46 @@ const (
 	gatedChunk = 1 << 20
 	// DefaultWarmChunk is the Config.WarmChunk the engine uses.
 	DefaultWarmChunk = 1 << 20
+	// rampMin: a copy with more than this left reads its first missing
+	// chunks in startChunk pieces.
+	rampMin = 2 << 20
 )
+
+// startChunk is the most the i-th chunk (from 0) that a Warmer finds
+// missing may hold, 0 for no bound: the first ones are sized as
+// sendfile(2) starts reading a file, so that the kernel's readahead
+// ramps up as it does for io.Copy. A read that misses the page cache
+// starts a synchronous readahead sized from the read, of single pages
+// (order-0 folios); only a readahead that a reader starts at the
+// readahead mark grows its folios, two orders at a time. sendfile(2)
+// reads 64 KiB at a time: its first read of a file reads those 16 pages,
+// its second a window of 64 pages whose mark is 16 pages in, and from
+// there each window is read into larger folios. A first READ of a whole
+// 1 MiB chunk reads 256 single pages, and the next 512 more: about four
+// times the folios per GiB, each inserted into the page cache at a cost
+// (docs/benchmarks.md, "Readahead in single pages"). So the first two
+// missing chunks are read as sendfile's first two reads, and the third
+// ends where the second's window ends, 48 pages on, so that the chunk
+// after it starts at the next window's mark, which the ring's read of
+// it meets, not the copy's sendfile(2). The windows after it are 1 MiB,
+// 2 MiB, 4 MiB, ... up to read_ahead_kb, so where that is a multiple of
+// 1 MiB each starts at a guard's size from a chunk's first page, where
+// the ring reads a page (warm). (A smaller read_ahead_kb reads ahead in
+// windows inside a guard.)
+//
+// Where at most rampMin of the copy is left, a missing chunk is a whole
+// guard from the start: the copy would end before its readahead grew
+// large folios, and smaller chunks would only cost it more round trips
+// to the ring (measured on 1 MiB copies, same section).
+func startChunk(i int) int {
+	switch i {
+	case 0, 1:
+		return 64 << 10
+	case 2:
+		return 192 << 10
+	}
+	return 0
+}
 
 // NewWarmer returns a Warmer for a copy from the file src, which starts
 // at the file's offset; nil, with no error, where the driver has no
@@ -140,7 +182,8 @@ func (d *Driver) NewWarmer(src File) (*Warmer, error) {
 // meets it.
 func (w *Warmer) Take(ctx context.Context, most int) (int, error) {
 	w.cached = false // until the probe below finds the chunk readable
-	n := min(most, cachedChunk)
+	// At most maxChain-1 guards: warm's reads of it fit a chain.
+	n := min(most, cachedChunk, (maxChain-1)*len(w.d.guard))
 	left := min(int64(n), w.size-w.off) // what the copy can read of it
 	if left <= 0 || w.mode == refused {
 		w.off += int64(n)
@@ -155,6 +198,10 @@ func (w *Warmer) Take(ctx context.Context, most int) (int, error) {
 		// the reads of all of it, sized as a copy's read of it would
 		// be (the kernel sizes its readahead by the read).
 		n = min(n, len(w.d.guard))
+		if start := startChunk(w.misses); start > 0 && min(int64(most), w.size-w.off) > rampMin {
+			n = min(n, start)
+		}
+		w.misses++
 		left = min(int64(n), left)
 		head = left
 	case Present:
@@ -319,18 +366,35 @@ func (w *Warmer) residency(n int) Residency {
 // takes no byte; 0 at EOF; another -errno), and fails only when ctx ends
 // or the driver is closed first; reads cancelled by ctx are still waited
 // for, so that the pin outlives them.
+//
+// Between the two, it reads the first page at each guard's size from off
+// within the n bytes (at most maxChain-2 of them: n is at most
+// maxChain-1 guards): a chunk longer than a guard (one found in the page
+// cache) may hold the start of a readahead window, and with it the
+// window's mark, at each of them (startChunk), which the ring's read
+// then meets, not the copy's sendfile(2).
 func (d *Driver) warm(ctx context.Context, f fileRef, off, head, n int64) (int32, error) {
-	last := (off + n - 1) &^ int64(os.Getpagesize()-1) // the last page
+	page := int64(os.Getpagesize())
+	last := (off + n - 1) &^ (page - 1) // the last page
+	step := int64(len(d.guard))
 	reads := 1
+	for at := off + step; at < last; at += step {
+		reads++
+	}
 	if last > off {
-		reads = 2
+		reads++
 	}
 	var c chain
 	c.reset(reads)
 	c.hardlink = true // the first read fails by design
 	c.ops[0].prepRead(f, off, d.guard[:head])
-	if reads == 2 {
-		c.ops[1].prepRead(f, last, d.guard[:off+n-last])
+	i := 1
+	for at := off + step; at < last; at += step {
+		c.ops[i].prepRead(f, at, d.guard[:page])
+		i++
+	}
+	if last > off {
+		c.ops[i].prepRead(f, last, d.guard[:off+n-last])
 	}
 	return d.runChain(ctx, &c)
 }

@@ -3,6 +3,7 @@ package uring
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"testing"
@@ -382,4 +383,55 @@ func warmerGate(t *testing.T, size int, warm bool, senders int) (got []bool, war
 		t.Errorf("%d turns not given back", len(d.senders))
 	}
 	return got, st.Warms.Load() > 0
+}
+
+// TestWarmerStartChunks: the first chunks a Warmer finds missing are
+// read in as sendfile(2) starts reading a file (startChunk: 64 KiB,
+// 64 KiB, then the 192 KiB up to the end of the kernel's first readahead
+// window), where more than rampMin of the copy is left; every grant is
+// in the page cache by the time it is made.
+func TestWarmerStartChunks(t *testing.T) {
+	for _, c := range []struct {
+		size int
+		want []int // the first grants of chunks found missing
+	}{
+		{8 << 20, []int{64 << 10, 64 << 10, 192 << 10}},
+		// At most rampMin: whole guards.
+		{rampMin, []int{DefaultWarmChunk}},
+	} {
+		t.Run(fmt.Sprint(c.size), func(t *testing.T) {
+			testWarmerStartChunks(t, c.size, c.want)
+		})
+	}
+}
+
+func testWarmerStartChunks(t *testing.T, size int, want []int) {
+	d, st := newTestDriverWith(t, 2, 1, DefaultWarmChunk)
+	f := testFile(t, make([]byte, size))
+	if n := fdtest.CachedPages(t, f, int64(size)); n > 0 {
+		t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
+	}
+	w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: int64(size)})
+	if err != nil || w == nil {
+		t.Fatalf("NewWarmer = %v, %v", w, err)
+	}
+	defer w.Close()
+	var missing []int // the grants of the chunks found missing
+	for left := size; left > 0; {
+		off, warms := w.off, st.Warms.Load()
+		n, err := w.Take(context.Background(), left)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if present, known := pagesPresent(int(f.Fd()), off, int64(n)); known && !present {
+			t.Fatalf("the %d bytes granted at %d are not all in the page cache", n, off)
+		}
+		if st.Warms.Load() > warms {
+			missing = append(missing, n)
+		}
+		left -= n
+	}
+	if len(missing) < len(want) || !slices.Equal(missing[:len(want)], want) {
+		t.Errorf("the chunks found missing were granted %v; want %v first", missing, want)
+	}
 }
