@@ -123,7 +123,7 @@ const (
 // reads 64 KiB at a time: its first read of a file reads those 16 pages,
 // its second a window of 64 pages whose mark is 16 pages in, and from
 // there each window is read into larger folios. A first READ of a whole
-// 1 MiB chunk reads 256 single pages, and the next 512 more: about four
+// 1 MiB chunk reads 256 single pages, and the next 512 more: over three
 // times the folios per GiB, each inserted into the page cache at a cost
 // (docs/benchmarks.md, "Readahead in single pages"). So the first two
 // missing chunks are read as sendfile's first two reads, and the third
@@ -377,10 +377,11 @@ func (d *Driver) warm(ctx context.Context, f fileRef, off, head, n int64) (int32
 	page := int64(os.Getpagesize())
 	last := (off + n - 1) &^ (page - 1) // the last page
 	step := int64(len(d.guard))
-	reads := 1
-	for at := off + step; at < last; at += step {
-		reads++
+	marks := 0 // the pages at off+step, off+2*step, ... before last
+	if last > off {
+		marks = int((last - off - 1) / step)
 	}
+	reads := 1 + marks
 	if last > off {
 		reads++
 	}
@@ -388,13 +389,11 @@ func (d *Driver) warm(ctx context.Context, f fileRef, off, head, n int64) (int32
 	c.reset(reads)
 	c.hardlink = true // the first read fails by design
 	c.ops[0].prepRead(f, off, d.guard[:head])
-	i := 1
-	for at := off + step; at < last; at += step {
-		c.ops[i].prepRead(f, at, d.guard[:page])
-		i++
+	for i := 1; i <= marks; i++ {
+		c.ops[i].prepRead(f, off+int64(i)*step, d.guard[:page])
 	}
 	if last > off {
-		c.ops[i].prepRead(f, last, d.guard[:off+n-last])
+		c.ops[reads-1].prepRead(f, last, d.guard[:off+n-last])
 	}
 	return d.runChain(ctx, &c)
 }

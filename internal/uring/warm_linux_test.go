@@ -235,7 +235,8 @@ func TestWarmerModes(t *testing.T) {
 // byte (the first read fails with EFAULT) and still leave every page of
 // the chunk in the page cache and its last page readable, whether the
 // chunk was out of the page cache (the chunk's read) or being read in
-// (its first page's), and for a chunk of one page (one read).
+// (its first page's), for a chunk of one page (one read), and for one of
+// several guards (a read of the first page of each).
 func TestWarmReadsIn(t *testing.T) {
 	const (
 		size  = 1 << 20
@@ -246,11 +247,13 @@ func TestWarmReadsIn(t *testing.T) {
 		name     string
 		willneed bool // start reading the chunk in first
 		head, n  int64
-		reads    uint64 // SQEs: the head, then the last page if another
+		reads    uint64 // SQEs: the head, the first page of each further guard, the last page
 	}{
 		{"missing chunk", false, chunk, chunk, 2},
 		{"chunk being read", true, 4096, chunk, 2},
 		{"one page", false, 100, 100, 1},
+		// Where a readahead window may start, with its mark (startChunk).
+		{"chunk of four guards", true, 4096, 4 * chunk, 5},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			d, st := newTestDriverWith(t, 2, 1, chunk)
