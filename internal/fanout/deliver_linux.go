@@ -134,18 +134,21 @@ func (k *Kernel) deliverLoop(d *kdest) {
 			continue
 		}
 		var err error
-		if d.splice {
+		switch d.path {
+		case pathSplice:
 			err = k.spliceOut(d, int(avail))
 			if err != nil && fd.Refused(err) {
 				// The kernel refuses this destination, at once or for
 				// pages it cannot take (an O_DIRECT file's, unaligned):
 				// a refused splice moves nothing, so the bytes are still
 				// in the private pipe. Write them, and the rest.
-				d.splice = false
+				d.path = pathRefused
 				continue
 			}
-		} else {
+		case pathWrite:
 			buf, err = k.writeOut(d, int(avail), buf)
+		case pathRefused:
+			buf, err = k.writeOut(d, int(min(avail, copyBuffer)), buf)
 		}
 		if err != nil {
 			d.err = d.failed(err)

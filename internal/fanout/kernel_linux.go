@@ -84,7 +84,7 @@ type Out struct {
 type kdest struct {
 	*Dest
 	out    Out
-	splice bool         // splice into out.Conn; else read(2) the private pipe and Write
+	path   path         // how bytes leave the private pipe; only deliver changes it
 	pipe   *splice.Pipe // private pipe
 	double bool         // pipe holds two chunks (see Kernel)
 	teed   atomic.Int64 // bytes teed into pipe (coordinator)
@@ -92,8 +92,33 @@ type kdest struct {
 }
 
 func newKdest(d *Dest, out Out) *kdest {
-	return &kdest{Dest: d, out: out, splice: out.Conn != nil, more: make(chan struct{}, 1)}
+	p := pathWrite
+	if out.Conn != nil {
+		p = pathSplice
+	}
+	return &kdest{Dest: d, out: out, path: p, more: make(chan struct{}, 1)}
 }
+
+// path is how a destination's bytes leave its private pipe.
+type path uint8
+
+const (
+	// pathSplice splices them into out.Conn.
+	pathSplice path = iota
+	// pathWrite reads them with read(2) and writes them with Write, a
+	// Chunk at most at a time: for a destination that is not a
+	// descriptor.
+	pathWrite
+	// pathRefused is pathWrite for a descriptor that refused a splice,
+	// in io.Copy's writes of 32 KiB at most: a destination that refuses
+	// splices may refuse lengths too (an O_DIRECT file takes only
+	// aligned ones), and it must get the bytes io.Copy gives it before
+	// the same error.
+	pathRefused
+)
+
+// copyBuffer is the size of io.Copy's buffer.
+const copyBuffer = 32 << 10
 
 // NewKernel returns a fan-out from src with no destination and no pipe
 // yet: see Add and Open, or OpenJoinable. Close releases what it holds.
