@@ -37,7 +37,8 @@ const (
 type endpoint struct {
 	splice.End // Conn, Pipe (kind == kindPipe), Info read once
 	kind       fdKind
-	size       int64 // kindFile: the size fstat reported
+	size       int64  // kindFile: the size fstat reported
+	dev        uint64 // kindFile: the st_dev fstat reported
 }
 
 // set makes e the endpoint of the descriptor behind rc that internal/fd
@@ -53,7 +54,7 @@ func (e *endpoint) set(rc syscall.RawConn, info fd.Info) {
 	e.Wake, e.Reset = nil, nil
 	e.Pacer, e.Meter, e.Gate = nil, nil, nil
 	e.Info = splice.Info{Mode: info.Mode, Flags: info.Flags}
-	e.kind, e.size = info.Kind, info.Size
+	e.kind, e.size, e.dev = info.Kind, info.Size, info.Dev
 }
 
 // readerEndpoint reports whether the kernel can splice from r, and how:

@@ -330,7 +330,7 @@ func (s *sysEngine) warmer(src *endpoint) *uring.Warmer {
 	if s.ring == nil || src.kind != kindFile {
 		return nil
 	}
-	warm, err := s.ring.NewWarmer(uring.File{Conn: src.Conn, Size: src.size})
+	warm, err := s.ring.NewWarmer(uring.File{Conn: src.Conn, Size: src.size, Dev: src.dev})
 	if err != nil {
 		return nil
 	}

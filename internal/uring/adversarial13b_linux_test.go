@@ -35,7 +35,7 @@ func TestCancelledWarmAsksBounded(t *testing.T) {
 		before := st.SQEs.Load()
 		// Read in the whole guard, then the chunk's last page: the
 		// ctx is done before the loop submits them.
-		_, err = d.warm(ctx, p, 0, 1<<20, 2<<20)
+		_, err = d.warm(ctx, p, 0, 1<<20, 2<<20, 1<<20)
 		d.unpin(p)
 		if err == nil {
 			continue // the chain was done before the select saw ctx

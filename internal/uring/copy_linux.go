@@ -22,7 +22,8 @@ type File struct {
 	// reads each round under Conn.Read, which fails once the caller has
 	// closed it.
 	Conn syscall.RawConn
-	Size int64 // the size fstat reported
+	Size int64  // the size fstat reported
+	Dev  uint64 // the st_dev fstat reported; 0: unknown
 }
 
 // CopyReads runs one copy whose source is a regular file: the ring reads

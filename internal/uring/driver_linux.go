@@ -71,6 +71,9 @@ type Driver struct {
 	// on the first: bytes nobody reads.
 	scratch     []byte
 	scratchOnce sync.Once
+	// steps caches markStep's answer per device (st_dev).
+	stepMu sync.Mutex
+	steps  map[uint64]int
 	// afterGuard, if set (by tests), is called after a missing chunk's
 	// reads into the guard, before the Warmer checks they read it whole.
 	afterGuard func(off, n int64)
@@ -625,8 +628,13 @@ func (d *Driver) reapOp(l *loopState, cqe ring.CQE) {
 }
 
 // submitChain queues c, filled in by the caller, for the loop: idle -> queued.
-// It fails with Config.Closed once the driver is closing.
+// It fails with Config.Closed once the driver is closing, and refuses a
+// chain of more than maxChain ops, which might never fit in one
+// submission: a caller's bug, reported rather than waited on for ever.
 func (d *Driver) submitChain(c *chain) error {
+	if len(c.ops) > maxChain {
+		return fmt.Errorf("uring: a chain of %d ops, over the %d that fit in one submission", len(c.ops), maxChain)
+	}
 	d.mu.Lock()
 	if d.closing {
 		d.mu.Unlock()

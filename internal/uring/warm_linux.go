@@ -23,9 +23,11 @@ import (
 // the copy's own read, would start it when it meets the page with the
 // readahead mark, and wait for the disk queue); then, in both cases, the
 // chunk's last page, which waits for any readahead still reading the
-// chunk. A chunk is at most cachedChunk, and the guard's size
-// (Config.WarmChunk) where the ring reads it in: it also bounds how long
-// one sendfile(2) or splice(2) call of the copy runs.
+// chunk. A chunk is at most cachedChunk; where the ring reads from it,
+// at most maxChain-1 steps (a guard, or the device's readahead where
+// that is less: markStep), and a guard (Config.WarmChunk) where it reads
+// it in: this also bounds how long one sendfile(2) or splice(2) call of
+// the copy runs.
 //
 // The ring reads a chunk with IORING_OP_READ into the driver's guard,
 // an address range mapped with no access: the READ does what a read(2)
@@ -59,6 +61,10 @@ type Warmer struct {
 	off  int64 // offset of the next byte to grant
 	size int64 // past it the copy meets EOF: nothing to warm
 	mode warmMode
+	// step is how far apart the pages a chain reads within a chunk
+	// are (markStep): a guard, or the device's readahead where that is
+	// less.
+	step int64
 	// misses counts the chunks found Missing: the first ones are read
 	// in smaller pieces (startChunk).
 	misses int
@@ -132,8 +138,10 @@ const (
 // it meets, not the copy's sendfile(2). The windows after it are 1 MiB,
 // 2 MiB, 4 MiB, ... up to read_ahead_kb, so where that is a multiple of
 // 1 MiB each starts at a guard's size from a chunk's first page, where
-// the ring reads a page (warm). (A smaller read_ahead_kb reads ahead in
-// windows inside a guard.)
+// the ring reads a page (warm). A device that reads ahead less than a
+// guard (128 KiB is the usual default) reads in windows of its
+// read_ahead_kb: the ring then reads a page at each of those from a
+// chunk's first page (markStep), and chunks are as much shorter.
 //
 // Where at most rampMin of the copy is left, a missing chunk is a whole
 // guard from the start: the copy would end before its readahead grew
@@ -172,7 +180,7 @@ func (d *Driver) NewWarmer(src File) (*Warmer, error) {
 	if err != nil || direct {
 		return nil, err
 	}
-	return &Warmer{d: d, src: src.Conn, off: off, size: src.Size}, nil
+	return &Warmer{d: d, src: src.Conn, off: off, size: src.Size, step: int64(d.markStep(src.Dev))}, nil
 }
 
 // Take grants the next chunk, at most most bytes (what the copy has left
@@ -182,8 +190,7 @@ func (d *Driver) NewWarmer(src File) (*Warmer, error) {
 // meets it.
 func (w *Warmer) Take(ctx context.Context, most int) (int, error) {
 	w.cached = false // until the probe below finds the chunk readable
-	// At most maxChain-1 guards: warm's reads of it fit a chain.
-	n := min(most, cachedChunk, (maxChain-1)*len(w.d.guard))
+	n := min(most, cachedChunk)
 	left := min(int64(n), w.size-w.off) // what the copy can read of it
 	if left <= 0 || w.mode == refused {
 		w.off += int64(n)
@@ -197,7 +204,7 @@ func (w *Warmer) Take(ctx context.Context, most int) (int, error) {
 		// Read in one guard's worth, and grant that: the READ starts
 		// the reads of all of it, sized as a copy's read of it would
 		// be (the kernel sizes its readahead by the read).
-		n = min(n, len(w.d.guard))
+		n = min(n, len(w.d.guard), w.chainBytes())
 		if start := startChunk(w.misses); start > 0 && min(int64(most), w.size-w.off) > rampMin {
 			n = min(n, start)
 		}
@@ -208,6 +215,8 @@ func (w *Warmer) Take(ctx context.Context, most int) (int, error) {
 		// Read the first page, not the copy: it may carry the
 		// kernel's readahead mark, where the reader starts the next
 		// readahead and can wait for the disk queue.
+		n = min(n, w.chainBytes())
+		left = min(int64(n), left)
 		page := int64(os.Getpagesize())
 		head = min(page-w.off%page, left)
 	}
@@ -228,6 +237,11 @@ func (w *Warmer) Take(ctx context.Context, most int) (int, error) {
 	return n, nil
 }
 
+// chainBytes is the most a chunk the ring reads from may hold: warm's
+// reads of it, the first page at each step and the last page, fit in a
+// chain (maxChain).
+func (w *Warmer) chainBytes() int { return (maxChain - 1) * int(w.step) }
+
 // read has the ring read in the n bytes at the Warmer's offset, head
 // bytes of them first (warm); missing: some pages were not in the page
 // cache. A missing chunk that the reads into the guard left with pages
@@ -238,7 +252,7 @@ func (w *Warmer) read(ctx context.Context, missing bool, head, n int64) (int32, 
 	if missing && w.mode == shortReadahead {
 		return w.d.warmCopy(ctx, *w.pin, w.off, n)
 	}
-	r, err := w.d.warm(ctx, *w.pin, w.off, head, n)
+	r, err := w.d.warm(ctx, *w.pin, w.off, head, n, w.step)
 	if err != nil || !missing || r != -int32(syscall.EFAULT) {
 		return r, err // not a missing chunk, or failed: the copy's read tells
 	}
@@ -367,17 +381,17 @@ func (w *Warmer) residency(n int) Residency {
 // or the driver is closed first; reads cancelled by ctx are still waited
 // for, so that the pin outlives them.
 //
-// Between the two, it reads the first page at each guard's size from off
-// within the n bytes (at most maxChain-2 of them: n is at most
-// maxChain-1 guards): a chunk longer than a guard (one found in the page
-// cache) may hold the start of a readahead window, and with it the
-// window's mark, at each of them (startChunk), which the ring's read
-// then meets, not the copy's sendfile(2).
-func (d *Driver) warm(ctx context.Context, f fileRef, off, head, n int64) (int32, error) {
+// Between the two, it reads the first page at each step from off within
+// the n bytes (at most maxChain-2 of them: n is at most maxChain-1
+// steps): a chunk longer than a step (one found in the page cache) may
+// hold the start of a readahead window, and with it the window's mark,
+// at each of them (startChunk, markStep), which the ring's read then
+// meets, not the copy's sendfile(2); and the read waits for the window
+// it lands in, where the window is still being read.
+func (d *Driver) warm(ctx context.Context, f fileRef, off, head, n, step int64) (int32, error) {
 	page := int64(os.Getpagesize())
 	last := (off + n - 1) &^ (page - 1) // the last page
-	step := int64(len(d.guard))
-	marks := 0 // the pages at off+step, off+2*step, ... before last
+	marks := 0                          // the pages at off+step, off+2*step, ... before last
 	if last > off {
 		marks = int((last - off - 1) / step)
 	}

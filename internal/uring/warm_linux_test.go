@@ -247,13 +247,17 @@ func TestWarmReadsIn(t *testing.T) {
 		name     string
 		willneed bool // start reading the chunk in first
 		head, n  int64
-		reads    uint64 // SQEs: the head, the first page of each further guard, the last page
+		step     int64  // markStep's answer
+		reads    uint64 // SQEs: the head, the first page of each further step, the last page
 	}{
-		{"missing chunk", false, chunk, chunk, 2},
-		{"chunk being read", true, 4096, chunk, 2},
-		{"one page", false, 100, 100, 1},
+		{"missing chunk", false, chunk, chunk, chunk, 2},
+		{"chunk being read", true, 4096, chunk, chunk, 2},
+		{"one page", false, 100, 100, chunk, 1},
 		// Where a readahead window may start, with its mark (startChunk).
-		{"chunk of four guards", true, 4096, 4 * chunk, 5},
+		{"chunk of four guards", true, 4096, 4 * chunk, chunk, 5},
+		// A device that reads ahead less than a guard (markStep).
+		{"chunk of four windows", true, 4096, chunk, chunk / 4, 5},
+		{"missing chunk of two windows", false, chunk, chunk, chunk / 2, 3},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			d, st := newTestDriverWith(t, 2, 1, chunk)
@@ -273,7 +277,7 @@ func TestWarmReadsIn(t *testing.T) {
 			}
 			defer d.unpin(p)
 			sqes := st.SQEs.Load() // the pin's FILES_UPDATE
-			r, err := d.warm(context.Background(), p, off, c.head, c.n)
+			r, err := d.warm(context.Background(), p, off, c.head, c.n, c.step)
 			if err != nil || r != -int32(unix.EFAULT) {
 				t.Fatalf("warm = %d, %v; want -EFAULT (the guard takes no byte)", r, err)
 			}
@@ -436,5 +440,96 @@ func testWarmerStartChunks(t *testing.T, size int, want []int) {
 	}
 	if len(missing) < len(want) || !slices.Equal(missing[:len(want)], want) {
 		t.Errorf("the chunks found missing were granted %v; want %v first", missing, want)
+	}
+}
+
+// TestMarkStep: a Warmer's chains read a page at each of the device's
+// readahead windows where the device reads ahead less than a guard, and
+// at each guard otherwise, or where its readahead is unknown (no block
+// device behind st_dev 0) or off.
+func TestMarkStep(t *testing.T) {
+	const guard = 1 << 20
+	f := testFile(t, []byte("x"))
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	dev := uint64(st.Dev)
+	ra, known := readahead(dev)
+	want := guard
+	if known && ra >= 4096 && ra < guard {
+		want = ra
+	}
+	d := &Driver{guard: make([]byte, guard)}
+	if got := d.markStep(dev); got != want {
+		t.Errorf("markStep(%d:%d) = %d (readahead %d, %v); want %d", unix.Major(dev), unix.Minor(dev), got, ra, known, want)
+	}
+	if got := d.markStep(0); got != guard {
+		t.Errorf("markStep(0:0) = %d; want a guard, %d", got, guard)
+	}
+	// The cache answers without sysfs.
+	d.steps[dev] = 12345
+	if got := d.markStep(dev); got != 12345 {
+		t.Errorf("markStep after caching 12345 = %d", got)
+	}
+}
+
+// TestWarmerSmallReadahead: on a device that reads ahead less than a
+// guard (markStep), a Warmer grants the chunks the ring reads from, a
+// cold file's, in at most maxChain-1 of its readahead windows, so that
+// its chains read a page of each window; a file in the page cache still
+// goes in whole cachedChunk grants, with no ring op. Each grant is in
+// the page cache by the time it is made.
+func TestWarmerSmallReadahead(t *testing.T) {
+	const (
+		size   = 8 << 20
+		window = 128 << 10
+	)
+	for _, c := range []struct {
+		name    string
+		cached  bool
+		largest int
+	}{
+		{"cold", false, (maxChain - 1) * window},
+		{"cached", true, cachedChunk},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d, st := newTestDriverWith(t, 2, 1, DefaultWarmChunk)
+			f := testFile(t, make([]byte, size))
+			if n := fdtest.CachedPages(t, f, size); n > 0 {
+				t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
+			}
+			if c.cached {
+				io.Copy(io.Discard, f)
+				if _, err := f.Seek(0, io.SeekStart); err != nil {
+					t.Fatal(err)
+				}
+			}
+			d.steps = map[uint64]int{0: window} // the File below has Dev 0
+			w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: size})
+			if err != nil || w == nil {
+				t.Fatalf("NewWarmer = %v, %v", w, err)
+			}
+			defer w.Close()
+			largest := 0
+			for left := size; left > 0; {
+				off := w.off
+				n, err := w.Take(context.Background(), left)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if present, known := pagesPresent(int(f.Fd()), off, int64(n)); known && !present {
+					t.Fatalf("the %d bytes granted at %d are not all in the page cache", n, off)
+				}
+				largest = max(largest, n)
+				left -= n
+			}
+			if largest != c.largest {
+				t.Errorf("largest grant %d; want %d", largest, c.largest)
+			}
+			if c.cached && st.SQEs.Load() != 0 {
+				t.Errorf("%d SQEs for a file in the page cache; want none", st.SQEs.Load())
+			}
+		})
 	}
 }
