@@ -141,14 +141,13 @@ func (k *Kernel) deliverLoop(d *kdest) {
 				// The kernel refuses this destination, at once or for
 				// pages it cannot take (an O_DIRECT file's, unaligned):
 				// a refused splice moves nothing, so the bytes are still
-				// in the private pipe. Write them, and the rest.
-				d.path = pathRefused
+				// in the private pipe. Write them, and the rest, in
+				// io.Copy's sizes (Chunk).
+				d.path = pathWrite
 				continue
 			}
 		case pathWrite:
 			buf, err = k.writeOut(d, int(avail), buf)
-		case pathRefused:
-			buf, err = k.writeOut(d, int(min(avail, copyBuffer)), buf)
 		}
 		if err != nil {
 			d.err = d.failed(err)
@@ -189,8 +188,9 @@ func (k *Kernel) spliceOut(d *kdest, n int) error {
 	return serr
 }
 
-// writeOut reads up to n bytes from d's private pipe and writes them with
-// d's Write, for destinations splice cannot write to.
+// writeOut reads up to n bytes, a Chunk at most, from d's private pipe
+// and writes them with d's Write, for destinations splice cannot write
+// to.
 func (k *Kernel) writeOut(d *kdest, n int, buf []byte) ([]byte, error) {
 	if buf == nil {
 		buf = make([]byte, Chunk)

@@ -38,8 +38,14 @@ var ErrEvicted = errors.New("pipes: destination evicted")
 var ErrEnded = errors.New("pipes: fan-out ended")
 
 // Chunk is the size of a userspace read: of the source by Userspace, of
-// a private pipe by Kernel for a destination it cannot splice into.
-const Chunk = 64 << 10
+// a private pipe by Kernel for a destination it cannot splice into. It is
+// io.Copy's buffer size, so that each destination gets the Writes
+// io.Copy gives it from a source without WriteTo: a destination may
+// take a Write whole or not at all by its length (an O_DIRECT file takes
+// only aligned ones), or keep its bounds (a datagram or seqpacket
+// socket's messages), and it must get the bytes, messages and error
+// io.Copy gives it. A source's Read gets the buffer io.Copy's would.
+const Chunk = 32 << 10
 
 // Policy is what a fan-out does with destinations that fall behind.
 type Policy struct {

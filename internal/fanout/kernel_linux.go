@@ -106,19 +106,11 @@ const (
 	// pathSplice splices them into out.Conn.
 	pathSplice path = iota
 	// pathWrite reads them with read(2) and writes them with Write, a
-	// Chunk at most at a time: for a destination that is not a
-	// descriptor.
+	// Chunk (io.Copy's 32 KiB) at most at a time: for a destination
+	// that is not a descriptor splice can write to, or one that
+	// refused a splice.
 	pathWrite
-	// pathRefused is pathWrite for a descriptor that refused a splice,
-	// in io.Copy's writes of 32 KiB at most: a destination that refuses
-	// splices may refuse lengths too (an O_DIRECT file takes only
-	// aligned ones), and it must get the bytes io.Copy gives it before
-	// the same error.
-	pathRefused
 )
-
-// copyBuffer is the size of io.Copy's buffer.
-const copyBuffer = 32 << 10
 
 // NewKernel returns a fan-out from src with no destination and no pipe
 // yet: see Add and Open, or OpenJoinable. Close releases what it holds.
