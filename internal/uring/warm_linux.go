@@ -146,7 +146,8 @@ const (
 // Where at most rampMin of the copy is left, a missing chunk is a whole
 // guard from the start: the copy would end before its readahead grew
 // large folios, and smaller chunks would only cost it more round trips
-// to the ring (measured on 1 MiB copies, same section).
+// to the ring (measured on 1 MiB copies, same section). So it is where
+// the device reads ahead less than a guard (Warmer.ramps).
 func startChunk(i int) int {
 	switch i {
 	case 0, 1:
@@ -205,7 +206,7 @@ func (w *Warmer) Take(ctx context.Context, most int) (int, error) {
 		// the reads of all of it, sized as a copy's read of it would
 		// be (the kernel sizes its readahead by the read).
 		n = min(n, len(w.d.guard), w.chainBytes())
-		if start := startChunk(w.misses); start > 0 && min(int64(most), w.size-w.off) > rampMin {
+		if start := startChunk(w.misses); start > 0 && w.ramps() && min(int64(most), w.size-w.off) > rampMin {
 			n = min(n, start)
 		}
 		w.misses++
@@ -236,6 +237,16 @@ func (w *Warmer) Take(ctx context.Context, most int) (int, error) {
 	w.off += int64(n)
 	return n, nil
 }
+
+// ramps reports whether the copy's first missing chunks are read in
+// startChunk pieces: where the device reads ahead at least a guard, the
+// windows that ramp grows into larger folios. Where it reads ahead less,
+// its windows are too small for large folios, and small first chunks
+// only start the readahead's marks ahead of the Warmer, for the copy's
+// sendfile(2) to meet: with requests of 256 KiB (max_sectors_kb), 256
+// cold copies then ran 33-55 threads, against 10-11 without the ramp
+// (docs/benchmarks.md, "Devices that read ahead 128 KiB").
+func (w *Warmer) ramps() bool { return w.step >= int64(len(w.d.guard)) }
 
 // chainBytes is the most a chunk the ring reads from may hold: warm's
 // reads of it, the first page at each step and the last page, fit in a
