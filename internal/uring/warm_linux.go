@@ -243,9 +243,8 @@ func (w *Warmer) Take(ctx context.Context, most int) (int, error) {
 // windows that ramp grows into larger folios. Where it reads ahead less,
 // its windows are too small for large folios, and small first chunks
 // only start the readahead's marks ahead of the Warmer, for the copy's
-// sendfile(2) to meet: with requests of 256 KiB (max_sectors_kb), 256
-// cold copies then ran 33-55 threads, against 10-11 without the ramp
-// (docs/benchmarks.md, "Devices that read ahead 128 KiB").
+// sendfile(2) to meet, which then waits for the disk queue on its
+// thread (docs/benchmarks.md, "Devices that read ahead 128 KiB").
 func (w *Warmer) ramps() bool { return w.step >= int64(len(w.d.guard)) }
 
 // chainBytes is the most a chunk the ring reads from may hold: warm's
