@@ -33,9 +33,11 @@ func TestCancelledWarmAsksBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := st.SQEs.Load()
-		// Read in the whole guard, then the chunk's last page: the
-		// ctx is done before the loop submits them.
-		_, err = d.warm(ctx, p, 0, 1<<20, 2<<20, 1<<20)
+		// Read in the whole guard, then the chunk's last page, with no
+		// mark read between (a step past the chunk): a chain of two
+		// READs, whatever the device reads ahead. The ctx is done
+		// before the loop submits them.
+		_, err = d.warm(ctx, p, 0, 1<<20, 2<<20, 2<<20)
 		d.unpin(p)
 		if err == nil {
 			continue // the chain was done before the select saw ctx

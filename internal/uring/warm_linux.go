@@ -141,13 +141,14 @@ const (
 // the ring reads a page (warm). A device that reads ahead less than a
 // guard (128 KiB is the usual default) reads in windows of its
 // read_ahead_kb: the ring then reads a page at each of those from a
-// chunk's first page (markStep), and chunks are as much shorter.
+// chunk's first page (markStep), and a chunk it reads from holds at most
+// maxChain-1 of them (chainBytes).
 //
 // Where at most rampMin of the copy is left, a missing chunk is a whole
 // guard from the start: the copy would end before its readahead grew
 // large folios, and smaller chunks would only cost it more round trips
-// to the ring (measured on 1 MiB copies, same section). So it is where
-// the device reads ahead less than a guard (Warmer.ramps).
+// to the ring (measured on 1 MiB copies, same section). Nor is one
+// ramped where the device reads ahead less than a guard (Warmer.ramps).
 func startChunk(i int) int {
 	switch i {
 	case 0, 1:
@@ -202,9 +203,10 @@ func (w *Warmer) Take(ctx context.Context, most int) (int, error) {
 	w.cached = res == Cached && left >= gatedChunk
 	switch res {
 	case Missing:
-		// Read in one guard's worth, and grant that: the READ starts
-		// the reads of all of it, sized as a copy's read of it would
-		// be (the kernel sizes its readahead by the read).
+		// Read in one guard's worth, or maxChain-1 readahead windows
+		// where those are smaller (chainBytes), and grant that: the
+		// READ starts the reads of all of it, sized as a copy's read
+		// of it would be (the kernel sizes its readahead by the read).
 		n = min(n, len(w.d.guard), w.chainBytes())
 		if start := startChunk(w.misses); start > 0 && w.ramps() && min(int64(most), w.size-w.off) > rampMin {
 			n = min(n, start)
