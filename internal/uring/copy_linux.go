@@ -303,6 +303,13 @@ func readableAt(fd int, off int64) bool {
 // pagesPresent reports whether every page of the n bytes at off of fd is
 // in the page cache, read or being read, by cachestat(2); known is false
 // where the kernel cannot tell (no cachestat before Linux 6.5).
+//
+// cachestat counts the page cache's entries without its lock, and a
+// count can miss one of the range's folios while the kernel works on the
+// file (seen on Linux 6.18, on a loop device, right after the ring's
+// READs of the range: 48 of its 64 pages, then 64 on the next call, none
+// evicted between). So a page reported missing may be there; where that
+// decides more than one chunk, the caller asks again (Warmer.readIn).
 func pagesPresent(fd int, off, n int64) (present, known bool) {
 	var st unix.Cachestat_t
 	r := unix.CachestatRange{Off: uint64(off), Len: uint64(n)}

@@ -279,14 +279,26 @@ func (w *Warmer) read(ctx context.Context, missing bool, head, n int64) (int32, 
 }
 
 // readIn reports whether no page of the n bytes at the Warmer's offset
-// is missing from the page cache (ChunkResidency).
+// is missing from the page cache (ChunkResidency). The reads are done,
+// so the pages it finds stay; a count that misses some is asked again,
+// up to readInAsks counts in all, since cachestat(2) can miss a folio
+// that is there (pagesPresent) and a chunk found short sends the rest of
+// the copy through the scratch buffer.
 func (w *Warmer) readIn(n int64) bool {
 	in := true
 	w.src.Control(func(sysfd uintptr) {
-		in = ChunkResidency(int(sysfd), w.off, int(n), w.size) != Missing
+		for range readInAsks {
+			if in = ChunkResidency(int(sysfd), w.off, int(n), w.size) != Missing; in {
+				return
+			}
+		}
 	})
 	return in
 }
+
+// readInAsks is how many counts readIn takes of a chunk before it takes
+// the chunk for short.
+const readInAsks = 3
 
 // fileOffset reads the offset of the caller's file behind c, and
 // whether it was opened O_DIRECT.
