@@ -46,9 +46,9 @@ import (
 // part. The Warmer checks (cachestat) that a missing chunk's reads left
 // no page missing; where they did, it reads the chunk again into a
 // scratch buffer nobody reads, a READ that goes on through the whole
-// chunk, and reads every missing chunk of the copy so from then on
-// (shortReadahead): the bytes cross into userspace once, as the price
-// of such a device.
+// chunk, and reads every missing chunk of the copy so once two chunks in
+// a row were left short (shortReadahead): the bytes cross into userspace
+// once, as the price of such a device.
 //
 // The copy must read the file from the offset the Warmer was made at, in
 // order, and give back what it did not read (Refund), as a copy does
@@ -68,6 +68,10 @@ type Warmer struct {
 	// misses counts the chunks found Missing: the first ones are read
 	// in smaller pieces (startChunk).
 	misses int
+	// shorts counts the missing chunks in a row that their reads into
+	// the guard left with pages missing; at shortChunks the copy goes
+	// shortReadahead.
+	shorts int
 	// cached: the chunk granted last holds at least gatedChunk bytes
 	// that a probe found readable from the page cache (Cached), so a
 	// call sending it into a non-blocking socket, made right after,
@@ -93,12 +97,12 @@ const (
 	// reads the first and last page of each chunk whose pages are all
 	// there, not a probe on the copy's thread.
 	behindReadahead
-	// shortReadahead: behindReadahead, where a chunk read into the guard
-	// still had pages missing after the reads: the device reads ahead
-	// less than a chunk at once (read_ahead_kb and max_sectors_kb both
-	// under Config.WarmChunk), and a read that stops at its first copy
-	// out reads in only that much. A missing chunk is read by copying
-	// it into the scratch buffer, which reads it whole.
+	// shortReadahead: behindReadahead, where shortChunks chunks in a row
+	// read into the guard still had pages missing after the reads: the
+	// device reads ahead less than a chunk at once (read_ahead_kb and
+	// max_sectors_kb both under Config.WarmChunk), and a read that stops
+	// at its first copy out reads in only that much. A missing chunk is
+	// read by copying it into the scratch buffer, which reads it whole.
 	shortReadahead
 	// refused: the kernel cannot read the file through the ring; the
 	// Warmer grants every chunk as it is.
@@ -117,6 +121,13 @@ const (
 	// rampMin: a copy with more than this left reads its first missing
 	// chunks in startChunk pieces.
 	rampMin = 2 << 20
+	// shortChunks is how many missing chunks in a row the reads into
+	// the guard must leave short for a Warmer to take its device for
+	// one that reads ahead less than a chunk. One is not enough: a
+	// chunk whose first page another reader's readahead had cached
+	// (copies of sections of one file) is left short on any device,
+	// since the READ into the guard stops at that page.
+	shortChunks = 2
 )
 
 // startChunk is the most the i-th chunk (from 0) that a Warmer finds
@@ -258,8 +269,8 @@ func (w *Warmer) chainBytes() int { return (maxChain - 1) * int(w.step) }
 // bytes of them first (warm); missing: some pages were not in the page
 // cache. A missing chunk that the reads into the guard left with pages
 // missing is read again by copying it (warmCopy), as every missing
-// chunk is from then on (shortReadahead). It returns the first read's
-// result, as warm does.
+// chunk is once shortChunks in a row were (shortReadahead). It returns
+// the first read's result, as warm does.
 func (w *Warmer) read(ctx context.Context, missing bool, head, n int64) (int32, error) {
 	if missing && w.mode == shortReadahead {
 		return w.d.warmCopy(ctx, *w.pin, w.off, n)
@@ -272,9 +283,12 @@ func (w *Warmer) read(ctx context.Context, missing bool, head, n int64) (int32, 
 		hook(w.off, n)
 	}
 	if w.readIn(n) {
+		w.shorts = 0
 		return r, nil
 	}
-	w.mode = shortReadahead
+	if w.shorts++; w.shorts >= shortChunks {
+		w.mode = shortReadahead
+	}
 	return w.d.warmCopy(ctx, *w.pin, w.off, n)
 }
 

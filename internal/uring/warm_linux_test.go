@@ -551,3 +551,49 @@ func readIn(fd int, off, n int64) bool {
 	}
 	return false
 }
+
+// TestWarmerOneShortChunk: a chunk its reads leave short once (here its
+// pages dropped after the reads; in use, a chunk whose first page was
+// already cached, by another reader's readahead, so that the READ into
+// the guard, stopping there, read in none of the rest) is read by
+// copying it, and the copy goes on behind the readahead: only chunks
+// left short twice in a row are taken for a device that reads ahead
+// less than a chunk (shortReadahead), which copies every later chunk
+// through userspace.
+func TestWarmerOneShortChunk(t *testing.T) {
+	const size = rampMin // no startChunk ramp: every chunk a guard
+	d, st := newTestDriverWith(t, 2, 1, 256<<10)
+	f := testFile(t, make([]byte, size))
+	if n := fdtest.CachedPages(t, f, size); n > 0 {
+		t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
+	}
+	dropped := false
+	d.afterGuard = func(off, n int64) {
+		if !dropped {
+			dropped = true
+			unix.Fadvise(int(f.Fd()), off, n, unix.FADV_DONTNEED)
+		}
+	}
+	w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: size})
+	if err != nil || w == nil {
+		t.Fatalf("NewWarmer = %v, %v", w, err)
+	}
+	defer w.Close()
+	for left := size; left > 0; {
+		off := w.off
+		n, err := w.Take(context.Background(), left)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !readIn(int(f.Fd()), off, int64(n)) {
+			t.Fatalf("the %d bytes granted at %d are not all in the page cache", n, off)
+		}
+		left -= n
+	}
+	if !dropped {
+		t.Fatal("no chunk was read into the guard")
+	}
+	if w.mode != behindReadahead {
+		t.Errorf("mode %d after one short chunk and %d chunks read in; want behindReadahead (%d)", w.mode, st.Warms.Load(), behindReadahead)
+	}
+}
