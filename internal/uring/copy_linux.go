@@ -410,7 +410,13 @@ func remoteFS(fd int) bool {
 	if err := unix.Fstatfs(fd, &st); err != nil {
 		return true
 	}
-	switch uint32(st.Type) {
+	return remoteType(uint32(st.Type))
+}
+
+// remoteType reports whether a file system of the type typ (statfs's
+// f_type) reads from a server: see remoteFS.
+func remoteType(typ uint32) bool {
+	switch typ {
 	case unix.FUSE_SUPER_MAGIC, unix.NFS_SUPER_MAGIC, unix.SMB_SUPER_MAGIC,
 		unix.SMB2_SUPER_MAGIC, unix.CIFS_SUPER_MAGIC, unix.V9FS_MAGIC,
 		unix.CEPH_SUPER_MAGIC, unix.AFS_SUPER_MAGIC, unix.AFS_FS_MAGIC,

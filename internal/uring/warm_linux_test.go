@@ -196,6 +196,7 @@ func TestWarmerModes(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			d, st := newTestDriverWith(t, 2, 1, 256<<10)
 			f := testFile(t, make([]byte, size))
+			skipUnwarmable(t, f)
 			if c.short {
 				d.afterGuard = func(off, n int64) {
 					unix.Fadvise(int(f.Fd()), off, n, unix.FADV_DONTNEED)
@@ -344,6 +345,7 @@ func warmerGate(t *testing.T, size int, warm bool, senders int) (got []bool, war
 		d.senders = make(chan struct{}, senders)
 	}
 	f := testFile(t, make([]byte, size))
+	skipUnwarmable(t, f)
 	if warm {
 		io.Copy(io.Discard, f)
 		f.Seek(0, io.SeekStart)

@@ -1,0 +1,158 @@
+package uring
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pipes-go/pipes/internal/fdtest"
+)
+
+// Adversarial tests, twenty-first round: the Warmer on files whose pages
+// cachestat(2) never counts.
+
+// TestWarmerUnseenPageCache: a file whose pages cachestat(2) never
+// counts, however often it is read, gets no Warmer: every chunk of it
+// would be found Missing, read into the guard, found still missing and
+// read again through the scratch buffer (shortReadahead), for good, a
+// cold file's price paid by a file read from memory. Such are a file on
+// overlayfs (the pages are the backing file's; preadv2 RWF_NOWAIT
+// answers EOPNOTSUPP there too), a sysfs or procfs file (no page cache
+// at all), and a tmpfs file (its holes are read from the zero page and
+// never enter the page cache; its other pages are in memory). A cold
+// file on the test's own file system still gets one, as the control.
+func TestWarmerUnseenPageCache(t *testing.T) {
+	const size = 4<<20 + 4096 // over cachedChunk: smallCached says nothing
+	for _, c := range []struct {
+		name string
+		open func(t *testing.T) *os.File
+		want bool // a Warmer
+	}{
+		{"cold file", func(t *testing.T) *os.File {
+			f := testFile(t, fdtest.Random(size))
+			if n := fdtest.CachedPages(t, f, size); n > 0 {
+				t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
+			}
+			return f
+		}, true},
+		{"overlayfs, read whole", func(t *testing.T) *os.File {
+			f := openAdv21(t, filepath.Join(overlayAdv21(t, fdtest.Random(size)), "data"))
+			io.Copy(io.Discard, f)
+			f.Seek(0, io.SeekStart)
+			return f
+		}, false},
+		{"sysfs", func(t *testing.T) *os.File {
+			return openAdv21(t, "/sys/kernel/btf/vmlinux")
+		}, false},
+		{"procfs", func(t *testing.T) *os.File {
+			return openAdv21(t, "/proc/config.gz")
+		}, false},
+		{"tmpfs, a hole", func(t *testing.T) *os.File {
+			var st unix.Statfs_t
+			if unix.Statfs("/dev/shm", &st) != nil || st.Type != unix.TMPFS_MAGIC {
+				t.Skip("no tmpfs at /dev/shm")
+			}
+			dir, err := os.MkdirTemp("/dev/shm", "warmer")
+			if err != nil {
+				t.Skip(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			path := filepath.Join(dir, "sparse")
+			if err := os.WriteFile(path, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(path, size); err != nil {
+				t.Fatal(err)
+			}
+			f := openAdv21(t, path)
+			io.Copy(io.Discard, f)
+			f.Seek(0, io.SeekStart)
+			return f
+		}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d, st := newTestDriverWith(t, 2, 1, DefaultWarmChunk)
+			f := c.open(t)
+			var fst unix.Stat_t
+			if err := unix.Fstat(int(f.Fd()), &fst); err != nil {
+				t.Fatal(err)
+			}
+			w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: fst.Size, Dev: uint64(fst.Dev)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w == nil {
+				if c.want {
+					t.Fatal("no Warmer")
+				}
+				return
+			}
+			defer w.Close()
+			for left := fst.Size; left > 0; {
+				n, err := w.Take(context.Background(), int(left))
+				if err != nil {
+					t.Fatal(err)
+				}
+				left -= int64(n)
+			}
+			if !c.want {
+				t.Errorf("a Warmer, which read %d chunks of %d bytes in (mode %d at the end); want none", st.Warms.Load(), fst.Size, w.mode)
+			}
+		})
+	}
+}
+
+// openAdv21 opens path for reading, skipping the test where it cannot;
+// the file is closed when the test ends.
+func openAdv21(t *testing.T, path string) *os.File {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Skip(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// overlayAdv21 mounts an overlayfs whose lower layer holds a file named
+// data, and returns where it is mounted; it skips the test where it
+// cannot mount one (not root, no overlayfs). It is unmounted when the
+// test ends.
+func overlayAdv21(t *testing.T, data []byte) string {
+	t.Helper()
+	// Not t.TempDir: the test's name may hold a comma, which ends
+	// an overlayfs option.
+	dir, err := os.MkdirTemp("", "overlay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	lower, upper, work, merged := filepath.Join(dir, "lower"), filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "merged")
+	for _, p := range []string{lower, upper, work, merged} {
+		if err := os.Mkdir(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(lower, "data"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts := "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work
+	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
+		t.Skipf("mount overlayfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(merged, unix.MNT_DETACH) })
+	return merged
+}
+
+// skipUnwarmable skips the test where f is on a file system that gets
+// no Warmer (warmable): the test's temporary directory on tmpfs, say.
+func skipUnwarmable(t *testing.T, f *os.File) {
+	t.Helper()
+	if !warmable(rawConn(t, f)) {
+		t.Skip("the temporary directory is on a file system that gets no Warmer (tmpfs?)")
+	}
+}
