@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pipes-go/pipes/internal/fdtest"
+	"github.com/pipes-go/pipes/splice"
 )
 
 // Adversarial tests, twenty-first round: the Warmer on files whose pages
@@ -27,53 +28,22 @@ import (
 // file on the test's own file system still gets one, as the control.
 func TestWarmerUnseenPageCache(t *testing.T) {
 	const size = 4<<20 + 4096 // over cachedChunk: smallCached says nothing
-	for _, c := range []struct {
+	type warmerCase struct {
 		name string
 		open func(t *testing.T) *os.File
 		want bool // a Warmer
-	}{
-		{"cold file", func(t *testing.T) *os.File {
-			f := testFile(t, fdtest.Random(size))
-			if n := fdtest.CachedPages(t, f, size); n > 0 {
-				t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
-			}
-			return f
-		}, true},
-		{"overlayfs, read whole", func(t *testing.T) *os.File {
-			f := openAdv21(t, filepath.Join(overlayAdv21(t, fdtest.Random(size)), "data"))
-			io.Copy(io.Discard, f)
-			f.Seek(0, io.SeekStart)
-			return f
-		}, false},
-		{"sysfs", func(t *testing.T) *os.File {
-			return openAdv21(t, "/sys/kernel/btf/vmlinux")
-		}, false},
-		{"procfs", func(t *testing.T) *os.File {
-			return openAdv21(t, "/proc/config.gz")
-		}, false},
-		{"tmpfs, a hole", func(t *testing.T) *os.File {
-			var st unix.Statfs_t
-			if unix.Statfs("/dev/shm", &st) != nil || st.Type != unix.TMPFS_MAGIC {
-				t.Skip("no tmpfs at /dev/shm")
-			}
-			dir, err := os.MkdirTemp("/dev/shm", "warmer")
-			if err != nil {
-				t.Skip(err)
-			}
-			t.Cleanup(func() { os.RemoveAll(dir) })
-			path := filepath.Join(dir, "sparse")
-			if err := os.WriteFile(path, nil, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Truncate(path, size); err != nil {
-				t.Fatal(err)
-			}
-			f := openAdv21(t, path)
-			io.Copy(io.Discard, f)
-			f.Seek(0, io.SeekStart)
-			return f
-		}, false},
-	} {
+	}
+	cases := []warmerCase{{"cold file", func(t *testing.T) *os.File {
+		f := testFile(t, fdtest.Random(size))
+		if n := fdtest.CachedPages(t, f, size); n > 0 {
+			t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
+		}
+		return f
+	}, true}}
+	for _, u := range unseenFiles(size) {
+		cases = append(cases, warmerCase{u.name, u.open, false})
+	}
+	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			d, st := newTestDriverWith(t, 2, 1, DefaultWarmChunk)
 			f := c.open(t)
@@ -101,6 +71,78 @@ func TestWarmerUnseenPageCache(t *testing.T) {
 			}
 			if !c.want {
 				t.Errorf("a Warmer, which read %d chunks of %d bytes in (mode %d at the end); want none", st.Warms.Load(), fst.Size, w.mode)
+			}
+		})
+	}
+}
+
+// unseenFile opens a file whose pages cachestat(2) does not count.
+type unseenFile struct {
+	name string
+	open func(t *testing.T) *os.File
+}
+
+// unseenFiles returns openers of files whose pages cachestat(2) never
+// counts, however often they are read (unseenType); each skips the test
+// where it cannot make its file. size is the size of the files it
+// writes.
+func unseenFiles(size int) []unseenFile {
+	return []unseenFile{
+		{"overlayfs, read whole", func(t *testing.T) *os.File {
+			f := openAdv21(t, filepath.Join(overlayAdv21(t, fdtest.Random(size)), "data"))
+			io.Copy(io.Discard, f)
+			f.Seek(0, io.SeekStart)
+			return f
+		}},
+		{"sysfs", func(t *testing.T) *os.File {
+			return openAdv21(t, "/sys/kernel/btf/vmlinux")
+		}},
+		{"procfs", func(t *testing.T) *os.File {
+			return openAdv21(t, "/proc/config.gz")
+		}},
+		{"tmpfs, a hole", func(t *testing.T) *os.File {
+			var st unix.Statfs_t
+			if unix.Statfs("/dev/shm", &st) != nil || st.Type != unix.TMPFS_MAGIC {
+				t.Skip("no tmpfs at /dev/shm")
+			}
+			dir, err := os.MkdirTemp("/dev/shm", "warmer")
+			if err != nil {
+				t.Skip(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			path := filepath.Join(dir, "sparse")
+			if err := os.WriteFile(path, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(path, int64(size)); err != nil {
+				t.Fatal(err)
+			}
+			f := openAdv21(t, path)
+			io.Copy(io.Discard, f)
+			f.Seek(0, io.SeekStart)
+			return f
+		}},
+	}
+}
+
+// TestCopyReadsUnseenPageCache: the ring's reads do not take a copy of a
+// file whose pages cachestat(2) does not count (ringMayRead): each of its
+// rounds would look missing and go to an io-wq worker, however hot the
+// file. CopyReads hands it back, with nothing moved, to the splice loop.
+func TestCopyReadsUnseenPageCache(t *testing.T) {
+	for _, u := range unseenFiles(1 << 20) {
+		t.Run(u.name, func(t *testing.T) {
+			d, st := newTestDriver(t)
+			f := u.open(t)
+			var fst unix.Stat_t
+			if err := unix.Fstat(int(f.Fd()), &fst); err != nil {
+				t.Fatal(err)
+			}
+			r, w := testPipe(t)
+			go io.Copy(io.Discard, r)
+			n, handled, err := d.CopyReads(context.Background(), &splice.End{Conn: rawConn(t, w), Pipe: true}, File{Conn: rawConn(t, f), Size: fst.Size}, -1, nil)
+			if handled || n != 0 || err != nil || st.SQEs.Load() != 0 {
+				t.Errorf("CopyReads = (%d, %v, %v) with %d SQEs; want (0, false, nil), none", n, handled, err, st.SQEs.Load())
 			}
 		})
 	}
@@ -149,10 +191,10 @@ func overlayAdv21(t *testing.T, data []byte) string {
 }
 
 // skipUnwarmable skips the test where f is on a file system that gets
-// no Warmer (warmable): the test's temporary directory on tmpfs, say.
+// no Warmer (ringMayRead): the test's temporary directory on tmpfs, say.
 func skipUnwarmable(t *testing.T, f *os.File) {
 	t.Helper()
-	if !warmable(rawConn(t, f)) {
+	if !ringMayRead(rawConn(t, f)) {
 		t.Skip("the temporary directory is on a file system that gets no Warmer (tmpfs?)")
 	}
 }

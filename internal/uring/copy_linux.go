@@ -354,13 +354,15 @@ type copySrc struct {
 // full), and meet for themselves what else stopped the pin (a file the
 // caller closed). The copy calls end once its last chain is done.
 //
-// Nor does it take a file on a file system whose reads wait for a peer
-// (remoteFS): the ring's workers are capped and shared by every copy,
-// and a read that a silent server never answers would hold one for as
-// long, until the other copies' reads wait behind such reads. The
-// caller's own path reads it on the copy's thread, as io.Copy does.
+// Nor does it take a file the ring must not read (ringMayRead): on a
+// file system whose reads wait for a server, a read that a silent server
+// never answers would hold one of the ring's capped workers for as long,
+// until the other copies' reads wait behind such reads; and where
+// cachestat(2) does not count the file's pages, every round would look
+// missing and go to a worker. The caller's own path reads such a file on
+// the copy's thread, as io.Copy does.
 func (d *Driver) begin(src File) (cs copySrc, ok bool) {
-	if onRemoteFS(src.Conn) {
+	if !ringMayRead(src.Conn) {
 		return cs, false
 	}
 	cs.p = d.pool.TryGet()
@@ -391,36 +393,60 @@ func (d *Driver) end(cs copySrc) {
 	d.pool.Put(cs.p)
 }
 
-// onRemoteFS reports whether the file behind c is on a file system whose
-// reads may wait for a server rather than a local disk (remoteFS), or
-// one fstatfs(2) cannot name: a file the ring must not read.
-func onRemoteFS(c syscall.RawConn) bool {
-	remote := true
-	c.Control(func(sysfd uintptr) { remote = remoteFS(int(sysfd)) })
-	return remote
-}
-
-// remoteFS reports whether the file fd is on a file system whose reads
-// wait for a server, local or across the network, that may never answer:
-// FUSE (sshfs, s3fs, virtiofs), NFS, SMB, 9p, Ceph, AFS, Coda; or one
-// fstatfs(2) fails for (a FUSE server that does not answer it). Such a
-// read, on an io-wq worker, holds the worker until the server answers.
-func remoteFS(fd int) bool {
-	var st unix.Statfs_t
-	if err := unix.Fstatfs(fd, &st); err != nil {
-		return true
-	}
-	return remoteType(uint32(st.Type))
+// ringMayRead reports whether the ring may read the file behind c, and
+// tell by cachestat(2) which of its chunks it must read: not where the
+// file system's reads wait for a server (remoteType: a read the server
+// never answers would hold one of the ring's workers, which every copy
+// shares), nor where cachestat does not count the file's pages
+// (unseenType: every chunk would look missing, however often it was
+// read), nor where fstatfs(2) cannot name the file system (a FUSE server
+// that does not answer it), nor for a file the caller has closed.
+func ringMayRead(c syscall.RawConn) bool {
+	ok := false
+	c.Control(func(sysfd uintptr) {
+		var st unix.Statfs_t
+		if unix.Fstatfs(int(sysfd), &st) == nil {
+			ok = !remoteType(uint32(st.Type)) && !unseenType(uint32(st.Type))
+		}
+	})
+	return ok
 }
 
 // remoteType reports whether a file system of the type typ (statfs's
-// f_type) reads from a server: see remoteFS.
+// f_type) reads from a server, local or across the network, that may
+// never answer: FUSE (sshfs, s3fs, virtiofs), NFS, SMB, 9p, Ceph, AFS,
+// Coda. Such a read, on an io-wq worker, holds the worker until the
+// server answers.
 func remoteType(typ uint32) bool {
 	switch typ {
 	case unix.FUSE_SUPER_MAGIC, unix.NFS_SUPER_MAGIC, unix.SMB_SUPER_MAGIC,
 		unix.SMB2_SUPER_MAGIC, unix.CIFS_SUPER_MAGIC, unix.V9FS_MAGIC,
 		unix.CEPH_SUPER_MAGIC, unix.AFS_SUPER_MAGIC, unix.AFS_FS_MAGIC,
 		unix.CODA_SUPER_MAGIC:
+		return true
+	}
+	return false
+}
+
+// unseenType reports whether a file system of the type typ (statfs's
+// f_type) keeps its files' bytes where cachestat(2) does not count
+// them, so that every chunk of such a file looks Missing however often
+// it was read (a Warmer would read each into the guard, then again
+// through the scratch buffer; a ring copy would send each round to a
+// worker): overlayfs, whose files' pages are the backing file's (and
+// whose preadv2 RWF_NOWAIT answers EOPNOTSUPP, so no probe tells
+// either); file systems with no page cache (procfs, sysfs, debugfs,
+// tracefs, securityfs, cgroup, bpf, efivarfs, pstore); and tmpfs, which
+// reads a hole from the zero page without putting a page in the cache
+// (a sparse file's holes stay Missing), and whose other pages are in
+// memory or swap: no device readahead for a Warmer to run ahead of.
+func unseenType(typ uint32) bool {
+	switch typ {
+	case unix.OVERLAYFS_SUPER_MAGIC, unix.TMPFS_MAGIC,
+		unix.PROC_SUPER_MAGIC, unix.SYSFS_MAGIC, unix.DEBUGFS_MAGIC,
+		unix.TRACEFS_MAGIC, unix.SECURITYFS_MAGIC, unix.CGROUP_SUPER_MAGIC,
+		unix.CGROUP2_SUPER_MAGIC, unix.BPF_FS_MAGIC, unix.EFIVARFS_MAGIC,
+		unix.PSTOREFS_MAGIC:
 		return true
 	}
 	return false

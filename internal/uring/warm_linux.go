@@ -176,9 +176,8 @@ func startChunk(i int) int {
 // file wholly in the page cache (smallCached), a file opened
 // O_DIRECT, whose reads bypass the page cache (what the ring read in
 // would be read again from the disk), or a file on a file system whose
-// reads wait for a server (remoteFS: a read the server never answers
-// would hold one of the ring's workers, which every copy shares) or
-// whose pages cachestat(2) does not count (unseenType).
+// reads wait for a server or whose pages cachestat(2) does not count
+// (ringMayRead).
 func (d *Driver) NewWarmer(src File) (*Warmer, error) {
 	if d.guard == nil {
 		return nil, nil
@@ -187,7 +186,7 @@ func (d *Driver) NewWarmer(src File) (*Warmer, error) {
 		d.st.CachedReads.Add(1) // its one chunk, found in the page cache
 		return nil, nil
 	}
-	if !warmable(src.Conn) {
+	if !ringMayRead(src.Conn) {
 		return nil, nil
 	}
 	off, direct, err := fileOffset(src.Conn)
@@ -314,46 +313,6 @@ func (w *Warmer) readIn(n int64) bool {
 // readInAsks is how many counts readIn takes of a chunk before it takes
 // the chunk for short.
 const readInAsks = 3
-
-// warmable reports whether a Warmer can tell the chunks of the file
-// behind c that the ring must read in: false where the file is on a
-// file system whose reads wait for a server (remoteType), whose pages
-// cachestat(2) does not count (unseenType), or that fstatfs(2) cannot
-// name, and for a file the caller has closed.
-func warmable(c syscall.RawConn) bool {
-	ok := false
-	c.Control(func(sysfd uintptr) {
-		var st unix.Statfs_t
-		if unix.Fstatfs(int(sysfd), &st) == nil {
-			ok = !remoteType(uint32(st.Type)) && !unseenType(uint32(st.Type))
-		}
-	})
-	return ok
-}
-
-// unseenType reports whether a file system of the type typ (statfs's
-// f_type) keeps its files' bytes where cachestat(2) does not count
-// them, so that a Warmer would find every chunk Missing, read it into
-// the guard, find it Missing still and read it again through the
-// scratch buffer (shortReadahead), for good, however often the file
-// was read: overlayfs, whose files' pages are the backing file's (and
-// whose preadv2 RWF_NOWAIT answers EOPNOTSUPP, so no probe tells
-// either); file systems with no page cache (procfs, sysfs, debugfs,
-// tracefs, securityfs, cgroup, bpf, efivarfs, pstore); and tmpfs, which
-// reads a hole from the zero page without putting a page in the cache
-// (a sparse file's holes stay Missing), and whose other pages are in
-// memory or swap: no device readahead for a Warmer to run ahead of.
-func unseenType(typ uint32) bool {
-	switch typ {
-	case unix.OVERLAYFS_SUPER_MAGIC, unix.TMPFS_MAGIC,
-		unix.PROC_SUPER_MAGIC, unix.SYSFS_MAGIC, unix.DEBUGFS_MAGIC,
-		unix.TRACEFS_MAGIC, unix.SECURITYFS_MAGIC, unix.CGROUP_SUPER_MAGIC,
-		unix.CGROUP2_SUPER_MAGIC, unix.BPF_FS_MAGIC, unix.EFIVARFS_MAGIC,
-		unix.PSTOREFS_MAGIC:
-		return true
-	}
-	return false
-}
 
 // fileOffset reads the offset of the caller's file behind c, and
 // whether it was opened O_DIRECT.
