@@ -103,6 +103,7 @@ func eachDirectDst(t *testing.T, f func(ec engineCase, e *Engine, dst adv8Dst, w
 // read of the source's last 64 KiB).
 func TestAdv18UnalignedIntoDirectFile(t *testing.T) {
 	fdtest.Check(t)
+	fdtest.DirectRefusesUnaligned(t)
 	data := fdtest.Random(2 << 20)
 	var srcs []adv8Src
 	for _, size := range []int{40000, 100000, 150000} {

@@ -24,10 +24,15 @@ import (
 // destination io.Copy's count, bytes and error class on the same input.
 //
 // Two kinds differ from io.Copy by design, and the test states how:
-//   - O_DIRECT: io.Copy from a file goes through copy_file_range, whose
-//     fallback writes the aligned part and then fails; io.Copy reports
-//     0 bytes with the aligned part in the file. FanOut reports the
-//     bytes that reached the file, which must equal that file's length.
+//   - O_DIRECT: io.Copy from a file goes through copy_file_range,
+//     which a fan-out, reading its source once for all destinations,
+//     cannot: on ext4 its fallback writes the aligned part and then
+//     fails, and io.Copy reports 0 bytes; on a file system that clones
+//     extents (xfs, btrfs) it copies the whole file, unaligned tail and
+//     all, with no error. From a file, the test wants instead what
+//     io.Copy's own writes give (onlyWriter, onlyReader), which are
+//     what FanOut makes. From either source, FanOut reports the bytes
+//     that reached the file, which must equal that file's length.
 //   - directory: io.Copy from a file fails with copy_file_range's
 //     EISDIR, from a pipe with write(2)'s EBADF; FanOut writes, so it
 //     must fail with one of the two.
@@ -52,7 +57,11 @@ func TestAdv20FanOutOddSinks(t *testing.T) {
 			for _, sk := range advOddSinks() {
 				t.Run(fmt.Sprintf("%s/%s->%s", ec.name, src.name, sk.name), func(t *testing.T) {
 					w, finish := sk.make(t)
-					wantN, wantErr := io.Copy(w, src.make(t).(io.Reader))
+					var r io.Reader = src.make(t).(io.Reader)
+					if sk.name == "O_DIRECT" && src.name == "file" {
+						w, r = onlyWriter{w}, onlyReader{r} // io.Copy's writes, not copy_file_range
+					}
+					wantN, wantErr := io.Copy(w, r)
 					want := finish()
 					w1, fin1 := sk.make(t)
 					w2, fin2 := sk.make(t)

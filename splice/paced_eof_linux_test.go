@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
 // eofPacer grants first to the first Take and next to every other one.
@@ -117,6 +119,7 @@ func TestCopyPacedEOF(t *testing.T) {
 // waiting for a grant holds no pipe"): the pipe is empty by then.
 func TestCopyPacedRefusedHoldsNoPipe(t *testing.T) {
 	const size = 10000 // not a multiple of any block: the file refuses it
+	fdtest.DirectRefusesUnaligned(t)
 	f := directDst(t, 0)
 	a, peer := connPair(t, "unix")
 	if _, err := peer.Write(make([]byte, size)); err != nil {

@@ -100,6 +100,9 @@ func TestCopyRefusedMidway(t *testing.T) {
 		{"socket/unaligned", 100, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.fail {
+				fdtest.DirectRefusesUnaligned(t)
+			}
 			data := fdtest.Random(size)
 			f := directDst(t, tc.off)
 			a, b := connPair(t, "unix")

@@ -1,6 +1,7 @@
 package fdtest
 
 import (
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -79,4 +80,30 @@ func CachedPages(t testing.TB, f *os.File, size int64) uint64 {
 		t.Skipf("cachestat: %v", err)
 	}
 	return st.Cache
+}
+
+// DirectRefusesUnaligned skips t unless an O_DIRECT file in t's
+// temporary directory refuses a write of a length no block size divides
+// (EINVAL), as ext4 and xfs do: btrfs, and tmpfs, write such a length
+// through the page cache instead and take it. It is for tests of what a
+// copy does once the file refuses its bytes.
+func DirectRefusesUnaligned(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(t.TempDir(), "probe"), os.O_WRONLY|os.O_CREATE|syscall.O_DIRECT, 0o600)
+	if err != nil {
+		t.Skipf("O_DIRECT: %v", err)
+	}
+	defer f.Close()
+	// An aligned buffer: only the length is unaligned.
+	b, err := unix.Mmap(-1, 0, os.Getpagesize(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(b)
+	switch _, err := f.Write(b[:100]); {
+	case err == nil:
+		t.Skip("an O_DIRECT file here takes a write of 100 bytes; the test needs one that refuses it")
+	case !errors.Is(err, syscall.EINVAL):
+		t.Fatalf("a write of 100 bytes to an O_DIRECT file: %v; want EINVAL or success", err)
+	}
 }
