@@ -400,6 +400,7 @@ func TestManyRingChains(t *testing.T) {
 	if e.Backend() != BackendIOUring {
 		t.Skipf("backend is %s", e.Backend())
 	}
+	skipUnlessRingReadsTempDir(t)
 	const files = 16
 	datas := make([][]byte, files)
 	for i := range datas {
@@ -512,6 +513,9 @@ func TestCachedSendsTakeTurns(t *testing.T) {
 			e := newTestEngine(t, opts...)
 			if e.Backend() != tc.backend {
 				t.Skipf("backend is %s", e.Backend())
+			}
+			if tc.turns {
+				skipUnlessRingReadsTempDir(t) // no Warmer there: no turns
 			}
 			const copies, size = 4, 8 << 20
 			var futures []*Future

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pipes-go/pipes/internal/fdtest"
+	"github.com/pipes-go/pipes/internal/uring"
 	"github.com/pipes-go/pipes/splice"
 )
 
@@ -371,5 +372,21 @@ func ringReadsEngine(t *testing.T) *Engine {
 	if e.Backend() != BackendIOUring {
 		t.Skip("no io_uring: no ring reads")
 	}
+	skipUnlessRingReadsTempDir(t)
 	return e
+}
+
+// skipUnlessRingReadsTempDir skips t where files in its temporary
+// directory are on a file system the ring does not read and that gets no
+// Warmer (uring.MayRead: tmpfs, overlayfs, ...): copies of them never
+// reach the ring.
+func skipUnlessRingReadsTempDir(t testing.TB) {
+	t.Helper()
+	rc, err := fdtest.TempFile(t, nil).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !uring.MayRead(rc) {
+		t.Skip("the test's files are on a file system the ring does not read (tmpfs, overlayfs?)")
+	}
 }

@@ -28,6 +28,7 @@ func TestSQPollStats(t *testing.T) {
 	for _, sqPoll := range []bool{false, true} {
 		for _, entries := range []uint32{0, 4, 1} {
 			t.Run(fmt.Sprintf("sqpoll=%v/entries=%d", sqPoll, entries), func(t *testing.T) {
+				skipUnlessRingReadsTempDir(t)
 				e, err := NewEngine(WithSQPoll(sqPoll), WithRingEntries(entries), WithRingMinConcurrency(0))
 				if err != nil {
 					t.Fatal(err)

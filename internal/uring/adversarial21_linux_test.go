@@ -126,7 +126,7 @@ func unseenFiles(size int) []unseenFile {
 }
 
 // TestCopyReadsUnseenPageCache: the ring's reads do not take a copy of a
-// file whose pages cachestat(2) does not count (ringMayRead): each of its
+// file whose pages cachestat(2) does not count (MayRead): each of its
 // rounds would look missing and go to an io-wq worker, however hot the
 // file. CopyReads hands it back, with nothing moved, to the splice loop.
 func TestCopyReadsUnseenPageCache(t *testing.T) {
@@ -190,11 +190,12 @@ func overlayAdv21(t *testing.T, data []byte) string {
 	return merged
 }
 
-// skipUnwarmable skips the test where f is on a file system that gets
-// no Warmer (ringMayRead): the test's temporary directory on tmpfs, say.
-func skipUnwarmable(t *testing.T, f *os.File) {
+// skipUnlessMayRead skips the test where f is on a file system the
+// ring does not read and that gets no Warmer (MayRead): the test's
+// temporary directory on tmpfs or overlayfs, say.
+func skipUnlessMayRead(t *testing.T, f *os.File) {
 	t.Helper()
-	if !ringMayRead(rawConn(t, f)) {
-		t.Skip("the temporary directory is on a file system that gets no Warmer (tmpfs?)")
+	if !MayRead(rawConn(t, f)) {
+		t.Skip("the test's files are on a file system the ring does not read (tmpfs, overlayfs?)")
 	}
 }

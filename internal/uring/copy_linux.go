@@ -354,7 +354,7 @@ type copySrc struct {
 // full), and meet for themselves what else stopped the pin (a file the
 // caller closed). The copy calls end once its last chain is done.
 //
-// Nor does it take a file the ring must not read (ringMayRead): on a
+// Nor does it take a file the ring must not read (MayRead): on a
 // file system whose reads wait for a server, a read that a silent server
 // never answers would hold one of the ring's capped workers for as long,
 // until the other copies' reads wait behind such reads; and where
@@ -362,7 +362,7 @@ type copySrc struct {
 // missing and go to a worker. The caller's own path reads such a file on
 // the copy's thread, as io.Copy does.
 func (d *Driver) begin(src File) (cs copySrc, ok bool) {
-	if !ringMayRead(src.Conn) {
+	if !MayRead(src.Conn) {
 		return cs, false
 	}
 	cs.p = d.pool.TryGet()
@@ -393,7 +393,7 @@ func (d *Driver) end(cs copySrc) {
 	d.pool.Put(cs.p)
 }
 
-// ringMayRead reports whether the ring may read the file behind c, and
+// MayRead reports whether the ring may read the file behind c, and
 // tell by cachestat(2) which of its chunks it must read: not where the
 // file system's reads wait for a server (remoteType: a read the server
 // never answers would hold one of the ring's workers, which every copy
@@ -401,7 +401,7 @@ func (d *Driver) end(cs copySrc) {
 // (unseenType: every chunk would look missing, however often it was
 // read), nor where fstatfs(2) cannot name the file system (a FUSE server
 // that does not answer it), nor for a file the caller has closed.
-func ringMayRead(c syscall.RawConn) bool {
+func MayRead(c syscall.RawConn) bool {
 	ok := false
 	c.Control(func(sysfd uintptr) {
 		var st unix.Statfs_t
@@ -438,8 +438,10 @@ func remoteType(typ uint32) bool {
 // either); file systems with no page cache (procfs, sysfs, debugfs,
 // tracefs, securityfs, cgroup, bpf, efivarfs, pstore); and tmpfs, which
 // reads a hole from the zero page without putting a page in the cache
-// (a sparse file's holes stay Missing), and whose other pages are in
-// memory or swap: no device readahead for a Warmer to run ahead of.
+// (a sparse file's holes stay Missing), refuses preadv2 RWF_NOWAIT
+// (EOPNOTSUPP: no probe finds a page readable), and whose other pages
+// are in memory or swap: no device readahead for a Warmer to run ahead
+// of.
 func unseenType(typ uint32) bool {
 	switch typ {
 	case unix.OVERLAYFS_SUPER_MAGIC, unix.TMPFS_MAGIC,

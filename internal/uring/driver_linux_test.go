@@ -151,6 +151,7 @@ func TestCopyReads(t *testing.T) {
 	d, st := newTestDriver(t)
 	data := bytes.Repeat([]byte("0123456789abcdef"), 20000) // 320000 bytes, several pipes' worth
 	f := fdtest.TempFile(t, data)
+	skipUnlessMayRead(t, f)
 	fc, err := f.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
@@ -219,6 +220,7 @@ func TestCopyReadsCancel(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			d, _ := newTestDriver(t)
 			f := fdtest.TempFile(t, data)
+			skipUnlessMayRead(t, f)
 			fc, err := f.SyscallConn()
 			if err != nil {
 				t.Fatal(err)

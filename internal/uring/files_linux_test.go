@@ -120,6 +120,7 @@ func TestCopyReadsOneSlot(t *testing.T) {
 	for i := range datas {
 		datas[i] = bytes.Repeat([]byte{byte('a' + i)}, 200<<10+i)
 		src := testFile(t, datas[i])
+		skipUnlessMayRead(t, src)
 		pr, pw := testPipe(t)
 		go func() {
 			got := make(chan []byte)
@@ -160,6 +161,7 @@ func TestCopyReadsNoDescriptorLeft(t *testing.T) {
 	data := fdtest.Random(200 << 10)
 	copyReads := func() (int64, bool, error) {
 		f := fdtest.TempFile(t, data)
+		skipUnlessMayRead(t, f)
 		r, w := testPipe(t)
 		go io.Copy(io.Discard, r)
 		defer w.Close()

@@ -177,7 +177,7 @@ func startChunk(i int) int {
 // O_DIRECT, whose reads bypass the page cache (what the ring read in
 // would be read again from the disk), or a file on a file system whose
 // reads wait for a server or whose pages cachestat(2) does not count
-// (ringMayRead).
+// (MayRead).
 func (d *Driver) NewWarmer(src File) (*Warmer, error) {
 	if d.guard == nil {
 		return nil, nil
@@ -186,7 +186,7 @@ func (d *Driver) NewWarmer(src File) (*Warmer, error) {
 		d.st.CachedReads.Add(1) // its one chunk, found in the page cache
 		return nil, nil
 	}
-	if !ringMayRead(src.Conn) {
+	if !MayRead(src.Conn) {
 		return nil, nil
 	}
 	off, direct, err := fileOffset(src.Conn)
