@@ -10,8 +10,6 @@ import (
 	"sync"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
@@ -92,17 +90,8 @@ func TestCopyFilesUnseenByCachestat(t *testing.T) {
 		{"sysfs", func(*testing.T) string { return "/sys/kernel/btf/vmlinux" }},
 		{"procfs", func(*testing.T) string { return "/proc/config.gz" }},
 		{"tmpfs sparse", func(t *testing.T) string {
-			var st unix.Statfs_t
-			if unix.Statfs("/dev/shm", &st) != nil || st.Type != unix.TMPFS_MAGIC {
-				t.Skip("no tmpfs at /dev/shm")
-			}
-			dir, err := os.MkdirTemp("/dev/shm", "sparse")
-			if err != nil {
-				t.Skip(err)
-			}
-			t.Cleanup(func() { os.RemoveAll(dir) })
-			path := filepath.Join(dir, "f")
-			f, err := os.Create(path)
+			path := fdtest.SparseTmpfsFile(t, size)
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -110,13 +99,13 @@ func TestCopyFilesUnseenByCachestat(t *testing.T) {
 			if _, err := f.Write([]byte("head")); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := f.WriteAt([]byte("tail"), size); err != nil {
+			if _, err := f.WriteAt([]byte("tail"), size-4); err != nil {
 				t.Fatal(err)
 			}
 			return path
 		}},
 		{"overlayfs", func(t *testing.T) string {
-			return filepath.Join(overlay(t, fdtest.Random(size)), "data")
+			return filepath.Join(fdtest.Overlay(t, fdtest.Random(size)), "data")
 		}},
 	}
 	for _, c := range cases {
@@ -147,33 +136,4 @@ func TestCopyFilesUnseenByCachestat(t *testing.T) {
 			}
 		})
 	}
-}
-
-// overlay mounts an overlayfs whose lower layer holds a file named data,
-// and returns where it is mounted; it skips the test where it cannot
-// (not root, no overlayfs). It is unmounted when the test ends.
-func overlay(t *testing.T, data []byte) string {
-	t.Helper()
-	// Not t.TempDir: a test's name may hold a comma, which ends an
-	// overlayfs option.
-	dir, err := os.MkdirTemp("", "overlay")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	lower, upper, work, merged := filepath.Join(dir, "lower"), filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "merged")
-	for _, p := range []string{lower, upper, work, merged} {
-		if err := os.Mkdir(p, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(lower, "data"), data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	opts := "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work
-	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
-		t.Skipf("mount overlayfs: %v", err)
-	}
-	t.Cleanup(func() { unix.Unmount(merged, unix.MNT_DETACH) })
-	return merged
 }

@@ -107,3 +107,57 @@ func DirectRefusesUnaligned(t testing.TB) {
 		t.Fatalf("a write of 100 bytes to an O_DIRECT file: %v; want EINVAL or success", err)
 	}
 }
+
+// Overlay mounts an overlayfs whose lower layer holds a file named data
+// holding data, and returns where it is mounted; it skips the test where
+// it cannot mount one (not root, no overlayfs). It is unmounted when the
+// test ends.
+func Overlay(t testing.TB, data []byte) string {
+	t.Helper()
+	// Not t.TempDir: a test's name may hold a comma, which ends an
+	// overlayfs option.
+	dir, err := os.MkdirTemp("", "overlay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	lower, upper, work, merged := filepath.Join(dir, "lower"), filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "merged")
+	for _, p := range []string{lower, upper, work, merged} {
+		if err := os.Mkdir(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(lower, "data"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts := "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work
+	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
+		t.Skipf("mount overlayfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(merged, unix.MNT_DETACH) })
+	return merged
+}
+
+// SparseTmpfsFile makes a file of size bytes, all of it a hole, on the
+// tmpfs at /dev/shm, and returns its path; it skips the test where there
+// is no tmpfs there. The file is removed when the test ends.
+func SparseTmpfsFile(t testing.TB, size int64) string {
+	t.Helper()
+	var st unix.Statfs_t
+	if unix.Statfs("/dev/shm", &st) != nil || st.Type != unix.TMPFS_MAGIC {
+		t.Skip("no tmpfs at /dev/shm")
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "sparse")
+	if err != nil {
+		t.Skip(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "sparse")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, size); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}

@@ -89,7 +89,7 @@ type unseenFile struct {
 func unseenFiles(size int) []unseenFile {
 	return []unseenFile{
 		{"overlayfs, read whole", func(t *testing.T) *os.File {
-			f := openAdv21(t, filepath.Join(overlayAdv21(t, fdtest.Random(size)), "data"))
+			f := openAdv21(t, filepath.Join(fdtest.Overlay(t, fdtest.Random(size)), "data"))
 			io.Copy(io.Discard, f)
 			f.Seek(0, io.SeekStart)
 			return f
@@ -101,23 +101,7 @@ func unseenFiles(size int) []unseenFile {
 			return openAdv21(t, "/proc/config.gz")
 		}},
 		{"tmpfs, a hole", func(t *testing.T) *os.File {
-			var st unix.Statfs_t
-			if unix.Statfs("/dev/shm", &st) != nil || st.Type != unix.TMPFS_MAGIC {
-				t.Skip("no tmpfs at /dev/shm")
-			}
-			dir, err := os.MkdirTemp("/dev/shm", "warmer")
-			if err != nil {
-				t.Skip(err)
-			}
-			t.Cleanup(func() { os.RemoveAll(dir) })
-			path := filepath.Join(dir, "sparse")
-			if err := os.WriteFile(path, nil, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Truncate(path, int64(size)); err != nil {
-				t.Fatal(err)
-			}
-			f := openAdv21(t, path)
+			f := openAdv21(t, fdtest.SparseTmpfsFile(t, int64(size)))
 			io.Copy(io.Discard, f)
 			f.Seek(0, io.SeekStart)
 			return f
@@ -158,36 +142,6 @@ func openAdv21(t *testing.T, path string) *os.File {
 	}
 	t.Cleanup(func() { f.Close() })
 	return f
-}
-
-// overlayAdv21 mounts an overlayfs whose lower layer holds a file named
-// data, and returns where it is mounted; it skips the test where it
-// cannot mount one (not root, no overlayfs). It is unmounted when the
-// test ends.
-func overlayAdv21(t *testing.T, data []byte) string {
-	t.Helper()
-	// Not t.TempDir: the test's name may hold a comma, which ends
-	// an overlayfs option.
-	dir, err := os.MkdirTemp("", "overlay")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	lower, upper, work, merged := filepath.Join(dir, "lower"), filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "merged")
-	for _, p := range []string{lower, upper, work, merged} {
-		if err := os.Mkdir(p, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(lower, "data"), data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	opts := "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work
-	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
-		t.Skipf("mount overlayfs: %v", err)
-	}
-	t.Cleanup(func() { unix.Unmount(merged, unix.MNT_DETACH) })
-	return merged
 }
 
 // skipUnlessMayRead skips the test where f is on a file system the

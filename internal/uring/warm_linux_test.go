@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"testing"
 
@@ -209,22 +210,8 @@ func TestWarmerModes(t *testing.T) {
 			} else if n := fdtest.CachedPages(t, f, size); n > 0 {
 				t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
 			}
-			w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: size})
-			if err != nil || w == nil {
-				t.Fatalf("NewWarmer = %v, %v", w, err)
-			}
-			defer w.Close()
-			for left := size; left > 0; {
-				off := w.off
-				n, err := w.Take(context.Background(), left)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !readIn(int(f.Fd()), off, int64(n)) {
-					t.Fatalf("the %d bytes granted at %d are not all in the page cache", n, off)
-				}
-				left -= n
-			}
+			w := newWarmer(t, d, f, size)
+			takeAll(t, w, f, size)
 			if !slices.Contains(c.wantModes, w.mode) || (st.SQEs.Load() > 0) != c.wantRing {
 				t.Errorf("mode %d after the file, %d SQEs, %d chunks read in; want a mode in %v, SQEs: %v",
 					w.mode, st.SQEs.Load(), st.Warms.Load(), c.wantModes, c.wantRing)
@@ -428,14 +415,8 @@ func testWarmerStartChunks(t *testing.T, size int, want []int) {
 	defer w.Close()
 	var missing []int // the grants of the chunks found missing
 	for left := size; left > 0; {
-		off, warms := w.off, st.Warms.Load()
-		n, err := w.Take(context.Background(), left)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !readIn(int(f.Fd()), off, int64(n)) {
-			t.Fatalf("the %d bytes granted at %d are not all in the page cache", n, off)
-		}
+		warms := st.Warms.Load()
+		_, n := takeReadIn(t, w, f, left)
 		if st.Warms.Load() > warms {
 			missing = append(missing, n)
 		}
@@ -512,23 +493,12 @@ func TestWarmerSmallReadahead(t *testing.T) {
 				}
 			}
 			d.steps = map[uint64]int{0: window} // the File below has Dev 0
-			w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: size})
-			if err != nil || w == nil {
-				t.Fatalf("NewWarmer = %v, %v", w, err)
-			}
-			defer w.Close()
+			w := newWarmer(t, d, f, size)
 			largest := 0
 			for left := size; left > 0; {
-				off := w.off
-				n, err := w.Take(context.Background(), left)
-				if err != nil {
-					t.Fatal(err)
-				}
+				off, n := takeReadIn(t, w, f, left)
 				if off == 0 && n != c.first {
 					t.Errorf("first grant %d; want %d", n, c.first)
-				}
-				if !readIn(int(f.Fd()), off, int64(n)) {
-					t.Fatalf("the %d bytes granted at %d are not all in the page cache", n, off)
 				}
 				largest = max(largest, n)
 				left -= n
@@ -577,26 +547,51 @@ func TestWarmerOneShortChunk(t *testing.T) {
 			unix.Fadvise(int(f.Fd()), off, n, unix.FADV_DONTNEED)
 		}
 	}
-	w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: size})
-	if err != nil || w == nil {
-		t.Fatalf("NewWarmer = %v, %v", w, err)
-	}
-	defer w.Close()
-	for left := size; left > 0; {
-		off := w.off
-		n, err := w.Take(context.Background(), left)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !readIn(int(f.Fd()), off, int64(n)) {
-			t.Fatalf("the %d bytes granted at %d are not all in the page cache", n, off)
-		}
-		left -= n
-	}
+	w := newWarmer(t, d, f, size)
+	takeAll(t, w, f, size)
 	if !dropped {
 		t.Fatal("no chunk was read into the guard")
 	}
 	if w.mode != behindReadahead {
 		t.Errorf("mode %d after one short chunk and %d chunks read in; want behindReadahead (%d)", w.mode, st.Warms.Load(), behindReadahead)
+	}
+}
+
+// takeReadIn has w grant its next chunk, at most left bytes, and fails
+// t unless every page of the grant is in the page cache (readIn). It
+// returns where the grant starts and its size.
+func takeReadIn(t *testing.T, w *Warmer, f *os.File, left int) (off int64, n int) {
+	t.Helper()
+	off = w.off
+	n, err := w.Take(context.Background(), left)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !readIn(int(f.Fd()), off, int64(n)) {
+		t.Fatalf("the %d bytes granted at %d are not all in the page cache", n, off)
+	}
+	return off, n
+}
+
+// newWarmer returns d's Warmer for the whole file f of size bytes, from
+// its start, failing t where there is none; it is closed when the test
+// ends.
+func newWarmer(t *testing.T, d *Driver, f *os.File, size int) *Warmer {
+	t.Helper()
+	w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: int64(size)})
+	if err != nil || w == nil {
+		t.Fatalf("NewWarmer = %v, %v", w, err)
+	}
+	t.Cleanup(w.Close)
+	return w
+}
+
+// takeAll has w grant the size bytes of f, chunk by chunk, each checked
+// as takeReadIn checks it.
+func takeAll(t *testing.T, w *Warmer, f *os.File, size int) {
+	t.Helper()
+	for left := size; left > 0; {
+		_, n := takeReadIn(t, w, f, left)
+		left -= n
 	}
 }
