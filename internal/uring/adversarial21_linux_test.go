@@ -35,6 +35,7 @@ func TestWarmerUnseenPageCache(t *testing.T) {
 	}
 	cases := []warmerCase{{"cold file", func(t *testing.T) *os.File {
 		f := testFile(t, fdtest.Random(size))
+		skipUnlessMayRead(t, f)
 		if n := fdtest.CachedPages(t, f, size); n > 0 {
 			t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
 		}

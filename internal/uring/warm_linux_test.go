@@ -54,6 +54,7 @@ func TestWarmerHoldsOneSlot(t *testing.T) {
 	}
 	const size = 4 << 20
 	f := testFile(t, make([]byte, size))
+	skipUnlessMayRead(t, f)
 	if n := fdtest.CachedPages(t, f, size); n > 0 {
 		t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
 	}
@@ -405,6 +406,7 @@ func TestWarmerStartChunks(t *testing.T) {
 func testWarmerStartChunks(t *testing.T, size int, want []int) {
 	d, st := newTestDriverWith(t, 2, 1, DefaultWarmChunk)
 	f := testFile(t, make([]byte, size))
+	skipUnlessMayRead(t, f)
 	if n := fdtest.CachedPages(t, f, int64(size)); n > 0 {
 		t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
 	}
@@ -483,6 +485,7 @@ func TestWarmerSmallReadahead(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			d, st := newTestDriverWith(t, 2, 1, DefaultWarmChunk)
 			f := testFile(t, make([]byte, size))
+			skipUnlessMayRead(t, f)
 			if n := fdtest.CachedPages(t, f, size); n > 0 {
 				t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
 			}
@@ -537,6 +540,7 @@ func TestWarmerOneShortChunk(t *testing.T) {
 	const size = rampMin // no startChunk ramp: every chunk a guard
 	d, st := newTestDriverWith(t, 2, 1, 256<<10)
 	f := testFile(t, make([]byte, size))
+	skipUnlessMayRead(t, f)
 	if n := fdtest.CachedPages(t, f, size); n > 0 {
 		t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
 	}
