@@ -5,6 +5,7 @@ package pipes
 import (
 	"bytes"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -42,29 +43,41 @@ func TestWarmedCopyOffsetsAndLimits(t *testing.T) {
 		t.Run(ec.name, func(t *testing.T) {
 			e := newTestEngine(t, ec.opts...)
 			evictAll(t, paths)
-			var wg sync.WaitGroup
-			for _, c := range cases {
+			// Open the files and connect the peers first, on the
+			// test's goroutine, which alone may end the test.
+			type copyJob struct {
+				f         *os.File
+				dst, peer *net.TCPConn
+			}
+			jobs := make([][]copyJob, len(cases))
+			for i, c := range cases {
 				for range 3 {
+					f := openPath(t, paths[0], os.O_RDONLY)
+					if _, err := f.Seek(c.off, io.SeekStart); err != nil {
+						t.Fatal(err)
+					}
+					dst, peer := tcpPair(t)
+					jobs[i] = append(jobs[i], copyJob{f, dst, peer})
+				}
+			}
+			var wg sync.WaitGroup
+			for i, c := range cases {
+				for _, j := range jobs[i] {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						f := openPath(t, paths[0], os.O_RDONLY)
-						if _, err := f.Seek(c.off, io.SeekStart); err != nil {
-							t.Error(err)
-							return
-						}
-						var src io.Reader = f
+						var src io.Reader = j.f
 						want := data[c.off:]
 						if c.lim >= 0 {
-							src = &io.LimitedReader{R: f, N: c.lim}
+							src = &io.LimitedReader{R: j.f, N: c.lim}
 							want = want[:min(int64(len(want)), c.lim)]
 						}
-						got, err := copyToTCP(t, e.Copy, src)
+						got, err := copyToPeer(t, e.Copy, src, j.dst, j.peer)
 						if err != nil || !bytes.Equal(got, want) {
 							t.Errorf("%s: the peer got %d bytes (same: %v), err %v; want io.Copy's %d",
 								c.name, len(got), bytes.Equal(got, want), err, len(want))
 						}
-						if off, _ := f.Seek(0, io.SeekCurrent); off != c.off+int64(len(want)) {
+						if off, _ := j.f.Seek(0, io.SeekCurrent); off != c.off+int64(len(want)) {
 							t.Errorf("%s: the file's offset ends at %d; want %d", c.name, off, c.off+int64(len(want)))
 						}
 					}()
@@ -119,12 +132,20 @@ func TestCopyFilesUnseenByCachestat(t *testing.T) {
 			if e.Backend() != BackendIOUring {
 				t.Skip("no ring")
 			}
+			// Open the files and connect the peers first, on the
+			// test's goroutine, which alone may end the test.
+			var srcs [2]*os.File
+			var dsts, peers [2]*net.TCPConn
+			for i := range srcs {
+				srcs[i] = openPath(t, path, os.O_RDONLY)
+				dsts[i], peers[i] = tcpPair(t)
+			}
 			var wg sync.WaitGroup
-			for range 2 {
+			for i := range srcs {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					got, err := copyToTCP(t, e.Copy, openPath(t, path, os.O_RDONLY))
+					got, err := copyToPeer(t, e.Copy, srcs[i], dsts[i], peers[i])
 					if err != nil || !bytes.Equal(got, want) {
 						t.Errorf("the peer got %d bytes (same: %v), err %v; want %d", len(got), bytes.Equal(got, want), err, len(want))
 					}

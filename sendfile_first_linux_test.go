@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -106,6 +107,13 @@ func TestCopyOSFileToSocket(t *testing.T) {
 // what the other end received, and the copy's error.
 func copyToTCP(t *testing.T, copy func(io.Writer, io.Reader) (int64, error), src io.Reader) ([]byte, error) {
 	dst, peer := tcpPair(t)
+	return copyToPeer(t, copy, src, dst, peer)
+}
+
+// copyToPeer is copyToTCP into dst, a TCP connection whose other end is
+// peer; it closes both. It does not end the test (no FailNow), so the
+// test's own goroutines may call it.
+func copyToPeer(t *testing.T, copy func(io.Writer, io.Reader) (int64, error), src io.Reader, dst, peer *net.TCPConn) ([]byte, error) {
 	defer peer.Close()
 	got := make(chan []byte, 1)
 	go func() {
