@@ -71,6 +71,7 @@ func Evict(t testing.TB, f *os.File) {
 // file's: cachestat counts none of them there, cached or not.
 func CachedPages(t testing.TB, f *os.File, size int64) uint64 {
 	t.Helper()
+	// Not internal/uring's MayRead, whose tests import this package.
 	var fs unix.Statfs_t
 	if unix.Fstatfs(int(f.Fd()), &fs) == nil && fs.Type == unix.OVERLAYFS_SUPER_MAGIC {
 		t.Skip("the test's files are on overlayfs, whose pages cachestat(2) does not count")

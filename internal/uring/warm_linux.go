@@ -293,11 +293,11 @@ func (w *Warmer) read(ctx context.Context, missing bool, head, n int64) (int32, 
 }
 
 // readIn reports whether no page of the n bytes at the Warmer's offset
-// is missing from the page cache (ChunkResidency). The reads are done,
-// so the pages it finds stay; a count that misses some is asked again,
-// up to readInAsks counts in all, since cachestat(2) can miss a folio
-// that is there (pagesPresent) and a chunk found short sends the rest of
-// the copy through the scratch buffer.
+// is missing from the page cache (ChunkResidency), once the ring's reads
+// of them are done. A count that misses some is taken again, up to
+// readInAsks counts in all, since cachestat(2) can miss a folio that is
+// there (pagesPresent), and chunks found short send the rest of the copy
+// through the scratch buffer (shortChunks).
 func (w *Warmer) readIn(n int64) bool {
 	in := true
 	w.src.Control(func(sysfd uintptr) {
