@@ -63,7 +63,7 @@ type Warmer struct {
 	mode warmMode
 	// step is how far apart the pages a chain reads within a chunk
 	// are (markStep): a guard, or the device's readahead where that is
-	// less.
+	// less, but not under minStep.
 	step int64
 	// misses counts the chunks found Missing: the first ones are read
 	// in smaller pieces (startChunk).

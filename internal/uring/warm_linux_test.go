@@ -429,12 +429,37 @@ func testWarmerStartChunks(t *testing.T, size int, want []int) {
 	}
 }
 
-// TestMarkStep: a Warmer's chains read a page at each of the device's
-// readahead windows where the device reads ahead less than a guard, and
-// at each guard otherwise, or where its readahead is unknown (no block
-// device behind st_dev 0) or off.
+// TestMarkStep: the step between the pages a chain reads is the
+// device's readahead where that is under a guard, at least minStep and
+// in whole pages, else a guard; markStep keeps the answer per device.
 func TestMarkStep(t *testing.T) {
 	const guard = 1 << 20
+	page := os.Getpagesize()
+	for _, c := range []struct {
+		ra    int
+		known bool
+		guard int
+		want  int
+	}{
+		{0, false, guard, guard},                   // not a block device of its own
+		{0, true, guard, guard},                    // readahead off
+		{page / 2, true, guard, guard},             // under a page: off
+		{16 << 10, true, guard, minStep},           // under minStep
+		{minStep, true, guard, minStep},            // the usual default
+		{200<<10 + 100, true, guard, 200 << 10},    // whole pages
+		{guard, true, guard, guard},                // a guard's worth
+		{8 << 20, true, guard, guard},              // more than a guard
+		{16 << 10, true, 64 << 10, 64 << 10},       // a guard under minStep
+		{96 << 10, true, minStep / 2, minStep / 2}, // likewise
+	} {
+		if got := stepFor(c.ra, c.known, c.guard); got != c.want {
+			t.Errorf("stepFor(%d, %v, %d) = %d; want %d", c.ra, c.known, c.guard, got, c.want)
+		}
+	}
+	d := &Driver{guard: make([]byte, guard)}
+	if got := d.markStep(0); got != guard { // no device 0:0 in sysfs
+		t.Errorf("markStep(0:0) = %d; want a guard, %d", got, guard)
+	}
 	f := testFile(t, []byte("x"))
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
@@ -442,16 +467,8 @@ func TestMarkStep(t *testing.T) {
 	}
 	dev := uint64(st.Dev)
 	ra, known := readahead(dev)
-	want := guard
-	if known && ra >= 4096 && ra < guard {
-		want = ra
-	}
-	d := &Driver{guard: make([]byte, guard)}
-	if got := d.markStep(dev); got != want {
+	if got, want := d.markStep(dev), stepFor(ra, known, guard); got != want {
 		t.Errorf("markStep(%d:%d) = %d (readahead %d, %v); want %d", unix.Major(dev), unix.Minor(dev), got, ra, known, want)
-	}
-	if got := d.markStep(0); got != guard {
-		t.Errorf("markStep(0:0) = %d; want a guard, %d", got, guard)
 	}
 	// The cache answers without sysfs.
 	d.steps[dev] = 12345
