@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pipes-go/pipes/internal/fanout"
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
@@ -113,7 +114,13 @@ func TestAdv13FanOutNoDestinationLeft(t *testing.T) {
 				sr, sw := adv13Pipe(t, blocking)
 				defer sr.Close()
 				defer sw.Close()
-				chunk := fdtest.Random(64 << 10)
+				// One read's worth (fanout.Chunk, the userspace fan-out's
+				// read): the FanOut reads it all before its destination
+				// fails, and what the source holds after is what came
+				// after that failure. A larger chunk would leave the
+				// source holding its tail or not, as the second read
+				// raced the failure.
+				chunk := fdtest.Random(fanout.Chunk)
 				if _, err := sw.Write(chunk); err != nil {
 					t.Fatal(err)
 				}
