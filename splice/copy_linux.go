@@ -123,7 +123,7 @@ func Inspect(c syscall.RawConn) (Info, error) {
 const maxChunk = 1 << 30
 
 // pipeToSocketChunk bounds one splice(2) call of a direct copy from a
-// pipe into a socket. Such a splice holds the pipe's lock for the whole
+// pipe into a socket (one with no pool: throughPipe). Such a splice holds the pipe's lock for the whole
 // send (which, over loopback, runs the receiver's TCP input too) and
 // wakes the pipe's writers only when it returns: unbounded, it empties a
 // full pipe before its writer may refill any of it, and writer and copy
@@ -140,10 +140,11 @@ const blockingPoll = fd.PollSlice
 // reads *dst and *src when it starts and keeps no reference to them (the
 // Ends are passed by pointer only to keep the caller's frame small).
 //
-// When either side is a pipe or FIFO the bytes are spliced directly;
-// otherwise (file -> socket, socket -> socket, file -> file) they go
+// When either side is a pipe or FIFO the bytes are spliced directly,
+// except from a pipe into a socket with a pool; otherwise (file ->
+// socket, socket -> socket, file -> file, pipe -> socket) they go
 // through an intermediate pipe taken from pool and put back empty (a nil
-// pool means a pipe made for this copy). A regular-file src is read from
+// pool means a pipe made for this copy): see throughPipe. A regular-file src is read from
 // its current offset and a regular-file dst written at its current
 // offset; both offsets advance by the bytes copied.
 //
@@ -228,6 +229,13 @@ func (c *copier) copy(pool *Pool) (handled bool, err error) {
 	if (c.src.known && !c.src.spliceable()) || (c.dst.known && (!c.dst.spliceable() || c.dst.appendOnly)) || c.dst.blockingTTY() {
 		return false, nil
 	}
+	if c.src.pipe() && c.throughPipe(pool) {
+		// viaPipe waits for src itself: on the netpoller where src is
+		// non-blocking, so it must know.
+		if err := c.src.inspect(); err != nil {
+			return true, fd.ClosedErr(err, c.src.Conn, nil)
+		}
+	}
 	if err := c.ctx.Err(); err != nil {
 		return true, ctxError(c.ctx, nil)
 	}
@@ -250,12 +258,32 @@ func (c *copier) moveBytes(pool *Pool) (handled bool, err error) {
 	c.pool = pool
 	defer c.releaseBuffer()
 	defer c.refund()
-	if c.src.pipe() || c.dst.pipe() {
-		handled, err = c.direct()
-	} else {
+	if c.throughPipe(pool) {
 		handled, err = c.viaPipe()
+	} else {
+		handled, err = c.direct()
 	}
 	return handled, err
+}
+
+// throughPipe reports whether the copy moves its bytes through an
+// intermediate pipe taken from pool (viaPipe) rather than splicing src
+// straight into dst (direct): where neither side is a pipe, and from a
+// pipe into a socket where the copy has a pool. splice(2) from a pipe
+// into a socket holds the source pipe's lock for the whole send, and its
+// writer cannot refill the pipe meanwhile; moved first into a pool pipe
+// (a splice between pipes moves page references, under the source's
+// lock for no longer than that), the bytes are sent while the writer
+// refills (docs/benchmarks.md, "pipe -> TCP through a pool pipe"). Bytes
+// in the pool pipe that dst does not take are dropped and reported, as
+// for any source but a regular file. Without a pool, such a copy would
+// make a pipe of its own: it splices directly, each call bounded to
+// pipeToSocketChunk.
+func (c *copier) throughPipe(pool *Pool) bool {
+	if c.src.pipe() && c.dst.socket() {
+		return pool != nil
+	}
+	return !c.src.pipe() && !c.dst.pipe()
 }
 
 // wakeOnDone arranges for the ends' Wake to be called when the copy's
