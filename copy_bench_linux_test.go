@@ -127,6 +127,9 @@ func BenchmarkCopyPoolExhausted(b *testing.B) {
 // and the next is sent only once the previous one was read whole from the
 // destination, so every message wakes the copy from an idle source.
 // Side by side: the engine (CopyAsync) and io.Copy (Go's splice path).
+// The "pipe" sub-benchmarks feed the copy from a pipe instead, as a
+// process's output is relayed to a socket (io.Copy: read(2) and
+// write(2) through its buffer).
 func BenchmarkCopyMessages(b *testing.B) {
 	e, err := NewEngine()
 	if err != nil {
@@ -134,47 +137,63 @@ func BenchmarkCopyMessages(b *testing.B) {
 	}
 	defer e.Close()
 	for _, size := range []int{4 << 10, 64 << 10} {
-		for _, bc := range []struct {
-			name  string
-			start func(dst io.Writer, src io.Reader) func() (int64, error)
-		}{
-			{"pipes", func(dst io.Writer, src io.Reader) func() (int64, error) {
-				return e.CopyAsync(context.Background(), dst, src).Wait
-			}},
-			{"io.Copy", func(dst io.Writer, src io.Reader) func() (int64, error) {
-				type result struct {
-					n   int64
-					err error
+		for _, fromPipe := range []bool{false, true} {
+			for _, bc := range []struct {
+				name  string
+				start func(dst io.Writer, src io.Reader) func() (int64, error)
+			}{
+				{"pipes", func(dst io.Writer, src io.Reader) func() (int64, error) {
+					return e.CopyAsync(context.Background(), dst, src).Wait
+				}},
+				{"io.Copy", func(dst io.Writer, src io.Reader) func() (int64, error) {
+					type result struct {
+						n   int64
+						err error
+					}
+					ch := make(chan result, 1)
+					go func() { n, err := io.Copy(dst, src); ch <- result{n, err} }()
+					return func() (int64, error) { r := <-ch; return r.n, r.err }
+				}},
+			} {
+				name := fmt.Sprintf("%s/size=%d", bc.name, size)
+				if fromPipe {
+					name = fmt.Sprintf("%s/pipe/size=%d", bc.name, size)
 				}
-				ch := make(chan result, 1)
-				go func() { n, err := io.Copy(dst, src); ch <- result{n, err} }()
-				return func() (int64, error) { r := <-ch; return r.n, r.err }
-			}},
-		} {
-			b.Run(fmt.Sprintf("%s/size=%d", bc.name, size), func(b *testing.B) {
-				src, feed := tcpPair(b)
-				dst, sink := tcpPair(b)
-				defer src.Close()
-				defer sink.Close()
-				wait := bc.start(dst, src)
-				msg := fdtest.Random(size)
-				got := make([]byte, size)
-				b.SetBytes(int64(size))
-				b.ReportAllocs()
-				for b.Loop() {
-					if _, err := feed.Write(msg); err != nil {
+				b.Run(name, func(b *testing.B) {
+					var src io.ReadCloser
+					var feed io.WriteCloser
+					if fromPipe {
+						r, w, err := os.Pipe()
+						if err != nil {
+							b.Fatal(err)
+						}
+						src, feed = r, w
+					} else {
+						src, feed = tcpPair(b)
+					}
+					dst, sink := tcpPair(b)
+					defer src.Close()
+					defer sink.Close()
+					wait := bc.start(dst, src)
+					msg := fdtest.Random(size)
+					got := make([]byte, size)
+					b.SetBytes(int64(size))
+					b.ReportAllocs()
+					for b.Loop() {
+						if _, err := feed.Write(msg); err != nil {
+							b.Fatal(err)
+						}
+						if _, err := io.ReadFull(sink, got); err != nil {
+							b.Fatal(err)
+						}
+					}
+					feed.Close()
+					if _, err := wait(); err != nil {
 						b.Fatal(err)
 					}
-					if _, err := io.ReadFull(sink, got); err != nil {
-						b.Fatal(err)
-					}
-				}
-				feed.Close()
-				if _, err := wait(); err != nil {
-					b.Fatal(err)
-				}
-				dst.Close()
-			})
+					dst.Close()
+				})
+			}
 		}
 	}
 }
@@ -306,5 +325,54 @@ func BenchmarkCopyPerCopy(b *testing.B) {
 				b.StartTimer()
 			}
 		})
+	}
+}
+
+// BenchmarkPipeWriteToMessages is BenchmarkCopyMessages for the original
+// library's pipe API: one long-lived PipeReader.WriteTo into a TCP
+// socket (a copy with no pool, which makes its own intermediate pipe)
+// carrying messages, each written into the pipe once the previous one
+// was read whole from the socket's peer; side by side with io.Copy from
+// the same kind of pipe (read(2) and write(2) through its buffer).
+func BenchmarkPipeWriteToMessages(b *testing.B) {
+	for _, size := range []int{4 << 10, 64 << 10} {
+		for _, name := range []string{"WriteTo", "io.Copy"} {
+			b.Run(fmt.Sprintf("%s/size=%d", name, size), func(b *testing.B) {
+				r, w, err := New()
+				if err != nil {
+					b.Fatal(err)
+				}
+				dst, sink := tcpPair(b)
+				defer sink.Close()
+				done := make(chan error, 1)
+				go func() {
+					var err error
+					if name == "WriteTo" {
+						_, err = r.WriteTo(dst)
+					} else {
+						_, err = io.Copy(dst, struct{ io.Reader }{r})
+					}
+					r.Close()
+					done <- err
+				}()
+				msg := fdtest.Random(size)
+				got := make([]byte, size)
+				b.SetBytes(int64(size))
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := w.Write(msg); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := io.ReadFull(sink, got); err != nil {
+						b.Fatal(err)
+					}
+				}
+				w.Close()
+				if err := <-done; err != nil {
+					b.Fatal(err)
+				}
+				dst.Close()
+			})
+		}
 	}
 }

@@ -23,10 +23,6 @@ import (
 // unnoticed.
 func (c *copier) direct() (handled bool, err error) {
 	c.retryAt = -1
-	c.maxSplice = maxChunk
-	if c.src.pipe() && c.dst.socket() {
-		c.maxSplice = pipeToSocketChunk
-	}
 	return c.run(c.directStep)
 }
 
@@ -109,7 +105,7 @@ func (c *copier) spliceIntoDst(wfd uintptr) bool {
 }
 
 // spliceFromSrc is direct's src.Conn.Read callback: it splices from src
-// into c.wfd, at most c.maxSplice bytes a call, until a splice moves
+// into c.wfd, at most maxChunk bytes a call, until a splice moves
 // nothing (c.next says why), the limit is reached (stepDone), or the
 // Pacer's grant is used up (stepRound). It never waits.
 func (c *copier) spliceFromSrc(rfd uintptr) bool {
@@ -120,7 +116,7 @@ func (c *copier) spliceFromSrc(rfd uintptr) bool {
 		}
 		n, e := 0, error(unix.EAGAIN)
 		if !c.noInput(int(rfd)) {
-			n, e = Splice(int(rfd), nil, c.wfd, nil, c.chunk(c.maxSplice), FlagMove|FlagNonblock)
+			n, e = Splice(int(rfd), nil, c.wfd, nil, c.chunk(maxChunk), FlagMove|FlagNonblock)
 		}
 		if n > 0 {
 			c.spent(n)

@@ -122,14 +122,6 @@ func Inspect(c syscall.RawConn) (Info, error) {
 // maxChunk bounds one splice(2) call of a direct copy.
 const maxChunk = 1 << 30
 
-// pipeToSocketChunk bounds one splice(2) call of a direct copy from a
-// pipe into a socket (one with no pool: throughPipe). Such a splice holds the pipe's lock for the whole
-// send (which, over loopback, runs the receiver's TCP input too) and
-// wakes the pipe's writers only when it returns: unbounded, it empties a
-// full pipe before its writer may refill any of it, and writer and copy
-// take turns. See docs/benchmarks.md, "pipe -> TCP: where the time goes".
-const pipeToSocketChunk = 256 << 10
-
 // blockingPoll is how long a wait on a blocking descriptor (one the Go
 // netpoller does not watch) sleeps in poll(2) before Copy checks again
 // whether its context ended or the descriptor was closed.
@@ -141,10 +133,10 @@ const blockingPoll = fd.PollSlice
 // Ends are passed by pointer only to keep the caller's frame small).
 //
 // When either side is a pipe or FIFO the bytes are spliced directly,
-// except from a pipe into a socket with a pool; otherwise (file ->
-// socket, socket -> socket, file -> file, pipe -> socket) they go
-// through an intermediate pipe taken from pool and put back empty (a nil
-// pool means a pipe made for this copy): see throughPipe. A regular-file src is read from
+// except from a pipe into a socket; otherwise (file -> socket, socket
+// -> socket, file -> file, pipe -> socket) they go through an
+// intermediate pipe taken from pool and put back empty (a nil pool
+// means a pipe made for this copy): see throughPipe. A regular-file src is read from
 // its current offset and a regular-file dst written at its current
 // offset; both offsets advance by the bytes copied.
 //
@@ -229,7 +221,7 @@ func (c *copier) copy(pool *Pool) (handled bool, err error) {
 	if (c.src.known && !c.src.spliceable()) || (c.dst.known && (!c.dst.spliceable() || c.dst.appendOnly)) || c.dst.blockingTTY() {
 		return false, nil
 	}
-	if c.src.pipe() && c.throughPipe(pool) {
+	if c.src.pipe() && c.throughPipe() {
 		// viaPipe waits for src itself: on the netpoller where src is
 		// non-blocking, so it must know.
 		if err := c.src.inspect(); err != nil {
@@ -258,7 +250,7 @@ func (c *copier) moveBytes(pool *Pool) (handled bool, err error) {
 	c.pool = pool
 	defer c.releaseBuffer()
 	defer c.refund()
-	if c.throughPipe(pool) {
+	if c.throughPipe() {
 		handled, err = c.viaPipe()
 	} else {
 		handled, err = c.direct()
@@ -267,23 +259,25 @@ func (c *copier) moveBytes(pool *Pool) (handled bool, err error) {
 }
 
 // throughPipe reports whether the copy moves its bytes through an
-// intermediate pipe taken from pool (viaPipe) rather than splicing src
-// straight into dst (direct): where neither side is a pipe, and from a
-// pipe into a socket where the copy has a pool. splice(2) from a pipe
-// into a socket holds the source pipe's lock for the whole send, and its
-// writer cannot refill the pipe meanwhile; moved first into a pool pipe
-// (a splice between pipes moves page references, under the source's
-// lock for no longer than that), the bytes are sent while the writer
-// refills (docs/benchmarks.md, "pipe -> TCP through a pool pipe"). Bytes
-// in the pool pipe that dst does not take are dropped and reported, as
-// for any source but a regular file. Without a pool, such a copy would
-// make a pipe of its own: it splices directly, each call bounded to
-// pipeToSocketChunk.
-func (c *copier) throughPipe(pool *Pool) bool {
-	if c.src.pipe() && c.dst.socket() {
-		return pool != nil
+// intermediate pipe (viaPipe) rather than splicing src straight into dst
+// (direct): where neither side is a pipe, and from a pipe into a
+// socket. splice(2) from a pipe into a socket holds the source pipe's
+// lock for the whole send, and its writer cannot refill the pipe
+// meanwhile; moved first into a pipe of the copy's (a splice between
+// pipes moves page references, under the source's lock for no longer
+// than that), the bytes are sent while the writer refills
+// (docs/benchmarks.md, "pipe -> TCP through a pool pipe"). Each send
+// then asks for exactly what that pipe holds: asked for more than the
+// pipe holds, a splice into TCP marks the send MSG_MORE, and TCP holds
+// back the message's last partial segment (for 40 ms and more over
+// loopback) as if more were coming. Bytes in the copy's pipe that dst
+// does not take are dropped and reported, as for any source but a
+// regular file.
+func (c *copier) throughPipe() bool {
+	if c.src.pipe() {
+		return c.dst.socket()
 	}
-	return !c.src.pipe() && !c.dst.pipe()
+	return !c.dst.pipe()
 }
 
 // wakeOnDone arranges for the ends' Wake to be called when the copy's
@@ -522,13 +516,12 @@ type copier struct {
 	callbacks
 
 	// direct's: the destination's descriptor while its Write callback
-	// runs, the bound of one splice, the side the copy last waited for,
-	// and the backoff of stepRetry.
-	wfd       int
-	maxSplice int  // maxChunk, or pipeToSocketChunk
-	lastWait  step // stepWaitSrc or stepWaitDst; stepRound before any wait
-	backoff   time.Duration
-	retryAt   int64 // c.written at the last stepRetry; -1 before any
+	// runs, the side the copy last waited for, and the backoff of
+	// stepRetry.
+	wfd      int
+	lastWait step // stepWaitSrc or stepWaitDst; stepRound before any wait
+	backoff  time.Duration
+	retryAt  int64 // c.written at the last stepRetry; -1 before any
 
 	// srcOff is a regular-file src's offset just after the copy's last
 	// read of it, learnt at its first read that may need putting back

@@ -14,9 +14,10 @@ import (
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
-// TestCopyPipeToSocketAccounting: a copy from a pipe into a socket with a
-// pool moves its bytes through a pool pipe (throughPipe), so that a copy
-// that ends early can hold bytes the source no longer has. Whether it
+// TestCopyPipeToSocketAccounting: a copy from a pipe into a socket moves
+// its bytes through a pipe of its own (throughPipe: one from the pool,
+// or one made for the copy without a pool), so that a copy that ends
+// early can hold bytes the source no longer has. Whether it
 // ends because its context does (the peer reads nothing) or because the
 // peer goes away (reset, or closed: EPIPE), every byte the writer put in
 // the source is accounted for, in order: delivered (written, and the
@@ -25,74 +26,90 @@ import (
 func TestCopyPipeToSocketAccounting(t *testing.T) {
 	fdtest.Check(t)
 	const total = 8 << 20
-	for _, network := range []string{"tcp", "unix"} {
-		for _, end := range []string{"cancel", "peer-gone"} {
-			t.Run(network+"/"+end, func(t *testing.T) {
-				pool := NewPool(0, 2)
-				defer pool.Close()
-				data := fdtest.Random(total)
-				r, w, err := os.Pipe()
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer r.Close()
-				fed := make(chan struct{})
-				go func() {
-					defer close(fed)
-					w.Write(data)
-					w.Close()
-				}()
-				a, b := connPair(t, network)
-				defer a.Close()
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				got := make(chan []byte, 1)
-				if end == "cancel" {
-					ctx, cancel = context.WithTimeout(ctx, 100*time.Millisecond)
-					defer cancel()
-					go func() { <-ctx.Done(); b2, _ := io.ReadAll(b); got <- b2 }()
-				} else {
-					if tc, ok := b.(*net.TCPConn); ok {
-						tc.SetLinger(0) // close resets
-					}
-					go func() {
-						io.ReadFull(b, make([]byte, 64<<10)) // some bytes, then gone
-						b.Close()
-						got <- nil
-					}()
-				}
-				var n int64
-				guard(t, 20*time.Second, func() {
-					n, _, err = Copy(ctx, endOf(t, a.(syscall.Conn), false), endOf(t, r, true), -1, pool)
-				})
-				switch {
-				case end == "cancel" && !errors.Is(err, context.DeadlineExceeded):
-					t.Fatalf("Copy = %d, %v; want DeadlineExceeded", n, err)
-				case end == "peer-gone" && !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE):
-					t.Fatalf("Copy = %d, %v; want ECONNRESET or EPIPE", n, err)
-				}
-				a.Close()
-				peer := <-got
-				var lost int64
-				if u := (*UndeliveredError)(nil); errors.As(err, &u) {
-					lost = u.N
-				}
-				rest, rerr := io.ReadAll(r)
-				<-fed
-				if rerr != nil {
-					t.Fatal(rerr)
-				}
-				if n+lost+int64(len(rest)) != total || !bytes.Equal(rest, data[n+lost:]) {
-					t.Fatalf("Copy = %d, %v; the source holds %d bytes: %d of %d unaccounted for",
-						n, err, len(rest), total-n-lost-int64(len(rest)), total)
-				}
-				if end == "cancel" && !bytes.Equal(peer, data[:n]) {
-					t.Errorf("the peer got %d bytes, Copy reported %d written", len(peer), n)
-				}
-				if st := pool.Stats(); st.Created == 0 || st.InUse != 0 {
-					t.Errorf("pool after the copy: %+v; want a pipe made, none in use", st)
-				}
-			})
+	for _, c := range []struct {
+		network, end string
+		pooled       bool
+	}{
+		{"tcp", "cancel", true}, {"tcp", "peer-gone", true},
+		{"unix", "cancel", true}, {"unix", "peer-gone", true},
+		{"tcp", "cancel", false}, {"unix", "peer-gone", false},
+	} {
+		network, end := c.network, c.end
+		name := network + "/" + end
+		if !c.pooled {
+			name += "/no-pool"
 		}
+		t.Run(name, func(t *testing.T) {
+			var pool *Pool
+			if c.pooled {
+				pool = NewPool(0, 2)
+				defer pool.Close()
+			}
+			data := fdtest.Random(total)
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			fed := make(chan struct{})
+			go func() {
+				defer close(fed)
+				w.Write(data)
+				w.Close()
+			}()
+			a, b := connPair(t, network)
+			defer a.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			got := make(chan []byte, 1)
+			if end == "cancel" {
+				ctx, cancel = context.WithTimeout(ctx, 100*time.Millisecond)
+				defer cancel()
+				go func() { <-ctx.Done(); b2, _ := io.ReadAll(b); got <- b2 }()
+			} else {
+				if tc, ok := b.(*net.TCPConn); ok {
+					tc.SetLinger(0) // close resets
+				}
+				go func() {
+					io.ReadFull(b, make([]byte, 64<<10)) // some bytes, then gone
+					b.Close()
+					got <- nil
+				}()
+			}
+			var n int64
+			guard(t, 20*time.Second, func() {
+				n, _, err = Copy(ctx, endOf(t, a.(syscall.Conn), false), endOf(t, r, true), -1, pool)
+			})
+			switch {
+			case end == "cancel" && !errors.Is(err, context.DeadlineExceeded):
+				t.Fatalf("Copy = %d, %v; want DeadlineExceeded", n, err)
+			case end == "peer-gone" && !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE):
+				t.Fatalf("Copy = %d, %v; want ECONNRESET or EPIPE", n, err)
+			}
+			a.Close()
+			peer := <-got
+			var lost int64
+			if u := (*UndeliveredError)(nil); errors.As(err, &u) {
+				lost = u.N
+			}
+			rest, rerr := io.ReadAll(r)
+			<-fed
+			if rerr != nil {
+				t.Fatal(rerr)
+			}
+			if n+lost+int64(len(rest)) != total || !bytes.Equal(rest, data[n+lost:]) {
+				t.Fatalf("Copy = %d, %v; the source holds %d bytes: %d of %d unaccounted for",
+					n, err, len(rest), total-n-lost-int64(len(rest)), total)
+			}
+			if end == "cancel" && !bytes.Equal(peer, data[:n]) {
+				t.Errorf("the peer got %d bytes, Copy reported %d written", len(peer), n)
+			}
+			if pool == nil {
+				return
+			}
+			if st := pool.Stats(); st.Created == 0 || st.InUse != 0 {
+				t.Errorf("pool after the copy: %+v; want a pipe made, none in use", st)
+			}
+		})
 	}
 }
