@@ -136,9 +136,9 @@ const blockingPoll = fd.PollSlice
 // except from a pipe into a socket; otherwise (file -> socket, socket
 // -> socket, file -> file, pipe -> socket) they go through an
 // intermediate pipe taken from pool and put back empty (a nil pool
-// means a pipe made for this copy): see throughPipe. A regular-file src is read from
-// its current offset and a regular-file dst written at its current
-// offset; both offsets advance by the bytes copied.
+// means a pipe made for this copy): see throughPipe. A regular-file src
+// is read from its current offset and a regular-file dst written at its
+// current offset; both offsets advance by the bytes copied.
 //
 // handled == false means nothing was moved because the kernel cannot
 // splice this pair (EINVAL, ENOSYS, EOPNOTSUPP, an O_APPEND dst, a
@@ -267,12 +267,11 @@ func (c *copier) moveBytes(pool *Pool) (handled bool, err error) {
 // pipes moves page references, under the source's lock for no longer
 // than that), the bytes are sent while the writer refills
 // (docs/benchmarks.md, "pipe -> TCP through a pool pipe"). Each send
-// then asks for exactly what that pipe holds: asked for more than the
-// pipe holds, a splice into TCP marks the send MSG_MORE, and TCP holds
-// back the message's last partial segment (for 40 ms and more over
-// loopback) as if more were coming. Bytes in the copy's pipe that dst
-// does not take are dropped and reported, as for any source but a
-// regular file.
+// then asks for exactly what that pipe holds: a splice into TCP that
+// asks for more than its pipe holds can leave the send's last partial
+// segment unsent, as if more were coming (a message's tail held 40 ms
+// and more over loopback). Bytes in the copy's pipe that dst does not
+// take are dropped and reported, as for any source but a regular file.
 func (c *copier) throughPipe() bool {
 	if c.src.pipe() {
 		return c.dst.socket()
