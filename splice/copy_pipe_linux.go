@@ -27,8 +27,9 @@ import (
 // (every pipe holds bytes for a destination that does not read, say), the
 // round goes through a userspace buffer, as io.Copy would, and the next
 // round tries again. A destination that had no room is waited for before
-// more is read (stepWaitDst), so a stalled destination pins at most one
-// pipe.
+// more is read (stepWaitDst), with the emptied pipe given back first, so
+// a stalled destination pins at most one pipe, and only while that pipe
+// holds bytes the destination has not taken.
 func (c *copier) viaPipe() (handled bool, err error) {
 	defer func() { err = c.dropPipe(err) }()
 	return c.run(c.pipeStep)
@@ -57,17 +58,20 @@ func (c *copier) pipeRound(st step) step {
 	if !c.more() {
 		return stepDone
 	}
-	if c.p != nil && c.pool != nil && c.src.Pacer != nil && c.budget == 0 {
-		// A wait for the Pacer's grant holds no pipe: the pipe is
-		// empty between rounds, and another copy may move bytes
-		// through it meanwhile.
+	waitDst := st == stepWaitDst && !c.dst.neverWaits()
+	if c.p != nil && c.pool != nil && (waitDst || c.src.Pacer != nil && c.budget == 0) {
+		// A wait, for the Pacer's grant or for room in dst, holds no
+		// pipe: the pipe is empty between rounds, and another copy
+		// may move bytes through it meanwhile. (A dst whose peer
+		// stopped reading would otherwise pin a pipe with nothing in
+		// it for as long.)
 		c.pool.putClean(c.p)
 		c.p = nil
 	}
 	if err := c.beginRound(); err != nil {
 		return c.stop(err)
 	}
-	if st == stepWaitDst && !c.dst.neverWaits() {
+	if waitDst {
 		if err := c.wait(&c.dst, true); err != nil {
 			return c.stop(err)
 		}
