@@ -99,21 +99,6 @@ func adv22Undelivered(err error) int64 {
 	return 0
 }
 
-// adv22Guard fails the test if f does not return within d.
-func adv22Guard(t *testing.T, d time.Duration, f func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f()
-	}()
-	select {
-	case <-done:
-	case <-time.After(d):
-		t.Fatalf("timed out after %v", d)
-	}
-}
-
 // TestAdv22EngineCopyPipeToSocket: Copy from every kind of pipe source
 // (the package's PipeReader, os.Pipe, a blocking pipe, one put in
 // blocking mode by Fd) into TCP and unix sockets delivers every byte in
@@ -145,7 +130,7 @@ func TestAdv22EngineCopyPipeToSocket(t *testing.T) {
 							go func() { b, _ := io.ReadAll(peer); got <- b }()
 							var n int64
 							var err error
-							adv22Guard(t, 20*time.Second, func() { n, err = e.Copy(end, r) })
+							fdtest.Within(t, 20*time.Second, func() { n, err = e.Copy(end, r) })
 							if err != nil || n != int64(size) {
 								t.Fatalf("size %d: Copy = %d, %v", size, n, err)
 							}
@@ -211,7 +196,7 @@ func TestAdv22EngineLimitedStalled(t *testing.T) {
 							}
 							return int64(e.Stats().Bytes)
 						}
-						adv22Guard(t, 20*time.Second, func() {
+						fdtest.Within(t, 20*time.Second, func() {
 							for {
 								before := written()
 								time.Sleep(20 * time.Millisecond)
@@ -301,7 +286,7 @@ func TestAdv22EngineRateLimitedPipe(t *testing.T) {
 					}
 					var n int64
 					var err error
-					adv22Guard(t, 20*time.Second, func() { n, err = e.Copy(end, src) })
+					fdtest.Within(t, 20*time.Second, func() { n, err = e.Copy(end, src) })
 					if err != nil || n != want {
 						t.Fatalf("Copy = %d, %v; want %d", n, err, want)
 					}
@@ -365,7 +350,7 @@ func TestAdv22RelayFifoEcho(t *testing.T) {
 				}()
 				got := make([]byte, len(data))
 				var rerr error
-				adv22Guard(t, 20*time.Second, func() {
+				fdtest.Within(t, 20*time.Second, func() {
 					_, rerr = io.ReadFull(peer, got)
 					wg.Wait()
 				})
@@ -373,7 +358,7 @@ func TestAdv22RelayFifoEcho(t *testing.T) {
 					t.Fatalf("the echo: %v; equal to the bytes sent: %v", rerr, bytes.Equal(got, data))
 				}
 				var rr result
-				adv22Guard(t, 20*time.Second, func() { cancel(); rr = <-res })
+				fdtest.Within(t, 20*time.Second, func() { cancel(); rr = <-res })
 				if !errors.Is(rr.err, context.Canceled) || rr.aToB != int64(len(data)) || rr.bToA != int64(len(data)) {
 					t.Fatalf("Relay = %d, %d, %v; want %d each way, context.Canceled", rr.aToB, rr.bToA, rr.err, len(data))
 				}

@@ -67,7 +67,7 @@ func TestAdv22CaughtUpCopyHoldsNoPipe(t *testing.T) {
 		_, _, err := Copy(ctx, dstEnd, endOf(t, r, true), -1, pool)
 		done <- err
 	}()
-	guard(t, 20*time.Second, func() {
+	fdtest.Within(t, 20*time.Second, func() {
 		// Each drain fills the socket and waits for room; the peer
 		// then reads what the socket took, and no more, until the
 		// drain completes (all but the last drain, normally the
@@ -94,5 +94,5 @@ func TestAdv22CaughtUpCopyHoldsNoPipe(t *testing.T) {
 		adv22Idle(pool)
 	})
 	cancel()
-	guard(t, 20*time.Second, func() { <-done })
+	fdtest.Within(t, 20*time.Second, func() { <-done })
 }

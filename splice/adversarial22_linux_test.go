@@ -172,7 +172,7 @@ func adv22CopyAll(t *testing.T, pool *Pool, kind, network string, blockingDst bo
 	go func() { b, _ := io.ReadAll(peer); got <- b }()
 	var n int64
 	var err error
-	guard(t, 20*time.Second, func() {
+	fdtest.Within(t, 20*time.Second, func() {
 		n, _, err = Copy(context.Background(), endOf(t, end, false), endOf(t, r, true), -1, pool)
 	})
 	if err != nil || n != int64(size) {
@@ -187,51 +187,63 @@ func adv22CopyAll(t *testing.T, pool *Pool, kind, network string, blockingDst bo
 	}
 }
 
-// TestAdv22IdleCancel: a pipe -> socket copy whose source has no input
+// TestAdv22IdleEnds: a pipe -> socket copy whose source has no input
 // (its writer open and quiet) holds no pool pipe while it waits, and
-// ends promptly with ctx's error when ctx is cancelled, with every byte
-// written before delivered, from a non-blocking pipe, a FIFO, and a
-// blocking pipe (which the copy waits on in poll(2) slices), into a
-// non-blocking or blocking socket.
-func TestAdv22IdleCancel(t *testing.T) {
+// ends promptly, with every byte written before delivered, when ctx is
+// cancelled (ctx's error) or the source is closed from another goroutine
+// (an error matching os.ErrClosed, as io.Copy's read of a closed
+// *os.File): from a non-blocking pipe, a FIFO, and a blocking pipe
+// (which the copy waits on in poll(2) slices), into a non-blocking or
+// blocking socket.
+func TestAdv22IdleEnds(t *testing.T) {
 	fdtest.Check(t)
-	for _, kind := range adv22PipeKinds {
-		for _, blockingDst := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/blocking-dst=%v", kind, blockingDst), func(t *testing.T) {
-				pool := NewPool(0, 1)
-				defer pool.Close()
-				r, w := adv22Pipe(t, kind)
-				hello := fdtest.Random(100 << 10)
-				go w.Write(hello)
-				end, peer := adv22Dst(t, "tcp", blockingDst)
-				ctx, cancel := context.WithCancel(context.Background())
-				defer cancel()
-				type result struct {
-					n   int64
-					err error
-				}
-				res := make(chan result, 1)
-				go func() {
-					n, _, err := Copy(ctx, endOf(t, end, false), endOf(t, r, true), -1, pool)
-					res <- result{n, err}
-				}()
-				var r0 result
-				guard(t, 20*time.Second, func() {
-					got := make([]byte, len(hello))
-					if _, err := io.ReadFull(peer, got); err != nil || !bytes.Equal(got, hello) {
-						t.Errorf("the peer got %v, not the source's bytes", err)
+	for _, end := range []struct {
+		name string
+		want error
+	}{{"cancel", context.Canceled}, {"close-src", os.ErrClosed}} {
+		for _, kind := range adv22PipeKinds {
+			for _, blockingDst := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s/%s/blocking-dst=%v", end.name, kind, blockingDst), func(t *testing.T) {
+					pool := NewPool(0, 1)
+					defer pool.Close()
+					r, w := adv22Pipe(t, kind)
+					hello := fdtest.Random(100 << 10)
+					go w.Write(hello)
+					dst, peer := adv22Dst(t, "tcp", blockingDst)
+					ctx, cancel := context.WithCancel(context.Background())
+					defer cancel()
+					type result struct {
+						n   int64
+						err error
 					}
-					adv22Idle(pool) // the copy waits for input: no pipe held
-					cancel()
-					r0 = <-res
+					res := make(chan result, 1)
+					srcEnd := endOf(t, r, true)
+					go func() {
+						n, _, err := Copy(ctx, endOf(t, dst, false), srcEnd, -1, pool)
+						res <- result{n, err}
+					}()
+					var rr result
+					fdtest.Within(t, 20*time.Second, func() {
+						got := make([]byte, len(hello))
+						if _, err := io.ReadFull(peer, got); err != nil || !bytes.Equal(got, hello) {
+							t.Errorf("the peer got %v, not the source's bytes", err)
+						}
+						adv22Idle(pool) // the copy waits for input: no pipe held
+						if end.name == "cancel" {
+							cancel()
+						} else {
+							r.Close()
+						}
+						rr = <-res
+					})
+					if !errors.Is(rr.err, end.want) || rr.n != int64(len(hello)) {
+						t.Fatalf("Copy = %d, %v; want %d, %v", rr.n, rr.err, len(hello), end.want)
+					}
+					if st := pool.Stats(); st.InUse != 0 {
+						t.Fatalf("pool after the copy: %+v", st)
+					}
 				})
-				if !errors.Is(r0.err, context.Canceled) || r0.n != int64(len(hello)) {
-					t.Fatalf("Copy = %d, %v; want %d, context.Canceled", r0.n, r0.err, len(hello))
-				}
-				if st := pool.Stats(); st.InUse != 0 {
-					t.Fatalf("pool after the copy: %+v", st)
-				}
-			})
+			}
 		}
 	}
 }
@@ -297,7 +309,7 @@ func adv22Stalled(t *testing.T, kind, network string, blockingDst bool, how stri
 		res <- result{n, err}
 	}()
 	var rr result
-	guard(t, 20*time.Second, func() {
+	fdtest.Within(t, 20*time.Second, func() {
 		// Wait until the socket is full: the copy is stuck in a drain
 		// with bytes in the pool pipe (or a buffer round's buffer).
 		for {
@@ -405,7 +417,7 @@ func TestAdv22SharedPoolStalledPeer(t *testing.T) {
 				n, _, err := Copy(ctx, dst0, endOf(t, r0, true), -1, pool)
 				res0 <- result{n, err}
 			}()
-			guard(t, 20*time.Second, func() {
+			fdtest.Within(t, 20*time.Second, func() {
 				for {
 					before := meter.load()
 					time.Sleep(20 * time.Millisecond)
@@ -439,13 +451,13 @@ func TestAdv22SharedPoolStalledPeer(t *testing.T) {
 					}
 				}()
 			}
-			guard(t, 20*time.Second, wg.Wait)
+			fdtest.Within(t, 20*time.Second, wg.Wait)
 			close(errs)
 			for err := range errs {
 				t.Error(err)
 			}
 			var rr result
-			guard(t, 20*time.Second, func() { cancel(); rr = <-res0 })
+			fdtest.Within(t, 20*time.Second, func() { cancel(); rr = <-res0 })
 			if !errors.Is(rr.err, context.Canceled) {
 				t.Fatalf("stalled copy = %d, %v; want context.Canceled", rr.n, rr.err)
 			}
@@ -459,51 +471,6 @@ func TestAdv22SharedPoolStalledPeer(t *testing.T) {
 			adv22Account(t, stalledData, rr.n, rr.err, rest, peerGot)
 			if st := pool.Stats(); st.InUse != 0 || st.Exhausted == 0 {
 				t.Fatalf("pool after the copies: %+v; want none in use, some rounds without a pipe", st)
-			}
-		})
-	}
-}
-
-// TestAdv22CloseSourceWhileIdle: closing the source pipe from another
-// goroutine while the copy waits for its input ends the copy with an
-// error matching os.ErrClosed (as io.Copy's read of a closed *os.File),
-// every byte written before it delivered, no pool pipe held.
-func TestAdv22CloseSourceWhileIdle(t *testing.T) {
-	fdtest.Check(t)
-	for _, kind := range adv22PipeKinds {
-		t.Run(kind, func(t *testing.T) {
-			pool := NewPool(0, 2)
-			defer pool.Close()
-			r, w := adv22Pipe(t, kind)
-			hello := fdtest.Random(70000)
-			go w.Write(hello)
-			end, peer := adv22Dst(t, "unix", false)
-			srcEnd := endOf(t, r, true)
-			type result struct {
-				n   int64
-				err error
-			}
-			res := make(chan result, 1)
-			go func() {
-				n, _, err := Copy(context.Background(), endOf(t, end, false), srcEnd, -1, pool)
-				res <- result{n, err}
-			}()
-			var rr result
-			guard(t, 20*time.Second, func() {
-				got := make([]byte, len(hello))
-				io.ReadFull(peer, got)
-				if !bytes.Equal(got, hello) {
-					t.Error("the peer did not get the source's bytes")
-				}
-				adv22Idle(pool)
-				r.Close()
-				rr = <-res
-			})
-			if !errors.Is(rr.err, os.ErrClosed) || rr.n != int64(len(hello)) {
-				t.Fatalf("Copy = %d, %v; want %d, os.ErrClosed", rr.n, rr.err, len(hello))
-			}
-			if st := pool.Stats(); st.InUse != 0 {
-				t.Fatalf("pool after the copy: %+v", st)
 			}
 		})
 	}
@@ -539,7 +506,7 @@ func TestAdv22FifoWriterComesAndGoes(t *testing.T) {
 		}()
 		var n int64
 		var err error
-		guard(t, 20*time.Second, func() {
+		fdtest.Within(t, 20*time.Second, func() {
 			n, _, err = Copy(context.Background(), endOf(t, end, false), endOf(t, r, true), -1, pool)
 		})
 		if err != nil || n != int64(len(data)) {
@@ -595,7 +562,7 @@ func TestAdv22TwoCopiesOneSource(t *testing.T) {
 					}
 				}()
 			}
-			guard(t, 20*time.Second, wg.Wait)
+			fdtest.Within(t, 20*time.Second, wg.Wait)
 			var want [256]int64
 			for _, c := range data {
 				want[c]++
@@ -700,7 +667,7 @@ func TestAdv22PacedPipeSource(t *testing.T) {
 					srcEnd.Pacer = pacer
 					var n int64
 					var err error
-					guard(t, 20*time.Second, func() {
+					fdtest.Within(t, 20*time.Second, func() {
 						n, _, err = Copy(ctx, endOf(t, end, false), srcEnd, limit, pool)
 					})
 					switch mode {
@@ -812,7 +779,7 @@ func TestAdv22OddEnds(t *testing.T) {
 					}
 					var n int64
 					var err error
-					guard(t, 20*time.Second, func() {
+					fdtest.Within(t, 20*time.Second, func() {
 						n, _, err = Copy(ctx, endOf(t, end.(syscall.Conn), false), endOf(t, srcFile, true), -1, pool)
 					})
 					if tc.want == nil && (n != 0 || err != nil) || tc.want != nil && (n != 0 || !errors.Is(err, tc.want)) {
@@ -917,7 +884,7 @@ func TestAdv22ChurnAccounting(t *testing.T) {
 					}
 				}()
 			}
-			guard(t, 20*time.Second, wg.Wait)
+			fdtest.Within(t, 20*time.Second, wg.Wait)
 			if st := pool.Stats(); st.InUse != 0 {
 				t.Fatalf("pool after the copies: %+v", st)
 			}

@@ -40,7 +40,7 @@ func TestCopyPairs(t *testing.T) {
 						handled bool
 						err     error
 					)
-					guard(t, 20*time.Second, func() {
+					fdtest.Within(t, 20*time.Second, func() {
 						n, handled, err = Copy(context.Background(), endOf(t, d.conn, false), endOf(t, s.conn, true), -1, pool)
 					})
 					s.wait()
@@ -86,7 +86,7 @@ func TestCopyLimit(t *testing.T) {
 						n   int64
 						err error
 					)
-					guard(t, 20*time.Second, func() {
+					fdtest.Within(t, 20*time.Second, func() {
 						n, _, err = Copy(context.Background(), endOf(t, d.conn, false), endOf(t, s.conn, true), limit, nil)
 					})
 					if err != nil || n != limit {
@@ -259,7 +259,7 @@ func TestCopyPipeReaderGoneMidway(t *testing.T) {
 		r.Close()
 	}()
 	var n int64
-	guard(t, 10*time.Second, func() {
+	fdtest.Within(t, 10*time.Second, func() {
 		n, _, err = Copy(context.Background(), endOf(t, w, false), endOf(t, a.(syscall.Conn), true), -1, nil)
 	})
 	if !errors.Is(err, syscall.EPIPE) || n == 0 {
@@ -293,7 +293,7 @@ func TestCopyPeerGone(t *testing.T) {
 			defer w.Close()
 			r.Close()
 			var n int64
-			guard(t, 10*time.Second, func() {
+			fdtest.Within(t, 10*time.Second, func() {
 				n, _, err = Copy(context.Background(), endOf(t, w, false), endOf(t, s.conn, true), -1, nil)
 			})
 			if !errors.Is(err, syscall.EPIPE) {
@@ -315,7 +315,7 @@ func TestCopyPeerGone(t *testing.T) {
 				n   int64
 				err error
 			)
-			guard(t, 10*time.Second, func() {
+			fdtest.Within(t, 10*time.Second, func() {
 				n, _, err = Copy(context.Background(), endOf(t, a.(syscall.Conn), false), endOf(t, s.conn, true), -1, nil)
 			})
 			if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
@@ -370,7 +370,7 @@ func TestCopyResetAfterEmptySplice(t *testing.T) {
 				n   int64
 				err error
 			)
-			guard(t, 10*time.Second, func() {
+			fdtest.Within(t, 10*time.Second, func() {
 				n, _, err = Copy(context.Background(), dst, src, -1, nil)
 			})
 			got := out.finish()
@@ -521,7 +521,7 @@ func TestCopyCancel(t *testing.T) {
 			n   int64
 			err error
 		)
-		guard(t, 10*time.Second, func() {
+		fdtest.Within(t, 10*time.Second, func() {
 			n, _, err = Copy(ctx, endOf(t, a.(syscall.Conn), false), endOf(t, f, true), -1, nil)
 		})
 		if !errors.Is(err, context.DeadlineExceeded) {
@@ -560,7 +560,7 @@ func TestCopyBlockingFds(t *testing.T) {
 		f := tempFile(t, nil)
 		var n int64
 		var err error
-		guard(t, 10*time.Second, func() {
+		fdtest.Within(t, 10*time.Second, func() {
 			n, _, err = Copy(context.Background(), endOf(t, f, false), endOf(t, r, true), -1, nil)
 		})
 		got, _ := os.ReadFile(f.Name())
@@ -590,7 +590,7 @@ func TestCopyBlockingFds(t *testing.T) {
 		}()
 		var n int64
 		var err error
-		guard(t, 10*time.Second, func() {
+		fdtest.Within(t, 10*time.Second, func() {
 			n, _, err = Copy(context.Background(), endOf(t, w, false), endOf(t, f, true), -1, nil)
 		})
 		w.Close()
@@ -611,7 +611,7 @@ func TestCopyBlockingFds(t *testing.T) {
 		d := dstKinds[1].make(t)
 		var n int64
 		var err error
-		guard(t, 10*time.Second, func() {
+		fdtest.Within(t, 10*time.Second, func() {
 			n, _, err = Copy(context.Background(), endOf(t, d.conn, false), endOf(t, r, true), -1, nil)
 		})
 		if got := d.finish(); err != nil || n != int64(len(data)) || !bytesEqual(got, data) {

@@ -72,7 +72,7 @@ func TestDrainMisuse(t *testing.T) {
 				n    int64
 				derr error
 			)
-			guard(t, 10*time.Second, func() { n, derr = Drain(context.Background(), dst, dp, tc.n) })
+			fdtest.Within(t, 10*time.Second, func() { n, derr = Drain(context.Background(), dst, dp, tc.n) })
 			if !errors.Is(derr, tc.want) || (tc.want == nil && derr != nil) || n != tc.wantWritten {
 				t.Fatalf("Drain = %d, %v; want %d, %v", n, derr, tc.wantWritten, tc.want)
 			}

@@ -258,23 +258,6 @@ func drainConn(copyEnd, peer net.Conn) dst {
 
 func sum(b []byte) [32]byte { return sha256.Sum256(b) }
 
-// guard fails the test if f does not return within d.
-func guard(t *testing.T, d time.Duration, f func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f()
-	}()
-	select {
-	case <-done:
-	case <-time.After(d):
-		buf := make([]byte, 1<<20)
-		n := runtimeStack(buf)
-		t.Fatalf("timed out after %v\n%s", d, buf[:n])
-	}
-}
-
 func offset(t testing.TB, f *os.File) int64 {
 	t.Helper()
 	off, err := f.Seek(0, io.SeekCurrent)

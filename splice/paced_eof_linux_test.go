@@ -93,7 +93,7 @@ func TestCopyPacedEOF(t *testing.T) {
 						n   int64
 						err error
 					)
-					guard(t, 10*time.Second, func() {
+					fdtest.Within(t, 10*time.Second, func() {
 						n, _, err = Copy(context.Background(), de, se, -1, pool)
 					})
 					got := d.finish()
@@ -134,7 +134,7 @@ func TestCopyPacedRefusedHoldsNoPipe(t *testing.T) {
 	se := endOf(t, a.(syscall.Conn), true)
 	se.Pacer = p
 	var err error
-	guard(t, 10*time.Second, func() {
+	fdtest.Within(t, 10*time.Second, func() {
 		_, _, err = Copy(context.Background(), endOf(t, f, false), se, -1, pool)
 	})
 	if !errors.Is(err, syscall.EINVAL) {

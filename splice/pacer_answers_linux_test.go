@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
 // answerPacer answers every Take with n and err.
@@ -80,7 +82,7 @@ func TestCopyPacerAnswers(t *testing.T) {
 							handled bool
 							err     error
 						)
-						guard(t, 20*time.Second, func() { n, handled, err = f.fn(context.Background(), de, se) })
+						fdtest.Within(t, 20*time.Second, func() { n, handled, err = f.fn(context.Background(), de, se) })
 						s.close()
 						got := d.finish()
 						if !handled {

@@ -108,7 +108,7 @@ func TestPoolBounded(t *testing.T) {
 			}
 		}()
 	}
-	guard(t, 30*time.Second, wg.Wait)
+	fdtest.Within(t, 30*time.Second, wg.Wait)
 	close(stop)
 	watch.Wait()
 	close(errs)

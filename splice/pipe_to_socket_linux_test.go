@@ -77,7 +77,7 @@ func TestCopyPipeToSocketAccounting(t *testing.T) {
 				}()
 			}
 			var n int64
-			guard(t, 20*time.Second, func() {
+			fdtest.Within(t, 20*time.Second, func() {
 				n, _, err = Copy(ctx, endOf(t, a.(syscall.Conn), false), endOf(t, r, true), -1, pool)
 			})
 			switch {

@@ -40,7 +40,7 @@ func TestFailedDrainPipe(t *testing.T) {
 		n, _, err = Copy(context.Background(), endOf(t, a.(syscall.Conn), false), endOf(t, f, true), -1, pool)
 	}()
 	// Let the copy fill its pipe and stall on the unread socket.
-	guard(t, 10*time.Second, func() {
+	fdtest.Within(t, 10*time.Second, func() {
 		for pool.Stats().InUse == 0 {
 			time.Sleep(time.Millisecond)
 		}
@@ -48,7 +48,7 @@ func TestFailedDrainPipe(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	got, _ := io.ReadAll(io.LimitReader(b, 1)) // at least a byte arrived
 	b.Close()                                  // reset: the drain fails
-	guard(t, 10*time.Second, func() { <-done })
+	fdtest.Within(t, 10*time.Second, func() { <-done })
 	if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
 		t.Fatalf("Copy = %d, %v; want ECONNRESET or EPIPE", n, err)
 	}
@@ -70,7 +70,7 @@ func TestFailedDrainPipe(t *testing.T) {
 	all := make(chan []byte, 1)
 	go func() { b, _ := io.ReadAll(h); all <- b }()
 	var m int64
-	guard(t, 20*time.Second, func() {
+	fdtest.Within(t, 20*time.Second, func() {
 		m, _, err = Copy(context.Background(), endOf(t, g.(syscall.Conn), false), endOf(t, c.(syscall.Conn), true), -1, pool)
 	})
 	g.(*net.TCPConn).CloseWrite()

@@ -84,7 +84,7 @@ type unseenFile struct {
 }
 
 // unseenFiles returns openers of files whose pages cachestat(2) never
-// counts, however often they are read (unseenType); each skips the test
+// counts, however often they are read (uncountedType); each skips the test
 // where it cannot make its file. size is the size of the files it
 // writes.
 func unseenFiles(size int) []unseenFile {

@@ -398,7 +398,7 @@ func (d *Driver) end(cs copySrc) {
 // file system's reads wait for a server (remoteType: a read the server
 // never answers would hold one of the ring's workers, which every copy
 // shares), nor where cachestat does not count the file's pages
-// (unseenType: every chunk would look missing, however often it was
+// (uncountedType: every chunk would look missing, however often it was
 // read), nor where fstatfs(2) cannot name the file system (a FUSE server
 // that does not answer it), nor for a file the caller has closed.
 func MayRead(c syscall.RawConn) bool {
@@ -406,7 +406,7 @@ func MayRead(c syscall.RawConn) bool {
 	c.Control(func(sysfd uintptr) {
 		var st unix.Statfs_t
 		if unix.Fstatfs(int(sysfd), &st) == nil {
-			ok = !remoteType(uint32(st.Type)) && !unseenType(uint32(st.Type))
+			ok = !remoteType(uint32(st.Type)) && !uncountedType(uint32(st.Type))
 		}
 	})
 	return ok
@@ -428,7 +428,7 @@ func remoteType(typ uint32) bool {
 	return false
 }
 
-// unseenType reports whether a file system of the type typ (statfs's
+// uncountedType reports whether a file system of the type typ (statfs's
 // f_type) keeps its files' bytes where cachestat(2) does not count
 // them, so that every chunk of such a file looks Missing however often
 // it was read (a Warmer would read each into the guard, then again
@@ -442,7 +442,7 @@ func remoteType(typ uint32) bool {
 // (EOPNOTSUPP: no probe finds a page readable), and whose other pages
 // are in memory or swap: no device readahead for a Warmer to run ahead
 // of.
-func unseenType(typ uint32) bool {
+func uncountedType(typ uint32) bool {
 	switch typ {
 	case unix.OVERLAYFS_SUPER_MAGIC, unix.TMPFS_MAGIC,
 		unix.PROC_SUPER_MAGIC, unix.SYSFS_MAGIC, unix.DEBUGFS_MAGIC,
