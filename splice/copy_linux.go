@@ -596,8 +596,8 @@ const (
 	stepRound step = iota
 	// stepWaitSrc: src has nothing to read; wait for input.
 	stepWaitSrc
-	// stepWaitDst: dst had no room. viaPipe waits for room at the start
-	// of the next round, before it reads more.
+	// stepWaitDst: dst had no room: wait for room before the next
+	// round (direct, Sendfile).
 	stepWaitDst
 	// stepDrain: viaPipe's fill put bytes in the pipe; drain them all.
 	stepDrain

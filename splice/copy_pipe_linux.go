@@ -26,10 +26,14 @@ import (
 // number of them. A copy never waits for a pipe either: when none is free
 // (every pipe holds bytes for a destination that does not read, say), the
 // round goes through a userspace buffer, as io.Copy would, and the next
-// round tries again. A destination that had no room is waited for before
-// more is read (stepWaitDst), with the emptied pipe given back first, so
-// a stalled destination pins at most one pipe, and only while that pipe
-// holds bytes the destination has not taken.
+// round tries again. A copy waits for room in dst only inside a drain,
+// holding the pipe with the bytes dst has not taken: a stalled
+// destination pins at most one pipe, and only while it holds bytes. Once
+// they are delivered the next round reads at once, as Go's own splice
+// loop does, without a wait for room first: a socket polls writable only
+// well below full (unix: a quarter of its send buffer queued), and after
+// such a wait the fill came before the next bytes could go, while dst
+// ran dry (docs/benchmarks.md, "No wait for room between rounds").
 func (c *copier) viaPipe() (handled bool, err error) {
 	defer func() { err = c.dropPipe(err) }()
 	return c.run(c.pipeStep)
@@ -38,8 +42,8 @@ func (c *copier) viaPipe() (handled bool, err error) {
 // pipeStep takes step st of viaPipe and returns the next one.
 func (c *copier) pipeStep(st step) step {
 	switch st {
-	case stepRound, stepWaitDst:
-		return c.pipeRound(st)
+	case stepRound:
+		return c.pipeRound()
 	case stepDrain:
 		return c.drainFilled()
 	case stepBuffer:
@@ -49,32 +53,23 @@ func (c *copier) pipeStep(st step) step {
 }
 
 // pipeRound starts a round of viaPipe with the pipe empty: it checks the
-// limit and the context, waits for the Pacer's grant and, after a drain
-// that found dst without room (stepWaitDst), for room in dst; then it
-// fills the pipe (fillPipe). It returns stepDrain when bytes are in the
-// pipe, stepRound when a blocking src had no input for a poll slice,
+// limit and the context and waits for the Pacer's grant; then it fills
+// the pipe (fillPipe). It returns stepDrain when bytes are in the pipe,
+// stepRound when a blocking src had no input for a poll slice,
 // stepBuffer for a round splice cannot make, or how the copy ends.
-func (c *copier) pipeRound(st step) step {
+func (c *copier) pipeRound() step {
 	if !c.more() {
 		return stepDone
 	}
-	waitDst := st == stepWaitDst && !c.dst.neverWaits()
-	if c.p != nil && c.pool != nil && (waitDst || c.src.Pacer != nil && c.budget == 0) {
-		// A wait, for the Pacer's grant or for room in dst, holds no
-		// pipe: the pipe is empty between rounds, and another copy
-		// may move bytes through it meanwhile. (A dst whose peer
-		// stopped reading would otherwise pin a pipe with nothing in
-		// it for as long.)
+	if c.p != nil && c.pool != nil && c.src.Pacer != nil && c.budget == 0 {
+		// A wait for the Pacer's grant holds no pipe: the pipe is
+		// empty between rounds, and another copy may move bytes
+		// through it meanwhile.
 		c.pool.putClean(c.p)
 		c.p = nil
 	}
 	if err := c.beginRound(); err != nil {
 		return c.stop(err)
-	}
-	if waitDst {
-		if err := c.wait(&c.dst, true); err != nil {
-			return c.stop(err)
-		}
 	}
 	c.next, c.err = stepFail, nil
 	if rerr := c.src.Conn.Read(c.fillFn); rerr != nil {
@@ -188,9 +183,8 @@ func (c *copier) srcEmpty(fd int) bool {
 	return true
 }
 
-// drainFilled drains the pipe a fill left bytes in. It returns
-// stepWaitDst when dst had no room at some point (the next round waits
-// for room before it reads more), else stepRound. When dst refuses the
+// drainFilled drains the pipe a fill left bytes in, and returns
+// stepRound once it is empty. When dst refuses the
 // splice (fd.Refused: a refused splice moves nothing, so the bytes are
 // still in the pipe), they are put back if they can be, by seeking a
 // regular-file src back when nothing reached dst yet (stepRefused: the
@@ -200,7 +194,7 @@ func (c *copier) srcEmpty(fd int) bool {
 func (c *copier) drainFilled() step {
 	err := c.drain(c.p)
 	if err == nil {
-		return c.next
+		return stepRound
 	}
 	if errno, ok := err.(syscall.Errno); ok {
 		if !fd.Refused(errno) {
@@ -421,11 +415,9 @@ func Drain(ctx context.Context, dst *End, p *Pipe, n int) (written int64, err er
 
 // drain splices everything in p into dst, waiting for room on the
 // netpoller (in poll(2) slices for a blocking dst) while holding p: its
-// bytes are this copy's. It returns nil only when p is empty. It leaves
-// in c.next stepWaitDst if it found dst without room, else stepRound.
+// bytes are this copy's. It returns nil only when p is empty.
 func (c *copier) drain(p *Pipe) error {
 	c.p = p
-	c.next = stepRound
 	for p.data > 0 {
 		c.err = nil
 		if werr := c.dst.Conn.Write(c.drainFn); werr != nil {
@@ -463,7 +455,6 @@ func (c *copier) drainPipe(fd uintptr) bool {
 			c.err = fmt.Errorf("splice: the pipe is empty with %d bytes still counted in it: %w", p.data, io.ErrUnexpectedEOF)
 		case e == unix.EAGAIN:
 			// p holds bytes, so dst has no room.
-			c.next = stepWaitDst
 			if c.ctx.Err() != nil {
 				c.err = ctxError(c.ctx, nil)
 				return true
