@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
@@ -112,4 +114,100 @@ func TestCopyPipeToSocketAccounting(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPipeToSocketThroughOwnPipe: a copy from a pipe into a socket takes
+// the source's bytes into a pipe of its own (the pool's, or one made for
+// the copy without a pool) and sends from there, never splicing the
+// source pipe straight into the socket, which would hold the source's
+// lock for each send and can leave a message's tail unsent
+// (throughPipe). Seen from outside: with the peer reading nothing, the
+// source pipe empties into the copy's pipe although the socket took far
+// less, and the copy, ended by its context, reports the bytes it held
+// as undelivered. The socket's send buffer is kept small, so that what
+// it takes after the context ended (without waiting) cannot be all.
+func TestPipeToSocketThroughOwnPipe(t *testing.T) {
+	fdtest.Check(t)
+	const total = 768 << 10
+	for _, pooled := range []bool{true, false} {
+		name := "pool"
+		if !pooled {
+			name = "no-pool"
+		}
+		t.Run(name, func(t *testing.T) {
+			var pool *Pool
+			if pooled {
+				pool = NewPool(0, 1)
+				defer pool.Close()
+			}
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			defer w.Close()
+			wc, _ := w.SyscallConn()
+			wc.Control(func(fd uintptr) { _, err = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, 1<<20) })
+			if err != nil {
+				t.Skipf("a 1 MiB pipe: %v", err)
+			}
+			data := fdtest.Random(total)
+			if n, err := w.Write(data); err != nil || n != total { // the pipe holds it all
+				t.Fatalf("Write = %d, %v", n, err)
+			}
+			a, b := connPair(t, "unix")
+			defer a.Close()
+			defer b.Close()
+			ac, _ := a.(syscall.Conn).SyscallConn()
+			ac.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, 64<<10) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			type result struct {
+				n   int64
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				n, _, err := Copy(ctx, endOf(t, a.(syscall.Conn), false), endOf(t, r, true), -1, pool)
+				done <- result{n, err}
+			}()
+			var res result
+			fdtest.Within(t, 20*time.Second, func() {
+				for pipeBytes(t, r) > 0 {
+					time.Sleep(5 * time.Millisecond)
+				}
+				cancel()
+				res = <-done
+			})
+			var lost int64
+			if u := (*UndeliveredError)(nil); errors.As(res.err, &u) {
+				lost = u.N
+			}
+			if !errors.Is(res.err, context.Canceled) || lost == 0 || res.n+lost != total {
+				t.Fatalf("Copy = %d, %v (%d undelivered); want Canceled, with the %d bytes not sent undelivered", res.n, res.err, lost, total-res.n)
+			}
+			a.Close()
+			got, err := io.ReadAll(b)
+			if err != nil || !bytes.Equal(got, data[:res.n]) {
+				t.Fatalf("the peer got %d bytes (%v); Copy reported %d written", len(got), err, res.n)
+			}
+		})
+	}
+}
+
+// pipeBytes returns the bytes in the pipe r reads (FIONREAD).
+func pipeBytes(t *testing.T, r *os.File) int {
+	rc, err := r.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	rc.Control(func(fd uintptr) { n, err = unix.IoctlGetInt(int(fd), unix.TIOCINQ) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
