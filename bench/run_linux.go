@@ -296,7 +296,7 @@ func newHeader(cfg *config, m *meter, set *strategySet) header {
 		"ctxsw/GiB: getrusage nvcsw+nivcsw delta / GiB, whole process",
 		fmt.Sprintf("threads: peak of num_threads in /proc/self/stat (= /proc/self/task, iou-wrk included), sampled every %v, max over reps", threadSampleEvery),
 		"vs io.Copy: MB/s over io.Copy's MB/s in the same case (latency: io.Copy's p50 over this p50); above 1 is better",
-		"path: which path the pipes engine took (Engine.Stats: ring, splice loop or userspace, with SQEs per io_uring_enter)",
+		"path: which path the pipes engine took (Engine.Stats: ring, splice loop or userspace, with SQEs per io_uring_enter, and the rounds that found no pool pipe free)",
 		"every rep counts the bytes received at the destination; a first untimed rep per cell also checks CRC-32C of the received bytes; any mismatch aborts the run",
 		"harness: sources fed by sendfile(2) from a data file, destinations drained by splice(2) to /dev/null; strategies interleaved rep by rep, each rep starting one strategy later",
 	}

@@ -224,6 +224,11 @@ func enginePath(before, after pipes.Stats) string {
 	if warmed := after.Warmed - before.Warmed; warmed > 0 {
 		s += fmt.Sprintf(", %d%% of chunks read in by the ring", warmed*100/max(1, warmed+after.Cached-before.Cached))
 	}
+	if exhausted := after.PoolExhausted - before.PoolExhausted; exhausted > 0 {
+		// Rounds through the userspace buffer for want of a free pool
+		// pipe (Stats.PoolExhausted).
+		s += fmt.Sprintf(", %d rounds with no pipe free", exhausted)
+	}
 	if ring > 0 || after.Warmed > before.Warmed || after.SQEs > before.SQEs {
 		if enters := after.Enters - before.Enters; enters > 0 {
 			s += fmt.Sprintf(" (%.0f SQE/enter)", float64(after.SQEs-before.SQEs)/float64(enters))
