@@ -130,7 +130,7 @@ type adv23Result struct {
 // pipe, and gives the pool pipe back.
 func TestAdv23SlowPeerRounds(t *testing.T) {
 	fdtest.Check(t)
-	const total = 4<<20 + 5
+	const total = 1<<20 + 5
 	for _, srcKind := range []string{"file", "pipe", "unix", "tcp"} {
 		for _, network := range []string{"unix", "tcp"} {
 			for _, blockingDst := range []bool{false, true} {

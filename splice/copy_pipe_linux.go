@@ -19,21 +19,25 @@ import (
 // (pipeRound) and drains all of it into dst (drainFilled).
 //
 // A pooled pipe is held only while bytes move: the fill takes one inside
-// src's Conn.Read callback, and gives it back, empty, before the copy
-// parks on the netpoller for input (Go's internal/poll splices after
-// arming the poll descriptor too, so no readiness is lost and no poll(2)
-// is needed). Idle copies thus hold no pipe, and a bounded pool serves any
-// number of them. A copy never waits for a pipe either: when none is free
-// (every pipe holds bytes for a destination that does not read, say), the
-// round goes through a userspace buffer, as io.Copy would, and the next
-// round tries again. A copy waits for room in dst only inside a drain,
-// holding the pipe with the bytes dst has not taken: a stalled
-// destination pins at most one pipe, and only while it holds bytes. Once
-// they are delivered the next round reads at once, as Go's own splice
-// loop does, without a wait for room first: a socket polls writable only
-// well below full (unix: a quarter of its send buffer queued), and after
-// such a wait the fill came before the next bytes could go, while dst
-// ran dry (docs/benchmarks.md, "No wait for room between rounds").
+// src's Conn.Read callback (so a wait for src's read lock, which another
+// copy of the same src may hold while it waits for input, holds none),
+// and the copy gives it back once it is empty: after the drain, before a
+// buffer round, and before it parks on the netpoller for input (Go's
+// internal/poll splices after arming the poll descriptor too, so no
+// readiness is lost and no poll(2) is needed). Idle copies thus hold no
+// pipe, and a bounded pool serves any number of them. A copy never waits
+// for a pipe either: when none is free (every pipe holds bytes for a
+// destination that does not read, say), the round goes through a
+// userspace buffer, as io.Copy would, and the next round tries again. So
+// a copy waits for room in dst holding a pipe only inside a drain, with
+// the bytes dst has not taken: a stalled destination pins at most one
+// pipe, and only while it holds bytes. Once they are delivered the next
+// round reads at once, as Go's own splice loop does, without a wait for
+// room first: a socket polls writable only well below full (unix: a
+// quarter of its send buffer queued), and after such a wait the fill
+// came before the next bytes could go, while dst ran dry
+// (docs/benchmarks.md, "No wait for room between rounds"). A copy
+// without a pool keeps the one pipe made for it throughout.
 func (c *copier) viaPipe() (handled bool, err error) {
 	defer func() { err = c.dropPipe(err) }()
 	return c.run(c.pipeStep)
@@ -47,26 +51,20 @@ func (c *copier) pipeStep(st step) step {
 	case stepDrain:
 		return c.drainFilled()
 	case stepBuffer:
+		c.putPipe() // the fill took it and moved nothing
 		return c.bufferStep()
 	}
 	panic(fmt.Sprintf("splice: viaPipe reached step %d", st))
 }
 
-// pipeRound starts a round of viaPipe with the pipe empty: it checks the
-// limit and the context and waits for the Pacer's grant; then it fills
-// the pipe (fillPipe). It returns stepDrain when bytes are in the pipe,
-// stepRound when a blocking src had no input for a poll slice,
+// pipeRound starts a round of viaPipe, holding no pool pipe: it checks
+// the limit and the context and waits for the Pacer's grant; then it
+// fills a pipe (fillPipe). It returns stepDrain when bytes are in the
+// pipe, stepRound when a blocking src had no input for a poll slice,
 // stepBuffer for a round splice cannot make, or how the copy ends.
 func (c *copier) pipeRound() step {
 	if !c.more() {
 		return stepDone
-	}
-	if c.p != nil && c.pool != nil && c.src.Pacer != nil && c.budget == 0 {
-		// A wait for the Pacer's grant holds no pipe: the pipe is
-		// empty between rounds, and another copy may move bytes
-		// through it meanwhile.
-		c.pool.putClean(c.p)
-		c.p = nil
 	}
 	if err := c.beginRound(); err != nil {
 		return c.stop(err)
@@ -167,10 +165,7 @@ func (c *copier) fillPipe(fd uintptr) bool {
 // non-blocking src, else waits a poll(2) slice (stepRound). A copy whose
 // context ended stops instead.
 func (c *copier) srcEmpty(fd int) bool {
-	if c.p != nil && c.pool != nil {
-		c.pool.putClean(c.p) // empty: nobody else's bytes are in it
-		c.p = nil
-	}
+	c.putPipe()
 	switch {
 	case c.ctx.Err() != nil:
 		c.next, c.err = stepFail, ctxError(c.ctx, nil)
@@ -183,17 +178,18 @@ func (c *copier) srcEmpty(fd int) bool {
 	return true
 }
 
-// drainFilled drains the pipe a fill left bytes in, and returns
-// stepRound once it is empty. When dst refuses the
-// splice (fd.Refused: a refused splice moves nothing, so the bytes are
-// still in the pipe), they are put back if they can be, by seeking a
-// regular-file src back when nothing reached dst yet (stepRefused: the
-// caller copies in userspace); otherwise drainRefused writes them and
-// the copy goes on in buffer rounds. When the copy's context ended, what
-// dst takes without waiting is still delivered.
+// drainFilled drains the pipe a fill left bytes in, gives it back, and
+// returns stepRound. When dst refuses the splice (fd.Refused: a refused
+// splice moves nothing, so the bytes are still in the pipe), they are
+// put back if they can be, by seeking a regular-file src back when
+// nothing reached dst yet (stepRefused: the caller copies in
+// userspace); otherwise drainRefused writes them and the copy goes on in
+// buffer rounds. When the copy's context ended, what dst takes without
+// waiting is still delivered.
 func (c *copier) drainFilled() step {
 	err := c.drain(c.p)
 	if err == nil {
+		c.putPipe() // the next fill takes one inside src's Read callback
 		return stepRound
 	}
 	if errno, ok := err.(syscall.Errno); ok {
@@ -328,6 +324,15 @@ func (c *copier) dropPipe(err error) error {
 		p.Close()
 	}
 	return err
+}
+
+// putPipe gives the copy's pipe, empty, back to its pool; a pipe made
+// for a copy without a pool stays with the copy until it ends (dropPipe).
+func (c *copier) putPipe() {
+	if c.p != nil && c.pool != nil {
+		c.pool.putClean(c.p) // empty: nobody else's bytes are in it
+		c.p = nil
+	}
 }
 
 // takePipe returns an empty pipe from pool, or nil where none is free or
