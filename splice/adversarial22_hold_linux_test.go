@@ -5,7 +5,6 @@ package splice
 import (
 	"context"
 	"io"
-	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -34,19 +33,10 @@ func TestAdv22CaughtUpCopyHoldsNoPipe(t *testing.T) {
 	fdtest.Check(t)
 	pool := NewPool(0, 1)
 	defer pool.Close()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer w.Close()
-	wc, _ := w.SyscallConn()
-	wc.Control(func(fd uintptr) { _, err = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, 1<<20) })
-	if err != nil {
-		t.Skip(err)
-	}
+	r, w := bigPipe(t)
 	end, peer := connPair(t, "unix")
 	var sndbuf int
+	var err error
 	rc, _ := end.(syscall.Conn).SyscallConn()
 	rc.Control(func(fd uintptr) { sndbuf, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF) })
 	if err != nil {

@@ -116,6 +116,42 @@ func adv23Stuck(m *countMeter) {
 	}
 }
 
+// adv23Held waits for pool to have no pipe in use, and returns nil once
+// it has none, or its Stats if it still has one after 5 s (a hang guard
+// that tells what is held).
+func adv23Held(pool *Pool) *PoolStats {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st := pool.Stats()
+		switch {
+		case st.InUse == 0:
+			return nil
+		case time.Now().After(deadline):
+			return &st
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// adv23SlowRead reads peer piece bytes a call until it fails (EOF), and
+// then sends all it read on the channel it returns.
+func adv23SlowRead(peer io.Reader, piece int) <-chan []byte {
+	got := make(chan []byte, 1)
+	go func() {
+		var b []byte
+		buf := make([]byte, piece)
+		for {
+			m, err := peer.Read(buf)
+			b = append(b, buf[:m]...)
+			if err != nil {
+				break
+			}
+		}
+		got <- b
+	}()
+	return got
+}
+
 type adv23Result struct {
 	n   int64
 	err error
@@ -143,19 +179,7 @@ func TestAdv23SlowPeerRounds(t *testing.T) {
 						src := adv23Src(t, srcKind, data, false)
 						end, peer := adv22Dst(t, network, blockingDst)
 						adv23Sndbuf(t, end, 16<<10)
-						got := make(chan []byte, 1)
-						go func() {
-							var b []byte
-							buf := make([]byte, 3000)
-							for {
-								m, err := peer.Read(buf)
-								b = append(b, buf[:m]...)
-								if err != nil {
-									break
-								}
-							}
-							got <- b
-						}()
+						got := adv23SlowRead(peer, 3000)
 						var res adv23Result
 						fdtest.Within(t, 60*time.Second, func() {
 							n, _, err := Copy(context.Background(), endOf(t, end, false), endOf(t, src.conn, true), -1, pool)
@@ -320,19 +344,7 @@ func TestAdv23PacedSlowPeer(t *testing.T) {
 				src := adv23Src(t, srcKind, data, false)
 				end, peer := connPair(t, "unix")
 				adv23Sndbuf(t, end.(syscall.Conn), 16<<10)
-				got := make(chan []byte, 1)
-				go func() {
-					var b []byte
-					buf := make([]byte, 2000)
-					for {
-						m, err := peer.Read(buf)
-						b = append(b, buf[:m]...)
-						if err != nil {
-							break
-						}
-					}
-					got <- b
-				}()
+				got := adv23SlowRead(peer, 2000)
 				pacer := &adv22Pacer{grant: grant, pool: pool}
 				srcEnd := endOf(t, src.conn, true)
 				srcEnd.Pacer = pacer
@@ -382,22 +394,7 @@ func TestAdv23UrgentRoundHoldsNoPipe(t *testing.T) {
 			// The bytes past the mark are far more than dst takes, and
 			// fewer than a buffer round reads: that round holds them all.
 			before, after := fdtest.Random(100), fdtest.Random(48<<10)
-			if _, err := b.Write(before); err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(20 * time.Millisecond) // a segment of its own
-			rc, err := b.(*net.TCPConn).SyscallConn()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var serr error
-			if err := rc.Control(func(fd uintptr) { serr = unix.Send(int(fd), []byte{'!'}, unix.MSG_OOB) }); err != nil || serr != nil {
-				t.Fatalf("send MSG_OOB: %v, %v", err, serr)
-			}
-			if _, err := b.Write(after); err != nil {
-				t.Fatal(err)
-			}
-			b.(*net.TCPConn).CloseWrite()
+			sendUrgent(t, b.(*net.TCPConn), before, after)
 			// Everything is in a's receive queue (acknowledged) before
 			// the copy starts, so that the buffer round's read gets it.
 			fdtest.Within(t, 20*time.Second, func() {
@@ -421,25 +418,7 @@ func TestAdv23UrgentRoundHoldsNoPipe(t *testing.T) {
 					time.Sleep(time.Millisecond) // bytes past the mark arrive
 				}
 				adv23Stuck(meter) // the buffer round waits for room
-				idle, stop := make(chan struct{}), make(chan struct{})
-				go func() {
-					defer close(idle)
-					for pool.Stats().InUse != 0 {
-						select {
-						case <-stop:
-							return
-						case <-time.After(time.Millisecond):
-						}
-					}
-				}()
-				select {
-				case <-idle:
-				case <-time.After(5 * time.Second): // a hang guard
-					st := pool.Stats()
-					held = &st
-					close(stop)
-					<-idle
-				}
+				held = adv23Held(pool)
 			})
 			cancel()
 			var res adv23Result
@@ -521,25 +500,7 @@ func TestAdv23SharedSourceIdleHoldsNoPipe(t *testing.T) {
 				for meters[0].load()+meters[1].load() < total {
 					time.Sleep(time.Millisecond)
 				}
-				idle, stop := make(chan struct{}), make(chan struct{})
-				go func() {
-					defer close(idle)
-					for pool.Stats().InUse != 0 {
-						select {
-						case <-stop:
-							return
-						case <-time.After(time.Millisecond):
-						}
-					}
-				}()
-				select {
-				case <-idle:
-				case <-time.After(5 * time.Second): // a hang guard
-					st := pool.Stats()
-					held = &st
-					close(stop)
-					<-idle
-				}
+				held = adv23Held(pool)
 			})
 			cancel()
 			var sum int64

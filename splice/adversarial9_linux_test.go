@@ -44,23 +44,7 @@ func TestCopyUrgentIntoBlockingPipeHint(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, after := bytes.Repeat([]byte("x"), 100), bytes.Repeat([]byte("y"), 3*4096)
-	if _, err := b.Write(before); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(20 * time.Millisecond) // a segment of its own
-	rc, err := b.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.Send(int(fd), []byte{'!'}, unix.MSG_OOB) }); err != nil || serr != nil {
-		t.Fatalf("send MSG_OOB: %v, %v", err, serr)
-	}
-	time.Sleep(20 * time.Millisecond)
-	if _, err := b.Write(after); err != nil {
-		t.Fatal(err)
-	}
-	b.(*net.TCPConn).CloseWrite()
+	sendUrgent(t, b.(*net.TCPConn), before, after)
 	time.Sleep(20 * time.Millisecond) // everything, the FIN too, has arrived
 	dst := endOf(t, w, false)
 	if !dst.Pipe || dst.Info.Mode != 0 {

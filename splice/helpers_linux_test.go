@@ -150,6 +150,51 @@ func tempFile(t testing.TB, data []byte) *os.File {
 	return f
 }
 
+// sendUrgent writes before, then one byte of TCP urgent data ('!',
+// MSG_OOB), then after, on b, and shuts b's write side: the reader's
+// splice stops at the mark. before and the mark go in segments of
+// their own.
+func sendUrgent(t testing.TB, b *net.TCPConn, before, after []byte) {
+	t.Helper()
+	if _, err := b.Write(before); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // a segment of its own
+	rc, err := b.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.Send(int(fd), []byte{'!'}, unix.MSG_OOB) }); err != nil || serr != nil {
+		t.Fatalf("send MSG_OOB: %v, %v", err, serr)
+	}
+	time.Sleep(20 * time.Millisecond) // the mark in a segment of its own
+	if _, err := b.Write(after); err != nil {
+		t.Fatal(err)
+	}
+	b.CloseWrite()
+}
+
+// bigPipe returns a pipe of 1 MiB (F_SETPIPE_SZ), closed when the test
+// ends; the test is skipped where the kernel refuses that size.
+func bigPipe(t testing.TB) (r, w *os.File) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(); w.Close() })
+	wc, err := w.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc.Control(func(fd uintptr) { _, err = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, 1<<20) })
+	if err != nil {
+		t.Skipf("a 1 MiB pipe: %v", err)
+	}
+	return r, w
+}
+
 // fifo makes a fifo and opens both ends non-blocking, as pipes.OpenFifo does.
 func fifo(t testing.TB) (r, w *os.File) {
 	t.Helper()

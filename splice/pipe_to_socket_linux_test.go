@@ -140,17 +140,7 @@ func TestPipeToSocketThroughOwnPipe(t *testing.T) {
 				pool = NewPool(0, 1)
 				defer pool.Close()
 			}
-			r, w, err := os.Pipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
-			defer w.Close()
-			wc, _ := w.SyscallConn()
-			wc.Control(func(fd uintptr) { _, err = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, 1<<20) })
-			if err != nil {
-				t.Skipf("a 1 MiB pipe: %v", err)
-			}
+			r, w := bigPipe(t)
 			data := fdtest.Random(total)
 			if n, err := w.Write(data); err != nil || n != total { // the pipe holds it all
 				t.Fatalf("Write = %d, %v", n, err)
@@ -158,11 +148,7 @@ func TestPipeToSocketThroughOwnPipe(t *testing.T) {
 			a, b := connPair(t, "unix")
 			defer a.Close()
 			defer b.Close()
-			ac, _ := a.(syscall.Conn).SyscallConn()
-			ac.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, 64<<10) })
-			if err != nil {
-				t.Fatal(err)
-			}
+			adv23Sndbuf(t, a.(syscall.Conn), 64<<10)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			type result struct {
