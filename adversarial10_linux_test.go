@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
@@ -467,7 +465,7 @@ func TestAdv10ReadFromLimitedUndelivered(t *testing.T) {
 		sent += 100
 		time.Sleep(5 * time.Millisecond)
 	}
-	sendOOB(t, b)
+	fdtest.SendOOB(t, b)
 	time.Sleep(20 * time.Millisecond)
 	if _, err := b.Write(bytes.Repeat([]byte("y"), 128<<10)); err != nil {
 		t.Fatal(err)
@@ -494,19 +492,6 @@ func TestAdv10ReadFromLimitedUndelivered(t *testing.T) {
 	}
 	if limit-lr.N != consumed {
 		t.Errorf("ReadFrom = (%d, %v): the connection lost %d bytes, N lowered by %d", r.n, r.err, consumed, limit-lr.N)
-	}
-}
-
-// sendOOB sends "!" on c as TCP urgent data (MSG_OOB).
-func sendOOB(t *testing.T, c *net.TCPConn) {
-	t.Helper()
-	rc, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.Send(int(fd), []byte{'!'}, unix.MSG_OOB) }); err != nil || serr != nil {
-		t.Fatalf("send MSG_OOB: %v, %v", err, serr)
 	}
 }
 

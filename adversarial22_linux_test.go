@@ -60,36 +60,6 @@ func adv22Source(t *testing.T, kind string) (r io.Reader, w io.WriteCloser, clos
 
 var adv22SourceKinds = []string{"pipereader", "os", "blocking", "fd"}
 
-// adv22Conn returns the copy's end and its peer: TCP or a unix stream.
-func adv22Conn(t *testing.T, network string) (end, peer net.Conn) {
-	t.Helper()
-	if network == "tcp" {
-		a, b := tcpPair(t)
-		t.Cleanup(func() { a.Close(); b.Close() })
-		return a, b
-	}
-	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "s"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	ch := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		ch <- c
-	}()
-	a, err := net.Dial("unix", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := <-ch
-	if b == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
-}
-
 // adv22Undelivered returns the bytes err reports undelivered.
 func adv22Undelivered(err error) int64 {
 	var u *splice.UndeliveredError
@@ -125,7 +95,7 @@ func TestAdv22EngineCopyPipeToSocket(t *testing.T) {
 								w.Write(data)
 								w.Close()
 							}()
-							end, peer := adv22Conn(t, network)
+							end, peer := ptConnPair(t, network)
 							got := make(chan []byte, 1)
 							go func() { b, _ := io.ReadAll(peer); got <- b }()
 							var n int64
@@ -167,13 +137,8 @@ func TestAdv22EngineLimitedStalled(t *testing.T) {
 					t.Run(fmt.Sprintf("%s/%s/%s/%s", ec.name, kind, network, how), func(t *testing.T) {
 						data := fdtest.Random(total)
 						r, w, _ := adv22Source(t, kind)
-						fed := make(chan struct{})
-						go func() {
-							defer close(fed)
-							w.Write(data)
-							w.Close()
-						}()
-						end, peer := adv22Conn(t, network)
+						fed := fdtest.WriteAndClose(w, data)
+						end, peer := ptConnPair(t, network)
 						lr := &io.LimitedReader{R: r, N: limit}
 						ctx, cancel := context.WithCancel(context.Background())
 						defer cancel()
@@ -259,13 +224,8 @@ func TestAdv22EngineRateLimitedPipe(t *testing.T) {
 				t.Run(fmt.Sprintf("%s/%s/%s", ec.name, kind, wrap), func(t *testing.T) {
 					data := fdtest.Random(total)
 					r, w, _ := adv22Source(t, kind)
-					fed := make(chan struct{})
-					go func() {
-						defer close(fed)
-						w.Write(data)
-						w.Close()
-					}()
-					end, peer := adv22Conn(t, "tcp")
+					fed := fdtest.WriteAndClose(w, data)
+					end, peer := ptConnPair(t, "tcp")
 					got := make(chan []byte, 1)
 					go func() { b, _ := io.ReadAll(peer); got <- b }()
 					l := NewLimiter(16<<20, 8<<10)
@@ -329,7 +289,7 @@ func TestAdv22RelayFifoEcho(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer fifo.Close()
-				end, peer := adv22Conn(t, network)
+				end, peer := ptConnPair(t, network)
 				ctx, cancel := context.WithCancel(context.Background())
 				defer cancel()
 				type result struct {

@@ -130,12 +130,7 @@ func runChecks(t *testing.T, checks []check) {
 // it quietly. When the test ends, w is closed, which ends a write still
 // blocked, and the goroutine is waited for.
 func feedQuietly(t *testing.T, w io.WriteCloser, data []byte) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		w.Write(data)
-		w.Close()
-	}()
+	done := fdtest.WriteAndClose(w, data)
 	t.Cleanup(func() {
 		w.Close()
 		<-done
@@ -917,17 +912,7 @@ func sendUrgent(t *testing.T, conns []*net.TCPConn) {
 	}
 	pause()
 	for _, b := range conns {
-		rc, err := b.SyscallConn()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var serr error
-		if err := rc.Control(func(fd uintptr) { serr = unix.Send(int(fd), []byte{'!'}, unix.MSG_OOB) }); err != nil {
-			t.Fatal(err)
-		}
-		if serr != nil {
-			t.Fatalf("send MSG_OOB: %v", serr)
-		}
+		fdtest.SendOOB(t, b)
 	}
 	pause()
 	for _, b := range conns {
@@ -1140,14 +1125,7 @@ func urgentIntoStalledPipe(t *testing.T, e *Engine, ctx context.Context) (fut *F
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	rc, err := b.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.Send(int(fd), []byte{'!'}, unix.MSG_OOB) }); err != nil || serr != nil {
-		t.Fatalf("send MSG_OOB: %v, %v", err, serr)
-	}
+	fdtest.SendOOB(t, b)
 	time.Sleep(20 * time.Millisecond)
 	if _, err := b.Write(bytes.Repeat([]byte("y"), 128<<10)); err != nil {
 		t.Fatal(err)

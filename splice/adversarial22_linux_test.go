@@ -212,17 +212,8 @@ func TestAdv22IdleEnds(t *testing.T) {
 					dst, peer := adv22Dst(t, "tcp", blockingDst)
 					ctx, cancel := context.WithCancel(context.Background())
 					defer cancel()
-					type result struct {
-						n   int64
-						err error
-					}
-					res := make(chan result, 1)
-					srcEnd := endOf(t, r, true)
-					go func() {
-						n, _, err := Copy(ctx, endOf(t, dst, false), srcEnd, -1, pool)
-						res <- result{n, err}
-					}()
-					var rr result
+					res := goCopy(ctx, endOf(t, dst, false), endOf(t, r, true), -1, pool)
+					var rr copyResult
 					fdtest.Within(t, 20*time.Second, func() {
 						got := make([]byte, len(hello))
 						if _, err := io.ReadFull(peer, got); err != nil || !bytes.Equal(got, hello) {
@@ -284,12 +275,7 @@ func adv22Stalled(t *testing.T, kind, network string, blockingDst bool, how stri
 	defer pool.Close()
 	data := fdtest.Random(total)
 	r, w := adv22Pipe(t, kind)
-	fed := make(chan struct{})
-	go func() {
-		defer close(fed)
-		w.Write(data)
-		w.Close()
-	}()
+	fed := fdtest.WriteAndClose(w, data)
 	end, peer := adv22Dst(t, network, blockingDst)
 	if tc, ok := peer.(*net.TCPConn); ok && how == "reset" {
 		tc.SetLinger(0)
@@ -299,26 +285,12 @@ func adv22Stalled(t *testing.T, kind, network string, blockingDst bool, how stri
 	meter := new(countMeter)
 	dstEnd := endOf(t, end, false)
 	dstEnd.Meter = meter
-	type result struct {
-		n   int64
-		err error
-	}
-	res := make(chan result, 1)
-	go func() {
-		n, _, err := Copy(ctx, dstEnd, endOf(t, r, true), limit, pool)
-		res <- result{n, err}
-	}()
-	var rr result
+	res := goCopy(ctx, dstEnd, endOf(t, r, true), limit, pool)
+	var rr copyResult
 	fdtest.Within(t, 20*time.Second, func() {
 		// Wait until the socket is full: the copy is stuck in a drain
 		// with bytes in the pool pipe (or a buffer round's buffer).
-		for {
-			before := meter.load()
-			time.Sleep(20 * time.Millisecond)
-			if before > 0 && meter.load() == before {
-				break
-			}
-		}
+		waitStuck(meter)
 		switch how {
 		case "cancel":
 			cancel()
@@ -396,34 +368,18 @@ func TestAdv22SharedPoolStalledPeer(t *testing.T) {
 			const stalledTotal = 16 << 20
 			stalledData := fdtest.Random(stalledTotal)
 			r0, w0 := adv22Pipe(t, kind)
-			fed := make(chan struct{})
-			go func() {
-				defer close(fed)
-				w0.Write(stalledData)
-				w0.Close()
-			}()
+			fed := fdtest.WriteAndClose(w0, stalledData)
 			end0, peer0 := adv22Dst(t, "tcp", false)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			meter := new(countMeter)
 			dst0 := endOf(t, end0, false)
 			dst0.Meter = meter
-			type result struct {
-				n   int64
-				err error
-			}
-			res0 := make(chan result, 1)
-			go func() {
-				n, _, err := Copy(ctx, dst0, endOf(t, r0, true), -1, pool)
-				res0 <- result{n, err}
-			}()
+			res0 := goCopy(ctx, dst0, endOf(t, r0, true), -1, pool)
 			fdtest.Within(t, 20*time.Second, func() {
-				for {
-					before := meter.load()
-					time.Sleep(20 * time.Millisecond)
-					if before > 0 && meter.load() == before && pool.Stats().InUse == 1 {
-						break
-					}
+				waitStuck(meter)
+				for pool.Stats().InUse != 1 {
+					waitStuck(meter)
 				}
 			})
 			// The stalled copy holds the pool's one pipe. Three more
@@ -456,7 +412,7 @@ func TestAdv22SharedPoolStalledPeer(t *testing.T) {
 			for err := range errs {
 				t.Error(err)
 			}
-			var rr result
+			var rr copyResult
 			fdtest.Within(t, 20*time.Second, func() { cancel(); rr = <-res0 })
 			if !errors.Is(rr.err, context.Canceled) {
 				t.Fatalf("stalled copy = %d, %v; want context.Canceled", rr.n, rr.err)
@@ -632,12 +588,7 @@ func TestAdv22PacedPipeSource(t *testing.T) {
 					defer pool.Close()
 					data := fdtest.Random(total)
 					r, w := adv22Pipe(t, kind)
-					fed := make(chan struct{})
-					go func() {
-						defer close(fed)
-						w.Write(data)
-						w.Close()
-					}()
+					fed := fdtest.WriteAndClose(w, data)
 					end, peer := adv22Dst(t, "tcp", false)
 					got := make(chan []byte, 1)
 					go func() { b, _ := io.ReadAll(peer); got <- b }()
@@ -824,12 +775,7 @@ func TestAdv22ChurnAccounting(t *testing.T) {
 				total := 2<<20 + i*1021
 				data := fdtest.Random(total)
 				r, w := adv22Pipe(t, kind)
-				fed := make(chan struct{})
-				go func() {
-					defer close(fed)
-					w.Write(data)
-					w.Close()
-				}()
+				fed := fdtest.WriteAndClose(w, data)
 				network := []string{"tcp", "unix"}[i%2]
 				end, peer := adv22Dst(t, network, i%3 == 2)
 				ctx, cancel := context.WithCancel(context.Background())

@@ -36,55 +36,31 @@ type adv23Source struct {
 // adv23Src returns a source of kind "file" (a regular file holding data,
 // read from offset 0), "pipe", "unix" or "tcp" (fed with data by a
 // goroutine, which then closes or shuts down the write side, unless
-// keepOpen).
+// keepOpen: feedFile, feedConn).
 func adv23Src(t *testing.T, kind string, data []byte, keepOpen bool) adv23Source {
 	t.Helper()
+	rest := func(r io.Reader, wait func()) func() []byte {
+		return func() []byte {
+			b, err := io.ReadAll(r) // from where the copy left it
+			wait()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+	}
 	switch kind {
 	case "file":
 		f := tempFile(t, data)
-		return adv23Source{conn: f, rest: func() []byte {
-			b, err := io.ReadAll(f) // from the offset the copy left
-			if err != nil {
-				t.Fatal(err)
-			}
-			return b
-		}}
+		return adv23Source{conn: f, rest: rest(f, func() {})}
 	case "pipe":
 		r, w := adv22Pipe(t, "pipe")
-		fed := make(chan struct{})
-		go func() {
-			defer close(fed)
-			w.Write(data)
-			if !keepOpen {
-				w.Close()
-			}
-		}()
-		return adv23Source{conn: r, rest: func() []byte {
-			b, err := io.ReadAll(r) // the feeder closes w once all is in
-			<-fed
-			if err != nil {
-				t.Fatal(err)
-			}
-			return b
-		}}
+		s := feedFile(r, w, data, keepOpen)
+		return adv23Source{conn: s.conn, rest: rest(r, s.wait)}
 	case "unix", "tcp":
 		a, b := connPair(t, kind)
-		fed := make(chan struct{})
-		go func() {
-			defer close(fed)
-			b.Write(data)
-			if !keepOpen {
-				b.(interface{ CloseWrite() error }).CloseWrite()
-			}
-		}()
-		return adv23Source{conn: a.(syscall.Conn), rest: func() []byte {
-			got, err := io.ReadAll(a) // the feeder shuts b down once all is in
-			<-fed
-			if err != nil {
-				t.Fatal(err)
-			}
-			return got
-		}}
+		s := feedConn(a, b, data, keepOpen)
+		return adv23Source{conn: s.conn, rest: rest(a, s.wait)}
 	}
 	t.Fatalf("unknown source kind %q", kind)
 	return adv23Source{}
@@ -100,19 +76,6 @@ func adv23Sndbuf(t *testing.T, c syscall.Conn, n int) {
 	var serr error
 	if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, n) }); err != nil || serr != nil {
 		t.Fatalf("SO_SNDBUF: %v, %v", err, serr)
-	}
-}
-
-// adv23Stuck waits (under the caller's guard) until the copy metered by
-// m has delivered something and then nothing more for a while: its
-// destination is full and it waits for room.
-func adv23Stuck(m *countMeter) {
-	for {
-		before := m.load()
-		time.Sleep(20 * time.Millisecond)
-		if before > 0 && m.load() == before {
-			return
-		}
 	}
 }
 
@@ -152,11 +115,6 @@ func adv23SlowRead(peer io.Reader, piece int) <-chan []byte {
 	return got
 }
 
-type adv23Result struct {
-	n   int64
-	err error
-}
-
 // TestAdv23SlowPeerRounds: a copy into a socket whose peer reads in
 // small pieces, so that drain after drain meets a full socket and the
 // next round fills at once (no wait for room between rounds), delivers
@@ -180,10 +138,10 @@ func TestAdv23SlowPeerRounds(t *testing.T) {
 						end, peer := adv22Dst(t, network, blockingDst)
 						adv23Sndbuf(t, end, 16<<10)
 						got := adv23SlowRead(peer, 3000)
-						var res adv23Result
+						var res copyResult
 						fdtest.Within(t, 60*time.Second, func() {
 							n, _, err := Copy(context.Background(), endOf(t, end, false), endOf(t, src.conn, true), -1, pool)
-							res = adv23Result{n, err}
+							res = copyResult{n, err}
 						})
 						end.(io.Closer).Close()
 						peerGot := <-got
@@ -226,14 +184,10 @@ func TestAdv23StalledPeerEndsAccounting(t *testing.T) {
 					meter := new(countMeter)
 					dstEnd := endOf(t, end.(syscall.Conn), false)
 					dstEnd.Meter = meter
-					done := make(chan adv23Result, 1)
-					go func() {
-						n, _, err := Copy(ctx, dstEnd, endOf(t, src.conn, true), -1, pool)
-						done <- adv23Result{n, err}
-					}()
-					var res adv23Result
+					done := goCopy(ctx, dstEnd, endOf(t, src.conn, true), -1, pool)
+					var res copyResult
 					fdtest.Within(t, 20*time.Second, func() {
-						adv23Stuck(meter)
+						waitStuck(meter)
 						if how == "cancel" {
 							cancel()
 						} else {
@@ -286,11 +240,7 @@ func TestAdv23CaughtUpSocketHoldsNoPipe(t *testing.T) {
 				meter := new(countMeter)
 				dstEnd := endOf(t, end, false)
 				dstEnd.Meter = meter
-				done := make(chan adv23Result, 1)
-				go func() {
-					n, _, err := Copy(ctx, dstEnd, endOf(t, src.conn, true), -1, pool)
-					done <- adv23Result{n, err}
-				}()
+				done := goCopy(ctx, dstEnd, endOf(t, src.conn, true), -1, pool)
 				var peerGot []byte
 				fdtest.Within(t, 20*time.Second, func() {
 					// The peer reads only what the socket took each time
@@ -298,7 +248,7 @@ func TestAdv23CaughtUpSocketHoldsNoPipe(t *testing.T) {
 					// full socket, and stops once all was delivered,
 					// leaving the socket full.
 					for {
-						adv23Stuck(meter)
+						waitStuck(meter)
 						if meter.load() == total {
 							break
 						}
@@ -312,7 +262,7 @@ func TestAdv23CaughtUpSocketHoldsNoPipe(t *testing.T) {
 					adv22Idle(pool) // caught up, waiting for input
 				})
 				cancel()
-				var res adv23Result
+				var res copyResult
 				fdtest.Within(t, 20*time.Second, func() { res = <-done })
 				end.(io.Closer).Close()
 				last, _ := io.ReadAll(peer)
@@ -348,10 +298,10 @@ func TestAdv23PacedSlowPeer(t *testing.T) {
 				pacer := &adv22Pacer{grant: grant, pool: pool}
 				srcEnd := endOf(t, src.conn, true)
 				srcEnd.Pacer = pacer
-				var res adv23Result
+				var res copyResult
 				fdtest.Within(t, 30*time.Second, func() {
 					n, _, err := Copy(context.Background(), endOf(t, end.(syscall.Conn), false), srcEnd, -1, pool)
-					res = adv23Result{n, err}
+					res = copyResult{n, err}
 				})
 				end.Close()
 				peerGot := <-got
@@ -407,21 +357,17 @@ func TestAdv23UrgentRoundHoldsNoPipe(t *testing.T) {
 			meter := new(countMeter)
 			dstEnd := endOf(t, end, false)
 			dstEnd.Meter = meter
-			done := make(chan adv23Result, 1)
-			go func() {
-				n, _, err := Copy(ctx, dstEnd, endOf(t, a.(syscall.Conn), true), -1, pool)
-				done <- adv23Result{n, err}
-			}()
+			done := goCopy(ctx, dstEnd, endOf(t, a.(syscall.Conn), true), -1, pool)
 			var held *PoolStats
 			fdtest.Within(t, 30*time.Second, func() {
 				for meter.load() <= int64(len(before)) {
 					time.Sleep(time.Millisecond) // bytes past the mark arrive
 				}
-				adv23Stuck(meter) // the buffer round waits for room
+				waitStuck(meter) // the buffer round waits for room
 				held = adv23Held(pool)
 			})
 			cancel()
-			var res adv23Result
+			var res copyResult
 			fdtest.Within(t, 20*time.Second, func() { res = <-done })
 			if held != nil {
 				t.Errorf("the copy (%d bytes delivered) waits for room in dst holding the empty pool pipe: %+v", meter.load(), *held)
@@ -481,7 +427,7 @@ func TestAdv23SharedSourceIdleHoldsNoPipe(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			meters := []*countMeter{new(countMeter), new(countMeter)}
-			done := make(chan adv23Result, 2)
+			done := make(chan copyResult, 2)
 			var got [2]chan []byte
 			for i := range 2 {
 				end, peer := adv22Dst(t, "unix", false)
@@ -492,7 +438,7 @@ func TestAdv23SharedSourceIdleHoldsNoPipe(t *testing.T) {
 				go func() {
 					n, _, err := Copy(ctx, dstEnd, endOf(t, src.conn, true), -1, pool)
 					end.(io.Closer).Close()
-					done <- adv23Result{n, err}
+					done <- copyResult{n, err}
 				}()
 			}
 			var held *PoolStats

@@ -4,6 +4,7 @@ package splice
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pipes-go/pipes/internal/fdtest"
 	"golang.org/x/sys/unix"
 )
 
@@ -150,6 +152,36 @@ func tempFile(t testing.TB, data []byte) *os.File {
 	return f
 }
 
+// copyResult is what a Copy run by goCopy returned.
+type copyResult struct {
+	n   int64
+	err error
+}
+
+// goCopy runs Copy in a goroutine; the channel it returns gets the
+// result.
+func goCopy(ctx context.Context, dst, src *End, limit int64, pool *Pool) <-chan copyResult {
+	done := make(chan copyResult, 1)
+	go func() {
+		n, _, err := Copy(ctx, dst, src, limit, pool)
+		done <- copyResult{n, err}
+	}()
+	return done
+}
+
+// waitStuck waits (under the caller's guard) until the copy metered by
+// m has delivered something and then nothing more for 20 ms: its
+// destination is full and it waits for room.
+func waitStuck(m *countMeter) {
+	for {
+		before := m.load()
+		time.Sleep(20 * time.Millisecond)
+		if before > 0 && m.load() == before {
+			return
+		}
+	}
+}
+
 // sendUrgent writes before, then one byte of TCP urgent data ('!',
 // MSG_OOB), then after, on b, and shuts b's write side: the reader's
 // splice stops at the mark. before and the mark go in segments of
@@ -160,14 +192,7 @@ func sendUrgent(t testing.TB, b *net.TCPConn, before, after []byte) {
 		t.Fatal(err)
 	}
 	time.Sleep(20 * time.Millisecond) // a segment of its own
-	rc, err := b.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.Send(int(fd), []byte{'!'}, unix.MSG_OOB) }); err != nil || serr != nil {
-		t.Fatalf("send MSG_OOB: %v, %v", err, serr)
-	}
+	fdtest.SendOOB(t, b)
 	time.Sleep(20 * time.Millisecond) // the mark in a segment of its own
 	if _, err := b.Write(after); err != nil {
 		t.Fatal(err)

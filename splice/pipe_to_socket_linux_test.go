@@ -53,12 +53,7 @@ func TestCopyPipeToSocketAccounting(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer r.Close()
-			fed := make(chan struct{})
-			go func() {
-				defer close(fed)
-				w.Write(data)
-				w.Close()
-			}()
+			fed := fdtest.WriteAndClose(w, data)
 			a, b := connPair(t, network)
 			defer a.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -151,16 +146,8 @@ func TestPipeToSocketThroughOwnPipe(t *testing.T) {
 			adv23Sndbuf(t, a.(syscall.Conn), 64<<10)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			type result struct {
-				n   int64
-				err error
-			}
-			done := make(chan result, 1)
-			go func() {
-				n, _, err := Copy(ctx, endOf(t, a.(syscall.Conn), false), endOf(t, r, true), -1, pool)
-				done <- result{n, err}
-			}()
-			var res result
+			done := goCopy(ctx, endOf(t, a.(syscall.Conn), false), endOf(t, r, true), -1, pool)
+			var res copyResult
 			fdtest.Within(t, 20*time.Second, func() {
 				for pipeBytes(t, r) > 0 {
 					time.Sleep(5 * time.Millisecond)

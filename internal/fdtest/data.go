@@ -1,6 +1,9 @@
 package fdtest
 
-import "math/rand/v2"
+import (
+	"io"
+	"math/rand/v2"
+)
 
 // Random returns n pseudo-random bytes, the same ones for the same n: data
 // a copy must carry byte for byte, with no period a misplaced offset
@@ -9,4 +12,16 @@ func Random(n int) []byte {
 	b := make([]byte, n)
 	rand.NewChaCha8([32]byte{byte(n), byte(n >> 8), byte(n >> 16), byte(n >> 24)}).Read(b)
 	return b
+}
+
+// WriteAndClose writes data to w and closes it, in a goroutine (a
+// source's feeder); the channel it returns is closed once both are done.
+func WriteAndClose(w io.WriteCloser, data []byte) <-chan struct{} {
+	fed := make(chan struct{})
+	go func() {
+		defer close(fed)
+		w.Write(data)
+		w.Close()
+	}()
+	return fed
 }

@@ -162,3 +162,17 @@ func SparseTmpfsFile(t testing.TB, size int64) string {
 	}
 	return path
 }
+
+// SendOOB sends one byte of TCP urgent data ('!', MSG_OOB) on c: a
+// reader's splice stops at its mark.
+func SendOOB(t testing.TB, c *net.TCPConn) {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.Send(int(fd), []byte{'!'}, unix.MSG_OOB) }); err != nil || serr != nil {
+		t.Fatalf("send MSG_OOB: %v, %v", err, serr)
+	}
+}
