@@ -113,10 +113,17 @@ tomb() { # wrk's "1.23GB" -> MB
 hz=$(getconf CLK_TCK)
 secs=${DUR%s}
 
+# Each cell starts one server later than the one before it: a server
+# pays for what the run before it left behind (TIME_WAITs, write-back,
+# a warm or cold CPU cache), and with a fixed order the same one always
+# would.
+read -r -a order <<<"$servers"
+cell=0
 printf "| server | file | conns | req/s | MB/s | server CPU s/GB |\n|---|---|---|---|---|---|\n"
 for size in $SIZES; do
 	for c in $CONNS; do
-		for srv in $servers; do
+		for ((k = 0; k < ${#order[@]}; k++)); do
+			srv=${order[$(((k + cell) % ${#order[@]}))]}
 			name=${srv%%:*} port=${srv##*:}
 			pid_var=pid_$name
 			pid=${!pid_var}
@@ -131,5 +138,6 @@ for size in $SIZES; do
 				'BEGIN { gb = mbs * s / 1000; if (gb > 0) printf "%.2f", t / hz / gb; else print "-" }')
 			printf "| %s | %s | %s | %s | %s | %s |\n" "$name" "$size" "$c" "${rps:-0}" "$mbs" "$cpg"
 		done
+		cell=$((cell + 1))
 	done
 done
