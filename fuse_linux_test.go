@@ -28,6 +28,10 @@ type stallFS struct {
 	once    sync.Once
 	reads   chan struct{} // a token per READ request received
 	wg      sync.WaitGroup
+	// accept, if set, makes "f" writable (FOPEN_DIRECT_IO: every write
+	// goes to the server): it is told the size of each WRITE request
+	// and returns how many of its bytes the server says it wrote.
+	accept func(size int) int
 }
 
 // FUSE protocol numbers (linux/fuse.h).
@@ -38,6 +42,7 @@ const (
 	fuseOpen        = 14
 	fuseStatfs      = 17
 	fuseRead        = 15
+	fuseWrite       = 16
 	fuseRelease     = 18
 	fuseFlush       = 25
 	fuseInit        = 26
@@ -49,6 +54,22 @@ const (
 )
 
 func newStallFS(t *testing.T, size int64) *stallFS {
+	t.Helper()
+	return mountFS(t, &stallFS{size: size, release: make(chan struct{}), reads: make(chan struct{}, 1<<16)})
+}
+
+// newWriteFS is a stallFS whose file "f", empty, takes writes: the
+// server answers each WRITE request of size bytes with accept(size)
+// bytes written. Its reads are answered at once.
+func newWriteFS(t *testing.T, accept func(size int) int) *stallFS {
+	t.Helper()
+	fs := &stallFS{release: make(chan struct{}), reads: make(chan struct{}, 1<<16), accept: accept}
+	fs.Release()
+	return mountFS(t, fs)
+}
+
+// mountFS mounts fs, made by newStallFS or newWriteFS, and serves it.
+func mountFS(t *testing.T, fs *stallFS) *stallFS {
 	t.Helper()
 	if os.Getuid() != 0 {
 		t.Skip("mounting a FUSE file system needs root")
@@ -63,10 +84,7 @@ func newStallFS(t *testing.T, size int64) *stallFS {
 		unix.Close(fd)
 		t.Skipf("mounting FUSE: %v", err)
 	}
-	fs := &stallFS{
-		path: filepath.Join(dir, "f"), size: size, dev: fd,
-		release: make(chan struct{}), reads: make(chan struct{}, 1<<16),
-	}
+	fs.path, fs.dev = filepath.Join(dir, "f"), fd
 	fs.wg.Add(1)
 	go fs.serve()
 	var st unix.Stat_t // of the mount: the connection's number
@@ -154,6 +172,9 @@ func (fs *stallFS) attr(node uint64) []byte {
 		le.PutUint64(a[8:], uint64(fs.size))
 		le.PutUint64(a[16:], uint64(fs.size+511)/512)
 		mode, nlink = unix.S_IFREG|0o444, 1
+		if fs.accept != nil {
+			mode = unix.S_IFREG | 0o644
+		}
 	}
 	le.PutUint32(a[60:], mode)
 	le.PutUint32(a[64:], nlink)
@@ -204,7 +225,19 @@ func (fs *stallFS) handle(req []byte) {
 		le.PutUint64(out[0:], 1) // fh
 		// FOPEN_KEEP_CACHE: else an open drops the file's pages, and
 		// waits for those being read.
-		le.PutUint32(out[8:], 1<<1)
+		flags := uint32(1 << 1)
+		if fs.accept != nil {
+			flags = 1 << 0 // FOPEN_DIRECT_IO: no page cache, each write asked
+		}
+		le.PutUint32(out[8:], flags)
+		fs.reply(unique, 0, out)
+	case fuseWrite:
+		if fs.accept == nil {
+			fs.reply(unique, syscall.EROFS, nil)
+			return
+		}
+		out := make([]byte, 8) // fuse_write_out
+		le.PutUint32(out[0:], uint32(fs.accept(int(le.Uint32(arg[16:])))))
 		fs.reply(unique, 0, out)
 	case fuseRead:
 		off, size := int64(le.Uint64(arg[8:])), int64(le.Uint32(arg[16:]))

@@ -126,6 +126,11 @@ func (c *copier) spliceFromSrc(rfd uintptr) bool {
 		switch {
 		case e == nil && c.src.socket():
 			c.next = stepBuffer // EOF, or TCP's urgent mark: read(2) tells
+		case e == nil && c.src.pipe() && !c.dst.pipe() && holdsBytes(int(rfd)):
+			// src is not at its end: dst took none of its bytes (a
+			// file whose write(2) returns 0 too, as a FUSE server's
+			// answer of 0 bytes written makes it).
+			c.next, c.err = stepFail, errTookNone
 		case e == nil:
 			c.next = stepDone
 		case e == unix.EAGAIN && c.lastWait != stepWaitDst && c.src.pollable() && c.dst.pollable():

@@ -1010,7 +1010,7 @@ func (c *copier) writeAll(b []byte) (left int, err error) {
 				case e == unix.EAGAIN:
 					pollFd(int(fd), unix.POLLOUT, blockingPoll)
 				case e == nil:
-					err = io.ErrShortWrite
+					err = errTookNone
 				default:
 					err = os.NewSyscallError("write", e)
 				}
@@ -1097,6 +1097,19 @@ func (c *copier) noteOffset(sysfd int) {
 			c.srcOff = off
 		}
 	}
+}
+
+// errTookNone is the error of a copy whose destination took none of the
+// bytes it was given: a write(2) or splice(2) into it returned 0, as
+// into a FUSE file whose server answers a write with 0 bytes written.
+// It matches io.ErrUnexpectedEOF, as the error of an *os.File's Write
+// (io.Copy's) does then.
+var errTookNone = fmt.Errorf("splice: the destination took none of the bytes: %w", io.ErrUnexpectedEOF)
+
+// holdsBytes reports whether the pipe fd has bytes to read (FIONREAD).
+func holdsBytes(fd int) bool {
+	n, err := unix.IoctlGetInt(fd, unix.TIOCINQ)
+	return err == nil && n > 0
 }
 
 // readSrc records n bytes read from src, past srcOff if it is known.

@@ -468,6 +468,8 @@ func (c *copier) drainPipe(fd uintptr) bool {
 				return false
 			}
 			pollFd(int(fd), unix.POLLOUT, blockingPoll)
+		case e == nil && p.inKernel() > 0:
+			c.err = errTookNone // dst took none of them
 		case e == nil:
 			c.err = fmt.Errorf("splice: pipe reported %d bytes but gave none", p.data)
 		default:
