@@ -3,6 +3,8 @@
 package pipes
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +19,7 @@ import (
 
 // Adversarial tests, twenty-fourth round: a destination that takes none
 // of the bytes it is given (a FUSE server that answers a write with 0
-// bytes written).
+// bytes written), and a source file that splices as empty.
 
 // adv24Engines are the engine cases of engineCases, and the splice
 // backend.
@@ -116,5 +118,89 @@ func TestAdv24ZeroWriteDest(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// TestAdv24SyntheticFileSource copies from a file whose size is
+// reported as 0 while reads return its bytes: a FUSE file of direct I/O,
+// as lxcfs serves /proc/meminfo and the like in containers
+// (newSyntheticFS). read(2) returns the bytes; splice(2) and
+// sendfile(2) read through the page cache, up to the size, and return
+// 0: the copy took that for the file's end, and delivered nothing. Every
+// copy must deliver what read(2) reads, as io.Copy does into a pipe, a
+// file or a writer. (io.Copy sends nothing into a socket from it, by
+// sendfile(2), but the file's bytes from it under an *io.LimitedReader
+// into a unix socket: the bytes read(2) reads are the reference, as
+// where io.Copy's splice loses an O_DIRECT file's, TestAdv8Descriptors.)
+func TestAdv24SyntheticFileSource(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(70000 + 3)
+	for _, ec := range adv24Engines(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, how := range []string{"plain", "limited", "offset"} {
+			for _, sk := range advSinks {
+				t.Run(fmt.Sprintf("%s/%s->%s", ec.name, how, sk), func(t *testing.T) {
+					fs := newSyntheticFS(t, data)
+					f, err := os.Open(fs.path)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer f.Close()
+					var src io.Reader = f
+					want := data
+					switch how {
+					case "limited":
+						src, want = &io.LimitedReader{R: f, N: 40000}, data[:40000]
+					case "offset":
+						if _, err := f.Seek(5, io.SeekStart); err != nil {
+							t.Fatal(err)
+						}
+						want = data[5:]
+					}
+					w, finish := advSink(t, sk)
+					var n int64
+					fdtest.Within(t, 20*time.Second, func() { n, err = e.Copy(w, src) })
+					got := finish()
+					if n != int64(len(want)) || err != nil || !bytes.Equal(got, want) {
+						t.Errorf("Copy = (%d, %v), destination got %d bytes; want (%d, nil) and the file's", n, err, len(got), len(want))
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestAdv24SyntheticFileFanOut fans a file whose size is reported as 0
+// while reads return its bytes (newSyntheticFS) out to a pipe, a unix
+// socket and a writer: each must get the bytes read(2) reads, as from
+// io.Copy's reads of it.
+func TestAdv24SyntheticFileFanOut(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(70000 + 3)
+	for _, ec := range adv24Engines(t) {
+		t.Run(ec.name, func(t *testing.T) {
+			e := newTestEngine(t, ec.opts...)
+			fs := newSyntheticFS(t, data)
+			src, err := os.Open(fs.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer src.Close()
+			sinks := []string{"pipe", "unix", "writer"}
+			var ws []io.Writer
+			var finishes []func() []byte
+			for _, sk := range sinks {
+				w, finish := advSink(t, sk)
+				ws, finishes = append(ws, w), append(finishes, finish)
+			}
+			var res []Result
+			fdtest.Within(t, 20*time.Second, func() { res = e.FanOut(context.Background(), src, ws) })
+			for i, r := range res {
+				got := finishes[i]()
+				if r.Err != nil || r.Written != int64(len(data)) || !bytes.Equal(got, data) {
+					t.Errorf("%s: (%d, %v), destination got %d bytes; want (%d, nil) and the file's", sinks[i], r.Written, r.Err, len(got), len(data))
+				}
+			}
+		})
 	}
 }

@@ -32,6 +32,10 @@ type stallFS struct {
 	// goes to the server): it is told the size of each WRITE request
 	// and returns how many of its bytes the server says it wrote.
 	accept func(size int) int
+	// synthetic, if set, is what reads of "f" return, as a file of
+	// direct I/O (FOPEN_DIRECT_IO) whose size is reported as 0: the
+	// files lxcfs serves in place of /proc/meminfo and the like.
+	synthetic []byte
 }
 
 // FUSE protocol numbers (linux/fuse.h).
@@ -64,6 +68,15 @@ func newStallFS(t *testing.T, size int64) *stallFS {
 func newWriteFS(t *testing.T, accept func(size int) int) *stallFS {
 	t.Helper()
 	fs := &stallFS{release: make(chan struct{}), reads: make(chan struct{}, 1<<16), accept: accept}
+	fs.Release()
+	return mountFS(t, fs)
+}
+
+// newSyntheticFS is a stallFS whose file "f" reads as data while its
+// size is reported as 0 (synthetic). Its reads are answered at once.
+func newSyntheticFS(t *testing.T, data []byte) *stallFS {
+	t.Helper()
+	fs := &stallFS{release: make(chan struct{}), reads: make(chan struct{}, 1<<16), synthetic: data}
 	fs.Release()
 	return mountFS(t, fs)
 }
@@ -226,8 +239,8 @@ func (fs *stallFS) handle(req []byte) {
 		// FOPEN_KEEP_CACHE: else an open drops the file's pages, and
 		// waits for those being read.
 		flags := uint32(1 << 1)
-		if fs.accept != nil {
-			flags = 1 << 0 // FOPEN_DIRECT_IO: no page cache, each write asked
+		if fs.accept != nil || fs.synthetic != nil {
+			flags = 1 << 0 // FOPEN_DIRECT_IO: no page cache, each read or write asked
 		}
 		le.PutUint32(out[8:], flags)
 		fs.reply(unique, 0, out)
@@ -241,6 +254,11 @@ func (fs *stallFS) handle(req []byte) {
 		fs.reply(unique, 0, out)
 	case fuseRead:
 		off, size := int64(le.Uint64(arg[8:])), int64(le.Uint32(arg[16:]))
+		if fs.synthetic != nil {
+			b := fs.synthetic[min(off, int64(len(fs.synthetic))):]
+			fs.reply(unique, 0, b[:min(size, int64(len(b)))])
+			return
+		}
 		size = max(min(size, fs.size-off), 0)
 		select {
 		case fs.reads <- struct{}{}:

@@ -131,6 +131,8 @@ func (c *copier) spliceFromSrc(rfd uintptr) bool {
 			// file whose write(2) returns 0 too, as a FUSE server's
 			// answer of 0 bytes written makes it).
 			c.next, c.err = stepFail, errTookNone
+		case e == nil && c.written == 0 && c.src.mode == unix.S_IFREG && readsMore(int(rfd)):
+			c.next = stepRefused // see readsMore
 		case e == nil:
 			c.next = stepDone
 		case e == unix.EAGAIN && c.lastWait != stepWaitDst && c.src.pollable() && c.dst.pollable():

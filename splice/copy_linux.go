@@ -1112,6 +1112,14 @@ func holdsBytes(fd int) bool {
 	return err == nil && n > 0
 }
 
+// readsMore is fd.ReadsMore, for the copy loops, whose descriptors
+// are named fd: a regular-file src that splice(2) found at its end
+// before the copy moved any byte, yet read(2) has bytes of (a file whose
+// size is reported as 0, as the /proc files lxcfs serves in containers
+// are), is not handled, and goes through userspace as io.Copy reads it.
+// It costs a copy that finds its file empty a pread(2).
+func readsMore(d int) bool { return fd.ReadsMore(d) }
+
 // readSrc records n bytes read from src, past srcOff if it is known.
 func (c *copier) readSrc(n int) {
 	if c.srcOff >= 0 {

@@ -56,6 +56,9 @@ func (c *copier) sendfileCopy() (handled bool, err error) {
 		return true, ctxError(c.ctx, nil)
 	}
 	c.runSendfile()
+	if c.next == stepRefused {
+		return false, nil // nothing sent: see readsMore
+	}
 	err = c.err
 	if errno, ok := err.(syscall.Errno); ok {
 		if c.written == 0 && fd.Refused(errno) {
@@ -113,7 +116,7 @@ func (c *copier) sendfile() {
 			if c.err = c.wait(&c.dst, true); c.err != nil {
 				return
 			}
-		case stepDone, stepFail:
+		case stepDone, stepRefused, stepFail:
 			return
 		}
 	}
@@ -178,6 +181,8 @@ func (c *copier) sendOne(dfd uintptr) bool {
 			c.next = stepWaitDst
 		case e != nil:
 			c.next, c.err = stepFail, e
+		case m == 0 && c.written == 0 && fd.ReadsMore(c.sfd):
+			c.next = stepRefused // see readsMore
 		case m == 0:
 			c.next = stepDone
 		}

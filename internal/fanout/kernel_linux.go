@@ -444,6 +444,13 @@ func (k *Kernel) refund() {
 	}
 }
 
+// errSplicesEmpty is spliceIn's answer for a regular-file source that
+// splice(2) finds at its end before anything was read, while read(2)
+// has bytes of it (fd.ReadsMore: a file whose size is reported as 0):
+// a refusal (it matches EINVAL, fd.Refused), so that the fan-out reads
+// it in userspace, as io.Copy does.
+var errSplicesEmpty = fmt.Errorf("splice(2) finds the file empty, read(2) does not: %w", unix.EINVAL)
+
 // spliceIn splices up to chunk bytes from the source's descriptor into
 // the staging pipe, without waiting: wait reports that the source has no
 // input yet.
@@ -466,6 +473,8 @@ func (k *Kernel) spliceIn(sysfd, chunk int) (n int, eof, wait bool, err error) {
 			return 0, false, true, nil
 		}
 		return 0, false, false, os.NewSyscallError("read", e)
+	case e == nil && k.src.Kind == fd.KindFile && k.read == 0 && fd.ReadsMore(sysfd):
+		return 0, false, false, errSplicesEmpty
 	case e == nil:
 		return 0, true, false, nil
 	case e == unix.EAGAIN && k.src.Kind != fd.KindFile && k.ctx.Err() == nil:
