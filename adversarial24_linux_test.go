@@ -8,18 +8,28 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
-// Adversarial tests, twenty-fourth round: a destination that takes none
-// of the bytes it is given (a FUSE server that answers a write with 0
-// bytes written), and a source file that splices as empty.
+// Adversarial tests, twenty-fourth round: destinations that take fewer
+// bytes than they are given (a file system that fills up, a FUSE server
+// that answers a write with 0 bytes written), a source file that
+// splices as empty, urgent data on unix stream sockets, sockets shut
+// down for reading under a copy, UDP sockets, and engines made with
+// few descriptors to spare.
 
 // adv24Engines are the engine cases of engineCases, and the splice
 // backend.
@@ -36,6 +46,79 @@ func adv24Sources(names ...string) []adv8Src {
 		}
 	}
 	return srcs
+}
+
+// smallTmpfs mounts a tmpfs of size bytes on a new directory and returns
+// the directory; it is unmounted when the test ends. It skips the test
+// where it cannot mount one (not root).
+func smallTmpfs(t *testing.T, size int) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
+		t.Skipf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	return dir
+}
+
+// fullFSDst is a destination file on a tmpfs of 256 KiB of its own,
+// written from offset off, behind a connFile where conn is set (so that
+// the engine writes it with splice(2) from a regular file too).
+func fullFSDst(off int64, conn bool) func(t *testing.T) (io.Writer, func() ([]byte, int64)) {
+	return func(t *testing.T) (io.Writer, func() ([]byte, int64)) {
+		path := filepath.Join(smallTmpfs(t, 256<<10), "dst")
+		f := openPath(t, path, os.O_RDWR|os.O_CREATE)
+		atOffset(t, f, off)
+		state := func() ([]byte, int64) {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Error(err)
+			}
+			return b, fileOff(f)
+		}
+		if conn {
+			return connFile{f}, state
+		}
+		return f, state
+	}
+}
+
+// TestAdv24FullFileSystem copies 1 MiB into a file on a file system of
+// 256 KiB: the write that fills it is short, the next fails with
+// ENOSPC. Every copy must leave what io.Copy leaves: its count, the
+// error (ENOSPC), the file's bytes and offset, and the source's offset
+// and LimitedReader.N as adv8Same allows.
+func TestAdv24FullFileSystem(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(1 << 20)
+	srcs := adv24Sources("pipe", "unix", "pipe-limited", "file@0/N=-1", "file@4097/N=-1", "memfd@3/N=65537", "memfd@0/N=-1")
+	var dsts []adv8Dst
+	for _, conn := range []bool{false, true} {
+		for _, off := range []int64{0, 5, 100 << 10} {
+			name := fmt.Sprintf("tmpfs-256KiB@%d", off)
+			if conn {
+				name += "-conn"
+			}
+			dsts = append(dsts, adv8Dst{name, fullFSDst(off, conn)})
+		}
+	}
+	for _, ec := range adv24Engines(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, src := range srcs {
+			for _, dst := range dsts {
+				t.Run(fmt.Sprintf("%s/%s->%s", ec.name, src.name, dst.name), func(t *testing.T) {
+					want := adv8Run(t, src, dst, data, io.Copy)
+					got := adv8Run(t, src, dst, data, e.Copy)
+					if what := adv8Same(want, got); what != "" {
+						t.Errorf("%s differs:\n  pipes   %v\n  io.Copy %v", what, got, want)
+					}
+					if got.err == nil && want.err != nil {
+						t.Errorf("pipes reports success, io.Copy %v", want.err)
+					}
+				})
+			}
+		}
+	}
 }
 
 // zeroWriteDst is a destination file on a FUSE file system (direct I/O:
@@ -203,4 +286,343 @@ func TestAdv24SyntheticFileFanOut(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sendUnixOOB sends b as out-of-band data (MSG_OOB) on the unix stream
+// socket c.
+func sendUnixOOB(c *net.UnixConn, b byte) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.Send(int(fd), []byte{b}, unix.MSG_OOB) }); err != nil {
+		return err
+	}
+	return serr
+}
+
+// TestAdv24UnixUrgent copies from a unix stream socket whose peer sent
+// out-of-band data (MSG_OOB, as TCP's urgent data: a read(2) stops at
+// its mark and then steps over the byte, unless SO_OOBINLINE) into
+// every destination kind: the copy must deliver what io.Copy's read(2)
+// loop delivers, and count it.
+func TestAdv24UnixUrgent(t *testing.T) {
+	fdtest.Check(t)
+	big := fdtest.Random(300 << 10)
+	type step struct {
+		data []byte
+		oob  byte // sent as MSG_OOB where data is nil
+	}
+	cases := []struct {
+		name   string
+		inline bool
+		steps  []step
+	}{
+		{"mid", false, []step{{data: []byte("abc")}, {oob: '!'}, {data: []byte("def")}}},
+		{"first", false, []step{{oob: '!'}, {data: []byte("def")}}},
+		{"last", false, []step{{data: []byte("abc")}, {oob: '!'}}},
+		{"twice", false, []step{{data: []byte("ab")}, {oob: '1'}, {oob: '2'}, {data: []byte("cd")}}},
+		{"inline", true, []step{{data: []byte("abc")}, {oob: '!'}, {data: []byte("def")}}},
+		{"big", false, []step{{data: big[:150<<10]}, {oob: '!'}, {data: big[150<<10:]}}},
+	}
+	a, b := unixPair(t)
+	err := sendUnixOOB(b, '!')
+	a.Close()
+	b.Close()
+	if err != nil {
+		// No CONFIG_AF_UNIX_OOB (Linux 5.15).
+		t.Skipf("MSG_OOB on a unix stream socket: %v", err)
+	}
+	// source returns the copy's end of a unix stream socket whose peer
+	// runs the steps and closes; all of them before it returns where
+	// they fit in the socket's buffer, so that a read(2) meets each mark
+	// where io.Copy's met it.
+	source := func(t *testing.T, inline bool, steps []step) *net.UnixConn {
+		a, b := unixPair(t)
+		t.Cleanup(func() { a.Close(); b.Close() })
+		if inline {
+			rc, _ := a.SyscallConn()
+			rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_OOBINLINE, 1) })
+		}
+		fed := make(chan struct{})
+		size := 0
+		go func() {
+			defer close(fed)
+			for _, s := range steps {
+				var err error
+				if s.data == nil {
+					err = sendUnixOOB(b, s.oob)
+				} else {
+					_, err = b.Write(s.data)
+				}
+				if err != nil {
+					t.Errorf("feeding: %v", err)
+				}
+			}
+			b.Close()
+		}()
+		t.Cleanup(func() { <-fed })
+		for _, s := range steps {
+			size += len(s.data)
+		}
+		if size < 64<<10 {
+			<-fed
+		}
+		return a
+	}
+	for _, ec := range adv24Engines(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, c := range cases {
+			for _, sk := range advSinks {
+				t.Run(fmt.Sprintf("%s/%s->%s", ec.name, c.name, sk), func(t *testing.T) {
+					w, finish := advSink(t, sk)
+					wantN, wantErr := io.Copy(struct{ io.Writer }{w}, struct{ io.Reader }{source(t, c.inline, c.steps)})
+					want := finish()
+					w, finish = advSink(t, sk)
+					var n int64
+					var err error
+					fdtest.Within(t, 20*time.Second, func() { n, err = e.Copy(w, source(t, c.inline, c.steps)) })
+					got := finish()
+					if n != wantN || !sameErr(err, wantErr) || !bytes.Equal(got, want) {
+						t.Errorf("Copy = (%d, %v), destination got %q; io.Copy's read(2) loop = (%d, %v), %q", n, err, trunc(got), wantN, wantErr, trunc(want))
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestAdv24SourceShutRead shuts a TCP or unix stream source down for
+// reading (shutdown(2) SHUT_RD) before its copy starts, with bytes
+// queued, or while its copy waits for more: the peer stays open. A
+// read(2) then returns what was queued, then 0: io.Copy ends with
+// (bytes queued, nil), and so must the copy, not wait for the peer.
+func TestAdv24SourceShutRead(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(64<<10 + 3)
+	for _, ec := range adv24Engines(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, kind := range []string{"tcp", "unix"} {
+			for _, when := range []string{"before", "during"} {
+				for _, sk := range advSinks {
+					t.Run(fmt.Sprintf("%s/%s/%s->%s", ec.name, kind, when, sk), func(t *testing.T) {
+						var a, b net.Conn
+						if kind == "tcp" {
+							a, b = tcpPair(t)
+						} else {
+							a, b = unixPair(t)
+						}
+						t.Cleanup(func() { a.Close(); b.Close() })
+						if _, err := b.Write(data); err != nil {
+							t.Fatal(err)
+						}
+						shut := func() {
+							rc, _ := a.(syscall.Conn).SyscallConn()
+							rc.Control(func(fd uintptr) {
+								if err := unix.Shutdown(int(fd), unix.SHUT_RD); err != nil {
+									t.Errorf("shutdown: %v", err)
+								}
+							})
+						}
+						if when == "before" {
+							shut()
+						}
+						w, finish := advSink(t, sk)
+						f := e.CopyAsync(context.Background(), w, a)
+						if when == "during" {
+							// Once the copy has read every byte queued
+							// (or just about then: the copy's result is
+							// the same either way).
+							rc, _ := a.(syscall.Conn).SyscallConn()
+							fdtest.Within(t, 20*time.Second, func() {
+								for queued := 1; queued > 0; time.Sleep(time.Millisecond) {
+									rc.Control(func(fd uintptr) { queued, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+								}
+							})
+							shut()
+						}
+						var n int64
+						var err error
+						fdtest.Within(t, 20*time.Second, func() { n, err = f.Wait() })
+						got := finish()
+						if n != int64(len(data)) || err != nil || !bytes.Equal(got, data) {
+							t.Errorf("copy = (%d, %v), destination got %d bytes; want (%d, nil) and the data", n, err, len(got), len(data))
+						}
+					})
+				}
+			}
+		}
+	}
+}
+
+// udpPair returns a UDP socket connected to another, unconnected one, on
+// the loopback: the first is the copy's end, the second its peer, which
+// sends to it with WriteTo and reads what it sends. Both are closed when
+// the test ends.
+func udpPair(t *testing.T) (conn, peer *net.UDPConn) {
+	t.Helper()
+	peer, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err = net.DialUDP("udp", nil, peer.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		peer.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(); peer.Close() })
+	for _, c := range []*net.UDPConn{conn, peer} {
+		// Room for every datagram a test sends (as root: past
+		// net.core.rmem_max), so that none is dropped.
+		rc, _ := c.SyscallConn()
+		rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20) })
+	}
+	return conn, peer
+}
+
+// TestAdv24UDP copies from a connected UDP socket (datagrams of 100,
+// 40,000 and 7 bytes, read under an *io.LimitedReader of what io.Copy's
+// reads of 32 KiB take of them: the middle one is cut) into every
+// destination kind, and from files into a UDP socket (whose peer lists
+// the datagrams it got): count, bytes, datagram sizes and error class
+// must be io.Copy's.
+func TestAdv24UDP(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(70000)
+	udpSource := advEnd{"udp-limited", func(t *testing.T) any {
+		a, peer := udpPair(t)
+		for _, d := range [][]byte{data[:100], data[100:40100], data[40100:40107]} {
+			if _, err := peer.WriteTo(d, a.LocalAddr()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return &io.LimitedReader{R: a, N: 100 + 32<<10 + 7}
+	}}
+	udpSink := func(t *testing.T) (io.Writer, func() []byte) {
+		a, peer := udpPair(t)
+		return a, messagesOf(t, peer, syscall.SOCK_DGRAM)
+	}
+	srcs := []advEnd{
+		{"file", func(t *testing.T) any { return fdtest.TempFile(t, data) }},
+		{"file-limited", func(t *testing.T) any { return &io.LimitedReader{R: fdtest.TempFile(t, data), N: 40000} }},
+		{"memfd-odd", func(t *testing.T) any {
+			f := memfd(t, data, 0)
+			f.Seek(4095, io.SeekStart)
+			return f
+		}},
+	}
+	for _, ec := range adv24Engines(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, sk := range advSinks {
+			t.Run(fmt.Sprintf("%s/udp->%s", ec.name, sk), func(t *testing.T) {
+				compareWithIOCopy(t, e, udpSource, func(t *testing.T) (io.Writer, func() []byte) { return advSink(t, sk) })
+			})
+		}
+		for _, src := range srcs {
+			t.Run(fmt.Sprintf("%s/%s->udp", ec.name, src.name), func(t *testing.T) {
+				compareWithIOCopy(t, e, src, udpSink)
+			})
+		}
+	}
+}
+
+// adv24Child names the test a child process of
+// TestAdv24NewEngineOutOfDescriptors runs.
+const adv24Child = "PIPES_ADV24_CHILD"
+
+// TestAdv24NewEngineOutOfDescriptors makes engines (auto, and io_uring
+// required) with RLIMIT_NOFILE lowered to leave 0 to 11 descriptors
+// free, so that every step of setting a ring up (the ring, its eventfd,
+// its registered files) meets EMFILE in one of them: NewEngine must
+// give a working engine (auto: the splice backend where the ring could
+// not be set up) or, for a required io_uring, an error wrapping
+// errors.ErrUnsupported, and leave no descriptor behind either way. It
+// runs in a child process: the limit is the process's.
+func TestAdv24NewEngineOutOfDescriptors(t *testing.T) {
+	if os.Getenv(adv24Child) == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(exe, "-test.run=^TestAdv24NewEngineOutOfDescriptors$", "-test.v")
+		cmd.Env = append(os.Environ(), adv24Child+"=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		t.Logf("child:\n%s", out)
+		return
+	}
+	data := fdtest.Random(1<<20 + 5)
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+		t.Skip(err)
+	}
+	backends := map[string][]Option{"auto": {WithBackend(backendAuto)}, "io_uring": {WithBackend(BackendIOUring)}}
+	for free := range uint64(12) {
+		for name, opts := range backends {
+			before := fdtest.Open()
+			lim := old
+			lim.Cur = limitLeaving(before, free)
+			if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+				t.Skip(err)
+			}
+			e, err := NewEngine(opts...)
+			if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s, %d free: backend %v, %v", name, free, backendOf(e), err)
+			switch {
+			case err != nil && (name == "auto" || !errors.Is(err, errors.ErrUnsupported)):
+				t.Errorf("%s, %d descriptors free: NewEngine: %v", name, free, err)
+			case err == nil:
+				r, w, perr := os.Pipe()
+				if perr != nil {
+					t.Fatal(perr)
+				}
+				a, b := unixPair(t)
+				fed := fdtest.WriteAndClose(w, data)
+				got := make(chan []byte, 1)
+				go func() { all, _ := io.ReadAll(b); got <- all }()
+				n, cerr := e.Copy(a, r)
+				a.Close()
+				if all := <-got; n != int64(len(data)) || cerr != nil || !bytes.Equal(all, data) {
+					t.Errorf("%s, %d free: Copy = (%d, %v), destination got %d bytes", name, free, n, cerr, len(all))
+				}
+				<-fed
+				r.Close()
+				b.Close()
+				if err := e.Close(); err != nil {
+					t.Errorf("%s, %d free: Close: %v", name, free, err)
+				}
+			}
+			for fd, target := range fdtest.Open() {
+				if prev, ok := before[fd]; !ok || prev != target {
+					t.Errorf("%s, %d descriptors free: %s -> %s left open", name, free, fd, target)
+				}
+			}
+		}
+	}
+}
+
+// limitLeaving returns the RLIMIT_NOFILE below which exactly free
+// descriptor numbers are not in open (fdtest.Open).
+func limitLeaving(open map[string]string, free uint64) uint64 {
+	var lim, left uint64
+	for ; ; lim++ {
+		if _, ok := open[strconv.FormatUint(lim, 10)]; !ok {
+			if left == free {
+				return lim
+			}
+			left++
+		}
+	}
+}
+
+func backendOf(e *Engine) Backend {
+	if e == nil {
+		return ""
+	}
+	return e.Backend()
 }

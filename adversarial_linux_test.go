@@ -437,7 +437,14 @@ func advOddSinks() []struct {
 func messageSink(t *testing.T, typ int) (io.Writer, func() []byte) {
 	a, b := fdtest.SocketPair(t, typ)
 	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, func() []byte {
+	return a, messagesOf(t, b, typ)
+}
+
+// messagesOf returns a finish that lists, as "[n]", the sizes of the
+// messages queued on b, a message socket of type typ whose peer a copy
+// wrote.
+func messagesOf(t *testing.T, b syscall.Conn, typ int) func() []byte {
+	return func() []byte {
 		// Every message is queued by now: read them without waiting (a
 		// read deadline in the past would fail the Read before it
 		// looked at the queue).
