@@ -527,9 +527,30 @@ func TestAdv24UDP(t *testing.T) {
 	}
 }
 
-// adv24Child names the test a child process of
-// TestAdv24NewEngineOutOfDescriptors runs.
+// adv24Child names the test a child process runs (inChild).
 const adv24Child = "PIPES_ADV24_CHILD"
+
+// inChild reports whether t runs in a child process of its own (for
+// what changes a limit of the whole process): if not, it runs t in a
+// copy of this test binary, fails t if the child fails, and reports
+// false, and t should return.
+func inChild(t *testing.T) bool {
+	if os.Getenv(adv24Child) == t.Name() {
+		return true
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^"+t.Name()+"$", "-test.v")
+	cmd.Env = append(os.Environ(), adv24Child+"="+t.Name())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	t.Logf("child:\n%s", out)
+	return false
+}
 
 // TestAdv24NewEngineOutOfDescriptors makes engines (auto, and io_uring
 // required) with RLIMIT_NOFILE lowered to leave 0 to 11 descriptors
@@ -540,18 +561,7 @@ const adv24Child = "PIPES_ADV24_CHILD"
 // errors.ErrUnsupported, and leave no descriptor behind either way. It
 // runs in a child process: the limit is the process's.
 func TestAdv24NewEngineOutOfDescriptors(t *testing.T) {
-	if os.Getenv(adv24Child) == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(exe, "-test.run=^TestAdv24NewEngineOutOfDescriptors$", "-test.v")
-		cmd.Env = append(os.Environ(), adv24Child+"=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("child: %v\n%s", err, out)
-		}
-		t.Logf("child:\n%s", out)
+	if !inChild(t) {
 		return
 	}
 	data := fdtest.Random(1<<20 + 5)
@@ -625,4 +635,59 @@ func backendOf(e *Engine) Backend {
 		return ""
 	}
 	return e.Backend()
+}
+
+// TestAdv24FileSizeLimit copies 1 MiB into files with RLIMIT_FSIZE at
+// 200,000 bytes during the copy (in a child process: the limit is the
+// process's): the
+// write that reaches it is short, the next fails with EFBIG (Go ignores
+// SIGXFSZ). Every copy must leave what io.Copy leaves (adv8Same).
+func TestAdv24FileSizeLimit(t *testing.T) {
+	if !inChild(t) {
+		return
+	}
+	fdtest.Check(t)
+	const limit = 200000
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_FSIZE, &old); err != nil {
+		t.Skip(err)
+	}
+	lim := old
+	lim.Cur = limit
+	// The limit holds for the copy alone: the sources are larger.
+	under := func(copy func(io.Writer, io.Reader) (int64, error)) func(io.Writer, io.Reader) (int64, error) {
+		return func(w io.Writer, r io.Reader) (int64, error) {
+			if err := unix.Setrlimit(unix.RLIMIT_FSIZE, &lim); err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Setrlimit(unix.RLIMIT_FSIZE, &old)
+			return copy(w, r)
+		}
+	}
+	data := fdtest.Random(1 << 20)
+	srcs := adv24Sources("pipe", "unix", "file@0/N=-1", "file@4097/N=-1", "memfd@0/N=-1")
+	var dsts []adv8Dst
+	for _, d := range adv8Dests() {
+		switch d.name {
+		case "file@0", "file@3", "conn@0", "conn@10240", "memfd@3", "offsetwriter@0":
+			dsts = append(dsts, d)
+		}
+	}
+	for _, ec := range adv24Engines(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, src := range srcs {
+			for _, dst := range dsts {
+				t.Run(fmt.Sprintf("%s/%s->%s", ec.name, src.name, dst.name), func(t *testing.T) {
+					want := adv8Run(t, src, dst, data, under(io.Copy))
+					got := adv8Run(t, src, dst, data, under(e.Copy))
+					if what := adv8Same(want, got); what != "" {
+						t.Errorf("%s differs:\n  pipes   %v\n  io.Copy %v", what, got, want)
+					}
+					if want.err == nil || got.err == nil {
+						t.Errorf("pipes (%v), io.Copy (%v): want both to fail (EFBIG)", got.err, want.err)
+					}
+				})
+			}
+		}
+	}
 }
