@@ -691,3 +691,109 @@ func TestAdv24FileSizeLimit(t *testing.T) {
 		}
 	}
 }
+
+// packetPipe returns the two ends of a pipe in packet mode (pipe2(2)
+// with O_DIRECT: each write(2) of up to PIPE_BUF bytes is a packet, and
+// a read(2) returns one packet at most), on the netpoller unless
+// blocking. Both are closed when the test ends.
+func packetPipe(t *testing.T, blocking bool) (r, w *os.File) {
+	t.Helper()
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_DIRECT); err != nil {
+		t.Skipf("pipe2(O_DIRECT): %v", err)
+	}
+	if !blocking {
+		unix.SetNonblock(p[0], true)
+		unix.SetNonblock(p[1], true)
+	}
+	r, w = os.NewFile(uintptr(p[0]), "packet-r"), os.NewFile(uintptr(p[1]), "packet-w")
+	t.Cleanup(func() { r.Close(); w.Close() })
+	return r, w
+}
+
+// TestAdv24PacketPipe copies from a pipe in packet mode (packets of 100,
+// 4096, 7 and 70,000 bytes, the last cut by the kernel into packets of
+// PIPE_BUF), whole and under an *io.LimitedReader that ends within a
+// packet, into every destination kind but a pipe, and from a file and a
+// pipe into such a pipe (read in reads of PIPE_BUF or more, which
+// take a packet whole): count, bytes and error class must be io.Copy's.
+//
+// Not into a pipe: splice(2) between two pipes moves the source's
+// buffers as they are, packets still, and a read of the destination
+// shorter than a packet drops the rest of it (io.ReadAll's first reads
+// of 512 bytes lose most of each one), where io.Copy writes a plain
+// stream. Only the write end of a pipe says it is in packet mode
+// (O_DIRECT): a copy from the read end cannot tell (docs/design.md).
+func TestAdv24PacketPipe(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(100 + 4096 + 7 + 70000)
+	packets := [][]byte{data[:100], data[100:4196], data[4196:4203], data[4203:]}
+	source := func(blocking bool, limit int64) func(t *testing.T) any {
+		return func(t *testing.T) any {
+			r, w := packetPipe(t, blocking)
+			fed := make(chan struct{})
+			go func() {
+				defer close(fed)
+				for _, p := range packets {
+					if _, err := w.Write(p); err != nil {
+						break // the reader is gone: a copy under a limit
+					}
+				}
+				w.Close()
+			}()
+			t.Cleanup(func() { r.Close(); <-fed })
+			if limit >= 0 {
+				return &io.LimitedReader{R: r, N: limit}
+			}
+			return r
+		}
+	}
+	srcs := []advEnd{
+		{"packets", source(false, -1)},
+		{"packets-blocking", source(true, -1)},
+		{"packets-limited", source(false, 4150)},
+	}
+	sink := func(t *testing.T) (io.Writer, func() []byte) {
+		r, w := packetPipe(t, false)
+		got := make(chan []byte, 1)
+		go func() {
+			var all []byte
+			buf := make([]byte, 64<<10)
+			for {
+				n, err := r.Read(buf)
+				all = append(all, buf[:n]...)
+				if err != nil {
+					break
+				}
+			}
+			got <- all
+		}()
+		return w, func() []byte {
+			w.Close()
+			return <-got
+		}
+	}
+	for _, ec := range adv24Engines(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, src := range srcs {
+			for _, sk := range advSinks {
+				if sk == "pipe" {
+					continue
+				}
+				t.Run(fmt.Sprintf("%s/%s->%s", ec.name, src.name, sk), func(t *testing.T) {
+					compareWithIOCopy(t, e, src, func(t *testing.T) (io.Writer, func() []byte) { return advSink(t, sk) })
+				})
+			}
+		}
+		for _, src := range []advEnd{
+			{"file", func(t *testing.T) any { return fdtest.TempFile(t, data) }},
+			// Not a socket: io.Copy would splice it into the pipe
+			// through a pipe of Go's own cache, which outlives the test.
+			{"pipe", func(t *testing.T) any { return fedPipe(t, data) }},
+		} {
+			t.Run(fmt.Sprintf("%s/%s->packet-pipe", ec.name, src.name), func(t *testing.T) {
+				compareWithIOCopy(t, e, src, sink)
+			})
+		}
+	}
+}
