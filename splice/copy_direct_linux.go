@@ -109,6 +109,7 @@ func (c *copier) spliceIntoDst(wfd uintptr) bool {
 // nothing (c.next says why), the limit is reached (stepDone), or the
 // Pacer's grant is used up (stepRound). It never waits.
 func (c *copier) spliceFromSrc(rfd uintptr) bool {
+	endWithBytes := false // the last splice answered 0 with bytes in src
 	for c.more() {
 		if c.src.Pacer != nil && c.budget == 0 {
 			c.next = stepRound
@@ -121,15 +122,25 @@ func (c *copier) spliceFromSrc(rfd uintptr) bool {
 		if n > 0 {
 			c.spent(n)
 			c.delivered(n)
+			endWithBytes = false
 			continue
+		}
+		if e == nil && c.src.afterEmptySplice != nil {
+			c.src.afterEmptySplice(int(rfd))
 		}
 		switch {
 		case e == nil && c.src.socket():
 			c.next = stepBuffer // EOF, or TCP's urgent mark: read(2) tells
 		case e == nil && c.src.pipe() && !c.dst.pipe() && holdsBytes(int(rfd)):
-			// src is not at its end: dst took none of its bytes (a
-			// file whose write(2) returns 0 too, as a FUSE server's
-			// answer of 0 bytes written makes it).
+			// The pipe has bytes after a splice that found none: a
+			// writer of a fifo came after the last one left (splice
+			// again: it moves them), or, twice in a row, dst took
+			// none (a file whose write(2) returns 0 too, as a FUSE
+			// server's answer of 0 bytes written makes it).
+			if !endWithBytes {
+				endWithBytes = true
+				continue
+			}
 			c.next, c.err = stepFail, errTookNone
 		case e == nil && c.written == 0 && c.src.mode == unix.S_IFREG && readsMore(int(rfd)):
 			c.next = stepRefused // see readsMore

@@ -57,9 +57,11 @@ type End struct {
 	// wrong path, so leave it zero unless it is certain.
 	Info Info
 
-	// afterEmptySplice, a test's, is called by the copy of a socket
-	// source with its descriptor after a splice from it answered EAGAIN,
-	// before the probe that checks that answer.
+	// afterEmptySplice, a test's, is called with the source's
+	// descriptor after a splice from it found nothing: by the copy of a
+	// socket source after an EAGAIN, before the probe that checks that
+	// answer, and by a direct copy from a pipe after a 0, before it
+	// looks for bytes in the pipe.
 	afterEmptySplice func(fd int)
 }
 
