@@ -106,7 +106,11 @@ var relayDirNames = [2]string{"a->b", "b->a"}
 // shutdown(2) answers then (a unix socket's CloseWrite succeeds whatever
 // its peer did). A CloseWrite that waits (a *tls.Conn's writes a
 // close_notify, which waits for room when its peer does not read) is
-// woken as the copies are when the relay ends.
+// woken as the copies are when the relay ends. A *tls.Conn (any end
+// with a Handshake method) refuses CloseWrite before its handshake is
+// complete: an EOF that comes first (a peer that sent nothing) is
+// passed on once the handshake, which the other direction's Read runs,
+// is done, and a handshake that fails ends the relay with its error.
 //
 // When either direction fails (a reset peer, a closed end), ctx ends, the
 // Engine is closed, or a RelayOption's timeout passes, both directions
@@ -301,7 +305,17 @@ func (r *relay) closeWrite(dir int, dst io.Writer, cw interface{ CloseWrite() er
 		err = cw.CloseWrite()
 	default:
 		err = func() error {
-			defer fd.OnDone(r.ctx, dst, nil)() // also if CloseWrite panics
+			defer fd.OnDone(r.ctx, dst, nil)() // also if CloseWrite or Handshake panics
+			if h, ok := dst.(handshaker); ok && r.ctx.Err() == nil {
+				// A *tls.Conn refuses CloseWrite until its handshake is
+				// complete: the EOF of a source that ended before it
+				// (a peer that sent nothing) waits for it. The other
+				// direction's Read of dst runs the handshake; this
+				// call waits for it, and fails with its error.
+				if err := h.Handshake(); err != nil {
+					return err
+				}
+			}
 			return cw.CloseWrite()
 		}()
 	}
@@ -318,6 +332,10 @@ func (r *relay) closeWrite(dir int, dst io.Writer, cw interface{ CloseWrite() er
 	}
 	return fmt.Errorf("passing EOF on with CloseWrite: %w", err)
 }
+
+// handshaker is an end that must complete a handshake before it can
+// pass EOF on: a *tls.Conn, whose CloseWrite fails before.
+type handshaker interface{ Handshake() error }
 
 // resetErr is the error of direction dir's CloseWrite of dst that
 // failed with err, ENOTCONN, where dst's connection was reset. shutdown(2)
