@@ -3,6 +3,7 @@
 package pipes
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -679,5 +680,105 @@ func TestAdv25RelayHostilePeers(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// adv25Buffered is an end behind a *bufio.ReadWriter over a TCP
+// connection (as http.Hijacker returns, whose buffered reads a CONNECT
+// proxy must not lose), and the connection's peer.
+func adv25Buffered(t *testing.T) (*bufio.ReadWriter, *net.TCPConn) {
+	c, peer := tcpPair(t)
+	closeAtEnd(t, c, peer)
+	return bufio.NewReadWriter(bufio.NewReader(c), bufio.NewWriter(c)), peer
+}
+
+// TestAdv25BufferedWriterEnd: io.Copy into a *bufio.ReadWriter (or
+// *bufio.Writer) whose buffer is empty hands the copy to its ReadFrom,
+// which passes it to the connection's own: every byte reaches the peer
+// as it is copied, with no Flush. A copy of the engine, and a relay
+// direction, must deliver them too: a reply of a few bytes left in the
+// buffer never reaches the peer of a relay (nothing flushes it while
+// the relay runs), and the peer waits for it.
+func TestAdv25BufferedWriterEnd(t *testing.T) {
+	msg := []byte("220 hello\r\n")
+	t.Run("io.Copy", func(t *testing.T) {
+		// What the engine must match. Not under fdtest.Check: io.Copy
+		// splices, through a pipe of Go's that the GC closes.
+		brw, peer := adv25Buffered(t)
+		s, p := tcpPair(t)
+		closeAtEnd(t, s, p)
+		fdtest.WriteAndClose(p, msg)
+		n, err := io.Copy(brw, s)
+		adv25ReadMsg(t, peer, msg, n, err)
+	})
+	fdtest.Check(t)
+	for _, ec := range engineCases(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, how := range []string{"Copy", "CopyContext", "CopyAsync"} {
+			for _, srcKind := range []string{"tcp", "reader"} {
+				t.Run(fmt.Sprintf("%s/%s/%s", ec.name, how, srcKind), func(t *testing.T) {
+					brw, peer := adv25Buffered(t)
+					var src io.Reader = onlyReader{bytes.NewReader(msg)}
+					if srcKind == "tcp" {
+						s, p := tcpPair(t)
+						closeAtEnd(t, s, p)
+						fdtest.WriteAndClose(p, msg)
+						src = s
+					}
+					var n int64
+					var err error
+					switch how {
+					case "Copy":
+						n, err = e.Copy(brw, src)
+					case "CopyContext":
+						ctx, cancel := context.WithCancel(context.Background())
+						defer cancel()
+						n, err = e.CopyContext(ctx, brw, src)
+					case "CopyAsync":
+						n, err = e.CopyAsync(context.Background(), brw, src).Wait()
+					}
+					adv25ReadMsg(t, peer, msg, n, err)
+				})
+			}
+		}
+		t.Run(ec.name+"/Relay", func(t *testing.T) {
+			// b's peer (a server-first protocol) greets; the client,
+			// a's peer, waits for the greeting before it says anything.
+			brw, pa := adv25Buffered(t)
+			b, pb := tcpPair(t)
+			closeAtEnd(t, b, pb)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			res := startRelay(e, ctx, brw, b)
+			if _, err := pb.Write(msg); err != nil {
+				t.Fatal(err)
+			}
+			pa.SetReadDeadline(time.Now().Add(5 * time.Second))
+			got := make([]byte, len(msg))
+			if _, err := io.ReadFull(pa, got); err != nil || !bytes.Equal(got, msg) {
+				t.Errorf("the client read %q, %v; want the greeting %q", got, err, msg)
+			}
+			cancel()
+			// A *bufio.ReadWriter has no deadlines: the relay's read
+			// of it ends when its peer closes.
+			pa.Close()
+			if _, ok := recvBy(res, time.Now().Add(adv25Guard)); !ok {
+				t.Fatal("the relay did not end after its cancel")
+			}
+		})
+	}
+}
+
+// adv25ReadMsg checks that a copy of msg returned (len(msg), nil) and
+// that peer can read msg now, with no Flush of the writer.
+func adv25ReadMsg(t *testing.T, peer net.Conn, msg []byte, n int64, err error) {
+	t.Helper()
+	if n != int64(len(msg)) || err != nil {
+		t.Errorf("copy = (%d, %v), want (%d, nil)", n, err, len(msg))
+	}
+	peer.SetReadDeadline(time.Now().Add(2 * time.Second))
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(peer, got); err != nil || !bytes.Equal(got, msg) {
+		t.Errorf("the peer read %q, %v; want %q, as io.Copy delivers it", got, err, msg)
 	}
 }

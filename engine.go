@@ -467,15 +467,17 @@ func copyUserspace(ctx context.Context, life *lifetime, dst io.Writer, src io.Re
 		// A copy with an end that has no descriptor may never wait on
 		// one, and then no deadline ends it: it checks ctx itself. The
 		// side wrapped is the one whose fast path io.Copy does not take,
-		// so that it takes the same path as on src and dst themselves.
-		// (Between two *os.File it is left as it is: the source's
+		// so that it takes the same path as on src and dst themselves;
+		// a wrapped dst keeps its ReadFrom (ctxReaderFrom), which the
+		// WriteTo of a *net.TCPConn or *os.File src hands the copy to,
+		// as under io.Copy. (Between two *os.File it is left as it is: the source's
 		// WriteTo hands the copy to the destination's ReadFrom, which a
 		// wrapper would hide, and a copy between two files that never
 		// wait is one the kernel path took. With a socket end it is wrapped
 		// too: Go's own splice would take a pipe of its private cache,
 		// outside the engine's bound, and keep it until the GC frees it.)
 		if _, ok := src.(io.WriterTo); ok {
-			dst = &ctxWriter{ctx: ctx, w: dst}
+			dst = newCtxWriter(ctx, dst)
 		} else {
 			src = &ctxReader{ctx: ctx, r: src}
 		}
@@ -493,7 +495,7 @@ func copyUserspace(ctx context.Context, life *lifetime, dst io.Writer, src io.Re
 		// io.Copy's own buffer loop (or src's WriteTo into the counting
 		// writer): counting each Write costs nothing.
 		m.lent = true
-		n, err = io.Copy(&meteredWriter{w: dst, m: m}, src)
+		n, err = io.Copy(newMeteredWriter(dst, m), src)
 	}
 	if err != nil && ctx.Err() != nil {
 		err = ctxerr.Wrap("pipes", ctx, err)
@@ -592,6 +594,52 @@ func (w *meteredWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// newMeteredWriter is a meteredWriter of w, with w's ReadFrom where it
+// has one (meteredReaderFrom).
+func newMeteredWriter(w io.Writer, m *meter) io.Writer {
+	mw := &meteredWriter{w: w, m: m}
+	if _, ok := w.(io.ReaderFrom); ok {
+		return &meteredReaderFrom{mw}
+	}
+	return mw
+}
+
+// meteredReaderFrom is a meteredWriter of a writer with a ReadFrom,
+// which it keeps: io.Copy hands a copy to it, also from a source's
+// WriteTo (net.TCPConn's and os.File's copy into their writer with
+// io.Copy), and that changes what the writer does with the bytes. A
+// *bufio.Writer (or *bufio.ReadWriter) with an empty buffer passes the
+// copy on to its own writer's ReadFrom, so that each byte reaches the
+// connection as it is copied, where Writes of a few bytes would wait in
+// its buffer for a Flush that no copy makes: a relay's peer would never
+// see a short reply. ReadFrom counts the bytes as it reads them, up to
+// a buffer ahead of the writer, and sets the count right when the
+// writer's ReadFrom returns, with what it reports.
+type meteredReaderFrom struct{ *meteredWriter }
+
+func (w *meteredReaderFrom) ReadFrom(r io.Reader) (int64, error) {
+	cr := &meteredReader{r: r, m: w.m}
+	n, err := w.w.(io.ReaderFrom).ReadFrom(cr)
+	w.m.Add(n - cr.n)
+	return n, err
+}
+
+// meteredReader adds the bytes its Reads return to m, and to n.
+type meteredReader struct {
+	r io.Reader
+	m *meter
+	n int64
+}
+
+func (c *meteredReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 && n <= len(p) {
+		c.n += int64(n)
+		c.m.Add(int64(n))
+	}
+	return n, err
+}
+
 // ctxReader fails reads once ctx is done.
 type ctxReader struct {
 	ctx context.Context
@@ -609,6 +657,25 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 type ctxWriter struct {
 	ctx context.Context
 	w   io.Writer
+}
+
+// newCtxWriter is a ctxWriter of w, with w's ReadFrom where it has one
+// (ctxReaderFrom).
+func newCtxWriter(ctx context.Context, w io.Writer) io.Writer {
+	cw := &ctxWriter{ctx: ctx, w: w}
+	if _, ok := w.(io.ReaderFrom); ok {
+		return &ctxReaderFrom{cw}
+	}
+	return cw
+}
+
+// ctxReaderFrom is a ctxWriter of a writer with a ReadFrom, which it
+// keeps (see meteredReaderFrom), checking ctx before each read of the
+// source instead.
+type ctxReaderFrom struct{ *ctxWriter }
+
+func (c *ctxReaderFrom) ReadFrom(r io.Reader) (int64, error) {
+	return c.w.(io.ReaderFrom).ReadFrom(&ctxReader{ctx: c.ctx, r: r})
 }
 
 func (c *ctxWriter) Write(p []byte) (int, error) {
