@@ -782,3 +782,38 @@ func adv25ReadMsg(t *testing.T, peer net.Conn, msg []byte, n int64, err error) {
 		t.Errorf("the peer read %q, %v; want %q, as io.Copy delivers it", got, err, msg)
 	}
 }
+
+// TestAdv25TLSHalfCloseBeforeHandshake: b's peer half-closes at once
+// and a's client connected and never starts its TLS handshake. The
+// relay waits for the handshake to pass b's EOF on; its half-close
+// timeout, a cancel or Engine.Close must end that wait, with the
+// matching error, and leave no goroutine or descriptor behind.
+func TestAdv25TLSHalfCloseBeforeHandshake(t *testing.T) {
+	fdtest.Check(t)
+	for _, how := range []string{"half-close", "cancel", "close"} {
+		t.Run(how, func(t *testing.T) {
+			e, err := NewEngine()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			a, b, _ := adv25Silent("")(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var opts []RelayOption
+			if how == "half-close" {
+				opts = append(opts, RelayHalfCloseTimeout(100*time.Millisecond))
+			}
+			res := startRelay(e, ctx, a, b, opts...)
+			time.Sleep(50 * time.Millisecond)
+			r, ok := endRelay(e, how, cancel, res)
+			if !ok {
+				t.Fatal("the relay did not end")
+			}
+			want := map[string]error{"cancel": context.Canceled, "close": ErrClosed, "half-close": os.ErrDeadlineExceeded}[how]
+			if !errors.Is(r.err, want) || r.aToB != 0 || r.bToA != 0 {
+				t.Errorf("Relay = (%d, %d, %v), want (0, 0, an error matching %v)", r.aToB, r.bToA, r.err, want)
+			}
+		})
+	}
+}
