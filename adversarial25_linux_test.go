@@ -817,3 +817,106 @@ func TestAdv25TLSHalfCloseBeforeHandshake(t *testing.T) {
 		})
 	}
 }
+
+// TestAdv25FanOutTLSDestinations: a FanOut (kernel and userspace
+// sources) to TLS connections, which have no descriptor and are written
+// by their Write, next to plain sockets: one TLS peer never reads, one
+// plain peer is gone (closed) and one resets after a byte. With
+// FanOutEvictAfter the stalled TLS destination is evicted (its Write
+// woken by a write deadline on the *tls.Conn), the gone ones fail with
+// EPIPE or ECONNRESET, and the healthy TLS and plain destinations
+// receive every byte.
+func TestAdv25FanOutTLSDestinations(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(8 << 20)
+	e := newTestEngine(t)
+	for _, srcKind := range []string{"file", "reader"} {
+		t.Run(srcKind, func(t *testing.T) {
+			var src io.Reader = onlyReader{bytes.NewReader(data)}
+			if srcKind == "file" {
+				src = fdtest.TempFile(t, data)
+			}
+			type sink struct {
+				w    io.Writer
+				got  chan []byte // nil: not read to the end
+				want string      // "all", "evicted", "gone"
+			}
+			drain := func(r io.Reader) chan []byte {
+				ch := make(chan []byte, 1)
+				go func() {
+					b, _ := io.ReadAll(r)
+					ch <- b
+				}()
+				return ch
+			}
+			var sinks []sink
+			tlsSink := func(read bool) sink {
+				a, b := tcpPair(t)
+				closeAtEnd(t, a, b)
+				if !read {
+					// Not the healthy one's: TLS records over
+					// 16 KiB buffers wait on delayed ACKs, and 8 MiB
+					// would take half a minute.
+					smallBuffers(t, 16<<10, a, b)
+				}
+				s, c := adv25TLS(t, b, a)
+				if !read {
+					// Completes the handshake, and reads nothing after.
+					go s.Handshake()
+					return sink{w: c, want: "evicted"}
+				}
+				return sink{w: c, got: drain(s), want: "all"}
+			}
+			sinks = append(sinks, tlsSink(true), tlsSink(false))
+			a, b := tcpPair(t)
+			closeAtEnd(t, a, b)
+			sinks = append(sinks, sink{w: a, got: drain(b), want: "all"})
+			u, pu := unixPair(t)
+			closeAtEnd(t, u)
+			pu.Close()
+			sinks = append(sinks, sink{w: u, want: "gone"})
+			r, pr := tcpPair(t)
+			closeAtEnd(t, r, pr)
+			go func() {
+				io.CopyN(io.Discard, pr, 1)
+				pr.SetLinger(0)
+				pr.Close()
+			}()
+			sinks = append(sinks, sink{w: r, want: "gone"})
+			var ws []io.Writer
+			for _, s := range sinks {
+				ws = append(ws, s.w)
+			}
+			var res []Result
+			fdtest.Within(t, adv25Guard, func() {
+				res = e.FanOut(context.Background(), src, ws, FanOutEvictAfter(time.Second), FanOutBuffer(256<<10))
+			})
+			for i, s := range sinks {
+				r := res[i]
+				switch s.want {
+				case "all":
+					if r.Err != nil || r.Written != int64(len(data)) {
+						t.Errorf("destination %d (%T): %+v, want all %d bytes", i, s.w, r, len(data))
+					}
+					if c, ok := s.w.(*tls.Conn); ok {
+						c.CloseWrite()
+					} else {
+						s.w.(*net.TCPConn).CloseWrite()
+					}
+					got, ok := recvBy(s.got, time.Now().Add(adv25Guard))
+					if !ok || !bytes.Equal(got, data) {
+						t.Errorf("destination %d (%T): its peer read %d bytes (ok %v), want the %d sent", i, s.w, len(got), ok, len(data))
+					}
+				case "evicted":
+					if !errors.Is(r.Err, ErrEvicted) || r.Written >= int64(len(data)) {
+						t.Errorf("destination %d (stalled TLS): %+v, want ErrEvicted", i, r)
+					}
+				case "gone":
+					if !errors.Is(r.Err, syscall.EPIPE) && !errors.Is(r.Err, syscall.ECONNRESET) {
+						t.Errorf("destination %d (%T, peer gone): %+v, want EPIPE or ECONNRESET", i, s.w, r)
+					}
+				}
+			}
+		})
+	}
+}
