@@ -470,12 +470,14 @@ func copyUserspace(ctx context.Context, life *lifetime, dst io.Writer, src io.Re
 		// so that it takes the same path as on src and dst themselves;
 		// a wrapped dst keeps its ReadFrom (ctxReaderFrom), which the
 		// WriteTo of a *net.TCPConn or *os.File src hands the copy to,
-		// as under io.Copy. (Between two *os.File it is left as it is: the source's
-		// WriteTo hands the copy to the destination's ReadFrom, which a
-		// wrapper would hide, and a copy between two files that never
-		// wait is one the kernel path took. With a socket end it is wrapped
-		// too: Go's own splice would take a pipe of its private cache,
-		// outside the engine's bound, and keep it until the GC frees it.)
+		// as under io.Copy. (Between two *os.File it is left as it is:
+		// the source's WriteTo hands the copy to the destination's
+		// ReadFrom, whose copy_file_range(2) a wrapped reader would
+		// lose, and a copy between two files that never wait is one
+		// the kernel path took. With a socket end it is wrapped too:
+		// Go's own splice would take a pipe of its private cache,
+		// outside the engine's bound, and keep it until the GC frees
+		// it.)
 		if _, ok := src.(io.WriterTo); ok {
 			dst = newCtxWriter(ctx, dst)
 		} else {
