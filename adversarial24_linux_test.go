@@ -755,19 +755,7 @@ func TestAdv24PacketPipe(t *testing.T) {
 	}
 	sink := func(t *testing.T) (io.Writer, func() []byte) {
 		r, w := packetPipe(t, false)
-		got := make(chan []byte, 1)
-		go func() {
-			var all []byte
-			buf := make([]byte, 64<<10)
-			for {
-				n, err := r.Read(buf)
-				all = append(all, buf[:n]...)
-				if err != nil {
-					break
-				}
-			}
-			got <- all
-		}()
+		got := fdtest.ReadInPieces(r, 64<<10)
 		return w, func() []byte {
 			w.Close()
 			return <-got

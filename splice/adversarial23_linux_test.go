@@ -96,25 +96,6 @@ func adv23Held(pool *Pool) *PoolStats {
 	}
 }
 
-// adv23SlowRead reads peer piece bytes a call until it fails (EOF), and
-// then sends all it read on the channel it returns.
-func adv23SlowRead(peer io.Reader, piece int) <-chan []byte {
-	got := make(chan []byte, 1)
-	go func() {
-		var b []byte
-		buf := make([]byte, piece)
-		for {
-			m, err := peer.Read(buf)
-			b = append(b, buf[:m]...)
-			if err != nil {
-				break
-			}
-		}
-		got <- b
-	}()
-	return got
-}
-
 // TestAdv23SlowPeerRounds: a copy into a socket whose peer reads in
 // small pieces, so that drain after drain meets a full socket and the
 // next round fills at once (no wait for room between rounds), delivers
@@ -137,7 +118,7 @@ func TestAdv23SlowPeerRounds(t *testing.T) {
 						src := adv23Src(t, srcKind, data, false)
 						end, peer := adv22Dst(t, network, blockingDst)
 						adv23Sndbuf(t, end, 16<<10)
-						got := adv23SlowRead(peer, 3000)
+						got := fdtest.ReadInPieces(peer, 3000)
 						var res copyResult
 						fdtest.Within(t, 60*time.Second, func() {
 							n, _, err := Copy(context.Background(), endOf(t, end, false), endOf(t, src.conn, true), -1, pool)
@@ -294,7 +275,7 @@ func TestAdv23PacedSlowPeer(t *testing.T) {
 				src := adv23Src(t, srcKind, data, false)
 				end, peer := connPair(t, "unix")
 				adv23Sndbuf(t, end.(syscall.Conn), 16<<10)
-				got := adv23SlowRead(peer, 2000)
+				got := fdtest.ReadInPieces(peer, 2000)
 				pacer := &adv22Pacer{grant: grant, pool: pool}
 				srcEnd := endOf(t, src.conn, true)
 				srcEnd.Pacer = pacer

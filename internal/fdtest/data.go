@@ -25,3 +25,25 @@ func WriteAndClose(w io.WriteCloser, data []byte) <-chan struct{} {
 	}()
 	return fed
 }
+
+// ReadInPieces reads r piece bytes a call until a read fails (EOF), in
+// a goroutine, and then sends all it read on the channel it returns.
+// The size of the reads matters where the reader sees messages (a
+// packet-mode pipe drops the rest of a packet a read is too short for)
+// or paces its peer (small reads of a socket).
+func ReadInPieces(r io.Reader, piece int) <-chan []byte {
+	got := make(chan []byte, 1)
+	go func() {
+		var b []byte
+		buf := make([]byte, piece)
+		for {
+			n, err := r.Read(buf)
+			b = append(b, buf[:n]...)
+			if err != nil {
+				break
+			}
+		}
+		got <- b
+	}()
+	return got
+}
