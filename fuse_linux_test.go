@@ -36,6 +36,9 @@ type stallFS struct {
 	// direct I/O (FOPEN_DIRECT_IO) whose size is reported as 0: the
 	// files lxcfs serves in place of /proc/meminfo and the like.
 	synthetic []byte
+	// openFlags are FOPEN_ flags the server adds to its answer to each
+	// OPEN (FOPEN_NONSEEKABLE, say).
+	openFlags uint32
 }
 
 // FUSE protocol numbers (linux/fuse.h).
@@ -242,7 +245,7 @@ func (fs *stallFS) handle(req []byte) {
 		if fs.accept != nil || fs.synthetic != nil {
 			flags = 1 << 0 // FOPEN_DIRECT_IO: no page cache, each read or write asked
 		}
-		le.PutUint32(out[8:], flags)
+		le.PutUint32(out[8:], flags|fs.openFlags)
 		fs.reply(unique, 0, out)
 	case fuseWrite:
 		if fs.accept == nil {

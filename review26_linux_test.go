@@ -1,0 +1,81 @@
+//go:build !pipes_portable
+
+package pipes
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/pipes-go/pipes/internal/fdtest"
+)
+
+// fopenNonseekable is FUSE's FOPEN_NONSEEKABLE (linux/fuse.h): the
+// kernel opens the file with nonseekable_open, and pread(2) and lseek(2)
+// of it fail with ESPIPE.
+const fopenNonseekable = 1 << 2
+
+// TestReview26NonseekableSyntheticFile is TestAdv24SyntheticFileSource
+// and TestAdv24SyntheticFileFanOut for a file that also cannot seek (a
+// FUSE file opened FOPEN_DIRECT_IO|FOPEN_NONSEEKABLE whose size is
+// reported as 0): splice(2) and sendfile(2) find it empty, read(2) reads
+// its bytes, and the pread(2) that asks read(2) fails (ESPIPE). The copy
+// must not take that for the file's end: it delivered nothing where
+// io.Copy's read(2) loop delivers every byte.
+func TestReview26NonseekableSyntheticFile(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(70000 + 3)
+	open := func(t *testing.T) *os.File {
+		fs := &stallFS{release: make(chan struct{}), reads: make(chan struct{}, 1<<16),
+			synthetic: data, openFlags: fopenNonseekable}
+		fs.Release()
+		mountFS(t, fs)
+		f, err := os.Open(fs.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		if _, err := f.Seek(0, io.SeekCurrent); err == nil {
+			t.Skip("the kernel made the file seekable")
+		}
+		return f
+	}
+	for _, ec := range adv24Engines(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, sk := range advSinks {
+			t.Run(fmt.Sprintf("%s/Copy->%s", ec.name, sk), func(t *testing.T) {
+				f := open(t)
+				w, finish := advSink(t, sk)
+				var n int64
+				var err error
+				fdtest.Within(t, 20*time.Second, func() { n, err = e.Copy(w, f) })
+				got := finish()
+				if n != int64(len(data)) || err != nil || !bytes.Equal(got, data) {
+					t.Errorf("Copy = (%d, %v), destination got %d bytes; want (%d, nil) and the file's", n, err, len(got), len(data))
+				}
+			})
+		}
+		t.Run(ec.name+"/FanOut", func(t *testing.T) {
+			f := open(t)
+			sinks := []string{"pipe", "unix", "writer"}
+			var ws []io.Writer
+			var finishes []func() []byte
+			for _, sk := range sinks {
+				w, finish := advSink(t, sk)
+				ws, finishes = append(ws, w), append(finishes, finish)
+			}
+			var res []Result
+			fdtest.Within(t, 20*time.Second, func() { res = e.FanOut(context.Background(), f, ws) })
+			for i, r := range res {
+				got := finishes[i]()
+				if r.Err != nil || r.Written != int64(len(data)) || !bytes.Equal(got, data) {
+					t.Errorf("%s: (%d, %v), destination got %d bytes; want (%d, nil) and the file's", sinks[i], r.Written, r.Err, len(got), len(data))
+				}
+			}
+		})
+	}
+}
