@@ -39,6 +39,11 @@ type stallFS struct {
 	// openFlags are FOPEN_ flags the server adds to its answer to each
 	// OPEN (FOPEN_NONSEEKABLE, say).
 	openFlags uint32
+	// regen, if set with synthetic, makes the file's contents anew at
+	// each READ at offset 0 (synthetic = regen()), as lxcfs makes a
+	// descriptor's /proc/meminfo then, and serves a READ further on
+	// from the contents made last.
+	regen func() []byte
 }
 
 // FUSE protocol numbers (linux/fuse.h).
@@ -258,6 +263,9 @@ func (fs *stallFS) handle(req []byte) {
 	case fuseRead:
 		off, size := int64(le.Uint64(arg[8:])), int64(le.Uint32(arg[16:]))
 		if fs.synthetic != nil {
+			if off == 0 && fs.regen != nil {
+				fs.synthetic = fs.regen()
+			}
 			b := fs.synthetic[min(off, int64(len(fs.synthetic))):]
 			fs.reply(unique, 0, b[:min(size, int64(len(b)))])
 			return

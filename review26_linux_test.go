@@ -79,3 +79,66 @@ func TestReview26NonseekableSyntheticFile(t *testing.T) {
 		})
 	}
 }
+
+// TestReview26SyntheticFileReadFurtherOn copies the rest of a file whose
+// size is reported as 0 (newSyntheticFS) after its first bytes were
+// read, where the file system makes the file's contents anew at each
+// read at offset 0 (lxcfs's /proc files do so for the descriptor, and
+// serve reads further on from them). The copy must deliver the rest of
+// the contents those first bytes came from, as io.Copy's reads from the
+// offset do: the probe of read(2) (fd.ReadsMore) read at offset 0 first,
+// which made new contents, and the copy delivered the rest of those.
+func TestReview26SyntheticFileReadFurtherOn(t *testing.T) {
+	fdtest.Check(t)
+	const size, head = 70000 + 3, 5
+	for _, ec := range adv24Engines(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, sk := range []string{"pipe", "unix", "writer", "fanout"} {
+			t.Run(ec.name+"/"+sk, func(t *testing.T) {
+				gen := byte('A' - 1)
+				fs := &stallFS{release: make(chan struct{}), reads: make(chan struct{}, 1<<16),
+					synthetic: []byte{}, regen: func() []byte {
+						gen++
+						return bytes.Repeat([]byte{gen}, size)
+					}}
+				fs.Release()
+				mountFS(t, fs)
+				f, err := os.Open(fs.path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				first := make([]byte, head)
+				if _, err := io.ReadFull(f, first); err != nil {
+					t.Fatal(err)
+				}
+				want := bytes.Repeat(first[:1], size-head)
+				var w io.Writer
+				var finish func() []byte
+				if sk == "fanout" {
+					w, finish = advSink(t, "pipe")
+				} else {
+					w, finish = advSink(t, sk)
+				}
+				var n int64
+				fdtest.Within(t, 20*time.Second, func() {
+					if sk == "fanout" {
+						r := e.FanOut(context.Background(), f, []io.Writer{w})[0]
+						n, err = r.Written, r.Err
+						return
+					}
+					n, err = e.Copy(w, f)
+				})
+				got := finish()
+				if n != int64(len(want)) || err != nil || !bytes.Equal(got, want) {
+					gotGen := byte(0)
+					if len(got) > 0 {
+						gotGen = got[0]
+					}
+					t.Errorf("Copy = (%d, %v), destination got %d bytes of contents %q; want (%d, nil) of contents %q",
+						n, err, len(got), gotGen, len(want), first[0])
+				}
+			})
+		}
+	}
+}

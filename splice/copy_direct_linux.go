@@ -142,7 +142,7 @@ func (c *copier) spliceFromSrc(rfd uintptr) bool {
 				continue
 			}
 			c.next, c.err = stepFail, errTookNone
-		case e == nil && c.written == 0 && c.src.mode == unix.S_IFREG && readsMore(int(rfd)):
+		case e == nil && c.written == 0 && c.src.mode == unix.S_IFREG && c.readsMore(int(rfd)):
 			c.next = stepRefused // see readsMore
 		case e == nil:
 			c.next = stepDone

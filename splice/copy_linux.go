@@ -1119,8 +1119,14 @@ func holdsBytes(fd int) bool {
 // before the copy moved any byte, yet read(2) has bytes of (a file whose
 // size is reported as 0, as the /proc files lxcfs serves in containers
 // are), is not handled, and goes through userspace as io.Copy reads it.
-// It costs a copy that finds its file empty a pread(2).
-func readsMore(d int) bool { return fd.ReadsMore(d) }
+// It costs a copy that finds its file empty a pread(2), and an lseek(2)
+// where the copy does not know the file's offset (c.srcOff).
+func (c *copier) readsMore(d int) bool {
+	if c.srcOff >= 0 {
+		return fd.ReadsMoreAt(d, c.srcOff)
+	}
+	return fd.ReadsMore(d)
+}
 
 // readSrc records n bytes read from src, past srcOff if it is known.
 func (c *copier) readSrc(n int) {
