@@ -614,9 +614,13 @@ func newMeteredWriter(w io.Writer, m *meter) io.Writer {
 // copy on to its own writer's ReadFrom, so that each byte reaches the
 // connection as it is copied, where Writes of a few bytes would wait in
 // its buffer for a Flush that no copy makes: a relay's peer would never
-// see a short reply. ReadFrom counts the bytes as it reads them, up to
-// a buffer ahead of the writer, and sets the count right when the
-// writer's ReadFrom returns, with what it reports.
+// see a short reply. ReadFrom counts the bytes of each read of the
+// source when the writer's ReadFrom asks for the next (a buffer loop,
+// such as io.Copy's, has written them by then), and sets the count
+// right with what the writer's ReadFrom reports when it returns. So a
+// relay direction whose ReadFrom never returns (its Write calls
+// runtime.Goexit) counts what reached the writer, not also a buffer it
+// read and never wrote.
 type meteredReaderFrom struct{ *meteredWriter }
 
 func (w *meteredReaderFrom) ReadFrom(r io.Reader) (int64, error) {
@@ -626,18 +630,24 @@ func (w *meteredReaderFrom) ReadFrom(r io.Reader) (int64, error) {
 	return n, err
 }
 
-// meteredReader adds the bytes its Reads return to m, and to n.
+// meteredReader adds the bytes each of its Reads returns to m, and to
+// n, when the next Read is asked for.
 type meteredReader struct {
-	r io.Reader
-	m *meter
-	n int64
+	r    io.Reader
+	m    *meter
+	n    int64 // bytes added to m
+	last int64 // bytes the last Read returned, not added yet
 }
 
 func (c *meteredReader) Read(p []byte) (int, error) {
+	if c.last > 0 {
+		c.n += c.last
+		c.m.Add(c.last)
+		c.last = 0
+	}
 	n, err := c.r.Read(p)
 	if n > 0 && n <= len(p) {
-		c.n += int64(n)
-		c.m.Add(int64(n))
+		c.last = int64(n)
 	}
 	return n, err
 }
