@@ -44,6 +44,9 @@ type stallFS struct {
 	// descriptor's /proc/meminfo then, and serves a READ further on
 	// from the contents made last.
 	regen func() []byte
+	// onRead, if set with synthetic, is called at each READ request,
+	// before it is answered.
+	onRead func()
 }
 
 // FUSE protocol numbers (linux/fuse.h).
@@ -263,6 +266,9 @@ func (fs *stallFS) handle(req []byte) {
 	case fuseRead:
 		off, size := int64(le.Uint64(arg[8:])), int64(le.Uint32(arg[16:]))
 		if fs.synthetic != nil {
+			if fs.onRead != nil {
+				fs.onRead()
+			}
 			if off == 0 && fs.regen != nil {
 				fs.synthetic = fs.regen()
 			}

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -176,5 +178,53 @@ func TestReview26SyntheticFileReadFurtherOn(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestReview26SyntheticFileAfterBufferRound copies a file whose size is
+// reported as 0 (a FUSE file of direct I/O, newSyntheticFS) into a file
+// the engine splices into (connFile: the pipe loop), on an engine of one
+// pool pipe that another copy holds when the copy starts: its first
+// round goes through a userspace buffer, whose read(2) reads the file's
+// bytes, and the pipe is free again for its second. That round's splice
+// finds the file empty: the copy took that for the file's end, and
+// returned the first buffer's bytes with no error, where io.Copy's
+// read(2) loop reads the file whole.
+func TestReview26SyntheticFileAfterBufferRound(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(200<<10 + 3)
+	e := newTestEngine(t, WithBackend(BackendSplice), WithMaxPipes(1))
+	held := e.sys.pool.TryGet()
+	if held == nil {
+		t.Fatal("the engine's pool has no pipe")
+	}
+	var once sync.Once
+	put := func() { once.Do(func() { e.sys.pool.Put(held) }) }
+	defer put()
+	fs := &stallFS{release: make(chan struct{}), reads: make(chan struct{}, 1<<16),
+		synthetic: data, onRead: put}
+	fs.Release()
+	mountFS(t, fs)
+	f, err := os.Open(fs.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	var n int64
+	fdtest.Within(t, 20*time.Second, func() { n, err = e.Copy(connFile{out}, f) })
+	got, rerr := os.ReadFile(out.Name())
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	if n != int64(len(data)) || err != nil || !bytes.Equal(got, data) {
+		t.Errorf("Copy = (%d, %v), the file got %d bytes; want (%d, nil) and the file's", n, err, len(got), len(data))
+	}
+	if st := e.Stats(); st.PoolExhausted == 0 {
+		t.Errorf("no round found the pool exhausted (Stats %+v): the test did not test", st)
 	}
 }

@@ -142,8 +142,8 @@ func (c *copier) spliceFromSrc(rfd uintptr) bool {
 				continue
 			}
 			c.next, c.err = stepFail, errTookNone
-		case e == nil && c.written == 0 && c.src.mode == unix.S_IFREG && c.readsMore(int(rfd)):
-			c.next = stepRefused // see readsMore
+		case e == nil && c.mayReadMore(int(rfd)):
+			c.next = c.splicedEmpty()
 		case e == nil:
 			c.next = stepDone
 		case e == unix.EAGAIN && c.lastWait != stepWaitDst && c.src.pollable() && c.dst.pollable():

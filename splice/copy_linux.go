@@ -506,6 +506,9 @@ type copier struct {
 	// file): the copy goes on as io.Copy, in reads and writes of its
 	// buffer's size (roundBuffer).
 	unspliced bool
+	// bufRead: a buffer round read bytes of src, which a splice of it
+	// may not find (see readsMore).
+	bufRead bool
 
 	waker fd.Waker // wakeOnDone's
 
@@ -946,6 +949,7 @@ func (c *copier) readBuffer(b []byte) (n int, eof, again bool, err error) {
 			case m > 0:
 				n = m
 				c.readSrc(m)
+				c.bufRead = true
 			case e == nil:
 				eof = true
 			case e == unix.EAGAIN:
@@ -1126,6 +1130,29 @@ func (c *copier) readsMore(d int) bool {
 		return fd.ReadsMoreAt(d, c.srcOff)
 	}
 	return fd.ReadsMore(d)
+}
+
+// mayReadMore reports whether a splice that found the regular-file src
+// d at its end is asked readsMore: where the copy has moved no byte, or
+// where a buffer round read some (when no pool pipe was free, say), the
+// bytes of a file that splices as empty; a copy that spliced bytes of it
+// is not asked, and costs nothing more.
+func (c *copier) mayReadMore(d int) bool {
+	return c.src.mode == unix.S_IFREG && (c.written == 0 || c.bufRead) && c.readsMore(d)
+}
+
+// splicedEmpty is the step of a copy whose splice found its src at its
+// end where read(2) finds bytes (mayReadMore): not handled where it has
+// moved nothing, as io.Copy reads the file then; else it goes on in
+// buffer rounds (stepUnspliced) to the file's end, giving back the
+// (empty) pipe a fill holds.
+func (c *copier) splicedEmpty() step {
+	if c.written == 0 {
+		return stepRefused
+	}
+	c.putPipe()
+	c.unspliced = true
+	return stepUnspliced
 }
 
 // readSrc records n bytes read from src, past srcOff if it is known.

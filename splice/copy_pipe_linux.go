@@ -134,8 +134,8 @@ func (c *copier) fillPipe(fd uintptr) bool {
 		}
 	case e == nil && c.src.socket():
 		c.next = stepBuffer // EOF, or the urgent mark: read(2) tells
-	case e == nil && c.written == 0 && c.src.mode == unix.S_IFREG && c.readsMore(int(fd)):
-		c.next = stepRefused // see readsMore
+	case e == nil && c.mayReadMore(int(fd)):
+		c.next = c.splicedEmpty()
 	case e == nil:
 		c.next = stepDone
 	case e == unix.EAGAIN:
