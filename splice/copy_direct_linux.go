@@ -142,7 +142,7 @@ func (c *copier) spliceFromSrc(rfd uintptr) bool {
 				continue
 			}
 			c.next, c.err = stepFail, errTookNone
-		case e == nil && c.mayReadMore(int(rfd)):
+		case e == nil && c.mayReadMore(int(rfd), -1): // not srcOff: not followed here
 			c.next = c.splicedEmpty()
 		case e == nil:
 			c.next = stepDone

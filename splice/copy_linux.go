@@ -1124,21 +1124,23 @@ func holdsBytes(fd int) bool {
 // size is reported as 0, as the /proc files lxcfs serves in containers
 // are), is not handled, and goes through userspace as io.Copy reads it.
 // It costs a copy that finds its file empty a pread(2), and an lseek(2)
-// where the copy does not know the file's offset (c.srcOff).
-func (c *copier) readsMore(d int) bool {
-	if c.srcOff >= 0 {
-		return fd.ReadsMoreAt(d, c.srcOff)
+// where the copy does not know the file's offset: off < 0 (the pipe
+// loop knows it, srcOff; the direct loop does not follow it).
+func readsMore(d int, off int64) bool {
+	if off >= 0 {
+		return fd.ReadsMoreAt(d, off)
 	}
 	return fd.ReadsMore(d)
 }
 
 // mayReadMore reports whether a splice that found the regular-file src
-// d at its end is asked readsMore: where the copy has moved no byte, or
-// where a buffer round read some (when no pool pipe was free, say), the
-// bytes of a file that splices as empty; a copy that spliced bytes of it
-// is not asked, and costs nothing more.
-func (c *copier) mayReadMore(d int) bool {
-	return c.src.mode == unix.S_IFREG && (c.written == 0 || c.bufRead) && c.readsMore(d)
+// d, at offset off (< 0: unknown), at its end is asked readsMore: where
+// the copy has moved no byte, or where a buffer round read some (when
+// no pool pipe was free, say), the bytes of a file that splices as
+// empty; a copy that spliced bytes of it is not asked, and costs nothing
+// more.
+func (c *copier) mayReadMore(d int, off int64) bool {
+	return c.src.mode == unix.S_IFREG && (c.written == 0 || c.bufRead) && readsMore(d, off)
 }
 
 // splicedEmpty is the step of a copy whose splice found its src at its

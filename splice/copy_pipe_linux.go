@@ -134,7 +134,7 @@ func (c *copier) fillPipe(fd uintptr) bool {
 		}
 	case e == nil && c.src.socket():
 		c.next = stepBuffer // EOF, or the urgent mark: read(2) tells
-	case e == nil && c.mayReadMore(int(fd)):
+	case e == nil && c.mayReadMore(int(fd), c.srcOff): // srcOff: noteOffset ran
 		c.next = c.splicedEmpty()
 	case e == nil:
 		c.next = stepDone
