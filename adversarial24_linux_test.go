@@ -269,22 +269,29 @@ func TestAdv24SyntheticFileFanOut(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer src.Close()
-			sinks := []string{"pipe", "unix", "writer"}
-			var ws []io.Writer
-			var finishes []func() []byte
-			for _, sk := range sinks {
-				w, finish := advSink(t, sk)
-				ws, finishes = append(ws, w), append(finishes, finish)
-			}
-			var res []Result
-			fdtest.Within(t, 20*time.Second, func() { res = e.FanOut(context.Background(), src, ws) })
-			for i, r := range res {
-				got := finishes[i]()
-				if r.Err != nil || r.Written != int64(len(data)) || !bytes.Equal(got, data) {
-					t.Errorf("%s: (%d, %v), destination got %d bytes; want (%d, nil) and the file's", sinks[i], r.Written, r.Err, len(got), len(data))
-				}
-			}
+			fanOutToSinks(t, e, src, data)
 		})
+	}
+}
+
+// fanOutToSinks fans src out with e to a pipe, a unix socket and a
+// writer (advSink), and checks that each got all of data, src's bytes.
+func fanOutToSinks(t *testing.T, e *Engine, src io.Reader, data []byte) {
+	t.Helper()
+	sinks := []string{"pipe", "unix", "writer"}
+	var ws []io.Writer
+	var finishes []func() []byte
+	for _, sk := range sinks {
+		w, finish := advSink(t, sk)
+		ws, finishes = append(ws, w), append(finishes, finish)
+	}
+	var res []Result
+	fdtest.Within(t, 20*time.Second, func() { res = e.FanOut(context.Background(), src, ws) })
+	for i, r := range res {
+		got := finishes[i]()
+		if r.Err != nil || r.Written != int64(len(data)) || !bytes.Equal(got, data) {
+			t.Errorf("%s: (%d, %v), destination got %d bytes; want (%d, nil) and the file's", sinks[i], r.Written, r.Err, len(got), len(data))
+		}
 	}
 }
 

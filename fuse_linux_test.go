@@ -85,9 +85,14 @@ func newWriteFS(t *testing.T, accept func(size int) int) *stallFS {
 
 // newSyntheticFS is a stallFS whose file "f" reads as data while its
 // size is reported as 0 (synthetic). Its reads are answered at once.
-func newSyntheticFS(t *testing.T, data []byte) *stallFS {
+// set, if any, sets more of its fields (openFlags, regen, onRead)
+// before it is mounted.
+func newSyntheticFS(t *testing.T, data []byte, set ...func(*stallFS)) *stallFS {
 	t.Helper()
 	fs := &stallFS{release: make(chan struct{}), reads: make(chan struct{}, 1<<16), synthetic: data}
+	for _, f := range set {
+		f(fs)
+	}
 	fs.Release()
 	return mountFS(t, fs)
 }

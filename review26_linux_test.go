@@ -35,10 +35,7 @@ func TestReview26NonseekableSyntheticFile(t *testing.T) {
 	fdtest.Check(t)
 	data := fdtest.Random(70000 + 3)
 	open := func(t *testing.T) *os.File {
-		fs := &stallFS{release: make(chan struct{}), reads: make(chan struct{}, 1<<16),
-			synthetic: data, openFlags: fopenNonseekable}
-		fs.Release()
-		mountFS(t, fs)
+		fs := newSyntheticFS(t, data, func(fs *stallFS) { fs.openFlags = fopenNonseekable })
 		f, err := os.Open(fs.path)
 		if err != nil {
 			t.Fatal(err)
@@ -66,21 +63,7 @@ func TestReview26NonseekableSyntheticFile(t *testing.T) {
 		}
 		t.Run(ec.name+"/FanOut", func(t *testing.T) {
 			f := open(t)
-			sinks := []string{"pipe", "unix", "writer"}
-			var ws []io.Writer
-			var finishes []func() []byte
-			for _, sk := range sinks {
-				w, finish := advSink(t, sk)
-				ws, finishes = append(ws, w), append(finishes, finish)
-			}
-			var res []Result
-			fdtest.Within(t, 20*time.Second, func() { res = e.FanOut(context.Background(), f, ws) })
-			for i, r := range res {
-				got := finishes[i]()
-				if r.Err != nil || r.Written != int64(len(data)) || !bytes.Equal(got, data) {
-					t.Errorf("%s: (%d, %v), destination got %d bytes; want (%d, nil) and the file's", sinks[i], r.Written, r.Err, len(got), len(data))
-				}
-			}
+			fanOutToSinks(t, e, f, data)
 		})
 	}
 }
@@ -134,13 +117,12 @@ func TestReview26SyntheticFileReadFurtherOn(t *testing.T) {
 		for _, sk := range []string{"pipe", "unix", "writer", "fanout"} {
 			t.Run(ec.name+"/"+sk, func(t *testing.T) {
 				gen := byte('A' - 1)
-				fs := &stallFS{release: make(chan struct{}), reads: make(chan struct{}, 1<<16),
-					synthetic: []byte{}, regen: func() []byte {
+				fs := newSyntheticFS(t, []byte{}, func(fs *stallFS) {
+					fs.regen = func() []byte {
 						gen++
 						return bytes.Repeat([]byte{gen}, size)
-					}}
-				fs.Release()
-				mountFS(t, fs)
+					}
+				})
 				f, err := os.Open(fs.path)
 				if err != nil {
 					t.Fatal(err)
@@ -201,10 +183,7 @@ func TestReview26SyntheticFileAfterBufferRound(t *testing.T) {
 	var once sync.Once
 	put := func() { once.Do(func() { e.sys.pool.Put(held) }) }
 	defer put()
-	fs := &stallFS{release: make(chan struct{}), reads: make(chan struct{}, 1<<16),
-		synthetic: data, onRead: put}
-	fs.Release()
-	mountFS(t, fs)
+	fs := newSyntheticFS(t, data, func(fs *stallFS) { fs.onRead = put })
 	f, err := os.Open(fs.path)
 	if err != nil {
 		t.Fatal(err)
