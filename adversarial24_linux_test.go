@@ -69,17 +69,7 @@ func fullFSDst(off int64, conn bool) func(t *testing.T) (io.Writer, func() ([]by
 		path := filepath.Join(smallTmpfs(t, 256<<10), "dst")
 		f := openPath(t, path, os.O_RDWR|os.O_CREATE)
 		atOffset(t, f, off)
-		state := func() ([]byte, int64) {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				t.Error(err)
-			}
-			return b, fileOff(f)
-		}
-		if conn {
-			return connFile{f}, state
-		}
-		return f, state
+		return fileDst(f, conn, func() ([]byte, int64) { return fdContents(t, f), fileOff(f) })
 	}
 }
 
@@ -144,11 +134,7 @@ func zeroWriteDst(after int64, conn bool) func(t *testing.T) (io.Writer, func() 
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { f.Close() })
-		state := func() ([]byte, int64) { return nil, fileOff(f) }
-		if conn {
-			return connFile{f}, state
-		}
-		return f, state
+		return fileDst(f, conn, func() ([]byte, int64) { return nil, fileOff(f) })
 	}
 }
 

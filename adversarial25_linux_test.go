@@ -81,28 +81,30 @@ func (p adv25Peer) CloseWrite() error {
 // are the TCPConn's, promoted.
 type adv25Embedded struct{ *net.TCPConn }
 
+// adv25TLSEnd is a relay end that is a *tls.Conn over a connection of
+// pair: its server side where server is set (the proxy's side of a
+// client's connection), else its client side, with the other side as
+// the peer.
+func adv25TLSEnd(pair func(t *testing.T) (net.Conn, net.Conn), server bool) relayEnd {
+	return func(t *testing.T) (io.ReadWriter, net.Conn) {
+		a, b := pair(t)
+		closeAtEnd(t, a, b)
+		if server {
+			s, c := adv25TLS(t, a, b)
+			return s, adv25Peer{c}
+		}
+		s, c := adv25TLS(t, b, a)
+		return c, adv25Peer{s}
+	}
+}
+
 // adv25Ends are the relay ends of a TLS-terminating proxy: "tls-server"
 // (the proxy's side of a client's TLS connection), "tls-client" (the
 // proxy's TLS connection to a backend), and plain ones.
 var adv25Ends = map[string]relayEnd{
-	"tls-server": func(t *testing.T) (io.ReadWriter, net.Conn) {
-		a, b := tcpPair(t)
-		closeAtEnd(t, a, b)
-		s, c := adv25TLS(t, a, b)
-		return s, adv25Peer{c}
-	},
-	"tls-client": func(t *testing.T) (io.ReadWriter, net.Conn) {
-		a, b := tcpPair(t)
-		closeAtEnd(t, a, b)
-		s, c := adv25TLS(t, b, a)
-		return c, adv25Peer{s}
-	},
-	"tls-over-unix": func(t *testing.T) (io.ReadWriter, net.Conn) {
-		a, b := unixPair(t)
-		closeAtEnd(t, a, b)
-		s, c := adv25TLS(t, a, b)
-		return s, adv25Peer{c}
-	},
+	"tls-server":    adv25TLSEnd(func(t *testing.T) (net.Conn, net.Conn) { return tcpPair(t) }, true),
+	"tls-client":    adv25TLSEnd(func(t *testing.T) (net.Conn, net.Conn) { return tcpPair(t) }, false),
+	"tls-over-unix": adv25TLSEnd(func(t *testing.T) (net.Conn, net.Conn) { return unixPair(t) }, true),
 	"embedded-tcp": func(t *testing.T) (io.ReadWriter, net.Conn) {
 		a, b := tcpPair(t)
 		closeAtEnd(t, a, b)

@@ -108,6 +108,16 @@ func fdContents(t *testing.T, f *os.File) []byte {
 	return b
 }
 
+// fileDst is f as a copy's destination, behind a connFile where conn is
+// set (so that the engine writes it with splice(2) from a regular file
+// too), with state, what tells its contents and offset after the copy.
+func fileDst(f *os.File, conn bool, state func() ([]byte, int64)) (io.Writer, func() ([]byte, int64)) {
+	if conn {
+		return connFile{f}, state
+	}
+	return f, state
+}
+
 // fileAt is f read from off (not moved where off is 0), under an
 // *io.LimitedReader of limit where limit >= 0, with what tells its offset
 // and N (-1 for no limit) after a copy.
@@ -395,10 +405,7 @@ func sparseDst(off int64, mem, conn bool) func(t *testing.T) (io.Writer, func() 
 			}
 			return b, fileOff(f)
 		}
-		if conn {
-			return connFile{f}, state
-		}
-		return f, state
+		return fileDst(f, conn, state)
 	}
 }
 
@@ -496,10 +503,7 @@ func sealedMemfd(seals int, off int64, conn bool) func(t *testing.T) (io.Writer,
 		}
 		atOffset(t, f, off)
 		state := func() ([]byte, int64) { return fdContents(t, f), fileOff(f) }
-		if conn {
-			return connFile{f}, state
-		}
-		return f, state
+		return fileDst(f, conn, state)
 	}
 }
 
@@ -513,17 +517,7 @@ func directFile(off int64, conn bool) func(t *testing.T) (io.Writer, func() ([]b
 		}
 		t.Cleanup(func() { f.Close() })
 		atOffset(t, f, off)
-		state := func() ([]byte, int64) {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				t.Error(err)
-			}
-			return b, fileOff(f)
-		}
-		if conn {
-			return connFile{f}, state
-		}
-		return f, state
+		return fileDst(f, conn, func() ([]byte, int64) { return fdContents(t, f), fileOff(f) })
 	}
 }
 
