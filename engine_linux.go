@@ -162,7 +162,7 @@ func (s *sysEngine) copyFD(ctx context.Context, life *lifetime, w io.Writer, r i
 		if min := s.cfg.ringMinConcurrency; min >= 0 && running > int64(min) {
 			if dst.kind == kindSocket {
 				// sendfile(2) sends it, paced by the ring's Warmer.
-				if warm := s.warmer(src); warm != nil {
+				if warm := s.warmer(src, limit); warm != nil {
 					src.Pacer, src.Gate = warm, warm
 					defer warm.Close() // after spliceCopy, its last Take
 				}
@@ -320,17 +320,17 @@ func (s *sysEngine) ringCopy(ctx context.Context, w io.Writer, dst, src *endpoin
 	return s.ring.CopyReads(ctx, &dst.End, file, limit, interrupt)
 }
 
-// warmer returns the ring's Warmer for a copy or fan-out reading the
-// regular file src, which reads the chunks not in the page cache in
+// warmer returns the ring's Warmer for a copy or fan-out reading at most
+// limit bytes (< 0: to EOF) of the regular file src, which reads the chunks not in the page cache in
 // before the caller reads them, so that its reads do not wait for the
 // disk on an OS thread; nil where src is not a regular file or there is
-// nothing to warm (a small file in the page cache). An error reading the
+// nothing to warm (a short copy, all in the page cache). An error reading the
 // file's offset gives nil too: the caller's own read meets it.
-func (s *sysEngine) warmer(src *endpoint) *uring.Warmer {
+func (s *sysEngine) warmer(src *endpoint, limit int64) *uring.Warmer {
 	if s.ring == nil || src.kind != kindFile {
 		return nil
 	}
-	warm, err := s.ring.NewWarmer(uring.File{Conn: src.Conn, Size: src.size, Dev: src.dev})
+	warm, err := s.ring.NewWarmer(uring.File{Conn: src.Conn, Size: src.size, Dev: src.dev}, limit)
 	if err != nil {
 		return nil
 	}

@@ -43,7 +43,7 @@ func (e *Engine) fanOutKernel(ctx context.Context, src io.Reader, limit int64, p
 	if pacer != nil {
 		// Paced reads wait for the Limiter; they need no warming.
 		source.Pacer = pacer
-	} else if warm := e.sys.warmer(&se); warm != nil {
+	} else if warm := e.sys.warmer(&se, limit); warm != nil {
 		// A fan-out is one reader however many destinations it has:
 		// warmed whatever RingMinConcurrency says.
 		source.Pacer = warm

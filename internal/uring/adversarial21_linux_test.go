@@ -52,7 +52,7 @@ func TestWarmerUnseenPageCache(t *testing.T) {
 			if err := unix.Fstat(int(f.Fd()), &fst); err != nil {
 				t.Fatal(err)
 			}
-			w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: fst.Size, Dev: uint64(fst.Dev)})
+			w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: fst.Size, Dev: uint64(fst.Dev)}, -1)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -170,28 +170,36 @@ func startChunk(i int) int {
 	return 0
 }
 
-// NewWarmer returns a Warmer for a copy from the file src, which starts
-// at the file's offset; nil, with no error, where the driver has no
-// Warmers (Config.WarmChunk 0) or the copy has nothing to warm: a small
-// file wholly in the page cache (smallCached), a file opened
-// O_DIRECT, whose reads bypass the page cache (what the ring read in
-// would be read again from the disk), or a file on a file system whose
-// reads wait for a server or whose pages cachestat(2) does not count
-// (MayRead).
-func (d *Driver) NewWarmer(src File) (*Warmer, error) {
+// NewWarmer returns a Warmer for a copy of at most limit bytes (< 0: to
+// EOF) from the file src, which starts at the file's offset; nil, with
+// no error, where the driver has no Warmers (Config.WarmChunk 0) or the
+// copy has nothing to warm: a short copy all in the page cache
+// (cachedCopy), a file opened O_DIRECT, whose reads
+// bypass the page cache (what the ring read in would be read again from
+// the disk), or a file on a file system whose reads wait for a server or
+// whose pages cachestat(2) does not count (MayRead).
+func (d *Driver) NewWarmer(src File, limit int64) (*Warmer, error) {
 	if d.guard == nil {
 		return nil, nil
 	}
-	if smallCached(src) {
+	cached, off, err := cachedCopy(src, limit)
+	if err != nil {
+		return nil, err
+	}
+	if cached {
 		d.st.CachedReads.Add(1) // its one chunk, found in the page cache
 		return nil, nil
 	}
 	if !MayRead(src.Conn) {
 		return nil, nil
 	}
-	off, direct, err := fileOffset(src.Conn)
-	if err != nil || direct {
+	if direct, err := openedDirect(src.Conn); err != nil || direct {
 		return nil, err
+	}
+	if off < 0 {
+		if off, err = fileOffset(src.Conn); err != nil {
+			return nil, err
+		}
 	}
 	return &Warmer{d: d, src: src.Conn, off: off, size: src.Size, step: int64(d.markStep(src.Dev))}, nil
 }
@@ -314,25 +322,34 @@ func (w *Warmer) readIn(n int64) bool {
 // the chunk for short.
 const readInAsks = 3
 
-// fileOffset reads the offset of the caller's file behind c, and
-// whether it was opened O_DIRECT.
-func fileOffset(c syscall.RawConn) (off int64, direct bool, err error) {
+// fileOffset reads the offset of the caller's file behind c.
+func fileOffset(c syscall.RawConn) (off int64, err error) {
 	cerr := c.Control(func(sysfd uintptr) {
-		var fl int
-		if fl, err = unix.FcntlInt(sysfd, unix.F_GETFL, 0); err != nil {
-			err = &os.SyscallError{Syscall: "fcntl", Err: err}
-			return
-		}
-		direct = fl&unix.O_DIRECT != 0
 		off, err = unix.Seek(int(sysfd), 0, io.SeekCurrent)
 		if err != nil {
 			err = &os.SyscallError{Syscall: "lseek", Err: err}
 		}
 	})
 	if cerr != nil {
-		return 0, false, cerr
+		return 0, cerr
 	}
-	return off, direct, err
+	return off, err
+}
+
+// openedDirect reports whether the caller's file behind c was opened
+// O_DIRECT.
+func openedDirect(c syscall.RawConn) (direct bool, err error) {
+	cerr := c.Control(func(sysfd uintptr) {
+		fl, ferr := unix.FcntlInt(sysfd, unix.F_GETFL, 0)
+		if ferr != nil {
+			err = &os.SyscallError{Syscall: "fcntl", Err: ferr}
+		}
+		direct = fl&unix.O_DIRECT != 0
+	})
+	if cerr != nil {
+		return false, cerr
+	}
+	return direct, err
 }
 
 // Close releases what the Warmer holds (its pin of the file). The copy
@@ -503,21 +520,42 @@ func (d *Driver) closeWarm() {
 	}
 }
 
-// smallCached reports whether src is a file of at most cachedChunk bytes
-// all of whose pages are in the page cache, by one cachestat(2) (Linux
-// 6.5) over the whole file, which needs no offset. A copy of it has
-// nothing to warm, so it costs one system call where the Warmer's first
-// chunk would cost four (fcntl and lseek, then residency's cachestat and
-// a probe of the chunk's last byte). false where the kernel cannot tell: the
+// cachedCopy reports whether a short copy of at most limit bytes (< 0:
+// to EOF) from src has every page it reads in the page cache, counted by
+// one cachestat(2) (Linux 6.5): such a copy has nothing to warm. A file
+// of at most cachedChunk bytes is counted whole, which needs no offset. A
+// copy of less than gatedChunk from a larger file (a section, a range
+// request), which would take no turn (Enter) either, is counted from the
+// file's offset, which it reads: off is that offset, -1 where it was not
+// read. That is an lseek(2) and a cachestat where a Warmer's first chunk
+// costs five calls (fstatfs, fcntl and lseek, then residency's cachestat
+// and a probe of the chunk's last byte; docs/benchmarks.md, "Short
+// copies from a large file"). false where the kernel cannot tell: the
 // Warmer then probes chunk by chunk.
-func smallCached(src File) bool {
-	if src.Size <= 0 || src.Size > cachedChunk {
-		return false
+func cachedCopy(src File, limit int64) (cached bool, off int64, err error) {
+	if 0 < src.Size && src.Size <= cachedChunk {
+		return pagesPresentIn(src.Conn, 0, src.Size), -1, nil
 	}
-	cached := false
-	src.Conn.Control(func(sysfd uintptr) {
-		present, known := pagesPresent(int(sysfd), 0, src.Size)
-		cached = known && present
+	if limit < 0 || limit >= gatedChunk {
+		return false, -1, nil
+	}
+	if off, err = fileOffset(src.Conn); err != nil {
+		return false, -1, err
+	}
+	n := min(limit, src.Size-off)
+	if n <= 0 {
+		return true, off, nil // nothing to read (the copy meets EOF)
+	}
+	return pagesPresentIn(src.Conn, off, n), off, nil
+}
+
+// pagesPresentIn is pagesPresent for the caller's file behind c: false
+// where the kernel cannot tell.
+func pagesPresentIn(c syscall.RawConn, off, n int64) bool {
+	in := false
+	c.Control(func(sysfd uintptr) {
+		present, known := pagesPresent(int(sysfd), off, n)
+		in = known && present
 	})
-	return cached
+	return in
 }

@@ -14,30 +14,62 @@ import (
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
-// TestSmallCached: a small file wholly in the page cache needs no Warmer;
-// one with a page out of it, an empty one and one over cachedChunk do.
-func TestSmallCached(t *testing.T) {
+// TestCachedCopy: a copy wholly in the page cache needs no Warmer where
+// it is of a file of at most cachedChunk bytes, or of a section of less
+// than gatedChunk of a larger one at the file's offset; one with a page
+// out of the page cache, of an empty file, or of a longer section does.
+func TestCachedCopy(t *testing.T) {
+	const large = cachedChunk + 1<<20
+	const sec, secN = 2 << 20, 512 << 10 // a section of large
 	for _, c := range []struct {
-		name   string
-		size   int
-		warm   bool // read it back into the page cache
-		cached bool // want smallCached
+		name     string
+		size     int
+		off      int64   // the file's offset when the copy starts
+		limit    int64   // the copy's (-1: to EOF)
+		warm     []int64 // ranges read into the page cache, with no readahead: off, n, ...
+		cached   bool    // want
+		wantsOff bool    // the offset was read
 	}{
-		{"cached, one page", 100, true, true},
-		{"cached, 64 KiB", 64 << 10, true, true},
-		{"cold", 64 << 10, false, false},
-		{"empty", 0, true, false},
-		{"over cachedChunk", cachedChunk + 1, true, false},
+		{"cached, one page", 100, 0, -1, []int64{0, 100}, true, false},
+		{"cached, 64 KiB", 64 << 10, 0, -1, []int64{0, 64 << 10}, true, false},
+		{"cached, 64 KiB at an offset", 64 << 10, 60 << 10, -1, []int64{0, 64 << 10}, true, false},
+		{"cold", 64 << 10, 0, -1, nil, false, false},
+		{"a page cold", 64 << 10, 0, -1, []int64{0, 60 << 10}, false, false},
+		{"empty", 0, 0, -1, nil, false, false},
+		{"over cachedChunk", cachedChunk + 1, 0, -1, []int64{0, cachedChunk + 1}, false, false},
+		{"section cached", large, sec, secN, []int64{sec, secN}, true, true},
+		{"section cold, the file around it cached", large, sec, secN, []int64{0, sec, sec + secN, large - sec - secN}, false, true},
+		{"section's last page cold", large, sec, secN, []int64{sec, secN - 4096}, false, true},
+		{"section past EOF", large, large + 4096, 64 << 10, nil, true, true},
+		{"section of gatedChunk", large, sec, gatedChunk, []int64{sec, gatedChunk}, false, false},
+		{"section of nothing", large, 1 << 20, 0, nil, true, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := testFile(t, make([]byte, c.size))
-			if c.warm {
-				io.Copy(io.Discard, f)
-			} else if n := fdtest.CachedPages(t, f, int64(c.size)); n > 0 {
+			if n := fdtest.CachedPages(t, f, int64(c.size)); n > 0 {
 				t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
 			}
-			if got := smallCached(File{Conn: rawConn(t, f), Size: int64(c.size)}); got != c.cached {
-				t.Errorf("smallCached = %v; want %v", got, c.cached)
+			if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_RANDOM); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < len(c.warm); i += 2 {
+				if _, err := io.Copy(io.Discard, io.NewSectionReader(f, c.warm[i], c.warm[i+1])); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := f.Seek(c.off, io.SeekStart); err != nil {
+				t.Fatal(err)
+			}
+			cached, off, err := cachedCopy(File{Conn: rawConn(t, f), Size: int64(c.size)}, c.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantOff := int64(-1)
+			if c.wantsOff {
+				wantOff = c.off
+			}
+			if cached != c.cached || off != wantOff {
+				t.Errorf("cachedCopy = %v, offset %d; want %v, %d", cached, off, c.cached, wantOff)
 			}
 		})
 	}
@@ -58,7 +90,7 @@ func TestWarmerHoldsOneSlot(t *testing.T) {
 	if n := fdtest.CachedPages(t, f, size); n > 0 {
 		t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
 	}
-	w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: size})
+	w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: size}, -1)
 	if err != nil || w == nil {
 		t.Fatalf("NewWarmer = %v, %v", w, err)
 	}
@@ -341,7 +373,7 @@ func warmerGate(t *testing.T, size int, warm bool, senders int) (got []bool, war
 	} else if n := fdtest.CachedPages(t, f, int64(size)); n > 0 {
 		t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
 	}
-	w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: int64(size)})
+	w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: int64(size)}, -1)
 	if err != nil || w == nil {
 		t.Fatalf("NewWarmer = %v, %v", w, err)
 	}
@@ -410,7 +442,7 @@ func testWarmerStartChunks(t *testing.T, size int, want []int) {
 	if n := fdtest.CachedPages(t, f, int64(size)); n > 0 {
 		t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
 	}
-	w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: int64(size)})
+	w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: int64(size)}, -1)
 	if err != nil || w == nil {
 		t.Fatalf("NewWarmer = %v, %v", w, err)
 	}
@@ -607,7 +639,7 @@ func takeReadIn(t *testing.T, w *Warmer, f *os.File, left int) (off int64, n int
 // ends.
 func newWarmer(t *testing.T, d *Driver, f *os.File, size int) *Warmer {
 	t.Helper()
-	w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: int64(size)})
+	w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: int64(size)}, -1)
 	if err != nil || w == nil {
 		t.Fatalf("NewWarmer = %v, %v", w, err)
 	}
