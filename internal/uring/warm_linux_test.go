@@ -656,3 +656,127 @@ func takeAll(t *testing.T, w *Warmer, f *os.File, size int) {
 		left -= n
 	}
 }
+
+// TestNewWarmerSectionBeingRead: a short copy from a large file whose
+// pages are all in the page cache, some of them still being read in
+// (readahead that POSIX_FADV_WILLNEED started just before, as another
+// reader's readahead of the same range would be), gets a Warmer: without
+// one, the copy's own sendfile(2) waits for those reads on its OS
+// thread, which is what the Warmer spares it (its probe of the chunk's
+// last byte finds it not readable, and the ring waits for the reads).
+// A small file is asked the same. Telling needs a disk slower than the
+// probe: the test skips where no page is ever caught being read.
+func TestNewWarmerSectionBeingRead(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		size   int
+		off, n int64 // the section read in, and the copy
+		limit  int64
+	}{
+		{"section of a large file", cachedChunk + 1<<20, 2 << 20, 64 << 10, 64 << 10},
+		{"small file", 64 << 10, 0, 64 << 10, -1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d, _ := newTestDriverWith(t, 2, 1, DefaultWarmChunk)
+			f := testFile(t, fdtest.Random(c.size))
+			skipUnlessMayRead(t, f)
+			fdNum := int(f.Fd())
+			if _, known := pagesPresent(fdNum, 0, 4096); !known {
+				t.Skip("no cachestat(2): Linux 6.5")
+			}
+			reading, unwarmed := 0, 0
+			for range 50 {
+				fdtest.Evict(t, f)
+				if n := fdtest.CachedPages(t, f, int64(c.size)); n > 0 {
+					t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
+				}
+				if err := unix.Fadvise(fdNum, c.off, c.n, unix.FADV_WILLNEED); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := f.Seek(c.off, io.SeekStart); err != nil {
+					t.Fatal(err)
+				}
+				w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: int64(c.size)}, c.limit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// A page once readable stays so: one not readable now
+				// was not when NewWarmer asked.
+				if !readableAt(fdNum, c.off+c.n-1) {
+					reading++
+					if w == nil {
+						unwarmed++
+					}
+				}
+				if w != nil {
+					w.Close()
+				}
+			}
+			if reading == 0 {
+				t.Skip("no page was caught being read: the disk is too fast for this test")
+			}
+			if unwarmed > 0 {
+				t.Errorf("%d of %d copies whose last page was still being read got no Warmer", unwarmed, reading)
+			}
+		})
+	}
+}
+
+// TestNewWarmerNoChunkCached: a copy that reads nothing from the page
+// cache counts no chunk found there (Counters.CachedReads, the engine's
+// Stats.Cached), whatever its limit: a copy of an empty file, one from
+// past the end of a large file, and one of a procfs file, which has no
+// page cache.
+func TestNewWarmerNoChunkCached(t *testing.T) {
+	const large = cachedChunk + 1<<20
+	for _, c := range []struct {
+		name  string
+		open  func(t *testing.T) (*os.File, int64) // the file and its offset
+		limit int64
+	}{
+		{"empty file, a limit", func(t *testing.T) (*os.File, int64) {
+			return testFile(t, nil), 0
+		}, 4096},
+		{"empty file, no limit", func(t *testing.T) (*os.File, int64) {
+			return testFile(t, nil), 0
+		}, -1},
+		{"past the end of a large file", func(t *testing.T) (*os.File, int64) {
+			return testFile(t, make([]byte, large)), large + 4096
+		}, 64 << 10},
+		{"procfs file, a limit", func(t *testing.T) (*os.File, int64) {
+			return openAdv21(t, "/proc/self/status"), 0
+		}, 100},
+		{"procfs file, no limit", func(t *testing.T) (*os.File, int64) {
+			return openAdv21(t, "/proc/self/status"), 0
+		}, -1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d, st := newTestDriverWith(t, 2, 1, DefaultWarmChunk)
+			f, off := c.open(t)
+			if _, err := f.Seek(off, io.SeekStart); err != nil {
+				t.Fatal(err)
+			}
+			var fst unix.Stat_t
+			if err := unix.Fstat(int(f.Fd()), &fst); err != nil {
+				t.Fatal(err)
+			}
+			w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: fst.Size, Dev: uint64(fst.Dev)}, c.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w != nil {
+				defer w.Close()
+				left := c.limit
+				if left < 0 {
+					left = 1 << 20
+				}
+				if _, err := w.Take(context.Background(), int(left)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := st.CachedReads.Load(); n != 0 {
+				t.Errorf("CachedReads = %d; want 0 (a Warmer: %v)", n, w != nil)
+			}
+		})
+	}
+}
