@@ -321,11 +321,12 @@ func (s *sysEngine) ringCopy(ctx context.Context, w io.Writer, dst, src *endpoin
 }
 
 // warmer returns the ring's Warmer for a copy or fan-out reading at most
-// limit bytes (< 0: to EOF) of the regular file src, which reads the chunks not in the page cache in
-// before the caller reads them, so that its reads do not wait for the
-// disk on an OS thread; nil where src is not a regular file or there is
-// nothing to warm (a short copy, all in the page cache). An error reading the
-// file's offset gives nil too: the caller's own read meets it.
+// limit bytes (< 0: to EOF) of the regular file src: the Warmer reads
+// the chunks not in the page cache in before the caller reads them, so
+// that its reads do not wait for the disk on an OS thread. It returns
+// nil where src is not a regular file or there is nothing to warm (a
+// short copy, all in the page cache). An error reading the file's
+// offset gives nil too: the caller's own read meets it.
 func (s *sysEngine) warmer(src *endpoint, limit int64) *uring.Warmer {
 	if s.ring == nil || src.kind != kindFile {
 		return nil

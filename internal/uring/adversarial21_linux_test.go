@@ -27,7 +27,7 @@ import (
 // never enter the page cache; its other pages are in memory). A cold
 // file on the test's own file system still gets one, as the control.
 func TestWarmerUnseenPageCache(t *testing.T) {
-	const size = 4<<20 + 4096 // over cachedChunk: smallCached says nothing
+	const size = 4<<20 + 4096 // over cachedChunk: cachedCopy says nothing
 	type warmerCase struct {
 		name string
 		open func(t *testing.T) *os.File

@@ -174,21 +174,17 @@ func startChunk(i int) int {
 // EOF) from the file src, which starts at the file's offset; nil, with
 // no error, where the driver has no Warmers (Config.WarmChunk 0) or the
 // copy has nothing to warm: a short copy all in the page cache
-// (cachedCopy), a file opened O_DIRECT, whose reads
-// bypass the page cache (what the ring read in would be read again from
-// the disk), or a file on a file system whose reads wait for a server or
-// whose pages cachestat(2) does not count (MayRead).
+// (cachedCopy), a file opened O_DIRECT, whose reads bypass the page
+// cache (what the ring read in would be read again from the disk), or a
+// file on a file system whose reads wait for a server or whose pages
+// cachestat(2) does not count (MayRead).
 func (d *Driver) NewWarmer(src File, limit int64) (*Warmer, error) {
 	if d.guard == nil {
 		return nil, nil
 	}
-	cached, off, err := cachedCopy(src, limit)
-	if err != nil {
+	skip, off, err := d.cachedCopy(src, limit)
+	if err != nil || skip {
 		return nil, err
-	}
-	if cached {
-		d.st.CachedReads.Add(1) // its one chunk, found in the page cache
-		return nil, nil
 	}
 	if !MayRead(src.Conn) {
 		return nil, nil
@@ -343,6 +339,7 @@ func openedDirect(c syscall.RawConn) (direct bool, err error) {
 		fl, ferr := unix.FcntlInt(sysfd, unix.F_GETFL, 0)
 		if ferr != nil {
 			err = &os.SyscallError{Syscall: "fcntl", Err: ferr}
+			return
 		}
 		direct = fl&unix.O_DIRECT != 0
 	})
@@ -404,24 +401,36 @@ func (w *Warmer) pinned() bool {
 }
 
 // residency tells where the n bytes at the Warmer's offset are
-// (ChunkResidency); while the copy is hot, a chunk whose pages are all
-// there is Cached where its last byte is readable (readableAt): the
-// kernel's readahead reads a window in order, so a chunk still being
-// read has its last page among those not read yet. (Its first page may
-// carry the readahead mark; a probe there would start the next
-// readahead on the copy's thread just as the copy's own read does, so
-// it is not probed.) A file the caller has closed counts as Cached: the
-// copy's own read reports the close.
+// (ChunkResidency; hotResidency while the copy is hot). A file the
+// caller has closed counts as Cached: the copy's own read reports the
+// close.
 func (w *Warmer) residency(n int) Residency {
 	res := Cached
 	w.src.Control(func(sysfd uintptr) {
-		res = ChunkResidency(int(sysfd), w.off, n, w.size)
-		if res == Present && w.mode == hot && readableAt(int(sysfd), w.off+int64(n)-1) {
-			res = Cached
+		if w.mode == hot {
+			res = hotResidency(int(sysfd), w.off, n, w.size)
+		} else {
+			res = ChunkResidency(int(sysfd), w.off, n, w.size)
 		}
 	})
 	if res != Missing {
 		w.d.st.CachedReads.Add(1)
+	}
+	return res
+}
+
+// hotResidency is ChunkResidency for a copy that has not met the disk:
+// a range whose pages are all there is Cached where its last byte is
+// readable (readableAt). The kernel's readahead reads a window in order,
+// so a range still being read has its last page among those not read
+// yet. (Its first page may carry the readahead mark; a probe there
+// would start the next readahead on the copy's thread just as the
+// copy's own read does, so it is not probed.) n must not reach past
+// size.
+func hotResidency(fd int, off int64, n int, size int64) Residency {
+	res := ChunkResidency(fd, off, n, size)
+	if res == Present && readableAt(fd, off+int64(n)-1) {
+		res = Cached
 	}
 	return res
 }
@@ -521,41 +530,38 @@ func (d *Driver) closeWarm() {
 }
 
 // cachedCopy reports whether a short copy of at most limit bytes (< 0:
-// to EOF) from src has every page it reads in the page cache, counted by
-// one cachestat(2) (Linux 6.5): such a copy has nothing to warm. A file
-// of at most cachedChunk bytes is counted whole, which needs no offset. A
-// copy of less than gatedChunk from a larger file (a section, a range
-// request), which would take no turn (Enter) either, is counted from the
+// to EOF) from src has nothing to warm (skip): every byte it reads is in
+// the page cache (hotResidency, one cachestat(2) and a probe of the last
+// byte; counted as a chunk found there), or it reads none. A file of at
+// most cachedChunk bytes is asked whole, which needs no offset. A copy
+// of less than gatedChunk from a larger file (a section, a range
+// request), which would take no turn (Enter) either, is asked at the
 // file's offset, which it reads: off is that offset, -1 where it was not
-// read. That is an lseek(2) and a cachestat where a Warmer's first chunk
-// costs five calls (fstatfs, fcntl and lseek, then residency's cachestat
-// and a probe of the chunk's last byte; docs/benchmarks.md, "Short
-// copies from a large file"). false where the kernel cannot tell: the
-// Warmer then probes chunk by chunk.
-func cachedCopy(src File, limit int64) (cached bool, off int64, err error) {
-	if 0 < src.Size && src.Size <= cachedChunk {
-		return pagesPresentIn(src.Conn, 0, src.Size), -1, nil
-	}
-	if limit < 0 || limit >= gatedChunk {
+// read. That is three system calls where a Warmer's first chunk costs
+// five (fstatfs, fcntl and lseek, then the same two;
+// docs/benchmarks.md, "Short copies from a large file").
+func (d *Driver) cachedCopy(src File, limit int64) (skip bool, off int64, err error) {
+	start, n := int64(0), src.Size // the bytes the copy reads
+	off = -1
+	switch {
+	case 0 < src.Size && src.Size <= cachedChunk:
+	case src.Size > cachedChunk && 0 <= limit && limit < gatedChunk:
+		if off, err = fileOffset(src.Conn); err != nil {
+			return false, -1, err
+		}
+		if start, n = off, min(limit, src.Size-off); n <= 0 {
+			return true, off, nil // at EOF: nothing to read
+		}
+	default:
 		return false, -1, nil
 	}
-	if off, err = fileOffset(src.Conn); err != nil {
-		return false, -1, err
-	}
-	n := min(limit, src.Size-off)
-	if n <= 0 {
-		return true, off, nil // nothing to read (the copy meets EOF)
-	}
-	return pagesPresentIn(src.Conn, off, n), off, nil
-}
-
-// pagesPresentIn is pagesPresent for the caller's file behind c: false
-// where the kernel cannot tell.
-func pagesPresentIn(c syscall.RawConn, off, n int64) bool {
-	in := false
-	c.Control(func(sysfd uintptr) {
-		present, known := pagesPresent(int(sysfd), off, n)
-		in = known && present
+	res := Missing
+	src.Conn.Control(func(sysfd uintptr) {
+		res = hotResidency(int(sysfd), start, int(n), src.Size)
 	})
-	return in
+	if res != Cached {
+		return false, off, nil
+	}
+	d.st.CachedReads.Add(1) // its one chunk, found in the page cache
+	return true, off, nil
 }

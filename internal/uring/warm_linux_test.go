@@ -16,9 +16,13 @@ import (
 
 // TestCachedCopy: a copy wholly in the page cache needs no Warmer where
 // it is of a file of at most cachedChunk bytes, or of a section of less
-// than gatedChunk of a larger one at the file's offset; one with a page
-// out of the page cache, of an empty file, or of a longer section does.
+// than gatedChunk of a larger one at the file's offset, and it counts as
+// one chunk found there; one with a page out of the page cache, of an
+// empty file, or of a longer section does, and the Warmer of a section
+// starts at the offset cachedCopy read. A section that reads nothing
+// needs none and counts none.
 func TestCachedCopy(t *testing.T) {
+	page := int64(os.Getpagesize())
 	const large = cachedChunk + 1<<20
 	const sec, secN = 2 << 20, 512 << 10 // a section of large
 	for _, c := range []struct {
@@ -27,24 +31,28 @@ func TestCachedCopy(t *testing.T) {
 		off      int64   // the file's offset when the copy starts
 		limit    int64   // the copy's (-1: to EOF)
 		warm     []int64 // ranges read into the page cache, with no readahead: off, n, ...
-		cached   bool    // want
+		skip     bool    // want no Warmer
+		counted  bool    // want a chunk counted as found in the page cache
 		wantsOff bool    // the offset was read
 	}{
-		{"cached, one page", 100, 0, -1, []int64{0, 100}, true, false},
-		{"cached, 64 KiB", 64 << 10, 0, -1, []int64{0, 64 << 10}, true, false},
-		{"cached, 64 KiB at an offset", 64 << 10, 60 << 10, -1, []int64{0, 64 << 10}, true, false},
-		{"cold", 64 << 10, 0, -1, nil, false, false},
-		{"a page cold", 64 << 10, 0, -1, []int64{0, 60 << 10}, false, false},
-		{"empty", 0, 0, -1, nil, false, false},
-		{"over cachedChunk", cachedChunk + 1, 0, -1, []int64{0, cachedChunk + 1}, false, false},
-		{"section cached", large, sec, secN, []int64{sec, secN}, true, true},
-		{"section cold, the file around it cached", large, sec, secN, []int64{0, sec, sec + secN, large - sec - secN}, false, true},
-		{"section's last page cold", large, sec, secN, []int64{sec, secN - 4096}, false, true},
-		{"section past EOF", large, large + 4096, 64 << 10, nil, true, true},
-		{"section of gatedChunk", large, sec, gatedChunk, []int64{sec, gatedChunk}, false, false},
-		{"section of nothing", large, 1 << 20, 0, nil, true, true},
+		{"cached, one page", 100, 0, -1, []int64{0, 100}, true, true, false},
+		{"cached, 64 KiB", 64 << 10, 0, -1, []int64{0, 64 << 10}, true, true, false},
+		{"cached, 64 KiB at an offset", 64 << 10, 60 << 10, -1, []int64{0, 64 << 10}, true, true, false},
+		{"cached, 64 KiB, a limit", 64 << 10, 0, 4096, []int64{0, 64 << 10}, true, true, false},
+		{"cold", 64 << 10, 0, -1, nil, false, false, false},
+		{"a page cold", 64 << 10, 0, -1, []int64{0, 64<<10 - page}, false, false, false},
+		{"empty", 0, 0, -1, nil, false, false, false},
+		{"empty, a limit", 0, 0, 4096, nil, false, false, false},
+		{"over cachedChunk", cachedChunk + 1, 0, -1, []int64{0, cachedChunk + 1}, false, false, false},
+		{"section cached", large, sec, secN, []int64{sec, secN}, true, true, true},
+		{"section cold, the file around it cached", large, sec, secN, []int64{0, sec, sec + secN, large - sec - secN}, false, false, true},
+		{"section's last page cold", large, sec, secN, []int64{sec, secN - page}, false, false, true},
+		{"section past EOF", large, large + 4096, 64 << 10, nil, true, false, true},
+		{"section of gatedChunk", large, sec, gatedChunk, []int64{sec, gatedChunk}, false, false, false},
+		{"section of nothing", large, 1 << 20, 0, nil, true, false, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			d, st := newTestDriverWith(t, 2, 1, DefaultWarmChunk)
 			f := testFile(t, make([]byte, c.size))
 			if n := fdtest.CachedPages(t, f, int64(c.size)); n > 0 {
 				t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
@@ -60,7 +68,8 @@ func TestCachedCopy(t *testing.T) {
 			if _, err := f.Seek(c.off, io.SeekStart); err != nil {
 				t.Fatal(err)
 			}
-			cached, off, err := cachedCopy(File{Conn: rawConn(t, f), Size: int64(c.size)}, c.limit)
+			src := File{Conn: rawConn(t, f), Size: int64(c.size)}
+			skip, off, err := d.cachedCopy(src, c.limit)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -68,8 +77,22 @@ func TestCachedCopy(t *testing.T) {
 			if c.wantsOff {
 				wantOff = c.off
 			}
-			if cached != c.cached || off != wantOff {
-				t.Errorf("cachedCopy = %v, offset %d; want %v, %d", cached, off, c.cached, wantOff)
+			if skip != c.skip || off != wantOff {
+				t.Errorf("cachedCopy = %v, offset %d; want %v, %d", skip, off, c.skip, wantOff)
+			}
+			if got := st.CachedReads.Load() == 1; got != c.counted {
+				t.Errorf("a chunk counted as found in the page cache: %v; want %v", got, c.counted)
+			}
+			if c.skip || c.size == 0 || !MayRead(src.Conn) {
+				return
+			}
+			w, err := d.NewWarmer(src, c.limit)
+			if err != nil || w == nil {
+				t.Fatalf("NewWarmer = %v, %v; want a Warmer", w, err)
+			}
+			defer w.Close()
+			if w.off != c.off {
+				t.Errorf("the Warmer starts at %d; want the file's offset %d", w.off, c.off)
 			}
 		})
 	}
