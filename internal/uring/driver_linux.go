@@ -64,9 +64,9 @@ type Driver struct {
 	files  files // the registered-file table
 
 	guard []byte // where Warmers' reads land, mapped with no access; nil: no Warmers
-	// senders holds a token per Warmer copy in a system call sending a
+	// senders bounds the Warmer copies in a system call sending a
 	// chunk found in the page cache (Warmer.Enter); nil: no bound.
-	senders chan struct{}
+	senders *turns
 	// scratch is where the reads of Warmers in shortReadahead land, made
 	// on the first: bytes nobody reads.
 	scratch     []byte
@@ -262,7 +262,7 @@ func (d *Driver) init(cfg Config) error {
 	d.efd = os.NewFile(uintptr(efd), "pipes-ring-eventfd")
 	d.initWarm(cfg.WarmChunk)
 	if cfg.CachedSenders > 0 {
-		d.senders = make(chan struct{}, cfg.CachedSenders)
+		d.senders = newTurns(cfg.CachedSenders)
 	}
 	d.loopWG.Add(2)
 	go d.readEventfd()

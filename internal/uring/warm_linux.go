@@ -4,7 +4,9 @@ import (
 	"context"
 	"io"
 	"os"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -360,28 +362,91 @@ func (w *Warmer) Close() {
 }
 
 // Enter is the Warmer's splice.Gate: a call sending the chunk granted
-// last takes one of the driver's CachedSenders turns where the chunk
-// holds at least gatedChunk bytes that a probe found readable from the
-// page cache, waiting for one (or for ctx to end) when all are taken;
-// other chunks go without one (false). Such a call into a non-blocking
-// socket uses only the CPU, so the bound keeps at most that many CPUs
-// busy with those calls, and the process's other goroutines a CPU to
-// run on: see docs/design.md, "Sharing the CPUs".
+// last takes one of the driver's CachedSenders turns (turns.take) where
+// the chunk holds at least gatedChunk bytes that a probe found readable
+// from the page cache; other chunks go without one (false). Such a call
+// into a non-blocking socket uses only the CPU, so the bound keeps at
+// most that many CPUs busy with those calls, and the process's other
+// goroutines a CPU to run on: see docs/design.md, "Sharing the CPUs".
 func (w *Warmer) Enter(ctx context.Context) (bool, error) {
 	if !w.cached || w.d.senders == nil {
 		return false, nil
 	}
-	select {
-	case w.d.senders <- struct{}{}:
+	took, err := w.d.senders.take(ctx)
+	if took {
 		w.d.st.Turns.Add(1)
-		return true, nil
-	case <-ctx.Done():
-		return false, ctxerr.Wrap("uring", ctx, nil)
 	}
+	return took, err
 }
 
 // Leave gives back the turn Enter gave.
-func (w *Warmer) Leave() { <-w.d.senders }
+func (w *Warmer) Leave() { w.d.senders.give() }
+
+// turns are the driver's CachedSenders turns: n tokens, taken and given
+// back in order of asking (a Go channel's FIFO of waiting senders).
+//
+// A call under a turn can wait for the disk after all: a page the probe
+// found readable may have been still being read by another reader (the
+// probe reads only a chunk's last byte), or evicted since; on a disk
+// that stalls, the call waits as long as the disk does. So a wait for a
+// turn during which no turn was taken or given back for stuckTurns ends
+// without one: the calls under the turns are stuck, not sending, and the
+// bound they keep would only hold every other cached send behind a disk.
+type turns struct {
+	tokens chan struct{}
+	epoch  time.Time
+	moved  atomic.Int64 // when a turn was last taken or given back, since epoch
+}
+
+// stuckTurns is how long the turns must stand still for a wait to end
+// without one: a call under a turn sends at most cachedChunk from the
+// page cache, 1-5 ms of CPU (docs/design.md, "Sharing the CPUs").
+const stuckTurns = 50 * time.Millisecond
+
+func newTurns(n int) *turns {
+	return &turns{tokens: make(chan struct{}, n), epoch: time.Now()}
+}
+
+// take takes a turn (true), waiting for one while all are taken, until
+// ctx ends (its error) or the turns stand still for stuckTurns (false,
+// nil: the call goes without one).
+func (t *turns) take(ctx context.Context) (bool, error) {
+	select {
+	case t.tokens <- struct{}{}:
+		t.move()
+		return true, nil
+	default:
+	}
+	var timer *time.Timer
+	for {
+		still := stuckTurns - (time.Since(t.epoch) - time.Duration(t.moved.Load()))
+		if still <= 0 {
+			return false, nil
+		}
+		if timer == nil {
+			timer = time.NewTimer(still)
+			defer timer.Stop()
+		} else {
+			timer.Reset(still)
+		}
+		select {
+		case t.tokens <- struct{}{}:
+			t.move()
+			return true, nil
+		case <-ctx.Done():
+			return false, ctxerr.Wrap("uring", ctx, nil)
+		case <-timer.C:
+		}
+	}
+}
+
+// give gives back a turn take gave.
+func (t *turns) give() {
+	<-t.tokens
+	t.move()
+}
+
+func (t *turns) move() { t.moved.Store(int64(time.Since(t.epoch))) }
 
 // Refund takes back the n bytes granted last that the copy did not read.
 func (w *Warmer) Refund(n int) { w.off -= int64(n) }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -386,7 +387,7 @@ func TestWarmerGate(t *testing.T) {
 func warmerGate(t *testing.T, size int, warm bool, senders int) (got []bool, warmed bool) {
 	d, st := newTestDriverWith(t, 2, 1, 1<<20)
 	if senders > 0 {
-		d.senders = make(chan struct{}, senders)
+		d.senders = newTurns(senders)
 	}
 	f := testFile(t, make([]byte, size))
 	skipUnlessMayRead(t, f)
@@ -432,8 +433,8 @@ func warmerGate(t *testing.T, size int, warm bool, senders int) (got []bool, war
 	if enter() {
 		t.Error("the grant past the end of the file took a turn")
 	}
-	if len(d.senders) != 0 {
-		t.Errorf("%d turns not given back", len(d.senders))
+	if d.senders != nil && len(d.senders.tokens) != 0 {
+		t.Errorf("%d turns not given back", len(d.senders.tokens))
 	}
 	return got, st.Warms.Load() > 0
 }
@@ -799,6 +800,58 @@ func TestNewWarmerNoChunkCached(t *testing.T) {
 			}
 			if n := st.CachedReads.Load(); n != 0 {
 				t.Errorf("CachedReads = %d; want 0 (a Warmer: %v)", n, w != nil)
+			}
+		})
+	}
+}
+
+// TestTurns: a turn is taken where one is free; where all are held and
+// none is taken or given back for stuckTurns, a wait ends without one;
+// where the turns move (as other copies' takes and gives move them), a
+// wait goes on past stuckTurns until it gets one; a wait ends with its
+// context.
+func TestTurns(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		held     int  // of the two turns
+		moving   bool // turns move for 3*stuckTurns, then a held one is given back
+		cancel   bool // the wait's context is cancelled
+		want     bool
+		wantsErr bool
+	}{
+		{"free", 1, false, false, true, false},
+		{"all held, standing still", 2, false, false, false, false},
+		{"all held, moving", 2, true, false, true, false},
+		{"all held, cancelled", 2, false, true, false, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ts := newTurns(2)
+			for range c.held {
+				if took, err := ts.take(context.Background()); !took || err != nil {
+					t.Fatalf("take = %v, %v", took, err)
+				}
+			}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				if !c.moving {
+					return
+				}
+				for end := time.Now().Add(3 * stuckTurns); time.Now().Before(end); {
+					time.Sleep(2 * time.Millisecond)
+					ts.move()
+				}
+				ts.give()
+			}()
+			ctx, cancel := context.WithCancel(context.Background())
+			if c.cancel {
+				cancel()
+			}
+			defer cancel()
+			took, err := ts.take(ctx)
+			<-done
+			if took != c.want || (err != nil) != c.wantsErr {
+				t.Errorf("take = %v, %v; want %v, error %v", took, err, c.want, c.wantsErr)
 			}
 		})
 	}
