@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -388,19 +389,25 @@ func (w *Warmer) Leave() { w.d.senders.give() }
 // A call under a turn can wait for the disk after all: a page the probe
 // found readable may have been still being read by another reader (the
 // probe reads only a chunk's last byte), or evicted since; on a disk
-// that stalls, the call waits as long as the disk does. So a wait for a
-// turn during which no turn was taken or given back for stuckTurns ends
-// without one: the calls under the turns are stuck, not sending, and the
-// bound they keep would only hold every other cached send behind a disk.
+// that stalls, the call waits as long as the disk does. So the waits
+// for a turn end without one once no turn has been taken or given back
+// for stuckTurns: the calls under the turns are stuck, not sending, and
+// the bound they keep would only hold every other cached send behind a
+// disk. One watch goroutine per stretch of waiting tells, so that the
+// waiters stay in the channel's queue, in order, with no timer each.
 type turns struct {
 	tokens chan struct{}
 	epoch  time.Time
 	moved  atomic.Int64 // when a turn was last taken or given back, since epoch
+
+	mu      sync.Mutex
+	waiting int           // takes waiting for a token
+	stuck   chan struct{} // closed once the turns stand still; nil: no watch running
 }
 
-// stuckTurns is how long the turns must stand still for a wait to end
-// without one: a call under a turn sends at most cachedChunk from the
-// page cache, 1-5 ms of CPU (docs/design.md, "Sharing the CPUs").
+// stuckTurns is how long the turns must stand still for the waits to
+// end without one: a call under a turn sends at most cachedChunk from
+// the page cache, 1-5 ms of CPU (docs/design.md, "Sharing the CPUs").
 const stuckTurns = 50 * time.Millisecond
 
 func newTurns(n int) *turns {
@@ -417,26 +424,56 @@ func (t *turns) take(ctx context.Context) (bool, error) {
 		return true, nil
 	default:
 	}
-	var timer *time.Timer
+	stuck := t.wait()
+	defer t.waited()
+	select {
+	case t.tokens <- struct{}{}:
+		t.move()
+		return true, nil
+	case <-ctx.Done():
+		return false, ctxerr.Wrap("uring", ctx, nil)
+	case <-stuck:
+		return false, nil
+	}
+}
+
+// wait counts a take that waits, and returns the channel its watch
+// closes once the turns stand still, starting the watch if none runs.
+func (t *turns) wait() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.waiting++
+	if t.stuck == nil {
+		t.stuck = make(chan struct{})
+		go t.watch(t.stuck)
+	}
+	return t.stuck
+}
+
+// waited uncounts a take that waited.
+func (t *turns) waited() {
+	t.mu.Lock()
+	t.waiting--
+	t.mu.Unlock()
+}
+
+// watch closes stuck once the turns stand still for stuckTurns while
+// takes wait, and ends there or once none waits.
+func (t *turns) watch(stuck chan struct{}) {
 	for {
-		still := stuckTurns - (time.Since(t.epoch) - time.Duration(t.moved.Load()))
-		if still <= 0 {
-			return false, nil
+		time.Sleep(stuckTurns - t.still())
+		t.mu.Lock()
+		switch {
+		case t.waiting == 0:
+		case t.still() >= stuckTurns:
+			close(stuck)
+		default:
+			t.mu.Unlock()
+			continue
 		}
-		if timer == nil {
-			timer = time.NewTimer(still)
-			defer timer.Stop()
-		} else {
-			timer.Reset(still)
-		}
-		select {
-		case t.tokens <- struct{}{}:
-			t.move()
-			return true, nil
-		case <-ctx.Done():
-			return false, ctxerr.Wrap("uring", ctx, nil)
-		case <-timer.C:
-		}
+		t.stuck = nil
+		t.mu.Unlock()
+		return
 	}
 }
 
@@ -444,6 +481,11 @@ func (t *turns) take(ctx context.Context) (bool, error) {
 func (t *turns) give() {
 	<-t.tokens
 	t.move()
+}
+
+// still is how long ago a turn was last taken or given back.
+func (t *turns) still() time.Duration {
+	return time.Since(t.epoch) - time.Duration(t.moved.Load())
 }
 
 func (t *turns) move() { t.moved.Store(int64(time.Since(t.epoch))) }
