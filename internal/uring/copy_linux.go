@@ -164,11 +164,18 @@ func (r *readsCopy) fillLocked(sysfd uintptr) bool {
 	}
 	wfd := r.cs.p.WriteFd()
 	res, cached := spliceCached(int(sysfd), off, wfd, f.n, r.src.Size)
-	if cached {
+	switch {
+	case cached:
 		r.d.st.CachedReads.Add(1)
-	} else if res, f.err = r.d.spliceIn(r.ctx, &r.c, r.cs.f, off, wfd, f.n); res > 0 {
-		if _, err := unix.Seek(int(sysfd), off+int64(res), io.SeekStart); err != nil && f.err == nil {
-			f.err = &os.SyscallError{Syscall: "lseek", Err: err}
+	case r.d.Stalled():
+		// The ring waits for a disk that stopped answering: read on
+		// this thread, as io.Copy does, not behind that disk.
+		res = spliceFile(int(sysfd), wfd, f.n)
+	default:
+		if res, f.err = r.d.spliceIn(r.ctx, &r.c, r.cs.f, off, wfd, f.n); res > 0 {
+			if _, err := unix.Seek(int(sysfd), off+int64(res), io.SeekStart); err != nil && f.err == nil {
+				f.err = &os.SyscallError{Syscall: "lseek", Err: err}
+			}
 		}
 	}
 	switch {
@@ -330,13 +337,20 @@ func spliceCached(sysfd int, off int64, wfd int, n int, size int64) (res int32, 
 	if !PageCached(sysfd, off, n, size) {
 		return 0, false
 	}
+	return spliceFile(sysfd, wfd, n), true
+}
+
+// spliceFile splices up to n bytes of the caller's file sysfd from its
+// offset into the pipe wfd, moving the offset past them, on the calling
+// thread. res is the byte count or -errno, as a CQE's.
+func spliceFile(sysfd int, wfd int, n int) (res int32) {
 	m, err := splice.Splice(sysfd, nil, wfd, nil, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 	if err != nil {
 		errno := unix.EIO
 		errors.As(err, &errno)
-		return -int32(errno), true
+		return -int32(errno)
 	}
-	return int32(m), true
+	return int32(m)
 }
 
 // copySrc is what a ring copy holds for its whole life: a pool pipe and
@@ -362,7 +376,7 @@ type copySrc struct {
 // missing and go to a worker. The caller's own path reads such a file on
 // the copy's thread, as io.Copy does.
 func (d *Driver) begin(src File) (cs copySrc, ok bool) {
-	if !MayRead(src.Conn) {
+	if d.Stalled() || !MayRead(src.Conn) {
 		return cs, false
 	}
 	cs.p = d.pool.TryGet()

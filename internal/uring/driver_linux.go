@@ -7,6 +7,8 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -88,6 +90,29 @@ type Driver struct {
 	wake   chan struct{} // cap 1: pending, cancels or closing changed
 	cqWake chan struct{} // cap 1: the eventfd fired
 	loopWG sync.WaitGroup
+
+	// entered is when the loop's io_uring_enter now under way began,
+	// since epoch; 0: none is (Stalled).
+	epoch   time.Time
+	entered atomic.Int64
+}
+
+// stalledEnter is how long an io_uring_enter of the loop must have run
+// for the ring to count as Stalled: a submission issues buffered READs
+// inline, and the kernel's readahead behind one waits there for a free
+// request of its device's queue, which on a disk that stops answering
+// never comes; every later op of the ring waits behind that call.
+const stalledEnter = 100 * time.Millisecond
+
+// Stalled reports whether the loop has been inside one io_uring_enter
+// for stalledEnter or longer. New work then stays off the ring (NewWarmer
+// and Warmer.Take grant chunks without reading them in, CopyReads does
+// not take the copy): the copies read on their own threads, as io.Copy's
+// do, where the ring would hold them behind the stalled call. Copies
+// whose chains are queued already wait for it.
+func (d *Driver) Stalled() bool {
+	in := d.entered.Load()
+	return in != 0 && time.Since(d.epoch)-time.Duration(in) >= stalledEnter
 }
 
 // state is where a chain is in its life. Its copy moves it from idle to
@@ -197,7 +222,7 @@ func New(cfg Config, st *Counters) (*Driver, error) {
 	}
 	d := &Driver{
 		r: r, st: st, pool: cfg.Pool, closed: cfg.Closed, sqPoll: cfg.SQPoll,
-		wake: make(chan struct{}, 1), cqWake: make(chan struct{}, 1),
+		wake: make(chan struct{}, 1), cqWake: make(chan struct{}, 1), epoch: time.Now(),
 	}
 	if err := d.init(cfg); err != nil {
 		r.Close()
@@ -492,7 +517,9 @@ func (d *Driver) room(l *loopState, n uint32) bool {
 // enters the kernel only to wake it) and returns.
 func (d *Driver) submit(l *loopState) {
 	for d.r.SQReady() > 0 {
+		d.entered.Store(int64(max(time.Since(d.epoch), 1)))
 		n, err := d.r.Submit()
+		d.entered.Store(0)
 		if n > 0 || !d.sqPoll || err != nil {
 			d.st.Enters.Add(1)
 		}

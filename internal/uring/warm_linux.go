@@ -182,7 +182,7 @@ func startChunk(i int) int {
 // file on a file system whose reads wait for a server or whose pages
 // cachestat(2) does not count (MayRead).
 func (d *Driver) NewWarmer(src File, limit int64) (*Warmer, error) {
-	if d.guard == nil {
+	if d.guard == nil || d.Stalled() {
 		return nil, nil
 	}
 	skip, off, err := d.cachedCopy(src, limit)
@@ -212,7 +212,7 @@ func (w *Warmer) Take(ctx context.Context, most int) (int, error) {
 	w.cached = false // until the probe below finds the chunk readable
 	n := min(most, cachedChunk)
 	left := min(int64(n), w.size-w.off) // what the copy can read of it
-	if left <= 0 || w.mode == refused {
+	if left <= 0 || w.mode == refused || w.d.Stalled() {
 		w.off += int64(n)
 		return n, nil
 	}
