@@ -521,15 +521,16 @@ func adv27Start(t *testing.T, e *Engine, hot bool, kind string, size int) func(b
 // finish as they do alone, however many copies wait for the stalled
 // disk: io.Copy's would, each on its own thread.
 //
-// On the io_uring engine they do not. Eight copies into sockets are
-// enough for the stalled device's request queue to fill with their
-// reads: the ring's loop thread then waits in io_uring_enter, issuing a
-// READ (the kernel's readahead waits for a free request, blk_mq_get_tag),
-// and every later op of the ring waits behind it, whatever the file's
-// disk: every copy that misses the page cache hangs. Copies into pipes,
-// whose SPLICEs run on io-wq's workers, hold the workers (8 by default)
-// while the disk stalls: past as many such copies, the other copies'
-// reads that miss the page cache wait for a worker.
+// Eight copies into sockets are enough for the stalled device's request
+// queue to fill with their reads: the ring's loop thread then waits in
+// io_uring_enter, issuing a READ (the kernel's readahead waits for a
+// free request, blk_mq_get_tag), and every later op of the ring waits
+// behind it, whatever the file's disk; once that call has run for
+// stalledEnter, new copies keep off the ring (Driver.Stalled). Copies
+// into pipes, whose SPLICEs run on io-wq's workers, hold the workers
+// (8 by default) while the disk stalls: past as many such copies, the
+// other copies' reads that miss the page cache wait for a worker, an
+// open defect (README, Limitations).
 func TestAdv27StalledDiskCopies(t *testing.T) {
 	for _, c := range []struct {
 		name    string

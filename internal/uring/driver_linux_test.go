@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -325,5 +326,70 @@ func TestBrokenRingFullSQ(t *testing.T) {
 	}
 	if err := d.Close(); err != nil {
 		t.Logf("Close: %v", err)
+	}
+}
+
+// TestStalledKeepsWorkOff: while the loop's io_uring_enter has run for
+// stalledEnter or longer (a disk that stopped answering holds it), no
+// new work goes to the ring: NewWarmer gives no Warmer, a Warmer made
+// before grants a cold chunk without reading it in, and CopyReads does
+// not take a copy. Before the stall, each of them would use the ring.
+func TestStalledKeepsWorkOff(t *testing.T) {
+	const size = 8 << 20
+	for _, stalled := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stalled=%v", stalled), func(t *testing.T) {
+			d, st := newTestDriverWith(t, 2, 1, DefaultWarmChunk)
+			f := testFile(t, make([]byte, size))
+			skipUnlessMayRead(t, f)
+			if n := fdtest.CachedPages(t, f, size); n > 0 {
+				t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
+			}
+			src := File{Conn: rawConn(t, f), Size: size}
+			before, err := d.NewWarmer(src, -1)
+			if err != nil || before == nil {
+				t.Fatalf("NewWarmer before a stall = %v, %v", before, err)
+			}
+			defer before.Close()
+			if stalled {
+				// An enter under way since the driver began, at least
+				// stalledEnter ago.
+				time.Sleep(stalledEnter - time.Since(d.epoch))
+				d.entered.Store(1)
+				defer d.entered.Store(0)
+			}
+			if got := d.Stalled(); got != stalled {
+				t.Fatalf("Stalled = %v; want %v", got, stalled)
+			}
+			w, err := d.NewWarmer(src, -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (w == nil) != stalled {
+				t.Errorf("NewWarmer gave a Warmer: %v; want %v", w != nil, !stalled)
+			}
+			if w != nil {
+				w.Close()
+			}
+			if _, err := before.Take(context.Background(), size); err != nil {
+				t.Fatal(err)
+			}
+			if read := st.Warms.Load() > 0; read == stalled {
+				t.Errorf("the ring read a cold chunk in: %v; want %v", read, !stalled)
+			}
+			pr, pw, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pr.Close()
+			defer pw.Close()
+			go io.Copy(io.Discard, pr)
+			_, handled, err := d.CopyReads(context.Background(), &splice.End{Conn: rawConn(t, pw), Pipe: true}, src, 64<<10, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if handled == stalled {
+				t.Errorf("CopyReads took the copy: %v; want %v", handled, !stalled)
+			}
+		})
 	}
 }
