@@ -524,31 +524,25 @@ func adv27Start(t *testing.T, e *Engine, hot bool, kind string, size int) func(b
 // Eight copies into sockets are enough for the stalled device's request
 // queue to fill with their reads: the ring's loop thread then waits in
 // io_uring_enter, issuing a READ (the kernel's readahead waits for a
-// free request, blk_mq_get_tag), and every later op of the ring waits
-// behind it, whatever the file's disk; once that call has run for
-// stalledEnter, new copies keep off the ring (Driver.Stalled). Copies
-// into pipes, whose SPLICEs run on io-wq's workers, hold the workers
-// (8 by default) while the disk stalls: past as many such copies, the
-// other copies' reads that miss the page cache wait for a worker, an
-// open defect (README, Limitations).
+// free request, blk_mq_get_tag), and every op queued after it waits
+// behind it, whatever the file's disk. Copies into pipes, whose SPLICEs
+// run on io-wq's workers, hold the workers (8 by default) while the disk
+// stalls. Either way, once the stall has lasted stalledEnter, new copies
+// keep off the ring (Driver.Stalled) and read on their own threads.
 func TestAdv27StalledDiskCopies(t *testing.T) {
 	for _, c := range []struct {
 		name    string
 		stalled int    // copies from the stalled disk
 		kind    string // their destination
 		backend Backend
-		known   string // the open defect the case shows (README, Limitations)
 	}{
-		{"pipe,4", 4, "pipe", BackendIOUring, ""},
-		{"pipe,8", DefaultIOWQMaxWorkers, "pipe", BackendIOUring, "every io-wq worker held by a read that waits for the disk"},
-		{"tcp,8", 8, "tcp", BackendIOUring, ""},
-		{"splice,tcp,8", 8, "tcp", BackendSplice, ""},
-		{"splice,pipe,8", 8, "pipe", BackendSplice, ""},
+		{"pipe,4", 4, "pipe", BackendIOUring},
+		{"pipe,8", DefaultIOWQMaxWorkers, "pipe", BackendIOUring},
+		{"tcp,8", 8, "tcp", BackendIOUring},
+		{"splice,tcp,8", 8, "tcp", BackendSplice},
+		{"splice,pipe,8", 8, "pipe", BackendSplice},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			if c.known != "" && os.Getenv("PIPES_KNOWN_DEFECTS") == "" {
-				t.Skipf("open defect: %s (README, Limitations); PIPES_KNOWN_DEFECTS=1 runs it", c.known)
-			}
 			fdtest.Check(t)
 			files := map[string][]byte{}
 			for i := range c.stalled {

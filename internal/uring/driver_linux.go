@@ -95,6 +95,12 @@ type Driver struct {
 	// since epoch; 0: none is (Stalled).
 	epoch   time.Time
 	entered atomic.Int64
+	// workers is the io-wq worker cap (0: the kernel's default, not
+	// known here); splicing holds when each SPLICE chain in flight was
+	// submitted, since epoch (Stalled).
+	workers  int
+	spliceMu sync.Mutex
+	splicing map[*chain]time.Duration
 }
 
 // stalledEnter is how long an io_uring_enter of the loop must have run
@@ -104,15 +110,33 @@ type Driver struct {
 // never comes; every later op of the ring waits behind that call.
 const stalledEnter = 100 * time.Millisecond
 
-// Stalled reports whether the loop has been inside one io_uring_enter
-// for stalledEnter or longer. New work then stays off the ring (NewWarmer
-// and Warmer.Take grant chunks without reading them in, CopyReads does
-// not take the copy): the copies read on their own threads, as io.Copy's
-// do, where the ring would hold them behind the stalled call. Copies
-// whose chains are queued already wait for it.
+// Stalled reports whether the ring waits for a disk that stopped
+// answering: the loop has been inside one io_uring_enter for
+// stalledEnter or longer, or as many SPLICE chains as it has io-wq
+// workers have been in flight that long (each holds a worker while its
+// read waits for the disk). New work then stays off the ring (NewWarmer
+// makes no Warmer, Warmer.Take grants chunks without reading them in,
+// CopyReads takes no copy and splices its misses on the copy's thread):
+// the copies read on their own threads, as io.Copy's do, where the ring
+// would hold them behind the stalled calls. Copies whose chains are
+// queued already wait for them.
 func (d *Driver) Stalled() bool {
-	in := d.entered.Load()
-	return in != 0 && time.Since(d.epoch)-time.Duration(in) >= stalledEnter
+	now := time.Since(d.epoch)
+	if in := d.entered.Load(); in != 0 && now-time.Duration(in) >= stalledEnter {
+		return true
+	}
+	d.spliceMu.Lock()
+	defer d.spliceMu.Unlock()
+	if d.workers == 0 || len(d.splicing) < d.workers {
+		return false
+	}
+	held := 0
+	for _, at := range d.splicing {
+		if now-at >= stalledEnter {
+			held++
+		}
+	}
+	return held >= d.workers
 }
 
 // state is where a chain is in its life. Its copy moves it from idle to
@@ -223,6 +247,7 @@ func New(cfg Config, st *Counters) (*Driver, error) {
 	d := &Driver{
 		r: r, st: st, pool: cfg.Pool, closed: cfg.Closed, sqPoll: cfg.SQPoll,
 		wake: make(chan struct{}, 1), cqWake: make(chan struct{}, 1), epoch: time.Now(),
+		workers: int(cfg.IOWQMaxWorkers), splicing: make(map[*chain]time.Duration),
 	}
 	if err := d.init(cfg); err != nil {
 		r.Close()
@@ -730,6 +755,14 @@ func (d *Driver) spliceIn(ctx context.Context, c *chain, in fileRef, off int64, 
 	if err := d.submitChain(c); err != nil {
 		return 0, err
 	}
+	d.spliceMu.Lock()
+	d.splicing[c] = time.Since(d.epoch)
+	d.spliceMu.Unlock()
+	defer func() {
+		d.spliceMu.Lock()
+		delete(d.splicing, c)
+		d.spliceMu.Unlock()
+	}()
 	select {
 	case <-c.done:
 		return c.ops[0].res, nil

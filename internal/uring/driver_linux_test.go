@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -329,16 +328,39 @@ func TestBrokenRingFullSQ(t *testing.T) {
 	}
 }
 
-// TestStalledKeepsWorkOff: while the loop's io_uring_enter has run for
-// stalledEnter or longer (a disk that stopped answering holds it), no
-// new work goes to the ring: NewWarmer gives no Warmer, a Warmer made
+// TestStalledKeepsWorkOff: while the ring waits for a disk that stopped
+// answering (the loop's io_uring_enter has run for stalledEnter, or as
+// many SPLICEs as it has io-wq workers have been in flight that long),
+// no new work goes to the ring: NewWarmer gives no Warmer, a Warmer made
 // before grants a cold chunk without reading it in, and CopyReads does
-// not take a copy. Before the stall, each of them would use the ring.
+// not take a copy. Otherwise each of them uses the ring.
 func TestStalledKeepsWorkOff(t *testing.T) {
 	const size = 8 << 20
-	for _, stalled := range []bool{false, true} {
-		t.Run(fmt.Sprintf("stalled=%v", stalled), func(t *testing.T) {
-			d, st := newTestDriverWith(t, 2, 1, DefaultWarmChunk)
+	for _, c := range []struct {
+		name  string
+		stall func(d *Driver) (undo func())
+	}{
+		{"not stalled", nil},
+		{"an enter under way", func(d *Driver) func() {
+			d.entered.Store(1) // since the driver began
+			return func() { d.entered.Store(0) }
+		}},
+		{"every worker held", func(d *Driver) func() {
+			var held [2]chain
+			d.spliceMu.Lock()
+			for i := range held {
+				d.splicing[&held[i]] = 1 // since the driver began
+			}
+			d.spliceMu.Unlock()
+			return func() {
+				d.spliceMu.Lock()
+				clear(d.splicing)
+				d.spliceMu.Unlock()
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d, st := newTestDriverWith(t, 2, 1, DefaultWarmChunk) // two workers
 			f := testFile(t, make([]byte, size))
 			skipUnlessMayRead(t, f)
 			if n := fdtest.CachedPages(t, f, size); n > 0 {
@@ -350,12 +372,10 @@ func TestStalledKeepsWorkOff(t *testing.T) {
 				t.Fatalf("NewWarmer before a stall = %v, %v", before, err)
 			}
 			defer before.Close()
+			stalled := c.stall != nil
 			if stalled {
-				// An enter under way since the driver began, at least
-				// stalledEnter ago.
 				time.Sleep(stalledEnter - time.Since(d.epoch))
-				d.entered.Store(1)
-				defer d.entered.Store(0)
+				defer c.stall(d)()
 			}
 			if got := d.Stalled(); got != stalled {
 				t.Fatalf("Stalled = %v; want %v", got, stalled)
