@@ -98,9 +98,10 @@ type Driver struct {
 	// workers is the io-wq worker cap (0: the kernel's default, not
 	// known here); splicing holds when each SPLICE chain in flight was
 	// submitted, since epoch (Stalled).
-	workers  int
-	spliceMu sync.Mutex
-	splicing map[*chain]time.Duration
+	workers   int
+	spliceMu  sync.Mutex
+	splicing  map[*chain]time.Duration
+	nSplicing atomic.Int32 // len(splicing), read without the lock
 }
 
 // stalledEnter is how long an io_uring_enter of the loop must have run
@@ -125,11 +126,11 @@ func (d *Driver) Stalled() bool {
 	if in := d.entered.Load(); in != 0 && now-time.Duration(in) >= stalledEnter {
 		return true
 	}
-	d.spliceMu.Lock()
-	defer d.spliceMu.Unlock()
-	if d.workers == 0 || len(d.splicing) < d.workers {
+	if d.workers == 0 || int(d.nSplicing.Load()) < d.workers {
 		return false
 	}
+	d.spliceMu.Lock()
+	defer d.spliceMu.Unlock()
 	held := 0
 	for _, at := range d.splicing {
 		if now-at >= stalledEnter {
@@ -137,6 +138,19 @@ func (d *Driver) Stalled() bool {
 		}
 	}
 	return held >= d.workers
+}
+
+// splicingFrom notes that the SPLICE chain c is in flight since at
+// (since epoch; 0: no more), for Stalled.
+func (d *Driver) splicingFrom(c *chain, at time.Duration) {
+	d.spliceMu.Lock()
+	if at != 0 {
+		d.splicing[c] = at
+	} else {
+		delete(d.splicing, c)
+	}
+	d.nSplicing.Store(int32(len(d.splicing)))
+	d.spliceMu.Unlock()
 }
 
 // state is where a chain is in its life. Its copy moves it from idle to
@@ -755,14 +769,8 @@ func (d *Driver) spliceIn(ctx context.Context, c *chain, in fileRef, off int64, 
 	if err := d.submitChain(c); err != nil {
 		return 0, err
 	}
-	d.spliceMu.Lock()
-	d.splicing[c] = time.Since(d.epoch)
-	d.spliceMu.Unlock()
-	defer func() {
-		d.spliceMu.Lock()
-		delete(d.splicing, c)
-		d.spliceMu.Unlock()
-	}()
+	d.splicingFrom(c, time.Since(d.epoch))
+	defer d.splicingFrom(c, 0)
 	select {
 	case <-c.done:
 		return c.ops[0].res, nil

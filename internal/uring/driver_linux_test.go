@@ -347,15 +347,13 @@ func TestStalledKeepsWorkOff(t *testing.T) {
 		}},
 		{"every worker held", func(d *Driver) func() {
 			var held [2]chain
-			d.spliceMu.Lock()
 			for i := range held {
-				d.splicing[&held[i]] = 1 // since the driver began
+				d.splicingFrom(&held[i], 1) // since the driver began
 			}
-			d.spliceMu.Unlock()
 			return func() {
-				d.spliceMu.Lock()
-				clear(d.splicing)
-				d.spliceMu.Unlock()
+				for i := range held {
+					d.splicingFrom(&held[i], 0)
+				}
 			}
 		}},
 	} {
