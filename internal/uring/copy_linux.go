@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -300,11 +301,21 @@ func readable(fd int, off int64, n int) bool {
 	return readableAt(fd, last)
 }
 
-// readableAt is readable for the one byte at off.
+// readableAt is readable for the one byte at off. It allocates nothing
+// (x/sys's Preadv2 builds its iovecs on the heap): the iovec is on the
+// stack, and the offset goes in two halves, pos_l and pos_h, as the
+// kernel takes it (on 64-bit, pos_h is ignored).
 func readableAt(fd int, off int64) bool {
 	var b [1]byte
-	_, err := unix.Preadv2(fd, [][]byte{b[:]}, off, unix.RWF_NOWAIT)
-	return err == nil
+	iov := unix.Iovec{Base: &b[0]}
+	iov.SetLen(1)
+	for {
+		_, _, e := unix.Syscall6(unix.SYS_PREADV2, uintptr(fd), uintptr(unsafe.Pointer(&iov)), 1,
+			uintptr(off), uintptr(uint64(off)>>32), unix.RWF_NOWAIT)
+		if e != unix.EINTR {
+			return e == 0
+		}
+	}
 }
 
 // pagesPresent reports whether every page of the n bytes at off of fd is
