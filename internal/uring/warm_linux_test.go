@@ -856,3 +856,40 @@ func TestTurns(t *testing.T) {
 		})
 	}
 }
+
+// TestStalledKeepsSendTurns: a stalled ring keeps work off the ring, not
+// the page cache's sends off the turns. A Warmer's chunk found in the
+// page cache needs no read of the ring, and the call sending it takes a
+// turn (Enter) while the ring is stalled as before.
+func TestStalledKeepsSendTurns(t *testing.T) {
+	const size = 8 << 20
+	d, _ := newTestDriverWith(t, 2, 1, 1<<20)
+	d.senders = newTurns(1)
+	f := testFile(t, make([]byte, size))
+	skipUnlessMayRead(t, f)
+	io.Copy(io.Discard, f)
+	f.Seek(0, io.SeekStart)
+	w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: size}, -1)
+	if err != nil || w == nil {
+		t.Fatalf("NewWarmer = %v, %v", w, err)
+	}
+	defer w.Close()
+	time.Sleep(stalledEnter - time.Since(d.epoch))
+	d.entered.Store(1) // an io_uring_enter under way since the driver began
+	defer d.entered.Store(0)
+	if !d.Stalled() {
+		t.Fatal("not Stalled")
+	}
+	if _, err := w.Take(context.Background(), size); err != nil {
+		t.Fatal(err)
+	}
+	entered, err := w.Enter(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if entered {
+		w.Leave()
+	} else {
+		t.Error("a cached chunk granted while the ring is stalled took no turn")
+	}
+}
