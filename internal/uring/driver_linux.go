@@ -95,49 +95,63 @@ type Driver struct {
 	// since epoch; 0: none is (Stalled).
 	epoch   time.Time
 	entered atomic.Int64
-	// workers is the io-wq worker cap (0: the kernel's default, not
-	// known here); splicing holds when each SPLICE chain in flight was
-	// submitted, since epoch (Stalled).
+	// workers is the io-wq worker cap the driver set (0: none, or the
+	// kernel refused it); splicing holds when each SPLICE chain in
+	// flight was submitted, since epoch (Stalled).
 	workers   int
 	spliceMu  sync.Mutex
 	splicing  map[*chain]time.Duration
 	nSplicing atomic.Int32 // len(splicing), read without the lock
 }
 
-// stalledEnter is how long an io_uring_enter of the loop must have run
-// for the ring to count as Stalled: a submission issues buffered READs
-// inline, and the kernel's readahead behind one waits there for a free
-// request of its device's queue, which on a disk that stops answering
-// never comes; every later op of the ring waits behind that call.
+// stalledEnter is how long an io_uring_enter of the loop, or a SPLICE
+// on an io-wq worker, must have run for the ring to count as stalled
+// (enterStalled, Stalled): a submission issues buffered READs inline,
+// and the kernel's readahead behind one waits there for a free request
+// of its device's queue, which on a disk that stops answering never
+// comes; every later op of the ring waits behind that call. A SPLICE
+// holds its worker while its read waits for the disk.
 const stalledEnter = 100 * time.Millisecond
 
-// Stalled reports whether the ring waits for a disk that stopped
-// answering: the loop has been inside one io_uring_enter for
-// stalledEnter or longer, or as many SPLICE chains as it has io-wq
-// workers have been in flight that long (each holds a worker while its
-// read waits for the disk). New work then stays off the ring (NewWarmer
-// makes no Warmer, Warmer.Take grants chunks without reading them in,
-// CopyReads takes no copy and splices its misses on the copy's thread):
-// the copies read on their own threads, as io.Copy's do, where the ring
-// would hold them behind the stalled calls. Copies whose chains are
-// queued already wait for them.
+// enterStalled reports whether the loop has been inside one
+// io_uring_enter for stalledEnter or longer: a disk stopped answering
+// holds the call, and every op queued after it waits. New reads then
+// stay off the ring (NewWarmer's Warmers grant chunks without reading
+// them in; CopyReads, see Stalled): copies read on their own threads,
+// as io.Copy's do. Ops queued already wait for the call. With SQPOLL
+// the kernel's SQ thread issues the ops and waits there instead, which
+// this does not see.
+func (d *Driver) enterStalled() bool {
+	in := d.entered.Load()
+	return in != 0 && time.Since(d.epoch)-time.Duration(in) >= stalledEnter
+}
+
+// Stalled reports, for CopyReads, whether its SPLICEs would wait behind
+// a disk that stopped answering: enterStalled, or as many SPLICE chains
+// as the io-wq worker cap (where the driver set one) have been in
+// flight for stalledEnter or longer, each holding a worker. CopyReads
+// then takes no new copy and splices its misses on the copy's thread.
+// A disk that is only slow trips it too, while its reads fill the
+// workers for that long: the copies then read on their own threads.
 func (d *Driver) Stalled() bool {
-	now := time.Since(d.epoch)
-	if in := d.entered.Load(); in != 0 && now-time.Duration(in) >= stalledEnter {
+	if d.enterStalled() {
 		return true
 	}
 	if d.workers == 0 || int(d.nSplicing.Load()) < d.workers {
 		return false
 	}
+	now := time.Since(d.epoch)
 	d.spliceMu.Lock()
 	defer d.spliceMu.Unlock()
 	held := 0
 	for _, at := range d.splicing {
 		if now-at >= stalledEnter {
-			held++
+			if held++; held >= d.workers {
+				return true
+			}
 		}
 	}
-	return held >= d.workers
+	return false
 }
 
 // splicingFrom notes that the SPLICE chain c is in flight since at
@@ -261,7 +275,7 @@ func New(cfg Config, st *Counters) (*Driver, error) {
 	d := &Driver{
 		r: r, st: st, pool: cfg.Pool, closed: cfg.Closed, sqPoll: cfg.SQPoll,
 		wake: make(chan struct{}, 1), cqWake: make(chan struct{}, 1), epoch: time.Now(),
-		workers: int(cfg.IOWQMaxWorkers), splicing: make(map[*chain]time.Duration),
+		splicing: make(map[*chain]time.Duration),
 	}
 	if err := d.init(cfg); err != nil {
 		r.Close()
@@ -312,6 +326,9 @@ func (d *Driver) init(cfg Config) error {
 		_, _, err := d.r.RegisterIOWQMaxWorkers(cfg.IOWQMaxWorkers, cfg.IOWQMaxWorkers)
 		if err != nil && !errors.Is(err, unix.EINVAL) {
 			return err
+		}
+		if err == nil {
+			d.workers = int(cfg.IOWQMaxWorkers)
 		}
 	}
 	d.files.init(d.r, cfg.Files)

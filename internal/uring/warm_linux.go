@@ -182,7 +182,7 @@ func startChunk(i int) int {
 // file on a file system whose reads wait for a server or whose pages
 // cachestat(2) does not count (MayRead).
 func (d *Driver) NewWarmer(src File, limit int64) (*Warmer, error) {
-	if d.guard == nil || d.Stalled() {
+	if d.guard == nil {
 		return nil, nil
 	}
 	skip, off, err := d.cachedCopy(src, limit)
@@ -212,7 +212,7 @@ func (w *Warmer) Take(ctx context.Context, most int) (int, error) {
 	w.cached = false // until the probe below finds the chunk readable
 	n := min(most, cachedChunk)
 	left := min(int64(n), w.size-w.off) // what the copy can read of it
-	if left <= 0 || w.mode == refused || w.d.Stalled() {
+	if left <= 0 || w.mode == refused {
 		w.off += int64(n)
 		return n, nil
 	}
@@ -241,7 +241,9 @@ func (w *Warmer) Take(ctx context.Context, most int) (int, error) {
 		page := int64(os.Getpagesize())
 		head = min(page-w.off%page, left)
 	}
-	if head > 0 && w.pinned() {
+	// Where the loop's enter is stalled, the copy's own read meets the
+	// chunk, as io.Copy's does, not the ring behind the stalled disk.
+	if head > 0 && !w.d.enterStalled() && w.pinned() {
 		if res == Missing {
 			w.d.st.Warms.Add(1)
 		}
