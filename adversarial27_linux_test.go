@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -28,20 +27,17 @@ import (
 )
 
 // slowDisk is an ext4 file system, mounted read-only, on a loop device
-// whose backing file (the file system's image) is served by a FUSE
-// server in the test: every read the loop device makes reaches the
+// whose backing file (the file system's image) a FUSE server in the test
+// serves (newBackedFS): every read the loop device makes reaches the
 // server, which answers it at once, or after a delay (SetDelay), or only
 // once the test resumes it (Stall, Resume). It stands for a local disk
 // that is slow or has stopped answering (a failing disk, a device
 // behind a stalled network block device): to the engine its files are
 // ext4 files, which the ring reads.
 type slowDisk struct {
-	dir  string // where the ext4 file system is mounted
-	loop string // the loop device, /dev/loopN
-
+	dir  string   // where the ext4 file system is mounted
+	loop string   // the loop device, /dev/loopN
 	img  *os.File // the image, on the test's own disk
-	size int64
-	dev  int // the /dev/fuse descriptor
 
 	mu    sync.Mutex
 	gate  chan struct{} // non-nil: reads wait for it to be closed
@@ -49,7 +45,6 @@ type slowDisk struct {
 
 	reads atomic.Int64 // READ requests received
 	held  atomic.Int64 // READ requests waiting at the gate now
-	wg    sync.WaitGroup
 }
 
 // newSlowDisk makes the file system with the files named by the keys of
@@ -65,13 +60,9 @@ func newSlowDisk(t *testing.T, files map[string][]byte) *slowDisk {
 			t.Skipf("no %s: %v", tool, err)
 		}
 	}
-	base, err := os.MkdirTemp("", "slowdisk")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	src, fdir, mdir := filepath.Join(base, "src"), filepath.Join(base, "fuse"), filepath.Join(base, "mnt")
-	for _, d := range []string{src, fdir, mdir} {
+	base := t.TempDir()
+	src, mdir := filepath.Join(base, "src"), filepath.Join(base, "mnt")
+	for _, d := range []string{src, mdir} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -94,34 +85,11 @@ func newSlowDisk(t *testing.T, files map[string][]byte) *slowDisk {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { img.Close() })
-	d := &slowDisk{dir: mdir, img: img, size: size}
+	d := &slowDisk{dir: mdir, img: img}
+	fs := newBackedFS(t, size, d.readImage)
+	t.Cleanup(d.Resume) // before the FUSE server's cleanup waits for its reads
 
-	fd, err := unix.Open("/dev/fuse", unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Skipf("no FUSE: %v", err)
-	}
-	opts := "fd=" + strconv.Itoa(fd) + ",rootmode=40000,user_id=0,group_id=0,allow_other"
-	if err := unix.Mount("slowdisk", fdir, "fuse", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
-		unix.Close(fd)
-		t.Skipf("mounting FUSE: %v", err)
-	}
-	d.dev = fd
-	d.wg.Add(1)
-	go d.serve()
-	var st unix.Stat_t
-	if err := unix.Stat(fdir, &st); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		d.Resume()
-		unix.Unmount(fdir, unix.MNT_DETACH)
-		abort := "/sys/fs/fuse/connections/" + strconv.FormatUint(uint64(st.Dev), 10) + "/abort"
-		os.WriteFile(abort, []byte("1"), 0)
-		d.wg.Wait()
-		unix.Close(fd)
-	})
-
-	out, err := exec.Command("losetup", "-r", "-f", "--show", filepath.Join(fdir, "img")).CombinedOutput()
+	out, err := exec.Command("losetup", "-r", "-f", "--show", fs.path).CombinedOutput()
 	if err != nil {
 		t.Skipf("losetup: %v: %s", err, out)
 	}
@@ -138,6 +106,26 @@ func newSlowDisk(t *testing.T, files map[string][]byte) *slowDisk {
 		unix.Unmount(mdir, unix.MNT_DETACH)
 	})
 	return d
+}
+
+// readImage is the FUSE server's answer to a read of n bytes at off of
+// the image: once the gate opens (Stall), after the delay (SetDelay).
+func (d *slowDisk) readImage(off, n int64) ([]byte, error) {
+	d.reads.Add(1)
+	d.mu.Lock()
+	gate, delay := d.gate, d.delay
+	d.mu.Unlock()
+	if gate != nil {
+		d.held.Add(1)
+		<-gate
+		d.held.Add(-1)
+	}
+	time.Sleep(delay)
+	b := make([]byte, n)
+	if k, err := d.img.ReadAt(b, off); k < len(b) {
+		return nil, err
+	}
+	return b, nil
 }
 
 // path is where the file name is.
@@ -178,129 +166,6 @@ func (d *slowDisk) SetDelay(delay time.Duration) {
 	d.mu.Lock()
 	d.delay = delay
 	d.mu.Unlock()
-}
-
-func (d *slowDisk) serve() {
-	defer d.wg.Done()
-	buf := make([]byte, 1<<20+8192)
-	for {
-		n, err := unix.Read(d.dev, buf)
-		if err != nil {
-			if errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.ENOENT) {
-				continue
-			}
-			return
-		}
-		if n < fuseInHeader {
-			continue
-		}
-		d.handle(append([]byte(nil), buf[:n]...))
-	}
-}
-
-func (d *slowDisk) reply(unique uint64, errno syscall.Errno, out []byte) {
-	b := make([]byte, fuseOutHeader+len(out))
-	le := binary.LittleEndian
-	le.PutUint32(b[0:], uint32(len(b)))
-	le.PutUint32(b[4:], uint32(-int32(errno)))
-	le.PutUint64(b[8:], unique)
-	copy(b[fuseOutHeader:], out)
-	unix.Write(d.dev, b)
-}
-
-func (d *slowDisk) attr(node uint64) []byte {
-	a := make([]byte, fuseAttrSize)
-	le := binary.LittleEndian
-	le.PutUint64(a[0:], node)
-	mode, nlink := uint32(unix.S_IFDIR|0o755), uint32(2)
-	if node == 2 {
-		le.PutUint64(a[8:], uint64(d.size))
-		le.PutUint64(a[16:], uint64(d.size+511)/512)
-		mode, nlink = unix.S_IFREG|0o444, 1
-	}
-	le.PutUint32(a[60:], mode)
-	le.PutUint32(a[64:], nlink)
-	le.PutUint32(a[80:], 4096)
-	return a
-}
-
-func (d *slowDisk) handle(req []byte) {
-	le := binary.LittleEndian
-	opcode := le.Uint32(req[4:])
-	unique := le.Uint64(req[8:])
-	node := le.Uint64(req[16:])
-	arg := req[fuseInHeader:]
-	switch opcode {
-	case fuseInit:
-		out := make([]byte, 64)
-		le.PutUint32(out[0:], 7)
-		le.PutUint32(out[4:], 31)
-		le.PutUint32(out[8:], le.Uint32(arg[8:]))
-		le.PutUint16(out[16:], 64)
-		le.PutUint16(out[18:], 48)
-		le.PutUint32(out[20:], 128<<10)
-		le.PutUint32(out[24:], 1)
-		d.reply(unique, 0, out)
-	case fuseLookup:
-		name := strings.TrimRight(string(arg), "\x00")
-		if node != 1 || name != "img" {
-			d.reply(unique, syscall.ENOENT, nil)
-			return
-		}
-		out := make([]byte, 40+fuseAttrSize)
-		le.PutUint64(out[0:], 2)
-		le.PutUint64(out[8:], 1)
-		le.PutUint64(out[16:], 3600)
-		le.PutUint64(out[24:], 3600)
-		copy(out[40:], d.attr(2))
-		d.reply(unique, 0, out)
-	case fuseGetattr:
-		out := make([]byte, 16+fuseAttrSize)
-		le.PutUint64(out[0:], 3600)
-		copy(out[16:], d.attr(node))
-		d.reply(unique, 0, out)
-	case fuseOpen:
-		out := make([]byte, 16)
-		le.PutUint64(out[0:], 1)
-		le.PutUint32(out[8:], 1<<0) // FOPEN_DIRECT_IO: every read of the loop device reaches the server
-		d.reply(unique, 0, out)
-	case fuseRead:
-		off, size := int64(le.Uint64(arg[8:])), int64(le.Uint32(arg[16:]))
-		d.reads.Add(1)
-		d.mu.Lock()
-		gate, delay := d.gate, d.delay
-		d.mu.Unlock()
-		d.wg.Add(1)
-		go func() {
-			defer d.wg.Done()
-			if gate != nil {
-				d.held.Add(1)
-				<-gate
-				d.held.Add(-1)
-			}
-			if delay > 0 {
-				time.Sleep(delay)
-			}
-			b := make([]byte, max(min(size, d.size-off), 0))
-			n, err := d.img.ReadAt(b, off)
-			if err != nil && n < len(b) {
-				d.reply(unique, syscall.EIO, nil)
-				return
-			}
-			d.reply(unique, 0, b)
-		}()
-	case fuseStatfs:
-		out := make([]byte, 80)
-		le.PutUint32(out[40:], 4096)
-		le.PutUint32(out[44:], 255)
-		le.PutUint32(out[48:], 4096)
-		d.reply(unique, 0, out)
-	case fuseRelease, fuseFlush:
-		d.reply(unique, 0, nil)
-	case fuseForget, fuseBatchForget, fuseInterrupt:
-	default:
-		d.reply(unique, syscall.ENOSYS, nil)
-	}
 }
 
 // adv27Engine makes an engine on io_uring with opts, closed when the

@@ -47,6 +47,10 @@ type stallFS struct {
 	// onRead, if set with synthetic, is called at each READ request,
 	// before it is answered.
 	onRead func()
+	// backing, if set, answers each READ of n bytes at off (n cut to
+	// the size) with what it returns, in a goroutine of its own, so
+	// that it may wait: an error answers EIO.
+	backing func(off, n int64) ([]byte, error)
 }
 
 // FUSE protocol numbers (linux/fuse.h).
@@ -93,6 +97,16 @@ func newSyntheticFS(t *testing.T, data []byte, set ...func(*stallFS)) *stallFS {
 	for _, f := range set {
 		f(fs)
 	}
+	fs.Release()
+	return mountFS(t, fs)
+}
+
+// newBackedFS is a stallFS whose file "f" of size bytes reads as
+// backing answers (stallFS.backing), each read reaching the server
+// (FOPEN_DIRECT_IO). Its reads are answered once backing returns.
+func newBackedFS(t *testing.T, size int64, backing func(off, n int64) ([]byte, error)) *stallFS {
+	t.Helper()
+	fs := &stallFS{size: size, release: make(chan struct{}), reads: make(chan struct{}, 1<<16), backing: backing, openFlags: 1 << 0}
 	fs.Release()
 	return mountFS(t, fs)
 }
@@ -290,7 +304,13 @@ func (fs *stallFS) handle(req []byte) {
 		go func() {
 			defer fs.wg.Done()
 			<-fs.release
-			fs.reply(unique, 0, make([]byte, size))
+			if fs.backing == nil {
+				fs.reply(unique, 0, make([]byte, size))
+			} else if b, err := fs.backing(off, size); err != nil {
+				fs.reply(unique, syscall.EIO, nil)
+			} else {
+				fs.reply(unique, 0, b)
+			}
 		}()
 	case fuseStatfs:
 		out := make([]byte, 80)      // fuse_kstatfs
