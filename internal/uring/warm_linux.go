@@ -654,6 +654,7 @@ func (d *Driver) cachedCopy(src File, limit int64) (skip bool, off int64, err er
 	off = -1
 	switch {
 	case 0 < src.Size && src.Size <= cachedChunk:
+		// The whole file, wherever the copy starts in it.
 	case src.Size > cachedChunk && 0 <= limit && limit < gatedChunk:
 		if off, err = fileOffset(src.Conn); err != nil {
 			return false, -1, err
