@@ -29,8 +29,8 @@ import (
 // slowDisk is an ext4 file system, mounted read-only, on a loop device
 // whose backing file (the file system's image) a FUSE server in the test
 // serves (newBackedFS): every read the loop device makes reaches the
-// server, which answers it at once, or after a delay (SetDelay), or only
-// once the test resumes it (Stall, Resume). It stands for a local disk
+// server, which answers it at once, or only once the test resumes it
+// (Stall, Resume). It stands for a local disk
 // that is slow or has stopped answering (a failing disk, a device
 // behind a stalled network block device): to the engine its files are
 // ext4 files, which the ring reads.
@@ -39,12 +39,9 @@ type slowDisk struct {
 	loop string   // the loop device, /dev/loopN
 	img  *os.File // the image, on the test's own disk
 
-	mu    sync.Mutex
-	gate  chan struct{} // non-nil: reads wait for it to be closed
-	delay time.Duration
-
-	reads atomic.Int64 // READ requests received
-	held  atomic.Int64 // READ requests waiting at the gate now
+	mu   sync.Mutex
+	gate chan struct{} // non-nil: reads wait for it to be closed
+	held atomic.Int64  // READ requests waiting at the gate now
 }
 
 // newSlowDisk makes the file system with the files named by the keys of
@@ -109,18 +106,16 @@ func newSlowDisk(t *testing.T, files map[string][]byte) *slowDisk {
 }
 
 // readImage is the FUSE server's answer to a read of n bytes at off of
-// the image: once the gate opens (Stall), after the delay (SetDelay).
+// the image, once the gate opens (Stall).
 func (d *slowDisk) readImage(off, n int64) ([]byte, error) {
-	d.reads.Add(1)
 	d.mu.Lock()
-	gate, delay := d.gate, d.delay
+	gate := d.gate
 	d.mu.Unlock()
 	if gate != nil {
 		d.held.Add(1)
 		<-gate
 		d.held.Add(-1)
 	}
-	time.Sleep(delay)
 	b := make([]byte, n)
 	if k, err := d.img.ReadAt(b, off); k < len(b) {
 		return nil, err
@@ -161,13 +156,6 @@ func (d *slowDisk) Resume() {
 	d.mu.Unlock()
 }
 
-// SetDelay makes every read from now on answered after delay.
-func (d *slowDisk) SetDelay(delay time.Duration) {
-	d.mu.Lock()
-	d.delay = delay
-	d.mu.Unlock()
-}
-
 // adv27Engine makes an engine on io_uring with opts, closed when the
 // test ends; it skips the test where the ring is missing.
 func adv27Engine(t *testing.T, opts ...Option) *Engine {
@@ -181,17 +169,6 @@ func adv27Engine(t *testing.T, opts ...Option) *Engine {
 		t.Skipf("backend %s: the test is of the ring", e.Backend())
 	}
 	return e
-}
-
-// adv27Cached returns how many pages of the n bytes at off of f are in
-// the page cache (read, or being read), by cachestat(2).
-func adv27Cached(t *testing.T, f *os.File, off, n int64) uint64 {
-	t.Helper()
-	var st unix.Cachestat_t
-	if err := unix.Cachestat(uint(f.Fd()), &unix.CachestatRange{Off: uint64(off), Len: uint64(n)}, &st, 0); err != nil {
-		t.Skipf("cachestat: %v", err)
-	}
-	return st.Cache
 }
 
 // adv27Hot returns a file of the test's own disk holding data, all of it
@@ -232,7 +209,7 @@ func TestAdv27StalledDiskHoldsNoSendTurn(t *testing.T) {
 	if _, err := r.ReadAt(make([]byte, page), chunk-page); err != nil {
 		t.Fatal(err)
 	}
-	if n := adv27Cached(t, r, 0, chunk); n != 1 {
+	if n := fdtest.CachedPages(t, r, chunk); n != 1 {
 		t.Skipf("%d pages of the first chunk cached; want 1", n)
 	}
 	srcs := make([]*os.File, turns)
@@ -253,7 +230,7 @@ func TestAdv27StalledDiskHoldsNoSendTurn(t *testing.T) {
 			r.ReadAt(make([]byte, min(128<<10, chunk-page-off)), off)
 		}()
 	}
-	isoUntil(t, func() bool { return adv27Cached(t, r, 0, chunk) == chunk/uint64(page) }, "the chunk's pages in the page cache")
+	isoUntil(t, func() bool { return fdtest.CachedPages(t, r, chunk) == chunk/uint64(page) }, "the chunk's pages in the page cache")
 
 	// A copy that keeps more than one file copy running, so that each
 	// copy below has a Warmer: of a file in the page cache, into a

@@ -786,7 +786,7 @@ func (d *Driver) spliceIn(ctx context.Context, c *chain, in fileRef, off int64, 
 	if err := d.submitChain(c); err != nil {
 		return 0, err
 	}
-	d.splicingFrom(c, time.Since(d.epoch))
+	d.splicingFrom(c, max(time.Since(d.epoch), 1))
 	defer d.splicingFrom(c, 0)
 	select {
 	case <-c.done:

@@ -409,7 +409,8 @@ type turns struct {
 
 // stuckTurns is how long the turns must stand still for the waits to
 // end without one: a call under a turn sends at most cachedChunk from
-// the page cache, 1-5 ms of CPU (docs/design.md, "Sharing the CPUs").
+// the page cache, a few ms of CPU (docs/benchmarks.md, "Figures quoted
+// in the code").
 const stuckTurns = 50 * time.Millisecond
 
 func newTurns(n int) *turns {
