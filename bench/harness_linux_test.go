@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"io"
 	"testing"
 	"time"
@@ -115,4 +117,69 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestHarnessFanout runs the fan-out rep, whose destinations a sink
+// process drains: every strategy's copies pass, and one that delivers
+// short or corrupted bytes to a destination fails.
+func TestHarnessFanout(t *testing.T) {
+	const size, ways = 512<<10 + 5, 3
+	r := newTestRunner(t, size)
+	r.cfg.fanoutWays, r.cfg.fanoutSize = ways, size
+	r.planFanout(fanoutStrategies())
+	var runs []*strategy
+	for _, c := range r.cases {
+		if c.scenario == "fanout" {
+			runs = append(runs, c.strategies...)
+			for _, s := range c.strategies {
+				for _, verify := range []bool{true, false} {
+					m, err := c.rep(s, verify)
+					if err != nil {
+						t.Fatalf("%s verify=%v: %v", s.name, verify, err)
+					}
+					if m.Bytes != ways*size {
+						t.Fatalf("%s verify=%v: %d bytes, want %d", s.name, verify, m.Bytes, ways*size)
+					}
+				}
+			}
+		}
+	}
+	if len(runs) < 3 {
+		t.Fatalf("planned %d fan-out strategies, want pipes.FanOut and the two io.Copy ones", len(runs))
+	}
+	each := func(f func(i int, dst io.Writer, b []byte) error) func(context.Context, []io.Writer, io.Reader) (int64, error) {
+		return func(_ context.Context, dsts []io.Writer, src io.Reader) (int64, error) {
+			b, err := io.ReadAll(src)
+			if err != nil {
+				return 0, err
+			}
+			for i, d := range dsts {
+				if err := f(i, d, b); err != nil {
+					return 0, err
+				}
+			}
+			return int64(len(b)), nil
+		}
+	}
+	short := each(func(i int, dst io.Writer, b []byte) error {
+		if i == ways-1 {
+			b = b[:len(b)-1]
+		}
+		_, err := dst.Write(b)
+		return err
+	})
+	corrupt := each(func(i int, dst io.Writer, b []byte) error {
+		if i == 1 {
+			b = bytes.Clone(b)
+			b[len(b)/2] ^= 1
+		}
+		_, err := dst.Write(b)
+		return err
+	})
+	if _, err := r.fanoutRep(short, size, ways, false); err == nil {
+		t.Error("a fan-out short to one destination passed")
+	}
+	if _, err := r.fanoutRep(corrupt, size, ways, true); err == nil {
+		t.Error("a fan-out that corrupted one destination's bytes passed the verify rep")
+	}
 }

@@ -524,24 +524,35 @@ func prefeed(src *source) error {
 	}
 }
 
-// fanoutRep copies one regular file into k TCP sockets at once.
+// fanoutRep copies one regular file into k TCP sockets at once. The
+// sockets are drained by a process of their own (newRemoteSinks), so
+// that the process measured holds only the fan-out: drainers in the same
+// process share its two Ps with the senders, and how the Go scheduler
+// happened to interleave them moved a rep's CPU per GiB by up to 2x
+// (docs/benchmarks.md, "Fan-out with its receivers in a process of
+// their own").
 func (r *runner) fanoutRep(run func(ctx context.Context, dsts []io.Writer, src io.Reader) (int64, error), size int64, k int, verify bool) (repMetrics, error) {
 	var closers []io.Closer
-	defer func() { closeAll(closers) }()
+	var remote *remoteSinks
+	defer func() {
+		closeAll(closers)
+		if remote != nil {
+			remote.wait() // it exits once every connection has ended
+		}
+	}()
 	src, err := r.w.newSource(kindFile, size, 0, size)
 	if err != nil {
 		return repMetrics{}, err
 	}
 	closers = append(closers, src.closers...)
-	snks := make([]*sink, k)
+	remote, snks, err := r.w.newRemoteSinks(k, verify)
+	if err != nil {
+		return repMetrics{}, err
+	}
 	dsts := make([]io.Writer, k)
-	for i := range snks {
-		snk, err := r.w.newSink(kindTCP, verify)
-		if err != nil {
-			return repMetrics{}, err
-		}
+	for i, snk := range snks {
 		closers = append(closers, snk.closers...)
-		snks[i], dsts[i] = snk, snk.w
+		dsts[i] = snk.w
 	}
 	data, err := r.w.ds.file(size)
 	if err != nil {
@@ -773,6 +784,9 @@ func (r *runner) planFanout(fs []fanoutStrategy) {
 	r.addScenario(scenarioInfo{
 		name:  "fanout",
 		title: fmt.Sprintf("fanout: one file of %s into %d TCP sockets (io.Copy: one goroutine and one *os.File per destination, sendfile)", fmtSize(size), ways),
+		notes: []string{
+			"destinations drained by a process of their own: the measured process runs only the fan-out (CPU s/GiB, syscalls and threads are its own)",
+		},
 		table: throughputTable,
 	}, &benchCase{
 		scenario: "fanout", name: fmt.Sprintf("file->%dx tcp", ways), size: size, n: ways, single: true, strategies: strats,
