@@ -2,6 +2,7 @@ package pipes
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +41,9 @@ type relayConfig struct {
 	// beforeFinish, a test's, is called by each direction with how it
 	// ended, before it records that (finish).
 	beforeFinish func(dir int, err error)
+	// beforeCopy, a test's, is called by each direction before it
+	// starts its copy.
+	beforeCopy func(dir int)
 }
 
 // RelayProgress has the relay add the bytes each direction delivers to
@@ -263,6 +267,9 @@ type relay struct {
 // engine as they are, so that a userspace copy sees their descriptors
 // and wakes waits on those in blocking mode as CopyContext does.
 func (r *relay) run(dir int, dst io.Writer, src io.Reader) int64 {
+	if r.cfg.beforeCopy != nil {
+		r.cfg.beforeCopy(dir)
+	}
 	n, err := r.e.copy(r.ctx, dst, src, &r.meters[dir])
 	err = r.e.closedErr(r.ctx, err)
 	if err == nil {
@@ -306,15 +313,8 @@ func (r *relay) closeWrite(dir int, dst io.Writer, cw interface{ CloseWrite() er
 	default:
 		err = func() error {
 			defer fd.OnDone(r.ctx, dst, nil)() // also if CloseWrite or Handshake panics
-			if h, ok := dst.(handshaker); ok && r.ctx.Err() == nil {
-				// A *tls.Conn refuses CloseWrite until its handshake is
-				// complete: the EOF of a source that ended before it
-				// (a peer that sent nothing) waits for it. The other
-				// direction's Read of dst runs the handshake; this
-				// call waits for it, and fails with its error.
-				if err := h.Handshake(); err != nil {
-					return err
-				}
+			if err := r.awaitHandshake(dir, dst); err != nil {
+				return err
 			}
 			return cw.CloseWrite()
 		}()
@@ -336,6 +336,72 @@ func (r *relay) closeWrite(dir int, dst io.Writer, cw interface{ CloseWrite() er
 // handshaker is an end that must complete a handshake before it can
 // pass EOF on: a *tls.Conn, whose CloseWrite fails before.
 type handshaker interface{ Handshake() error }
+
+// awaitHandshake waits, for direction dir's CloseWrite of dst, until
+// dst's handshake is complete (a *tls.Conn refuses CloseWrite before): the
+// EOF of a source that ended before it, a peer that sent nothing, waits
+// for it. The other direction's Read of dst runs the handshake. For a
+// *tls.Conn this call never runs it: its reads would be woken by no
+// deadline of the relay once the other direction had returned, or had
+// armed and cleared its own without reading (a relay cancelled as it
+// started). It returns nil at once for an end with no handshake, the
+// handshake's error where it failed, and an error once the relay ends.
+func (r *relay) awaitHandshake(dir int, dst io.Writer) error {
+	h, ok := dst.(handshaker)
+	if !ok {
+		return nil
+	}
+	c, ok := dst.(tlsState)
+	if !ok {
+		// Another end with a handshake, which cannot tell one done
+		// without running it.
+		if err := r.ctx.Err(); err != nil {
+			return err
+		}
+		return h.Handshake()
+	}
+	for wait := time.Millisecond; ; wait = min(2*wait, maxHandshakePoll) {
+		// ConnectionState waits while a handshake runs; the other
+		// direction's read deadline wakes that handshake when the
+		// relay ends.
+		if c.ConnectionState().HandshakeComplete {
+			return nil
+		}
+		if err := r.ctx.Err(); err != nil {
+			return err
+		}
+		if r.passedEOF(1 - dir) {
+			// The other direction's Read ran the handshake, which
+			// failed with an EOF (taken for the end of its source; any
+			// other error has ended the relay): Handshake returns the
+			// error the connection kept.
+			return h.Handshake()
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-r.ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// tlsState is an end that tells whether its TLS handshake is complete
+// without running it: a *tls.Conn, or a type that embeds one.
+type tlsState interface {
+	ConnectionState() tls.ConnectionState
+}
+
+// passedEOF reports whether direction dir ended at EOF and passed it on.
+func (r *relay) passedEOF(dir int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.done[dir]
+}
+
+// maxHandshakePoll bounds the wait between two looks at a handshake the
+// other direction of a relay runs.
+const maxHandshakePoll = 20 * time.Millisecond
 
 // resetErr is the error of direction dir's CloseWrite of dst that
 // failed with err, ENOTCONN, where dst's connection was reset. shutdown(2)
