@@ -377,12 +377,14 @@ func TestAdv27StalledDiskCopies(t *testing.T) {
 		stalled int    // copies from the stalled disk
 		kind    string // their destination
 		backend Backend
+		sqPoll  bool
 	}{
-		{"pipe,4", 4, "pipe", BackendIOUring},
-		{"pipe,8", DefaultIOWQMaxWorkers, "pipe", BackendIOUring},
-		{"tcp,8", 8, "tcp", BackendIOUring},
-		{"splice,tcp,8", 8, "tcp", BackendSplice},
-		{"splice,pipe,8", 8, "pipe", BackendSplice},
+		{"pipe,4", 4, "pipe", BackendIOUring, false},
+		{"pipe,8", DefaultIOWQMaxWorkers, "pipe", BackendIOUring, false},
+		{"tcp,8", 8, "tcp", BackendIOUring, false},
+		{"sqpoll,tcp,8", 8, "tcp", BackendIOUring, true},
+		{"splice,tcp,8", 8, "tcp", BackendSplice, false},
+		{"splice,pipe,8", 8, "pipe", BackendSplice, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			fdtest.Check(t)
@@ -391,7 +393,11 @@ func TestAdv27StalledDiskCopies(t *testing.T) {
 				files["s"+strconv.Itoa(i)] = fdtest.Random(4 << 20)
 			}
 			d := newSlowDisk(t, files)
-			e, err := NewEngine(WithBackend(c.backend))
+			opts := []Option{WithBackend(c.backend)}
+			if c.sqPoll {
+				opts = append(opts, WithSQPoll(true))
+			}
+			e, err := NewEngine(opts...)
 			if err != nil {
 				t.Skipf("backend %s: %v", c.backend, err)
 			}

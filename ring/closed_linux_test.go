@@ -79,6 +79,7 @@ func TestClosedRing(t *testing.T) {
 				{"SQFlags", r.SQFlags()},
 				{"CQOverflowCount", r.CQOverflowCount()},
 				{"SQDropped", r.SQDropped()},
+				{"SQHead", r.SQHead()},
 			} {
 				if c.got != 0 {
 					t.Errorf("%s = %d, want 0", c.name, c.got)

@@ -48,6 +48,16 @@ func (r *Ring) SQReady() uint32 {
 	return r.sq.sqeTail - atomic.LoadUint32(r.sq.head)
 }
 
+// SQHead returns the kernel's SQ head: how many SQEs it has consumed,
+// modulo 2^32 (with SQPOLL, those the SQ thread picked up). Either side.
+// 0 after Close.
+func (r *Ring) SQHead() uint32 {
+	if r.closed() {
+		return 0
+	}
+	return atomic.LoadUint32(r.sq.head)
+}
+
 // SQSpaceLeft returns how many more SQEs GetSQE can hand out before the SQ
 // is full. Submission side. 0 after Close.
 func (r *Ring) SQSpaceLeft() uint32 {

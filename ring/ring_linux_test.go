@@ -215,6 +215,9 @@ func TestNopRoundTrip(t *testing.T) {
 				if r.CQReady() != 0 || r.SQReady() != 0 {
 					t.Errorf("left over: CQReady %d SQReady %d", r.CQReady(), r.SQReady())
 				}
+				if h := r.SQHead(); h != uint32(total) {
+					t.Errorf("SQHead = %d after %d SQEs consumed", h, total)
+				}
 				if r.CQOverflowCount() != 0 || r.SQDropped() != 0 {
 					t.Errorf("overflow %d dropped %d", r.CQOverflowCount(), r.SQDropped())
 				}

@@ -91,8 +91,10 @@ type Driver struct {
 	cqWake chan struct{} // cap 1: the eventfd fired
 	loopWG sync.WaitGroup
 
-	// entered is when the loop's io_uring_enter now under way began,
-	// since epoch; 0: none is (Stalled).
+	// entered is when the loop's io_uring_enter now under way began, or
+	// with SQPOLL when the SQEs now waiting for the SQ thread began to
+	// wait with none picked up (watchSQ), since epoch; 0: none is
+	// (Stalled).
 	epoch   time.Time
 	entered atomic.Int64
 	// workers is the io-wq worker cap the driver set (0: none, or the
@@ -119,8 +121,9 @@ const stalledEnter = 100 * time.Millisecond
 // stay off the ring (NewWarmer's Warmers grant chunks without reading
 // them in; CopyReads, see Stalled): copies read on their own threads,
 // as io.Copy's do. Ops queued already wait for the call. With SQPOLL
-// the kernel's SQ thread issues the ops and waits there instead, which
-// this does not see.
+// the kernel's SQ thread issues the ops and waits there instead: the
+// ring counts as stalled once SQEs have waited stalledEnter with none
+// picked up (watchSQ).
 func (d *Driver) enterStalled() bool {
 	in := d.entered.Load()
 	return in != 0 && time.Since(d.epoch)-time.Duration(in) >= stalledEnter
@@ -400,6 +403,7 @@ func (d *Driver) loop() {
 		select {
 		case <-d.wake:
 		case <-d.cqWake:
+		case <-l.sqWatch.C:
 		}
 		// Let the goroutines that are runnable now (copies woken by the
 		// last reap, new copies) queue their chains first, so that one
@@ -409,7 +413,30 @@ func (d *Driver) loop() {
 		if d.queue(l) {
 			return
 		}
+		d.watchSQ(l)
 	}
+}
+
+// watchSQ keeps, with SQPOLL, entered at when the SQEs now waiting for
+// the kernel's SQ thread began to wait with none of them picked up (0:
+// none waits), for enterStalled: the SQ thread issues the ops itself,
+// and where a READ's readahead waits for a request of a device that
+// stopped answering, it waits there, and every op after it waits. While
+// SQEs wait, the loop looks again every stalledEnter/4 (l.sqWatch).
+func (d *Driver) watchSQ(l *loopState) {
+	if !d.sqPoll {
+		return
+	}
+	if d.r.SQReady() == 0 {
+		l.sqWaiting = false
+		d.entered.Store(0)
+		return
+	}
+	if head := d.r.SQHead(); !l.sqWaiting || head != l.sqHead {
+		l.sqWaiting, l.sqHead = true, head
+		d.entered.Store(int64(max(time.Since(d.epoch), 1)))
+	}
+	l.sqWatch.Reset(stalledEnter / 4)
 }
 
 // loopState is what the loop goroutine alone touches.
@@ -418,13 +445,22 @@ type loopState struct {
 	aborting map[*chain]struct{} // chains in cancelWanted or cancelling
 	cqes     []ring.CQE
 	broken   error // Driver.broken, which only the loop sets
+	// With SQPOLL (watchSQ): whether SQEs wait for the SQ thread, its
+	// SQ head when that began or last moved, and the timer that wakes
+	// the loop to look again.
+	sqWaiting bool
+	sqHead    uint32
+	sqWatch   *time.Timer
 }
 
 func newLoopState() *loopState {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
 	return &loopState{
 		inFlight: make(map[uint64]*op),
 		aborting: make(map[*chain]struct{}),
 		cqes:     make([]ring.CQE, 256),
+		sqWatch:  t,
 	}
 }
 
@@ -573,9 +609,13 @@ func (d *Driver) room(l *loopState, n uint32) bool {
 // enters the kernel only to wake it) and returns.
 func (d *Driver) submit(l *loopState) {
 	for d.r.SQReady() > 0 {
-		d.entered.Store(int64(max(time.Since(d.epoch), 1)))
+		if !d.sqPoll { // with SQPOLL, see watchSQ
+			d.entered.Store(int64(max(time.Since(d.epoch), 1)))
+		}
 		n, err := d.r.Submit()
-		d.entered.Store(0)
+		if !d.sqPoll {
+			d.entered.Store(0)
+		}
 		if n > 0 || !d.sqPoll || err != nil {
 			d.st.Enters.Add(1)
 		}
