@@ -46,7 +46,10 @@ func FanOutEvictAfter(d time.Duration) FanOutOption {
 // 511 destinations: 1 MiB per destination up to 31 destinations, less
 // beyond, and never less than 64 KiB (so more than 32 MiB from 512
 // destinations on). n <= 0 keeps the default; n above 1 GiB counts as
-// 1 GiB.
+// 1 GiB. With the default, a fan-out that sends a regular file into
+// sockets with sendfile(2) (see Engine.FanOut) makes no private pipes
+// and lets its destinations fall up to 16 MiB apart; a buffer set here
+// keeps it teeing through pipes of this size.
 func FanOutBuffer(n int) FanOutOption {
 	return func(c *fanOutConfig) { c.buffer = min(max(n, 0), fanOutBufferCap) }
 }
@@ -69,7 +72,7 @@ func (c *fanOutConfig) policy(n int) fanout.Policy {
 	if p.Buffer > 0 {
 		return p
 	}
-	p.Buffer = fanOutMaxBuffer
+	p.Buffer, p.BufferDefault = fanOutMaxBuffer, true
 	// In int64: on 32-bit systems 1 MiB times 2048 destinations wraps.
 	for p.Buffer > fanOutMinBuffer && int64(p.Buffer)*int64(n+1) > fanOutBudget {
 		p.Buffer /= 2
@@ -101,12 +104,20 @@ func FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, opts ...FanOut
 // splice(2) on the netpoller (docs/design.md). On the io_uring backend
 // the chunks of a regular-file source that are not in the page cache are
 // first read in by the ring, as for a copy to a socket, whatever
-// WithRingMinConcurrency says. Elsewhere, or when src has
+// WithRingMinConcurrency says; and where every destination is a socket
+// and the buffer is the default, no chunk is teed: each destination is
+// sent the file's pages that the ring has read in with sendfile(2), from
+// its own offset, so that the destinations do not move in step (the
+// fastest may then run up to 16 MiB ahead of the slowest: no pipe holds
+// those bytes). The file is sent up to its size when the fan-out has let
+// the destinations send all of it, as the teeing form reads it up to the
+// end its reads find. Elsewhere, or when src has
 // no descriptor, FanOut reads a chunk into a userspace buffer and writes
 // it to every destination, with the same policies.
 //
 // A destination may fall behind the fastest one by its buffer
-// (FanOutBuffer). When its buffer is full the policy decides: by default
+// (FanOutBuffer; 16 MiB in the sendfile(2) form above). When its buffer
+// is full the policy decides: by default
 // the others wait for it; with FanOutEvictAfter it is dropped after the
 // deadline. A destination whose write fails (EPIPE or ECONNRESET once its
 // peer is gone, or any other error) is dropped at once with that error,

@@ -45,8 +45,10 @@ func (e *Engine) fanOutKernel(ctx context.Context, src io.Reader, limit int64, p
 		source.Pacer = pacer
 	} else if warm := e.sys.warmer(&se, limit); warm != nil {
 		// A fan-out is one reader however many destinations it has:
-		// warmed whatever RingMinConcurrency says.
-		source.Pacer = warm
+		// warmed whatever RingMinConcurrency says. What the Warmer has
+		// read in, socket destinations may send from the file itself
+		// (fanout.Source.Send).
+		source.Pacer, source.Send = warm, true
 		defer warm.Close()
 	}
 	k := fanout.NewKernel(ctx, source, p)

@@ -109,6 +109,10 @@ func (k *Kernel) deliver(d *kdest) {
 	d.begin()
 	defer k.leaving.leave()
 	defer d.exit(k.progress)
+	if k.sending {
+		d.run(k.p.OnPanic, func() { k.sendLoop(d) })
+		return
+	}
 	d.run(k.p.OnPanic, func() { k.deliverLoop(d) })
 }
 

@@ -57,6 +57,10 @@ type Policy struct {
 	// fastest: the size of its private pipe (Kernel), or of its queue of
 	// Chunks (Userspace, at least one).
 	Buffer int
+	// BufferDefault reports that Buffer is the default, not the
+	// caller's: a Kernel fan-out that sends (Source.Send) then lets its
+	// destinations fall up to sendWindow apart instead.
+	BufferDefault bool
 	// OnPanic, if not nil, is called by a destination's goroutine whose
 	// Write panicked, before it returns: the caller ends the fan-out's
 	// context with it, so that a read of the source waiting for input

@@ -53,6 +53,13 @@ type Kernel struct {
 	leaving  leaving        // the destinations' goroutines not returned yet
 	final    chan struct{}  // closed once the last chunk is teed
 	finalErr error          // the source's error; set before final closes
+
+	// A fan-out that sends (sends): the file's offset at the start, the
+	// bytes of it to send (its size then; more if it grows), and how
+	// many of those the destinations may send now.
+	sending   bool
+	base, end int64
+	front     atomic.Int64
 }
 
 // Source is the descriptor a Kernel fan-out splices from: a regular file
@@ -67,6 +74,10 @@ type Source struct {
 	// reads a file's chunks that are not in the page cache in first, so
 	// that the fan-out's reads do not wait for the disk on a thread.
 	Pacer splice.Pacer
+	// Send, for a regular file whose Pacer is such a Warmer, lets the
+	// fan-out send each socket destination its bytes from the file
+	// with sendfile(2) (see sends).
+	Send bool
 }
 
 // Out is how a Kernel fan-out writes a destination's private pipe out.
@@ -134,8 +145,11 @@ func (k *Kernel) Read() int64 { return k.read }
 
 // Open makes the private pipes of the destinations added, asking
 // p.Buffer bytes for each, then the staging pipe, sized to the smallest,
-// and opens /dev/null.
+// and opens /dev/null; a fan-out that sends (see sends) needs none.
 func (k *Kernel) Open() error {
+	if k.sends() && k.fileRange() {
+		return nil
+	}
 	minSize := 0
 	for _, d := range k.ds {
 		p, err := splice.NewPipe(k.p.Buffer)
@@ -297,6 +311,9 @@ func (k *Kernel) Run() (handled bool, err error) {
 
 // run is Run's work, under settle.
 func (k *Kernel) run() (handled bool, err error) {
+	if k.sending {
+		return true, k.runSends()
+	}
 	handled = k.readAll()
 	if !handled {
 		return false, nil
