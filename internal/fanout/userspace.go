@@ -172,6 +172,12 @@ func (u *Userspace) deliverLoop(d *udest) {
 				d.err = u.srcErr
 				return
 			}
+			if d.stopped() {
+				// Stopped while a chunk was queued: select took the
+				// chunk, not the stop, at random.
+				d.err = d.reason()
+				return
+			}
 			n, err := d.w.Write(b)
 			n, err = wrote(n, len(b), err)
 			d.written.Add(int64(n))

@@ -1,0 +1,536 @@
+//go:build !pipes_portable
+
+package pipes
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pipes-go/pipes/internal/fdtest"
+)
+
+// Adversarial tests, twenty-eighth round: FanOut and Copier. Writers
+// joining and leaving a Copier as its source ends; a fan-out of a cold
+// file stopped by a cancel or Engine.Close; a TCP source with urgent
+// data; fan-outs and a Copier under an exhausted pipe quota; a
+// thousand destinations; destinations stopped while chunks wait for
+// them.
+
+// adv28Drain reads r to its end in a goroutine and returns what it got.
+func adv28Drain(r io.Reader) <-chan []byte {
+	ch := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(r)
+		ch <- b
+	}()
+	return ch
+}
+
+// adv28Within reports whether got is data[off:off+len(got)] for some
+// off, found from its first bytes (data is random), and off.
+func adv28Within(data, got []byte) (int, bool) {
+	if len(got) == 0 {
+		return 0, true
+	}
+	probe := got[:min(len(got), 64)]
+	for off := 0; off+len(got) <= len(data); {
+		i := bytes.Index(data[off:], probe)
+		if i < 0 {
+			return -1, false
+		}
+		off += i
+		if bytes.Equal(data[off:off+len(got)], got) {
+			return off, true
+		}
+		off++
+	}
+	return -1, false
+}
+
+// TestAdv28CopierChurn: writers join and leave (their readers close
+// after a random count) while the source is written in random pieces
+// and closed: each writer must receive one contiguous stretch of the
+// stream, those that never left a whole tail, and Wait nil.
+func TestAdv28CopierChurn(t *testing.T) {
+	fdtest.Check(t)
+	data := copierData(1<<20 + 77)
+	for _, fan := range copierFans {
+		t.Run(fan.name, func(t *testing.T) {
+			for iter := range 8 {
+				rng := rand.New(rand.NewPCG(uint64(iter), 28))
+				src, in := ptNewPipe(t)
+				c, err := fan.start(context.Background(), src)
+				if err != nil {
+					t.Fatal(err)
+				}
+				type wr struct {
+					s     *copierSinkT
+					limit int64
+					err   error
+				}
+				var ws []*wr
+				var mu sync.Mutex
+				fed := make(chan struct{})
+				go func() {
+					defer close(fed)
+					for p := data; len(p) > 0; {
+						n := min(len(p), 1+rng.IntN(200<<10))
+						in.Write(p[:n])
+						p = p[n:]
+					}
+					in.Close()
+				}()
+				for k := range 12 {
+					limit := int64(-1)
+					if k%3 == 1 {
+						limit = int64(k * 37000)
+					}
+					s := newCopierSinkT(t, limit)
+					err := c.Add(s.w)
+					mu.Lock()
+					ws = append(ws, &wr{s, limit, err})
+					mu.Unlock()
+					if k%4 == 0 {
+						time.Sleep(time.Millisecond)
+					}
+				}
+				<-fed
+				if err := c.Wait(); err != nil {
+					t.Fatalf("Wait: %v", err)
+				}
+				for i, w := range ws {
+					got := w.s.finish()
+					off, ok := adv28Within(data, got)
+					switch {
+					case w.err != nil && (!errors.Is(w.err, ErrCopierStopped) || len(got) > 0):
+						t.Errorf("iter %d writer %d: Add = %v, got %d bytes", iter, i, w.err, len(got))
+					case !ok:
+						t.Errorf("iter %d writer %d (limit %d): %d bytes not a stretch of the stream", iter, i, w.limit, len(got))
+					case w.err == nil && w.limit < 0 && off+len(got) != len(data) && len(got) > 0:
+						t.Errorf("iter %d writer %d: got [%d, %d) of %d", iter, i, off, off+len(got), len(data))
+					case w.limit >= 0 && int64(len(got)) > w.limit:
+						t.Errorf("iter %d writer %d: got %d past limit %d", iter, i, len(got), w.limit)
+					}
+				}
+			}
+		})
+	}
+}
+
+
+// TestAdv28FanOutColdFileStop stops a fan-out of a file that is not in
+// the page cache (on the io_uring backend the ring reads its chunks in
+// first) by a cancel or Engine.Close as the first bytes arrive: each
+// destination must have every byte with no error, or a prefix of
+// Written bytes and an error matching context.Canceled (and ErrClosed
+// after Close).
+func TestAdv28FanOutColdFileStop(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(24<<20 + 5)
+	for _, stop := range []string{"cancel", "close"} {
+		for _, limited := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/limited=%v", stop, limited), func(t *testing.T) {
+				for iter := range 6 {
+					e, err := NewEngine()
+					if err != nil {
+						t.Fatal(err)
+					}
+					f := fdtest.TempFile(t, data)
+					fdtest.Evict(t, f)
+					var src io.Reader = f
+					if limited {
+						src = &io.LimitedReader{R: f, N: int64(len(data))}
+					}
+					ctx, cancel := context.WithCancel(context.Background())
+					var once sync.Once
+					halt := func() {
+						once.Do(func() {
+							if stop == "cancel" {
+								cancel()
+							} else {
+								go e.Close()
+							}
+						})
+					}
+					var trig bytes.Buffer
+					var seen int
+					dsts := []io.Writer{onlyWriter{writerFunc(func(p []byte) (int, error) {
+						seen += len(p)
+						if seen > iter*300<<10 {
+							halt()
+						}
+						return trig.Write(p)
+					})}}
+					fins := []func() []byte{func() []byte { return trig.Bytes() }}
+					for _, k := range advSinks {
+						w, fin := advSink(t, k)
+						dsts, fins = append(dsts, w), append(fins, fin)
+					}
+					res := e.FanOut(ctx, src, dsts)
+					for i, fin := range fins {
+						got, r := fin(), res[i]
+						whole := r.Err == nil && bytes.Equal(got, data) && r.Written == int64(len(data))
+						cut := errors.Is(r.Err, context.Canceled) && int64(len(got)) == r.Written && bytes.Equal(got, data[:len(got)])
+						if stop == "close" {
+							cut = cut && errors.Is(r.Err, ErrClosed)
+						}
+						if !whole && !cut {
+							t.Errorf("iter %d destination %d: Written %d, %v; got %d bytes (a prefix: %v)",
+								iter, i, r.Written, r.Err, len(got), bytes.HasPrefix(data, got))
+						}
+					}
+					cancel()
+					e.Close()
+				}
+			})
+		}
+	}
+}
+
+// TestAdv28FanOutUrgentSource fans out a TCP connection whose peer sends
+// urgent bytes (MSG_OOB) between pieces of the stream, the first before
+// any byte, the last after the stream: every destination must get the
+// stream without the urgent bytes, as io.Copy's reads do, and no error.
+// Each urgent byte is sent once the destinations have the bytes before
+// it: a second mark arriving before the reader passed the first turns
+// the first urgent byte into data, for io.Copy too.
+func TestAdv28FanOutUrgentSource(t *testing.T) {
+	fdtest.Check(t)
+	for _, ec := range engineCases(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, buf := range []int{0, 4096} {
+			t.Run(fmt.Sprintf("%s/buffer=%d", ec.name, buf), func(t *testing.T) {
+				a, b := tcpPair(t)
+				defer a.Close()
+				defer b.Close()
+				var want []byte
+				pieces := make([][]byte, 12)
+				for i := range pieces {
+					pieces[i] = fdtest.Random(1 + i*i*2000)
+					want = append(want, pieces[i]...)
+				}
+				var mu sync.Mutex
+				cond := sync.NewCond(&mu)
+				var seen []byte
+				counter := onlyWriter{writerFunc(func(p []byte) (int, error) {
+					mu.Lock()
+					defer mu.Unlock()
+					seen = append(seen, p...)
+					cond.Broadcast()
+					return len(p), nil
+				})}
+				awaitSeen := func(n int) {
+					mu.Lock()
+					defer mu.Unlock()
+					for len(seen) < n {
+						cond.Wait()
+					}
+				}
+				go func() {
+					defer b.Close()
+					sent := 0
+					for i, p := range pieces {
+						if i%3 == 0 {
+							awaitSeen(sent)
+							fdtest.SendOOB(t, b)
+						}
+						if _, err := b.Write(p); err != nil {
+							return
+						}
+						sent += len(p)
+					}
+					awaitSeen(sent)
+					fdtest.SendOOB(t, b)
+				}()
+				dsts := []io.Writer{counter}
+				fins := []func() []byte{func() []byte { return seen }}
+				for _, k := range advSinks {
+					w, fin := advSink(t, k)
+					dsts, fins = append(dsts, w), append(fins, fin)
+				}
+				res := e.FanOut(context.Background(), a, dsts, FanOutBuffer(buf))
+				for i, fin := range fins {
+					got := fin()
+					if res[i].Err != nil || res[i].Written != int64(len(want)) || !bytes.Equal(got, want) {
+						t.Errorf("destination %d: %+v; got %d bytes, want %d", i, res[i], len(got), len(want))
+					}
+				}
+			})
+		}
+	}
+}
+
+// adv28HogPipes uses up the per-user pipe quota (pipe-user-pages-soft)
+// of an unprivileged caller, leaving spare pages of it (in 1 MiB
+// pipes' worth, rounded), and closes the pipes when the test ends.
+func adv28HogPipes(t *testing.T, spare int) {
+	t.Helper()
+	var fds []int
+	t.Cleanup(func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	})
+	for range 4096 {
+		var p [2]int
+		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+			t.Fatal(err)
+		}
+		fds = append(fds, p[0], p[1])
+		if _, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, 1<<20); err != nil {
+			// Over the quota: new pipes get 2 pages. Give back spare.
+			for range spare {
+				unix.Close(fds[0])
+				unix.Close(fds[1])
+				fds = fds[2:]
+			}
+			return
+		}
+	}
+	t.Fatal("no pipe quota met")
+}
+
+// TestAdv28UnderPipeQuota runs fan-outs and a Copier as an unprivileged
+// user whose pipe quota is used up (new pipes get 2 pages, none can
+// grow) or nearly (the first private pipes get their size, the later
+// ones 2 pages): every destination must get every byte.
+func TestAdv28UnderPipeQuota(t *testing.T) {
+	if os.Getenv("PIPES_TEST_UNPRIVILEGED") == "" {
+		if os.Getuid() != 0 || testing.Short() {
+			t.Skip("re-run as uid 65534 by root")
+		}
+		runUnprivileged(t, "^TestAdv28UnderPipeQuota$")
+		return
+	}
+	data := fdtest.Random(1<<20 + 4097)
+	for _, spare := range []int{0, 3} {
+		for _, ec := range engineCases(t) {
+			t.Run(fmt.Sprintf("spare=%d/%s", spare, ec.name), func(t *testing.T) {
+				adv28HogPipes(t, spare)
+				e := newTestEngine(t, ec.opts...)
+				for _, srcKind := range []string{"file", "pipe", "unix", "reader"} {
+					var src io.Reader
+					switch srcKind {
+					case "file":
+						src = fdtest.TempFile(t, data)
+					case "reader":
+						src = onlyReader{bytes.NewReader(data)}
+					default:
+						src = streamSource(t, srcKind, data)
+					}
+					var dsts []io.Writer
+					var fins []func() []byte
+					for range 3 {
+						for _, k := range advSinks {
+							w, fin := advSink(t, k)
+							dsts, fins = append(dsts, w), append(fins, fin)
+						}
+					}
+					res := e.FanOut(context.Background(), src, dsts)
+					for i, fin := range fins {
+						if got := fin(); res[i].Err != nil || !bytes.Equal(got, data) {
+							t.Errorf("%s -> %d (%s): %+v, got %d bytes", srcKind, i, advSinks[i%len(advSinks)], res[i], len(got))
+						}
+					}
+				}
+				src, in := ptNewPipe(t)
+				sinks := []*copierSinkT{newCopierSinkT(t, -1), newCopierSinkT(t, -1)}
+				c, err := NewCopier(context.Background(), src, sinks[0].w)
+				if err != nil {
+					t.Fatalf("NewCopier: %v", err)
+				}
+				if err := c.Add(sinks[1].w); err != nil {
+					t.Logf("Add: %v", err)
+					sinks = sinks[:1]
+				}
+				go func() {
+					in.Write(data)
+					in.Close()
+				}()
+				if err := c.Wait(); err != nil {
+					t.Errorf("Copier: %v", err)
+				}
+				for i, s := range sinks {
+					checkSame(t, fmt.Sprintf("copier writer %d", i), s.finish(), data)
+				}
+			})
+		}
+	}
+}
+
+// TestAdv28FanOutManyDestinations fans out to 1030 pipes (past the
+// 512 destinations from which the default buffer's budget no longer
+// holds), some of them failing (their readers closed at once), on the
+// kernel path and through userspace: every other destination must get
+// every byte.
+func TestAdv28FanOutManyDestinations(t *testing.T) {
+	fdtest.Check(t)
+	const n = 1030
+	data := fdtest.Random(100<<10 + 7)
+	e := newTestEngine(t)
+	{
+		for _, srcKind := range []string{"file", "reader"} {
+			t.Run(srcKind, func(t *testing.T) {
+				var src io.Reader
+				switch srcKind {
+				case "file":
+					src = fdtest.TempFile(t, data)
+				case "reader":
+					src = onlyReader{bytes.NewReader(data)}
+				default:
+					src = streamSource(t, srcKind, data)
+				}
+				dsts := make([]io.Writer, n)
+				got := make([]<-chan []byte, n)
+				var closers []io.Closer
+				for i := range dsts {
+					r, w, err := os.Pipe()
+					if err != nil {
+						t.Fatal(err)
+					}
+					closers = append(closers, r, w)
+					dsts[i] = w
+					if i%97 == 5 {
+						r.Close()
+						continue
+					}
+					got[i] = adv28Drain(r)
+				}
+				defer func() {
+					for _, c := range closers {
+						c.Close()
+					}
+				}()
+				res := e.FanOut(context.Background(), src, dsts)
+				for i, w := range dsts {
+					w.(*os.File).Close()
+					if got[i] == nil {
+						if !errors.Is(res[i].Err, syscall.EPIPE) {
+							t.Errorf("destination %d, reader closed: %+v", i, res[i])
+						}
+						continue
+					}
+					if b := <-got[i]; res[i].Err != nil || !bytes.Equal(b, data) {
+						t.Errorf("destination %d: %+v, got %d bytes", i, res[i], len(b))
+					}
+				}
+			})
+		}
+	}
+}
+
+// adv28Stuck is a destination whose first Write waits until its write
+// deadline is set in the past (a fan-out stopping it), then takes its
+// bytes; it counts the Writes that start after that.
+type adv28Stuck struct {
+	mu    sync.Mutex
+	woken chan struct{}
+	once  sync.Once
+	calls int
+	late  int // Writes begun once the deadline was set in the past
+	got   bytes.Buffer
+}
+
+func newAdv28Stuck() *adv28Stuck { return &adv28Stuck{woken: make(chan struct{})} }
+
+func (s *adv28Stuck) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	s.calls++
+	first := s.calls == 1
+	select {
+	case <-s.woken:
+		s.late++
+	default:
+	}
+	s.mu.Unlock()
+	if first {
+		<-s.woken
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.got.Write(p)
+}
+
+func (s *adv28Stuck) SetWriteDeadline(t time.Time) error {
+	if !t.IsZero() && time.Until(t) < 0 {
+		s.once.Do(func() { close(s.woken) })
+	}
+	return nil
+}
+
+// TestAdv28FanOutNoWriteAfterStop: a destination whose Write cannot be
+// interrupted is stopped (by a cancel, or evicted) while chunks wait in
+// its queue: once that Write returns, no other Write may begin. The
+// userspace fan-out's destination took the next queued chunk or the stop
+// at random, and went on writing after it was stopped: bytes delivered
+// past the cancel or the eviction, and the fan-out's return delayed by
+// a Write for each.
+func TestAdv28FanOutNoWriteAfterStop(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(2<<20 + 3)
+	e := newTestEngine(t)
+	for _, srcKind := range []string{"file", "reader"} {
+		for _, how := range []string{"cancel", "evict"} {
+			t.Run(srcKind+"/"+how, func(t *testing.T) {
+				mkSrc := func() io.Reader {
+					if srcKind == "file" {
+						return fdtest.TempFile(t, data)
+					}
+					return onlyReader{bytes.NewReader(data)}
+				}
+				stuck := make([]*adv28Stuck, 16)
+				dsts := make([]io.Writer, len(stuck))
+				for i := range stuck {
+					stuck[i] = newAdv28Stuck()
+					dsts[i] = stuck[i]
+				}
+				var fins []func() []byte
+				opts := []FanOutOption{FanOutBuffer(4 * 32 << 10)}
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				if how == "evict" {
+					opts = append(opts, FanOutEvictAfter(time.Second))
+					for _, k := range advSinks {
+						w, fin := advSink(t, k)
+						dsts, fins = append(dsts, w), append(fins, fin)
+					}
+				} else {
+					time.AfterFunc(50*time.Millisecond, cancel)
+				}
+				res := e.FanOut(ctx, mkSrc(), dsts, opts...)
+				for i, s := range stuck {
+					s.mu.Lock()
+					late, n := s.late, s.got.Len()
+					s.mu.Unlock()
+					if late > 0 || res[i].Written != int64(n) || !bytes.Equal(s.got.Bytes(), data[:n]) {
+						t.Errorf("stuck destination %d: %d Writes after its stop; %+v, got %d bytes", i, late, res[i], n)
+					}
+					want := context.Canceled
+					if how == "evict" {
+						want = ErrEvicted
+					}
+					if !errors.Is(res[i].Err, want) {
+						t.Errorf("stuck destination %d: %v, want %v", i, res[i].Err, want)
+					}
+				}
+				for i, fin := range fins {
+					r := res[len(stuck)+i]
+					if got := fin(); r.Err != nil || !bytes.Equal(got, data) {
+						t.Errorf("%s: %+v, got %d bytes", advSinks[i], r, len(got))
+					}
+				}
+			})
+		}
+	}
+}
