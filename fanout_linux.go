@@ -5,6 +5,7 @@ package pipes
 import (
 	"context"
 	"io"
+	"syscall"
 
 	"github.com/pipes-go/pipes/internal/fanout"
 	"golang.org/x/sys/unix"
@@ -25,6 +26,13 @@ func (e *Engine) fanOutKernel(ctx context.Context, src io.Reader, limit int64, p
 	}
 	nonblock := se.Info.Flags&unix.O_NONBLOCK != 0
 	switch {
+	case se.kind == kindFile && limit >= 0 && openedDirect(se.Conn):
+		// A file opened O_DIRECT reads only block-aligned lengths: the
+		// read that meets an unaligned limit fails (EINVAL), io.Copy's
+		// in a read of its 32 KiB buffer, the kernel fan-out's in a
+		// chunk of its staging pipe, which puts the failure, and the
+		// bytes delivered before it, elsewhere. Read it as io.Copy does.
+		return fallbackRefused
 	case se.kind == kindFile:
 	case (se.kind == kindPipe || se.kind == kindSocket) && nonblock:
 	default:
@@ -95,4 +103,15 @@ func fanOutTarget(w io.Writer) fanout.Out {
 		return fanout.Out{}
 	}
 	return fanout.Out{Conn: ep.Conn, Kind: ep.kind}
+}
+
+// openedDirect reports whether the file behind c was opened O_DIRECT
+// (an endpoint's Info holds no status flags for a regular file).
+func openedDirect(c syscall.RawConn) bool {
+	direct := false
+	c.Control(func(fd uintptr) {
+		fl, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
+		direct = err == nil && fl&unix.O_DIRECT != 0
+	})
+	return direct
 }
