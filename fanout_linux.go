@@ -56,7 +56,7 @@ func (e *Engine) fanOutKernel(ctx context.Context, src io.Reader, limit int64, p
 		// warmed whatever RingMinConcurrency says. What the Warmer has
 		// read in, socket destinations may send from the file itself
 		// (fanout.Source.Send).
-		source.Pacer, source.Send = warm, true
+		source.Pacer, source.Send, source.Gate = warm, true, warm.Senders()
 		defer warm.Close()
 	}
 	k := fanout.NewKernel(ctx, source, p)

@@ -78,6 +78,9 @@ type Source struct {
 	// fan-out send each socket destination its bytes from the file
 	// with sendfile(2) (see sends).
 	Send bool
+	// Gate, if non-nil, bounds those calls: each takes a turn of it
+	// (the driver's turns for sends from the page cache).
+	Gate splice.Gate
 }
 
 // Out is how a Kernel fan-out writes a destination's private pipe out.

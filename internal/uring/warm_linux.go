@@ -13,6 +13,7 @@ import (
 
 	"github.com/pipes-go/pipes/internal/ctxerr"
 	"github.com/pipes-go/pipes/internal/fd"
+	"github.com/pipes-go/pipes/splice"
 )
 
 // Warmer keeps a copy from a regular file off the disk: it is the
@@ -384,6 +385,32 @@ func (w *Warmer) Enter(ctx context.Context) (bool, error) {
 
 // Leave gives back the turn Enter gave.
 func (w *Warmer) Leave() { w.d.senders.give() }
+
+// Senders returns a splice.Gate whose every Enter takes one of the
+// driver's CachedSenders turns, for calls sending bytes this Warmer
+// has granted, which it has read in: a fan-out's destinations, each
+// sending from the file itself at its own offset (so the Warmer's own
+// Enter, which judges the chunk granted last, does not apply). Nil
+// where the driver bounds no such calls.
+func (w *Warmer) Senders() splice.Gate {
+	if w.d.senders == nil {
+		return nil
+	}
+	return senderTurns{w.d}
+}
+
+// senderTurns is Warmer.Senders's Gate.
+type senderTurns struct{ d *Driver }
+
+func (g senderTurns) Enter(ctx context.Context) (bool, error) {
+	took, err := g.d.senders.take(ctx)
+	if took {
+		g.d.st.Turns.Add(1)
+	}
+	return took, err
+}
+
+func (g senderTurns) Leave() { g.d.senders.give() }
 
 // turns are the driver's CachedSenders turns: n tokens, taken and given
 // back in order of asking (a Go channel's FIFO of waiting senders).

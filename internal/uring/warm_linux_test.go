@@ -893,3 +893,50 @@ func TestStalledKeepsSendTurns(t *testing.T) {
 		t.Error("a cached chunk granted while the ring is stalled took no turn")
 	}
 }
+
+// TestWarmerSenders: the Gate Senders returns takes one of the driver's
+// turns at every Enter, whatever the Warmer granted last (nothing here),
+// and a second Enter while the only turn is held gets none.
+func TestWarmerSenders(t *testing.T) {
+	const size = 1 << 20
+	d, _ := newTestDriverWith(t, 2, 1, 1<<20)
+	f := testFile(t, make([]byte, size))
+	w, err := d.NewWarmer(File{Conn: rawConn(t, f), Size: size}, -1)
+	if err != nil || w == nil {
+		t.Fatalf("NewWarmer = %v, %v", w, err)
+	}
+	defer w.Close()
+	if g := w.Senders(); g != nil {
+		t.Fatalf("Senders = %v with no turns, want nil", g)
+	}
+	d.senders = newTurns(1)
+	g := w.Senders()
+	before := d.st.Turns.Load()
+	entered, err := g.Enter(context.Background())
+	if err != nil || !entered {
+		t.Fatalf("Enter = %v, %v; want a turn (nothing granted yet)", entered, err)
+	}
+	if got := d.st.Turns.Load() - before; got != 1 {
+		t.Errorf("Stats.Turns moved by %d, want 1", got)
+	}
+	second := make(chan bool, 1)
+	go func() {
+		ok, _ := g.Enter(context.Background())
+		second <- ok
+	}()
+	time.Sleep(10 * time.Millisecond)
+	select {
+	case ok := <-second:
+		// Only the stuck rule ends the wait early: without a turn.
+		if ok {
+			t.Fatal("a second Enter took a turn while the only one was held")
+		}
+		g.Leave()
+		return
+	default:
+	}
+	g.Leave()
+	if <-second { // false where the stuck rule ended the wait first
+		g.Leave()
+	}
+}
