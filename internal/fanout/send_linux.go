@@ -80,8 +80,10 @@ func (k *Kernel) fileRange() bool {
 
 // runSends is run for a fan-out that sends. The coordinator moves the
 // front ahead, in the Warmer's grants, up to sendWindow past the slowest
-// destination; with EvictAfter, a destination that has held the front
-// back that long is evicted. Once the front has reached the file's end
+// destination, a chunk (sendChunk) at least; with EvictAfter, a
+// destination that has had no room for the next chunk that long is
+// evicted, as it is where the fan-out tees: a destination that takes a
+// few bytes now and then does not keep the others at its pace. Once the front has reached the file's end
 // (its size, checked again for a file that grew) it waits for the
 // destinations, as after a source's EOF, and leaves the file's offset
 // after the bytes sent, as io.Copy leaves it.
@@ -105,11 +107,12 @@ func (k *Kernel) runSends() error {
 			break
 		}
 		slow := k.slowest()
-		if room := slow + sendWindow - front; room <= 0 {
+		need := min(k.end-front, k.sendChunk())
+		if room := slow + sendWindow - front; room < need {
 			if evict == nil && k.p.EvictAfter > 0 {
 				evict = time.NewTimer(k.p.EvictAfter)
 			}
-			if !k.awaitSlowest(evict, front) {
+			if !k.awaitSlowest(evict, front, need) {
 				evict = nil
 			}
 			continue
@@ -158,11 +161,19 @@ func (k *Kernel) advance(n int64) error {
 	return nil
 }
 
-// awaitSlowest waits for a destination's progress while the front is
-// sendWindow past the slowest, or for ctx. When evict fires first, it
-// evicts the destinations that hold the front back, and reports false:
-// the timer is spent.
-func (k *Kernel) awaitSlowest(evict *time.Timer, front int64) bool {
+// sendChunk is the least room the slowest destination must have, within
+// sendWindow, for the front to move: the chunk a teeing fan-out with the
+// same Policy would tee (half the buffer, a page at least), so that
+// EvictAfter evicts the same destinations.
+func (k *Kernel) sendChunk() int64 {
+	return int64(min(max(k.p.Buffer/2, os.Getpagesize()), pacerGrant))
+}
+
+// awaitSlowest waits for a destination's progress while the slowest has
+// no room for the next need bytes within sendWindow, or for ctx. When
+// evict fires first, it evicts the destinations that have none, and
+// reports false: the timer is spent.
+func (k *Kernel) awaitSlowest(evict *time.Timer, front, need int64) bool {
 	var fire <-chan time.Time
 	if evict != nil {
 		fire = evict.C
@@ -172,7 +183,7 @@ func (k *Kernel) awaitSlowest(evict *time.Timer, front int64) bool {
 	case <-k.ctx.Done():
 	case <-fire:
 		for _, d := range k.ds {
-			if d.state() == running && front-d.written.Load() >= sendWindow {
+			if d.state() == running && d.written.Load()+sendWindow-front < need {
 				d.stop(d.evicted(k.p.EvictAfter))
 			}
 		}
