@@ -90,7 +90,13 @@ func (k *Kernel) fileRange() bool {
 func (k *Kernel) runSends() error {
 	k.start()
 	defer func() {
-		k.read = k.front.Load()
+		// The bytes that left the file: the front, where every
+		// destination sent all of it; else what the furthest sent,
+		// not the front, up to sendWindow past it, which nothing read.
+		k.read = 0
+		for _, d := range k.ds {
+			k.read = max(k.read, d.written.Load())
+		}
 		k.src.Conn.Control(func(sysfd uintptr) {
 			unix.Seek(int(sysfd), k.base+k.read, io.SeekStart)
 		})

@@ -1,0 +1,54 @@
+//go:build !pipes_portable
+
+package pipes
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/pipes-go/pipes/internal/fdtest"
+)
+
+// TestReview30FanOutCancelOffset cancels a fan-out of a file whose
+// socket destinations have stopped reading: the file's offset, and the
+// N of the *io.LimitedReader around it, are left after the bytes read,
+// at most a buffer and a chunk past the most any destination received
+// (what a teeing fan-out has read into its pipes). Sending from the
+// file, they were left where the front was, up to 16 MiB past every
+// byte sent.
+func TestReview30FanOutCancelOffset(t *testing.T) {
+	fdtest.Check(t)
+	e := newTestEngine(t)
+	data := fdtest.Random(48 << 20)
+	src := fileSource(t, data)
+	defer src.close()
+	f := src.r.(*os.File)
+	sinks := newFanSinks(t, "tcp", 2, 0, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	time.AfterFunc(500*time.Millisecond, cancel)
+	lr := &io.LimitedReader{R: f, N: int64(len(data))}
+	res := e.FanOut(ctx, lr, sinks.ws)
+	sinks.finish()
+	var most int64
+	for i, r := range res {
+		if !errors.Is(r.Err, context.Canceled) {
+			t.Errorf("destination %d: %+v; want context.Canceled", i, r)
+		}
+		most = max(most, r.Written)
+	}
+	off, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off != int64(len(data))-lr.N {
+		t.Errorf("offset %d, N %d: N does not count the bytes read", off, lr.N)
+	}
+	if off < most || off-most > 2<<20 {
+		t.Errorf("offset %d, the most a destination received %d: want at most 2 MiB apart", off, most)
+	}
+}
