@@ -52,3 +52,38 @@ func TestReview30FanOutCancelOffset(t *testing.T) {
 		t.Errorf("offset %d, the most a destination received %d: want at most 2 MiB apart", off, most)
 	}
 }
+
+// TestReview30FanOutTruncated truncates the source file of a fan-out
+// to sockets while no destination has reached the new end (every one
+// has stopped reading): as io.Copy, and the teeing fan-out, each
+// destination receives the file up to its new end and reports no
+// error, and the offset is left there.
+func TestReview30FanOutTruncated(t *testing.T) {
+	fdtest.Check(t)
+	e := newTestEngine(t)
+	data := fdtest.Random(64 << 20)
+	const cut = 40 << 20
+	src := fileSource(t, data)
+	defer src.close()
+	f := src.r.(*os.File)
+	sinks := newFanSinks(t, "tcp", 2, 0, 1)
+	time.AfterFunc(300*time.Millisecond, func() {
+		if err := os.Truncate(f.Name(), cut); err != nil {
+			t.Error(err)
+		}
+		sinks.open(0)
+		sinks.open(1)
+	})
+	res := e.FanOut(fanTimeout(t, time.Minute), f, sinks.ws)
+	sinks.finish()
+	for i, r := range res {
+		if r.Err != nil || r.Written != cut {
+			t.Errorf("destination %d: %+v; want nil, %d bytes", i, r, cut)
+			continue
+		}
+		sinks.check(t, i, data[:cut])
+	}
+	if off, err := f.Seek(0, io.SeekCurrent); err != nil || off != cut {
+		t.Errorf("offset %d (%v), want %d", off, err, cut)
+	}
+}

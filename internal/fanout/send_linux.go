@@ -83,8 +83,9 @@ func (k *Kernel) fileRange() bool {
 // destination, a chunk (sendChunk) at least; with EvictAfter, a
 // destination that has had no room for the next chunk that long is
 // evicted, as it is where the fan-out tees: a destination that takes a
-// few bytes now and then does not keep the others at its pace. Once the front has reached the file's end
-// (its size, checked again for a file that grew) it waits for the
+// few bytes now and then does not keep the others at its pace. Once the
+// front has reached the file's end (its size, checked again before each
+// grant: the file may have grown or been truncated) it waits for the
 // destinations, as after a source's EOF, and leaves the file's offset
 // after the bytes sent, as io.Copy leaves it.
 func (k *Kernel) runSends() error {
@@ -109,12 +110,9 @@ func (k *Kernel) runSends() error {
 	}()
 	for k.ctx.Err() == nil && live(k.ds) > 0 {
 		front := k.front.Load()
-		if front == k.end && !k.grew() {
-			break
-		}
 		slow := k.slowest()
 		need := min(k.end-front, k.sendChunk())
-		if room := slow + sendWindow - front; room < need {
+		if room := slow + sendWindow - front; front < k.end && room < need {
 			if evict == nil && k.p.EvictAfter > 0 {
 				evict = time.NewTimer(k.p.EvictAfter)
 			}
@@ -126,6 +124,9 @@ func (k *Kernel) runSends() error {
 		if evict != nil {
 			evict.Stop()
 			evict = nil
+		}
+		if k.resize(front); front == k.end {
+			break
 		}
 		if err := k.advance(min(k.end-front, slow+sendWindow-front, pacerGrant)); err != nil {
 			k.finalErr = err
@@ -210,26 +211,23 @@ func (k *Kernel) slowest() int64 {
 	return slow
 }
 
-// grew reports whether the file has grown past end since (and the limit
-// allows more), moving end to its new size.
-func (k *Kernel) grew() bool {
-	if k.src.Limit >= 0 && k.end >= k.src.Limit {
-		return false
-	}
+// resize moves end to the file's size now (within the limit), before
+// the front moves: a file that grew is sent further, and one truncated
+// ahead of the front ends there, as a read meets the end it finds. A
+// file truncated behind the front fails the destinations that have not
+// sent up to its end (errSourceShrank): bytes the fan-out let the others
+// send are gone.
+func (k *Kernel) resize(front int64) {
 	var st unix.Stat_t
 	var err error
 	if cerr := k.src.Conn.Control(func(sysfd uintptr) { err = unix.Fstat(int(sysfd), &st) }); cerr != nil || err != nil {
-		return false
+		return
 	}
 	end := st.Size - k.base
 	if k.src.Limit >= 0 {
 		end = min(end, k.src.Limit)
 	}
-	if end <= k.end {
-		return false
-	}
-	k.end = end
-	return true
+	k.end = max(end, front)
 }
 
 // errSourceShrank is the error of a destination whose sendfile(2) found
