@@ -711,7 +711,7 @@ func (r *runner) planScenarios() error {
 				},
 			})
 		case "fanout":
-			fs := fanoutStrategies()
+			fs := fanoutStrategies(cfg.engineOptions()...)
 			if len(fs) == 0 {
 				r.skip = append(r.skip, "fanout: skipped: the root package has no fan-out API yet (see fanoutStrategies in bench/strategies.go)")
 				continue

@@ -251,14 +251,21 @@ type fanoutStrategy struct {
 	run  func(ctx context.Context, dsts []io.Writer, src io.Reader) (int64, error)
 }
 
-// fanoutStrategies lists pipes' fan-out strategies: FanOut reads the
-// source once and tees it to every destination. The fanout scenario runs
-// them against the baselines (one io.Copy per destination, each from its
-// own *os.File: sendfile; and io.Copy into an io.MultiWriter).
-func fanoutStrategies() []fanoutStrategy {
+// fanoutStrategies lists pipes' fan-out strategies: Engine.FanOut, on an
+// engine of its own made with opts (the command line's engine options)
+// for each run, reads the source once and tees it, or sends it from the
+// file, to every destination. The fanout scenario runs them against the
+// baselines (one io.Copy per destination, each from its own *os.File:
+// sendfile; and io.Copy into an io.MultiWriter).
+func fanoutStrategies(opts ...pipes.Option) []fanoutStrategy {
 	return []fanoutStrategy{{name: "pipes.FanOut", run: func(ctx context.Context, dsts []io.Writer, src io.Reader) (int64, error) {
+		e, err := pipes.NewEngine(opts...)
+		if err != nil {
+			return 0, err
+		}
+		defer e.Close()
 		var total int64
-		for i, r := range pipes.FanOut(ctx, src, dsts) {
+		for i, r := range e.FanOut(ctx, src, dsts) {
 			if r.Err != nil {
 				return total, fmt.Errorf("destination %d: %w", i, r.Err)
 			}

@@ -265,10 +265,10 @@ func (k *Kernel) sendLoop(d *kdest) {
 
 // sendOne is one sendfile(2) of at most n bytes of the file at offset
 // off (from base) into the socket dfd, under a turn of the source's Gate
-// where it has one: cerr is the error of the file's RawConn (closed),
-// gerr that of a wait for a turn that ctx ended.
-func (k *Kernel) sendOne(dfd uintptr, off, n int64) (m int, e, cerr, gerr error) {
-	if g := k.src.Gate; g != nil {
+// where it has one and turn is set: cerr is the error of the file's
+// RawConn (closed), gerr that of a wait for a turn that ctx ended.
+func (k *Kernel) sendOne(dfd uintptr, off, n int64, turn bool) (m int, e, cerr, gerr error) {
+	if g := k.src.Gate; g != nil && turn {
 		entered, err := g.Enter(k.ctx)
 		if err != nil {
 			return 0, nil, nil, ctxError(k.ctx)
@@ -285,12 +285,15 @@ func (k *Kernel) sendOne(dfd uintptr, off, n int64) (m int, e, cerr, gerr error)
 }
 
 // sendOut sends n bytes of the file, from d's offset in it, into d with
-// sendfile(2), waiting on the netpoller while d has no room.
+// sendfile(2), waiting on the netpoller while d has no room. Its calls
+// take turns until d first has no room, as a copy's do for each grant:
+// the calls after a wait are as short as the room d's peer makes.
 func (k *Kernel) sendOut(d *kdest, n int64) error {
 	var serr error
+	turn := true
 	werr := d.out.Conn.Write(func(dfd uintptr) bool {
 		for n > 0 {
-			m, e, cerr, gerr := k.sendOne(dfd, d.written.Load(), min(n, maxSend))
+			m, e, cerr, gerr := k.sendOne(dfd, d.written.Load(), min(n, maxSend), turn)
 			switch {
 			case gerr != nil:
 				serr = gerr
@@ -304,6 +307,7 @@ func (k *Kernel) sendOut(d *kdest, n int64) error {
 			case e == unix.EINTR:
 				continue
 			case e == unix.EAGAIN:
+				turn = false
 				return d.stopped()
 			case e == nil:
 				serr = errSourceShrank
