@@ -19,11 +19,11 @@ import (
 // it (the front). The destinations do not move in step: the front runs
 // up to sendWindow ahead of the slowest one, and each sends up to 4 MiB
 // a call, as io.Copy's sendfile(2) does, under a turn of the driver's
-// turns for sends from the page cache (Source.Gate), as a copy's sends
-// of cached chunks take them. In step, chunk by chunk, a
-// fan-out into 64 sockets sent at 0.70x-0.86x of one io.Copy per
-// destination, at twice its CPU; so, at io.Copy's speed and CPU
-// (docs/benchmarks.md, "A fan-out that sends from the file").
+// turns for sends from the page cache (Source.Gate) until it first
+// waits for room, as a copy's sends of a cached grant take them. Teeing, chunk by chunk, the destinations
+// moved in step, and a fan-out into many sockets ran behind one io.Copy
+// per destination at twice its CPU (docs/benchmarks.md, "A fan-out that
+// sends from the file").
 
 // sendWindow is how far the fastest destination of a fan-out that sends
 // may run ahead of the slowest: no pipe holds those bytes (they are the
