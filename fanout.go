@@ -109,9 +109,12 @@ func FanOut(ctx context.Context, src io.Reader, dsts []io.Writer, opts ...FanOut
 // sent the file's pages that the ring has read in with sendfile(2), from
 // its own offset, so that the destinations do not move in step (the
 // fastest may then run up to 16 MiB ahead of the slowest: no pipe holds
-// those bytes). The file is sent up to its size when the fan-out has let
-// the destinations send all of it, as the teeing form reads it up to the
-// end its reads find. Elsewhere, or when src has
+// those bytes). The file's size is read again before each grant of it,
+// so a file that grows is sent up to the size it has when its last
+// bytes are granted, as the teeing form reads up to the end its reads
+// find; a destination that finds the file truncated short of what was
+// granted fails with an error matching io.ErrUnexpectedEOF. Elsewhere,
+// or when src has
 // no descriptor, FanOut reads a chunk into a userspace buffer and writes
 // it to every destination, with the same policies.
 //
