@@ -542,12 +542,7 @@ func TestAdv28FanOutNoWriteAfterStop(t *testing.T) {
 // each kind at once, and wants from each what io.Copy gives it alone.
 func TestAdv28FanOutOddSources(t *testing.T) {
 	fdtest.Check(t)
-	var sinks []adv20Sink
-	for _, s := range adv20Sinks(false) {
-		if !s.cut {
-			sinks = append(sinks, s)
-		}
-	}
+	sinks := adv28WholeSinks()
 	for _, ec := range engineCases(t) {
 		e := newTestEngine(t, ec.opts...)
 		for _, src := range advOddSources() {
@@ -673,12 +668,7 @@ func TestAdv28FanOutDirectSourceLimited(t *testing.T) {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var sinks []adv20Sink
-	for _, s := range adv20Sinks(false) {
-		if !s.cut {
-			sinks = append(sinks, s)
-		}
-	}
+	sinks := adv28WholeSinks()
 	for _, ec := range engineCases(t) {
 		e := newTestEngine(t, ec.opts...)
 		for _, n := range []int64{100000, 600000, 1<<20 + 40000, 3 << 20} {
@@ -696,4 +686,16 @@ func TestAdv28FanOutDirectSourceLimited(t *testing.T) {
 			}
 		}
 	}
+}
+
+// adv28WholeSinks are the small destination kinds of adv20Sinks that
+// receive a stream whole (not cut into messages).
+func adv28WholeSinks() []adv20Sink {
+	var sinks []adv20Sink
+	for _, s := range adv20Sinks(false) {
+		if !s.cut {
+			sinks = append(sinks, s)
+		}
+	}
+	return sinks
 }
