@@ -260,6 +260,8 @@ type span struct {
 	peak  int
 	calls uint64 // the sampler's own system calls: timerfd reads, preads
 	mu    sync.Mutex
+	// stopped: end or abort has closed stop (the rep's goroutine's).
+	stopped bool
 }
 
 // begin starts measuring, with a goroutine sampling the thread count.
@@ -339,12 +341,25 @@ func newIntervalTimer(d time.Duration) (*os.File, error) {
 	return os.NewFile(uintptr(fd), "timerfd"), nil
 }
 
+// abort stops measuring a rep that failed, if end has not: it stops the
+// sampler goroutine, which would otherwise sample beside the next rep's
+// (they share the gauge's buffer). Reps defer it.
+func (s *span) abort() {
+	if !s.stopped {
+		s.stopped = true
+		close(s.stop)
+		<-s.done
+	}
+}
+
 // end stops measuring; bytes is what the rep moved.
 func (s *span) end(bytes int64) (repMetrics, error) {
 	u, err := s.m.usage()
 	if err != nil {
+		s.abort()
 		return repMetrics{}, err
 	}
+	s.stopped = true
 	close(s.stop)
 	<-s.done
 	r := repMetrics{

@@ -243,6 +243,7 @@ func (r *runner) proxyRep(s *strategy, size int64, n int, verify bool) (repMetri
 	if err != nil {
 		return fail(err)
 	}
+	defer sp.abort()
 	if err := load.send("go"); err != nil {
 		return fail(err)
 	}

@@ -231,6 +231,7 @@ func (r *runner) singleRep(s *strategy, p pair, size int64, k int, verify bool) 
 	if err != nil {
 		return repMetrics{}, err
 	}
+	defer sp.abort()
 	for i, src := range srcs {
 		if f, ok := src.r.(*os.File); ok && p.src == kindFile {
 			if _, err := f.Seek(0, io.SeekStart); err != nil {
@@ -344,6 +345,7 @@ func (r *runner) concurrentRep(s *strategy, p pair, n int, per int64, verify, ti
 	if err != nil {
 		return repMetrics{}, err
 	}
+	defer sp.abort()
 	var tick *tickerProbe
 	if ticker {
 		tick = startTickerProbe(time.Millisecond)
@@ -461,6 +463,7 @@ func (r *runner) latencyRep(s *strategy, size int64, iters int, verify bool) (re
 	if err != nil {
 		return repMetrics{}, err
 	}
+	defer sp.abort()
 	for i := range iters {
 		src, err := r.w.newSource(kindTCP, size, 0, size)
 		if err != nil {
@@ -565,6 +568,7 @@ func (r *runner) fanoutRep(run func(ctx context.Context, dsts []io.Writer, src i
 	if err != nil {
 		return repMetrics{}, err
 	}
+	defer sp.abort()
 	n, err := run(context.Background(), dsts, src.r)
 	if err != nil {
 		return repMetrics{}, err
