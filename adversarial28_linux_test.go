@@ -626,11 +626,13 @@ func TestAdv28CopierStopWhileJoining(t *testing.T) {
 						t.Errorf("iter %d: Writers after Wait = %d", iter, n)
 					}
 					in.Close()
+					// The stop came once writer 0 had cut/2 bytes; writer
+					// 1, not waited for, may have had fewer.
 					for i, s := range first {
 						got := s.finish()
 						if how == "eof" {
 							checkSame(t, fmt.Sprintf("iter %d first writer %d", iter, i), got, data)
-						} else if !bytes.HasPrefix(data, got) || len(got) < cut/2 || len(got) > cut {
+						} else if !bytes.HasPrefix(data, got) || (i == 0 && len(got) < cut/2) || len(got) > cut {
 							t.Errorf("iter %d first writer %d: %d bytes (a prefix: %v), cut at %d", iter, i, len(got), bytes.HasPrefix(data, got), cut)
 						}
 					}
