@@ -1,3 +1,5 @@
+//go:build !pipes_portable
+
 package pipes
 
 import (
