@@ -545,6 +545,8 @@ type copier struct {
 	p       *Pipe
 	read    readMode
 	peekBuf [1]byte // peek's buffer
+
+	rb readResult // readBuffer's, while its callback runs
 }
 
 // callbacks are a copier's RawConn callbacks: method values, made once
@@ -554,10 +556,11 @@ type callbacks struct {
 	srcFn, dstFn    func(uintptr) bool // direct's spliceFromSrc, spliceIntoDst
 	fillFn, drainFn func(uintptr) bool // viaPipe's fillPipe, drainPipe
 	sendFn, chunkFn func(uintptr) bool // Sendfile's sendLocked, sendOne
+	readFn          func(uintptr) bool // bufferRound's readInto
 }
 
 // copiers recycles copiers between copies, as Go's internal/poll
-// recycles its splice pipes: a copier is a few hundred bytes and six
+// recycles its splice pipes: a copier is a few hundred bytes and seven
 // callbacks, which a copy would otherwise allocate (docs/benchmarks.md,
 // "Per-copy cost"). It holds no state between copies: release clears
 // all but the callbacks.
@@ -567,6 +570,7 @@ var copiers = sync.Pool{New: func() any {
 		srcFn: c.spliceFromSrc, dstFn: c.spliceIntoDst,
 		fillFn: c.fillPipe, drainFn: c.drainPipe,
 		sendFn: c.sendLocked, chunkFn: c.sendOne,
+		readFn: c.readInto,
 	}
 	return c
 }}
@@ -935,36 +939,53 @@ func (c *copier) roundBuffer() []byte {
 // input (a src whose read would wait in the kernel is read only once
 // poll(2) reports input), or err the failure.
 func (c *copier) readBuffer(b []byte) (n int, eof, again bool, err error) {
-	rerr := c.src.Conn.Read(func(fd uintptr) bool {
-		if c.noReadInput(int(fd)) {
-			again = true
-			return true
-		}
-		c.noteOffset(int(fd))
-		for {
-			m, e := unix.Read(int(fd), b)
-			switch {
-			case e == unix.EINTR:
-				continue
-			case m > 0:
-				n = m
-				c.readSrc(m)
-				c.bufRead = true
-			case e == nil:
-				eof = true
-			case e == unix.EAGAIN:
-				again = true
-			default:
-				err = os.NewSyscallError("read", e)
-			}
-			return true
-		}
-	})
-	if rerr != nil {
+	c.rb = readResult{buf: b}
+	if rerr := c.src.Conn.Read(c.readFn); rerr != nil {
+		c.rb = readResult{}
 		return 0, false, false, rerr
 	}
-	c.spent(n)
-	return n, eof, again, err
+	r := c.rb
+	c.rb = readResult{}
+	c.spent(r.n)
+	return r.n, r.eof, r.again, r.err
+}
+
+// readResult is what readInto, readBuffer's RawConn callback, was given
+// (buf) and found.
+type readResult struct {
+	buf   []byte
+	n     int
+	eof   bool
+	again bool
+	err   error
+}
+
+// readInto is readBuffer's RawConn callback: one read(2) of fd into
+// c.rb.buf, its outcome left in c.rb.
+func (c *copier) readInto(fd uintptr) bool {
+	if c.noReadInput(int(fd)) {
+		c.rb.again = true
+		return true
+	}
+	c.noteOffset(int(fd))
+	for {
+		m, e := unix.Read(int(fd), c.rb.buf)
+		switch {
+		case e == unix.EINTR:
+			continue
+		case m > 0:
+			c.rb.n = m
+			c.readSrc(m)
+			c.bufRead = true
+		case e == nil:
+			c.rb.eof = true
+		case e == unix.EAGAIN:
+			c.rb.again = true
+		default:
+			c.rb.err = os.NewSyscallError("read", e)
+		}
+		return true
+	}
 }
 
 // throughBuffer makes a buffer round where splice cannot (see
