@@ -274,17 +274,22 @@ func cpuTime() time.Duration {
 // Close interruption, one sendfile(2) that finds EOF), and a short TCP
 // -> TCP copy from a fresh connection holding 4 KiB and its FIN (the
 // intermediate pipe taken and given back; io.Copy splices through its
-// own). allocs/op is the per-copy allocation count.
+// own). pipes-ctx is CopyContext with a context that can end, as a
+// server's request context: a context of the copy's own, and its
+// interruption armed on it. allocs/op is the per-copy allocation count.
 func BenchmarkCopyPerCopy(b *testing.B) {
 	e, err := NewEngine()
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer e.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	copyContext := func(dst io.Writer, src io.Reader) (int64, error) { return e.CopyContext(ctx, dst, src) }
 	for _, bc := range []struct {
 		name string
 		copy func(io.Writer, io.Reader) (int64, error)
-	}{{"pipes", e.Copy}, {"io.Copy", io.Copy}} {
+	}{{"pipes", e.Copy}, {"pipes-ctx", copyContext}, {"io.Copy", io.Copy}} {
 		b.Run("empty-file-unix/"+bc.name, func(b *testing.B) {
 			f, err := os.Create(filepath.Join(b.TempDir(), "empty"))
 			if err != nil {

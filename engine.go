@@ -28,7 +28,9 @@ type Engine struct {
 
 	ctx    context.Context // cancelled by Close, with cause ErrClosed
 	cancel context.CancelCauseFunc
-	life   lifetime // wakes the waits of copies on ctx when Close cancels it
+	life   lifetime  // wakes the waits of copies on ctx when Close cancels it
+	copies fd.Group  // life's: Close closes it
+	free   sync.Pool // of *interruption: life's, and every tie's
 
 	mu       sync.Mutex
 	closed   bool
@@ -71,7 +73,7 @@ func NewEngine(opts ...Option) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg}
 	e.ctx, e.cancel = context.WithCancelCause(context.Background())
-	e.life.ctx = e.ctx
+	e.life = lifetime{ctx: e.ctx, copies: &e.copies, free: &e.free}
 	sys, b, noRing, err := newSysEngine(&e.cfg, &e.stats)
 	if err != nil {
 		e.cancel(ErrClosed)
@@ -139,7 +141,7 @@ func (e *Engine) Close() error {
 	defer close(e.closing)
 
 	e.cancel(ErrClosed)
-	e.life.copies.Close()
+	e.copies.Close()
 	e.inFlight.Wait()
 	return e.sys.close()
 }
@@ -176,7 +178,7 @@ func (e *Engine) Copy(dst io.Writer, src io.Reader) (written int64, err error) {
 	}
 	defer e.end()
 	m := e.meter()
-	written, err = e.copy(e.ctx, dst, src, m)
+	written, err = e.copy(&e.life, dst, src, m)
 	e.putMeter(m)
 	return written, e.closedErr(e.ctx, err)
 }
@@ -266,13 +268,8 @@ func (e *Engine) runAsync(ctx context.Context, f *Future, dst io.Writer, src io.
 		f.resolve(n, err)
 		e.inFlight.Done()
 	}()
-	cctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stop := context.AfterFunc(e.ctx, func() { cancel(ErrClosed) })
-	defer stop()
 	f.meter.engine = e.stats.bytes.stripe()
-	n, err = e.copy(cctx, dst, src, &f.meter)
-	err = e.closedErr(cctx, err)
+	n, err = e.copyUntil(ctx, dst, src, &f.meter)
 	returned = true
 }
 
@@ -297,17 +294,23 @@ func (e *Engine) CopyContext(ctx context.Context, dst io.Writer, src io.Reader) 
 	defer e.end()
 	m := e.meter()
 	defer e.putMeter(m)
+	return e.copyUntil(ctx, dst, src, m)
+}
+
+// copyUntil runs a copy that ends when ctx does or the engine is closed
+// (CopyContext, CopyAsync). A ctx that cannot end needs no context of
+// the copy's own: the copy runs on the engine's, which Close wakes
+// through the engine's lifetime. Otherwise the copy runs on a tie.
+func (e *Engine) copyUntil(ctx context.Context, dst io.Writer, src io.Reader, m *meter) (int64, error) {
 	if ctx.Done() == nil {
-		// Only Close can end the copy: no context of its own needed.
-		written, err = e.copy(e.ctx, dst, src, m)
-		return written, e.closedErr(e.ctx, err)
+		n, err := e.copy(&e.life, dst, src, m)
+		return n, e.closedErr(e.ctx, err)
 	}
-	cctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stop := context.AfterFunc(e.ctx, func() { cancel(ErrClosed) })
-	defer stop()
-	written, err = e.copy(cctx, dst, src, m)
-	return written, e.closedErr(cctx, err)
+	t := new(tie)
+	t.bind(e, ctx)
+	defer t.unbind()
+	n, err := e.copy(&t.life, dst, src, m)
+	return n, e.closedErr(t.ctx, err)
 }
 
 // closedErr marks an error caused by Close as wrapping ErrClosed.
@@ -323,7 +326,9 @@ func (e *Engine) closedErr(ctx context.Context, err error) error {
 
 // copy honours *io.LimitedReader, tries the kernel paths, and falls back
 // to a userspace copy when they report that they did not handle the pair.
-func (e *Engine) copy(ctx context.Context, dst io.Writer, src io.Reader, m *meter) (int64, error) {
+// It runs on life's context: its waits are woken when that ends.
+func (e *Engine) copy(life *lifetime, dst io.Writer, src io.Reader, m *meter) (int64, error) {
+	ctx := life.ctx
 	s := unwrapSource(src)
 	if s.lr != nil && s.lr.N <= 0 {
 		return 0, nil
@@ -332,7 +337,7 @@ func (e *Engine) copy(ctx context.Context, dst io.Writer, src io.Reader, m *mete
 		// The kernel paths would take its grants of 0 bytes for EOF.
 		return 0, errBadLimiter
 	}
-	n, why, err := e.sys.copyFD(ctx, &e.life, dst, s.r, s.limit, m, s.pacer)
+	n, why, err := e.sys.copyFD(ctx, life, dst, s.r, s.limit, m, s.pacer)
 	if why == inKernel && n == 0 && err != nil && ctx.Err() == nil &&
 		errors.Is(err, os.ErrDeadlineExceeded) && undelivered(err) == 0 {
 		// A deadline that had passed before anything was read: the
@@ -345,7 +350,7 @@ func (e *Engine) copy(ctx context.Context, dst io.Writer, src io.Reader, m *mete
 		eof, file := fileAtEOF(s.r)
 		switch {
 		case !file:
-			return copyUserspace(ctx, &e.life, dst, src, s, m)
+			return copyUserspace(ctx, life, dst, src, s, m)
 		case eof:
 			return 0, nil
 		}
@@ -372,7 +377,7 @@ func (e *Engine) copy(ctx context.Context, dst io.Writer, src io.Reader, m *mete
 		return 0, errNilSource
 	}
 	s.files = why == fallbackFileToFile
-	return copyUserspace(ctx, &e.life, dst, src, s, m)
+	return copyUserspace(ctx, life, dst, src, s, m)
 }
 
 // copySource is a copy's src with the wrappers the engine honours taken off:
@@ -442,7 +447,7 @@ func copyUserspace(ctx context.Context, life *lifetime, dst io.Writer, src io.Re
 		// do not wait, its waits for room ended by the interruption.
 		dst = blockingDest(dst)
 	}
-	defer life.interrupt(ctx, dst, s.r).stop()
+	defer life.interrupt(dst, s.r).stop()
 	switch w := dst.(type) {
 	case *PipeWriter:
 		dst = struct{ io.Writer }{w}
@@ -517,66 +522,126 @@ func interruptOnDone(ctx context.Context, dst io.Writer, src io.Reader) (stop fu
 	return fd.OnDone(ctx, dst, src)
 }
 
-// lifetime ends the waits of a copy on its caller's values (deadlines
-// in the past, cleared after: internal/fd) when the copy's context ends.
-// A copy on the engine's own context (Copy, and CopyContext with a
-// context that cannot end) is woken by Close through copies, the
-// engine's fd.Group; any other arms an fd.Interrupt on its context. The
-// Group costs such a copy the engine-wide lock twice and no allocation
-// (its interruptions are recycled through free), where
-// context.AfterFunc on the engine's context would cost three
-// allocations and that context's lock twice.
+// lifetime ends the waits of the copies on its context on their
+// caller's values (deadlines in the past, cleared after: internal/fd)
+// when that context ends. They are woken through copies, an fd.Group
+// closed once the context has ended: the engine's lifetime (Copy, and
+// CopyContext and CopyAsync with a context that cannot end), whose
+// Group Close closes, or a tie's. The Group costs a copy its lock twice
+// and no allocation (its interruptions are recycled through free, the
+// engine's), where a context.AfterFunc would cost three allocations and
+// the context's lock twice.
 type lifetime struct {
-	ctx    context.Context // the engine's: cancelled by Close
-	copies fd.Group        // Close wakes them after cancelling ctx
-	free   sync.Pool       // of *interruption, for copies
+	ctx    context.Context // copies on it are woken through copies
+	copies *fd.Group       // closed once ctx has ended
+	free   *sync.Pool      // of *interruption
 }
 
-// interruption is one copy's arrangement made by lifetime.interrupt.
+// interruption is one copy's arrangement made by lifetime.interrupt: its
+// Deadlines, a member of the lifetime's Group.
 type interruption struct {
-	life   *lifetime // nil: armed on another context (i)
-	member fd.Member
-	i      fd.Interrupt
+	life   *lifetime
+	d      fd.Deadlines
+	member fd.Member // its Target is &d
 }
 
-// interrupt arranges for the waits of a copy on ctx, reading src and
-// writing dst, to end when ctx does. Its stop, called once the copy has
-// returned, undoes that and clears the deadlines it set. A nil
-// *interruption (nothing to interrupt) stops as a no-op.
-func (l *lifetime) interrupt(ctx context.Context, dst, src any) *interruption {
-	if ctx.Done() == nil {
+// interrupt arranges for the waits of a copy on l's context, reading src
+// and writing dst, to end when that context does. Its stop, called once
+// the copy has returned, undoes that and clears the deadlines it set. A
+// nil *interruption (nothing to interrupt) stops as a no-op.
+func (l *lifetime) interrupt(dst, src any) *interruption {
+	if l.ctx.Done() == nil {
 		return nil
 	}
 	d := fd.Of(dst, src)
 	if d.None() {
 		return nil
 	}
-	if ctx == l.ctx {
-		in, _ := l.free.Get().(*interruption)
-		if in == nil {
-			in = new(interruption)
-		}
-		in.life, in.member = l, fd.Member{D: d}
-		l.copies.Join(&in.member)
-		return in
+	in, _ := l.free.Get().(*interruption)
+	if in == nil {
+		in = new(interruption)
 	}
-	in := &interruption{i: fd.Interrupt{D: d}}
-	in.i.Arm(ctx)
+	in.life, in.d = l, d
+	in.member = fd.Member{T: &in.d}
+	l.copies.Join(&in.member)
 	return in
 }
 
 func (in *interruption) stop() {
-	switch {
-	case in == nil:
-	case in.life != nil:
-		// Once it has left, the Group holds no reference to it.
-		l := in.life
-		l.copies.Leave(&in.member)
-		*in = interruption{}
-		l.free.Put(in)
-	default:
-		in.i.Stop()
+	if in == nil {
+		return
 	}
+	// Once it has left, the Group holds no reference to it.
+	l := in.life
+	l.copies.Leave(&in.member)
+	*in = interruption{}
+	l.free.Put(in)
+}
+
+// A tie is the context of its own that a copy or a relay runs on (ctx,
+// a child of its caller's), which ends when the caller's does, when the
+// engine is closed (cause ErrClosed), or when end is called, with the
+// lifetime of the copies on it: their waits are woken through copies
+// once ctx has ended. The engine's Close reaches it as a member of the
+// engine's lifetime (Wake), and the caller's context through one
+// context.AfterFunc on that context (none where it cannot end). Arming
+// an AfterFunc on ctx instead, for each copy, would allocate ctx's
+// channel and map of children as well, and a context.AfterFunc on the
+// engine's context takes a lock every copy shares (docs/benchmarks.md,
+// "Per-copy cost of a context").
+type tie struct {
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	life    lifetime
+	copies  fd.Group    // life's
+	member  fd.Member   // in engine's copies; its Target is the tie
+	engine  *lifetime   // the engine's
+	unwatch func() bool // stops the AfterFunc on the caller's context; nil if none
+}
+
+// bind makes t a tie of the engine e, under the caller's parent.
+func (t *tie) bind(e *Engine, parent context.Context) {
+	t.ctx, t.cancel = context.WithCancelCause(parent)
+	t.life = lifetime{ctx: t.ctx, copies: &t.copies, free: &e.free}
+	t.engine = &e.life
+	t.member = fd.Member{T: t}
+	t.engine.copies.Join(&t.member)
+	if parent.Done() != nil {
+		t.unwatch = context.AfterFunc(parent, t.parentDone)
+	}
+}
+
+// parentDone wakes the waits of t's copies once the caller's context has
+// ended. That context's cancellation cancels t's too, but in no set
+// order with this AfterFunc: a copy woken before its context reports the
+// end would take the wake for a deadline of the caller's.
+func (t *tie) parentDone() {
+	<-t.ctx.Done()
+	t.copies.Close()
+}
+
+// end cancels t's context with cause and wakes the waits of its copies.
+// The wake runs in a goroutine of its own, as a context.AfterFunc's
+// would: it calls the deadline setters of the copies' values, which are
+// the caller's code, and end may be called under a lock of the relay's.
+func (t *tie) end(cause error) {
+	t.cancel(cause)
+	go t.copies.Close()
+}
+
+// Wake ends t with ErrClosed: the engine's Close.
+func (t *tie) Wake() { t.end(ErrClosed) }
+
+// Reset does nothing: t's context stays cancelled.
+func (t *tie) Reset() {}
+
+// unbind undoes bind once every copy on t has returned.
+func (t *tie) unbind() {
+	t.engine.copies.Leave(&t.member)
+	if t.unwatch != nil {
+		t.unwatch()
+	}
+	t.cancel(nil)
 }
 
 // meteredWriter counts the bytes its Writes deliver. A Write returning a

@@ -229,7 +229,7 @@ func (s *sysEngine) sendfileFirst(ctx context.Context, life *lifetime, w io.Writ
 	if pacer != nil {
 		src.Pacer = pacer
 	}
-	defer life.interrupt(ctx, w, r).stop()
+	defer life.interrupt(w, r).stop()
 	n, handled, err := splice.Sendfile(ctx, &e.dst.End, &src, limit)
 	if !handled {
 		return 0, false, nil
@@ -288,7 +288,7 @@ func (s *sysEngine) endpoints(ctx context.Context, w io.Writer, r io.Reader, m *
 func (s *sysEngine) spliceCopy(ctx context.Context, life *lifetime, w io.Writer, r io.Reader, dst, src *endpoint, limit int64) (int64, fallback, error) {
 	// splice.Copy and splice.Sendfile wait on the netpoller: when ctx
 	// ends, deadlines in the past on the caller's values wake them.
-	defer life.interrupt(ctx, w, r).stop()
+	defer life.interrupt(w, r).stop()
 	if src.kind == kindFile && dst.kind == kindSocket {
 		// sendfile(2): one system call per chunk where file -> pipe ->
 		// socket needs two; see docs/benchmarks.md.

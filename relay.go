@@ -158,12 +158,6 @@ var relayDirNames = [2]string{"a->b", "b->a"}
 // directions, and once both have returned RelayWith panics with the same
 // value in the calling goroutine, the engine left as if it had returned.
 func (e *Engine) RelayWith(ctx context.Context, a, b io.ReadWriter, opts ...RelayOption) (aToB, bToA int64, err error) {
-	var cfg relayConfig
-	for _, o := range opts {
-		if o != nil {
-			o(&cfg)
-		}
-	}
 	if err := checkRelayEnds(a, b); err != nil {
 		return 0, 0, err
 	}
@@ -180,41 +174,44 @@ func (e *Engine) RelayWith(ctx context.Context, a, b io.ReadWriter, opts ...Rela
 		e.end()
 		return 0, 0, fmt.Errorf("pipes: relay: %w", err)
 	}
-	r := &relay{e: e, cfg: cfg}
+	r := &relay{e: e}
+	for _, o := range opts {
+		if o != nil {
+			o(&r.cfg)
+		}
+	}
 	for dir := range r.meters {
 		r.meters[dir].engine = e.stats.bytes.stripe()
-		r.meters[dir].also = cfg.progress[dir]
+		r.meters[dir].also = r.cfg.progress[dir]
 		r.meters[dir].live = true
 	}
-	r.ctx, r.cancel = context.WithCancelCause(ctx)
-	stopClose := context.AfterFunc(e.ctx, func() { r.cancel(ErrClosed) })
+	r.bind(e, ctx)
 	r.startIdleTimer()
 
-	done := make(chan struct{})
-	var nAToB int64
-	var panicAToB, panicBToA any
-	go func() {
-		defer close(done)
-		defer e.end()
-		panicAToB = r.guard(dirAToB, b, a, &nAToB)
-	}()
+	r.other.Add(1)
+	go r.runOther(b, a)
 	// Deferred, so that it also runs when the caller's direction calls
 	// runtime.Goexit (guard has ended the relay then).
 	defer func() {
 		e.end()
-		<-done
-		stopClose()
-		aToB, err = nAToB, r.stop()
-		r.cancel(nil)
-		if panicBToA != nil {
-			panic(panicBToA)
-		}
-		if panicAToB != nil {
-			panic(panicAToB)
+		r.other.Wait()
+		aToB, err = r.delivered[dirAToB], r.stop()
+		r.unbind()
+		for _, p := range []any{r.panics[dirBToA], r.panics[dirAToB]} {
+			if p != nil {
+				panic(p)
+			}
 		}
 	}()
-	panicBToA = r.guard(dirBToA, a, b, &bToA)
-	return 0, bToA, nil // aToB and err: the deferred join's
+	r.panics[dirBToA] = r.guard(dirBToA, a, b, &r.delivered[dirBToA])
+	return 0, r.delivered[dirBToA], nil // aToB and err: the deferred join's
+}
+
+// runOther runs direction a->b, from a to b, in a goroutine of its own.
+func (r *relay) runOther(b, a io.ReadWriter) {
+	defer r.other.Done()
+	defer r.e.end()
+	r.panics[dirAToB] = r.guard(dirAToB, b, a, &r.delivered[dirAToB])
 }
 
 // guard runs direction dir (run) and stores in *n the bytes it
@@ -243,11 +240,19 @@ func (r *relay) guard(dir int, dst io.Writer, src io.Reader, n *int64) (p any) {
 
 // relay is the state two directions of one RelayWith share.
 type relay struct {
-	e      *Engine
-	cfg    relayConfig
-	ctx    context.Context // ends both directions
-	cancel context.CancelCauseFunc
-	meters [2]meter // bytes delivered by each direction, read by the idle timer
+	e   *Engine
+	cfg relayConfig
+	// tie's ctx ends both directions: their copies run on it, and
+	// tie.end(err) ends the relay.
+	tie
+
+	// Each direction's result, read once both have returned: the bytes
+	// it delivered, and what a Read, Write or CloseWrite panicked with.
+	// other is done once direction a->b, in its own goroutine, is.
+	delivered [2]int64
+	panics    [2]any
+	other     sync.WaitGroup
+	meters    [2]meter // bytes delivered by each direction, read by the idle timer
 
 	mu        sync.Mutex
 	err       error   // the error the relay reports (see failLocked)
@@ -270,7 +275,7 @@ func (r *relay) run(dir int, dst io.Writer, src io.Reader) int64 {
 	if r.cfg.beforeCopy != nil {
 		r.cfg.beforeCopy(dir)
 	}
-	n, err := r.e.copy(r.ctx, dst, src, &r.meters[dir])
+	n, err := r.e.copy(&r.life, dst, src, &r.meters[dir])
 	err = r.e.closedErr(r.ctx, err)
 	if err == nil {
 		// The copy returned nil at EOF of src, and only once every byte
@@ -517,7 +522,7 @@ func (r *relay) failLocked(dir int, err error) {
 			}
 		}
 	}
-	r.cancel(err)
+	r.end(err)
 }
 
 // noDir is failLocked's direction for an error of the relay as a whole.

@@ -30,7 +30,8 @@ func TestGroup(t *testing.T) {
 			if c.closeBefore {
 				g.Close()
 			}
-			m := &Member{D: Of(nil, r)}
+			d := Of(nil, r)
+			m := &Member{T: &d}
 			g.Join(m)
 			if c.leaveEarly {
 				owner := time.Now().Add(time.Hour)
@@ -73,7 +74,8 @@ func TestGroupMembers(t *testing.T) {
 		}
 		defer r.Close()
 		defer w.Close()
-		ms[i] = &Member{D: Of(nil, r)}
+		d := Of(nil, r)
+		ms[i] = &Member{T: &d}
 		g.Join(ms[i])
 	}
 	g.Leave(ms[0]) // the tail (joined first)

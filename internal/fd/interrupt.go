@@ -170,15 +170,16 @@ func OnDone(ctx context.Context, dst, src any) (stop func()) {
 
 // A Group interrupts the waits of its members all at once, when it is
 // closed: the engine's interruption of the copies that run for its own
-// lifetime (Engine.Copy), which then need no context.AfterFunc each.
-// Joining and leaving take the Group's one lock (shared by every member,
-// as a context's is by its AfterFuncs); a member is woken at most once,
-// and its deadlines are cleared when it leaves if it was. Close sets the
-// members' deadlines under that lock: a deadline setter that blocks
-// delays every Join and Leave until it returns. A setter that panics in
-// Close does not keep Close from waking the other members: the panic is
-// the member's, raised again by its Leave, in the goroutine of the copy
-// whose value it is.
+// lifetime (Engine.Copy), which then need no context.AfterFunc each, and
+// of the contexts of copies and relays that it must end (a Target that
+// cancels one). Joining and leaving take the Group's one lock (shared by
+// every member, as a context's is by its AfterFuncs); a member is woken
+// at most once, and its Target is Reset when it leaves if it was. Close
+// wakes the members under that lock: a Wake that blocks delays every
+// Join and Leave until it returns. A Wake that panics in Close does not
+// keep Close from waking the other members: the panic is the member's,
+// raised again by its Leave, in the goroutine of the copy whose value it
+// is.
 // The zero Group is open and empty.
 type Group struct {
 	mu     sync.Mutex
@@ -186,25 +187,33 @@ type Group struct {
 	head   *Member // doubly linked through Member.prev/next
 }
 
-// A Member is one copy's Deadlines in a Group. It may join one Group
-// once, and must leave it before it is reused.
+// A Member is one copy's Target in a Group: its Deadlines, say. It may
+// join one Group once, and must leave it before it is reused. A Member
+// whose Target is nil, or Deadlines that interrupt nothing, never joins.
 type Member struct {
-	D          Deadlines
-	woke       bool // D.Wake ran (under the Group's lock)
-	panic      any  // what D.Wake panicked with in Close (under the lock)
+	T          Target
+	woke       bool // T.Wake ran (under the Group's lock)
+	panic      any  // what T.Wake panicked with in Close (under the lock)
 	prev, next *Member
 }
 
-// Join adds m to g. If g is closed already, m's deadlines are set in
-// the past at once.
+// inert reports a member with nothing to wake.
+func (m *Member) inert() bool {
+	if d, ok := m.T.(*Deadlines); ok {
+		return d.None()
+	}
+	return m.T == nil
+}
+
+// Join adds m to g. If g is closed already, m's Target is woken at once.
 func (g *Group) Join(m *Member) {
-	if m.D.None() {
+	if m.inert() {
 		return
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
-		m.D.Wake()
+		m.T.Wake()
 		m.woke = true
 		return
 	}
@@ -215,11 +224,12 @@ func (g *Group) Join(m *Member) {
 	g.head = m
 }
 
-// Leave removes m from g once its waits are over, and clears the
-// deadlines that Close (or Join on a closed g) set. If m's Wake panicked
-// in Close, Leave panics with the same value once they are cleared.
+// Leave removes m from g once its waits are over, and resets its Target
+// if Close (or Join on a closed g) woke it: Deadlines are cleared. If
+// its Wake panicked in Close, Leave panics with the same value once the
+// Target is reset.
 func (g *Group) Leave(m *Member) {
-	if m.D.None() {
+	if m.inert() {
 		return
 	}
 	g.mu.Lock()
@@ -235,7 +245,7 @@ func (g *Group) Leave(m *Member) {
 	woke, p := m.woke, m.panic
 	g.mu.Unlock()
 	if woke {
-		m.D.Reset()
+		m.T.Reset()
 	}
 	if p != nil {
 		panic(p)
@@ -248,7 +258,7 @@ func (g *Group) Close() {
 	defer g.mu.Unlock()
 	g.closed = true
 	for m := g.head; m != nil; m = m.next {
-		m.panic = wake(m.D)
+		m.panic = wake(m.T)
 		m.woke = true
 	}
 }

@@ -54,8 +54,9 @@ func TestWakePanics(t *testing.T) {
 		}},
 		{"Group", func(d Deadlines) func() {
 			var g Group
-			other := &Member{D: Of(nil, panicReader{"other"})}
-			m := &Member{D: d}
+			od := Of(nil, panicReader{"other"})
+			other := &Member{T: &od}
+			m := &Member{T: &d}
 			g.Join(other)
 			g.Join(m)
 			if p := recovered(g.Close); p != nil {
