@@ -14,6 +14,9 @@
 # proxies, of the proxy alone, not its backend).
 #
 # Usage: examples/bench.sh            (DUR=5s CONNS="1 64 1024" SIZES="4k 64k 1m 64m")
+# HDR="Connection: close" makes every request a connection of its own
+# (wrk sends the header; the servers and nginx close after the
+# response), which measures what a relay or a copy costs to set up.
 # Needs wrk (apt-get install -y wrk). Run from the repository root.
 set -euo pipefail
 
@@ -21,6 +24,7 @@ DUR=${DUR:-5s}
 CONNS=${CONNS:-"1 64 1024"}
 SIZES=${SIZES:-"4k 64k 1m 64m"}
 THREADS=${THREADS:-2}
+HDR=${HDR:-}
 ulimit -n 65536 2>/dev/null || true
 
 work=$(mktemp -d)
@@ -129,7 +133,7 @@ for size in $SIZES; do
 			pid=${!pid_var}
 			before=$(cpu "$pid")
 			t=$((c < THREADS ? c : THREADS))
-			out=$(wrk -t"$t" -c"$c" -d"$DUR" --timeout 30s "http://127.0.0.1:$port/$size" 2>&1 || true)
+			out=$(wrk -t"$t" -c"$c" -d"$DUR" --timeout 30s ${HDR:+-H "$HDR"} "http://127.0.0.1:$port/$size" 2>&1 || true)
 			after=$(cpu "$pid")
 			rps=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
 			tr=$(awk '/Transfer\/sec/ {print $2}' <<<"$out")
