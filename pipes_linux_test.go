@@ -882,3 +882,68 @@ func openFileCopy(t *testing.T, srcPath string) (src, dst *os.File) {
 	t.Cleanup(func() { dst.Close() })
 	return src, dst
 }
+
+// TestContextAllocs checks what a copy or relay on a context of its own
+// (a tie) allocates per call, on TCP ends: a Relay (its two directions'
+// RawConns, the tie, its context, the relay's goroutine) and a
+// CopyContext under a context that can end. The bounds leave a few
+// allocations of room to the Go release's context package; a relay
+// allocated 37 times before ties (docs/benchmarks.md, "Per-copy cost of
+// a context").
+func TestContextAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates, and drops recycled values at random")
+	}
+	e := newTestEngine(t)
+	cancellable, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	relay := func(ctx context.Context) func(a, b *net.TCPConn) error {
+		return func(a, b *net.TCPConn) error { _, _, err := e.Relay(ctx, a, b); return err }
+	}
+	copyContext := func(a, b *net.TCPConn) error {
+		n, err := e.CopyContext(cancellable, b, a)
+		if err == nil && n != 1 {
+			err = fmt.Errorf("copied %d bytes, want 1", n)
+		}
+		return err
+	}
+	const runs = 50
+	for _, c := range []struct {
+		name string
+		most int
+		run  func(a, b *net.TCPConn) error
+	}{
+		{"Relay", 18, relay(context.Background())},
+		{"Relay/ctx", 21, relay(cancellable)},
+		{"CopyContext/ctx", 12, copyContext},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			// a's peer sent a byte and half-closed, b's half-closed:
+			// each call ends at EOF at once.
+			var ends [runs + 1][2]*net.TCPConn
+			for i := range ends {
+				a, pa := tcpPair(t)
+				b, pb := tcpPair(t)
+				closeAtEnd(t, a, pa, b, pb)
+				pa.Write([]byte{1})
+				pa.CloseWrite()
+				pb.CloseWrite()
+				ends[i] = [2]*net.TCPConn{a, b}
+			}
+			i := 0
+			var err error
+			allocs := testing.AllocsPerRun(runs, func() {
+				if e := c.run(ends[i][0], ends[i][1]); e != nil && err == nil {
+					err = e
+				}
+				i++
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if allocs > float64(c.most) {
+				t.Errorf("%v allocations per call, want at most %d", allocs, c.most)
+			}
+		})
+	}
+}
