@@ -205,7 +205,8 @@ func (m *Member) inert() bool {
 	return m.T == nil
 }
 
-// Join adds m to g. If g is closed already, m's Target is woken at once.
+// Join adds m to g. If g is closed already, m's Target is woken at once;
+// a panic of that Wake is raised again by Leave, as one in Close is.
 func (g *Group) Join(m *Member) {
 	if m.inert() {
 		return
@@ -213,7 +214,10 @@ func (g *Group) Join(m *Member) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
-		m.T.Wake()
+		// As in Close: a panic of Wake is the member's, raised again
+		// by its Leave once its Target is reset, so that the caller's
+		// stop, deferred once Join has returned, clears what it set.
+		m.panic = wake(m.T)
 		m.woke = true
 		return
 	}
@@ -252,13 +256,18 @@ func (g *Group) Leave(m *Member) {
 	}
 }
 
-// Close wakes every member and makes later Joins wake at once.
+// Close wakes every member and makes later Joins wake at once. It may
+// be called more than once (a tie's Group is closed by each way the tie
+// ends): each call wakes the members again, and a member keeps the
+// first panic of its Wake.
 func (g *Group) Close() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.closed = true
 	for m := g.head; m != nil; m = m.next {
-		m.panic = wake(m.T)
+		if p := wake(m.T); m.panic == nil {
+			m.panic = p
+		}
 		m.woke = true
 	}
 }
