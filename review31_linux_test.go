@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -188,4 +189,26 @@ func TestReview31TieEndRaces(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestReview31PanickingOptionLeaksInFlight: RelayWith applies its
+// options after it has counted the relay in flight twice (begin), so an
+// option that panics (one made with reflect.MakeFunc) leaves both counts
+// behind, and the engine's Close waits for ever. Before ties, options
+// were applied before anything was counted.
+func TestReview31PanickingOptionLeaksInFlight(t *testing.T) {
+	e, err := NewEngine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, pa := tcpPair(t)
+	b, pb := tcpPair(t)
+	closeAtEnd(t, a, pa, b, pb)
+	typ := reflect.TypeOf(RelayOption(nil))
+	bad := reflect.MakeFunc(typ, func([]reflect.Value) []reflect.Value { panic("option") }).Interface().(RelayOption)
+	func() {
+		defer func() { recover() }()
+		e.RelayWith(context.Background(), a, b, bad)
+	}()
+	closeWithin(t, e, 2*time.Second)
 }
