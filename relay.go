@@ -167,18 +167,20 @@ func (e *Engine) RelayWith(ctx context.Context, a, b io.ReadWriter, opts ...Rela
 	if ctx.Err() != nil {
 		return 0, 0, ctxerr.Wrap("pipes: relay not started", ctx, nil)
 	}
+	// The options (the caller's code) run before the relay is counted
+	// in flight: one that panics leaves nothing for Close to wait for.
+	r := &relay{e: e}
+	for _, o := range opts {
+		if o != nil {
+			o(&r.cfg)
+		}
+	}
 	if err := e.begin(); err != nil {
 		return 0, 0, fmt.Errorf("pipes: relay: %w", err)
 	}
 	if err := e.begin(); err != nil {
 		e.end()
 		return 0, 0, fmt.Errorf("pipes: relay: %w", err)
-	}
-	r := &relay{e: e}
-	for _, o := range opts {
-		if o != nil {
-			o(&r.cfg)
-		}
 	}
 	for dir := range r.meters {
 		r.meters[dir].engine = e.stats.bytes.stripe()
