@@ -17,7 +17,11 @@ import (
 // a cause, and by the engine's Close, with the error that says which,
 // never taken for a deadline of the caller's; and no deadline is left on
 // its ends. Each case runs a few times: the wake and the context's end
-// come from different goroutines.
+// come from different goroutines. A context of a type of its own
+// (foreign) widens the window where the tie's wake could come before
+// its context reports the end: the context package then watches such a
+// parent from two goroutines, one for the tie's context and one for the
+// tie's AfterFunc, which run in no set order.
 func TestTieEndsWaits(t *testing.T) {
 	fdtest.Check(t)
 	cause := errors.New("the caller's cause")
@@ -43,13 +47,15 @@ func TestTieEndsWaits(t *testing.T) {
 		}},
 	}
 	ends := []struct {
-		name string
-		end  func(e *Engine, cancel context.CancelCauseFunc)
-		want error
+		name    string
+		end     func(e *Engine, cancel context.CancelCauseFunc)
+		want    error
+		foreign bool // the caller's context is a foreignCtx
 	}{
-		{"cancel", func(_ *Engine, cancel context.CancelCauseFunc) { cancel(nil) }, context.Canceled},
-		{"cause", func(_ *Engine, cancel context.CancelCauseFunc) { cancel(cause) }, cause},
-		{"Close", func(e *Engine, _ context.CancelCauseFunc) { e.Close() }, ErrClosed},
+		{"cancel", func(_ *Engine, cancel context.CancelCauseFunc) { cancel(nil) }, context.Canceled, false},
+		{"cause", func(_ *Engine, cancel context.CancelCauseFunc) { cancel(cause) }, cause, false},
+		{"Close", func(e *Engine, _ context.CancelCauseFunc) { e.Close() }, ErrClosed, false},
+		{"foreign", func(_ *Engine, cancel context.CancelCauseFunc) { cancel(nil) }, context.Canceled, true},
 	}
 	for _, s := range starts {
 		for _, end := range ends {
@@ -60,7 +66,11 @@ func TestTieEndsWaits(t *testing.T) {
 					b, pb := tcpPair(t)
 					closeAtEnd(t, a, pa, b, pb)
 					ctx, cancel := context.WithCancelCause(context.Background())
-					done := s.start(e, ctx, a, b)
+					var parent context.Context = ctx
+					if end.foreign {
+						parent = foreignCtx{ctx}
+					}
+					done := s.start(e, parent, a, b)
 					time.Sleep(10 * time.Millisecond)
 					end.end(e, cancel)
 					select {
@@ -80,3 +90,10 @@ func TestTieEndsWaits(t *testing.T) {
 		}
 	}
 }
+
+// foreignCtx hides the type of the context it wraps from the context
+// package: a child of it, and an AfterFunc on it, are each cancelled by
+// a goroutine of their own that waits for its Done.
+type foreignCtx struct{ context.Context }
+
+func (foreignCtx) Value(any) any { return nil }
