@@ -321,15 +321,7 @@ func TestAdv28UnderPipeQuota(t *testing.T) {
 				adv28HogPipes(t, spare)
 				e := newTestEngine(t, ec.opts...)
 				for _, srcKind := range []string{"file", "pipe", "unix", "reader"} {
-					var src io.Reader
-					switch srcKind {
-					case "file":
-						src = fdtest.TempFile(t, data)
-					case "reader":
-						src = onlyReader{bytes.NewReader(data)}
-					default:
-						src = streamSource(t, srcKind, data)
-					}
+					src := adv28Source(t, srcKind, data)
 					var dsts []io.Writer
 					var fins []func() []byte
 					for range 3 {
@@ -380,54 +372,44 @@ func TestAdv28FanOutManyDestinations(t *testing.T) {
 	const n = 1030
 	data := fdtest.Random(100<<10 + 7)
 	e := newTestEngine(t)
-	{
-		for _, srcKind := range []string{"file", "reader"} {
-			t.Run(srcKind, func(t *testing.T) {
-				var src io.Reader
-				switch srcKind {
-				case "file":
-					src = fdtest.TempFile(t, data)
-				case "reader":
-					src = onlyReader{bytes.NewReader(data)}
-				default:
-					src = streamSource(t, srcKind, data)
+	for _, srcKind := range []string{"file", "reader"} {
+		t.Run(srcKind, func(t *testing.T) {
+			src := adv28Source(t, srcKind, data)
+			dsts := make([]io.Writer, n)
+			got := make([]<-chan []byte, n)
+			var closers []io.Closer
+			for i := range dsts {
+				r, w, err := os.Pipe()
+				if err != nil {
+					t.Fatal(err)
 				}
-				dsts := make([]io.Writer, n)
-				got := make([]<-chan []byte, n)
-				var closers []io.Closer
-				for i := range dsts {
-					r, w, err := os.Pipe()
-					if err != nil {
-						t.Fatal(err)
-					}
-					closers = append(closers, r, w)
-					dsts[i] = w
-					if i%97 == 5 {
-						r.Close()
-						continue
-					}
-					got[i] = adv28Drain(r)
+				closers = append(closers, r, w)
+				dsts[i] = w
+				if i%97 == 5 {
+					r.Close()
+					continue
 				}
-				defer func() {
-					for _, c := range closers {
-						c.Close()
-					}
-				}()
-				res := e.FanOut(context.Background(), src, dsts)
-				for i, w := range dsts {
-					w.(*os.File).Close()
-					if got[i] == nil {
-						if !errors.Is(res[i].Err, syscall.EPIPE) {
-							t.Errorf("destination %d, reader closed: %+v", i, res[i])
-						}
-						continue
-					}
-					if b := <-got[i]; res[i].Err != nil || !bytes.Equal(b, data) {
-						t.Errorf("destination %d: %+v, got %d bytes", i, res[i], len(b))
-					}
+				got[i] = adv28Drain(r)
+			}
+			defer func() {
+				for _, c := range closers {
+					c.Close()
 				}
-			})
-		}
+			}()
+			res := e.FanOut(context.Background(), src, dsts)
+			for i, w := range dsts {
+				w.(*os.File).Close()
+				if got[i] == nil {
+					if !errors.Is(res[i].Err, syscall.EPIPE) {
+						t.Errorf("destination %d, reader closed: %+v", i, res[i])
+					}
+					continue
+				}
+				if b := <-got[i]; res[i].Err != nil || !bytes.Equal(b, data) {
+					t.Errorf("destination %d: %+v, got %d bytes", i, res[i], len(b))
+				}
+			}
+		})
 	}
 }
 
@@ -700,4 +682,17 @@ func adv28WholeSinks() []adv20Sink {
 		}
 	}
 	return sinks
+}
+
+// adv28Source is a source of data of the kind named: a regular file, a
+// reader without a descriptor, or a stream (streamSource's kinds) fed
+// by a goroutine.
+func adv28Source(t *testing.T, kind string, data []byte) io.Reader {
+	switch kind {
+	case "file":
+		return fdtest.TempFile(t, data)
+	case "reader":
+		return onlyReader{bytes.NewReader(data)}
+	}
+	return streamSource(t, kind, data)
 }
