@@ -309,7 +309,7 @@ func (e *Engine) copyUntil(ctx context.Context, dst io.Writer, src io.Reader, m 
 	t := new(tie)
 	t.bind(e, ctx)
 	defer t.unbind()
-	n, err := e.copy(&t.life, dst, src, m)
+	n, err := e.copy(&t.lifetime, dst, src, m)
 	return n, e.closedErr(t.ctx, err)
 }
 
@@ -590,19 +590,19 @@ func (in *interruption) stop() {
 // engine's context takes a lock every copy shares (docs/benchmarks.md,
 // "Per-copy cost of a context").
 type tie struct {
-	ctx     context.Context
-	cancel  context.CancelCauseFunc
-	life    lifetime
-	copies  fd.Group    // life's
-	member  fd.Member   // in engine's copies; its Target is the tie
-	engine  *lifetime   // the engine's
-	unwatch func() bool // stops the AfterFunc on the caller's context; nil if none
+	lifetime                         // ctx: the tie's own; copies: &group
+	cancel   context.CancelCauseFunc // ctx's
+	group    fd.Group
+	member   fd.Member   // in engine's copies; its Target is the tie
+	engine   *lifetime   // the engine's
+	unwatch  func() bool // stops the AfterFunc on the caller's context; nil if none
 }
 
 // bind makes t a tie of the engine e, under the caller's parent.
 func (t *tie) bind(e *Engine, parent context.Context) {
-	t.ctx, t.cancel = context.WithCancelCause(parent)
-	t.life = lifetime{ctx: t.ctx, copies: &t.copies, free: &e.free}
+	ctx, cancel := context.WithCancelCause(parent)
+	t.lifetime = lifetime{ctx: ctx, copies: &t.group, free: &e.free}
+	t.cancel = cancel
 	t.engine = &e.life
 	t.member = fd.Member{T: t}
 	t.engine.copies.Join(&t.member)
@@ -617,7 +617,7 @@ func (t *tie) bind(e *Engine, parent context.Context) {
 // end would take the wake for a deadline of the caller's.
 func (t *tie) parentDone() {
 	<-t.ctx.Done()
-	t.copies.Close()
+	t.group.Close()
 }
 
 // end cancels t's context with cause and wakes the waits of its copies.
@@ -626,7 +626,7 @@ func (t *tie) parentDone() {
 // the caller's code, and end may be called under a lock of the relay's.
 func (t *tie) end(cause error) {
 	t.cancel(cause)
-	go t.copies.Close()
+	go t.group.Close()
 }
 
 // Wake ends t with ErrClosed: the engine's Close.

@@ -277,7 +277,7 @@ func (r *relay) run(dir int, dst io.Writer, src io.Reader) int64 {
 	if r.cfg.beforeCopy != nil {
 		r.cfg.beforeCopy(dir)
 	}
-	n, err := r.e.copy(&r.life, dst, src, &r.meters[dir])
+	n, err := r.e.copy(&r.lifetime, dst, src, &r.meters[dir])
 	err = r.e.closedErr(r.ctx, err)
 	if err == nil {
 		// The copy returned nil at EOF of src, and only once every byte
