@@ -191,8 +191,17 @@ func socketError(v any) error {
 
 // tcpAborted reports whether v is a TCP socket closed by a reset or a
 // timeout, not shut down for writing (fd.TCPAborted): false when v has
-// no descriptor or is not a TCP socket.
+// no descriptor or is not a TCP socket. An end that hides its
+// descriptor but gives the connection it reads (a *tls.Conn's NetConn)
+// is looked at through that connection: its Read reports that
+// connection's EOF as its own, also the EOF a reset leaves once a write
+// has taken the reset.
 func tcpAborted(v any) bool {
+	if _, ok := v.(syscall.Conn); !ok {
+		if nc, ok := v.(interface{ NetConn() net.Conn }); ok {
+			v = nc.NetConn()
+		}
+	}
 	rc, ok := rawConnOf(v)
 	return ok && fd.TCPAborted(rc)
 }

@@ -130,7 +130,8 @@ var relayDirNames = [2]string{"a->b", "b->a"}
 // The counts are the bytes each destination received, also when err is
 // not nil. err is nil when both directions ended with EOF; otherwise it is
 // the first error that ended the relay (but for an ENOTCONN of a
-// CloseWrite, and for a TCP connection's EOF read after the other
+// CloseWrite, and for a TCP connection's EOF (also one a *tls.Conn
+// reads from it) read after the other
 // direction's write took its reset, which is not passed on and fails
 // the relay matching ECONNRESET: both yield to the reset the other
 // direction met), saying
