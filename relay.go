@@ -129,13 +129,13 @@ var relayDirNames = [2]string{"a->b", "b->a"}
 //
 // The counts are the bytes each destination received, also when err is
 // not nil. err is nil when both directions ended with EOF; otherwise it is
-// the first error that ended the relay (but for an ENOTCONN of a
-// CloseWrite, and for a TCP connection's EOF (also one a *tls.Conn
-// reads from it) read after the other
-// direction's write took its reset, which is not passed on and fails
-// the relay matching ECONNRESET: both yield to the reset the other
-// direction met), saying
-// which direction met it:
+// the first error that ended the relay (but for two that yield to the
+// reset the other direction met: an ENOTCONN of a CloseWrite, and the
+// EOF a TCP connection, or a *tls.Conn reading one, reports after the
+// other direction's write took its reset, which is not passed on and
+// fails the relay matching ECONNRESET; an end that hides its connection,
+// with neither SyscallConn nor NetConn, cannot be checked so, and its
+// EOF is passed on as io.Copy's would be), saying which direction met it:
 // errors.Is(err, ctx.Err()) (and ctx's cause) when ctx ended, an error
 // wrapping ErrClosed when the Engine was closed, os.ErrDeadlineExceeded
 // for RelayIdleTimeout and RelayHalfCloseTimeout, the end's own error
