@@ -44,14 +44,17 @@ func nilReader(r io.Reader) bool {
 	return false
 }
 
-// isNil reports a nil interface, or one holding a nil pointer, map,
-// slice, channel or function, whose methods would panic.
+// isNil reports a nil interface, or one holding a nil pointer, channel
+// or function, whose methods would panic (or, a channel's, block
+// forever). A nil map or slice is not nil here: it is an empty value
+// whose methods may work (a nil slice of writers is an empty list of
+// them), and a copy uses it as io.Copy does.
 func isNil(v any) bool {
 	if v == nil {
 		return true
 	}
 	switch rv := reflect.ValueOf(v); rv.Kind() {
-	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Chan, reflect.Func, reflect.Interface:
+	case reflect.Pointer, reflect.Chan, reflect.Func:
 		return rv.IsNil()
 	}
 	return false
