@@ -26,18 +26,24 @@ func stopAll(ds []*Dest, reason error) {
 
 // awaitAll waits for every destination's goroutine to return once the
 // source has ended. With an eviction deadline, a destination that
-// delivers nothing for p.EvictAfter is evicted. If ctx ends, all are
-// stopped and awaitAll returns false.
+// delivers nothing for p.EvictAfter is evicted p.EvictAfter after its
+// last progress (or the start of the wait), each on its own clock: two
+// periodic samples that found no progress between them would evict one
+// that stalled right after a sample only up to twice that late. If ctx
+// ends, all are stopped and awaitAll returns false.
 func awaitAll(ctx context.Context, ds []*Dest, progress chan struct{}, p Policy) bool {
-	var tick <-chan time.Time
+	var timer *time.Timer
+	var fire <-chan time.Time
 	if p.EvictAfter > 0 {
-		t := time.NewTicker(p.EvictAfter)
-		defer t.Stop()
-		tick = t.C
+		timer = time.NewTimer(p.EvictAfter)
+		defer timer.Stop()
+		fire = timer.C
 	}
-	last := make([]int64, len(ds))
+	now := time.Now()
+	last := make([]int64, len(ds))      // written when last seen to change
+	since := make([]time.Time, len(ds)) // when that was
 	for i, d := range ds {
-		last[i] = d.written.Load()
+		last[i], since[i] = d.written.Load(), now
 	}
 	for slices.ContainsFunc(ds, func(d *Dest) bool { return d.state() != exited }) {
 		select {
@@ -45,14 +51,36 @@ func awaitAll(ctx context.Context, ds []*Dest, progress chan struct{}, p Policy)
 		case <-ctx.Done():
 			stopAll(ds, ctxError(ctx))
 			return false
-		case <-tick:
-			for i, d := range ds {
-				n := d.written.Load()
-				if n == last[i] && d.state() != exited {
-					d.stop(d.evicted(p.EvictAfter))
-				}
-				last[i] = n
+		case <-fire:
+		}
+		if timer == nil {
+			continue
+		}
+		// Progress kicks are coalesced: every destination is looked at
+		// on each wake, and the timer is set for the earliest of the
+		// running ones' deadlines.
+		now := time.Now()
+		var next time.Time
+		for i, d := range ds {
+			if n := d.written.Load(); n != last[i] {
+				last[i], since[i] = n, now
 			}
+			if d.state() != running {
+				continue
+			}
+			at := since[i].Add(p.EvictAfter)
+			if !now.Before(at) {
+				d.stop(d.evicted(p.EvictAfter))
+				continue
+			}
+			if next.IsZero() || at.Before(next) {
+				next = at
+			}
+		}
+		if !next.IsZero() {
+			// The timer has fired or not; drained or not, Reset (Go
+			// 1.23+ timers) leaves no stale value to receive.
+			timer.Reset(next.Sub(now))
 		}
 	}
 	return true
