@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"sync"
 	"syscall"
 
 	"github.com/pipes-go/pipes/internal/fanout"
@@ -25,7 +26,11 @@ import (
 //   - os.O_WRONLY returns a writer. If no reader has the fifo open (the
 //     kernel's ENXIO for a non-blocking open), the open still succeeds;
 //     writes fail with EPIPE until a reader connects. Use AsyncOpenFifo
-//     to wait for a reader instead.
+//     to wait for a reader instead. To open a writer without a reader,
+//     OpenFifo is the fifo's reader for the length of that open: a
+//     writer blocked in open(2) of the fifo elsewhere (another process,
+//     a shell's redirection) is woken by it, and finds no reader when it
+//     writes; an AsyncOpenFifo of this process goes on waiting.
 //   - os.O_RDWR returns both: a read-only and a write-only descriptor of
 //     the fifo, so each can be closed on its own. The reader sees no EOF
 //     while the writer is open, and EOF once it and any other writer are
@@ -65,13 +70,17 @@ func openFifo(path string, flag int, mode os.FileMode, readerOpened func()) (*Pi
 	case os.O_WRONLY:
 		f, err := open(os.O_WRONLY)
 		if errors.Is(err, syscall.ENXIO) {
-			// No reader: be one for the length of the open.
+			// No reader: be one for the length of the open, under
+			// passingReader (see there).
+			passingReader.Lock()
 			tmp, terr := open(os.O_RDONLY)
 			if terr != nil {
+				passingReader.Unlock()
 				return nil, nil, terr
 			}
 			f, err = open(os.O_WRONLY)
 			tmp.Close()
+			passingReader.Unlock()
 		}
 		if err != nil {
 			return nil, nil, err
@@ -115,8 +124,10 @@ func openFifo(path string, flag int, mode os.FileMode, readerOpened func()) (*Pi
 // AsyncOpenFifo opens the fifo at path in a new goroutine and sends the
 // result on the returned channel (buffered: the goroutine never waits for
 // the receiver). Unlike OpenFifo it waits for the peer: an os.O_WRONLY
-// open completes once a reader has the fifo open, an os.O_RDONLY one once
-// a writer has. os.O_RDWR completes at once. If flag has os.O_CREATE the
+// open completes once a reader has the fifo open (and has it still when
+// the open returns: a reader that came and went, OpenFifo's for its
+// open of a writer say, is waited past), an os.O_RDONLY one once a
+// writer has. os.O_RDWR completes at once. If flag has os.O_CREATE the
 // fifo is created before AsyncOpenFifo returns, and creation errors are
 // returned directly. The open cannot be cancelled: the goroutine (and an
 // OS thread, blocked in open(2)) lives until a peer opens the fifo.
@@ -142,6 +153,14 @@ func asyncOpenFifo(path string, flag int, mode os.FileMode, readerOpened func())
 		// A blocking open waits for the peer; os.OpenFile then puts the
 		// descriptor in non-blocking mode on the netpoller.
 		f, err := os.OpenFile(path, acc|flagsKept(flag&^unix.O_NONBLOCK), 0)
+		for err == nil && acc == os.O_WRONLY && !fifoHasReader(f) {
+			// The open was woken by a reader that is gone again: one
+			// of the fifo for the length of an open only (OpenFifo's
+			// os.O_WRONLY without a reader is such an open). Its
+			// writes would fail with EPIPE: wait for a reader again.
+			f.Close()
+			f, err = os.OpenFile(path, acc|flagsKept(flag&^unix.O_NONBLOCK), 0)
+		}
 		if err == nil {
 			err = checkFifo(f)
 		}
@@ -321,6 +340,37 @@ func (r *PipeReader) waitEnded() (eof bool, err error) {
 		return false, r.waitErr(err)
 	}
 	return true, nil
+}
+
+// passingReader is held by an OpenFifo(os.O_WRONLY) while it is a reader
+// of the fifo for the length of its open of the writer (the kernel
+// refuses a non-blocking writer while there is no reader). That reader
+// wakes the writers blocked in an open of the fifo: an AsyncOpenFifo's
+// writer looks for a reader only once no OpenFifo of this process is
+// passing, so as not to take one for a reader (a blocking open(2) of
+// the fifo by another process is woken all the same, and finds no
+// reader as soon as it writes).
+var passingReader sync.Mutex
+
+// fifoHasReader reports whether f, a write end, has a reader: poll(2)
+// reports POLLERR on the write end of a pipe or fifo that has none. For
+// anything else (not a fifo: checkFifo refuses it next) it reports true.
+// It waits for a passing reader to be gone first (passingReader).
+func fifoHasReader(f *os.File) bool {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return true
+	}
+	passingReader.Lock()
+	defer passingReader.Unlock()
+	has := true
+	rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		if _, err := unix.Poll(fds, 0); err == nil {
+			has = fds[0].Revents&unix.POLLERR == 0
+		}
+	})
+	return has
 }
 
 // fifoEvents polls fd without waiting; 0 if poll fails.
