@@ -201,9 +201,37 @@ func pacedRead(ctx context.Context, r io.Reader, l *Limiter, p []byte) (int, err
 	if err != nil {
 		return 0, err
 	}
-	n, err := r.Read(p[:g])
+	n, err := readPaced(ctx, r, p[:g])
 	l.Refund(g - n)
 	return n, err
+}
+
+// readPaced is r.Read(p), but where r is a *RateLimitedReader, also
+// inside *io.LimitedReaders, its Limiter's waits end with ctx too: limits
+// nested (a copy's own around one its copies share, say), whose inner
+// Read would otherwise wait for a grant with no context, and keep a
+// cancelled copy waiting for the inner Limiter's turn.
+func readPaced(ctx context.Context, r io.Reader, p []byte) (int, error) {
+	switch x := r.(type) {
+	case *RateLimitedReader:
+		if x != nil {
+			return pacedRead(ctx, x.R, x.L, p)
+		}
+	case *io.LimitedReader:
+		if x != nil {
+			// io.LimitedReader's Read, reading x.R with readPaced.
+			if x.N <= 0 {
+				return 0, io.EOF
+			}
+			if int64(len(p)) > x.N {
+				p = p[:x.N]
+			}
+			n, err := readPaced(ctx, x.R, p)
+			x.N -= int64(n)
+			return n, err
+		}
+	}
+	return r.Read(p)
 }
 
 // pacedReader is a RateLimitedReader whose waits end with ctx: the
