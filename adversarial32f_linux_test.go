@@ -291,3 +291,52 @@ func TestAdv32fNestedLimiterCancel(t *testing.T) {
 		}
 	}
 }
+
+// TestAdv32fCopierNilEnds: a nil reader or writer fails NewCopier and
+// Add with an error matching os.ErrInvalid, as a nil *os.File's methods
+// fail, and as a *PipeReader or *PipeWriter with no file did already;
+// a nil one failed with an error that matched nothing.
+func TestAdv32fCopierNilEnds(t *testing.T) {
+	fdtest.Check(t)
+	src, w, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	defer w.Close()
+	outR, out, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outR.Close()
+	defer out.Close()
+	cases := []struct {
+		name string
+		err  func() error
+	}{
+		{"nil reader", func() error { _, err := NewCopier(context.Background(), nil); return err }},
+		{"reader without a file", func() error { _, err := NewCopier(context.Background(), &PipeReader{}); return err }},
+		{"nil writer", func() error { _, err := NewCopier(context.Background(), src, out, nil); return err }},
+		{"writer without a file", func() error { _, err := NewCopier(context.Background(), src, &PipeWriter{}); return err }},
+	}
+	for _, c := range cases {
+		if err := c.err(); !errors.Is(err, os.ErrInvalid) {
+			t.Errorf("NewCopier with a %s: %v; want an error matching os.ErrInvalid", c.name, err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cp, err := NewCopier(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pw := range []*PipeWriter{nil, {}} {
+		if err := cp.Add(pw); !errors.Is(err, os.ErrInvalid) {
+			t.Errorf("Add(%#v): %v; want an error matching os.ErrInvalid", pw, err)
+		}
+	}
+	cancel()
+	if err := cp.Wait(); !errors.Is(err, context.Canceled) {
+		t.Errorf("Wait = %v", err)
+	}
+}

@@ -74,7 +74,8 @@ type copierFan interface {
 
 // NewCopier starts copying from r to writers (none is fine: see Add) until
 // r reaches EOF or ctx ends. A nil ctx means context.Background(). It
-// fails if r or a writer is nil or has no usable descriptor (one closed
+// fails if r or a writer is nil (an error matching os.ErrInvalid, as a
+// nil *os.File's methods fail) or has no usable descriptor (one closed
 // already: an error matching os.ErrClosed), if a writer is given twice
 // (os.ErrInvalid), or, on Linux, if r is not a pipe or the private pipes
 // or /dev/null cannot be opened.
@@ -83,7 +84,7 @@ func NewCopier(ctx context.Context, r *PipeReader, writers ...*PipeWriter) (*Cop
 		ctx = context.Background()
 	}
 	if r == nil {
-		return nil, errors.New("pipes: NewCopier: nil reader")
+		return nil, fmt.Errorf("pipes: NewCopier: nil reader: %w", os.ErrInvalid)
 	}
 	if err := usable(r.f, "read"); err != nil {
 		return nil, err
@@ -110,8 +111,8 @@ func startCopier(ctx context.Context, r *PipeReader, fan copierFan, writers []*P
 
 // Add adds a writer. It receives the bytes the copier reads from now on.
 // It fails with ErrCopierStopped once the copier has stopped, if w is nil
-// or closed (an error matching os.ErrClosed), if the copier writes to w
-// already (an error matching os.ErrInvalid: two streams into one pipe
+// (an error matching os.ErrInvalid) or closed (os.ErrClosed), if the
+// copier writes to w already (os.ErrInvalid: two streams into one pipe
 // would interleave), and, on Linux, if its private pipe cannot be
 // opened.
 func (c *Copier) Add(w *PipeWriter) error {
@@ -126,7 +127,7 @@ func (c *Copier) Add(w *PipeWriter) error {
 
 func (c *Copier) join(w *PipeWriter) error {
 	if w == nil {
-		return errors.New("pipes: Copier: nil writer")
+		return fmt.Errorf("pipes: Copier: nil writer: %w", os.ErrInvalid)
 	}
 	if err := usable(w.f, "write"); err != nil {
 		return err
