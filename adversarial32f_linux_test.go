@@ -340,3 +340,23 @@ func TestAdv32fCopierNilEnds(t *testing.T) {
 		t.Errorf("Wait = %v", err)
 	}
 }
+
+// TestAdv32fTakeEndedContext: Limiter.Take with a context that has
+// ended fails with its error and takes nothing, as documented, however
+// many bytes the bucket holds: its turn was free, and select took it or
+// the context's end at random, and a full bucket then granted bytes to
+// about every other call.
+func TestAdv32fTakeEndedContext(t *testing.T) {
+	l := NewLimiter(1, 64<<10) // refills a byte a second: the test takes it all
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := range 200 {
+		if n, err := l.Take(ctx, 1<<10); n != 0 || !errors.Is(err, context.Canceled) {
+			t.Fatalf("Take %d with an ended context = %d, %v; want 0 and context.Canceled", i, n, err)
+		}
+	}
+	// Nothing was taken: the bucket still holds (about) its burst.
+	if n, err := l.Take(context.Background(), 64<<10); n < 64<<10-1 || err != nil {
+		t.Errorf("Take after = %d, %v; want the full burst", n, err)
+	}
+}

@@ -97,6 +97,11 @@ func (l *Limiter) Take(ctx context.Context, max int) (int, error) {
 	case <-ctx.Done():
 		return 0, ctxerr.Wrap("pipes: rate limit", ctx, nil)
 	}
+	if ctx.Err() != nil {
+		// Ended before the turn came, or before the call: select took
+		// the turn at random, and a bucket with bytes would grant them.
+		return 0, ctxerr.Wrap("pipes: rate limit", ctx, nil)
+	}
 	want := min(max, l.quantum)
 	var timer *time.Timer
 	defer func() {
