@@ -26,22 +26,22 @@ func stopAll(ds []*Dest, reason error) {
 
 // awaitAll waits for every destination's goroutine to return once the
 // source has ended. With an eviction deadline, a destination that
-// delivers nothing for p.EvictAfter is evicted p.EvictAfter after its
-// last progress (or the start of the wait), each on its own clock: two
-// periodic samples that found no progress between them would evict one
-// that stalled right after a sample only up to twice that late. If ctx
-// ends, all are stopped and awaitAll returns false.
+// delivers nothing for p.EvictAfter is evicted: its count is sampled
+// four times per p.EvictAfter (never per byte, nor per progress kick,
+// which would cost a scan of every destination each), so that it is
+// evicted between p.EvictAfter and 1.25 times that after its last
+// progress or the start of the wait, as a relay's idle timeout ends it.
+// If ctx ends, all are stopped and awaitAll returns false.
 func awaitAll(ctx context.Context, ds []*Dest, progress chan struct{}, p Policy) bool {
-	var timer *time.Timer
-	var fire <-chan time.Time
+	var tick <-chan time.Time
 	if p.EvictAfter > 0 {
-		timer = time.NewTimer(p.EvictAfter)
-		defer timer.Stop()
-		fire = timer.C
+		t := time.NewTicker(max(p.EvictAfter/4, time.Millisecond))
+		defer t.Stop()
+		tick = t.C
 	}
 	now := time.Now()
 	last := make([]int64, len(ds))      // written when last seen to change
-	since := make([]time.Time, len(ds)) // when that was
+	since := make([]time.Time, len(ds)) // the sample that saw that
 	for i, d := range ds {
 		last[i], since[i] = d.written.Load(), now
 	}
@@ -51,39 +51,25 @@ func awaitAll(ctx context.Context, ds []*Dest, progress chan struct{}, p Policy)
 		case <-ctx.Done():
 			stopAll(ds, ctxError(ctx))
 			return false
-		case <-fire:
-		}
-		if timer == nil {
-			continue
-		}
-		// Progress kicks are coalesced: every destination is looked at
-		// on each wake, and the timer is set for the earliest of the
-		// running ones' deadlines.
-		now := time.Now()
-		var next time.Time
-		for i, d := range ds {
-			if n := d.written.Load(); n != last[i] {
-				last[i], since[i] = n, now
-			}
-			if d.state() != running {
-				continue
-			}
-			at := since[i].Add(p.EvictAfter)
-			if !now.Before(at) {
-				d.stop(d.evicted(p.EvictAfter))
-				continue
-			}
-			if next.IsZero() || at.Before(next) {
-				next = at
-			}
-		}
-		if !next.IsZero() {
-			// The timer has fired or not; drained or not, Reset (Go
-			// 1.23+ timers) leaves no stale value to receive.
-			timer.Reset(next.Sub(now))
+		case <-tick:
+			evictIdle(ds, last, since, time.Now(), p.EvictAfter)
 		}
 	}
 	return true
+}
+
+// evictIdle evicts, at the sample taken at now, each running destination
+// of ds whose count (last, as sampled at since) has not changed for d.
+func evictIdle(ds []*Dest, last []int64, since []time.Time, now time.Time, d time.Duration) {
+	for i, dst := range ds {
+		if n := dst.written.Load(); n != last[i] {
+			last[i], since[i] = n, now
+			continue
+		}
+		if dst.state() == running && now.Sub(since[i]) >= d {
+			dst.stop(dst.evicted(d))
+		}
+	}
 }
 
 // errPanicked is the reason the destinations of a fan-out are stopped
