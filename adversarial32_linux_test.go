@@ -68,7 +68,17 @@ var adv32Ends = []struct {
 		a, b := tcpPair(t)
 		t.Cleanup(func() { a.Close(); b.Close() })
 		s, c := adv25TLS(t, a, b)
-		go c.Handshake()
+		// Both handshakes done before the copy: one the copy's first
+		// Read ran, and a deadline of the copy's timeout ended, would
+		// leave tls.Conn its error for good (as under io.Copy).
+		done := make(chan error, 1)
+		go func() { done <- c.Handshake() }()
+		if err := s.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 		return s, c
 	}},
 }
