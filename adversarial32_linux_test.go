@@ -4,6 +4,7 @@ package pipes
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -67,19 +68,10 @@ var adv32Ends = []struct {
 	{"tls", func(t *testing.T) (io.ReadWriter, io.ReadWriter) {
 		a, b := tcpPair(t)
 		t.Cleanup(func() { a.Close(); b.Close() })
-		s, c := adv25TLS(t, a, b)
 		// Both handshakes done before the copy: one the copy's first
 		// Read ran, and a deadline of the copy's timeout ended, would
 		// leave tls.Conn its error for good (as under io.Copy).
-		done := make(chan error, 1)
-		go func() { done <- c.Handshake() }()
-		if err := s.Handshake(); err != nil {
-			t.Fatal(err)
-		}
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-		return s, c
+		return adv32TLS(t, a, b)
 	}},
 }
 
@@ -180,7 +172,7 @@ func TestAdv32TieEndsKinds(t *testing.T) {
 							<-sent
 							return
 						}
-						adv32Usable(t, a, pa)
+						checkUsable(t, a, pa)
 					})
 				}
 			}
@@ -188,24 +180,19 @@ func TestAdv32TieEndsKinds(t *testing.T) {
 	}
 }
 
-// adv32Usable checks that end reads what peer writes and peer what end
-// writes.
-func adv32Usable(t *testing.T, end, peer io.ReadWriter) {
+// adv32TLS is adv25TLS with both handshakes complete.
+func adv32TLS(t *testing.T, s, c net.Conn) (server, client *tls.Conn) {
 	t.Helper()
-	for _, dir := range []struct {
-		w io.Writer
-		r io.Reader
-	}{{peer, end}, {end, peer}} {
-		wrote := make(chan error, 1)
-		go func() { _, err := dir.w.Write([]byte("again")); wrote <- err }()
-		buf := make([]byte, 5)
-		if _, err := io.ReadFull(dir.r, buf); err != nil || string(buf) != "again" {
-			t.Fatalf("after the copy: read %q, %v", buf, err)
-		}
-		if err := <-wrote; err != nil {
-			t.Fatalf("after the copy: write: %v", err)
-		}
+	server, client = adv25TLS(t, s, c)
+	done := make(chan error, 1)
+	go func() { done <- client.Handshake() }()
+	if err := server.Handshake(); err != nil {
+		t.Fatal(err)
 	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return server, client
 }
 
 // TestAdv32ResetTLSNotPassedOn: a's peer resets while the relay writes
@@ -220,16 +207,7 @@ func TestAdv32ResetTLSNotPassedOn(t *testing.T) {
 			t.Cleanup(func() { raw.Close(); praw.Close() })
 			var a io.ReadWriter = raw
 			if kind == "tls" {
-				s, c := adv25TLS(t, raw, praw)
-				hs := make(chan error, 1)
-				go func() { hs <- c.Handshake() }()
-				if err := s.Handshake(); err != nil {
-					t.Fatal(err)
-				}
-				if err := <-hs; err != nil {
-					t.Fatal(err)
-				}
-				a = s
+				a, _ = adv32TLS(t, raw, praw)
 			}
 			b, pb := tcpPair(t)
 			t.Cleanup(func() { b.Close(); pb.Close() })

@@ -388,8 +388,9 @@ func TestRelayIdleTimeout(t *testing.T) {
 }
 
 // checkUsable checks that end reads what peer writes and peer what end
-// writes, with no deadline left behind by a relay that was ended.
-func checkUsable(t *testing.T, end io.ReadWriter, peer net.Conn) {
+// writes, with no deadline left behind by a relay or a copy that was
+// ended.
+func checkUsable(t *testing.T, end, peer io.ReadWriter) {
 	t.Helper()
 	for _, dir := range []struct {
 		w io.Writer
@@ -399,10 +400,10 @@ func checkUsable(t *testing.T, end io.ReadWriter, peer net.Conn) {
 		go func() { _, err := dir.w.Write([]byte("again")); wrote <- err }()
 		buf := make([]byte, 5)
 		if _, err := io.ReadFull(dir.r, buf); err != nil || string(buf) != "again" {
-			t.Fatalf("reading after the relay: %q, %v", buf, err)
+			t.Fatalf("reading after the relay or copy: %q, %v", buf, err)
 		}
 		if err := <-wrote; err != nil {
-			t.Fatalf("writing after the relay: %v", err)
+			t.Fatalf("writing after the relay or copy: %v", err)
 		}
 	}
 }
