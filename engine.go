@@ -403,6 +403,8 @@ type copySource struct {
 func (s copySource) wrap(ctx context.Context, r io.Reader) (_ io.Reader, settle func()) {
 	if s.pacer != nil {
 		r = &pacedReader{ctx: ctx, r: r, l: s.pacer}
+	} else if hasLimiter(r) {
+		r = &nestedPaced{ctx: ctx, r: r}
 	}
 	if s.lr == nil {
 		return r, func() {}
@@ -456,10 +458,10 @@ func copyUserspace(ctx context.Context, life *lifetime, dst io.Writer, src io.Re
 	if !s.files {
 		blocking, wrapped = blockingSource(ctx, s.r)
 	}
-	if pr, ok := s.r.(*PipeReader); ok || s.pacer != nil || wrapped {
+	if pr, ok := s.r.(*PipeReader); ok || s.pacer != nil || wrapped || hasLimiter(s.r) {
 		// Rebuild the chain: a *PipeReader hidden (its WriteTo would
 		// call the engine again), a descriptor in blocking mode read
-		// only once it has input, the Limiter's waits ended by ctx.
+		// only once it has input, the Limiters' waits ended by ctx.
 		r := blocking
 		if ok {
 			r = struct{ io.Reader }{pr}

@@ -285,7 +285,7 @@ func (e *Engine) fanOut(ctx context.Context, src io.Reader, ds []*fanout.Dest, p
 	}
 	e.stats.userspace[why].Add(1)
 	r, wrapped := blockingSource(ctx, s.r)
-	if !wrapped && s.pacer == nil {
+	if !wrapped && s.pacer == nil && !hasLimiter(s.r) {
 		// src as it is: a limit is its own *io.LimitedReader's.
 		fanout.RunUserspace(ctx, src, ds, p)
 		return

@@ -124,9 +124,9 @@ func openFifo(path string, flag int, mode os.FileMode, readerOpened func()) (*Pi
 // AsyncOpenFifo opens the fifo at path in a new goroutine and sends the
 // result on the returned channel (buffered: the goroutine never waits for
 // the receiver). Unlike OpenFifo it waits for the peer: an os.O_WRONLY
-// open completes once a reader has the fifo open (and has it still when
-// the open returns: a reader that came and went, OpenFifo's for its
-// open of a writer say, is waited past), an os.O_RDONLY one once a
+// open completes once a reader has the fifo open (and, on Linux, has it
+// still when the open returns: a reader that came and went, OpenFifo's
+// for its open of a writer say, is waited past), an os.O_RDONLY one once a
 // writer has. os.O_RDWR completes at once. If flag has os.O_CREATE the
 // fifo is created before AsyncOpenFifo returns, and creation errors are
 // returned directly. The open cannot be cancelled: the goroutine (and an
@@ -153,11 +153,12 @@ func asyncOpenFifo(path string, flag int, mode os.FileMode, readerOpened func())
 		// A blocking open waits for the peer; os.OpenFile then puts the
 		// descriptor in non-blocking mode on the netpoller.
 		f, err := os.OpenFile(path, acc|flagsKept(flag&^unix.O_NONBLOCK), 0)
-		for err == nil && acc == os.O_WRONLY && !fifoHasReader(f) {
+		for err == nil && acc == os.O_WRONLY && namedFifo(f) && !fifoHasReader(f) {
 			// The open was woken by a reader that is gone again: one
 			// of the fifo for the length of an open only (OpenFifo's
 			// os.O_WRONLY without a reader is such an open). Its
 			// writes would fail with EPIPE: wait for a reader again.
+			// (Not for an anonymous pipe, whose open never waits.)
 			f.Close()
 			f, err = os.OpenFile(path, acc|flagsKept(flag&^unix.O_NONBLOCK), 0)
 		}

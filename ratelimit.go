@@ -239,6 +239,34 @@ func readPaced(ctx context.Context, r io.Reader, p []byte) (int, error) {
 	return r.Read(p)
 }
 
+// nestedPaced reads r, which holds a Limiter the copy did not take off
+// (unwrapSource takes one, outside at most one *io.LimitedReader), with
+// that Limiter's waits ended by ctx (readPaced).
+type nestedPaced struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r *nestedPaced) Read(p []byte) (int, error) { return readPaced(r.ctx, r.r, p) }
+
+// hasLimiter reports whether r is a *RateLimitedReader, or one inside
+// *io.LimitedReaders: a reader whose Read may wait for a grant.
+func hasLimiter(r io.Reader) bool {
+	for {
+		switch x := r.(type) {
+		case *RateLimitedReader:
+			return x != nil
+		case *io.LimitedReader:
+			if x == nil {
+				return false
+			}
+			r = x.R
+		default:
+			return false
+		}
+	}
+}
+
 // pacedReader is a RateLimitedReader whose waits end with ctx: the
 // userspace path of a paced copy.
 type pacedReader struct {
