@@ -29,8 +29,9 @@ type fanOutConfig struct {
 // FanOutEvictAfter selects the eviction policy: a destination whose buffer
 // has had no room for the next chunk for d, while the others wait for it,
 // is dropped; after the source ended, one that accepts nothing for d is
-// dropped too (its count is sampled four times per d: it is dropped
-// between d and 1.25d after its last byte). Its Result.Err then wraps ErrEvicted and
+// dropped too (its count is sampled four times per d, at most once a
+// millisecond: it is dropped between d and 1.25d after its last byte,
+// for d of 4 ms and more). Its Result.Err then wraps ErrEvicted and
 // os.ErrDeadlineExceeded, and its Written counts what it received before.
 // d <= 0 selects the default policy, wait: every destination receives
 // every byte, at the pace of the slowest.

@@ -27,10 +27,11 @@ func stopAll(ds []*Dest, reason error) {
 // awaitAll waits for every destination's goroutine to return once the
 // source has ended. With an eviction deadline, a destination that
 // delivers nothing for p.EvictAfter is evicted: its count is sampled
-// four times per p.EvictAfter (never per byte, nor per progress kick,
-// which would cost a scan of every destination each), so that it is
-// evicted between p.EvictAfter and 1.25 times that after its last
-// progress or the start of the wait, as a relay's idle timeout ends it.
+// four times per p.EvictAfter, at most once a millisecond (never per
+// byte, nor per progress kick, which would cost a scan of every
+// destination each), so that it is evicted between p.EvictAfter and
+// 1.25 times that after its last progress or the start of the wait (for
+// p.EvictAfter of 4 ms and more), as a relay's idle timeout ends it.
 // If ctx ends, all are stopped and awaitAll returns false.
 func awaitAll(ctx context.Context, ds []*Dest, progress chan struct{}, p Policy) bool {
 	var tick <-chan time.Time
