@@ -188,7 +188,7 @@ func TestAdv32fAsyncWriterWaitsForRealReader(t *testing.T) {
 // TestAdv32fNestedLimiterCancel: a per-copy Limiter around a Limiter its
 // copies share (RateLimit of RateLimit, also with an *io.LimitedReader
 // between the two) is a documented use: one Limiter limits a sum, one
-// per copy a copy. The copy recognises the outer one; the inner one
+// per copy a copy; so is a shared Limiter behind two limits. The copy recognises the outer one; the inner one
 // was read through its Read, whose wait for a grant had no context: a
 // cancelled copy waited on for the shared Limiter's grant (here, hours
 // of it at 1 byte/s), and so did Engine.Close. The wait must end with
@@ -215,6 +215,11 @@ func TestAdv32fNestedLimiterCancel(t *testing.T) {
 		}},
 		{"limited-paced-paced", func(r io.Reader, shared, own *Limiter) io.Reader {
 			return io.LimitReader(RateLimit(RateLimit(r, shared), own), 50<<10)
+		}},
+		// No Limiter outside: the copy takes the outer limit off and
+		// reads the inner one, behind which the shared Limiter waits.
+		{"limited-limited-paced", func(r io.Reader, shared, _ *Limiter) io.Reader {
+			return io.LimitReader(io.LimitReader(RateLimit(r, shared), 80<<10), 50<<10)
 		}},
 	}
 	apis := []struct {
