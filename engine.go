@@ -401,10 +401,8 @@ type copySource struct {
 // limit. Once the copy has returned, settle moves the bytes read off the
 // caller's *io.LimitedReader.
 func (s copySource) wrap(ctx context.Context, r io.Reader) (_ io.Reader, settle func()) {
-	if s.pacer != nil {
+	if s.pacer != nil || hasLimiter(r) {
 		r = &pacedReader{ctx: ctx, r: r, l: s.pacer}
-	} else if hasLimiter(r) {
-		r = &nestedPaced{ctx: ctx, r: r}
 	}
 	if s.lr == nil {
 		return r, func() {}

@@ -354,7 +354,8 @@ func (r *PipeReader) waitEnded() (eof bool, err error) {
 var passingReader sync.Mutex
 
 // fifoHasReader reports whether f, a write end, has a reader: poll(2)
-// reports POLLERR on the write end of a pipe or fifo that has none. For
+// reports POLLERR (whatever the events asked) on the write end of a pipe
+// or fifo that has none, and a poll that fails counts as a reader. For
 // anything else (not a fifo: checkFifo refuses it next) it reports true.
 // It waits for a passing reader to be gone first (passingReader).
 func fifoHasReader(f *os.File) bool {
@@ -365,12 +366,7 @@ func fifoHasReader(f *os.File) bool {
 	passingReader.Lock()
 	defer passingReader.Unlock()
 	has := true
-	rc.Control(func(fd uintptr) {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-		if _, err := unix.Poll(fds, 0); err == nil {
-			has = fds[0].Revents&unix.POLLERR == 0
-		}
-	})
+	rc.Control(func(fd uintptr) { has = fifoEvents(int(fd))&unix.POLLERR == 0 })
 	return has
 }
 

@@ -239,16 +239,6 @@ func readPaced(ctx context.Context, r io.Reader, p []byte) (int, error) {
 	return r.Read(p)
 }
 
-// nestedPaced reads r, which holds a Limiter the copy did not take off
-// (unwrapSource takes one, outside at most one *io.LimitedReader), with
-// that Limiter's waits ended by ctx (readPaced).
-type nestedPaced struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (r *nestedPaced) Read(p []byte) (int, error) { return readPaced(r.ctx, r.r, p) }
-
 // hasLimiter reports whether r is a *RateLimitedReader, or one inside
 // *io.LimitedReaders: a reader whose Read may wait for a grant.
 func hasLimiter(r io.Reader) bool {
@@ -268,13 +258,18 @@ func hasLimiter(r io.Reader) bool {
 }
 
 // pacedReader is a RateLimitedReader whose waits end with ctx: the
-// userspace path of a paced copy.
+// userspace path of a paced copy. With no l it paces by the Limiters r
+// holds (hasLimiter: ones the copy did not take off, inside two
+// *io.LimitedReaders say), their waits ended by ctx too (readPaced).
 type pacedReader struct {
 	ctx context.Context
 	r   io.Reader
-	l   *Limiter
+	l   *Limiter // nil: r's own only
 }
 
 func (r *pacedReader) Read(p []byte) (int, error) {
+	if r.l == nil {
+		return readPaced(r.ctx, r.r, p)
+	}
 	return pacedRead(r.ctx, r.r, r.l, p)
 }
