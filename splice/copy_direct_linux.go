@@ -22,7 +22,6 @@ import (
 // first, so that closing dst meanwhile neither blocks in Close nor goes
 // unnoticed.
 func (c *copier) direct() (handled bool, err error) {
-	c.retryAt = -1
 	return c.run(c.directStep)
 }
 
@@ -125,7 +124,7 @@ func (c *copier) spliceFromSrc(rfd uintptr) bool {
 			endWithBytes = false
 			continue
 		}
-		if e == nil && c.src.afterEmptySplice != nil {
+		if c.src.afterEmptySplice != nil && (e == nil || e == unix.EAGAIN && c.src.socket()) {
 			c.src.afterEmptySplice(int(rfd))
 		}
 		switch {
@@ -201,13 +200,17 @@ func (c *copier) afterBlocked() step {
 }
 
 // retry handles stepRetry: EAGAIN from a splice, yet both sides looked
-// ready. From a socket src that is TCP's urgent mark (or input that came
-// meanwhile): a buffer round crosses the mark, or moves the input.
-// Otherwise a side usually became ready between the splice and the poll
-// (an ACK freed socket space): splice again at once. Only EAGAIN after
-// EAGAIN with nothing moved in between, and both sides still reported
-// ready, backs off.
+// ready. Usually a side became ready between the splice and the poll
+// (input arrived, an ACK freed socket space): the first retry after
+// progress splices again at once. EAGAIN after EAGAIN with nothing moved
+// in between (againUnmoved) is, from a socket src, TCP's urgent mark: a
+// buffer round crosses it. Otherwise, or when that round finds nothing,
+// the copy backs off before it splices again.
 func (c *copier) retry() step {
+	if !c.againUnmoved() {
+		c.backoff = 0
+		return stepRound
+	}
 	if c.src.socket() {
 		eof, again, err := c.bufferRound()
 		switch {
@@ -219,13 +222,8 @@ func (c *copier) retry() step {
 			return stepRound
 		}
 	}
-	if c.written != c.retryAt {
-		c.backoff = 0
-	} else {
-		c.backoff = min(max(2*c.backoff, 20*time.Microsecond), 5*time.Millisecond)
-		time.Sleep(c.backoff)
-	}
-	c.retryAt = c.written
+	c.backoff = min(max(2*c.backoff, 20*time.Microsecond), 5*time.Millisecond)
+	time.Sleep(c.backoff)
 	return stepRound
 }
 

@@ -59,10 +59,13 @@ type End struct {
 
 	// afterEmptySplice, a test's, is called with the source's
 	// descriptor after a splice from it found nothing: by the copy of a
-	// socket source after an EAGAIN, before the probe that checks that
-	// answer, and by a direct copy from a pipe after a 0, before it
+	// socket source after an EAGAIN, before the probe or poll that checks
+	// that answer, and by a direct copy from a pipe after a 0, before it
 	// looks for bytes in the pipe.
 	afterEmptySplice func(fd int)
+	// bufferRead, a test's, is called with the count of each read(2) of
+	// a buffer round that read bytes from the source.
+	bufferRead func(n int)
 }
 
 // Gate bounds how many copies sharing it are inside a system call that
@@ -525,7 +528,7 @@ type copier struct {
 	wfd      int
 	lastWait step // stepWaitSrc or stepWaitDst; stepRound before any wait
 	backoff  time.Duration
-	retryAt  int64 // c.written at the last stepRetry; -1 before any
+	retryAt  int64 // c.written at the last againUnmoved; -1 before any
 
 	// srcOff is a regular-file src's offset just after the copy's last
 	// read of it, learnt at its first read that may need putting back
@@ -579,7 +582,7 @@ var copiers = sync.Pool{New: func() any {
 // until EOF) from src to dst. The copy releases it once it has returned.
 func newCopier(ctx context.Context, limit int64, dst, src *End) *copier {
 	c := copiers.Get().(*copier)
-	c.ctx, c.limit, c.srcOff = ctx, limit, -1
+	c.ctx, c.limit, c.srcOff, c.retryAt = ctx, limit, -1, -1
 	c.src.End = *src
 	c.dst.End = *dst
 	return c
@@ -652,6 +655,18 @@ const (
 	// finds input costs a system call more than a splice.
 	readStream
 )
+
+// againUnmoved records a splice that answered EAGAIN although both
+// sides look ready (direct) or src has input (viaPipe), and reports
+// whether the last such splice came with no byte moved since. One alone
+// is a race with the peer (input or room came after the splice); two in
+// a row, from a socket src, are TCP's urgent mark, where splice answers
+// EAGAIN for as long as the marked byte is unread.
+func (c *copier) againUnmoved() bool {
+	repeat := c.written == c.retryAt
+	c.retryAt = c.written
+	return repeat
+}
 
 func (c *copier) more() bool { return c.limit < 0 || c.written < c.limit }
 
@@ -890,6 +905,9 @@ func (c *copier) bufferRound() (eof, again bool, err error) {
 	n, eof, again, err := c.readBuffer(buf)
 	if n == 0 {
 		return eof, again, err
+	}
+	if c.src.bufferRead != nil {
+		c.src.bufferRead(n)
 	}
 	left, err := c.writeAll(buf[:n])
 	if err != nil {

@@ -729,3 +729,79 @@ func TestSendfileCloseMidCopy(t *testing.T) {
 		}
 	}
 }
+
+// TestCopyInputAfterEmptySplice sends input to a socket source between
+// a splice that found it empty (EAGAIN) and the check of that answer
+// (direct: the poll of both sides; through a pipe: the probe), as a peer
+// does that writes while the copy looks. Both say input is there, as
+// they do at TCP's urgent mark; the copy must splice it, not take it for
+// the mark and read it through the userspace buffer. Only EAGAIN again,
+// with nothing moved in between, is the mark.
+func TestCopyInputAfterEmptySplice(t *testing.T) {
+	fdtest.Check(t)
+	for _, tc := range []struct {
+		src string // the network of the source
+		dst dstKind
+	}{
+		{"tcp", dstKinds[1]},  // pipe: direct
+		{"unix", dstKinds[1]}, // pipe: direct
+		{"tcp", dstKinds[4]},  // unix: through a pipe
+		{"unix", dstKinds[3]}, // tcp: through a pipe
+	} {
+		t.Run(tc.src+"-"+tc.dst.name, func(t *testing.T) {
+			a, peer := connPair(t, tc.src)
+			defer a.Close()
+			defer peer.Close()
+			d := tc.dst.make(t)
+			msg := []byte("input that came after the splice")
+			src := endOf(t, a.(syscall.Conn), true)
+			hooked, readBytes := 0, 0
+			src.afterEmptySplice = func(fd int) {
+				if hooked++; hooked == 1 {
+					if _, err := peer.Write(msg); err != nil {
+						t.Error(err)
+					}
+					pollFd(fd, unix.POLLIN, -1)
+				}
+			}
+			src.bufferRead = func(n int) { readBytes += n }
+			dst := endOf(t, d.conn, false)
+			dst.Meter = closeWriteAt{peer.(closeWriter), int64(len(msg)), new(atomic.Int64)}
+			var (
+				n   int64
+				err error
+			)
+			fdtest.Within(t, 10*time.Second, func() {
+				n, _, err = Copy(context.Background(), dst, src, -1, nil)
+			})
+			got := d.finish()
+			if err != nil || n != int64(len(msg)) || !bytes.Equal(got, msg) {
+				t.Fatalf("Copy = %d, %v, dst got %q; want %d, nil, %q", n, err, got, len(msg), msg)
+			}
+			if hooked == 0 {
+				t.Fatal("no splice from the source answered EAGAIN")
+			}
+			if readBytes != 0 {
+				t.Errorf("%d bytes went through the userspace buffer; want all spliced", readBytes)
+			}
+		})
+	}
+}
+
+type closeWriter interface{ CloseWrite() error }
+
+// closeWriteAt is a Meter that shuts c down for writing once the count
+// reaches at: the source's peer ends its input once all of it arrived.
+type closeWriteAt struct {
+	c  closeWriter
+	at int64
+	n  *atomic.Int64
+}
+
+func (m closeWriteAt) Add(delta int64) int64 {
+	n := m.n.Add(delta)
+	if n-delta < m.at && n >= m.at {
+		m.c.CloseWrite()
+	}
+	return n
+}

@@ -90,8 +90,10 @@ func (c *copier) pipeRound() step {
 // tells TCP's urgent mark, where splice answers EAGAIN (or 0) although
 // input follows, from an empty socket. A splice that answers EAGAIN
 // without a probe before it is checked with one; if input is there, the
-// mark is crossed by a buffer round (stepBuffer). While a probe keeps
-// finding input (a stream arriving in pieces), short fills go unprobed
+// copy splices again (the input came after the splice), and if that
+// answers EAGAIN with input there too (againUnmoved), the mark is
+// crossed by a buffer round (stepBuffer). While a probe keeps finding
+// input (a stream arriving in pieces), short fills go unprobed
 // (readStream). A probe that fails fails the copy with its error, also
 // one after a splice that answered EAGAIN: recv reports a socket's
 // pending error (a reset that came after the splice) and clears it, and
@@ -144,8 +146,13 @@ func (c *copier) fillPipe(fd uintptr) bool {
 				c.src.afterEmptySplice(int(fd))
 			}
 			switch n, e := peek(int(fd), &c.peekBuf); {
+			case e == nil && n > 0 && c.againUnmoved():
+				c.next = stepBuffer // input, yet EAGAIN twice: the urgent mark
+				return true
 			case e == nil && n > 0:
-				c.next = stepBuffer // input, yet EAGAIN: the urgent mark
+				// Input came after the splice: splice again.
+				c.putPipe()
+				c.next = stepRound
 				return true
 			case e != nil && e != unix.EAGAIN:
 				// A reset after the splice, which the probe took:
