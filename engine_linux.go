@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pipes-go/pipes/internal/ctxerr"
+	"github.com/pipes-go/pipes/internal/fd"
 	"github.com/pipes-go/pipes/internal/uring"
 	"github.com/pipes-go/pipes/splice"
 )
@@ -144,6 +145,9 @@ func (s *sysEngine) poolStats(st *Stats) {
 // then copies in userspace. w and r are the caller's values.
 func (s *sysEngine) copyFD(ctx context.Context, life *lifetime, w io.Writer, r io.Reader, limit int64, m *meter, pacer *Limiter) (int64, fallback, error) {
 	var e ends
+	if filesFirst(w, r, &e) {
+		return 0, fallbackFileToFile, nil
+	}
 	n, done, err := s.sendfileFirst(ctx, life, w, r, limit, m, pacer, &e)
 	if done {
 		return n, inKernel, err
@@ -184,6 +188,33 @@ func (s *sysEngine) copyFD(ctx context.Context, life *lifetime, w io.Writer, r i
 type ends struct {
 	dst, src endpoint
 	srcConn  syscall.RawConn // nil: not asked yet
+}
+
+// filesFirst reports two *os.File that copy_file_range(2) takes
+// (fd.CopyableFiles): the pair copyFD leaves to io.Copy, which copies it
+// with copy_file_range(2) (fallbackFileToFile). It costs one system call
+// where classifying both files costs three. A pair it does not take is
+// classified as if it had not been tried; r's RawConn is kept in e for
+// that.
+func filesFirst(w io.Writer, r io.Reader, e *ends) bool {
+	src, ok := r.(*os.File)
+	if !ok || src == nil {
+		return false
+	}
+	dst, ok := w.(*os.File)
+	if !ok || dst == nil {
+		return false
+	}
+	sc, err := src.SyscallConn()
+	if err != nil {
+		return false
+	}
+	dc, err := dst.SyscallConn()
+	if err != nil {
+		return false
+	}
+	e.srcConn = sc
+	return fd.CopyableFiles(sc, dc)
 }
 
 // sendfileFirst sends an *os.File to one of Go's stream sockets with
