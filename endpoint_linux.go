@@ -53,7 +53,7 @@ func (e *endpoint) set(rc syscall.RawConn, info fd.Info) {
 	e.Conn, e.Pipe = rc, info.Kind == kindPipe
 	e.Wake, e.Reset = nil, nil
 	e.Pacer, e.Meter, e.Gate = nil, nil, nil
-	e.Info = splice.Info{Mode: info.Mode, Flags: info.Flags}
+	e.Info = splice.Info{Mode: info.Mode, Flags: info.Flags, Family: info.Family}
 	e.kind, e.size, e.dev = info.Kind, info.Size, info.Dev
 }
 
@@ -132,7 +132,7 @@ func goStreamSocket(v any, e *endpoint) bool {
 			break
 		}
 		if a := x.LocalAddr(); a != nil && a.Network() == "unix" {
-			return knownEndpoint(x, fd.NonblockSocket, e)
+			return knownEndpoint(x, fd.NonblockUnixSocket, e)
 		}
 	}
 	return false

@@ -128,6 +128,8 @@ func (c *copier) spliceFromSrc(rfd uintptr) bool {
 			c.src.afterEmptySplice(int(rfd))
 		}
 		switch {
+		case e == nil && c.src.unixStream:
+			c.next = stepDone // EOF
 		case e == nil && c.src.socket():
 			c.next = stepBuffer // EOF, or TCP's urgent mark: read(2) tells
 		case e == nil && c.src.pipe() && !c.dst.pipe() && holdsBytes(int(rfd)):

@@ -64,7 +64,7 @@ type End struct {
 	// looks for bytes in the pipe.
 	afterEmptySplice func(fd int)
 	// bufferRead, a test's, is called with the count of each read(2) of
-	// a buffer round that read bytes from the source.
+	// a buffer round from the source (0: its end, or an error).
 	bufferRead func(n int)
 }
 
@@ -107,10 +107,16 @@ type Pacer interface {
 // or pooled, the socket timeouts it lowered, its wake-up on ctx).
 type Meter interface{ Add(delta int64) int64 }
 
-// Info describes a descriptor: its file type and status flags.
+// Info describes a descriptor: its file type and status flags, and a
+// socket's address family where the caller knows it.
 type Info struct {
 	Mode  uint32 // st_mode & S_IFMT: unix.S_IFREG, S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK, ...; 0: unknown
 	Flags int    // fcntl(F_GETFL): O_NONBLOCK, O_APPEND, ...
+	// Family is a socket's address family (unix.AF_UNIX, ...); 0:
+	// unknown, and Inspect leaves it so. A splice from a unix stream
+	// socket answers 0 only at its end, and Copy then ends without
+	// the read(2) that tells a TCP socket's end from its urgent mark.
+	Family int
 }
 
 // Inspect returns the Info of the descriptor behind c (fstat and
@@ -332,6 +338,7 @@ type side struct {
 	nonblock   bool   // O_NONBLOCK: Go's netpoller watches it
 	appendOnly bool   // O_APPEND
 	writeOnly  bool   // O_WRONLY: a read of it fails at once (EBADF)
+	unixStream bool   // an AF_UNIX stream socket: a splice from it answers 0 only at its end
 	known      bool   // the fields above are set
 }
 
@@ -345,6 +352,7 @@ func (s *side) apply(info Info) {
 	s.nonblock = info.Flags&unix.O_NONBLOCK != 0
 	s.appendOnly = info.Flags&unix.O_APPEND != 0
 	s.writeOnly = info.Flags&unix.O_ACCMODE == unix.O_WRONLY
+	s.unixStream = info.Mode == unix.S_IFSOCK && info.Family == unix.AF_UNIX
 }
 
 // inspectMode learns the descriptor's type, and its flags unless it is
@@ -903,11 +911,11 @@ func (c *copier) bufferRound() (eof, again bool, err error) {
 	}
 	buf := full[:c.chunk(len(full))]
 	n, eof, again, err := c.readBuffer(buf)
+	if c.src.bufferRead != nil && !again {
+		c.src.bufferRead(n)
+	}
 	if n == 0 {
 		return eof, again, err
-	}
-	if c.src.bufferRead != nil {
-		c.src.bufferRead(n)
 	}
 	left, err := c.writeAll(buf[:n])
 	if err != nil {

@@ -805,3 +805,57 @@ func (m closeWriteAt) Add(delta int64) int64 {
 	}
 	return n
 }
+
+// TestCopyUnixEOFUnread copies a unix stream socket to its end, into a
+// pipe (direct) and into a socket (through a pipe): given as a unix
+// socket (Info.Family), a splice's 0 ends the copy, with no read(2) to
+// tell its end from TCP's urgent mark; not given so, or a TCP socket,
+// the copy reads once at the end. (Through a pipe, the end after a
+// short fill is found by the probe instead: the rows there copy
+// nothing, so that the first splice finds the end.)
+func TestCopyUnixEOFUnread(t *testing.T) {
+	fdtest.Check(t)
+	for _, tc := range []struct {
+		src    string // the network of the source
+		family bool   // the source's End says AF_UNIX
+		dst    dstKind
+		msg    string
+		reads  int // read(2) calls of buffer rounds
+	}{
+		{"unix", true, dstKinds[1], "all of it, then the end", 0},
+		{"unix", true, dstKinds[3], "", 0},
+		{"unix", false, dstKinds[1], "all of it, then the end", 1},
+		{"unix", false, dstKinds[3], "", 1},
+		{"tcp", false, dstKinds[1], "all of it, then the end", 1},
+		{"tcp", false, dstKinds[4], "", 1},
+	} {
+		t.Run(fmt.Sprintf("%s-family=%v-%s", tc.src, tc.family, tc.dst.name), func(t *testing.T) {
+			a, peer := connPair(t, tc.src)
+			defer a.Close()
+			if _, err := peer.Write([]byte(tc.msg)); err != nil {
+				t.Fatal(err)
+			}
+			peer.Close()
+			d := tc.dst.make(t)
+			src := endOf(t, a.(syscall.Conn), true)
+			if tc.family {
+				src.Info = Info{Mode: unix.S_IFSOCK, Flags: unix.O_NONBLOCK, Family: unix.AF_UNIX}
+			}
+			reads := 0
+			src.bufferRead = func(int) { reads++ }
+			var (
+				n   int64
+				err error
+			)
+			fdtest.Within(t, 10*time.Second, func() {
+				n, _, err = Copy(context.Background(), endOf(t, d.conn, false), src, -1, nil)
+			})
+			if got := d.finish(); err != nil || n != int64(len(tc.msg)) || string(got) != tc.msg {
+				t.Fatalf("Copy = %d, %v, dst got %q; want %d, nil, %q", n, err, got, len(tc.msg), tc.msg)
+			}
+			if reads != tc.reads {
+				t.Errorf("%d reads through the buffer, want %d", reads, tc.reads)
+			}
+		})
+	}
+}

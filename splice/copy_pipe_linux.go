@@ -134,6 +134,9 @@ func (c *copier) fillPipe(fd uintptr) bool {
 		if m < chunk && c.src.socket() && c.read == readSplice {
 			c.read = readProbe
 		}
+	case e == nil && c.src.unixStream:
+		c.putPipe()
+		c.next = stepDone // EOF
 	case e == nil && c.src.socket():
 		c.next = stepBuffer // EOF, or the urgent mark: read(2) tells
 	case e == nil && c.mayReadMore(int(fd), c.srcOff): // srcOff: noteOffset ran

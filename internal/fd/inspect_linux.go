@@ -34,12 +34,13 @@ func (k Kind) String() string {
 
 // Info is what Inspect learnt of a descriptor.
 type Info struct {
-	Mode  uint32 // st_mode & S_IFMT
-	Flags int    // fcntl(F_GETFL): O_NONBLOCK, O_APPEND, ...; 0 where not read
-	Size  int64  // st_size
-	Dev   uint64 // st_dev and st_ino: which file it is; 0 in the known Infos
-	Ino   uint64
-	Kind  Kind
+	Mode   uint32 // st_mode & S_IFMT
+	Flags  int    // fcntl(F_GETFL): O_NONBLOCK, O_APPEND, ...; 0 where not read
+	Size   int64  // st_size
+	Dev    uint64 // st_dev and st_ino: which file it is; 0 in the known Infos
+	Ino    uint64
+	Kind   Kind
+	Family int // a socket's address family, where known without a system call (NonblockUnixSocket); 0 from Inspect
 }
 
 // Need says what Inspect reads besides fstat(2).
@@ -67,6 +68,8 @@ var (
 	NonblockPipe = Info{Mode: unix.S_IFIFO, Flags: unix.O_NONBLOCK, Kind: KindPipe}
 	// NonblockSocket is a stream socket on Go's netpoller.
 	NonblockSocket = Info{Mode: unix.S_IFSOCK, Flags: unix.O_NONBLOCK, Kind: KindSocket}
+	// NonblockUnixSocket is a unix stream socket on Go's netpoller.
+	NonblockUnixSocket = Info{Mode: unix.S_IFSOCK, Flags: unix.O_NONBLOCK, Kind: KindSocket, Family: unix.AF_UNIX}
 )
 
 // Inspect fstats the descriptor behind c and reads what need asks for,
