@@ -13,7 +13,9 @@ import (
 // with EINVAL, EISDIR, EBADF or EXDEV otherwise, checked before it looks
 // at the length. Nothing moves, and neither offset. One system call
 // tells what fstat(2) of each and fcntl(F_GETFL) of dst would. It is
-// false where either RawConn fails (a closed file).
+// false where either RawConn fails (a closed file). (Two pidfds pass
+// too: the kernel makes them regular files inside, though fstat(2)
+// gives them no type; io.Copy then fails on them as it would anyway.)
 func CopyableFiles(src, dst syscall.RawConn) bool {
 	p := filePair{dst: dst}
 	if err := src.Control(p.withSrc); err != nil {
