@@ -316,7 +316,7 @@ func adv33uParkedCPU() error {
 	time.Sleep(span)
 	syscall.Getrusage(syscall.RUSAGE_SELF, &after)
 	cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
-	if cpu > span/2 {
+	if cpu > span*3/4 { // a spinning core, not the runtime's background work
 		return fmt.Errorf("parked copy: the process used %v of CPU in %v", cpu, span)
 	}
 	return nil
