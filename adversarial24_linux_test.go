@@ -281,20 +281,6 @@ func fanOutToSinks(t *testing.T, e *Engine, src io.Reader, data []byte) {
 	}
 }
 
-// sendUnixOOB sends b as out-of-band data (MSG_OOB) on the unix stream
-// socket c.
-func sendUnixOOB(c *net.UnixConn, b byte) error {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.Send(int(fd), []byte{b}, unix.MSG_OOB) }); err != nil {
-		return err
-	}
-	return serr
-}
-
 // TestAdv24UnixUrgent copies from a unix stream socket whose peer sent
 // out-of-band data (MSG_OOB, as TCP's urgent data: a read(2) stops at
 // its mark and then steps over the byte, unless SO_OOBINLINE) into
@@ -320,7 +306,7 @@ func TestAdv24UnixUrgent(t *testing.T) {
 		{"big", false, []step{{data: big[:150<<10]}, {oob: '!'}, {data: big[150<<10:]}}},
 	}
 	a, b := unixPair(t)
-	err := sendUnixOOB(b, '!')
+	err := fdtest.SendOOBByte(b, '!')
 	a.Close()
 	b.Close()
 	if err != nil {
@@ -345,7 +331,7 @@ func TestAdv24UnixUrgent(t *testing.T) {
 			for _, s := range steps {
 				var err error
 				if s.data == nil {
-					err = sendUnixOOB(b, s.oob)
+					err = fdtest.SendOOBByte(b, s.oob)
 				} else {
 					_, err = b.Write(s.data)
 				}

@@ -133,18 +133,6 @@ func adv33uSource(t *testing.T, network string, inline, blocking bool) (io.ReadW
 	return f, b
 }
 
-func adv33uSendOOB(c net.Conn, b byte) error {
-	rc, err := c.(syscall.Conn).SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.Send(int(fd), []byte{b}, unix.MSG_OOB) }); err != nil {
-		return err
-	}
-	return serr
-}
-
 // TestAdv33uUrgentPublic copies, through an Engine's Copy, CopyContext,
 // CopyAsync and Relay (what the package's functions run on
 // DefaultEngine), from a TCP or unix stream socket whose peer sends urgent
@@ -160,7 +148,7 @@ func TestAdv33uUrgentPublic(t *testing.T) {
 	fdtest.Check(t)
 	{
 		a, b := unixPair(t)
-		err := adv33uSendOOB(b, '!')
+		err := fdtest.SendOOBByte(b, '!')
 		a.Close()
 		b.Close()
 		if err != nil {
@@ -208,7 +196,7 @@ func TestAdv33uUrgentPublic(t *testing.T) {
 						t.Run(name, func(t *testing.T) {
 							if network == "unix" {
 								a, b := unixPair(t)
-								err := adv33uSendOOB(b, '!')
+								err := fdtest.SendOOBByte(b, '!')
 								a.Close()
 								b.Close()
 								if err != nil {
@@ -260,7 +248,7 @@ func adv33uPublic(t *testing.T, network, sinkKind string, inline, blocking bool,
 	var feedErr error // the feeder's, read once fed is closed
 	oob := func(b byte) {
 		if await() {
-			if err := adv33uSendOOB(peer, b); err != nil {
+			if err := fdtest.SendOOBByte(peer, b); err != nil {
 				feedErr = errors.Join(feedErr, fmt.Errorf("MSG_OOB: %w", err))
 			}
 			if inline {

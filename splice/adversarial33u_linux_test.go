@@ -41,19 +41,6 @@ func adv33uOOB(b byte) adv33uStep { return adv33uStep{oob: b} }
 
 var adv33uPause = adv33uStep{pause: true}
 
-// adv33uSendOOB sends b with MSG_OOB on c (TCP or unix stream).
-func adv33uSendOOB(c net.Conn, b byte) error {
-	rc, err := c.(syscall.Conn).SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.Send(int(fd), []byte{b}, unix.MSG_OOB) }); err != nil {
-		return err
-	}
-	return serr
-}
-
 // adv33uPair returns a connection of network (tcp, unix): the end the
 // copy reads, with SO_OOBINLINE if inline, in blocking mode (an
 // *os.File the netpoller does not watch) if blocking, and its peer.
@@ -119,7 +106,7 @@ func adv33uSend(t *testing.T, b net.Conn, steps []adv33uStep) {
 		if s.data != nil {
 			_, err = b.Write(s.data)
 		} else {
-			err = adv33uSendOOB(b, s.oob)
+			err = fdtest.SendOOBByte(b, s.oob)
 		}
 		if err != nil {
 			t.Errorf("feeding the source: %v", err)
@@ -239,7 +226,7 @@ func adv33uUnixOOB(t *testing.T) error {
 	a, b := connPair(t, "unix")
 	defer a.Close()
 	defer b.Close()
-	return adv33uSendOOB(b, '!')
+	return fdtest.SendOOBByte(b, '!')
 }
 
 // TestAdv33uUrgentLive copies from a TCP or unix stream socket whose
@@ -338,7 +325,7 @@ func adv33uLive(t *testing.T, network string, dk dstKind, inline, blocking bool,
 				if !await() {
 					return
 				}
-				err = adv33uSendOOB(b, s.oob)
+				err = fdtest.SendOOBByte(b, s.oob)
 				if inline {
 					want = append(want, s.oob)
 				}
@@ -411,7 +398,7 @@ func TestAdv33uUrgentCancel(t *testing.T) {
 					if _, err := b.Write(before); err != nil {
 						t.Fatal(err)
 					}
-					if err := adv33uSendOOB(b, '!'); err != nil {
+					if err := fdtest.SendOOBByte(b, '!'); err != nil {
 						t.Fatal(err)
 					}
 					m := new(countMeter)

@@ -2,6 +2,7 @@ package fdtest
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -167,12 +168,25 @@ func SparseTmpfsFile(t testing.TB, size int64) string {
 // reader's splice stops at its mark.
 func SendOOB(t testing.TB, c *net.TCPConn) {
 	t.Helper()
-	rc, err := c.SyscallConn()
+	if err := SendOOBByte(c, '!'); err != nil {
+		t.Fatalf("send MSG_OOB: %v", err)
+	}
+}
+
+// SendOOBByte sends b with MSG_OOB on the stream socket c: TCP's urgent
+// byte, or a unix stream socket's out-of-band byte.
+func SendOOBByte(c net.Conn, b byte) error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return fmt.Errorf("MSG_OOB on a %T: no descriptor", c)
+	}
+	rc, err := sc.SyscallConn()
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.Send(int(fd), []byte{'!'}, unix.MSG_OOB) }); err != nil || serr != nil {
-		t.Fatalf("send MSG_OOB: %v, %v", err, serr)
+	if err := rc.Control(func(fd uintptr) { serr = unix.Send(int(fd), []byte{b}, unix.MSG_OOB) }); err != nil {
+		return err
 	}
+	return serr
 }
