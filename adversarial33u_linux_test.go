@@ -299,12 +299,7 @@ func adv33uPublic(t *testing.T, network, sinkKind string, inline, blocking bool,
 func adv33uParkedCPU() error {
 	const span = 100 * time.Millisecond
 	time.Sleep(20 * time.Millisecond) // the copy reaches its wait
-	var before, after syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
-	time.Sleep(span)
-	syscall.Getrusage(syscall.RUSAGE_SELF, &after)
-	cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
-	if cpu > span*3/4 { // a spinning core, not the runtime's background work
+	if cpu, spin := fdtest.Spinning(span); spin {
 		return fmt.Errorf("parked copy: the process used %v of CPU in %v", cpu, span)
 	}
 	return nil

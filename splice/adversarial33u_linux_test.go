@@ -358,13 +358,9 @@ func adv33uLive(t *testing.T, network string, dk dstKind, inline, blocking bool,
 func adv33uParked(empty *atomic.Int64, blocking bool) error {
 	const span = 100 * time.Millisecond
 	time.Sleep(20 * time.Millisecond) // the copy reaches its wait
-	var before, after syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
 	e0 := empty.Load()
-	time.Sleep(span)
+	cpu, spin := fdtest.Spinning(span)
 	e1 := empty.Load()
-	syscall.Getrusage(syscall.RUSAGE_SELF, &after)
-	cpu := time.Duration(after.Utime.Nano()+after.Stime.Nano()-before.Utime.Nano()-before.Stime.Nano()) * time.Nanosecond
 	most := int64(2)
 	if blocking {
 		most += int64(span / blockingPoll)
@@ -373,7 +369,7 @@ func adv33uParked(empty *atomic.Int64, blocking bool) error {
 	if e1-e0 > most {
 		err = fmt.Errorf("parked copy: %d splices found the source empty in %v; want at most %d", e1-e0, span, most)
 	}
-	if cpu > span*3/4 { // a spinning core, not the runtime's background work
+	if spin {
 		err = errors.Join(err, fmt.Errorf("parked copy: the process used %v of CPU in %v", cpu, span))
 	}
 	return err

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -189,4 +190,17 @@ func SendOOBByte(c net.Conn, b byte) error {
 		return err
 	}
 	return serr
+}
+
+// Spinning reports the CPU time the process used over d, and whether it
+// was most of a core's: something in it spins where it should wait.
+// The bound is a core's, not a budget: the runtime's background work
+// stays far below it.
+func Spinning(d time.Duration) (time.Duration, bool) {
+	var before, after syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+	time.Sleep(d)
+	syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+	cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
+	return cpu, cpu > d*3/4
 }
