@@ -40,6 +40,16 @@ type Kernel struct {
 	src   Source
 	read  int64 // bytes read from the source
 	grant int   // bytes src.Pacer granted and the fan-out has not read
+	// markAt is k.read at the last splice from a socket source that
+	// answered EAGAIN with input there; -1 before any (spliceIn).
+	markAt int64
+
+	// A test's: afterEmptySplice is called with the source's descriptor
+	// after a splice from a socket found nothing, before the poll that
+	// checks that answer; readMark with each read(2) of the source's
+	// bytes through a buffer (spliceIn).
+	afterEmptySplice func(fd int)
+	readMark         func(n int)
 
 	stage *splice.Pipe
 	null  int // /dev/null, write-only: where consumed chunks go
@@ -130,7 +140,7 @@ const (
 // yet: see Add and Open, or OpenJoinable. Close releases what it holds.
 func NewKernel(ctx context.Context, src Source, p Policy) *Kernel {
 	k := &Kernel{
-		ctx: ctx, p: p, src: src,
+		ctx: ctx, p: p, src: src, markAt: -1,
 		null: -1, progress: make(chan struct{}, 1), final: make(chan struct{}),
 	}
 	k.leaving.noneLeft = p.OnNoneLeft
@@ -474,16 +484,35 @@ var errSplicesEmpty = fmt.Errorf("splice(2) finds the file empty, read(2) does n
 // spliceIn splices up to chunk bytes from the source's descriptor into
 // the staging pipe, without waiting: wait reports that the source has no
 // input yet.
+//
+// A socket source that answers EAGAIN although it is readable either got
+// its input after the splice, or is at TCP's urgent mark: the fan-out
+// splices again, and takes EAGAIN with input there again, with nothing
+// read in between, for the mark.
 func (k *Kernel) spliceIn(sysfd, chunk int) (n int, eof, wait bool, err error) {
 	m, e := splice.Splice(sysfd, nil, k.stage.WriteFd(), nil, chunk, splice.FlagMove|splice.FlagNonblock)
+	input := false // EAGAIN, yet the socket is readable
+	if m <= 0 && e == unix.EAGAIN && k.src.Kind == fd.KindSocket {
+		if k.afterEmptySplice != nil {
+			k.afterEmptySplice(sysfd)
+		}
+		if input = readable(sysfd); input && k.markAt != k.read {
+			k.markAt = k.read
+			m, e = splice.Splice(sysfd, nil, k.stage.WriteFd(), nil, chunk, splice.FlagMove|splice.FlagNonblock)
+			input = m <= 0 && e == unix.EAGAIN && readable(sysfd)
+		}
+	}
 	switch {
 	case m > 0:
 		return m, false, false, nil
-	case k.src.Kind == fd.KindSocket && (e == nil || e == unix.EAGAIN && readable(sysfd)):
+	case k.src.Kind == fd.KindSocket && (e == nil || input):
 		// EOF, or TCP's urgent mark, where splice answers 0 (or EAGAIN
 		// although the socket is readable): read(2) tells them apart
 		// and steps over the urgent byte.
 		m, e = splice.ReadMark(sysfd, k.stage.WriteFd(), chunk)
+		if k.readMark != nil && m > 0 {
+			k.readMark(m)
+		}
 		switch {
 		case m > 0:
 			return m, false, false, nil
