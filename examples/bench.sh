@@ -26,6 +26,10 @@ SIZES=${SIZES:-"4k 64k 1m 64m"}
 THREADS=${THREADS:-2}
 HDR=${HDR:-}
 ulimit -n 65536 2>/dev/null || true
+if ! command -v wrk >/dev/null 2>&1; then
+	echo "bench.sh: wrk not found (apt-get install -y wrk)" >&2
+	exit 1
+fi
 
 work=$(mktemp -d)
 pids=()
@@ -136,6 +140,11 @@ for size in $SIZES; do
 			out=$(wrk -t"$t" -c"$c" -d"$DUR" --timeout 30s ${HDR:+-H "$HDR"} "http://127.0.0.1:$port/$size" 2>&1 || true)
 			after=$(cpu "$pid")
 			rps=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
+			if [ -z "$rps" ]; then
+				# No figure from wrk: say why rather than print a row of 0.
+				echo "bench.sh: wrk against $name ($size, $c connections) gave no result:" >&2
+				head -5 <<<"$out" >&2
+			fi
 			tr=$(awk '/Transfer\/sec/ {print $2}' <<<"$out")
 			mbs=$(tomb "${tr:-0}")
 			cpg=$(awk -v t=$((after - before)) -v hz="$hz" -v mbs="$mbs" -v s="$secs" \
