@@ -111,3 +111,43 @@ func TestCopyBatchCancel(t *testing.T) {
 		}
 	}
 }
+
+// TestAdv20bCopyBatchOdd runs one CopyBatch of every odd source into
+// every destination kind and wants from each pair what io.Copy gives it
+// alone: one pair failing must not change another's outcome.
+func TestAdv20bCopyBatchOdd(t *testing.T) {
+	fdtest.Check(t)
+	for _, ec := range engineCases(t) {
+		e := newTestEngine(t, ec.opts...)
+		t.Run(ec.name, func(t *testing.T) {
+			type want struct {
+				n   int64
+				err error
+				got []byte
+			}
+			var pairs []Pair
+			var wants []want
+			var fins []func() []byte
+			var names []string
+			for _, src := range advOddSources() {
+				for _, sk := range advSinks {
+					w, finish := advSink(t, sk)
+					n, err := io.Copy(w, src.make(t).(io.Reader))
+					wants = append(wants, want{n, err, finish()})
+					w, finish = advSink(t, sk)
+					pairs = append(pairs, Pair{Dst: w, Src: src.make(t).(io.Reader)})
+					fins = append(fins, finish)
+					names = append(names, src.name+"->"+sk)
+				}
+			}
+			res := e.CopyBatch(context.Background(), pairs)
+			for i, r := range res {
+				got, w := fins[i](), wants[i]
+				if r.Written != w.n || !sameErr(r.Err, w.err) || !bytes.Equal(got, w.got) {
+					t.Errorf("%s: CopyBatch = %d, %v (got %q); io.Copy = %d, %v (%q)",
+						names[i], r.Written, r.Err, trunc(got), w.n, w.err, trunc(w.got))
+				}
+			}
+		})
+	}
+}

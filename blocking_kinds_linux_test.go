@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"syscall"
 	"testing"
@@ -130,59 +129,6 @@ func TestAdv4WriteOnlySource(t *testing.T) {
 						}
 						if n != wantN || len(got) != 0 || !sameErr(err, wantErr) {
 							t.Errorf("%s = (%d, %v), destination got %d bytes; io.Copy = (%d, %v)", api.name, n, err, len(got), wantN, wantErr)
-						}
-					})
-				}
-			}
-		}
-	}
-}
-
-// TestAdv4NilEnds: an end that is a nil pointer in an interface (a nil
-// *net.TCPConn, *net.UnixConn or *os.File, also behind an
-// *io.LimitedReader) cannot be copied. io.Copy fails on a nil *os.File
-// (os.ErrInvalid) but panics on a nil *net.TCPConn; CopyAsync panicked
-// in its own goroutine, which no caller can recover: the program died.
-// FanOut, which checks for a nil source, did not look inside an
-// *io.LimitedReader and panicked too. Every API must return an error
-// wrapping os.ErrInvalid, with nothing copied and the other end
-// untouched.
-func TestAdv4NilEnds(t *testing.T) {
-	fdtest.Check(t)
-	data := fdtest.Random(1000)
-	nils := []struct {
-		name string
-		v    any
-	}{
-		{"file", (*os.File)(nil)},
-		{"tcp", (*net.TCPConn)(nil)},
-		{"unix", (*net.UnixConn)(nil)},
-	}
-	for _, ec := range engineCases(t) {
-		e := newTestEngine(t, ec.opts...)
-		for _, nv := range nils {
-			for _, side := range []string{"src", "limited-src", "dst"} {
-				for _, api := range adv4APIs {
-					t.Run(fmt.Sprintf("%s/%s/%s/%s", ec.name, nv.name, side, api.name), func(t *testing.T) {
-						f := fdtest.TempFile(t, data)
-						w, finish := advSink(t, "pipe")
-						var dst io.Writer = w
-						var src io.Reader = f
-						switch side {
-						case "src":
-							src = nv.v.(io.Reader)
-						case "limited-src":
-							src = &io.LimitedReader{R: nv.v.(io.Reader), N: 100}
-						case "dst":
-							dst = nv.v.(io.Writer)
-						}
-						n, err := api.run(context.Background(), e, dst, src)
-						got := finish()
-						if n != 0 || len(got) != 0 || !errors.Is(err, os.ErrInvalid) {
-							t.Errorf("%s = (%d, %v), destination got %d bytes; want (0, an error wrapping os.ErrInvalid)", api.name, n, err, len(got))
-						}
-						if off, err := f.Seek(0, io.SeekCurrent); err != nil || off != 0 {
-							t.Errorf("the source file's offset is %d, %v after the copy, want 0", off, err)
 						}
 					})
 				}

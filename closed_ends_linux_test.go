@@ -3,9 +3,12 @@
 package pipes
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,8 +17,9 @@ import (
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
-// Adversarial tests of the API of the original library: PipeReader and
-// PipeWriter, the fifo functions and Copier, at the ends of their life.
+// Ends closed or ended under a copy: PipeReader and PipeWriter, the fifo
+// functions and Copier at the ends of their life, the ends of a fan-out,
+// and a regular-file source behind a syscall.Conn.
 
 // TestAdv7FifoReaderClosed: a read-only fifo that has had no writer yet
 // (Open) fails Read and WriteTo with an error matching os.ErrClosed once
@@ -204,5 +208,196 @@ func adv7Wait(t *testing.T, c *Copier) error {
 	case <-time.After(time.Minute):
 		t.Fatal("the copier did not stop")
 		return nil
+	}
+}
+
+// TestAdv10CopierClosedEnds: NewCopier and Add refuse a reader or writer
+// closed already, with an error matching os.ErrClosed as the file's own
+// Read or Write returns (and io.Copy), as they refuse one with no usable
+// descriptor, instead of taking a writer that can receive nothing or
+// failing with internal/poll's "use of closed file".
+func TestAdv10CopierClosedEnds(t *testing.T) {
+	fdtest.Check(t)
+	cases := []struct {
+		name string
+		run  func(t *testing.T, start func(context.Context, *PipeReader, ...*PipeWriter) (*Copier, error)) error
+	}{
+		{"NewCopier/reader", func(t *testing.T, start func(context.Context, *PipeReader, ...*PipeWriter) (*Copier, error)) error {
+			r, _ := ptNewPipe(t)
+			w := newCopierSinkT(t, -1)
+			defer w.finish()
+			r.Close()
+			c, err := NewCopier(context.Background(), r, w.w)
+			if c != nil {
+				c.Wait()
+			}
+			return err
+		}},
+		{"start/writer", func(t *testing.T, start func(context.Context, *PipeReader, ...*PipeWriter) (*Copier, error)) error {
+			r, in := ptNewPipe(t)
+			w := newCopierSinkT(t, -1)
+			defer w.finish()
+			w.w.Close()
+			c, err := start(context.Background(), r, w.w)
+			if c != nil {
+				in.Close()
+				c.Wait()
+			}
+			return err
+		}},
+		{"Add/writer", func(t *testing.T, start func(context.Context, *PipeReader, ...*PipeWriter) (*Copier, error)) error {
+			r, in := ptNewPipe(t)
+			c, err := start(context.Background(), r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { in.Close(); c.Wait() }()
+			w := newCopierSinkT(t, -1)
+			defer w.finish()
+			w.w.Close()
+			err = c.Add(w.w)
+			if n := c.Writers(); n != 0 {
+				t.Errorf("Writers = %d after adding a closed writer", n)
+			}
+			return err
+		}},
+	}
+	for _, fan := range copierFans {
+		for _, tc := range cases {
+			if tc.name == "NewCopier/reader" && fan.name != "NewCopier" {
+				continue // runs no fan of the table's
+			}
+			t.Run(fan.name+"/"+tc.name, func(t *testing.T) {
+				if err := tc.run(t, fan.start); !errors.Is(err, os.ErrClosed) {
+					t.Errorf("err = %v; want one matching os.ErrClosed", err)
+				}
+			})
+		}
+	}
+}
+
+// TestAdv10FanOutClosedEnds: a kernel fan-out whose destination
+// (*PipeWriter, *os.File pipe, TCP connection) is closed, or whose source
+// (*PipeReader, *os.File pipe) is closed while it waits for input,
+// reports for it an error matching os.ErrClosed (net.ErrClosed for a
+// net.Conn), as io.Copy and the userspace fan-out do, not internal/poll's
+// "use of closed file"; the other destinations receive every byte.
+func TestAdv10FanOutClosedEnds(t *testing.T) {
+	fdtest.Check(t)
+	e := newTestEngine(t)
+	data := fdtest.Random(1<<20 + 3)
+	closed := func(err error) bool { return errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) }
+	t.Run("destinations", func(t *testing.T) {
+		for _, sk := range adv10Sources() {
+			t.Run(sk.name, func(t *testing.T) {
+				src, _ := sk.make(t, data)
+				_, pw := ptNewPipe(t)
+				pw.Close()
+				r, w, err := os.Pipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer r.Close()
+				w.Close()
+				c, d := tcpPair(t)
+				defer d.Close()
+				c.Close()
+				live, finish := captureSink(t, "pipe")
+				res := e.FanOut(context.Background(), src, []io.Writer{pw, w, c, live})
+				got := finish()
+				for i, r := range res[:3] {
+					if r.Written != 0 || !closed(r.Err) {
+						t.Errorf("closed destination %d: %+v; want an error matching os.ErrClosed", i, r)
+					}
+				}
+				if r := res[3]; r.Err != nil || !bytes.Equal(got, data) {
+					t.Errorf("open destination: %+v, received %d bytes; want all %d", r, len(got), len(data))
+				}
+			})
+		}
+	})
+	for _, sk := range []string{"PipeReader", "os.Pipe"} {
+		t.Run("source/"+sk, func(t *testing.T) {
+			var src io.ReadCloser
+			if sk == "PipeReader" {
+				r, _ := ptNewPipe(t)
+				src = r
+			} else {
+				r, w, err := os.Pipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer w.Close()
+				src = r
+			}
+			var ws []io.Writer
+			var fins []func() []byte
+			for _, k := range []string{"pipe", "tcp"} {
+				w, fin := captureSink(t, k)
+				ws, fins = append(ws, w), append(fins, fin)
+			}
+			done := make(chan []Result, 1)
+			go func() { done <- e.FanOut(context.Background(), src, ws) }()
+			time.Sleep(50 * time.Millisecond) // the fan-out waits for input
+			src.Close()
+			var res []Result
+			select {
+			case res = <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("FanOut did not end when its source was closed")
+			}
+			for i, r := range res {
+				fins[i]()
+				if !errors.Is(r.Err, os.ErrClosed) {
+					t.Errorf("destination %d: %+v; want an error matching os.ErrClosed", i, r)
+				}
+			}
+		})
+	}
+}
+
+// TestAdv14WrappedSourceClosed closes, in the middle of a copy, a
+// regular-file source that the copy sees behind a syscall.Conn which is
+// not an *os.File (connFile): the copy must fail with an error matching
+// os.ErrClosed, as io.Copy's Read of it does, on every path the engine
+// takes (the splice loop, sendfile, and on io_uring the ring's reads,
+// into a pipe, and the Warmer's, into a socket). The ring's reads
+// returned internal/poll's bare "use of closed file", which matches
+// neither os.ErrClosed nor net.ErrClosed: the root maps that error for
+// an *os.File source alone.
+func TestAdv14WrappedSourceClosed(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(16 << 20)
+	for _, ec := range engineCases(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, wrapped := range []bool{false, true} {
+			for _, kind := range []string{"pipe", "tcp", "unix"} {
+				t.Run(fmt.Sprintf("%s/wrapped=%v/%s", ec.name, wrapped, kind), func(t *testing.T) {
+					f := fdtest.TempFile(t, data)
+					var src io.Reader = f
+					if wrapped {
+						src = connFile{f}
+					}
+					// The peer reads nothing until open: the copy
+					// fills what the destination holds and waits.
+					w, open, finish := gatedSink(t, kind, data)
+					fut := e.CopyAsync(context.Background(), w, src)
+					for fut.Written() == 0 && !isDone(fut) {
+						time.Sleep(time.Millisecond)
+					}
+					time.Sleep(10 * time.Millisecond)
+					f.Close()
+					open()
+					n, err := fut.Wait()
+					got, ok := finish()
+					if n == int64(len(data)) || n != got || !ok {
+						t.Fatalf("copy = (%d, %v), the peer got %d bytes (the file's first: %v); want the copy cut short, every byte it counts delivered", n, err, got, ok)
+					}
+					if !errors.Is(err, os.ErrClosed) {
+						t.Errorf("copy error %q; want it to match os.ErrClosed, as the file's own Read does", err)
+					}
+				})
+			}
+		}
 	}
 }

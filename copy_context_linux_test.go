@@ -10,8 +10,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -149,98 +147,6 @@ func TestAdv29CancelRacesCompletion(t *testing.T) {
 	}
 }
 
-// TestAdv29UnixRights copies and relays a unix stream whose writer
-// interleaves SCM_RIGHTS messages with its bytes: the copy delivers the
-// bytes as io.Copy does (the descriptors are the kernel's to drop: no
-// read of the copy, splice(2) or the probe after it, takes one into
-// this process, which fdtest.Check would find).
-func TestAdv29UnixRights(t *testing.T) {
-	fdtest.Check(t)
-	devNull, err := os.Open(os.DevNull)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer devNull.Close()
-	// feed writes 50 messages, every third with a descriptor, then
-	// half-closes; it returns what it wrote.
-	feed := func(c *net.UnixConn) <-chan []byte {
-		ch := make(chan []byte, 1)
-		go func() {
-			var sent []byte
-			for i := range 50 {
-				msg := relayData(100+i*500, byte(i))
-				var oob []byte
-				if i%3 == 0 {
-					oob = syscall.UnixRights(int(devNull.Fd()))
-				}
-				if _, _, err := c.WriteMsgUnix(msg, oob, nil); err != nil {
-					t.Error(err)
-					break
-				}
-				sent = append(sent, msg...)
-			}
-			c.CloseWrite()
-			ch <- sent
-		}()
-		return ch
-	}
-	readAll := func(r io.Reader) <-chan []byte {
-		ch := make(chan []byte, 1)
-		go func() { b, _ := io.ReadAll(r); ch <- b }()
-		return ch
-	}
-	for _, ec := range engineCases(t) {
-		e := newTestEngine(t, ec.opts...)
-		for _, dk := range []string{"unix", "tcp", "pipe"} {
-			t.Run(ec.name+"/copy-to-"+dk, func(t *testing.T) {
-				src, w := unixPair(t)
-				closeAtEnd(t, src, w)
-				var dst io.Writer
-				var peer io.Reader
-				var closeDst func()
-				switch dk {
-				case "unix":
-					d, p := unixPair(t)
-					closeAtEnd(t, d, p)
-					dst, peer, closeDst = d, p, func() { d.CloseWrite() }
-				case "tcp":
-					d, p := tcpPair(t)
-					closeAtEnd(t, d, p)
-					dst, peer, closeDst = d, p, func() { d.CloseWrite() }
-				case "pipe":
-					r, pw, err := os.Pipe()
-					if err != nil {
-						t.Fatal(err)
-					}
-					closeAtEnd(t, r, pw)
-					dst, peer, closeDst = pw, r, func() { pw.Close() }
-				}
-				sent, got := feed(w), readAll(peer)
-				n, err := e.CopyContext(context.Background(), dst, src)
-				closeDst()
-				want, g := <-sent, <-got
-				if err != nil || n != int64(len(want)) || !bytes.Equal(g, want) {
-					t.Fatalf("n=%d err=%v: the peer got %d of %d bytes (equal: %v)", n, err, len(g), len(want), bytes.Equal(g, want))
-				}
-			})
-		}
-		t.Run(ec.name+"/relay", func(t *testing.T) {
-			a, pa := unixPair(t)
-			b, pb := unixPair(t)
-			closeAtEnd(t, a, pa, b, pb)
-			sentA, sentB := feed(pa), feed(pb)
-			gotA, gotB := readAll(pa), readAll(pb)
-			aToB, bToA, err := e.Relay(context.Background(), a, b)
-			wantA, wantB := <-sentA, <-sentB
-			g1, g2 := <-gotB, <-gotA
-			if err != nil || aToB != int64(len(wantA)) || bToA != int64(len(wantB)) ||
-				!bytes.Equal(g1, wantA) || !bytes.Equal(g2, wantB) {
-				t.Fatalf("relay: %d, %d, %v; peers got %d of %d and %d of %d", aToB, bToA, err, len(g1), len(wantA), len(g2), len(wantB))
-			}
-		})
-	}
-}
-
 // TestAdv29CloseRacesStart closes an engine at moments around the start
 // of a CopyAsync, a Relay and a Copy on it, each waiting for a peer
 // that stays silent: all three end, with errors wrapping ErrClosed,
@@ -341,70 +247,6 @@ func TestAdv29Echo(t *testing.T) {
 					<-wrote
 				})
 			}
-		}
-	}
-}
-
-// adv29Wrapped is a caller's wrapper of a TCP connection that gives its
-// descriptor (the embedded *net.TCPConn's SyscallConn) and overrides
-// CloseWrite to count its calls.
-type adv29Wrapped struct {
-	*net.TCPConn
-	closeWrites atomic.Int32
-}
-
-func (w *adv29Wrapped) CloseWrite() error {
-	w.closeWrites.Add(1)
-	return w.TCPConn.CloseWrite()
-}
-
-// TestAdv29RelayWrapperCloseWrite relays through wrappers that embed
-// *net.TCPConn: the bytes move in the kernel (the wrapper gives its
-// descriptor), and the EOF of each direction is passed on through the
-// wrapper's own CloseWrite, once, not the embedded connection's.
-// Ending such a relay (cancel) clears the deadlines it set through the
-// promoted setters.
-func TestAdv29RelayWrapperCloseWrite(t *testing.T) {
-	fdtest.Check(t)
-	for _, ec := range engineCases(t) {
-		e := newTestEngine(t, ec.opts...)
-		for _, end := range []string{"eof", "cancel"} {
-			t.Run(ec.name+"/"+end, func(t *testing.T) {
-				x, px := tcpPair(t)
-				y, py := tcpPair(t)
-				closeAtEnd(t, x, px, y, py)
-				a, b := &adv29Wrapped{TCPConn: x}, &adv29Wrapped{TCPConn: y}
-				if end == "cancel" {
-					ctx, cancel := context.WithCancel(context.Background())
-					res := startRelay(e, ctx, a, b)
-					px.Write([]byte("ping"))
-					buf := make([]byte, 4)
-					if _, err := io.ReadFull(py, buf); err != nil {
-						t.Fatal(err)
-					}
-					cancel()
-					if r := waitRelay(t, res); !errors.Is(r.err, context.Canceled) || r.aToB != 4 {
-						t.Fatalf("relay: %+v", r)
-					}
-					if a.closeWrites.Load()+b.closeWrites.Load() != 0 {
-						t.Fatalf("a cancelled relay passed an EOF on")
-					}
-					checkUsable(t, a, px)
-					checkUsable(t, b, py)
-					return
-				}
-				da, db := relayData(1<<20+3, 1), relayData(700<<10, 2)
-				ra, rb := converse(px, da, len(db)), converse(py, db, len(da))
-				aToB, bToA, err := e.Relay(context.Background(), a, b)
-				gotA, gotB := <-ra, <-rb
-				if err != nil || aToB != int64(len(da)) || bToA != int64(len(db)) ||
-					gotB.n != int64(len(da)) || gotA.n != int64(len(db)) || gotA.err != nil || gotB.err != nil {
-					t.Fatalf("relay: %d, %d, %v; peers: %+v, %+v", aToB, bToA, err, gotA, gotB)
-				}
-				if a.closeWrites.Load() != 1 || b.closeWrites.Load() != 1 {
-					t.Fatalf("CloseWrite calls: a %d, b %d, want 1 each", a.closeWrites.Load(), b.closeWrites.Load())
-				}
-			})
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -22,10 +23,11 @@ import (
 )
 
 // Adversarial tests: odd offsets and limits, files changing under a
-// copy, descriptors the kernel refuses, the same file read by two
-// copies, and Close and cancel at any point, each on every engine case.
-// Every copy's count is checked against the bytes its destination got,
-// and, where io.Copy has an answer, against io.Copy's on the same input.
+// copy, descriptors the kernel refuses, sockets shut down for reading,
+// the same file read by two copies, and Close and cancel at any point,
+// each on every engine case. Every copy's count is checked against the
+// bytes its destination got, and, where io.Copy has an answer, against
+// io.Copy's on the same input.
 
 // advSinks are the destination kinds of the adversarial tests.
 var advSinks = []string{"pipe", "tcp", "unix", "file", "writer"}
@@ -1039,6 +1041,69 @@ func TestAdvSourceFileClosed(t *testing.T) {
 						t.Errorf("copy = (%d, %v); destination got %d bytes, the file's first: %v", n, err, got, ok)
 					}
 				})
+			}
+		}
+	}
+}
+
+// TestAdv24SourceShutRead shuts a TCP or unix stream source down for
+// reading (shutdown(2) SHUT_RD) before its copy starts, with bytes
+// queued, or while its copy waits for more: the peer stays open. A
+// read(2) then returns what was queued, then 0: io.Copy ends with
+// (bytes queued, nil), and so must the copy, not wait for the peer.
+func TestAdv24SourceShutRead(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(64<<10 + 3)
+	for _, ec := range adv24Engines(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, kind := range []string{"tcp", "unix"} {
+			for _, when := range []string{"before", "during"} {
+				for _, sk := range advSinks {
+					t.Run(fmt.Sprintf("%s/%s/%s->%s", ec.name, kind, when, sk), func(t *testing.T) {
+						var a, b net.Conn
+						if kind == "tcp" {
+							a, b = tcpPair(t)
+						} else {
+							a, b = unixPair(t)
+						}
+						t.Cleanup(func() { a.Close(); b.Close() })
+						if _, err := b.Write(data); err != nil {
+							t.Fatal(err)
+						}
+						shut := func() {
+							rc, _ := a.(syscall.Conn).SyscallConn()
+							rc.Control(func(fd uintptr) {
+								if err := unix.Shutdown(int(fd), unix.SHUT_RD); err != nil {
+									t.Errorf("shutdown: %v", err)
+								}
+							})
+						}
+						if when == "before" {
+							shut()
+						}
+						w, finish := advSink(t, sk)
+						f := e.CopyAsync(context.Background(), w, a)
+						if when == "during" {
+							// Once the copy has read every byte queued
+							// (or just about then: the copy's result is
+							// the same either way).
+							rc, _ := a.(syscall.Conn).SyscallConn()
+							fdtest.Within(t, 20*time.Second, func() {
+								for queued := 1; queued > 0; time.Sleep(time.Millisecond) {
+									rc.Control(func(fd uintptr) { queued, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+								}
+							})
+							shut()
+						}
+						var n int64
+						var err error
+						fdtest.Within(t, 20*time.Second, func() { n, err = f.Wait() })
+						got := finish()
+						if n != int64(len(data)) || err != nil || !bytes.Equal(got, data) {
+							t.Errorf("copy = (%d, %v), destination got %d bytes; want (%d, nil) and the data", n, err, len(got), len(data))
+						}
+					})
+				}
 			}
 		}
 	}

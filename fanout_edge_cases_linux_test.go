@@ -8,10 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
+	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -22,12 +21,11 @@ import (
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
-// Adversarial tests, twenty-eighth round: FanOut and Copier. Writers
-// joining and leaving a Copier as its source ends; a fan-out of a cold
-// file stopped by a cancel or Engine.Close; a TCP source with urgent
-// data; fan-outs and a Copier under an exhausted pipe quota; a
-// thousand destinations; destinations stopped while chunks wait for
-// them.
+// FanOut at its edges: a fan-out of a cold file stopped by a cancel or
+// Engine.Close; a TCP source with urgent data; fan-outs and a Copier
+// under an exhausted pipe quota; a thousand destinations; destinations
+// stopped while chunks wait for them; odd sources; an O_DIRECT source
+// under a limit; the largest buffer.
 
 // adv28Drain reads r to its end in a goroutine and returns what it got.
 func adv28Drain(r io.Reader) <-chan []byte {
@@ -37,97 +35,6 @@ func adv28Drain(r io.Reader) <-chan []byte {
 		ch <- b
 	}()
 	return ch
-}
-
-// adv28Within reports whether got is data[off:off+len(got)] for some
-// off, found from its first bytes (data is random), and off.
-func adv28Within(data, got []byte) (int, bool) {
-	if len(got) == 0 {
-		return 0, true
-	}
-	probe := got[:min(len(got), 64)]
-	for off := 0; off+len(got) <= len(data); {
-		i := bytes.Index(data[off:], probe)
-		if i < 0 {
-			return -1, false
-		}
-		off += i
-		if bytes.Equal(data[off:off+len(got)], got) {
-			return off, true
-		}
-		off++
-	}
-	return -1, false
-}
-
-// TestAdv28CopierChurn: writers join and leave (their readers close
-// after a random count) while the source is written in random pieces
-// and closed: each writer must receive one contiguous stretch of the
-// stream, those that never left a whole tail, and Wait nil.
-func TestAdv28CopierChurn(t *testing.T) {
-	fdtest.Check(t)
-	data := copierData(1<<20 + 77)
-	for _, fan := range copierFans {
-		t.Run(fan.name, func(t *testing.T) {
-			for iter := range 8 {
-				rng := rand.New(rand.NewPCG(uint64(iter), 28))
-				src, in := ptNewPipe(t)
-				c, err := fan.start(context.Background(), src)
-				if err != nil {
-					t.Fatal(err)
-				}
-				type wr struct {
-					s     *copierSinkT
-					limit int64
-					err   error
-				}
-				var ws []*wr
-				var mu sync.Mutex
-				fed := make(chan struct{})
-				go func() {
-					defer close(fed)
-					for p := data; len(p) > 0; {
-						n := min(len(p), 1+rng.IntN(200<<10))
-						in.Write(p[:n])
-						p = p[n:]
-					}
-					in.Close()
-				}()
-				for k := range 12 {
-					limit := int64(-1)
-					if k%3 == 1 {
-						limit = int64(k * 37000)
-					}
-					s := newCopierSinkT(t, limit)
-					err := c.Add(s.w)
-					mu.Lock()
-					ws = append(ws, &wr{s, limit, err})
-					mu.Unlock()
-					if k%4 == 0 {
-						time.Sleep(time.Millisecond)
-					}
-				}
-				<-fed
-				if err := c.Wait(); err != nil {
-					t.Fatalf("Wait: %v", err)
-				}
-				for i, w := range ws {
-					got := w.s.finish()
-					off, ok := adv28Within(data, got)
-					switch {
-					case w.err != nil && (!errors.Is(w.err, ErrCopierStopped) || len(got) > 0):
-						t.Errorf("iter %d writer %d: Add = %v, got %d bytes", iter, i, w.err, len(got))
-					case !ok:
-						t.Errorf("iter %d writer %d (limit %d): %d bytes not a stretch of the stream", iter, i, w.limit, len(got))
-					case w.err == nil && w.limit < 0 && off+len(got) != len(data) && len(got) > 0:
-						t.Errorf("iter %d writer %d: got [%d, %d) of %d", iter, i, off, off+len(got), len(data))
-					case w.limit >= 0 && int64(len(got)) > w.limit:
-						t.Errorf("iter %d writer %d: got %d past limit %d", iter, i, len(got), w.limit)
-					}
-				}
-			}
-		})
-	}
 }
 
 // TestAdv28FanOutColdFileStop stops a fan-out of a file that is not in
@@ -538,105 +445,6 @@ func TestAdv28FanOutOddSources(t *testing.T) {
 	}
 }
 
-// TestAdv28CopierStopWhileJoining stops a Copier (its source's write end
-// closed, its reader closed, or its context cancelled) while writers are
-// being added: Wait must report the stop (nil, os.ErrClosed,
-// context.Canceled), the first writers a prefix of the stream (all of it
-// at EOF), every other writer one stretch of it, and Add afterwards
-// ErrCopierStopped.
-func TestAdv28CopierStopWhileJoining(t *testing.T) {
-	fdtest.Check(t)
-	data := copierData(1<<20 + 333)
-	for _, fan := range copierFans {
-		for _, how := range []string{"eof", "close-reader", "cancel"} {
-			t.Run(fan.name+"/"+how, func(t *testing.T) {
-				for iter := range 4 {
-					ctx, cancel := context.WithCancel(context.Background())
-					src, in := ptNewPipe(t)
-					first := []*copierSinkT{newCopierSinkT(t, -1), newCopierSinkT(t, -1)}
-					c, err := fan.start(ctx, src, first[0].w, first[1].w)
-					if err != nil {
-						t.Fatal(err)
-					}
-					cut := len(data) * (iter + 1) / 6
-					fed := make(chan struct{})
-					go func() {
-						defer close(fed)
-						in.Write(data[:cut])
-						first[0].waitFor(t, cut/2)
-						switch how {
-						case "eof":
-							in.Write(data[cut:])
-							in.Close()
-						case "close-reader":
-							src.Close()
-						case "cancel":
-							cancel()
-						}
-					}()
-					var late []*copierSinkT
-					var lateErr []error
-					for k := 0; k < 12; k++ {
-						s := newCopierSinkT(t, -1)
-						late, lateErr = append(late, s), append(lateErr, c.Add(s.w))
-						if k%5 == 0 {
-							runtime.Gosched()
-						}
-					}
-					<-fed
-					werr := c.Wait()
-					switch how {
-					case "eof":
-						if werr != nil {
-							t.Errorf("iter %d: Wait = %v, want nil", iter, werr)
-						}
-					case "close-reader":
-						if !errors.Is(werr, os.ErrClosed) {
-							t.Errorf("iter %d: Wait = %v, want os.ErrClosed", iter, werr)
-						}
-					case "cancel":
-						if !errors.Is(werr, context.Canceled) {
-							t.Errorf("iter %d: Wait = %v, want context.Canceled", iter, werr)
-						}
-					}
-					extra := newCopierSinkT(t, -1)
-					if err := c.Add(extra.w); !errors.Is(err, ErrCopierStopped) {
-						t.Errorf("iter %d: Add after Wait = %v", iter, err)
-					}
-					extra.finish()
-					if n := c.Writers(); n != 0 {
-						t.Errorf("iter %d: Writers after Wait = %d", iter, n)
-					}
-					in.Close()
-					// The stop came once writer 0 had cut/2 bytes; writer
-					// 1, not waited for, may have had fewer.
-					for i, s := range first {
-						got := s.finish()
-						if how == "eof" {
-							checkSame(t, fmt.Sprintf("iter %d first writer %d", iter, i), got, data)
-						} else if !bytes.HasPrefix(data, got) || (i == 0 && len(got) < cut/2) || len(got) > cut {
-							t.Errorf("iter %d first writer %d: %d bytes (a prefix: %v), cut at %d", iter, i, len(got), bytes.HasPrefix(data, got), cut)
-						}
-					}
-					for i, s := range late {
-						got := s.finish()
-						off, ok := adv28Within(data, got)
-						switch {
-						case lateErr[i] != nil && (!errors.Is(lateErr[i], ErrCopierStopped) || len(got) > 0):
-							t.Errorf("iter %d late writer %d: Add = %v, got %d bytes", iter, i, lateErr[i], len(got))
-						case !ok:
-							t.Errorf("iter %d late writer %d: %d bytes not a stretch of the stream", iter, i, len(got))
-						case how == "eof" && len(got) > 0 && off+len(got) != len(data):
-							t.Errorf("iter %d late writer %d: got [%d, %d) of %d", iter, i, off, off+len(got), len(data))
-						}
-					}
-					cancel()
-				}
-			})
-		}
-	}
-}
-
 // TestAdv28FanOutDirectSourceLimited fans out a file opened O_DIRECT
 // under an *io.LimitedReader whose N is not a multiple of the block
 // size: the read that meets N fails (EINVAL), and each destination must
@@ -695,4 +503,54 @@ func adv28Source(t *testing.T, kind string, data []byte) io.Reader {
 		return onlyReader{bytes.NewReader(data)}
 	}
 	return streamSource(t, kind, data)
+}
+
+// TestAdv10FanOutHugeBuffer: FanOutBuffer accepts any positive size,
+// and the largest must not break a fan-out: the userspace one made each
+// destination's queue with room for Buffer/Chunk chunks at once, which
+// for math.MaxInt panicked (makechan: size out of range) in the
+// caller's goroutine, and for 1 TiB allocated 384 MiB per destination.
+func TestAdv10FanOutHugeBuffer(t *testing.T) {
+	fdtest.Check(t)
+	// Not closed after a panic, which leaves its FanOut counted in
+	// flight: Close would wait for it forever.
+	e, err := NewEngine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	panicked := false
+	defer func() {
+		if !panicked {
+			e.Close()
+		}
+	}()
+	data := fdtest.Random(1<<20 + 3)
+	for _, sk := range adv10Sources() {
+		for _, size := range []int{min(1<<40, math.MaxInt), math.MaxInt} {
+			t.Run(fmt.Sprintf("%s/%d", sk.name, size), func(t *testing.T) {
+				src, _ := sk.make(t, data)
+				var ws []io.Writer
+				var fins []func() []byte
+				for _, k := range []string{"pipe", "tcp"} {
+					w, fin := captureSink(t, k)
+					ws, fins = append(ws, w), append(fins, fin)
+				}
+				res := func() (res []Result) {
+					defer func() {
+						if p := recover(); p != nil {
+							panicked = true
+							t.Fatalf("FanOut panicked: %v", p)
+						}
+					}()
+					return e.FanOut(context.Background(), src, ws, FanOutBuffer(size))
+				}()
+				for i, r := range res {
+					got := fins[i]()
+					if r.Err != nil || r.Written != int64(len(data)) || !bytes.Equal(got, data) {
+						t.Errorf("destination %d: %+v, received %d bytes; want all %d", i, r, len(got), len(data))
+					}
+				}
+			})
+		}
+	}
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"syscall"
 	"testing"
@@ -19,11 +18,10 @@ import (
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
-// Adversarial tests, twentieth round, second part: FanOut from every
-// source kind into a mix of destinations, each destination compared with
-// io.Copy into the same kind alone; a fan-out cancelled mid-copy;
-// CopyBatch of odd pairs; a Copier's writers joining as its source ends,
-// closed mid-run, and fifos.
+// FanOut from every source kind into a mix of destinations, each
+// destination compared with io.Copy into the same kind alone, under each
+// policy, and a fan-out cancelled mid-copy. The destinations and the
+// comparison here serve fanout_edge_cases_linux_test.go too.
 
 // errAdv20 is the error of the test writers and readers that fail.
 var errAdv20 = errors.New("adv20: injected failure")
@@ -386,164 +384,4 @@ func TestAdv20bFanOutCancelMidCopy(t *testing.T) {
 			}
 		}
 	}
-}
-
-// TestAdv20bCopyBatchOdd runs one CopyBatch of every odd source into
-// every destination kind and wants from each pair what io.Copy gives it
-// alone: one pair failing must not change another's outcome.
-func TestAdv20bCopyBatchOdd(t *testing.T) {
-	fdtest.Check(t)
-	for _, ec := range engineCases(t) {
-		e := newTestEngine(t, ec.opts...)
-		t.Run(ec.name, func(t *testing.T) {
-			type want struct {
-				n   int64
-				err error
-				got []byte
-			}
-			var pairs []Pair
-			var wants []want
-			var fins []func() []byte
-			var names []string
-			for _, src := range advOddSources() {
-				for _, sk := range advSinks {
-					w, finish := advSink(t, sk)
-					n, err := io.Copy(w, src.make(t).(io.Reader))
-					wants = append(wants, want{n, err, finish()})
-					w, finish = advSink(t, sk)
-					pairs = append(pairs, Pair{Dst: w, Src: src.make(t).(io.Reader)})
-					fins = append(fins, finish)
-					names = append(names, src.name+"->"+sk)
-				}
-			}
-			res := e.CopyBatch(context.Background(), pairs)
-			for i, r := range res {
-				got, w := fins[i](), wants[i]
-				if r.Written != w.n || !sameErr(r.Err, w.err) || !bytes.Equal(got, w.got) {
-					t.Errorf("%s: CopyBatch = %d, %v (got %q); io.Copy = %d, %v (%q)",
-						names[i], r.Written, r.Err, trunc(got), w.n, w.err, trunc(w.got))
-				}
-			}
-		})
-	}
-}
-
-// TestAdv20bCopierAddRacesEnd adds a writer while the source's last
-// bytes are written and its write end is closed: Add must either fail
-// with ErrCopierStopped, the writer receiving nothing, or succeed, the
-// writer receiving a tail of the stream (the chunks read after it was
-// admitted), never bytes out of order or twice; Wait must report EOF and
-// the first writer every byte.
-func TestAdv20bCopierAddRacesEnd(t *testing.T) {
-	fdtest.Check(t)
-	data := copierData(100<<10 + 3)
-	for _, fan := range copierFans {
-		t.Run(fan.name, func(t *testing.T) {
-			for i := range 40 {
-				src, in := ptNewPipe(t)
-				first, late := newCopierSinkT(t, -1), newCopierSinkT(t, -1)
-				c, err := fan.start(context.Background(), src, first.w)
-				if err != nil {
-					t.Fatal(err)
-				}
-				fed := make(chan struct{})
-				go func() {
-					defer close(fed)
-					in.Write(data)
-					in.Close()
-				}()
-				if i%2 == 1 {
-					<-fed // Add as the copier meets EOF
-				}
-				addErr := c.Add(late.w)
-				<-fed
-				if err := c.Wait(); err != nil {
-					t.Fatalf("Wait: %v", err)
-				}
-				checkSame(t, "first writer", first.finish(), data)
-				got := late.finish()
-				if addErr != nil && (!errors.Is(addErr, ErrCopierStopped) || len(got) > 0) || !bytes.HasSuffix(data, got) {
-					t.Fatalf("Add = %v; the late writer got %d bytes (a tail: %v)", addErr, len(got), bytes.HasSuffix(data, got))
-				}
-			}
-		})
-	}
-}
-
-// TestAdv20bCopierWriterClosedMidRun closes one writer (the *PipeWriter
-// the copier writes to, not its reader) mid-stream: the copier must drop
-// it and go on, the others receiving every byte, the closed one a prefix.
-func TestAdv20bCopierWriterClosedMidRun(t *testing.T) {
-	fdtest.Check(t)
-	data := copierData(3<<20 + 1)
-	for _, fan := range copierFans {
-		t.Run(fan.name, func(t *testing.T) {
-			src, in := ptNewPipe(t)
-			sinks := []*copierSinkT{newCopierSinkT(t, -1), newCopierSinkT(t, -1), newCopierSinkT(t, -1)}
-			c, err := fan.start(context.Background(), src, sinks[0].w, sinks[1].w, sinks[2].w)
-			if err != nil {
-				t.Fatal(err)
-			}
-			go func() {
-				in.Write(data)
-				in.Close()
-			}()
-			sinks[1].waitFor(t, 100<<10)
-			sinks[1].w.Close()
-			if err := c.Wait(); err != nil {
-				t.Fatalf("Wait: %v", err)
-			}
-			checkSame(t, "writer 0", sinks[0].finish(), data)
-			checkSame(t, "writer 2", sinks[2].finish(), data)
-			if got := sinks[1].finish(); !bytes.HasPrefix(data, got) || len(got) == len(data) {
-				t.Errorf("closed writer: got %d bytes (a prefix: %v)", len(got), bytes.HasPrefix(data, got))
-			}
-		})
-	}
-}
-
-// TestAdv20bCopierFifos runs a Copier from a read-only fifo that has no
-// writer yet into a fifo and a pipe: the writer that opens the source
-// later is waited for, and every byte reaches both.
-func TestAdv20bCopierFifos(t *testing.T) {
-	fdtest.Check(t)
-	data := copierData(1<<20 + 5)
-	dir := t.TempDir()
-	srcPath, sinkPath := filepath.Join(dir, "src"), filepath.Join(dir, "sink")
-	if err := syscall.Mkfifo(srcPath, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	src, err := Open(srcPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	fr, fw, err := Create(sinkPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fr.Close()
-	defer fw.Close()
-	viaFifo := make(chan []byte, 1)
-	go func() {
-		b, _ := io.ReadAll(fr)
-		viaFifo <- b
-	}()
-	pipe := newCopierSinkT(t, -1)
-	c, err := NewCopier(context.Background(), src, pipe.w, fw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, w, err := OpenFifo(srcPath, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeAll(t, w, data)
-	w.Close()
-	if err := c.Wait(); err != nil {
-		t.Fatalf("Wait: %v", err)
-	}
-	checkSame(t, "pipe writer", pipe.finish(), data)
-	fw.Close()
-	checkSame(t, "fifo writer", <-viaFifo, data)
 }

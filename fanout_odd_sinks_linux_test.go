@@ -15,7 +15,8 @@ import (
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
-// Adversarial tests, twentieth round.
+// A fan-out into destinations the kernel refuses or treats specially,
+// compared with io.Copy into each.
 
 // TestAdv20FanOutOddSinks fans a file and a pipe out to two
 // destinations of each kind the kernel refuses or treats specially

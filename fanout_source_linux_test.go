@@ -18,7 +18,9 @@ import (
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
-// Adversarial tests, thirteenth round.
+// A fan-out's source at its end: once no destination is left it is read
+// no further, and once it has ended the caller's deadline on it is left
+// as it was.
 
 // adv13Control runs fn on f's descriptor without putting it in blocking
 // mode, as f.Fd() would.

@@ -3,8 +3,6 @@
 package pipes
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"io"
 	"os"
@@ -16,55 +14,6 @@ import (
 
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
-
-// TestAdv13bDirectSourceNotWarmed copies a cold file opened O_DIRECT to
-// a socket, and fans it out, on an engine that warms every file copy.
-// Its reads bypass the page cache, so a chunk the ring reads in is not
-// there for the copy: the Warmer read each chunk from the disk into its
-// scratch buffer (the page cache still missed it after the READ into
-// the guard) and the copy read it again, every byte read twice, and
-// Stats.Warmed counted chunks never warmed. Such a file has no Warmer.
-func TestAdv13bDirectSourceNotWarmed(t *testing.T) {
-	fdtest.Check(t)
-	const size = 4 << 20
-	data := fdtest.Random(size)
-	path := filepath.Join(t.TempDir(), "direct")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, mode := range []string{"Copy", "FanOut"} {
-		t.Run(mode, func(t *testing.T) {
-			f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_DIRECT, 0)
-			if err != nil {
-				t.Skipf("O_DIRECT: %v", err)
-			}
-			defer f.Close()
-			fdtest.Evict(t, f)
-			if n := fdtest.CachedPages(t, f, size); n > 0 {
-				t.Skipf("%d pages still in the page cache after POSIX_FADV_DONTNEED (tmpfs?)", n)
-			}
-			e := newTestEngine(t, WithRingMinConcurrency(0))
-			a, b := fdtest.SocketPair(t, syscall.SOCK_STREAM)
-			defer b.Close()
-			got := make(chan []byte)
-			go func() { d, _ := io.ReadAll(b); got <- d }()
-			var n int64
-			if mode == "Copy" {
-				n, err = e.Copy(a, f)
-			} else {
-				res := e.FanOut(context.Background(), f, []io.Writer{a})
-				n, err = res[0].Written, res[0].Err
-			}
-			a.Close()
-			if d := <-got; n != size || err != nil || !bytes.Equal(d, data) {
-				t.Fatalf("%s = (%d, %v), %d bytes delivered; want (%d, nil) and the data", mode, n, err, len(d), size)
-			}
-			if st := e.Stats(); st.Warmed != 0 {
-				t.Errorf("Stats.Warmed = %d for a file whose reads bypass the page cache; want 0", st.Warmed)
-			}
-		})
-	}
-}
 
 // TestAdv13bReadWriteFifoEnds opens a fifo for reading and writing and
 // closes one of the two ends: the other sees it as that of a pipe does,
@@ -118,6 +67,80 @@ func TestAdv13bReadWriteFifoEnds(t *testing.T) {
 			r.Close()
 			if _, err := w.Write([]byte("x")); !errors.Is(err, syscall.EPIPE) {
 				t.Errorf("Write once the reader is closed: %v; want EPIPE", err)
+			}
+		})
+	}
+}
+
+// TestAdv14fReadWriteFifoReplaced replaces the fifo at the path with
+// another one, which has a reader, between the two opens of an O_RDWR
+// OpenFifo: the writer was opened by path, and so was an end of the new
+// fifo, while the reader was one of the old: what was written to the
+// writer never reached the reader, which saw EOF at once. The two ends
+// are now of one fifo, or the open fails.
+func TestAdv14fReadWriteFifoReplaced(t *testing.T) {
+	fdtest.Check(t)
+	for _, c := range []struct {
+		name string
+		open func(path string, readerOpened func()) (*PipeReader, *PipeWriter, error)
+	}{
+		{"OpenFifo", func(path string, readerOpened func()) (*PipeReader, *PipeWriter, error) {
+			return openFifo(path, os.O_RDWR, 0, readerOpened)
+		}},
+		{"AsyncOpenFifo", func(path string, readerOpened func()) (*PipeReader, *PipeWriter, error) {
+			ch, err := asyncOpenFifo(path, os.O_RDWR, 0, readerOpened)
+			if err != nil {
+				return nil, nil, err
+			}
+			res := <-ch
+			return res.R, res.W, res.Err
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "fifo")
+			if err := unix.Mkfifo(path, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var other *os.File // a reader of the fifo swapped in
+			replaced := false
+			replace := func() {
+				replaced = true
+				if err := os.Rename(path, filepath.Join(dir, "old")); err != nil {
+					t.Error(err)
+					return
+				}
+				if err := unix.Mkfifo(path, 0o600); err != nil {
+					t.Error(err)
+					return
+				}
+				var err error
+				if other, err = os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0); err != nil {
+					t.Error(err)
+				}
+			}
+			t.Cleanup(func() {
+				if other != nil {
+					other.Close()
+				}
+			})
+			r, w, err := c.open(path, replace)
+			if !replaced {
+				t.Fatal("the fifo was not replaced between the opens")
+			}
+			if err != nil {
+				if r != nil || w != nil {
+					t.Fatalf("ends %v, %v with error %v", r, w, err)
+				}
+				return // refused: fine
+			}
+			defer r.Close()
+			if _, err := w.Write([]byte("abc")); err != nil {
+				t.Fatal(err)
+			}
+			w.Close()
+			if b, err := io.ReadAll(r); string(b) != "abc" || err != nil {
+				t.Errorf("reader got %q, %v of what the writer wrote; want \"abc\", nil", b, err)
 			}
 		})
 	}

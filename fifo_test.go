@@ -3,6 +3,7 @@
 package pipes
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"io/fs"
@@ -12,8 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pipes-go/pipes/internal/fdtest"
 	"golang.org/x/sys/unix"
+
+	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
 func fdFlags(t *testing.T, rc syscall.RawConn) int {
@@ -213,5 +215,79 @@ func TestCreateHalvesCloseIndependently(t *testing.T) {
 	buf := make([]byte, 3)
 	if _, err := io.ReadFull(r, buf); err != nil || string(buf) != "abc" {
 		t.Fatalf("read %q, %v", buf, err)
+	}
+}
+
+// TestAdv10ReadFromFifoWaitsForWriter: PipeWriter.ReadFrom from a
+// read-only fifo that has had no writer yet waits for one, as the
+// fifo's Read and WriteTo do (and io.Copy through them), instead of
+// taking the kernel's "no writer" EOF for the end: also through an
+// *io.LimitedReader, which io.Copy hands to ReadFrom.
+func TestAdv10ReadFromFifoWaitsForWriter(t *testing.T) {
+	fdtest.Check(t)
+	for _, tc := range []struct {
+		name string
+		copy func(w *PipeWriter, r *PipeReader) (int64, error)
+	}{
+		{"ReadFrom", func(w *PipeWriter, r *PipeReader) (int64, error) { return w.ReadFrom(r) }},
+		{"ReadFrom(LimitedReader)", func(w *PipeWriter, r *PipeReader) (int64, error) {
+			return w.ReadFrom(&io.LimitedReader{R: r, N: 1 << 20})
+		}},
+		{"io.Copy(LimitedReader)", func(w *PipeWriter, r *PipeReader) (int64, error) {
+			return io.Copy(w, io.LimitReader(r, 1<<20))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := newFifo(t)
+			fr, err := Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fr.Close()
+			pr, pw, err := New()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pr.Close()
+			defer pw.Close()
+			type res struct {
+				n   int64
+				err error
+			}
+			done := make(chan res, 1)
+			go func() {
+				n, err := tc.copy(pw, fr)
+				done <- res{n, err}
+			}()
+			select {
+			case r := <-done:
+				t.Fatalf("copy = (%d, %v) before the fifo had a writer; want it to wait", r.n, r.err)
+			case <-time.After(100 * time.Millisecond):
+			}
+			fw, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hello := []byte("hello, fifo")
+			if _, err := fw.Write(hello); err != nil {
+				t.Fatal(err)
+			}
+			fw.Close()
+			var r res
+			select {
+			case r = <-done:
+			case <-time.After(10 * time.Second):
+				fr.Close()
+				<-done
+				t.Fatal("copy did not end at the writer's EOF")
+			}
+			if r.err != nil || r.n != int64(len(hello)) {
+				t.Fatalf("copy = (%d, %v); want (%d, nil)", r.n, r.err, len(hello))
+			}
+			got := make([]byte, len(hello))
+			if _, err := io.ReadFull(pr, got); err != nil || !bytes.Equal(got, hello) {
+				t.Fatalf("pipe holds %q, %v; want %q", got, err, hello)
+			}
+		})
 	}
 }

@@ -22,15 +22,15 @@ import (
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
-// Adversarial tests, eighth round: the state a copy leaves in the files
-// it touches, which must be what io.Copy leaves. Sources at odd offsets
-// and behind io.LimitedReader or io.SectionReader, destinations at odd
-// offsets, behind io.OffsetWriter, opened O_APPEND, or reached through a
-// syscall.Conn that is not an *os.File (so that the kernel path writes
-// the file); offsets and limits past 4 GiB on sparse files; memfds, sealed
-// ones among them; terminals, /dev/zero, /proc and /sys files; a source
-// truncated under the copy; and cancels mid-copy. Every case is run with
-// io.Copy and with each engine on fresh ends of the same kind.
+// The state a copy leaves in the files it touches, which must be what
+// io.Copy leaves. Sources at odd offsets and behind io.LimitedReader or
+// io.SectionReader, destinations at odd offsets, behind io.OffsetWriter,
+// opened O_APPEND, or reached through a syscall.Conn that is not an
+// *os.File (so that the kernel path writes the file); offsets and limits
+// past 4 GiB on sparse files; memfds, sealed ones among them; terminals,
+// /dev/zero, /proc and /sys files; a source truncated under the copy;
+// and cancels mid-copy. Every case is run with io.Copy and with each
+// engine on fresh ends of the same kind.
 
 // adv8After is what a copy left: its result and the state of its ends.
 type adv8After struct {

@@ -18,12 +18,12 @@ import (
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
-// Adversarial tests, round 33f: copies between two *os.File of every
-// kind, which the engine first offers to copy_file_range(2) as a copy
-// of no bytes (filesFirst) and hands to io.Copy where the kernel takes
-// the pair. Each must leave what io.Copy leaves (count, error class,
-// destination bytes, both offsets, LimitedReader.N), and count under
-// Stats.UserspaceFileToFile exactly when both ends are regular files.
+// Copies between two *os.File of every kind, which the engine first
+// offers to copy_file_range(2) as a copy of no bytes (filesFirst) and
+// hands to io.Copy where the kernel takes the pair. Each must leave what
+// io.Copy leaves (count, error class, destination bytes, both offsets,
+// LimitedReader.N), and count under Stats.UserspaceFileToFile exactly
+// when both ends are regular files.
 
 // adv33fFile opens a new file in dir holding data, with flag, at off.
 func adv33fFile(t *testing.T, dir string, data []byte, flag int, off int64) *os.File {

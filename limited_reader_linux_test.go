@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"os"
 	"sync"
@@ -354,80 +353,6 @@ func adv10Stalls() []adv10Stall {
 	}
 }
 
-// TestAdv10ReadFromFifoWaitsForWriter: PipeWriter.ReadFrom from a
-// read-only fifo that has had no writer yet waits for one, as the
-// fifo's Read and WriteTo do (and io.Copy through them), instead of
-// taking the kernel's "no writer" EOF for the end: also through an
-// *io.LimitedReader, which io.Copy hands to ReadFrom.
-func TestAdv10ReadFromFifoWaitsForWriter(t *testing.T) {
-	fdtest.Check(t)
-	for _, tc := range []struct {
-		name string
-		copy func(w *PipeWriter, r *PipeReader) (int64, error)
-	}{
-		{"ReadFrom", func(w *PipeWriter, r *PipeReader) (int64, error) { return w.ReadFrom(r) }},
-		{"ReadFrom(LimitedReader)", func(w *PipeWriter, r *PipeReader) (int64, error) {
-			return w.ReadFrom(&io.LimitedReader{R: r, N: 1 << 20})
-		}},
-		{"io.Copy(LimitedReader)", func(w *PipeWriter, r *PipeReader) (int64, error) {
-			return io.Copy(w, io.LimitReader(r, 1<<20))
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			path := newFifo(t)
-			fr, err := Open(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer fr.Close()
-			pr, pw, err := New()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer pr.Close()
-			defer pw.Close()
-			type res struct {
-				n   int64
-				err error
-			}
-			done := make(chan res, 1)
-			go func() {
-				n, err := tc.copy(pw, fr)
-				done <- res{n, err}
-			}()
-			select {
-			case r := <-done:
-				t.Fatalf("copy = (%d, %v) before the fifo had a writer; want it to wait", r.n, r.err)
-			case <-time.After(100 * time.Millisecond):
-			}
-			fw, err := os.OpenFile(path, os.O_WRONLY, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			hello := []byte("hello, fifo")
-			if _, err := fw.Write(hello); err != nil {
-				t.Fatal(err)
-			}
-			fw.Close()
-			var r res
-			select {
-			case r = <-done:
-			case <-time.After(10 * time.Second):
-				fr.Close()
-				<-done
-				t.Fatal("copy did not end at the writer's EOF")
-			}
-			if r.err != nil || r.n != int64(len(hello)) {
-				t.Fatalf("copy = (%d, %v); want (%d, nil)", r.n, r.err, len(hello))
-			}
-			got := make([]byte, len(hello))
-			if _, err := io.ReadFull(pr, got); err != nil || !bytes.Equal(got, hello) {
-				t.Fatalf("pipe holds %q, %v; want %q", got, err, hello)
-			}
-		})
-	}
-}
-
 // TestAdv10ReadFromLimitedUndelivered: PipeWriter.ReadFrom from an
 // *io.LimitedReader of a TCP connection, whose round through the
 // userspace buffer past the urgent mark fails with bytes read and not
@@ -495,197 +420,127 @@ func TestAdv10ReadFromLimitedUndelivered(t *testing.T) {
 	}
 }
 
-// TestAdv10CopierClosedEnds: NewCopier and Add refuse a reader or writer
-// closed already, with an error matching os.ErrClosed as the file's own
-// Read or Write returns (and io.Copy), as they refuse one with no usable
-// descriptor, instead of taking a writer that can receive nothing or
-// failing with internal/poll's "use of closed file".
-func TestAdv10CopierClosedEnds(t *testing.T) {
+// TestAdv9LimitedReaderCountsUndelivered: a copy through an
+// *io.LimitedReader that fails with bytes read from a socket source and
+// not delivered (the destination's peer reset while they sat in the
+// intermediate pipe) must lower N by every byte it read, delivered or
+// not, as io.Copy does: N left higher would let the caller's next read
+// take bytes past its limit.
+func TestAdv9LimitedReaderCountsUndelivered(t *testing.T) {
 	fdtest.Check(t)
-	cases := []struct {
-		name string
-		run  func(t *testing.T, start func(context.Context, *PipeReader, ...*PipeWriter) (*Copier, error)) error
-	}{
-		{"NewCopier/reader", func(t *testing.T, start func(context.Context, *PipeReader, ...*PipeWriter) (*Copier, error)) error {
-			r, _ := ptNewPipe(t)
-			w := newCopierSinkT(t, -1)
-			defer w.finish()
-			r.Close()
-			c, err := NewCopier(context.Background(), r, w.w)
-			if c != nil {
-				c.Wait()
-			}
-			return err
-		}},
-		{"start/writer", func(t *testing.T, start func(context.Context, *PipeReader, ...*PipeWriter) (*Copier, error)) error {
-			r, in := ptNewPipe(t)
-			w := newCopierSinkT(t, -1)
-			defer w.finish()
-			w.w.Close()
-			c, err := start(context.Background(), r, w.w)
-			if c != nil {
-				in.Close()
-				c.Wait()
-			}
-			return err
-		}},
-		{"Add/writer", func(t *testing.T, start func(context.Context, *PipeReader, ...*PipeWriter) (*Copier, error)) error {
-			r, in := ptNewPipe(t)
-			c, err := start(context.Background(), r)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer func() { in.Close(); c.Wait() }()
-			w := newCopierSinkT(t, -1)
-			defer w.finish()
-			w.w.Close()
-			err = c.Add(w.w)
-			if n := c.Writers(); n != 0 {
-				t.Errorf("Writers = %d after adding a closed writer", n)
-			}
-			return err
-		}},
-	}
-	for _, fan := range copierFans {
-		for _, tc := range cases {
-			if tc.name == "NewCopier/reader" && fan.name != "NewCopier" {
-				continue // runs no fan of the table's
-			}
-			t.Run(fan.name+"/"+tc.name, func(t *testing.T) {
-				if err := tc.run(t, fan.start); !errors.Is(err, os.ErrClosed) {
-					t.Errorf("err = %v; want one matching os.ErrClosed", err)
+	for _, ec := range engineCases(t) {
+		t.Run(ec.name, func(t *testing.T) {
+			e := newTestEngine(t, ec.opts...)
+			a, b := tcpPair(t)
+			c, d := tcpPair(t)
+			defer func() { a.Close(); b.Close(); c.Close(); d.Close() }()
+			smallBuffers(t, 16<<10, c, d)
+			const sent, limit = 4 << 20, 1 << 30
+			wrote := make(chan error, 1)
+			go func() {
+				_, err := a.Write(fdtest.Random(sent))
+				a.CloseWrite()
+				wrote <- err
+			}()
+			lr := &io.LimitedReader{R: b, N: limit}
+			fut := e.CopyAsync(context.Background(), c, lr)
+			for fut.Written() == 0 {
+				select {
+				case <-fut.Done():
+					t.Fatal("the copy ended before its destination filled")
+				case <-time.After(time.Millisecond):
 				}
-			})
-		}
-	}
-}
-
-// TestAdv10FanOutHugeBuffer: FanOutBuffer accepts any positive size,
-// and the largest must not break a fan-out: the userspace one made each
-// destination's queue with room for Buffer/Chunk chunks at once, which
-// for math.MaxInt panicked (makechan: size out of range) in the
-// caller's goroutine, and for 1 TiB allocated 384 MiB per destination.
-func TestAdv10FanOutHugeBuffer(t *testing.T) {
-	fdtest.Check(t)
-	// Not closed after a panic, which leaves its FanOut counted in
-	// flight: Close would wait for it forever.
-	e, err := NewEngine()
-	if err != nil {
-		t.Fatal(err)
-	}
-	panicked := false
-	defer func() {
-		if !panicked {
-			e.Close()
-		}
-	}()
-	data := fdtest.Random(1<<20 + 3)
-	for _, sk := range adv10Sources() {
-		for _, size := range []int{min(1<<40, math.MaxInt), math.MaxInt} {
-			t.Run(fmt.Sprintf("%s/%d", sk.name, size), func(t *testing.T) {
-				src, _ := sk.make(t, data)
-				var ws []io.Writer
-				var fins []func() []byte
-				for _, k := range []string{"pipe", "tcp"} {
-					w, fin := captureSink(t, k)
-					ws, fins = append(ws, w), append(fins, fin)
-				}
-				res := func() (res []Result) {
-					defer func() {
-						if p := recover(); p != nil {
-							panicked = true
-							t.Fatalf("FanOut panicked: %v", p)
-						}
-					}()
-					return e.FanOut(context.Background(), src, ws, FanOutBuffer(size))
-				}()
-				for i, r := range res {
-					got := fins[i]()
-					if r.Err != nil || r.Written != int64(len(data)) || !bytes.Equal(got, data) {
-						t.Errorf("destination %d: %+v, received %d bytes; want all %d", i, r, len(got), len(data))
-					}
-				}
-			})
-		}
-	}
-}
-
-// TestAdv10FanOutClosedEnds: a kernel fan-out whose destination
-// (*PipeWriter, *os.File pipe, TCP connection) is closed, or whose source
-// (*PipeReader, *os.File pipe) is closed while it waits for input,
-// reports for it an error matching os.ErrClosed (net.ErrClosed for a
-// net.Conn), as io.Copy and the userspace fan-out do, not internal/poll's
-// "use of closed file"; the other destinations receive every byte.
-func TestAdv10FanOutClosedEnds(t *testing.T) {
-	fdtest.Check(t)
-	e := newTestEngine(t)
-	data := fdtest.Random(1<<20 + 3)
-	closed := func(err error) bool { return errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) }
-	t.Run("destinations", func(t *testing.T) {
-		for _, sk := range adv10Sources() {
-			t.Run(sk.name, func(t *testing.T) {
-				src, _ := sk.make(t, data)
-				_, pw := ptNewPipe(t)
-				pw.Close()
-				r, w, err := os.Pipe()
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer r.Close()
-				w.Close()
-				c, d := tcpPair(t)
-				defer d.Close()
-				c.Close()
-				live, finish := captureSink(t, "pipe")
-				res := e.FanOut(context.Background(), src, []io.Writer{pw, w, c, live})
-				got := finish()
-				for i, r := range res[:3] {
-					if r.Written != 0 || !closed(r.Err) {
-						t.Errorf("closed destination %d: %+v; want an error matching os.ErrClosed", i, r)
-					}
-				}
-				if r := res[3]; r.Err != nil || !bytes.Equal(got, data) {
-					t.Errorf("open destination: %+v, received %d bytes; want all %d", r, len(got), len(data))
-				}
-			})
-		}
-	})
-	for _, sk := range []string{"PipeReader", "os.Pipe"} {
-		t.Run("source/"+sk, func(t *testing.T) {
-			var src io.ReadCloser
-			if sk == "PipeReader" {
-				r, _ := ptNewPipe(t)
-				src = r
-			} else {
-				r, w, err := os.Pipe()
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer w.Close()
-				src = r
 			}
-			var ws []io.Writer
-			var fins []func() []byte
-			for _, k := range []string{"pipe", "tcp"} {
-				w, fin := captureSink(t, k)
-				ws, fins = append(ws, w), append(fins, fin)
-			}
-			done := make(chan []Result, 1)
-			go func() { done <- e.FanOut(context.Background(), src, ws) }()
-			time.Sleep(50 * time.Millisecond) // the fan-out waits for input
-			src.Close()
-			var res []Result
+			d.SetLinger(0)
+			d.Close() // a reset: the bytes in the copy's pipe cannot be delivered
+			var n int64
+			var err error
 			select {
-			case res = <-done:
+			case <-fut.Done():
+				n, err = fut.Wait()
 			case <-time.After(10 * time.Second):
-				t.Fatal("FanOut did not end when its source was closed")
+				t.Fatal("the copy did not end after its destination's peer reset")
 			}
-			for i, r := range res {
-				fins[i]()
-				if !errors.Is(r.Err, os.ErrClosed) {
-					t.Errorf("destination %d: %+v; want an error matching os.ErrClosed", i, r)
-				}
+			lost := reportedLost(err)
+			if err == nil || lost == 0 {
+				t.Fatalf("Copy = (%d, %v); want an error reporting undelivered bytes", n, err)
+			}
+			rest, rerr := io.Copy(io.Discard, b)
+			if werr := <-wrote; werr != nil || rerr != nil {
+				t.Fatalf("source: write %v, read %v", werr, rerr)
+			}
+			consumed := sent - rest
+			if n+int64(lost) != consumed || lr.N != limit-consumed {
+				t.Errorf("copy read %d bytes of its source (wrote %d, %d undelivered); N = %d, want %d", consumed, n, lost, lr.N, limit-consumed)
 			}
 		})
 	}
+}
+
+// TestReview15FanOutPanicLimitedReader: a FanOut of an *io.LimitedReader
+// whose destination's Write panics leaves N decreased by the bytes read
+// from the source, as a recovered io.Copy leaves it (LimitedReader.Read
+// lowers N as it reads), on the kernel path as on the userspace one: N
+// and the file's offset agree on how much of the limit is left. The
+// kernel path moved the offset and left N as it was.
+func TestReview15FanOutPanicLimitedReader(t *testing.T) {
+	fdtest.Check(t)
+	const size = 4 << 20
+	for _, tc := range []struct {
+		name string
+		src  func(t *testing.T) (io.Reader, func() int64) // the source, and the bytes read from it
+	}{
+		{"kernel", func(t *testing.T) (io.Reader, func() int64) {
+			f := fdtest.TempFile(t, fdtest.Random(size))
+			return f, func() int64 {
+				off, err := f.Seek(0, io.SeekCurrent)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return off
+			}
+		}},
+		{"userspace", func(t *testing.T) (io.Reader, func() int64) {
+			r := &countingReader{r: &panicEnd{readOK: size, writeOK: -1}}
+			return r, func() int64 { return r.n }
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := NewEngine()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			src, read := tc.src(t)
+			lr := &io.LimitedReader{R: src, N: size}
+			bad := &panicEnd{val: "boom", writeOK: 64 << 10}
+			func() {
+				defer func() {
+					if p := recover(); p != "boom" {
+						t.Fatalf("recovered %v, want the Write's panic", p)
+					}
+				}()
+				e.FanOut(context.Background(), lr, []io.Writer{drainedPipe(t), bad})
+			}()
+			n := read()
+			if n == 0 {
+				t.Fatal("nothing was read from the source before the panic")
+			}
+			if lr.N != size-n {
+				t.Errorf("LimitedReader.N = %d after %d bytes were read; want %d", lr.N, n, size-n)
+			}
+		})
+	}
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	return n, err
 }

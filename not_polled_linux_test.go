@@ -17,7 +17,8 @@ import (
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
-// Adversarial tests, nineteenth round.
+// Copies from and into descriptors in non-blocking mode that Go's
+// netpoller does not watch.
 
 // adv19NotPolled returns an end of a new unix stream socketpair or pipe
 // (its read end for a source, its write end for a destination) as an

@@ -3,6 +3,7 @@
 package pipes
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -176,5 +177,137 @@ func TestRefillWait(t *testing.T) {
 		if got := refillWait(c.need, c.rate); got != c.want {
 			t.Errorf("refillWait(%g, %g) = %v; want %v", c.need, c.rate, got, c.want)
 		}
+	}
+}
+
+// TestAdv32fNestedLimiterCancel: a per-copy Limiter around a Limiter its
+// copies share (RateLimit of RateLimit, also with an *io.LimitedReader
+// between the two) is a documented use: one Limiter limits a sum, one
+// per copy a copy; so is a shared Limiter behind two limits. The copy recognises the outer one; the inner one
+// was read through its Read, whose wait for a grant had no context: a
+// cancelled copy waited on for the shared Limiter's grant (here, hours
+// of it at 1 byte/s), and so did Engine.Close. The wait must end with
+// the cancel, with an error wrapping ctx.Err().
+func TestAdv32fNestedLimiterCancel(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(100 << 10)
+	srcs := []struct {
+		name string
+		r    func(t *testing.T) io.Reader
+	}{
+		{"reader", func(t *testing.T) io.Reader { return bytes.NewReader(data) }},
+		{"file", func(t *testing.T) io.Reader { return fdtest.TempFile(t, data) }},
+	}
+	nests := []struct {
+		name string
+		wrap func(r io.Reader, shared, own *Limiter) io.Reader
+	}{
+		{"paced-paced", func(r io.Reader, shared, own *Limiter) io.Reader {
+			return RateLimit(RateLimit(r, shared), own)
+		}},
+		{"paced-limited-paced", func(r io.Reader, shared, own *Limiter) io.Reader {
+			return RateLimit(io.LimitReader(RateLimit(r, shared), 50<<10), own)
+		}},
+		{"limited-paced-paced", func(r io.Reader, shared, own *Limiter) io.Reader {
+			return io.LimitReader(RateLimit(RateLimit(r, shared), own), 50<<10)
+		}},
+		// No Limiter outside: the copy takes the outer limit off and
+		// reads the inner one, behind which the shared Limiter waits.
+		{"limited-limited-paced", func(r io.Reader, shared, _ *Limiter) io.Reader {
+			return io.LimitReader(io.LimitReader(RateLimit(r, shared), 80<<10), 50<<10)
+		}},
+	}
+	apis := []struct {
+		name string
+		run  func(e *Engine, ctx context.Context, src io.Reader) (int64, error)
+	}{
+		{"CopyContext", func(e *Engine, ctx context.Context, src io.Reader) (int64, error) {
+			return e.CopyContext(ctx, io.Discard, src)
+		}},
+		{"CopyAsync", func(e *Engine, ctx context.Context, src io.Reader) (int64, error) {
+			return e.CopyAsync(ctx, io.Discard, src).Wait()
+		}},
+		{"CopyBatch", func(e *Engine, ctx context.Context, src io.Reader) (int64, error) {
+			r := e.CopyBatch(ctx, []Pair{{Dst: io.Discard, Src: src}})[0]
+			return r.Written, r.Err
+		}},
+		{"FanOut", func(e *Engine, ctx context.Context, src io.Reader) (int64, error) {
+			var b bytes.Buffer
+			r := e.FanOut(ctx, src, []io.Writer{&b, io.Discard})[0]
+			return r.Written, r.Err
+		}},
+	}
+	for _, ec := range engineCases(t) {
+		for _, s := range srcs {
+			for _, nest := range nests {
+				for _, api := range apis {
+					t.Run(ec.name+"/"+s.name+"/"+nest.name+"/"+api.name, func(t *testing.T) {
+						// Closed once the copy has returned: a copy
+						// that does not would hang Close.
+						e, err := NewEngine(ec.opts...)
+						if err != nil {
+							t.Fatal(err)
+						}
+						// The shared bucket, emptied: its next grant is
+						// hours away.
+						shared := NewLimiter(1, 64<<10)
+						if _, err := shared.Take(context.Background(), 64<<10); err != nil {
+							t.Fatal(err)
+						}
+						src := nest.wrap(s.r(t), shared, NewLimiter(1<<30, 0))
+						ctx, cancel := context.WithCancel(context.Background())
+						defer cancel()
+						type result struct {
+							n   int64
+							err error
+						}
+						done := make(chan result, 1)
+						go func() {
+							n, err := api.run(e, ctx, src)
+							done <- result{n, err}
+						}()
+						// The copy waits for the shared Limiter, holding
+						// its turn.
+						fdtest.Within(t, 10*time.Second, func() {
+							for len(shared.turn) == 0 {
+								time.Sleep(time.Millisecond)
+							}
+						})
+						cancel()
+						var r result
+						select {
+						case r = <-done:
+						case <-time.After(10 * time.Second):
+							// A hang guard, not a timing: the wait is hours.
+							t.Fatalf("%s still waiting for the shared Limiter 10s after the cancel", api.name)
+						}
+						closeWithin(t, e, 10*time.Second)
+						if r.n != 0 || !errors.Is(r.err, context.Canceled) {
+							t.Errorf("%s = %d, %v; want 0 and an error wrapping context.Canceled", api.name, r.n, r.err)
+						}
+					})
+				}
+			}
+		}
+	}
+}
+
+// TestAdv32fTakeEndedContext: Limiter.Take with a context that has
+// ended fails with its error and takes nothing, as documented, however
+// many bytes the bucket holds: its turn was free, and select took it or
+// the context's end at random, and a full bucket then granted bytes to
+// about every other call.
+func TestAdv32fTakeEndedContext(t *testing.T) {
+	l := NewLimiter(1, 64<<10) // refills a byte a second: the test takes it all
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := range 200 {
+		if n, err := l.Take(ctx, 1<<10); n != 0 || !errors.Is(err, context.Canceled) {
+			t.Fatalf("Take %d with an ended context = %d, %v; want 0 and context.Canceled", i, n, err)
+		}
+	}
+	// Nothing was taken: the bucket still holds (about) its burst.
+	if n, err := l.Take(context.Background(), 64<<10); n < 64<<10-1 || err != nil {
+		t.Errorf("Take after = %d, %v; want the full burst", n, err)
 	}
 }

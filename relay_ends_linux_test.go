@@ -445,3 +445,67 @@ func awaitQueued(t *testing.T, c closeWriteConn, n int) {
 		t.Fatalf("%d bytes queued (%v, %v), want %d", got, rerr, err, n)
 	}
 }
+
+// adv29Wrapped is a caller's wrapper of a TCP connection that gives its
+// descriptor (the embedded *net.TCPConn's SyscallConn) and overrides
+// CloseWrite to count its calls.
+type adv29Wrapped struct {
+	*net.TCPConn
+	closeWrites atomic.Int32
+}
+
+func (w *adv29Wrapped) CloseWrite() error {
+	w.closeWrites.Add(1)
+	return w.TCPConn.CloseWrite()
+}
+
+// TestAdv29RelayWrapperCloseWrite relays through wrappers that embed
+// *net.TCPConn: the bytes move in the kernel (the wrapper gives its
+// descriptor), and the EOF of each direction is passed on through the
+// wrapper's own CloseWrite, once, not the embedded connection's.
+// Ending such a relay (cancel) clears the deadlines it set through the
+// promoted setters.
+func TestAdv29RelayWrapperCloseWrite(t *testing.T) {
+	fdtest.Check(t)
+	for _, ec := range engineCases(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, end := range []string{"eof", "cancel"} {
+			t.Run(ec.name+"/"+end, func(t *testing.T) {
+				x, px := tcpPair(t)
+				y, py := tcpPair(t)
+				closeAtEnd(t, x, px, y, py)
+				a, b := &adv29Wrapped{TCPConn: x}, &adv29Wrapped{TCPConn: y}
+				if end == "cancel" {
+					ctx, cancel := context.WithCancel(context.Background())
+					res := startRelay(e, ctx, a, b)
+					px.Write([]byte("ping"))
+					buf := make([]byte, 4)
+					if _, err := io.ReadFull(py, buf); err != nil {
+						t.Fatal(err)
+					}
+					cancel()
+					if r := waitRelay(t, res); !errors.Is(r.err, context.Canceled) || r.aToB != 4 {
+						t.Fatalf("relay: %+v", r)
+					}
+					if a.closeWrites.Load()+b.closeWrites.Load() != 0 {
+						t.Fatalf("a cancelled relay passed an EOF on")
+					}
+					checkUsable(t, a, px)
+					checkUsable(t, b, py)
+					return
+				}
+				da, db := relayData(1<<20+3, 1), relayData(700<<10, 2)
+				ra, rb := converse(px, da, len(db)), converse(py, db, len(da))
+				aToB, bToA, err := e.Relay(context.Background(), a, b)
+				gotA, gotB := <-ra, <-rb
+				if err != nil || aToB != int64(len(da)) || bToA != int64(len(db)) ||
+					gotB.n != int64(len(da)) || gotA.n != int64(len(db)) || gotA.err != nil || gotB.err != nil {
+					t.Fatalf("relay: %d, %d, %v; peers: %+v, %+v", aToB, bToA, err, gotA, gotB)
+				}
+				if a.closeWrites.Load() != 1 || b.closeWrites.Load() != 1 {
+					t.Fatalf("CloseWrite calls: a %d, b %d, want 1 each", a.closeWrites.Load(), b.closeWrites.Load())
+				}
+			})
+		}
+	}
+}

@@ -5,17 +5,14 @@ package pipes
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/pipes-go/pipes/internal/fanout"
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
@@ -65,39 +62,6 @@ func TestReview26NonseekableSyntheticFile(t *testing.T) {
 			f := open(t)
 			fanOutToSinks(t, e, f, data)
 		})
-	}
-}
-
-// goexitReaderFrom is goexitLater with a ReadFrom, as io.Copy's buffer
-// loop into its Write: a relay direction into it is handed to it (a
-// *bufio.Writer's, a *net.TCPConn's fallback).
-type goexitReaderFrom struct{ goexitLater }
-
-func (g goexitReaderFrom) ReadFrom(r io.Reader) (int64, error) {
-	return io.Copy(struct{ io.Writer }{g.goexitLater}, r)
-}
-
-// TestReview26RelayGoexitReadFromCounts is TestReview15RelayGoexitCounts
-// with a destination that has a ReadFrom (kept by meteredReaderFrom since
-// 9d001f9): its Write calls runtime.Goexit once it has taken a buffer.
-// aToB must be what reached b, as RelayWith promises; it was what the
-// ReadFrom had read, a buffer more than b took.
-func TestReview26RelayGoexitReadFromCounts(t *testing.T) {
-	e := newTestEngine(t)
-	took := new(atomic.Int64)
-	a := struct {
-		io.Reader
-		io.Writer
-	}{bytes.NewReader(make([]byte, 1<<20)), io.Discard}
-	b := goexitReaderFrom{goexitLater{limit: 1, took: took}}
-	var aToB, bToA int64
-	var err error
-	fdtest.Within(t, 20*time.Second, func() { aToB, bToA, err = e.RelayWith(context.Background(), a, b) })
-	if !errors.Is(err, fanout.ErrGoexit) {
-		t.Errorf("err = %v, want fanout.ErrGoexit", err)
-	}
-	if want := took.Load(); want == 0 || aToB != want || bToA != 0 {
-		t.Errorf("aToB, bToA = %d, %d; want %d (what b took before the Goexit), 0", aToB, bToA, want)
 	}
 }
 
@@ -205,5 +169,96 @@ func TestReview26SyntheticFileAfterBufferRound(t *testing.T) {
 	}
 	if st := e.Stats(); st.PoolExhausted == 0 {
 		t.Errorf("no round found the pool exhausted (Stats %+v): the test did not test", st)
+	}
+}
+
+// TestAdv24SyntheticFileSource copies from a file whose size is
+// reported as 0 while reads return its bytes: a FUSE file of direct I/O,
+// as lxcfs serves /proc/meminfo and the like in containers
+// (newSyntheticFS). read(2) returns the bytes; splice(2) and
+// sendfile(2) read through the page cache, up to the size, and return
+// 0: the copy took that for the file's end, and delivered nothing. Every
+// copy must deliver what read(2) reads, as io.Copy does into a pipe, a
+// file or a writer. (io.Copy sends nothing into a socket from it, by
+// sendfile(2), but the file's bytes from it under an *io.LimitedReader
+// into a unix socket: the bytes read(2) reads are the reference, as
+// where io.Copy's splice loses an O_DIRECT file's, TestAdv8Descriptors.)
+func TestAdv24SyntheticFileSource(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(70000 + 3)
+	for _, ec := range adv24Engines(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, how := range []string{"plain", "limited", "offset"} {
+			for _, sk := range advSinks {
+				t.Run(fmt.Sprintf("%s/%s->%s", ec.name, how, sk), func(t *testing.T) {
+					fs := newSyntheticFS(t, data)
+					f, err := os.Open(fs.path)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer f.Close()
+					var src io.Reader = f
+					want := data
+					switch how {
+					case "limited":
+						src, want = &io.LimitedReader{R: f, N: 40000}, data[:40000]
+					case "offset":
+						if _, err := f.Seek(5, io.SeekStart); err != nil {
+							t.Fatal(err)
+						}
+						want = data[5:]
+					}
+					w, finish := advSink(t, sk)
+					var n int64
+					fdtest.Within(t, 20*time.Second, func() { n, err = e.Copy(w, src) })
+					got := finish()
+					if n != int64(len(want)) || err != nil || !bytes.Equal(got, want) {
+						t.Errorf("Copy = (%d, %v), destination got %d bytes; want (%d, nil) and the file's", n, err, len(got), len(want))
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestAdv24SyntheticFileFanOut fans a file whose size is reported as 0
+// while reads return its bytes (newSyntheticFS) out to a pipe, a unix
+// socket and a writer: each must get the bytes read(2) reads, as from
+// io.Copy's reads of it.
+func TestAdv24SyntheticFileFanOut(t *testing.T) {
+	fdtest.Check(t)
+	data := fdtest.Random(70000 + 3)
+	for _, ec := range adv24Engines(t) {
+		t.Run(ec.name, func(t *testing.T) {
+			e := newTestEngine(t, ec.opts...)
+			fs := newSyntheticFS(t, data)
+			src, err := os.Open(fs.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer src.Close()
+			fanOutToSinks(t, e, src, data)
+		})
+	}
+}
+
+// fanOutToSinks fans src out with e to a pipe, a unix socket and a
+// writer (advSink), and checks that each got all of data, src's bytes.
+func fanOutToSinks(t *testing.T, e *Engine, src io.Reader, data []byte) {
+	t.Helper()
+	sinks := []string{"pipe", "unix", "writer"}
+	var ws []io.Writer
+	var finishes []func() []byte
+	for _, sk := range sinks {
+		w, finish := advSink(t, sk)
+		ws, finishes = append(ws, w), append(finishes, finish)
+	}
+	var res []Result
+	fdtest.Within(t, 20*time.Second, func() { res = e.FanOut(context.Background(), src, ws) })
+	for i, r := range res {
+		got := finishes[i]()
+		if r.Err != nil || r.Written != int64(len(data)) || !bytes.Equal(got, data) {
+			t.Errorf("%s: (%d, %v), destination got %d bytes; want (%d, nil) and the file's", sinks[i], r.Written, r.Err, len(got), len(data))
+		}
 	}
 }

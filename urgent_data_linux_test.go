@@ -304,3 +304,127 @@ func adv33uParkedCPU() error {
 	}
 	return nil
 }
+
+// TestAdv9UrgentIntoStalledPipeClose is TestFaultUrgentIntoStalledBlockingPipe
+// ended by a Close of the destination instead of the context: the round
+// through the userspace buffer that crosses the urgent mark waited for
+// room in the blocking pipe in poll(2) slices without leaving the
+// destination's RawConn callback, where a Close is never seen, so the
+// copy ran on until the pipe's reader read. It must end with an error
+// matching os.ErrClosed, having reported the bytes the pipe took.
+func TestAdv9UrgentIntoStalledPipeClose(t *testing.T) {
+	fdtest.Check(t)
+	for _, ec := range engineCases(t) {
+		t.Run(ec.name, func(t *testing.T) {
+			e := newTestEngine(t, ec.opts...)
+			fut, r, w := urgentIntoStalledPipe(t, e, context.Background())
+			w.Close()
+			select {
+			case <-fut.Done():
+			case <-time.After(10 * time.Second):
+				r.Close() // the copy's write fails (EPIPE): it returns
+				<-fut.Done()
+				t.Fatal("the copy did not end with a Close of its destination")
+			}
+			n, err := fut.Wait()
+			if !errors.Is(err, os.ErrClosed) {
+				t.Errorf("Wait = (%d, %v), want an error matching os.ErrClosed", n, err)
+			}
+			got, rerr := io.ReadAll(r) // EOF: the copy holds w no more
+			if rerr != nil || int64(len(got)) != n {
+				t.Errorf("the pipe holds %d bytes (%v), the copy reports %d", len(got), rerr, n)
+			}
+		})
+	}
+}
+
+// TestAdv24UnixUrgent copies from a unix stream socket whose peer sent
+// out-of-band data (MSG_OOB, as TCP's urgent data: a read(2) stops at
+// its mark and then steps over the byte, unless SO_OOBINLINE) into
+// every destination kind: the copy must deliver what io.Copy's read(2)
+// loop delivers, and count it.
+func TestAdv24UnixUrgent(t *testing.T) {
+	fdtest.Check(t)
+	big := fdtest.Random(300 << 10)
+	type step struct {
+		data []byte
+		oob  byte // sent as MSG_OOB where data is nil
+	}
+	cases := []struct {
+		name   string
+		inline bool
+		steps  []step
+	}{
+		{"mid", false, []step{{data: []byte("abc")}, {oob: '!'}, {data: []byte("def")}}},
+		{"first", false, []step{{oob: '!'}, {data: []byte("def")}}},
+		{"last", false, []step{{data: []byte("abc")}, {oob: '!'}}},
+		{"twice", false, []step{{data: []byte("ab")}, {oob: '1'}, {oob: '2'}, {data: []byte("cd")}}},
+		{"inline", true, []step{{data: []byte("abc")}, {oob: '!'}, {data: []byte("def")}}},
+		{"big", false, []step{{data: big[:150<<10]}, {oob: '!'}, {data: big[150<<10:]}}},
+	}
+	a, b := unixPair(t)
+	err := fdtest.SendOOBByte(b, '!')
+	a.Close()
+	b.Close()
+	if err != nil {
+		// No CONFIG_AF_UNIX_OOB (Linux 5.15).
+		t.Skipf("MSG_OOB on a unix stream socket: %v", err)
+	}
+	// source returns the copy's end of a unix stream socket whose peer
+	// runs the steps and closes; all of them before it returns where
+	// they fit in the socket's buffer, so that a read(2) meets each mark
+	// where io.Copy's met it.
+	source := func(t *testing.T, inline bool, steps []step) *net.UnixConn {
+		a, b := unixPair(t)
+		t.Cleanup(func() { a.Close(); b.Close() })
+		if inline {
+			rc, _ := a.SyscallConn()
+			rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_OOBINLINE, 1) })
+		}
+		fed := make(chan struct{})
+		size := 0
+		go func() {
+			defer close(fed)
+			for _, s := range steps {
+				var err error
+				if s.data == nil {
+					err = fdtest.SendOOBByte(b, s.oob)
+				} else {
+					_, err = b.Write(s.data)
+				}
+				if err != nil {
+					t.Errorf("feeding: %v", err)
+				}
+			}
+			b.Close()
+		}()
+		t.Cleanup(func() { <-fed })
+		for _, s := range steps {
+			size += len(s.data)
+		}
+		if size < 64<<10 {
+			<-fed
+		}
+		return a
+	}
+	for _, ec := range adv24Engines(t) {
+		e := newTestEngine(t, ec.opts...)
+		for _, c := range cases {
+			for _, sk := range advSinks {
+				t.Run(fmt.Sprintf("%s/%s->%s", ec.name, c.name, sk), func(t *testing.T) {
+					w, finish := advSink(t, sk)
+					wantN, wantErr := io.Copy(struct{ io.Writer }{w}, struct{ io.Reader }{source(t, c.inline, c.steps)})
+					want := finish()
+					w, finish = advSink(t, sk)
+					var n int64
+					var err error
+					fdtest.Within(t, 20*time.Second, func() { n, err = e.Copy(w, source(t, c.inline, c.steps)) })
+					got := finish()
+					if n != wantN || !sameErr(err, wantErr) || !bytes.Equal(got, want) {
+						t.Errorf("Copy = (%d, %v), destination got %q; io.Copy's read(2) loop = (%d, %v), %q", n, err, trunc(got), wantN, wantErr, trunc(want))
+					}
+				})
+			}
+		}
+	}
+}

@@ -14,10 +14,9 @@ import (
 	"github.com/pipes-go/pipes/internal/fdtest"
 )
 
-// Adversarial tests, twenty-first round: copies of cold files into
-// sockets, several at once (the ring's Warmer paces them), from offsets
-// and under limits that end mid-page; and of files whose pages the
-// page cache never shows, which no Warmer reads.
+// Copies of cold files into sockets, several at once (the ring's Warmer
+// paces them), from offsets and under limits that end mid-page; and of
+// files whose pages the page cache never shows, which no Warmer reads.
 
 // TestWarmedCopyOffsetsAndLimits: three copies at once of each of
 // several cuts of one cold file, each through its own *os.File, into
