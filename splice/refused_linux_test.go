@@ -283,3 +283,43 @@ func (g *ticker) await(n int64, done <-chan result) (res result, ok bool) {
 	}
 	return res, true
 }
+
+// ledger is a Pacer that grants what is asked and keeps the account:
+// bytes granted less bytes refunded.
+type ledger struct{ net int }
+
+func (l *ledger) Take(_ context.Context, n int) (int, error) { l.net += n; return n, nil }
+func (l *ledger) Refund(n int)                               { l.net -= n }
+
+// TestCopyRefusedRefundsGrant: a paced copy of a regular file whose
+// first drain the destination refuses (pages at an offset an O_DIRECT
+// file does not take) puts the bytes back into the file and is not
+// handled; the grant it spent on them must go back to the Pacer too, or
+// the caller's userspace copy of the same bytes pays for them twice.
+func TestCopyRefusedRefundsGrant(t *testing.T) {
+	fdtest.Check(t)
+	const off = 100
+	for _, pool := range []bool{false, true} {
+		f := fdtest.TempFile(t, fdtest.Random(off+64<<10))
+		if _, err := f.Seek(off, io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		dst := directDst(t, 0)
+		var p *Pool
+		if pool {
+			p = NewPool(0, 2)
+			defer p.Close()
+		}
+		l := &ledger{}
+		src := endOf(t, f, true)
+		src.Pacer = l
+		n, handled, err := Copy(context.Background(), endOf(t, dst, false), src, -1, p)
+		if handled {
+			t.Skipf("the kernel spliced pages at offset %d into an O_DIRECT file: (%d, %v)", off, n, err)
+		}
+		at, _ := f.Seek(0, io.SeekCurrent)
+		if n != 0 || err != nil || at != off || l.net != 0 {
+			t.Errorf("pool %v: Copy = (%d, not handled, %v), offset %d, %d bytes granted and not refunded; want 0, nil, %d, 0", pool, n, err, at, l.net, off)
+		}
+	}
+}
