@@ -13,8 +13,8 @@ import (
 	"github.com/pipes-go/pipes/splice"
 )
 
-// Adversarial tests, twenty-first round: the Warmer on files whose pages
-// cachestat(2) never counts.
+// The Warmer and the ring's reads on files whose pages cachestat(2)
+// never counts.
 
 // TestWarmerUnseenPageCache: a file whose pages cachestat(2) never
 // counts, however often it is read, gets no Warmer: every chunk of it
