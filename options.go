@@ -89,7 +89,7 @@ func WithBackend(b Backend) Option {
 	return func(c *config) { c.backend, c.backendByOption = b, true }
 }
 
-// WithRingEntries sets the io_uring submission queue size (at least 2,
+// WithRingEntries sets the io_uring submission queue size (at least 5,
 // rounded up to a power of two by the kernel, clamped to 32768). The
 // completion queue is twice as large. 0 changes nothing
 // (DefaultRingEntries, or an earlier option's value).
