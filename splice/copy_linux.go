@@ -153,13 +153,16 @@ const blockingPoll = fd.PollSlice
 //
 // handled == false means nothing was moved because the kernel cannot
 // splice this pair (EINVAL, ENOSYS, EOPNOTSUPP, an O_APPEND dst, a
-// directory, a nil End or Conn), or should not (a terminal dst in blocking
-// mode: no poll(2) tells how much it takes, and a splice into it could
-// block holding a pipe's lock): the caller should copy in userspace. A
-// pair the kernel refuses only after bytes moved, or once bytes it
-// refuses to take are in the intermediate pipe and cannot be put back
-// into src (an O_DIRECT file dst and a socket's pages), is finished by
-// Copy itself with read(2) and write(2) through a userspace buffer.
+// directory, a nil End or Conn, a regular-file src that splices as empty
+// while read(2) reads bytes of it: a FUSE file of direct I/O whose size
+// reads as 0, such as the /proc files lxcfs serves), or should not (a
+// terminal dst in blocking mode: no poll(2) tells how much it takes, and
+// a splice into it could block holding a pipe's lock): the caller should
+// copy in userspace. A pair the kernel refuses only after bytes moved,
+// or once bytes it refuses to take are in the intermediate pipe and
+// cannot be put back into src (an O_DIRECT file dst and a socket's
+// pages), is finished by Copy itself with read(2) and write(2) through a
+// userspace buffer.
 // Otherwise err is nil when src reached EOF (or limit bytes were
 // copied), and else the first error: the descriptor's, from Conn
 // (closed by another goroutine: net.ErrClosed from a net.Conn's; from

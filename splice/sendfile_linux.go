@@ -25,9 +25,10 @@ const sendfileChunk = 4 << 20
 // blocking dst, whose kernel waits are bounded as Copy bounds them), and
 // ends as Copy does when ctx ends or either end is closed. handled is
 // false, with nothing sent, where the file system has no sendfile
-// (EINVAL, ENOSYS, EOPNOTSUPP), or an End or its Conn is nil; errors are
-// otherwise those of Copy. Like Copy, it reads *dst and *src when it
-// starts and keeps neither.
+// (EINVAL, ENOSYS, EOPNOTSUPP), where src sends as empty while read(2)
+// reads bytes of it (see Copy), or where an End or its Conn is nil;
+// errors are otherwise those of Copy. Like Copy, it reads *dst and *src
+// when it starts and keeps neither.
 func Sendfile(ctx context.Context, dst, src *End, limit int64) (written int64, handled bool, err error) {
 	if ctx == nil {
 		ctx = context.Background()
