@@ -818,7 +818,8 @@ type Stats struct {
 	// pool pipe free (PoolExhausted), at TCP's urgent mark, and every
 	// round after the kernel refused a splice midway (docs/design.md,
 	// "A destination that refuses some pages"); and the FanOuts run in
-	// the kernel (splice(2) and tee(2)).
+	// the kernel (splice(2) and tee(2), or sendfile(2) from a regular
+	// file into sockets).
 	Splice   uint64
 	Sendfile uint64 // file -> socket copies sent with sendfile(2) (warmed by the ring or not: see Warmed)
 	Ring     uint64 // copies from files to pipes or files whose reads went through io_uring
