@@ -28,12 +28,13 @@ const (
 // endpoint describes an io.Reader or io.Writer the kernel can splice:
 // the splice.End that splice.Copy and splice.Sendfile take, and what
 // internal/fd found the descriptor is. Its End has no Wake or Reset: the
-// engine interrupts a copy's waits itself (fd.Interrupt on the caller's
-// values), so a copy allocates no closures for them. A destination's
-// Meter counts the bytes delivered to it as they move; a source's Pacer
-// (a Limiter, or the ring's Warmer) is asked before each read, and its
-// Gate (the Warmer) bounds how many copies are in a sendfile(2) call at
-// once (engine_linux.go). Each is nil where unused, never a typed nil.
+// engine interrupts a copy's waits itself (deadlines in the past on the
+// caller's values: lifetime.interrupt, and interruptOnDone for a ring
+// copy), so a copy allocates no closures for them. A destination's Meter
+// counts the bytes delivered to it as they move; a source's Pacer (a
+// Limiter, or the ring's Warmer) is asked before each read, and its Gate
+// (the Warmer) bounds how many copies are in a sendfile(2) call at once
+// (engine_linux.go). Each is nil where unused, never a typed nil.
 type endpoint struct {
 	splice.End // Conn, Pipe (kind == kindPipe), Info read once
 	kind       fdKind
