@@ -14,8 +14,9 @@ import (
 )
 
 // ErrEvicted is wrapped by the error of a destination that FanOut dropped
-// because it kept the others waiting longer than the FanOutEvictAfter
-// deadline. Such an error also wraps os.ErrDeadlineExceeded.
+// under FanOutEvictAfter: it kept the others waiting, or after the source
+// ended it took nothing, for longer than the deadline. Such an error also
+// wraps os.ErrDeadlineExceeded.
 var ErrEvicted = fanout.ErrEvicted
 
 // FanOutOption configures one FanOut call.
