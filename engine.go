@@ -862,10 +862,6 @@ type Stats struct {
 	CQEs            uint64 // completions reaped
 	Pipes           int    // intermediate pipes alive now (pooled or in use)
 
-	// PoolWaits counts the times a copy waited for a pooled pipe; the
-	// copy paths never do (see PoolExhausted), so only an Engine whose
-	// pool is used by other means counts any.
-	PoolWaits uint64
 	// PoolExhausted counts the times a copy found every pooled pipe in
 	// use (or the kernel refused a new one) and went on without one:
 	// through a userspace buffer for that round, or on another path

@@ -136,7 +136,7 @@ func (s *sysEngine) close() error {
 // poolStats fills in the pipe pool's part of st.
 func (s *sysEngine) poolStats(st *Stats) {
 	ps := s.pool.Stats()
-	st.Pipes, st.PoolWaits, st.PoolExhausted = ps.Alive, ps.Waits, ps.Exhausted
+	st.Pipes, st.PoolExhausted = ps.Alive, ps.Exhausted
 }
 
 // copyFD copies with splice(2) or the ring when both sides have a file

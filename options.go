@@ -82,9 +82,10 @@ func backendFromEnv() (Backend, error) {
 // BackendIOUring, NewEngine fails with an error wrapping
 // errors.ErrUnsupported where io_uring or IORING_OP_SPLICE is unavailable.
 // BackendUserspace is accepted only off Linux, where it is what every
-// engine runs; on Linux NewEngine fails with an error wrapping
-// errors.ErrUnsupported (a userspace copy is io.Copy). Any other value
-// fails as an unknown backend.
+// engine runs (BackendSplice gives it there too: there is no splice(2)
+// to use, and the choice said "no io_uring"); on Linux NewEngine fails
+// with an error wrapping errors.ErrUnsupported (a userspace copy is
+// io.Copy). Any other value fails as an unknown backend.
 func WithBackend(b Backend) Option {
 	return func(c *config) { c.backend, c.backendByOption = b, true }
 }

@@ -25,8 +25,9 @@ const (
 	// readiness on the Go netpoller.
 	BackendSplice Backend = "splice"
 	// BackendUserspace copies through a userspace buffer (io.Copy): the
-	// only backend on operating systems without splice(2), and the only
-	// one WithBackend takes there.
+	// only backend on operating systems without splice(2). There
+	// WithBackend(BackendSplice) and PIPES_BACKEND=splice (asking for no
+	// io_uring) give it too; BackendIOUring is refused.
 	BackendUserspace Backend = "userspace"
 )
 

@@ -399,9 +399,9 @@ func TestNewEngineNilOption(t *testing.T) {
 
 // TestWithBackendUserspace: BackendUserspace is accepted where it is
 // what every engine runs (off Linux, or the pipes_portable build), and
-// refused on Linux with an error
-// wrapping errors.ErrUnsupported, not as an unknown backend; a value
-// that names no backend is refused.
+// refused on Linux with an error wrapping errors.ErrUnsupported, not as
+// an unknown backend; BackendSplice gives a userspace engine there; a
+// value that names no backend is refused.
 func TestWithBackendUserspace(t *testing.T) {
 	fdtest.Check(t)
 	e, err := NewEngine(WithBackend(BackendUserspace))
@@ -413,6 +413,15 @@ func TestWithBackendUserspace(t *testing.T) {
 		t.Errorf("WithBackend(BackendUserspace) without kernel paths: %v", err)
 	}
 	if e != nil {
+		e.Close()
+	}
+	want := BackendSplice
+	if !kernelBuild {
+		want = BackendUserspace // no splice(2) to use
+	}
+	if e, err := NewEngine(WithBackend(BackendSplice)); err != nil || e.Backend() != want {
+		t.Errorf("WithBackend(BackendSplice): %v, want an engine on %s", err, want)
+	} else {
 		e.Close()
 	}
 	if e, err := NewEngine(WithBackend("uring")); err == nil || errors.Is(err, errors.ErrUnsupported) {
