@@ -191,6 +191,20 @@ type advEnd struct {
 	make func(t *testing.T) any
 }
 
+// pipeSource is a source named "pipe": the read end of a pipe that a
+// goroutine writes data into, then closes (feedQuietly).
+func pipeSource(data []byte) advEnd {
+	return advEnd{"pipe", func(t *testing.T) any {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		feedQuietly(t, w, data)
+		return r
+	}}
+}
+
 // openPath opens path with flag, closed when the test ends.
 func openPath(t *testing.T, path string, flag int) *os.File {
 	t.Helper()
@@ -481,15 +495,7 @@ func TestAdvOddSinks(t *testing.T) {
 	srcs := []advEnd{
 		{"file", func(t *testing.T) any { return fdtest.TempFile(t, data) }},
 		{"file-limited", func(t *testing.T) any { return &io.LimitedReader{R: fdtest.TempFile(t, data), N: 8} }},
-		{"pipe", func(t *testing.T) any {
-			r, w, err := os.Pipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { r.Close() })
-			feedQuietly(t, w, data[:60000])
-			return r
-		}},
+		pipeSource(data[:60000]),
 	}
 	for _, ec := range engineCases(t) {
 		e := newTestEngine(t, ec.opts...)

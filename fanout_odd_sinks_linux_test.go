@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"syscall"
 	"testing"
 
@@ -42,15 +41,7 @@ func TestAdv20FanOutOddSinks(t *testing.T) {
 	data := fdtest.Random(150<<10 + 7)
 	srcs := []advEnd{
 		{"file", func(t *testing.T) any { return fdtest.TempFile(t, data) }},
-		{"pipe", func(t *testing.T) any {
-			r, w, err := os.Pipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { r.Close() })
-			feedQuietly(t, w, data[:60000])
-			return r
-		}},
+		pipeSource(data[:60000]),
 	}
 	for _, ec := range engineCases(t) {
 		e := newTestEngine(t, ec.opts...)
